@@ -1,0 +1,127 @@
+"""The canonical BMS readings table: column names, units, dtypes, aliases, limits.
+
+One row per (cell, timestamp). A cell is identified per device: ``CellID`` is
+``"<DeviceID>-<CellNumber>"`` (cell 3 of device A is ``"A-3"``, not cell 3 of device B).
+
+| column | unit | dtype | meaning |
+|---|---|---|---|
+| ``CellID`` | - | string | canonical cell id ``"<DeviceID>-<CellNumber>"`` |
+| ``DeviceID`` | - | string | BMS device (one battery string) |
+| ``CellNumber`` | - | int64 | position of the cell in its string (1-based) |
+| ``Timestamp`` | UTC | datetime64[ns, UTC] | time of the reading |
+| ``CellVoltage`` | V | float64 | cell terminal voltage |
+| ``CellTemperature`` | degC | float64 | cell (post/case) temperature |
+| ``CellSpecificGravity`` | - | float64 | electrolyte specific gravity |
+| ``InstantaneousCurrent`` | A | float64 | string current, negative while discharging |
+| ``AmbientTemperature`` | degC | float64 | room temperature |
+| ``StringVoltage`` | V | float64 | string voltage (optional) |
+| ``<core>_Quality`` | - | string | ``ok``/``missing``/``sentinel``/``out_of_range`` per core column |
+| ``SensorFault`` | - | bool | any core value was a 0xFFFF register sentinel |
+| ``OutOfRange`` | - | bool | any core value was physically impossible |
+
+Labels (``IsDead``, ``IsAnomaly``, ``AnomalyType``) and every column the schema does not
+know pass through unchanged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+SCHEMA_VERSION = "1.0"
+
+CELL_ID = "CellID"
+DEVICE_ID = "DeviceID"
+CELL_NUMBER = "CellNumber"
+TIMESTAMP = "Timestamp"
+
+VOLTAGE = "CellVoltage"
+TEMPERATURE = "CellTemperature"
+SPECIFIC_GRAVITY = "CellSpecificGravity"
+CURRENT = "InstantaneousCurrent"
+AMBIENT = "AmbientTemperature"
+STRING_VOLTAGE = "StringVoltage"
+
+#: The five measurements every analysis needs.
+CORE_COLUMNS: tuple[str, ...] = (VOLTAGE, TEMPERATURE, SPECIFIC_GRAVITY, CURRENT, AMBIENT)
+#: Measurements used when present.
+OPTIONAL_NUMERIC: tuple[str, ...] = (STRING_VOLTAGE,)
+ID_COLUMNS: tuple[str, ...] = (CELL_ID, DEVICE_ID, CELL_NUMBER, TIMESTAMP)
+
+LABEL_COLUMNS: tuple[str, ...] = ("IsDead", "IsAnomaly", "AnomalyType")
+
+SENSOR_FAULT = "SensorFault"
+OUT_OF_RANGE = "OutOfRange"
+QUALITY_SUFFIX = "_Quality"
+
+QUALITY_OK = "ok"
+QUALITY_MISSING = "missing"
+QUALITY_SENTINEL = "sentinel"
+QUALITY_OUT_OF_RANGE = "out_of_range"
+
+UNITS: dict[str, str] = {
+    VOLTAGE: "V",
+    TEMPERATURE: "degC",
+    SPECIFIC_GRAVITY: "",
+    CURRENT: "A",
+    AMBIENT: "degC",
+    STRING_VOLTAGE: "V",
+}
+
+#: Accepted input names for each canonical column, first match wins.
+ALIASES: dict[str, tuple[str, ...]] = {
+    TIMESTAMP: ("Timestamp", "PacketDateTime", "timestamp", "DateTime", "datetime", "Time Stamp"),
+    CELL_NUMBER: ("CellNumber", "Cell ID", "CellId", "cell_id", "Cell", "cell"),
+    DEVICE_ID: ("DeviceID", "Device ID", "device_id", "DeviceId"),
+    CELL_ID: ("CellID",),
+    VOLTAGE: ("CellVoltage", "Cell Voltage", "cell_voltage", "Voltage"),
+    TEMPERATURE: ("CellTemperature", "Cell Temperature", "cell_temperature", "Temperature"),
+    SPECIFIC_GRAVITY: ("CellSpecificGravity", "Cell Specific Gravity", "cell_specific_gravity", "SpecificGravity", "SG"),
+    CURRENT: ("InstantaneousCurrent", "Instantaneous Current", "instantaneous_current", "Current"),
+    AMBIENT: ("AmbientTemperature", "Ambient Temperature", "ambient_temperature"),
+    STRING_VOLTAGE: ("StringVoltage", "String Voltage", "string_voltage"),
+}
+
+#: 0xFFFF register values meaning "no reading".
+SENTINELS: dict[str, float] = {
+    VOLTAGE: 65.535,
+    TEMPERATURE: 65535.0,
+    SPECIFIC_GRAVITY: 59.749,
+    AMBIENT: 65535.0,
+}
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Physically possible range (inclusive) of each measurement of a 2 V lead-acid cell.
+
+    Values outside are flagged ``out_of_range`` and treated as missing. Override with
+    ``Limits(overrides={...})`` or the ``BMS_LIMITS`` environment variable
+    (JSON ``{"CellVoltage": [0, 3.0], ...}``).
+    """
+
+    ranges: dict[str, tuple[float, float]] = field(
+        default_factory=lambda: {
+            VOLTAGE: (0.0, 3.0),  # a 2 V cell: 0 V (open/shorted) .. 2.75 V equalise + margin
+            TEMPERATURE: (-30.0, 85.0),
+            SPECIFIC_GRAVITY: (1.000, 1.350),  # water .. far above any full-charge SG
+            CURRENT: (-5000.0, 5000.0),
+            AMBIENT: (-40.0, 70.0),
+            STRING_VOLTAGE: (0.0, 1000.0),
+        }
+    )
+
+    def with_overrides(self, overrides: dict[str, tuple[float, float]] | None) -> "Limits":
+        merged = dict(self.ranges)
+        for name, (low, high) in (overrides or {}).items():
+            if low >= high:
+                raise ValueError(f"limit for {name}: low {low} must be below high {high}")
+            merged[name] = (float(low), float(high))
+        return Limits(ranges=merged)
+
+
+def quality_column(name: str) -> str:
+    return f"{name}{QUALITY_SUFFIX}"
+
+
+def make_cell_id(device: str, cell_number: int) -> str:
+    return f"{device}-{int(cell_number)}"

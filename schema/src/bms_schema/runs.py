@@ -1,0 +1,168 @@
+"""Runs: every tool call writes into a run folder with its own log and ``manifest.json``.
+
+``runs/<run_id>/`` holds one subfolder per tool call (``<NN>-<tool>/``) and a run-level
+``manifest.json`` listing the steps. Run ids sort by creation time
+(``20261125T070102123Z-3fa2c1``). A caller may pass an existing ``run_id`` so a whole
+pipeline lands in one folder; steps are numbered under a file lock, so two servers
+writing into the same run never collide.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import logging
+import re
+import secrets
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from .atomic import atomic_write_json, to_jsonable
+from .errors import InputError
+from .models import Artifact, RunManifest
+from .paths import runs_dir
+
+RUN_ID_PATTERN = re.compile(r"^\d{8}T\d{9}Z-[0-9a-f]{6}$")
+LOGGER_NAME = "bms"
+
+
+def new_run_id() -> str:
+    now = datetime.now(timezone.utc)
+    return now.strftime("%Y%m%dT%H%M%S") + f"{now.microsecond // 1000:03d}Z-" + secrets.token_hex(3)
+
+
+def check_run_id(run_id: str) -> str:
+    if not RUN_ID_PATTERN.match(run_id or ""):
+        raise InputError(f"run_id '{run_id}' is not a BMS-Flux run id (like 20261125T070102123Z-3fa2c1)")
+    return run_id
+
+
+def fingerprint(path: Path, chunk: int = 1 << 20) -> dict[str, Any]:
+    """Size, modification time and BLAKE2b digest of a file."""
+    digest = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    stat = path.stat()
+    return {"path": str(path), "bytes": stat.st_size, "mtime": stat.st_mtime, "blake2b": digest.hexdigest()}
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+class Run:
+    """One tool call inside a run folder: step folder, log file, manifest, artifacts."""
+
+    def __init__(self, tool: str, server: str, parameters: dict[str, Any] | None = None, run_id: str | None = None):
+        self.run_id = check_run_id(run_id) if run_id else new_run_id()
+        self.run_dir = runs_dir() / self.run_id
+        self.tool = tool
+        self.started = time.time()
+        with _locked(self.run_dir / ".lock"):
+            index = self._read_index()
+            number = len(index.get("steps", [])) + 1
+            self.step = f"{number:02d}-{tool}"
+            self.dir = self.run_dir / self.step
+            self.dir.mkdir(parents=True, exist_ok=False)
+            index.setdefault("run_id", self.run_id)
+            index.setdefault("created", _now())
+            index.setdefault("steps", []).append({"step": self.step, "tool": tool, "status": "running", "started": _now()})
+            atomic_write_json(self.run_dir / "manifest.json", index)
+        self.log_path = self.dir / "tool.log"
+        self.manifest = RunManifest(
+            run_id=self.run_id, step=self.step, tool=tool, server=server, status="running",
+            parameters=to_jsonable(parameters or {}),
+        )
+        self.timings: dict[str, float] = {}
+        self._handler = logging.FileHandler(self.log_path, encoding="utf-8")
+        self._handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        self.logger = logging.getLogger(f"{LOGGER_NAME}.{tool}")
+        logging.getLogger(LOGGER_NAME).addHandler(self._handler)
+        self.write_manifest()
+
+    # -- recording -------------------------------------------------------------------
+    def path(self, name: str) -> Path:
+        """A path for an artifact inside this step's folder."""
+        target = (self.dir / name).resolve()
+        target.relative_to(self.dir.resolve())
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return target
+
+    def add_artifact(self, path: str | Path, kind: str, description: str = "") -> Path:
+        path = Path(path)
+        self.manifest.artifacts.append(Artifact(path=str(path), kind=kind, description=description))
+        return path
+
+    def add_input(self, path: str | Path) -> None:
+        self.manifest.inputs.append(fingerprint(Path(path)))
+
+    def add_model(self, name: str, version: str, path: str | Path) -> None:
+        self.manifest.models.append({"name": name, "version": version, "path": str(path)})
+
+    @contextmanager
+    def timed(self, label: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[label] = round(time.perf_counter() - start, 4)
+
+    def write_manifest(self) -> None:
+        atomic_write_json(self.dir / "manifest.json", self.manifest.model_dump())
+
+    # -- closing ---------------------------------------------------------------------
+    def finish(self, status: str, message: str, versions: dict[str, Any] | None = None) -> None:
+        """Record the outcome. On error, artifacts written so far are removed (no partial output)."""
+        seconds = round(time.time() - self.started, 4)
+        if status == "error":
+            for artifact in self.manifest.artifacts:
+                Path(artifact.path).unlink(missing_ok=True)
+            self.manifest.artifacts = []
+        self.manifest.status = status  # type: ignore[assignment]
+        self.manifest.message = message
+        self.manifest.timings = {"started": datetime.fromtimestamp(self.started, timezone.utc).isoformat(),
+                                 "seconds": seconds, **self.timings}
+        self.manifest.versions = versions or {}
+        self.write_manifest()
+        with _locked(self.run_dir / ".lock"):
+            index = self._read_index()
+            for step in index.get("steps", []):
+                if step["step"] == self.step:
+                    step.update(status=status, seconds=seconds)
+            atomic_write_json(self.run_dir / "manifest.json", index)
+        logging.getLogger(LOGGER_NAME).removeHandler(self._handler)
+        self._handler.close()
+
+    def _read_index(self) -> dict[str, Any]:
+        path = self.run_dir / "manifest.json"
+        if not path.exists():
+            return {}
+        try:
+            return json.loads(path.read_text())
+        except json.JSONDecodeError:
+            return {}
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat()
+
+
+def list_steps(run_id: str) -> list[dict[str, Any]]:
+    """The steps recorded in a run's manifest (empty for an unknown run)."""
+    path = runs_dir() / check_run_id(run_id) / "manifest.json"
+    if not path.exists():
+        return []
+    return json.loads(path.read_text()).get("steps", [])
