@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -91,7 +92,9 @@ def _timestamps(frame: pd.DataFrame, renamed: dict[str, str]) -> pd.Series:
         else:
             ts = pd.to_datetime(raw, format="ISO8601", errors="coerce", utc=True)
             if ts.isna().all() and raw.notna().any():
-                ts = pd.to_datetime(raw, errors="coerce", utc=True, dayfirst=True)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", UserWarning)
+                    ts = pd.to_datetime(raw, errors="coerce", utc=True, dayfirst=True)
         if getattr(ts.dt, "tz", None) is None:
             ts = ts.dt.tz_localize("UTC")
         else:

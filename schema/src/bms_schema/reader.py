@@ -84,6 +84,8 @@ def _read_csv(path: Path, columns: list[str] | None) -> pd.DataFrame:
     import pyarrow.csv as pacsv
 
     header, first = _first_lines(path)
+    if header and header[0].lstrip().startswith(("{", "[", "<")):
+        raise InputError(f"{path.name} is not a table (it looks like JSON or XML, not CSV)")
     if not header or all(not h.strip() for h in header):
         raise InputError(f"file is empty: {path.name} has no header")
     if first is None:

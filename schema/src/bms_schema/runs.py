@@ -90,7 +90,10 @@ class Run:
         self._handler = logging.FileHandler(self.log_path, encoding="utf-8")
         self._handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         self.logger = logging.getLogger(f"{LOGGER_NAME}.{tool}")
-        logging.getLogger(LOGGER_NAME).addHandler(self._handler)
+        base = logging.getLogger(LOGGER_NAME)
+        if base.level == logging.NOTSET:
+            base.setLevel(logging.INFO)
+        base.addHandler(self._handler)
         self.write_manifest()
 
     # -- recording -------------------------------------------------------------------
