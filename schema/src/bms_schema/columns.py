@@ -57,6 +57,8 @@ QUALITY_OK = "ok"
 QUALITY_MISSING = "missing"
 QUALITY_SENTINEL = "sentinel"
 QUALITY_OUT_OF_RANGE = "out_of_range"
+#: Quality codes in order (stored as a pandas Categorical; CSV round trips give the strings).
+QUALITY_LEVELS: tuple[str, ...] = (QUALITY_OK, QUALITY_MISSING, QUALITY_SENTINEL, QUALITY_OUT_OF_RANGE)
 
 UNITS: dict[str, str] = {
     VOLTAGE: "V",

@@ -80,7 +80,6 @@ def _read_csv(path: Path, columns: list[str] | None) -> pd.DataFrame:
     drops one trailing field); like pandas, the rows' fields are given the first header
     names and the missing trailing columns are empty.
     """
-    import pyarrow as pa
     import pyarrow.csv as pacsv
 
     header, first = _first_lines(path)
@@ -102,7 +101,7 @@ def _read_csv(path: Path, columns: list[str] | None) -> pd.DataFrame:
             include_columns=[c for c in (columns or names) if c in names] if columns else None,
         ),
     )
-    frame = table.to_pandas(types_mapper={pa.large_string(): pd.StringDtype("pyarrow")}.get, self_destruct=True)
+    frame = table.to_pandas()
     for name in header[len(first):]:
         if columns is None or name in columns:
             frame[name] = np.nan
