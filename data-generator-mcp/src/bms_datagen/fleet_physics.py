@@ -1,0 +1,299 @@
+"""Vectorised physics of lead-acid strings on float service (the heart of the fleet simulator).
+
+Shapes: ``D`` devices (one string each), ``T`` time steps, ``N`` cells per string. Device
+series are ``(D, T)``, cell properties ``(D, N)``, cell readings ``(D, T, N)``. No Python loop
+runs over readings; the only loops are over a handful of constant tables.
+
+Model (all documented in the package README):
+- ambient: per-site mean, daily sine cycle peaking mid-afternoon, slow AR(1) weather;
+- charger: temperature-compensated float voltage (-3 mV/degC/cell), string voltage regulated, so
+  a cell that deviates pushes its peers the other way; float current doubles every 10 degC;
+- mains outages: discharge events (negative current, C/20-C/5 for 0.5-3 h, depth <= 60 %),
+  followed by a constant-voltage recharge whose current decays exponentially and returns
+  110 % of the Ah taken out;
+- cells: manufacturing spread of capacity, internal resistance, full-charge SG, float voltage;
+  SG falls with depth of discharge and with temperature (0.0007/degC); open-circuit voltage =
+  SG + 0.84; discharge voltage = OCV - I*R - polarisation; cell temperature = ambient + rack
+  position + lagged I^2 R heating;
+- degradation: a configurable share of cells fails (sulfation, dry-out, internal short) with days
+  of precursor drift before death and a step to the dead state at death.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .fleet_config import FleetConfig
+
+FAILURE_MODES: tuple[str, ...] = ("sulfation", "dry_out", "internal_short")
+FAILURE_MODE_SHARES = np.array([0.45, 0.35, 0.20])
+#: Precursor length in days (uniform range) per failure mode.
+PRECURSOR_DAYS = np.array([[5.0, 12.0], [4.0, 10.0], [1.5, 4.0]])
+#: Effect at the end of the precursor: (dV [V], dSG, dT [degC], resistance multiplier).
+PRECURSOR_EFFECT = np.array([
+    [-0.050, -0.035, 0.6, 1.8],   # sulfation: SG drop, low float voltage, higher resistance
+    [+0.050, +0.012, 5.0, 2.5],   # dry-out: heat, high float voltage, acid concentrates
+    [-0.070, -0.030, 2.0, 1.2],   # internal short: self-discharge, low voltage, warm
+])
+#: Dead state: (dV, dSG, dT, resistance multiplier).
+DEAD_EFFECT = np.array([
+    [-0.140, -0.075, 1.0, 4.0],
+    [+0.120, +0.020, 12.0, 8.0],
+    [-0.900, -0.090, 4.0, 1.5],
+])
+
+SG_PER_DEGC = 0.0007          # measured SG falls this much per degC above 25 degC
+OCV_OFFSET = 0.84             # OCV ~= SG + 0.84 V
+SG_SPAN_FULL_TO_EMPTY = 0.12  # SG drop from full charge to fully discharged
+FLOAT_TEMP_COMP = 0.003       # charger float compensation, V per degC per cell
+CHARGE_EFFICIENCY = 1.10      # Ah returned per Ah discharged
+
+
+@dataclass
+class CellTable:
+    """Per-cell properties and fate, shape ``(D, N)``."""
+
+    capacity_ah: np.ndarray
+    resistance_ohm: np.ndarray
+    sg_full: np.ndarray
+    float_offset_v: np.ndarray
+    position_temp_c: np.ndarray
+    thermal_k_per_w: np.ndarray
+    failure_mode: np.ndarray   # -1 healthy, else index into FAILURE_MODES
+    onset_h: np.ndarray        # start of precursor drift (inf for healthy cells)
+    death_h: np.ndarray        # death time (inf for healthy cells)
+    severity: np.ndarray
+
+
+@dataclass
+class DeviceTable:
+    capacity_ah: np.ndarray       # (D,)
+    float_nominal_v: np.ndarray   # (D,)
+    ambient_mean_c: np.ndarray
+    ambient_amp_c: np.ndarray
+
+
+@dataclass
+class Events:
+    """Discharge events per device, index 0 is a completed pre-history cycle. Shape ``(D, K+1)``."""
+
+    start_step: np.ndarray
+    steps: np.ndarray
+    current_a: np.ndarray        # discharge current magnitude
+    ah_out: np.ndarray
+    bulk_a: np.ndarray           # recharge peak current
+    tau_h: np.ndarray            # recharge time constant
+    started: np.ndarray          # (D, T) number of events started so far (0 = none in span)
+
+
+@dataclass
+class FleetState:
+    """Everything the packet writer needs."""
+
+    hours: np.ndarray             # (T,)
+    ambient: np.ndarray           # (D, T)
+    current: np.ndarray           # (D, T)
+    depth: np.ndarray             # (D, T) depth of discharge now, 0..1
+    discharging: np.ndarray       # (D, T) bool
+    recharging: np.ndarray        # (D, T) bool
+    voltage: np.ndarray           # (D, T, N)
+    temperature: np.ndarray       # (D, T, N)
+    sg: np.ndarray                # (D, T, N)
+    dead: np.ndarray              # (D, T, N) bool
+    devices: DeviceTable
+    cells: CellTable
+    events: Events
+
+
+def make_devices(config: FleetConfig, rng: np.random.Generator) -> DeviceTable:
+    d = config.devices
+    return DeviceTable(
+        capacity_ah=rng.choice(np.array([100.0, 150.0, 200.0, 300.0, 400.0]), size=d),
+        float_nominal_v=rng.uniform(2.23, 2.25, size=d),
+        ambient_mean_c=rng.uniform(20.0, 30.0, size=d),
+        ambient_amp_c=rng.uniform(1.5, 4.0, size=d),
+    )
+
+
+def make_cells(config: FleetConfig, devices: DeviceTable, rng: np.random.Generator) -> CellTable:
+    d, n = config.devices, config.cells_per_device
+    cap_dev = devices.capacity_ah[:, None]
+    position = (np.arange(n) + 0.5) / n
+    sg_nominal = rng.uniform(1.210, 1.225, size=(d, 1))
+    cells = CellTable(
+        capacity_ah=cap_dev * (1.0 + np.clip(rng.normal(0.0, 0.03, (d, n)), -0.08, 0.08)),
+        resistance_ohm=(0.15 / cap_dev) * rng.lognormal(0.0, 0.12, (d, n)),
+        sg_full=np.clip(rng.normal(sg_nominal, 0.006, (d, n)), 1.200, 1.240),
+        float_offset_v=np.clip(rng.normal(0.0, 0.008, (d, n)), -0.02, 0.02),
+        position_temp_c=0.8 * np.sin(np.pi * position)[None, :] - 0.4 + rng.normal(0.0, 0.2, (d, n)),
+        thermal_k_per_w=(600.0 / cap_dev) * rng.uniform(0.8, 1.2, (d, n)),
+        failure_mode=np.full((d, n), -1, dtype=np.int64),
+        onset_h=np.full((d, n), np.inf),
+        death_h=np.full((d, n), np.inf),
+        severity=rng.uniform(0.8, 1.2, (d, n)),
+    )
+    _assign_failures(config, cells, rng)
+    return cells
+
+
+def failure_probability(config: FleetConfig) -> float:
+    """Chance that a cell dies within the span: ``failure_rate`` is per 30 days."""
+    return float(1.0 - (1.0 - config.failure_rate) ** (config.days / 30.0))
+
+
+def _assign_failures(config: FleetConfig, cells: CellTable, rng: np.random.Generator) -> None:
+    total = config.devices * config.cells_per_device
+    expected = failure_probability(config) * total
+    n_fail = min(total, int(np.floor(expected + rng.uniform())))  # stochastic rounding: exact on average
+    order = rng.permutation(total)
+    chosen = order[:n_fail]
+    span_h = config.steps * config.dt_hours
+    modes = rng.choice(len(FAILURE_MODES), size=n_fail, p=FAILURE_MODE_SHARES)
+    death = span_h * rng.uniform(0.2, 0.98, size=n_fail)
+    low, high = PRECURSOR_DAYS[modes, 0], PRECURSOR_DAYS[modes, 1]
+    precursor = np.minimum(rng.uniform(low, high) * 24.0, 0.9 * death)
+    cells.failure_mode.reshape(-1)[chosen] = modes
+    cells.death_h.reshape(-1)[chosen] = death
+    cells.onset_h.reshape(-1)[chosen] = death - precursor
+
+
+def ambient_series(config: FleetConfig, devices: DeviceTable, hours: np.ndarray,
+                   rng: np.random.Generator) -> np.ndarray:
+    from scipy.signal import lfilter
+
+    d, t = config.devices, len(hours)
+    start = config.start_timestamp
+    hour_of_day = (start.hour + start.minute / 60.0 + hours) % 24.0
+    daily = np.sin(2.0 * np.pi * (hour_of_day - 9.0) / 24.0)  # peak at 15:00
+    phi = float(np.exp(-config.dt_hours / 24.0))
+    sigma = 1.5
+    shocks = rng.normal(0.0, sigma * np.sqrt(1.0 - phi**2), (d, t))
+    shocks[:, 0] = rng.normal(0.0, sigma, d)
+    weather = lfilter([1.0], [1.0, -phi], shocks, axis=1)
+    return (devices.ambient_mean_c[:, None] + devices.ambient_amp_c[:, None] * daily[None, :] + weather
+            + rng.normal(0.0, 0.1, (d, t)))
+
+
+def discharge_events(config: FleetConfig, devices: DeviceTable, rng: np.random.Generator) -> Events:
+    d, t, dt = config.devices, config.steps, config.dt_hours
+    k = int(np.ceil(config.days / config.discharge_every_days * 3.0)) + 3
+    cap = devices.capacity_ah[:, None]
+    steps = np.maximum(1, np.round(rng.uniform(0.5, 3.0, (d, k)) / dt)).astype(np.int64)
+    dur_h = steps * dt
+    current = cap * rng.uniform(0.05, 0.20, (d, k))
+    current = np.minimum(current, 0.6 * cap / dur_h)
+    ah_out = current * dur_h
+    tau = np.maximum(0.5, CHARGE_EFFICIENCY * ah_out / (cap * rng.uniform(0.10, 0.15, (d, k))))
+    bulk = CHARGE_EFFICIENCY * ah_out / tau
+    gaps = dur_h + 5.0 * tau + rng.exponential(config.discharge_every_days * 24.0, (d, k))
+    first = rng.exponential(config.discharge_every_days * 24.0, (d, 1))
+    start_h = first + np.concatenate([np.zeros((d, 1)), np.cumsum(gaps[:, :-1], axis=1)], axis=1)
+    start_step = np.ceil(start_h / dt - 1e-9).astype(np.int64)
+    valid = start_step < t
+    marks = np.zeros((d, t), dtype=np.int64)
+    rows, cols = np.nonzero(valid)
+    marks[rows, start_step[rows, cols]] = 1
+    started = np.cumsum(marks, axis=1)
+    # pre-history cycle (index 0): long finished, its figures feed the "last cycle" columns
+    hist_current = cap[:, 0] * rng.uniform(0.05, 0.15, d)
+    hist_steps = np.maximum(1, np.round(rng.uniform(0.5, 3.0, d) / dt)).astype(np.int64)
+    hist_ah = np.minimum(hist_current * hist_steps * dt, 0.6 * cap[:, 0])
+    hist_tau = np.maximum(0.5, CHARGE_EFFICIENCY * hist_ah / (cap[:, 0] * 0.12))
+    return Events(
+        start_step=np.concatenate([np.full((d, 1), -10**9, dtype=np.int64), start_step], axis=1),
+        steps=np.concatenate([hist_steps[:, None], steps], axis=1),
+        current_a=np.concatenate([hist_current[:, None], current], axis=1),
+        ah_out=np.concatenate([hist_ah[:, None], ah_out], axis=1),
+        bulk_a=np.concatenate([(CHARGE_EFFICIENCY * hist_ah / hist_tau)[:, None], bulk], axis=1),
+        tau_h=np.concatenate([hist_tau[:, None], tau], axis=1),
+        started=started,
+    )
+
+
+def event_value(events: Events, array: np.ndarray) -> np.ndarray:
+    """``array`` (D, K+1) looked up at each step's current event, giving (D, T)."""
+    return np.take_along_axis(array, events.started, axis=1)
+
+
+def degradation(cells: CellTable, hours: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per-reading (dV, dSG, dT, resistance multiplier, dead) for every cell, shapes (D, T, N)."""
+    h = hours[None, :, None]
+    onset = cells.onset_h[:, None, :]
+    death = cells.death_h[:, None, :]
+    failing = np.isfinite(cells.death_h)
+    with np.errstate(invalid="ignore"):
+        progress = np.clip((h - onset) / (death - onset), 0.0, 1.0) ** 1.5
+    progress = np.where(failing[:, None, :], progress, 0.0)
+    dead = h >= death
+    mode = np.where(failing, cells.failure_mode, 0)
+    pre = PRECURSOR_EFFECT[mode] * cells.severity[..., None]   # (D, N, 4)
+    post = DEAD_EFFECT[mode] * cells.severity[..., None]
+    out = []
+    for j in range(4):
+        base = 1.0 if j == 3 else 0.0
+        pre_j = base + (pre[..., j] - base)[:, None, :] * progress
+        post_j = np.broadcast_to(post[..., j][:, None, :], pre_j.shape)
+        value = np.where(dead, post_j, pre_j)
+        out.append(np.where(failing[:, None, :], value, base))
+    return out[0], out[1], out[2], out[3], dead
+
+
+def simulate_state(config: FleetConfig, rngs: dict[str, np.random.Generator]) -> FleetState:
+    """Run the physics for the whole fleet; returns noise-free-ish true readings (with sensor noise)."""
+    from scipy.signal import lfilter
+
+    d, t, n, dt = config.devices, config.steps, config.cells_per_device, config.dt_hours
+    hours = np.arange(t) * dt
+    devices = make_devices(config, rngs["devices"])
+    cells = make_cells(config, devices, rngs["cells"])
+    ambient = ambient_series(config, devices, hours, rngs["ambient"])
+    events = discharge_events(config, devices, rngs["events"])
+    noise = rngs["noise"]
+
+    since = np.arange(t)[None, :] - event_value(events, events.start_step)
+    ev_steps = event_value(events, events.steps)
+    discharging = (events.started > 0) & (since < ev_steps)
+    t_after = np.maximum(since - ev_steps, 0) * dt
+    tau = event_value(events, events.tau_h)
+    decay = np.exp(-t_after / tau)
+    deficit = np.where(discharging, event_value(events, events.current_a) * (since + 0.5) * dt,
+                       event_value(events, events.ah_out) * decay)
+    cap = devices.capacity_ah[:, None]
+    depth = np.clip(deficit / cap, 0.0, 1.0)
+    recharging = (~discharging) & (events.started > 0) & (t_after < 5.0 * tau)
+    float_current = 0.001 * cap * 2.0 ** ((ambient - 25.0) / 10.0)
+    current = np.where(
+        discharging,
+        -event_value(events, events.current_a) * (1.0 + noise.normal(0.0, 0.02, (d, t))),
+        event_value(events, events.bulk_a) * decay * (events.started > 0) + float_current
+        + noise.normal(0.0, 0.02 * cap / 100.0, (d, t)),
+    )
+
+    d_v, d_sg, d_t, r_mult, dead = degradation(cells, hours)
+    resistance = cells.resistance_ohm[:, None, :] * r_mult
+    heat_w = current[:, :, None] ** 2 * resistance
+    alpha = 1.0 - np.exp(-dt / 2.0)  # 2 h thermal time constant
+    heat_lagged = lfilter([alpha], [1.0, alpha - 1.0], heat_w, axis=1)
+    temperature = (ambient[:, :, None] + cells.position_temp_c[:, None, :]
+                   + cells.thermal_k_per_w[:, None, :] * heat_lagged + d_t
+                   + noise.normal(0.0, 0.15, (d, t, n)))
+
+    sg25 = cells.sg_full[:, None, :] - SG_SPAN_FULL_TO_EMPTY * depth[:, :, None] + d_sg
+    sg = sg25 - SG_PER_DEGC * (temperature - 25.0) + noise.normal(0.0, 0.0012, (d, t, n))
+
+    float_v = np.clip(devices.float_nominal_v[:, None] - FLOAT_TEMP_COMP * (ambient - 25.0), 2.21, 2.26)
+    raw_float = float_v[:, :, None] + cells.float_offset_v[:, None, :] + d_v
+    if n > 1:  # the charger regulates the string: deviations of one cell push the others
+        raw_float += (n * float_v - raw_float.sum(axis=2))[:, :, None] / n
+    recharge_v = raw_float + 0.08 * decay[:, :, None] - 0.25 * depth[:, :, None]
+    amps = np.abs(current)[:, :, None]
+    polarisation = 0.6 * amps / cells.capacity_ah[:, None, :] * (1.0 + 0.5 * (r_mult - 1.0))
+    discharge_v = sg25 + OCV_OFFSET + d_v - amps * resistance - polarisation
+    voltage = np.where(discharging[:, :, None], discharge_v, np.where(recharging[:, :, None], recharge_v, raw_float))
+    voltage = np.maximum(voltage + noise.normal(0.0, 0.002, (d, t, n)), 0.02)
+
+    return FleetState(hours=hours, ambient=ambient, current=current, depth=depth, discharging=discharging,
+                      recharging=recharging, voltage=voltage, temperature=temperature, sg=sg, dead=dead,
+                      devices=devices, cells=cells, events=events)

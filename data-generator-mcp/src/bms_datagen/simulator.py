@@ -1,0 +1,341 @@
+"""Fleet simulator: realistic lead-acid battery strings in the raw 73-column BMS packet format.
+
+Python API::
+
+    from bms_datagen.simulator import simulate_fleet, simulate_fleet_with_truth, write_fleet_csv
+    frame = simulate_fleet(devices=3, cells_per_device=24, days=30, interval_minutes=15, seed=0)
+    sim = simulate_fleet_with_truth(devices=3, seed=0)   # .readings, .cells (ground truth), .summary
+    write_fleet_csv(frame, "fleet.csv")                   # same seed -> byte-identical file
+
+CLI::
+
+    python -m bms_datagen.simulator --devices 3 --cells-per-device 24 --days 30 --out fleet.csv
+
+The output has the 73 raw columns (see :mod:`bms_datagen.packet_format`) plus ``IsDead`` (0/1,
+1 from the cell's death onwards), ``IsAnomaly`` (0/1) and ``AnomalyType`` (``"none"`` on normal
+rows). Rows are packets of one device (one row per cell) in delivery order: device by device,
+time ascending, except for the injected duplicate and late packets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .anomalies import ANOMALY_TYPES, inject_anomalies
+from .fleet_config import FleetConfig
+from .fleet_physics import FAILURE_MODES, failure_probability, simulate_state
+from .packet_fields import device_constants, string_fields
+from .packet_format import (
+    NO_ANOMALY, OUTPUT_COLUMNS, RAW_COLUMNS, SENTINEL_SG, SENTINEL_TEMPERATURE, SENTINEL_VOLTAGE, write_packet_csv,
+)
+from .telemetry_mess import choose_rows, missing_fields, packet_order, rows_for_packets
+
+log = logging.getLogger("bms.datagen")
+
+RNG_STREAMS = ("devices", "cells", "ambient", "events", "noise", "anomalies", "dropouts", "missing", "order",
+               "fields", "constants")
+
+
+@dataclass
+class FleetSimulation:
+    """A simulated fleet: the packet table, the per-cell ground truth and summary counts."""
+
+    readings: pd.DataFrame
+    cells: pd.DataFrame
+    summary: dict[str, Any] = field(default_factory=dict)
+    config: FleetConfig | None = None
+    table: Any = field(default=None, repr=False)  # the same readings as a pyarrow Table (fast CSV writing)
+
+
+def _rngs(seed: int) -> dict[str, np.random.Generator]:
+    """Independent streams, so changing e.g. the dropout rate leaves the physics unchanged."""
+    children = np.random.SeedSequence(seed).spawn(len(RNG_STREAMS))
+    return {name: np.random.default_rng(child) for name, child in zip(RNG_STREAMS, children)}
+
+
+def _iso_seconds(values: np.ndarray) -> np.ndarray:
+    """datetime64[s] -> 'YYYY-MM-DDTHH:MM:SS' (NumPy unicode, vectorised)."""
+    return np.datetime_as_string(values, unit="s")
+
+
+def _reformat(iso: np.ndarray, picks: list[int | str], width: int) -> np.ndarray:
+    """Rearrange the characters of fixed-width ISO strings (vectorised), e.g. into dd/mm/yyyy."""
+    chars = np.ascontiguousarray(iso.astype("U19")).view("U1").reshape(len(iso), 19)
+    cols = [chars[:, p] if isinstance(p, int) else np.full(len(iso), p, dtype="U1") for p in picks]
+    return np.ascontiguousarray(np.stack(cols, axis=1)).view(f"U{width}").reshape(-1)
+
+
+def _string_column(values: np.ndarray, take: np.ndarray | None = None) -> Any:
+    """A pyarrow string array from an array of strings, optionally taken per row (vectorised)."""
+    import pyarrow as pa
+
+    arr = pa.array(values, type=pa.string(), from_pandas=True)
+    if take is not None:
+        arr = arr.take(pa.array(take))
+    return arr
+
+
+def _to_frame(out: dict[str, Any]) -> tuple[pd.DataFrame, Any]:
+    """Assemble the columns (NumPy or pyarrow arrays) as an Arrow table and a DataFrame.
+
+    Going through Arrow (split blocks) avoids pandas' block consolidation, which would cost
+    seconds on a 1M-row frame; strings become ``string[pyarrow]`` columns.
+    """
+    import pyarrow as pa
+
+    arrays = [out[name] if isinstance(out[name], pa.Array) else pa.array(out[name], from_pandas=True)
+              for name in OUTPUT_COLUMNS]
+    table = pa.Table.from_arrays(arrays, names=list(OUTPUT_COLUMNS))
+    mapper = {pa.string(): pd.StringDtype("pyarrow"), pa.large_string(): pd.StringDtype("pyarrow")}
+    frame = table.to_pandas(split_blocks=True, types_mapper=mapper.get)
+    return frame, table
+
+
+def simulate_fleet_with_truth(config: FleetConfig | None = None, **params: Any) -> FleetSimulation:
+    """Simulate a fleet; see :class:`FleetConfig` for the parameters (or pass ``config``)."""
+    if config is None:
+        config = FleetConfig(**params)
+    elif params:
+        raise TypeError("pass either a FleetConfig or keyword parameters, not both")
+    rngs = _rngs(config.seed)
+    d, t, n = config.devices, config.steps, config.cells_per_device
+    rows = config.rows
+    state = simulate_state(config, rngs)
+
+    voltage = state.voltage.reshape(-1).copy()
+    temperature = state.temperature.reshape(-1).copy()
+    sg = state.sg.reshape(-1).copy()
+    dead = state.dead.reshape(-1)
+    anomalies = inject_anomalies(voltage, temperature, sg, dead, (d, t, n), config.anomaly_rate,
+                                 config.dt_hours, rngs["anomalies"])
+    voltage = np.round(voltage, 3)
+    temperature = np.round(temperature, 2)
+    sg = np.round(sg, 4)
+
+    dropout = choose_rows(rows, config.dropout_rate, anomalies.is_anomaly, rngs["dropouts"])
+    voltage[dropout] = SENTINEL_VOLTAGE
+    temperature[dropout] = SENTINEL_TEMPERATURE
+    sg[dropout] = SENTINEL_SG
+    missing = missing_fields(rows, config.missing_rate, anomalies.is_anomaly | dropout, rngs["missing"])
+
+    constants = device_constants(config, rngs["constants"])
+    packet = string_fields(config, state, constants, voltage.reshape(d, t, n), temperature.reshape(d, t, n),
+                           dropout.reshape(d, t, n), rngs["fields"])
+
+    # timestamps per packet
+    start64 = np.datetime64(config.start_timestamp.tz_localize(None).to_datetime64(), "s")
+    offsets = np.round(np.arange(t) * config.interval_minutes * 60.0).astype(np.int64)[None, :]
+    if config.timestamp_jitter_seconds:
+        offsets = offsets + rngs["order"].integers(0, config.timestamp_jitter_seconds + 1, size=(d, t))
+    packet_time = (start64 + np.broadcast_to(offsets, (d, t)).astype("timedelta64[s]")).reshape(-1)
+    server_delay = rngs["fields"].integers(0, 6, size=d * t).astype("timedelta64[s]")
+    cell_lag = rngs["fields"].integers(0, 91, size=rows).astype("timedelta64[s]")
+
+    # delivery order: duplicates and late packets
+    order, n_dup, n_late = packet_order(d * t, config.duplicate_rate, config.out_of_order_rate, rngs["order"])
+    row_index = rows_for_packets(order, n)
+    packet_of_row = row_index // n
+    cell_of_row = row_index % n
+    device_of_row = packet_of_row // t
+
+    iso = _iso_seconds(packet_time)
+    out: dict[str, Any] = {}
+    for name in RAW_COLUMNS:
+        if name in packet:
+            out[name] = np.asarray(packet[name]).reshape(-1)[packet_of_row]
+    out["StartPacket"] = _string_column(np.array(["U"], dtype=object), np.zeros(len(row_index), dtype=np.int64))
+    out["ProtocolVersion"] = _string_column(np.array([None], dtype=object), np.zeros(len(row_index), dtype=np.int64))
+    out["DataIdentifier"] = _string_column(np.array(["P"], dtype=object), np.zeros(len(row_index), dtype=np.int64))
+    for name in ("SiteID", "SerialNumber", "InstallationDate"):
+        out[name] = _string_column(constants[name], device_of_row)
+    for name in ("DeviceID", "BMSManufacturerID", "ChargerID", "ChargerDeviceID"):
+        out[name] = constants[name][device_of_row]
+    out["Time"] = _string_column(_reformat(iso, list(range(11, 19)), 8), packet_of_row)
+    out["Date"] = _string_column(_reformat(iso, [8, 9, "/", 5, 6, "/", 0, 1, 2, 3], 10), packet_of_row)
+    out["PacketDateTime"] = _string_column(iso, packet_of_row)
+    out["ServerTime"] = _string_column(_iso_seconds(packet_time + server_delay), packet_of_row)
+    out["CellsConnectedCount"] = np.full(len(row_index), n, dtype=np.int64)
+    out["CellNumber"] = (cell_of_row + 1).astype(np.int64)
+    out["CellServerTime"] = _string_column(_iso_seconds(packet_time[packet_of_row] - cell_lag[row_index]))
+    out["CellVoltage"] = voltage[row_index]
+    out["CellTemperature"] = temperature[row_index]
+    out["CellSpecificGravity"] = sg[row_index]
+    for name, mask in missing.items():
+        column = np.asarray(out[name], dtype=np.float64)
+        if name in ("CellVoltage", "CellTemperature", "CellSpecificGravity"):
+            column[mask[row_index]] = np.nan
+        else:
+            column = column.copy()
+            column[mask[row_index]] = np.nan
+        out[name] = column
+    out["IsDead"] = dead[row_index].astype(np.int64)
+    out["IsAnomaly"] = anomalies.is_anomaly[row_index].astype(np.int64)
+    type_names = np.array((NO_ANOMALY,) + ANOMALY_TYPES, dtype=object)
+    out["AnomalyType"] = _string_column(type_names, anomalies.type_code[row_index].astype(np.int64))
+    missing_cols = [c for c in OUTPUT_COLUMNS if c not in out]
+    if missing_cols:  # a programming error, not a user error
+        raise RuntimeError(f"simulator produced no values for {missing_cols}")
+    readings, table = _to_frame(out)
+
+    cells = ground_truth(config, state, constants, start64, anomalies.type_code, dropout)
+    summary = _summary(config, state, readings, cells, anomalies.events, dropout, missing, n_dup, n_late)
+    log.info("simulated %d rows (%d devices x %d cells x %d readings)", len(readings), d, n, t)
+    return FleetSimulation(readings=readings, cells=cells, summary=summary, config=config, table=table)
+
+
+def ground_truth(config: FleetConfig, state: Any, constants: dict[str, np.ndarray], start64: np.datetime64,
+                 type_code: np.ndarray, dropout: np.ndarray) -> pd.DataFrame:
+    """One row per cell: id, fate, failure mode, precursor start, death time, manufacturing figures."""
+    d, t, n = config.devices, config.steps, config.cells_per_device
+    cells = state.cells
+    device = np.repeat(constants["DeviceID"], n)
+    number = np.tile(np.arange(1, n + 1), d)
+    mode = cells.failure_mode.reshape(-1)
+    failed = mode >= 0
+    mode_names = np.array(("none",) + FAILURE_MODES, dtype=object)
+
+    def when(hours: np.ndarray) -> np.ndarray:
+        finite = np.isfinite(hours)
+        secs = np.where(finite, np.round(np.where(finite, hours, 0.0) * 3600.0), 0).astype(np.int64)
+        text = _iso_seconds(start64 + secs.astype("timedelta64[s]")).astype(object)
+        text[~finite] = ""
+        return text
+
+    # index of the first dead reading (the simulated death time snapped to the reading grid)
+    dead_steps = state.dead.reshape(d, t, n)
+    first_dead = np.where(dead_steps.any(axis=1), dead_steps.argmax(axis=1), -1).reshape(-1)
+    per_cell_anomalies = (type_code.reshape(d, t, n) > 0).sum(axis=1).reshape(-1)
+    per_cell_dropouts = dropout.reshape(d, t, n).sum(axis=1).reshape(-1)
+    return pd.DataFrame({
+        "CellID": [f"{a}-{b}" for a, b in zip(device, number)],
+        "DeviceID": device,
+        "CellNumber": number,
+        "SerialNumber": np.repeat(constants["SerialNumber"], n),
+        "Fate": np.where(failed, "failed", "healthy"),
+        "FailureMode": mode_names[mode + 1],
+        "PrecursorStart": when(cells.onset_h.reshape(-1)),
+        "DeathTime": when(cells.death_h.reshape(-1)),
+        "FirstDeadReading": first_dead,
+        "CapacityAh": np.round(cells.capacity_ah.reshape(-1), 2),
+        "InternalResistanceMilliOhm": np.round(cells.resistance_ohm.reshape(-1) * 1000.0, 4),
+        "FullChargeSG": np.round(cells.sg_full.reshape(-1), 4),
+        "FloatOffsetV": np.round(cells.float_offset_v.reshape(-1), 4),
+        "AnomalyRows": per_cell_anomalies,
+        "DropoutRows": per_cell_dropouts,
+    })
+
+
+def _summary(config: FleetConfig, state: Any, readings: pd.DataFrame, cells: pd.DataFrame, events: int,
+             dropout: np.ndarray, missing: dict[str, np.ndarray], n_dup: int, n_late: int) -> dict[str, Any]:
+    base_rows = config.rows
+    anomaly_rows = int((readings["IsAnomaly"] == 1).sum())
+    types = readings["AnomalyType"].value_counts()
+    return {
+        "rows": int(len(readings)),
+        "base_rows": base_rows,
+        "devices": config.devices,
+        "cells": config.devices * config.cells_per_device,
+        "readings_per_cell": config.steps,
+        "start": str(readings["PacketDateTime"].min()),
+        "end": str(readings["PacketDateTime"].max()),
+        "failed_cells": int((cells["Fate"] == "failed").sum()),
+        "expected_failed_cells": round(failure_probability(config) * config.devices * config.cells_per_device, 2),
+        "failure_modes": {m: int((cells["FailureMode"] == m).sum()) for m in FAILURE_MODES},
+        "dead_rows": int(readings["IsDead"].sum()),
+        "anomaly_rows": anomaly_rows,
+        "anomaly_events": events,
+        "anomaly_types": {k: int(types.get(k, 0)) for k in ANOMALY_TYPES},
+        "dropout_rows": int(dropout.sum()),
+        "missing_fields": {k: int(v.sum()) for k, v in missing.items()},
+        "duplicate_packets": n_dup,
+        "duplicate_rows": n_dup * config.cells_per_device,
+        "late_packets": n_late,
+        "discharge_events": int(state.events.started[:, -1].sum()),
+    }
+
+
+def simulate_fleet(
+    devices: int = 3,
+    cells_per_device: int = 24,
+    days: float = 30.0,
+    interval_minutes: float = 15.0,
+    seed: int = 0,
+    failure_rate: float = 0.03,
+    anomaly_rate: float = 0.01,
+    dropout_rate: float = 0.19,
+    duplicate_rate: float = 0.005,
+    out_of_order_rate: float = 0.01,
+    start: str = "2025-01-01T00:00:00Z",
+    missing_rate: float = 0.002,
+    discharge_every_days: float = 4.0,
+    timestamp_jitter_seconds: int = 0,
+) -> pd.DataFrame:
+    """The simulated packet table (73 raw columns + ``IsDead``, ``IsAnomaly``, ``AnomalyType``)."""
+    config = FleetConfig(
+        devices=devices, cells_per_device=cells_per_device, days=days, interval_minutes=interval_minutes,
+        seed=seed, failure_rate=failure_rate, anomaly_rate=anomaly_rate, dropout_rate=dropout_rate,
+        duplicate_rate=duplicate_rate, out_of_order_rate=out_of_order_rate, start=start,
+        missing_rate=missing_rate, discharge_every_days=discharge_every_days,
+        timestamp_jitter_seconds=timestamp_jitter_seconds,
+    )
+    return simulate_fleet_with_truth(config).readings
+
+
+def write_fleet_csv(frame: pd.DataFrame, path: str | Path) -> Path:
+    """Write a simulated packet table as CSV (atomic; same frame -> byte-identical file)."""
+    return write_packet_csv(frame, path)
+
+
+def write_simulation(sim: FleetSimulation, readings_path: str | Path, truth_path: str | Path | None = None) -> dict[str, Path]:
+    """Write readings (and the per-cell ground truth) as CSV files."""
+    paths = {"readings": write_packet_csv(sim.table if sim.table is not None else sim.readings, readings_path)}
+    if truth_path is not None:
+        paths["cells"] = write_packet_csv(sim.cells, truth_path)
+    return paths
+
+
+# -- CLI -----------------------------------------------------------------------------------
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m bms_datagen.simulator",
+        description="Simulate lead-acid battery strings as raw BMS packets (CSV) with ground-truth labels.",
+    )
+    defaults = FleetConfig()
+    for f in fields(FleetConfig):
+        default = getattr(defaults, f.name)
+        kind = type(default)
+        parser.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=default,
+                            help=f"default {default}")
+    parser.add_argument("--out", required=True, help="CSV file to write the packets to")
+    parser.add_argument("--truth", default=None, help="optional CSV file for the per-cell ground truth")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    params = {f.name: getattr(args, f.name) for f in fields(FleetConfig)}
+    from bms_schema.errors import BMSError
+
+    try:
+        sim = simulate_fleet_with_truth(FleetConfig(**params))
+        paths = write_simulation(sim, args.out, args.truth)
+    except BMSError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 2
+    result = {"paths": {k: str(v) for k, v in paths.items()}, "summary": sim.summary}
+    # CLI output (this module never runs as the MCP server's main, so stdout is ours here)
+    sys.stdout.write(json.dumps(result, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
