@@ -1,0 +1,176 @@
+"""Engineered features, computed per cell in time order, never across cell boundaries.
+
+``add_features(frame, window=12)`` takes a cleaned canonical frame (sorted by cell, then
+time: :func:`bms_preprocess.clean.clean_readings`) and adds :data:`FEATURE_COLUMNS`. All
+work is vectorised over the whole table (NumPy on cell-sorted arrays, one pandas groupby
+for the string medians); see the package README for the definition of every feature.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from bms_schema import InputError, columns as C
+
+from .grouped import cell_starts, epoch_seconds, forward_fill, previous, rolling_mean_std
+
+FEATURE_COLUMNS: tuple[str, ...] = (
+    "VoltageRate",
+    "TemperatureRate",
+    "VoltageRollMean",
+    "VoltageRollStd",
+    "TemperatureRollMean",
+    "TemperatureRollStd",
+    "SGRollMean",
+    "SGRollStd",
+    "TempAboveAmbient",
+    "SGCorrected25C",
+    "VoltageDevString",
+    "SGDevString",
+    "ResistanceProxy",
+    "StateOfCharge",
+    "HourOfDay",
+)
+
+#: Specific-gravity temperature correction (per degC above 25 degC), IEEE 450 / battery makers' rule.
+SG_TEMP_COEFF = 0.0007
+SG_REFERENCE_TEMP = 25.0
+#: Linear SoC model on temperature-corrected SG: 1.100 = 0 %, 1.280 = 100 % (flooded/VRLA stationary cells).
+SG_EMPTY = 1.100
+SG_FULL = 1.280
+#: A current change larger than this (A) between two readings of a cell counts as a step for ResistanceProxy.
+CURRENT_STEP_A = 1.0
+
+DEFAULT_WINDOW = 12
+
+_ROLLING = (("Voltage", C.VOLTAGE), ("Temperature", C.TEMPERATURE), ("SG", C.SPECIFIC_GRAVITY))
+
+
+def _check(frame: pd.DataFrame, window: int) -> None:
+    if isinstance(window, bool) or not isinstance(window, (int, np.integer)) or window < 1:
+        raise InputError(f"window must be a whole number of readings >= 1, got {window!r}")
+    missing = [c for c in (C.CELL_ID, C.DEVICE_ID, C.TIMESTAMP, *C.CORE_COLUMNS) if c not in frame.columns]
+    if missing:
+        raise InputError(
+            f"add_features needs a cleaned canonical table; missing column(s) {', '.join(missing)} "
+            "(run bms_preprocess.clean.clean_readings first)"
+        )
+
+
+def _seconds(timestamps: pd.Series) -> np.ndarray:
+    return epoch_seconds(timestamps)
+
+
+def rate_per_hour(values: np.ndarray, seconds: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """dValue/dt in units per hour from real time deltas; 0.0 on a cell's first reading."""
+    dv = values - previous(values, starts)
+    dt_h = (seconds - previous(seconds, starts)) / 3600.0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rate = np.where(dt_h > 0, dv / dt_h, np.nan)
+    rate[np.arange(len(values)) == starts] = 0.0
+    return rate
+
+
+def resistance_proxy(voltage: np.ndarray, current: np.ndarray, starts: np.ndarray,
+                     step: float = CURRENT_STEP_A, seed: np.ndarray | None = None) -> np.ndarray:
+    """dV/dI (ohm) at readings where the current changed by more than ``step`` A; carried forward per cell.
+
+    NaN until the cell's first current step (no estimate yet). ``seed`` (streaming) marks rows
+    whose final value is already known (non-NaN): they are used as they are and carried on.
+    """
+    dv = voltage - previous(voltage, starts)
+    di = current - previous(current, starts)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        at_step = np.abs(di) > step
+        raw = np.where(at_step, dv / np.where(at_step, di, 1.0), np.nan)
+    if seed is not None:
+        known = ~np.isnan(seed)
+        raw[known] = seed[known]
+    return forward_fill(raw, starts)
+
+
+def state_of_charge(sg_corrected: np.ndarray) -> np.ndarray:
+    """SoC (%) linear in temperature-corrected SG between :data:`SG_EMPTY` and :data:`SG_FULL`, clipped 0-100."""
+    return np.clip((sg_corrected - SG_EMPTY) / (SG_FULL - SG_EMPTY) * 100.0, 0.0, 100.0)
+
+
+def string_deviation(frame: pd.DataFrame, column: str) -> np.ndarray:
+    """Each cell's value minus the median of its string (same DeviceID, same Timestamp)."""
+    median = frame.groupby([C.DEVICE_ID, C.TIMESTAMP], sort=False, observed=True)[column].transform("median")
+    return frame[column].to_numpy(dtype=np.float64) - median.to_numpy(dtype=np.float64)
+
+
+def hour_of_day(timestamps: pd.Series) -> np.ndarray:
+    """Fractional hour of day in UTC (09:30:00 -> 9.5)."""
+    ts = timestamps.dt.tz_convert("UTC") if timestamps.dt.tz is not None else timestamps
+    return (ts.dt.hour + ts.dt.minute / 60.0 + ts.dt.second / 3600.0).to_numpy(dtype=np.float64)
+
+
+def sort_order(frame: pd.DataFrame) -> np.ndarray | None:
+    """``None`` when each cell's rows are contiguous and in time order, else the stable sorting order."""
+    _check(frame, 1)
+    cells = frame[C.CELL_ID].to_numpy()
+    starts = cell_starts(cells)
+    n_blocks = int(np.count_nonzero(starts == np.arange(len(starts))))
+    seconds = _seconds(frame[C.TIMESTAMP])
+    back = np.diff(seconds) < 0
+    back &= starts[1:] == starts[:-1]
+    if n_blocks == frame[C.CELL_ID].nunique() and not back.any():
+        return None
+    keys = [c for c in (C.DEVICE_ID, C.CELL_NUMBER) if c in frame.columns] or [C.CELL_ID]
+    return frame.reset_index(drop=True).sort_values([*keys, C.TIMESTAMP], kind="stable").index.to_numpy()
+
+
+def compute_features(frame: pd.DataFrame, window: int = DEFAULT_WINDOW,
+                     current_step: float = CURRENT_STEP_A,
+                     proxy_seed: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """The feature arrays of a cell-sorted canonical frame, keyed by :data:`FEATURE_COLUMNS`.
+
+    ``proxy_seed`` (used by the streaming engine for carried-over rows) gives known final
+    ``ResistanceProxy`` values that are carried forward.
+    """
+    _check(frame, window)
+    starts = cell_starts(frame[C.CELL_ID])
+    seconds = _seconds(frame[C.TIMESTAMP])
+    voltage = frame[C.VOLTAGE].to_numpy(dtype=np.float64)
+    temp = frame[C.TEMPERATURE].to_numpy(dtype=np.float64)
+    sg = frame[C.SPECIFIC_GRAVITY].to_numpy(dtype=np.float64)
+    current = frame[C.CURRENT].to_numpy(dtype=np.float64)
+    ambient = frame[C.AMBIENT].to_numpy(dtype=np.float64)
+
+    out: dict[str, np.ndarray] = {
+        "VoltageRate": rate_per_hour(voltage, seconds, starts),
+        "TemperatureRate": rate_per_hour(temp, seconds, starts),
+    }
+    for prefix, column in _ROLLING:
+        mean, std = rolling_mean_std(frame[column].to_numpy(dtype=np.float64), starts, int(window))
+        out[f"{prefix}RollMean"] = mean
+        out[f"{prefix}RollStd"] = std
+    out["TempAboveAmbient"] = temp - ambient
+    sg_corrected = sg + SG_TEMP_COEFF * (temp - SG_REFERENCE_TEMP)
+    out["SGCorrected25C"] = sg_corrected
+    out["VoltageDevString"] = string_deviation(frame, C.VOLTAGE)
+    out["SGDevString"] = string_deviation(frame, C.SPECIFIC_GRAVITY)
+    out["ResistanceProxy"] = resistance_proxy(voltage, current, starts, current_step, proxy_seed)
+    out["StateOfCharge"] = state_of_charge(sg_corrected)
+    out["HourOfDay"] = hour_of_day(frame[C.TIMESTAMP])
+    return {name: out[name] for name in FEATURE_COLUMNS}
+
+
+def add_features(frame: pd.DataFrame, window: int = DEFAULT_WINDOW,
+                 current_step: float = CURRENT_STEP_A) -> pd.DataFrame:
+    """Return a copy of a cleaned, cell-sorted canonical frame with :data:`FEATURE_COLUMNS` added.
+
+    ``window`` is the number of readings in the trailing rolling windows. Existing feature
+    columns are recomputed; every other column passes through unchanged.
+    """
+    order = sort_order(frame)
+    if order is None:
+        features = compute_features(frame, window, current_step)
+    else:  # not cell-sorted: compute in (cell, time) order, hand back in the caller's order
+        ordered = compute_features(frame.iloc[order].reset_index(drop=True), window, current_step)
+        inverse = np.empty_like(order)
+        inverse[order] = np.arange(len(order))
+        features = {k: v[inverse] for k, v in ordered.items()}
+    base = frame.drop(columns=[c for c in FEATURE_COLUMNS if c in frame.columns])
+    return pd.concat([base, pd.DataFrame(features, index=frame.index)], axis=1, copy=False)

@@ -1,0 +1,288 @@
+"""MICE imputation with miceforest (LightGBM random forests), bounded fit, deterministic transform.
+
+How it works (``MiceImputer``):
+
+* **Predictors.** Each measurement column is modelled from the other measurements plus two
+  helper predictors per column, both leave-one-out so a known value never predicts itself:
+  ``nbr`` - the per-cell linear interpolation in time between the previous and the next
+  *other* reading of the cell, and ``str`` - the mean of the *other* cells of the string
+  (same DeviceID) at the same timestamp.
+* **Fit on a bounded sample.** Rows are chosen by a hash of (cell, timestamp) - the same rows
+  whether the table is processed in one pass or streamed in chunks - capped at
+  ``sample_rows``. Inside the sample, ``eval_fraction`` of the known values of every imputed
+  column are masked before fitting; the kernel never sees them.
+* **Honest quality.** The masked values are imputed by the fitted kernel and compared with
+  the truth, side by side with per-cell linear interpolation of the same values
+  (``quality`` dict: MAE and RMSE of both, per column).
+* **Transform.** Every row with a missing measurement is imputed with
+  ``kernel.impute_new_data`` using a per-record seed (hash of cell and timestamp), so a row
+  gets the same value however the table is chunked. Labels are never modelled or imputed.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from bms_schema import InputError, columns as C
+from bms_schema.runtime import compute_threads
+
+from .grouped import cell_starts, epoch_seconds, interpolate_time
+
+log = logging.getLogger("bms.preprocess")
+
+DEFAULT_SAMPLE_ROWS = 20_000
+DEFAULT_ITERATIONS = 2
+DEFAULT_EVAL_FRACTION = 0.1
+TRANSFORM_BLOCK = 100_000
+LGB_PARAMS: dict[str, Any] = {"num_iterations": 32, "max_depth": 8, "num_leaves": 64, "min_data_in_leaf": 5}
+
+
+def row_hash(frame: pd.DataFrame) -> np.ndarray:
+    """A stable uint64 per row from (CellID, Timestamp): the same for a row in any chunk."""
+    keys = pd.DataFrame({"c": frame[C.CELL_ID].astype(str).to_numpy(),
+                         "t": epoch_seconds(frame[C.TIMESTAMP]).astype(np.int64)})
+    return pd.util.hash_pandas_object(keys, index=False).to_numpy()
+
+
+def neighbour_estimate(values: np.ndarray, seconds: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """Leave-one-out per-cell interpolation: each row estimated from the other readings of its cell."""
+    n = len(values)
+    idx = np.arange(n, dtype=np.int64)
+    valid = ~np.isnan(values)
+    # previous/next valid strictly before/after each row
+    prev_incl = np.maximum.accumulate(np.where(valid, idx, -1))
+    prev = np.empty(n, dtype=np.int64)
+    prev[0:1] = -1
+    prev[1:] = prev_incl[:-1]
+    next_incl = np.minimum.accumulate(np.where(valid, idx, n)[::-1])[::-1]
+    nxt = np.empty(n, dtype=np.int64)
+    nxt[-1:] = n
+    nxt[:-1] = next_incl[1:]
+    from .grouped import cell_ends
+
+    ends = cell_ends(starts)
+    has_prev = prev >= starts
+    has_next = (nxt <= ends) & (nxt < n)
+    out = np.full(n, np.nan)
+    both = has_prev & has_next
+    p, q = prev[both], nxt[both]
+    span = seconds[q] - seconds[p]
+    frac = np.divide(seconds[both] - seconds[p], span, out=np.zeros(len(p)), where=span > 0)
+    out[both] = values[p] + (values[q] - values[p]) * frac
+    only_prev = has_prev & ~has_next
+    out[only_prev] = values[prev[only_prev]]
+    only_next = ~has_prev & has_next
+    out[only_next] = values[nxt[only_next]]
+    return out
+
+
+def string_loo_mean(frame: pd.DataFrame, column: str) -> np.ndarray:
+    """Mean of the other cells of the string at the same timestamp (NaN when no other cell has a value)."""
+    values = frame[column]
+    groups = frame.groupby([C.DEVICE_ID, C.TIMESTAMP], sort=False, observed=True)[column]
+    total = groups.transform("sum").to_numpy(dtype=np.float64)
+    count = groups.transform("count").to_numpy(dtype=np.float64)
+    own = values.to_numpy(dtype=np.float64)
+    known = ~np.isnan(own)
+    total = total - np.where(known, own, 0.0)
+    count = count - known
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+def design_matrix(frame: pd.DataFrame, columns: list[str], values: dict[str, np.ndarray] | None = None) -> pd.DataFrame:
+    """The measurement columns plus leave-one-out ``nbr__<col>`` and ``str__<col>`` helpers.
+
+    ``values`` can replace column values (for example with evaluation masks applied).
+    ``frame`` must be sorted by cell, then time.
+    """
+    starts = cell_starts(frame[C.CELL_ID])
+    seconds = epoch_seconds(frame[C.TIMESTAMP])
+    data: dict[str, np.ndarray] = {}
+    for name in columns:
+        data[name] = (values or {}).get(name, frame[name].to_numpy(dtype=np.float64))
+    helper_frame = frame[[C.DEVICE_ID, C.TIMESTAMP]].copy()
+    for name in columns:
+        data[f"nbr__{name}"] = neighbour_estimate(data[name], seconds, starts)
+        helper_frame[name] = data[name]
+        data[f"str__{name}"] = string_loo_mean(helper_frame, name)
+    return pd.DataFrame(data, index=frame.index)
+
+
+def _errors(truth: np.ndarray, guess: np.ndarray) -> dict[str, float | None]:
+    ok = ~np.isnan(guess)
+    if not ok.any():
+        return {"mae": None, "rmse": None, "n": 0}
+    diff = guess[ok] - truth[ok]
+    return {"mae": float(np.mean(np.abs(diff))), "rmse": float(np.sqrt(np.mean(diff * diff))), "n": int(ok.sum())}
+
+
+@dataclass
+class MiceImputer:
+    """Fit a miceforest kernel on a bounded sample; impute any cleaned canonical frame.
+
+    Parameters follow scikit-learn conventions: constructor arguments are settings,
+    ``fit`` learns, ``transform`` applies. Fitted attributes end with ``_``.
+    """
+
+    sample_rows: int = DEFAULT_SAMPLE_ROWS
+    iterations: int = DEFAULT_ITERATIONS
+    eval_fraction: float = DEFAULT_EVAL_FRACTION
+    random_state: int = 0
+    columns: list[str] | None = None
+    lgb_params: dict[str, Any] = field(default_factory=lambda: dict(LGB_PARAMS))
+
+    def _validate(self) -> None:
+        if self.sample_rows < 50:
+            raise InputError(f"sample_rows must be at least 50, got {self.sample_rows}")
+        if self.iterations < 1:
+            raise InputError(f"iterations must be at least 1, got {self.iterations}")
+        if not 0.0 <= self.eval_fraction < 0.5:
+            raise InputError(f"eval_fraction must be in [0, 0.5), got {self.eval_fraction}")
+
+    def sample_mask(self, frame: pd.DataFrame, total_rows: int | None = None) -> np.ndarray:
+        """Rows that belong to the fitting sample: ``hash(cell, time) < rate``, independent of chunking."""
+        total = total_rows if total_rows is not None else len(frame)
+        rate = min(1.0, self.sample_rows / max(total, 1))
+        hashed = row_hash(frame) ^ np.uint64(self.random_state * 0x9E3779B97F4A7C15 % (1 << 64))
+        return (hashed >> np.uint64(11)).astype(np.float64) / float(1 << 53) < rate
+
+    def select_sample(self, frame: pd.DataFrame, total_rows: int | None = None) -> np.ndarray:
+        """Positions of the fitting sample: hashed rows, trimmed to ``sample_rows`` by smallest hash."""
+        in_sample = self.sample_mask(frame, total_rows)
+        rows = np.flatnonzero(in_sample)
+        if len(rows) > self.sample_rows:  # a hash sample can overshoot a little: trim deterministically
+            hashed = row_hash(frame.iloc[rows])
+            rows = np.sort(rows[np.argsort(hashed, kind="stable")[: self.sample_rows]])
+        return rows
+
+    def fit(self, frame: pd.DataFrame, total_rows: int | None = None) -> "MiceImputer":
+        """Fit on the hashed sample of a cleaned, cell-sorted canonical ``frame``."""
+        from .impute import impute_columns
+
+        self._validate()
+        columns = self.columns or impute_columns(frame)
+        missing_any = [c for c in columns if frame[c].isna().any()]
+        design = design_matrix(frame, columns)
+        rows = self.select_sample(frame, total_rows)
+        return self.fit_sample(design.iloc[rows].reset_index(drop=True), columns, missing_any)
+
+    def fit_sample(self, sample: pd.DataFrame, columns: list[str], missing_any: list[str]) -> "MiceImputer":
+        """Fit on design rows already drawn (``design_matrix`` rows of the sample)."""
+        import miceforest as mf
+
+        self._validate()
+        self.columns_ = list(columns)
+        self.imputed_columns_ = list(missing_any)
+        sample = sample.copy()
+        self.sample_size_ = int(len(sample))
+        rng = np.random.default_rng(self.random_state)
+        masks: dict[str, np.ndarray] = {}
+        truth: dict[str, np.ndarray] = {}
+        masked_values: dict[str, np.ndarray] = {}
+        for name in missing_any:
+            known = np.flatnonzero(sample[name].notna().to_numpy())
+            k = int(round(self.eval_fraction * len(known)))
+            chosen = rng.choice(known, size=k, replace=False) if k > 0 else np.zeros(0, dtype=np.int64)
+            mask = np.zeros(len(sample), dtype=bool)
+            mask[chosen] = True
+            masks[name] = mask
+            truth[name] = sample[name].to_numpy()[mask]
+            masked_values[name] = sample[name].to_numpy().copy()
+            masked_values[name][mask] = np.nan
+        # the interpolation baseline for a masked value: the cell's other readings (= nbr helper)
+        baseline = {name: sample[f"nbr__{name}"].to_numpy()[masks[name]] for name in missing_any}
+        for name in missing_any:
+            sample[name] = masked_values[name]
+        if not missing_any:
+            self.kernel_ = None
+            self.quality_ = {}
+            return self
+        for name in missing_any:
+            if sample[name].notna().sum() < 10:
+                raise InputError(f"column '{name}' has fewer than 10 known values in the fitting sample: "
+                                 "too few to model it; use impute='interpolate'")
+        schema = {name: [c for c in sample.columns if c != name] for name in missing_any}
+        kernel = mf.ImputationKernel(
+            sample,
+            num_datasets=1,
+            variable_schema=schema,
+            mean_match_candidates=0,
+            random_state=self.random_state,
+            save_all_iterations_data=True,
+        )
+        kernel.mice(self.iterations, num_threads=compute_threads(), **self.lgb_params)
+        self.kernel_ = kernel
+        completed = kernel.complete_data(dataset=0)
+        self.quality_ = {
+            name: {
+                "masked_values": int(masks[name].sum()),
+                "mice": _errors(truth[name], completed[name].to_numpy()[masks[name]]),
+                "interpolation": _errors(truth[name], baseline[name]),
+            }
+            for name in missing_any
+        }
+        log.info("MICE fitted on %d rows (%s); quality %s", len(sample), ", ".join(missing_any), self.quality_)
+        return self
+
+    def transform(self, frame: pd.DataFrame, design: pd.DataFrame | None = None) -> pd.DataFrame:
+        """Impute every missing measurement of a cleaned, sorted frame; adds ``<col>_Imputed`` flags."""
+        from .impute import add_imputed_flags
+
+        if not hasattr(self, "columns_"):
+            raise InputError("MiceImputer is not fitted: call fit() first")
+        out = frame.copy()
+        before = {name: out[name].isna().to_numpy() for name in self.columns_ if name in out.columns}
+        if self.kernel_ is None:
+            return add_imputed_flags(out, before)
+        design = design_matrix(out, self.columns_) if design is None else design
+        targets = [c for c in self.imputed_columns_ if c in out.columns]
+        need = np.zeros(len(out), dtype=bool)
+        for name in targets:
+            need |= before[name]
+        rows = np.flatnonzero(need)
+        seeds = row_hash(out.iloc[rows]) if len(rows) else np.zeros(0, dtype=np.uint64)
+        model_cols = list(self.kernel_.working_data.columns)
+        for lo in range(0, len(rows), TRANSFORM_BLOCK):
+            part = rows[lo:lo + TRANSFORM_BLOCK]
+            block = design.iloc[part][model_cols].reset_index(drop=True)
+            imputed = self.kernel_.impute_new_data(
+                block, datasets=[0], random_state=self.random_state,
+                random_seed_array=seeds[lo:lo + TRANSFORM_BLOCK].astype(np.uint64),
+            ).complete_data(dataset=0)
+            for name in targets:
+                col = out.columns.get_loc(name)
+                values = out.iloc[part, col].to_numpy(dtype=np.float64)
+                fill = np.isnan(values)
+                values[fill] = imputed[name].to_numpy()[fill]
+                out.iloc[part, col] = values
+        # columns the kernel did not model (no gaps when it was fitted) fall back to interpolation
+        leftover = [c for c in self.columns_ if c in out.columns and c not in targets and out[c].isna().any()]
+        if leftover:
+            starts = cell_starts(out[C.CELL_ID])
+            seconds = epoch_seconds(out[C.TIMESTAMP])
+            for name in leftover:
+                out[name] = interpolate_time(out[name].to_numpy(dtype=np.float64), seconds, starts)
+        return add_imputed_flags(out, before)
+
+    def fit_transform(self, frame: pd.DataFrame) -> pd.DataFrame:
+        return self.fit(frame).transform(frame)
+
+
+def mice_impute(frame: pd.DataFrame, sample_rows: int = DEFAULT_SAMPLE_ROWS, iterations: int = DEFAULT_ITERATIONS,
+                random_state: int = 0, eval_fraction: float = DEFAULT_EVAL_FRACTION,
+                total_rows: int | None = None,
+                return_imputer: bool = False) -> pd.DataFrame | tuple[pd.DataFrame, MiceImputer]:
+    """Fit :class:`MiceImputer` on a bounded sample of ``frame`` and impute all of it.
+
+    ``total_rows`` (default ``len(frame)``) sets the sampling rate ``sample_rows / total_rows``;
+    the tools pass the raw input row count so streamed and one-pass runs draw the same sample.
+    """
+    imputer = MiceImputer(sample_rows=sample_rows, iterations=iterations, random_state=random_state,
+                          eval_fraction=eval_fraction)
+    out = imputer.fit(frame, total_rows=total_rows).transform(frame)
+    return (out, imputer) if return_imputer else out

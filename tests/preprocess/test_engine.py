@@ -1,0 +1,105 @@
+"""File engine: chunked == one pass, equal to the in-memory API, order check, output formats."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from bms_schema import InputError
+
+from bms_preprocess.engine import PreprocessOptions, count_rows, run_preprocess
+from bms_preprocess.features import FEATURE_COLUMNS
+from bms_preprocess.pipeline import prepare_readings
+
+CORE = ["CellVoltage", "CellTemperature", "CellSpecificGravity", "InstantaneousCurrent", "AmbientTemperature"]
+
+
+def _run(src: Path, out: Path, **kw) -> tuple[pd.DataFrame, object]:
+    result = run_preprocess(src, out, PreprocessOptions(**kw))
+    frame = pd.read_parquet(out) if out.suffix == ".parquet" else pd.read_csv(out)
+    return frame, result
+
+
+def _assert_same(a: pd.DataFrame, b: pd.DataFrame) -> None:
+    assert list(a.columns) == list(b.columns)
+    assert (a["CellID"].astype(str).to_numpy() == b["CellID"].astype(str).to_numpy()).all()
+    assert (a["Timestamp"].astype(str).to_numpy() == b["Timestamp"].astype(str).to_numpy()).all()
+    numeric = a.select_dtypes("number").columns
+    np.testing.assert_allclose(a[numeric].to_numpy(float), b[numeric].to_numpy(float), rtol=1e-9, atol=1e-9)
+    for column in a.columns.difference(numeric):
+        assert (a[column].astype(str).to_numpy() == b[column].astype(str).to_numpy()).all(), column
+
+
+@pytest.mark.parametrize("impute", ["interpolate", "mice"])
+def test_chunked_equals_one_pass(sample_csv, tmp_path, impute):
+    one, r1 = _run(sample_csv, tmp_path / "one.csv", impute=impute)
+    assert r1.chunks == 1 and len(one) == 750
+    for chunksize in (40, 120):
+        chunked, r2 = _run(sample_csv, tmp_path / f"c{chunksize}.csv", impute=impute, chunksize=chunksize)
+        assert r2.chunks > 3  # really streamed
+        _assert_same(one, chunked)
+        assert r2.report["sentinel_rows"] == r1.report["sentinel_rows"] == 146
+        assert r2.report["per_cell"] == r1.report["per_cell"]
+        assert r2.imputed_counts == r1.imputed_counts
+        if impute == "mice":
+            assert r2.mice_quality == r1.mice_quality
+        assert r2.scaler.to_dict()["mean"] == pytest.approx(r1.scaler.to_dict()["mean"], rel=1e-12)
+
+
+def test_full_chain_output(sample_csv, tmp_path):
+    out, result = _run(sample_csv, tmp_path / "full.csv", impute="mice")
+    assert len(out) == 750 and out[CORE].isna().sum().sum() == 0
+    assert set(FEATURE_COLUMNS) <= set(out.columns)
+    for column in (*CORE, *FEATURE_COLUMNS):
+        assert f"{column}_scaled" in out.columns
+    # raw columns keep raw units; scaled ones are standardised
+    assert out["CellVoltage"].between(1.9, 2.5).all()
+    assert abs(out["CellVoltage_scaled"].mean()) < 1e-9 and out["CellVoltage_scaled"].std(ddof=0) == pytest.approx(1)
+    assert result.report["rows_out"] == 750 and sum(result.imputed_counts.values()) == 3 * 146
+    # pass-through columns survive
+    assert {"SerialNumber", "SiteID", "PacketID"} <= set(out.columns)
+
+
+def test_engine_matches_in_memory_api(sample_csv, tmp_path):
+    out, _ = _run(sample_csv, tmp_path / "e.parquet", impute="mice", scale=False)
+    mem = prepare_readings(sample_csv, impute="mice")
+    cols = [*CORE, *FEATURE_COLUMNS]
+    np.testing.assert_allclose(out[cols].to_numpy(float), mem[cols].to_numpy(float), rtol=1e-9, atol=1e-9)
+    assert (out["CellID"].to_numpy() == mem["CellID"].to_numpy()).all()
+
+
+def test_canonical_output_can_be_fed_back(sample_csv, tmp_path):
+    cleaned, _ = _run(sample_csv, tmp_path / "clean.csv", impute="none", features=False, scale=False)
+    assert cleaned["CellVoltage"].isna().sum() == 146
+    again, result = _run(tmp_path / "clean.csv", tmp_path / "again.csv", impute="interpolate", chunksize=100)
+    assert result.report["input_format"] == "canonical" and result.report["sentinel_rows"] == 146
+    assert len(again) == 750 and again[CORE].isna().sum().sum() == 0
+
+
+def test_chunked_needs_time_order_per_device(raw_sample, tmp_path):
+    backwards = raw_sample.iloc[::-1]
+    path = tmp_path / "backwards.csv"
+    backwards.to_csv(path, index=False)
+    with pytest.raises(InputError, match="needs the rows of each device in time order"):
+        run_preprocess(path, tmp_path / "out.csv", PreprocessOptions(impute="interpolate", chunksize=100))
+    assert not (tmp_path / "out.csv").exists()
+    # one pass sorts it fine
+    result = run_preprocess(path, tmp_path / "out.csv", PreprocessOptions(impute="interpolate"))
+    assert result.rows == 750
+
+
+def test_bad_options(sample_csv, tmp_path):
+    for chunksize in (0, -5):
+        with pytest.raises(InputError, match=f"chunksize must be a positive number of rows, got {chunksize}"):
+            run_preprocess(sample_csv, tmp_path / "o.csv", PreprocessOptions(chunksize=chunksize))
+    with pytest.raises(InputError, match="unknown imputation method 'knn'"):
+        run_preprocess(sample_csv, tmp_path / "o.csv", PreprocessOptions(impute="knn"))
+    assert not list(tmp_path.iterdir())  # no partial output, no spill left behind
+
+
+def test_count_rows(sample_csv, tmp_path):
+    assert count_rows(sample_csv) == 750
+    pd.DataFrame({"a": range(7)}).to_parquet(tmp_path / "x.parquet")
+    assert count_rows(tmp_path / "x.parquet") == 7
