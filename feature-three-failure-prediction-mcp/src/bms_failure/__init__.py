@@ -1,0 +1,36 @@
+"""bms_failure: which battery cells will die soon (XGBoost classifier over trailing-window features).
+
+Public API (imported lazily, so ``import bms_failure`` stays cheap for the MCP server)::
+
+    from bms_failure import load_failure_model, predict_failure, train_and_register
+    model = load_failure_model("latest")          # or load_failure_model(horizon_days=7)
+    table = model.predict(history_frame)           # per-cell risk table, no labels needed
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_EXPORTS = {
+    "load_failure_model": "bms_failure.model",
+    "FailureModel": "bms_failure.model",
+    "predict_failure": "bms_failure.api",
+    "train_and_register": "bms_failure.api",
+    "load_readings_frame": "bms_failure.api",
+    "train_failure_model": "bms_failure.training",
+    "build_feature_grid": "bms_failure.features",
+    "FeatureConfig": "bms_failure.config",
+    "FEATURES": "bms_failure.config",
+    "MODEL_NAME": "bms_failure.config",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'bms_failure' has no attribute '{name}'")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
