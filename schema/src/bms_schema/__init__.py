@@ -1,19 +1,60 @@
-"""bms_schema: the shared BMS-Flux contracts (canonical table, envelope, runs, registry, paths)."""
+"""bms_schema: the shared BMS-Flux contracts (canonical table, envelope, runs, registry, paths).
 
-from . import columns
-from .cells import resolve_cell_id
-from .columns import CORE_COLUMNS, LABEL_COLUMNS, SCHEMA_VERSION, Limits
-from .errors import BMSError, InputError, ModelError, PathError
-from .models import Artifact, Envelope, Reading, RunManifest
-from .normalize import NormalizeReport, load_limits, load_readings, normalize, sort_readings
-from .paths import allowed_dirs, resolve_input, workspace
-from .reader import iter_table, read_table, write_table
-from .registry import ModelRegistry, ModelVersion
-from .runs import Run, new_run_id
+Exports are resolved lazily (PEP 562), so ``import bms_schema.mcp_server`` in a server's
+entry point does not pull in pandas: servers answer ``initialize`` fast.
+"""
 
-__all__ = [
-    "Artifact", "BMSError", "CORE_COLUMNS", "Envelope", "InputError", "LABEL_COLUMNS", "Limits", "ModelError",
-    "ModelRegistry", "ModelVersion", "NormalizeReport", "PathError", "Reading", "Run", "RunManifest",
-    "SCHEMA_VERSION", "allowed_dirs", "columns", "iter_table", "load_limits", "load_readings", "new_run_id",
-    "normalize", "read_table", "resolve_cell_id", "resolve_input", "sort_readings", "workspace", "write_table",
-]
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+_EXPORTS: dict[str, str] = {
+    "columns": "bms_schema.columns",
+    "CORE_COLUMNS": "bms_schema.columns",
+    "LABEL_COLUMNS": "bms_schema.columns",
+    "SCHEMA_VERSION": "bms_schema.columns",
+    "Limits": "bms_schema.columns",
+    "resolve_cell_id": "bms_schema.cells",
+    "BMSError": "bms_schema.errors",
+    "InputError": "bms_schema.errors",
+    "ModelError": "bms_schema.errors",
+    "PathError": "bms_schema.errors",
+    "Artifact": "bms_schema.models",
+    "Envelope": "bms_schema.models",
+    "Reading": "bms_schema.models",
+    "RunManifest": "bms_schema.models",
+    "NormalizeReport": "bms_schema.normalize",
+    "load_limits": "bms_schema.normalize",
+    "load_readings": "bms_schema.normalize",
+    "normalize": "bms_schema.normalize",
+    "sort_readings": "bms_schema.normalize",
+    "allowed_dirs": "bms_schema.paths",
+    "resolve_input": "bms_schema.paths",
+    "workspace": "bms_schema.paths",
+    "iter_table": "bms_schema.reader",
+    "read_table": "bms_schema.reader",
+    "write_table": "bms_schema.reader",
+    "ModelRegistry": "bms_schema.registry",
+    "ModelVersion": "bms_schema.registry",
+    "Run": "bms_schema.runs",
+    "new_run_id": "bms_schema.runs",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'bms_schema' has no attribute '{name}'")
+    if name == "columns":
+        value: Any = import_module(module)
+    else:
+        value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
