@@ -6,6 +6,8 @@ entry point does not pull in pandas: servers answer ``initialize`` fast.
 
 from __future__ import annotations
 
+import sys
+import types
 from importlib import import_module
 from typing import Any
 
@@ -58,3 +60,20 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
+
+
+class _Package(types.ModuleType):
+    """Keeps the function ``bms_schema.normalize`` from being replaced by the submodule of that name.
+
+    Importing a submodule sets it as an attribute of its package; for ``normalize`` (both a
+    module and the main function) the function must win, as ``from bms_schema import normalize``
+    promises. ``from bms_schema.normalize import ...`` still reaches the module via sys.modules.
+    """
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "normalize" and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
