@@ -66,7 +66,8 @@ def test_tools_over_stdio(workspace, sample_csv):
             ft = pd.read_csv(feats["data"]["output_path"])
             assert ft["VoltageRollStd"].notna().all() and ft["CellVoltage"].notna().all()
             scaled = envelope(await client.call_tool("impute_and_scale_battery_data",
-                                                     {"data_path": feats["data"]["output_path"]}))
+                                                     {"data_path": feats["data"]["output_path"],
+                                                      "impute": "interpolate"}))
             assert scaled["status"] == "ok", scaled["message"]
             assert scaled["data"]["scaler"]["version"] == "v0002"
             st = pd.read_csv(scaled["data"]["output_path"])

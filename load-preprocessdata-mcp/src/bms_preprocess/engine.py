@@ -50,6 +50,14 @@ log = logging.getLogger("bms.preprocess")
 Progress = Callable[[float, str], None]
 HELPER_PREFIXES = ("nbr__", "str__")
 MAX_HELD_FACTOR = 5
+MIN_HELD = 10_000
+#: Without a chunksize, files larger than this are streamed anyway (same result, bounded memory).
+AUTO_STREAM_BYTES = 256 * 1024 * 1024
+AUTO_CHUNKSIZE = 200_000
+
+
+class _OrderError(InputError):
+    """Rows of a device are not in time order: chunked processing cannot give the one-pass result."""
 
 
 @dataclass
@@ -88,6 +96,7 @@ class PreprocessResult:
     scaler: BMSScaler | None = None
     profile: DataProfile | None = None
     chunks: int = 1
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 # -- reading ---------------------------------------------------------------------------------
@@ -115,41 +124,63 @@ class _ArrowStreamFailed(Exception):
 
 
 def _arrow_csv_chunks(path: Path, chunksize: int) -> Iterator[pd.DataFrame]:
-    """Stream a CSV with pyarrow (multi-block, typed like ``read_table``), about ``chunksize`` rows a batch."""
+    """Stream a CSV in byte ranges of about ``chunksize`` rows, each parsed by pyarrow's threaded reader.
+
+    Ranges end on a line break. Each range is parsed on its own, so a column can get a different
+    type in two ranges (all empty in one): the assembly step unifies the types.
+    """
     import pyarrow as pa
-    import pyarrow.csv as pacsv
     from bms_schema.reader import NA_VALUES, _first_lines
 
+    if path.name.lower().endswith(".gz"):
+        raise _ArrowStreamFailed("compressed CSV: pandas reader")
     header, first = _first_lines(path)
     if not header or first is None or len(header) != len(set(header)) or len(first) > len(header):
         raise _ArrowStreamFailed("header needs the pandas reader")
     names = header[: len(first)]
+    mapper = {pa.large_string(): pd.StringDtype("pyarrow"), pa.string(): pd.StringDtype("pyarrow")}.get
     with open(path, "rb") as handle:
-        head = handle.read(1 << 20)
-    row_bytes = max(1, len(head) // max(1, head.count(b"\n")))
-    block_size = int(min(max(chunksize * row_bytes, 8 * row_bytes, 1 << 12), 1 << 30))
+        handle.readline()  # header
+        sample = handle.read(1 << 20)
+        row_bytes = max(1, len(sample) // max(1, sample.count(b"\n")))
+        target = max(chunksize * row_bytes, 1)
+        handle.seek(0)
+        handle.readline()
+        carry = b""
+        while True:
+            block = handle.read(target)
+            if not block:
+                break
+            block = carry + block
+            cut = block.rfind(b"\n") + 1
+            if cut == 0:  # no complete line yet: read on
+                carry = block
+                continue
+            carry = block[cut:]
+            yield _parse_block(block[:cut], names, header, first, NA_VALUES, mapper)
+        if carry.strip():
+            yield _parse_block(carry + b"\n", names, header, first, NA_VALUES, mapper)
+
+
+def _parse_block(data: bytes, names: list[str], header: list[str], first: list[str], na: list[str],
+                 mapper: Callable[[Any], Any]) -> pd.DataFrame:
+    import io
+
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
     try:
-        reader = pacsv.open_csv(
-            path,
-            read_options=pacsv.ReadOptions(column_names=names, skip_rows=1, block_size=block_size),
-            convert_options=pacsv.ConvertOptions(null_values=NA_VALUES, strings_can_be_null=True),
+        table = pacsv.read_csv(
+            io.BytesIO(data),
+            read_options=pacsv.ReadOptions(column_names=names, block_size=max(len(data) // 2 + 1, 1 << 20)),
+            convert_options=pacsv.ConvertOptions(null_values=na, strings_can_be_null=True),
         )
-        mapper = {pa.large_string(): pd.StringDtype("pyarrow"), pa.string(): pd.StringDtype("pyarrow")}.get
-        pending: list[pd.DataFrame] = []
-        size = 0
-        for batch in reader:
-            frame = batch.to_pandas(types_mapper=mapper)
-            for name in header[len(first):]:
-                frame[name] = np.nan
-            pending.append(frame)
-            size += len(frame)
-            if size >= chunksize:
-                yield pd.concat(pending, ignore_index=True) if len(pending) > 1 else pending[0]
-                pending, size = [], 0
-        if pending:
-            yield pd.concat(pending, ignore_index=True) if len(pending) > 1 else pending[0]
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
         raise _ArrowStreamFailed(str(exc)) from exc
+    frame = table.to_pandas(types_mapper=mapper, self_destruct=True)
+    for name in header[len(first):]:
+        frame[name] = np.nan
+    return frame
 
 
 def _check_csv_head(path: Path) -> None:
@@ -196,6 +227,7 @@ class CleanStream:
         self.watermark: dict[str, int] = {}
         self.columns: list[str] | None = None
         self.schema_columns: list[str] | None = None
+        self.seen_valid: set[str] = set()  # measurements with at least one value so far
 
     def _normalise(self, raw: pd.DataFrame) -> pd.DataFrame:
         canonical = to_canonical(raw, self.options.limits)
@@ -214,7 +246,7 @@ class CleanStream:
         late = marks.notna().to_numpy() & (ts < marks.fillna(np.iinfo(np.int64).min).to_numpy(dtype=np.int64))
         if late.any():
             row = canonical.loc[late].iloc[0]
-            raise InputError(
+            raise _OrderError(
                 f"chunked processing needs the rows of each device in time order (as the BMS writes them), but "
                 f"device '{row[C.DEVICE_ID]}' has a reading at {row[C.TIMESTAMP]} after later readings were "
                 "processed: sort the file by time, or run without chunksize"
@@ -230,6 +262,8 @@ class CleanStream:
         frame = pd.DataFrame({"cell": cells, "device": devices, "ts": ts})
         safe = None
         for name in self.columns or []:
+            if name not in self.seen_valid:  # never reported yet (an absent optional column): nothing to wait for
+                continue
             valid_ts = np.where(buffer[name].notna().to_numpy(), ts, np.iinfo(np.int64).min)
             last = pd.Series(valid_ts).groupby(cells, sort=False).transform("max").to_numpy()
             safe = last if safe is None else np.minimum(safe, last)
@@ -256,6 +290,7 @@ class CleanStream:
             self.quality.rows_in += len(raw)
             canonical = self._normalise(raw)
             self._check_order(canonical)
+            self.seen_valid.update(c for c in self.columns or [] if canonical[c].notna().any())
             parts.append(canonical)
         if not parts:
             return None
@@ -311,14 +346,15 @@ class FeatureStream:
         self.imputed_counts: dict[str, int] = {}
 
     def _impute(self, block: pd.DataFrame) -> pd.DataFrame:
+        """Fill gaps in ``block`` (modified in place: spilled blocks are not used again)."""
         method = self.options.impute
         if method == "none":
             return block
         if method == "mice" and self.imputer is not None:
             design = block[[*self.columns, *[c for c in block.columns if c.startswith(HELPER_PREFIXES)]]]
-            out = self.imputer.transform(block, design=design)
+            out = self.imputer.transform(block, design=design, copy=False)
         else:
-            out = block.copy()
+            out = block
             before = {}
             for name in self.columns:
                 values = out[name].to_numpy(dtype=np.float64)
@@ -335,7 +371,7 @@ class FeatureStream:
                 self.imputed_counts[name] = self.imputed_counts.get(name, 0) + int(out[flag].sum())
         return out
 
-    def _features(self, block: pd.DataFrame) -> pd.DataFrame:
+    def _features(self, block: pd.DataFrame) -> dict[str, np.ndarray]:
         window = int(self.options.window)
         need = [C.CELL_ID, C.DEVICE_ID, C.CELL_NUMBER, C.TIMESTAMP, *C.CORE_COLUMNS]
         new = block[need].assign(__new=True, ResistanceProxy=np.nan)
@@ -344,19 +380,15 @@ class FeatureStream:
         seed = work["ResistanceProxy"].to_numpy(dtype=np.float64)
         feats = compute_features(work, window, proxy_seed=seed)
         is_new = work["__new"].to_numpy(dtype=bool)
-        out = pd.DataFrame({k: v[is_new] for k, v in feats.items()})
         # carry the last window-1 readings (at least one) of each cell with their final ResistanceProxy
         work = work.assign(ResistanceProxy=feats["ResistanceProxy"], __new=False)
         self.context = work.groupby(C.CELL_ID, sort=False).tail(max(window - 1, 1)).reset_index(drop=True)
-        base = block.drop(columns=[c for c in FEATURE_COLUMNS if c in block.columns])
-        return pd.concat([base.reset_index(drop=True), out], axis=1, copy=False)
+        return {k: v[is_new] for k, v in feats.items()}
 
-    def process(self, block: pd.DataFrame) -> pd.DataFrame:
+    def process(self, block: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+        """Impute ``block`` and compute its features: ``(imputed block with helpers, feature arrays)``."""
         out = self._impute(block)
-        out = out.drop(columns=[c for c in out.columns if c.startswith(HELPER_PREFIXES)])
-        if self.options.features:
-            out = self._features(out)
-        return out
+        return out, (self._features(out) if self.options.features else {})
 
 
 # -- spill files (Arrow IPC, memory-mapped on read) ----------------------------------------------
@@ -366,10 +398,15 @@ class Spill:
         self.prefix = prefix
         self.paths: list[Path] = []
 
-    def write(self, frame: pd.DataFrame) -> None:
+    def write(self, frame: pd.DataFrame, extra: dict[str, np.ndarray] | None = None,
+              exclude: set[str] | frozenset[str] = frozenset()) -> None:
+        """Spill ``frame`` without the ``exclude`` columns, plus ``extra`` arrays as columns."""
         import pyarrow as pa
 
-        table = pa.Table.from_pandas(frame, preserve_index=False)
+        keep = [c for c in frame.columns if c not in exclude and c not in (extra or {})]
+        table = pa.Table.from_pandas(frame, columns=keep, preserve_index=False)
+        for name, values in (extra or {}).items():
+            table = table.append_column(name, pa.array(values))
         path = self.folder / f"{self.prefix}-{len(self.paths):05d}.arrow"
         with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
             writer.write_table(table)
@@ -494,6 +531,16 @@ def run_preprocess(path: Path, output: Path, options: PreprocessOptions, progres
                    work_dir: Path | None = None) -> PreprocessResult:
     """Read ``path``, clean / impute / add features / scale per ``options``, write ``output``."""
     options.validate()
+    if options.chunksize is None and path.exists() and path.stat().st_size > AUTO_STREAM_BYTES:
+        from dataclasses import replace
+
+        log.info("%s is %.0f MB: streaming it in chunks of %d rows", path.name, path.stat().st_size / 1e6,
+                 AUTO_CHUNKSIZE)
+        try:
+            return run_preprocess(path, output, replace(options, chunksize=AUTO_CHUNKSIZE), progress, work_dir)
+        except _OrderError as exc:
+            log.warning("%s; processing %s in one pass instead", exc, path.name)
+            return _run(path, output, options, progress, work_dir, reader="arrow")
     try:
         return _run(path, output, options, progress, work_dir, reader="arrow")
     except _ArrowStreamFailed as exc:
@@ -503,12 +550,23 @@ def run_preprocess(path: Path, output: Path, options: PreprocessOptions, progres
 
 def _run(path: Path, output: Path, options: PreprocessOptions, progress: Progress | None,
          work_dir: Path | None, reader: str) -> PreprocessResult:
+    import time
+
+    clock = time.perf_counter()
+    timings: dict[str, float] = {}
+
+    def lap(label: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[label] = round(now - clock, 3)
+        clock = now
+
     total_rows = count_rows(path)
     spill_root = Path(tempfile.mkdtemp(prefix=".bms-spill-", dir=work_dir or output.parent))
     try:
         quality = QualityAccumulator()
         chunk = options.chunksize
-        max_held = None if chunk is None else max(MAX_HELD_FACTOR * int(chunk), 10_000)
+        max_held = None if chunk is None else max(MAX_HELD_FACTOR * int(chunk), MIN_HELD)
         stream = CleanStream(options, quality, max_held)
         imputer = MiceImputer(sample_rows=options.sample_rows, iterations=options.iterations,
                               random_state=options.random_state, eval_fraction=options.eval_fraction)
@@ -539,6 +597,7 @@ def _run(path: Path, output: Path, options: PreprocessOptions, progress: Progres
         take(stream.feed(None, final=True))
         if not stage1.paths:
             raise InputError(f"{path.name}: no usable rows after cleaning")
+        lap("read_clean_s")
         report = quality.report()
         _check_totals(report, quality)
         columns = stream.columns or []
@@ -547,34 +606,42 @@ def _run(path: Path, output: Path, options: PreprocessOptions, progress: Progres
         if options.impute == "mice":
             _report_progress(progress, 0.5, "fitting the MICE imputer on the sample")
             fitted = _fit_mice(imputer, samples, columns, report)
+        lap("mice_fit_s")
         stage2 = Spill(spill_root, "features")
         features = FeatureStream(options, columns, fitted)
         scaler = None
         if options.scale:
             present = set(stream.schema_columns or [])
+            empty = {c for c in columns if report["missing_by_column"].get(c, 0) >= report["rows_out"]}
             scale_cols = options.scale_columns or [
-                *columns, *(f for f in FEATURE_COLUMNS if options.features or f in present)]
+                *(c for c in columns if c not in empty),  # an optional column never reported is not scaled
+                *(f for f in FEATURE_COLUMNS if options.features or f in present)]
             scaler = BMSScaler(columns=list(scale_cols))
         for k, block in enumerate(stage1.frames()):
-            out = features.process(block)
+            out, feats = features.process(block)
+            exclude = {c for c in out.columns if c.startswith(HELPER_PREFIXES)}
             if scaler is not None:  # partly processed input: its old scaled columns are replaced
-                out = out.drop(columns=[scaled_column(c) for c in scaler.columns if scaled_column(c) in out.columns])
+                exclude |= {scaled_column(c) for c in scaler.columns}
             profile.add_final(out, columns)
             if scaler is not None:
-                scaler.partial_fit(out)
-            stage2.write(out)
+                scaler.partial_fit(pd.DataFrame({c: feats[c] if c in feats else out[c].to_numpy()
+                                                 for c in scaler.columns}))
+            stage2.write(out, extra=feats, exclude=exclude)
             _report_progress(progress, 0.55 + 0.3 * (k + 1) / len(stage1.paths),
                              f"imputed and engineered block {k + 1} of {len(stage1.paths)}")
         for p in stage1.paths:
             p.unlink(missing_ok=True)
         if scaler is not None:
             scaler.check_fitted()
+        lap("impute_features_s")
         rows, out_columns = assemble(stage2, output, scaler, batch_rows=int(options.chunksize or 500_000),
                                      progress=progress)
+        lap("write_s")
         return PreprocessResult(
             output=output, rows=rows, columns=out_columns, report=report,
             mice_quality=fitted.quality_ if fitted is not None else None,
             imputed_counts=features.imputed_counts, scaler=scaler, profile=profile, chunks=chunks,
+            timings=timings,
         )
     finally:
         shutil.rmtree(spill_root, ignore_errors=True)

@@ -176,9 +176,20 @@ class MiceImputer:
         import miceforest as mf
 
         self._validate()
+        sample = sample.copy()
+        too_few = [c for c in missing_any if sample[c].notna().sum() < 10]
+        core_too_few = [c for c in too_few if c in C.CORE_COLUMNS]
+        if core_too_few:
+            raise InputError(f"column '{core_too_few[0]}' has fewer than 10 known values in the fitting sample: "
+                             "too few to model it; use impute='interpolate'")
+        if too_few:  # an optional measurement that is (almost) never reported: left as it is
+            log.warning("not imputing %s: fewer than 10 known values", ", ".join(too_few))
+            sample = sample.drop(columns=[c for c in sample.columns if c in too_few or
+                                          any(c == f"{p}{t}" for t in too_few for p in ("nbr__", "str__"))])
+            columns = [c for c in columns if c not in too_few]
+            missing_any = [c for c in missing_any if c not in too_few]
         self.columns_ = list(columns)
         self.imputed_columns_ = list(missing_any)
-        sample = sample.copy()
         self.sample_size_ = int(len(sample))
         rng = np.random.default_rng(self.random_state)
         masks: dict[str, np.ndarray] = {}
@@ -202,10 +213,6 @@ class MiceImputer:
             self.kernel_ = None
             self.quality_ = {}
             return self
-        for name in missing_any:
-            if sample[name].notna().sum() < 10:
-                raise InputError(f"column '{name}' has fewer than 10 known values in the fitting sample: "
-                                 "too few to model it; use impute='interpolate'")
         schema = {name: [c for c in sample.columns if c != name] for name in missing_any}
         kernel = mf.ImputationKernel(
             sample,
@@ -229,13 +236,16 @@ class MiceImputer:
         log.info("MICE fitted on %d rows (%s); quality %s", len(sample), ", ".join(missing_any), self.quality_)
         return self
 
-    def transform(self, frame: pd.DataFrame, design: pd.DataFrame | None = None) -> pd.DataFrame:
-        """Impute every missing measurement of a cleaned, sorted frame; adds ``<col>_Imputed`` flags."""
+    def transform(self, frame: pd.DataFrame, design: pd.DataFrame | None = None, copy: bool = True) -> pd.DataFrame:
+        """Impute every missing measurement of a cleaned, sorted frame; adds ``<col>_Imputed`` flags.
+
+        ``copy=False`` fills ``frame`` itself (the streaming engine's blocks are not reused).
+        """
         from .impute import add_imputed_flags
 
         if not hasattr(self, "columns_"):
             raise InputError("MiceImputer is not fitted: call fit() first")
-        out = frame.copy()
+        out = frame.copy() if copy else frame
         before = {name: out[name].isna().to_numpy() for name in self.columns_ if name in out.columns}
         if self.kernel_ is None:
             return add_imputed_flags(out, before)
@@ -266,7 +276,13 @@ class MiceImputer:
             starts = cell_starts(out[C.CELL_ID])
             seconds = epoch_seconds(out[C.TIMESTAMP])
             for name in leftover:
-                out[name] = interpolate_time(out[name].to_numpy(dtype=np.float64), seconds, starts)
+                values = out[name].to_numpy(dtype=np.float64)
+                helper = f"nbr__{name}"
+                if helper in design.columns:  # the interpolation with the streamed context
+                    values = np.where(np.isnan(values), design[helper].to_numpy(dtype=np.float64), values)
+                    out[name] = values
+                else:
+                    out[name] = interpolate_time(values, seconds, starts)
         return add_imputed_flags(out, before)
 
     def fit_transform(self, frame: pd.DataFrame) -> pd.DataFrame:

@@ -27,7 +27,8 @@ def plot_quality_timeline(profile: DataProfile, path: Path) -> Path:
     cells, starts, sentinel = profile.timeline_matrix("sentinel")
     _, _, missing = profile.timeline_matrix("missing")
     height = max(3.0, 0.22 * len(cells) + 1.8)
-    fig, axes = plt.subplots(1, 2, figsize=(13, height), sharey=True, constrained_layout=True)
+    fig, axes = plt.subplots(1, 2, figsize=(13, height), sharey=True)
+    fig.subplots_adjust(left=0.08, right=0.94, bottom=0.22, top=0.9, wspace=0.22)
     times = pd.to_datetime(starts, unit="s", utc=True) if len(starts) else []
     for ax, matrix, title in ((axes[0], sentinel, "sentinel (0xFFFF) readings"),
                               (axes[1], missing, "readings with a missing/impossible value")):
@@ -40,11 +41,11 @@ def plot_quality_timeline(profile: DataProfile, path: Path) -> Path:
             ax.set_xticks(ticks)
             ax.set_xticklabels([times[i].strftime("%m-%d %H:%M:%S") for i in ticks], rotation=30, ha="right",
                                fontsize=7)
-        fig.colorbar(image, ax=ax, fraction=0.04, label="share of readings in the bin")
+        fig.colorbar(image, ax=ax, fraction=0.04, pad=0.02, label="share of readings in the bin")
     axes[0].set_yticks(range(len(cells)))
     axes[0].set_yticklabels(cells, fontsize=7)
     axes[0].set_ylabel("cell (DeviceID-CellNumber)")
-    atomic_savefig(fig, path, dpi=110)
+    atomic_savefig(fig, path, dpi=100)
     plt.close(fig)
     return path
 
@@ -55,7 +56,8 @@ def plot_distributions(profile: DataProfile, path: Path) -> Path:
     names = [n for n in profile.edges if n in profile.before or n in profile.after]
     cols = min(3, max(1, len(names)))
     rows = max(1, int(np.ceil(len(names) / cols)))
-    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.2 * rows), squeeze=False, constrained_layout=True)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.2 * rows), squeeze=False)
+    fig.subplots_adjust(left=0.06, right=0.98, bottom=0.08, top=0.93, wspace=0.28, hspace=0.4)
     for ax, name in zip(axes.ravel(), names):
         edges = profile.edges[name]
         centers = (edges[:-1] + edges[1:]) / 2
@@ -69,9 +71,9 @@ def plot_distributions(profile: DataProfile, path: Path) -> Path:
             ax.step(centers, counts / (counts.sum() * width), where="mid", linestyle=style, label=label)
         ax.set_title(name)
         ax.set_ylabel("density")
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="upper right")
     for ax in axes.ravel()[len(names):]:
         ax.axis("off")
-    atomic_savefig(fig, path, dpi=110)
+    atomic_savefig(fig, path, dpi=100)
     plt.close(fig)
     return path

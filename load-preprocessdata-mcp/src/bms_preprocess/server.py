@@ -30,7 +30,8 @@ class _FileArgs(ToolArgs):
     output_format: OutputFormat = Field(default="csv", description="format of the output table: csv or parquet")
     chunksize: int | None = Field(default=None, description="stream the input in chunks of about this many rows "
                                                             "(bounded memory, same result as one pass); "
-                                                            "default: read the whole file")
+                                                            "default: read the whole file (files over 256 MB "
+                                                            "are streamed in chunks of 200000 rows)")
 
 
 class _MiceArgs(_FileArgs):
