@@ -43,3 +43,78 @@ def test_simulate_bms_fleet_over_stdio(workspace: Path) -> None:
             assert bad.is_error and "gives no reading" in envelope(bad)["message"]
 
     anyio.run(scenario)
+
+
+def test_sdv_tools_over_stdio(workspace: Path) -> None:
+    from bms_datagen.simulator import simulate_fleet, to_minimal_table
+    from bms_schema.reader import write_table
+
+    folder = workspace / "data" / "fleet"
+    folder.mkdir(parents=True)
+    write_table(to_minimal_table(simulate_fleet(devices=1, cells_per_device=4, days=1, interval_minutes=30, seed=2)),
+                folder / "readings.csv")
+
+    async def scenario() -> None:
+        async with connect(FOLDER) as client:
+            names = {t.name for t in (await client.list_tools()).tools}
+            assert {"sdv_generate", "sdv_sample", "sdv_evaluate", "sdv_visualize"} <= names
+
+            early = await client.call_tool("sdv_evaluate", {"folder_name": "data/fleet"})
+            assert early.is_error
+            assert "no synthetic data has been generated from" in envelope(early)["message"]
+
+            gen = envelope(await client.call_tool("sdv_generate", {"folder_name": "data/fleet", "seed": 4,
+                                                                   "num_rows": 120}))
+            assert gen["status"] == "ok", gen["message"]
+            data = gen["data"]
+            assert data["synthesizer"] == "gaussian_copula" and data["metadata_detected"] is True
+            assert data["detected_types"]["readings"]["IsDead"] == "boolean"
+            assert data["tables"]["readings"]["synthetic_rows"] == 120
+            assert data["model"] == {"name": "sdv-fleet", "version": "v0001"}
+            assert Path(data["synthetic_folder"]).parent.parent.parent == workspace / "runs"
+
+            more = envelope(await client.call_tool("sdv_sample", {"model_name": "sdv-fleet", "num_rows": 120,
+                                                                  "seed": 4}))
+            assert more["status"] == "ok", more["message"]
+            assert Path(more["data"]["paths"]["readings"]).read_bytes() == \
+                Path(data["tables"]["readings"]["path"]).read_bytes()
+
+            ev = envelope(await client.call_tool("sdv_evaluate", {"folder_name": "data/fleet"}))
+            assert ev["status"] == "ok", ev["message"]
+            assert 0.5 < ev["data"]["overall_score"] <= 1.0
+            assert set(ev["data"]["properties"]) == {"Column Shapes", "Column Pair Trends"}
+            assert ev["data"]["privacy"]["readings"]["copied_share"] < 0.05
+            assert Path(ev["data"]["report_path"]).name == "evaluation.json"
+
+            run_id = ev["run_id"]
+            plots = []
+            for column in ("CellVoltage", "AnomalyType"):
+                vis = envelope(await client.call_tool("sdv_visualize", {
+                    "folder_name": "data/fleet", "table_name": "readings", "column_name": column, "run_id": run_id}))
+                assert vis["status"] == "ok", vis["message"]
+                plots.append(vis["data"])
+            run_dir = workspace / "runs" / run_id
+            assert sorted(p.name for p in run_dir.rglob("plotly.min.js")) == ["plotly.min.js"]
+            for plot in plots:
+                png, html = Path(plot["png_path"]), Path(plot["html_path"])
+                assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+                text = html.read_text()
+                assert 'src="../plotly.min.js"' in text and len(text) < 200_000
+            assert plots[0]["kind"] == "numerical" and plots[1]["kind"] == "categorical"
+
+            for args, expected in [
+                ({"folder_name": "data/fleet", "table_name": "nope", "column_name": "x"}, "table 'nope' not found"),
+                ({"folder_name": "data/fleet", "table_name": "readings", "column_name": "Nope"},
+                 "column 'Nope' not found in table 'readings'"),
+                ({"folder_name": "/etc", "table_name": "readings", "column_name": "x"}, "outside the workspace"),
+            ]:
+                bad = await client.call_tool("sdv_visualize", args)
+                assert bad.is_error and expected in envelope(bad)["message"], envelope(bad)["message"]
+            bad = await client.call_tool("sdv_generate", {"folder_name": "data/missing"})
+            assert bad.is_error and "folder not found" in envelope(bad)["message"]
+            bad = await client.call_tool("sdv_generate", {"folder_name": "data/fleet", "synthesizer": "gan"})
+            assert bad.is_error and "'synthesizer'" in envelope(bad)["message"]
+            bad = await client.call_tool("sdv_sample", {"model_name": "sdv-unknown"})
+            assert bad.is_error and "no model 'sdv-unknown'" in envelope(bad)["message"]
+
+    anyio.run(scenario)

@@ -6,6 +6,8 @@ server answers ``initialize`` + ``tools/list`` quickly.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from bms_schema.mcp_server import ToolArgs, ToolContext, ToolOutput, ToolServer
@@ -68,6 +70,199 @@ def simulate_bms_fleet(args: SimulateFleetArgs, ctx: ToolContext) -> ToolOutput:
                f"{summary['dropout_rows']} dropout rows")
     return ToolOutput(message=message, data={"path": str(readings_path), "ground_truth_path": str(truth_path),
                                              **summary})
+
+
+SynthesizerName = Literal["auto", "gaussian_copula", "ctgan", "tvae", "par", "hma"]
+MODEL_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
+
+class SdvGenerateArgs(ToolArgs):
+    folder_name: str = Field(description="Folder (in the workspace) with one CSV per table and optionally an SDV metadata.json")
+    synthesizer: SynthesizerName = Field(
+        default="auto", description="auto: GaussianCopula for one table, HMA for several; ctgan/tvae on request; "
+                                    "par for per-cell sequences (cell id = sequence key, timestamp = sequence index)")
+    num_rows: int | None = Field(default=None, ge=1, le=5_000_000,
+                                 description="Rows to generate (one table; for PAR: about this many rows). Default: as many as the real table")
+    scale: float = Field(default=1.0, gt=0, le=100, description="Size relative to the real data when num_rows is not given")
+    seed: int = Field(default=0, ge=0, description="Random seed: the same seed reproduces the same synthetic data")
+    epochs: int = Field(default=100, ge=1, le=5000, description="Training epochs for ctgan, tvae and par")
+    sequence_key: str | None = Field(default=None, description="PAR: column identifying a sequence (default: CellID, or DeviceID-CellNumber)")
+    sequence_index: str | None = Field(default=None, description="PAR: timestamp column ordering each sequence (default: Timestamp/PacketDateTime)")
+    model_name: str | None = Field(default=None, pattern=MODEL_NAME,
+                                   description="Registry name of the fitted synthesizer (default: sdv-<folder name>)")
+
+
+@server.tool(SdvGenerateArgs, title="Generate synthetic data with SDV", read_only=False)
+def sdv_generate(args: SdvGenerateArgs, ctx: ToolContext) -> ToolOutput:
+    """Fit an SDV 2.0 synthesizer on the CSV tables of a folder and write synthetic CSVs into the run folder.
+    Without metadata.json, metadata is detected and fixed for battery data (ids, booleans such as IsDead,
+    timestamps as datetimes, 0xFFFF sentinels as missing) and saved next to the synthetic tables. The fitted
+    synthesizer is registered as a versioned model so sdv_sample can draw more rows later."""
+    from bms_schema import resolve_input
+
+    from .sdv_pipeline import generate
+
+    folder = resolve_input(args.folder_name, kind="folder")
+    for csv in sorted(folder.glob("*.csv")):
+        ctx.run.add_input(csv)
+    with ctx.run.timed("generate"):
+        result = generate(folder, ctx.run.dir, synthesizer=args.synthesizer, num_rows=args.num_rows,
+                          scale=args.scale, seed=args.seed, epochs=args.epochs, sequence_key=args.sequence_key,
+                          sequence_index=args.sequence_index, model_name=args.model_name,
+                          run_id=ctx.run.run_id, progress=ctx.progress)
+    from .sdv_data import sdtypes
+    from .sdv_pipeline import default_model_name
+
+    for name, path in result.paths.items():
+        kind = "metadata" if name == "metadata" else "table"
+        ctx.run.add_artifact(path, kind, "SDV metadata of the tables" if name == "metadata" else f"synthetic table '{name}'")
+    model_name = args.model_name or default_model_name(folder)
+    if result.model_version:
+        from bms_schema.paths import models_dir
+
+        ctx.run.add_model(model_name, result.model_version, models_dir() / model_name / result.model_version)
+    tables = {n: {"real_rows": result.real_rows[n], "synthetic_rows": int(len(f)), "path": str(result.paths[n])}
+              for n, f in result.tables.items()}
+    message = (f"{result.synthesizer} generated " + ", ".join(f"{t['synthetic_rows']} rows of '{n}'" for n, t in tables.items())
+               + f"; registered as {model_name}/{result.model_version}")
+    return ToolOutput(message=message, data={
+        "synthesizer": result.synthesizer,
+        "tables": tables,
+        "synthetic_folder": str(ctx.run.dir / "synthetic"),
+        "metadata_path": str(result.paths["metadata"]),
+        "metadata_detected": result.detected,
+        "detected_types": sdtypes(result.metadata),
+        "battery_fixes": result.fixes,
+        "rebuilt_columns": {n: {"derived": list(p.derived), "constant": list(p.constants),
+                                "per_device": p.device_columns, "sentinels": p.sentinels}
+                            for n, p in result.preps.items()},
+        "model": {"name": model_name, "version": result.model_version},
+    })
+
+
+class SdvSampleArgs(ToolArgs):
+    model_name: str = Field(pattern=MODEL_NAME, description="Registered SDV model (from sdv_generate)")
+    version: str = Field(default="latest", description="Model version (v0001, ...) or latest")
+    num_rows: int | None = Field(default=None, ge=1, le=5_000_000, description="Rows to sample (one table)")
+    scale: float = Field(default=1.0, gt=0, le=100, description="Size relative to the training data when num_rows is not given")
+    seed: int = Field(default=0, ge=0, description="Sampling seed (the generation seed reproduces the first sample)")
+
+
+@server.tool(SdvSampleArgs, title="Sample more rows from a registered SDV synthesizer", read_only=False)
+def sdv_sample(args: SdvSampleArgs, ctx: ToolContext) -> ToolOutput:
+    """Sample more synthetic rows from a registered SDV synthesizer into the run folder. Registered models hold
+    only safe files (Parquet training data, JSON metadata and parameters, checksums verified): the synthesizer
+    is refitted deterministically from them - nothing is unpickled."""
+    from .sdv_pipeline import sample_registered
+
+    with ctx.run.timed("sample"):
+        model, synthetic, paths = sample_registered(args.model_name, ctx.run.dir, version=args.version,
+                                                    num_rows=args.num_rows, scale=args.scale, seed=args.seed,
+                                                    progress=ctx.progress)
+    for name, path in paths.items():
+        ctx.run.add_artifact(path, "metadata" if name == "metadata" else "table",
+                             "SDV metadata" if name == "metadata" else f"synthetic table '{name}'")
+    from bms_schema.paths import models_dir
+
+    ctx.run.add_model(model.name, model.version, models_dir() / model.name / model.version)
+    rows = {n: int(len(f)) for n, f in synthetic.items()}
+    return ToolOutput(
+        message=f"sampled " + ", ".join(f"{r} rows of '{n}'" for n, r in rows.items()) + f" from {model.name}/{model.version}",
+        data={"model": {"name": model.name, "version": model.version, "synthesizer": model.spec.synthesizer},
+              "rows": rows, "paths": {n: str(p) for n, p in paths.items()},
+              "synthetic_folder": str(ctx.run.dir / "synthetic")},
+    )
+
+
+class SdvEvaluateArgs(ToolArgs):
+    folder_name: str = Field(description="The real data folder given to sdv_generate")
+    synthetic_folder: str | None = Field(default=None, description="Folder of synthetic CSVs (default: the latest sdv_generate output for this folder)")
+    max_rows: int = Field(default=20_000, ge=100, le=1_000_000, description="Rows per table compared (single table; a seeded subsample)")
+    seed: int = Field(default=0, ge=0, description="Seed of the subsample")
+
+
+@server.tool(SdvEvaluateArgs, title="Evaluate synthetic data (quality, diagnostic, privacy)", read_only=False,
+             idempotent=True)
+def sdv_evaluate(args: SdvEvaluateArgs, ctx: ToolContext) -> ToolOutput:
+    """Compare synthetic tables with the real ones: SDV quality report (overall score, column shapes, column pair
+    trends), diagnostic (validity, structure), and a privacy check: share of synthetic rows copying a real row and
+    the distance to the closest real record compared with a real holdout. Saves evaluation.json."""
+    from bms_schema import resolve_input
+    from bms_schema.atomic import atomic_write_json
+
+    from .sdv_pipeline import evaluate
+
+    folder = resolve_input(args.folder_name, kind="folder")
+    synthetic = resolve_input(args.synthetic_folder, kind="folder") if args.synthetic_folder else None
+    with ctx.run.timed("evaluate"):
+        report = evaluate(folder, synthetic, max_rows=args.max_rows, seed=args.seed, progress=ctx.progress)
+    path = atomic_write_json(ctx.run.path("evaluation.json"), report)
+    ctx.run.add_artifact(path, "report", "SDV quality + diagnostic reports and privacy check")
+    quality = report["quality"]["overall_score"]
+    copies = {n: p.get("copied_share") for n, p in report["privacy"].items()}
+    return ToolOutput(
+        message=f"quality score {quality:.3f}, diagnostic {report['diagnostic']['overall_score']:.3f}, "
+                f"copied rows share {copies}",
+        data={"overall_score": quality,
+              "properties": {p["Property"]: p["Score"] for p in report["quality"]["properties"]},
+              "diagnostic_score": report["diagnostic"]["overall_score"],
+              "diagnostic_properties": {p["Property"]: p["Score"] for p in report["diagnostic"]["properties"]},
+              "privacy": {n: {k: v for k, v in p.items() if k != "columns"} for n, p in report["privacy"].items()},
+              "rows_compared": report["rows_compared"],
+              "synthetic_folder": report["synthetic_folder"], "report_path": str(path)},
+    )
+
+
+class SdvVisualizeArgs(ToolArgs):
+    folder_name: str = Field(description="The real data folder given to sdv_generate")
+    table_name: str = Field(description="Table (CSV file name without .csv)")
+    column_name: str = Field(description="Column to compare")
+    synthetic_folder: str | None = Field(default=None, description="Folder of synthetic CSVs (default: the latest sdv_generate output for this folder)")
+
+
+@server.tool(SdvVisualizeArgs, title="Plot real vs synthetic for one column", read_only=False, idempotent=True)
+def sdv_visualize(args: SdvVisualizeArgs, ctx: ToolContext) -> ToolOutput:
+    """Real vs synthetic distribution of one column as a PNG (matplotlib) and an interactive HTML (plotly; plotly.js
+    is shared once per run folder, not embedded in every file)."""
+    import re
+
+    from bms_schema import resolve_input
+
+    from .sdv_pipeline import load_pair
+    from .sdv_plots import PLOTLY_JS, ensure_plotly_js, plot_column
+
+    folder = resolve_input(args.folder_name, kind="folder")
+    synthetic_dir = resolve_input(args.synthetic_folder, kind="folder") if args.synthetic_folder else None
+    real, synthetic, metadata, _ = load_pair(folder, synthetic_dir)
+    if args.table_name not in real:
+        from bms_schema import InputError
+
+        raise InputError(f"table '{args.table_name}' not found: the folder has {', '.join(sorted(real))}")
+    frame = real[args.table_name]
+    if args.column_name not in frame.columns:
+        from bms_schema import InputError
+
+        shown = ", ".join(map(str, list(frame.columns)[:20]))
+        raise InputError(f"column '{args.column_name}' not found in table '{args.table_name}': columns are {shown}")
+    if args.column_name not in synthetic[args.table_name].columns:
+        from bms_schema import InputError
+
+        raise InputError(f"column '{args.column_name}' is not in the synthetic table '{args.table_name}'")
+    from .sdv_data import analysis_view
+
+    sdtype = metadata.tables[args.table_name].columns.get(args.column_name, {}).get("sdtype")
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{args.table_name}__{args.column_name}")
+    png, html = ctx.run.path(f"{stem}.png"), ctx.run.path(f"{stem}.html")
+    shared = ensure_plotly_js(ctx.run.run_dir)
+    src = f"../{PLOTLY_JS}"
+    summary = plot_column(analysis_view(frame)[args.column_name],
+                          analysis_view(synthetic[args.table_name])[args.column_name],
+                          sdtype, f"{args.table_name}.{args.column_name}: real vs synthetic", png, html, src)
+    ctx.run.add_artifact(png, "plot", f"real vs synthetic {args.table_name}.{args.column_name} (PNG)")
+    ctx.run.add_artifact(html, "plot", f"real vs synthetic {args.table_name}.{args.column_name} (interactive HTML)")
+    return ToolOutput(message=f"plotted {args.table_name}.{args.column_name} ({summary['kind']})",
+                      data={"png_path": str(png), "html_path": str(html), "plotly_js": str(shared), "sdtype": sdtype,
+                            **summary})
 
 
 def main() -> None:

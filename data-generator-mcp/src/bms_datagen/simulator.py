@@ -169,14 +169,8 @@ def simulate_fleet_with_truth(config: FleetConfig | None = None, **params: Any) 
     out["CellVoltage"] = voltage[row_index]
     out["CellTemperature"] = temperature[row_index]
     out["CellSpecificGravity"] = sg[row_index]
-    for name, mask in missing.items():
-        column = np.asarray(out[name], dtype=np.float64)
-        if name in ("CellVoltage", "CellTemperature", "CellSpecificGravity"):
-            column[mask[row_index]] = np.nan
-        else:
-            column = column.copy()
-            column[mask[row_index]] = np.nan
-        out[name] = column
+    for name, mask in missing.items():  # every column here is a fresh (fancy-indexed) float array
+        out[name][mask[row_index]] = np.nan
     out["IsDead"] = dead[row_index].astype(np.int64)
     out["IsAnomaly"] = anomalies.is_anomaly[row_index].astype(np.int64)
     type_names = np.array((NO_ANOMALY,) + ANOMALY_TYPES, dtype=object)
@@ -288,6 +282,19 @@ def simulate_fleet(
         timestamp_jitter_seconds=timestamp_jitter_seconds,
     )
     return simulate_fleet_with_truth(config).readings
+
+
+MINIMAL_COLUMNS: tuple[str, ...] = (
+    "Timestamp", "DeviceID", "CellNumber", "CellVoltage", "CellTemperature", "CellSpecificGravity",
+    "InstantaneousCurrent", "AmbientTemperature", "IsDead", "IsAnomaly", "AnomalyType",
+)
+
+
+def to_minimal_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """The packet table reduced to the minimal readings shape of DESIGN.md (values as sent, sentinels kept)."""
+    out = frame[[c for c in MINIMAL_COLUMNS[1:]]].copy()
+    out.insert(0, "Timestamp", frame["PacketDateTime"])
+    return out.reset_index(drop=True)
 
 
 def write_fleet_csv(frame: pd.DataFrame, path: str | Path) -> Path:
