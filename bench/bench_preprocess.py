@@ -67,8 +67,8 @@ def main() -> None:
     arrow = _measure(f"""
         import time, pyarrow.csv as pacsv
         from pathlib import Path
-        from bms_schema.reader import _first_lines
-        header, first = _first_lines(Path({str(path)!r}))
+        from bms_schema.reader import first_lines
+        header, first = first_lines(Path({str(path)!r}))
         t = time.perf_counter()
         table = pacsv.read_csv({str(path)!r}, read_options=pacsv.ReadOptions(column_names=header[:len(first)],
                                                                                skip_rows=1))

@@ -34,10 +34,10 @@ __all__ = ["PredictionOutcome", "load_failure_model", "load_readings_frame", "pr
 
 def _column_names(path: Path) -> list[str]:
     """Column names of a CSV/Parquet file without reading its rows."""
-    from bms_schema.reader import _check_file, _first_lines, table_format
+    from bms_schema.reader import check_file, first_lines, table_format
 
     fmt = table_format(path)
-    _check_file(path)
+    check_file(path)
     if fmt == "parquet":
         import pyarrow.parquet as pq
 
@@ -45,7 +45,7 @@ def _column_names(path: Path) -> list[str]:
             return list(pq.read_schema(path).names)
         except Exception as exc:  # pyarrow raises several types for a corrupt file
             raise InputError(f"{path.name} is not a readable PARQUET table: {exc}") from exc
-    names, _ = _first_lines(path)
+    names, _ = first_lines(path)
     return names
 
 

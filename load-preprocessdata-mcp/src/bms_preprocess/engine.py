@@ -130,11 +130,11 @@ def _arrow_csv_chunks(path: Path, chunksize: int) -> Iterator[pd.DataFrame]:
     type in two ranges (all empty in one): the assembly step unifies the types.
     """
     import pyarrow as pa
-    from bms_schema.reader import NA_VALUES, _first_lines
+    from bms_schema.reader import NA_VALUES, first_lines
 
     if path.name.lower().endswith(".gz"):
         raise _ArrowStreamFailed("compressed CSV: pandas reader")
-    header, first = _first_lines(path)
+    header, first = first_lines(path)
     if not header or first is None or len(header) != len(set(header)) or len(first) > len(header):
         raise _ArrowStreamFailed("header needs the pandas reader")
     names = header[: len(first)]
@@ -185,10 +185,10 @@ def _parse_block(data: bytes, names: list[str], header: list[str], first: list[s
 
 def _check_csv_head(path: Path) -> None:
     """The checks ``read_table`` makes, done before streaming so both modes fail the same way."""
-    from bms_schema.reader import _check_file, _first_lines
+    from bms_schema.reader import check_file, first_lines
 
-    _check_file(path)
-    header, first = _first_lines(path)
+    check_file(path)
+    header, first = first_lines(path)
     if not header or all(not h.strip() for h in header):
         raise InputError(f"file is empty: {path.name} has no header")
     if header[0].lstrip().startswith(("{", "[", "<")):

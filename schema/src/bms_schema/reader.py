@@ -27,7 +27,7 @@ def table_format(path: Path) -> str:
     )
 
 
-def _check_file(path: Path) -> None:
+def check_file(path: Path) -> None:
     if not path.exists():
         raise PathError(f"file not found: {path}")
     if not path.is_file():
@@ -44,7 +44,7 @@ def read_table(path: str | Path, columns: list[str] | None = None) -> pd.DataFra
     """
     path = Path(path)
     fmt = table_format(path)
-    _check_file(path)
+    check_file(path)
     try:
         if fmt == "parquet":
             frame = pd.read_parquet(path, columns=columns)
@@ -58,7 +58,7 @@ def read_table(path: str | Path, columns: list[str] | None = None) -> pd.DataFra
     return frame
 
 
-def _first_lines(path: Path) -> tuple[list[str], list[str] | None]:
+def first_lines(path: Path) -> tuple[list[str], list[str] | None]:
     """The header fields and the first data row's fields (``None`` when there is no data row)."""
     import csv
     import gzip
@@ -82,7 +82,7 @@ def _read_csv(path: Path, columns: list[str] | None) -> pd.DataFrame:
     """
     import pyarrow.csv as pacsv
 
-    header, first = _first_lines(path)
+    header, first = first_lines(path)
     if header and header[0].lstrip().startswith(("{", "[", "<")):
         raise InputError(f"{path.name} is not a table (it looks like JSON or XML, not CSV)")
     if not header or all(not h.strip() for h in header):
@@ -114,7 +114,7 @@ def iter_table(path: str | Path, chunksize: int) -> Iterator[pd.DataFrame]:
         raise InputError(f"chunksize must be a positive number of rows, got {chunksize}")
     path = Path(path)
     fmt = table_format(path)
-    _check_file(path)
+    check_file(path)
     try:
         if fmt == "parquet":
             import pyarrow.parquet as pq
