@@ -1,0 +1,98 @@
+"""Write a sample of readings into a folder for ``sdv_generate`` (which takes a folder of CSVs)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+#: Columns of the canonical table worth synthesising (those present are kept).
+SDV_COLUMNS = ("DeviceID", "CellNumber", "CellID", "Timestamp", "CellVoltage", "CellTemperature",
+               "CellSpecificGravity", "InstantaneousCurrent", "AmbientTemperature", "IsDead")
+
+
+def write_sdv_sample(table: Path, folder: Path, rows: int, seed: int, name: str = "readings") -> dict[str, int]:
+    """Sample ``rows`` readings of ``table`` (canonical columns only) into ``folder/<name>.csv``.
+
+    Returns the number of rows read and written. Rows with a missing core value are left out:
+    the synthesizer should learn clean readings.
+    """
+    import pandas as pd
+
+    from bms_schema.atomic import atomic_path
+
+    frame = _read_columns(table)
+    keep = [c for c in SDV_COLUMNS if c in frame.columns]
+    if not keep:
+        from bms_schema import InputError
+
+        raise InputError(f"{table} has none of the columns {', '.join(SDV_COLUMNS)} to sample for SDV")
+    frame = frame[keep]
+    measured = [c for c in keep if c.startswith(("Cell", "Instantaneous", "Ambient")) and c not in ("CellID", "CellNumber")]
+    clean = frame.dropna(subset=measured) if measured else frame
+    sample = clean.sample(n=min(rows, len(clean)), random_state=seed) if len(clean) else clean
+    if "CellID" in sample.columns and "Timestamp" in sample.columns:
+        sample = sample.sort_values(["CellID", "Timestamp"], kind="stable")
+    if "Timestamp" in sample.columns:
+        # UTC wall time without an offset: SDV 2.0 cannot mix tz-aware timestamps with its own naive ones
+        sample["Timestamp"] = pd.to_datetime(sample["Timestamp"], utc=True).dt.tz_localize(None)
+    if "IsDead" in sample.columns:
+        sample["IsDead"] = sample["IsDead"].astype("Int64")
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{name}.csv"
+    with atomic_path(target) as tmp:
+        sample.to_csv(tmp, index=False)
+    return {"rows_read": int(len(frame)), "rows_written": int(len(sample))}
+
+
+def table_columns(table: Path) -> list[str]:
+    """The column names of a CSV or Parquet table (header only)."""
+    if table.suffix.lower() == ".parquet":
+        import pyarrow.parquet as pq
+
+        return list(pq.read_schema(table).names)
+    import pandas as pd
+
+    return list(pd.read_csv(table, nrows=0).columns)
+
+
+def _read_columns(table: Path):
+    """Read only the SDV columns of a CSV or Parquet table (fast: pyarrow, no other columns)."""
+    import pandas as pd
+
+    present = [c for c in table_columns(table) if c in SDV_COLUMNS]
+    if table.suffix.lower() == ".parquet":
+        return pd.read_parquet(table, columns=present)
+    return pd.read_csv(table, usecols=present, engine="pyarrow")
+
+
+def write_recent_history(table: Path, target: Path, cell_ids: list[str], days: float) -> dict[str, int]:
+    """The last ``days`` of readings of every device that holds one of ``cell_ids``, into ``target`` (Parquet).
+
+    A forecast needs one cell's recent history and its string peers at the same timestamps (the
+    string median is a feature), not the whole fleet: this keeps each forecast call from reading
+    the full table again. Canonical cell ids are ``<DeviceID>-<CellNumber>``. Returns rows written.
+    """
+    import datetime
+
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    from bms_schema.atomic import atomic_path
+
+    devices = sorted({cell.rsplit("-", 1)[0] for cell in cell_ids})
+    if table.suffix.lower() == ".parquet":
+        has_device = "DeviceID" in pq.read_schema(table).names
+        data = pq.read_table(table, filters=[("DeviceID", "in", devices)] if has_device and devices else None)
+    else:
+        data = pacsv.read_csv(table)
+        if "DeviceID" in data.column_names and devices:
+            data = data.filter(pc.is_in(pc.cast(data["DeviceID"], pa.string()), value_set=pa.array(devices)))
+    if "Timestamp" in data.column_names and data.num_rows and pa.types.is_timestamp(data["Timestamp"].type):
+        stamps = data["Timestamp"]
+        cut = pa.scalar(pc.max(stamps).as_py() - datetime.timedelta(days=days), type=stamps.type)
+        data = data.filter(pc.greater_equal(stamps, cut))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(target) as tmp:
+        pq.write_table(data, tmp)
+    return {"rows_written": int(data.num_rows)}

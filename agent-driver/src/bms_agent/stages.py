@@ -1,0 +1,222 @@
+"""The pipeline, declared: one small entry per stage saying which tool(s) it calls with which arguments.
+
+A stage's ``calls`` function reads earlier stages' envelopes from the state (artifact paths by
+kind/name, never guessed layouts) and returns the tool calls to make. The runner adds the run
+id to every call, times it, forwards progress and records the envelopes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .artifacts import TABLE_SUFFIXES, find_artifact
+from .servers import SERVER_FOLDERS
+from .state import PipelineState
+
+
+class StageInputError(RuntimeError):
+    """An earlier stage did not leave what this stage needs (e.g. no table artifact)."""
+
+
+@dataclass(frozen=True)
+class Call:
+    server: str
+    tool: str
+    arguments: dict[str, Any]
+    label: str = ""
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    title: str
+    servers: tuple[str, ...]
+    calls: Callable[[PipelineState], list[Call]]
+    prepare: Callable[[PipelineState], None] | None = None  # driver work before the calls (timed apart)
+    skip_when: Callable[[PipelineState], str | None] | None = None  # a reason to skip, or None
+    needs: tuple[str, ...] = ()  # stages whose outputs this one reads (skipped with them)
+    after: tuple[str, ...] = ()  # stages that must be done (ok or skipped) before this one starts
+    summary: Callable[[list[dict[str, Any]]], str] | None = None  # one line from the envelopes (default: last message)
+    every_attempt: bool = False  # run again on --resume even if it finished (cheap checks)
+
+
+# -- where earlier outputs are ------------------------------------------------------------------
+def input_table(state: PipelineState) -> str:
+    """The readings the pipeline works on: the user's ``--data`` or the simulator's CSV."""
+    if state.options.data:
+        return str(Path(state.options.data).expanduser().resolve())
+    path = data_value(state, "simulate", "path")
+    if isinstance(path, str) and path.endswith(TABLE_SUFFIXES):
+        return path
+    art = find_artifact(state.envelopes("simulate"), suffixes=TABLE_SUFFIXES, kinds=("data", "table"),
+                        exclude=("truth",))
+    if art is None:
+        raise StageInputError("the simulate stage returned no CSV/Parquet artifact of kind 'data'/'table'")
+    return art["path"]
+
+
+def processed_table(state: PipelineState) -> str:
+    """The preprocessed table written by the preprocess stage (the input itself when it was skipped:
+    the analysis servers normalise raw input on the fly)."""
+    record = state.stages.get("preprocess")
+    if record is not None and record.status == "skipped":
+        return input_table(state)
+    envs = state.envelopes("preprocess")
+    for key in ("output_path", "table_path", "data_path"):
+        for env in envs:
+            value = (env.get("data") or {}).get(key)
+            if isinstance(value, str) and value.endswith(TABLE_SUFFIXES):
+                return value
+    art = find_artifact(envs, suffixes=TABLE_SUFFIXES, kinds=("table", "data"),
+                        contains=("preprocessed", "processed", "scaled", "clean", ""), exclude=("quality", "report"))
+    if art is None:
+        raise StageInputError("the preprocess stage returned no table artifact (CSV/Parquet)")
+    return art["path"]
+
+
+def sdv_folder(state: PipelineState) -> Path:
+    return state.dir / "sdv-input"
+
+
+def risky_cells(state: PipelineState) -> list[str]:
+    """Cells to forecast: the highest failure probabilities among cells not already dead."""
+    from .outputs import cells_at_risk
+
+    cells = [c for c in cells_at_risk(state) if not c.get("already_dead") and c["probability"] == c["probability"]]
+    chosen = [str(c["cell_id"]) for c in cells[: state.options.forecast_cells]]
+    if not chosen:
+        raise StageInputError("the failure stage listed no living cell to forecast")
+    return chosen
+
+
+# -- the stages ---------------------------------------------------------------------------------
+def _prepare_sdv_sample(state: PipelineState) -> None:
+    from .sampling import write_sdv_sample
+
+    write_sdv_sample(Path(processed_table(state)), sdv_folder(state), state.options.sdv_rows, state.options.seed,
+                     name=SDV_TABLE)
+
+
+def _skip_simulate(state: PipelineState) -> str | None:
+    return "--data given: the user's readings are used" if state.options.data else None
+
+
+def data_value(state: PipelineState, stage: str, key: str) -> Any:
+    envs = state.envelopes(stage)
+    return (envs[0].get("data") or {}).get(key) if envs else None
+
+
+def anomaly_table(state: PipelineState) -> str | None:
+    """The anomaly result table (for anomaly-rate features), when the anomaly stage ran."""
+    path = data_value(state, "anomaly", "result_path")
+    if path:
+        return str(path)
+    art = find_artifact(state.envelopes("anomaly"), kinds=("table",), suffixes=TABLE_SUFFIXES, contains=("anomal",))
+    return art["path"] if art else None
+
+
+def has_labels(state: PipelineState) -> bool:
+    """Whether the preprocessed readings carry ``IsDead`` (then the failure model is (re)trained on them)."""
+    from .sampling import table_columns
+
+    return "IsDead" in table_columns(Path(processed_table(state)))
+
+
+SDV_TABLE = "readings"  # the sample is written as <sdv-input>/readings.csv
+
+
+def _synthetic_args(s: PipelineState) -> dict[str, Any]:
+    args: dict[str, Any] = {"folder_name": str(sdv_folder(s))}
+    synthetic = data_value(s, "synthetic", "synthetic_folder")
+    if synthetic:  # this run's synthetic tables, not whatever was generated last from that folder
+        args["synthetic_folder"] = str(synthetic)
+    return args
+
+
+def _simulate_args(s: PipelineState) -> dict[str, Any]:
+    o = s.options
+    args: dict[str, Any] = {"devices": o.devices, "cells_per_device": o.cells_per_device, "days": o.days,
+                            "interval_minutes": o.interval_minutes, "seed": o.seed}
+    for name in ("failure_rate", "anomaly_rate"):
+        if getattr(o, name) is not None:
+            args[name] = getattr(o, name)
+    return args
+
+
+def _failure_args(s: PipelineState) -> dict[str, Any]:
+    args: dict[str, Any] = {"data_path": processed_table(s), "horizon_days": s.options.horizon_days,
+                            "retrain": has_labels(s), "top_n": 10}
+    anomalies = anomaly_table(s)
+    if anomalies:
+        args["anomaly_path"] = anomalies
+    return args
+
+
+def forecast_history(state: PipelineState) -> Path:
+    return state.dir / "forecast-input" / "recent_history.parquet"
+
+
+def _prepare_forecast_history(state: PipelineState) -> None:
+    from .sampling import write_recent_history
+
+    write_recent_history(Path(processed_table(state)), forecast_history(state), risky_cells(state),
+                         state.options.forecast_history_days)
+
+
+def _forecast_args(s: PipelineState, cell: str) -> dict[str, Any]:
+    args: dict[str, Any] = {"data_path": str(forecast_history(s)), "cell_id": cell, "steps": s.options.forecast_steps}
+    version = data_value(s, "forecast_train", "version")
+    if version:  # the model trained in this run, not whatever is latest by then
+        args["model_version"] = version
+    return args
+
+
+#: In order of priority: when several stages are ready, the first listed starts first (the long chain
+#: anomaly -> failure -> forecast and the forecaster training before the SDV stages).
+STAGES: tuple[Stage, ...] = (
+    Stage("health", "Health checks", tuple(SERVER_FOLDERS),
+          lambda s: [Call(name, "health_check", {}, label=name) for name in SERVER_FOLDERS],
+          summary=lambda envs: f"{len(envs)} servers healthy; registered models: "
+                               + (", ".join(f"{k} {v}" for e in envs for k, v in (e["data"].get("models") or {}).items()
+                                            if v) or "none yet"),
+          every_attempt=True),
+    Stage("simulate", "Simulate fleet", ("datagen",),
+          lambda s: [Call("datagen", "simulate_bms_fleet", _simulate_args(s))],
+          skip_when=_skip_simulate, after=("health",)),
+    Stage("preprocess", "Preprocess", ("preprocess",),
+          lambda s: [Call("preprocess", "preprocess_battery_data_tool",
+                          {"data_path": input_table(s), "output_format": "parquet"})],
+          after=("simulate",)),
+    Stage("anomaly", "Anomaly detection", ("anomaly",),
+          lambda s: [Call("anomaly", "detect_anomalies", {"data_path": processed_table(s), "seed": s.options.seed,
+                                                          "output_format": "parquet"})],
+          after=("preprocess",)),
+    Stage("failure", "Failure prediction", ("failure",),
+          lambda s: [Call("failure", "predict_cell_failure", _failure_args(s))], after=("anomaly",)),
+    Stage("forecast_train", "Forecaster training", ("forecast",),
+          lambda s: [Call("forecast", "train_forecaster", {"data_path": processed_table(s),
+                                                           "max_train_pairs": s.options.forecast_train_pairs})],
+          after=("preprocess",)),
+    Stage("synthetic", "SDV generate", ("datagen",),
+          lambda s: [Call("datagen", "sdv_generate", {"folder_name": str(sdv_folder(s)), "seed": s.options.seed,
+                                                      "model_name": "sdv-bms-readings"})],
+          prepare=_prepare_sdv_sample, after=("preprocess",)),
+    Stage("synthetic_eval", "SDV evaluate", ("datagen",),
+          lambda s: [Call("datagen", "sdv_evaluate", _synthetic_args(s))],
+          needs=("synthetic",), after=("synthetic",)),
+    Stage("synthetic_plot", "SDV real vs synthetic", ("datagen",),
+          lambda s: [Call("datagen", "sdv_visualize", {**_synthetic_args(s), "table_name": SDV_TABLE,
+                                                       "column_name": "CellVoltage"})],
+          needs=("synthetic",), after=("synthetic_eval",)),
+    Stage("forecast", "Forecasts (riskiest)", ("forecast",),
+          lambda s: [Call("forecast", "predict_cell_timeseries", _forecast_args(s, cell), label=cell)
+                     for cell in risky_cells(s)],
+          summary=lambda envs: "; ".join(e.get("message", "") for e in envs),
+          prepare=_prepare_forecast_history,
+          needs=("failure",), after=("failure", "forecast_train")),
+)
+
+STAGE_NAMES: tuple[str, ...] = tuple(stage.name for stage in STAGES)
