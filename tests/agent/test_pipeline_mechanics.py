@@ -52,9 +52,9 @@ def test_crash_mid_call_names_stage_keeps_work_and_resume_finishes(workspace, st
     assert resumed.stages["two"].calls[0].envelope["data"] == {"value": 5, "doubled": 10,
                                                                "seconds": resumed.stages["two"].calls[0].envelope["data"]["seconds"]}
     recorded = steps(resumed)
-    # stage one ran once; the crashed call left its step 'running'; the resumed call finished
+    # stage one ran once; the driver closed the crashed call's step as 'error'; the resumed call finished
     assert [(s["step"], s["status"]) for s in recorded] == [
-        ("01-write_value", "ok"), ("02-write_value", "running"), ("03-write_value", "ok")]
+        ("01-write_value", "ok"), ("02-write_value", "error"), ("03-write_value", "ok")]
     assert ("finish", "one", "ok", 0.0, "done in an earlier attempt") in reporter2.events
     assert all(c.arguments["run_id"] == state.run_id for r in resumed.stages.values() for c in r.calls)
 

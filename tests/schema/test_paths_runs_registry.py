@@ -177,3 +177,21 @@ def test_resolve_cell_id() -> None:
         resolve_cell_id(1, known)
     with pytest.raises(InputError, match="unknown cell 'Z-9': valid ids are A-1, A-2, B-1, B-7"):
         resolve_cell_id("Z-9", known)
+
+
+def test_close_running_steps_after_a_crash(workspace: Path) -> None:
+    from bms_schema.runs import close_running_steps
+
+    done = Run(tool="clean", server="s")
+    done.finish("ok", "fine")
+    crashed = Run(tool="detect", server="s", run_id=done.run_id)  # never finished: the server died
+    partial = crashed.path("half.parquet")
+    partial.write_text("x")
+    crashed.add_artifact(partial, "table")
+    crashed.write_manifest()
+    assert close_running_steps(done.run_dir, "detect", "server died") == ["02-detect"]
+    assert [(s["step"], s["status"]) for s in list_steps(done.run_id)] == [("01-clean", "ok"), ("02-detect", "error")]
+    manifest = json.loads((crashed.dir / "manifest.json").read_text())
+    assert manifest["status"] == "error" and manifest["message"] == "server died"
+    assert not partial.exists()
+    assert close_running_steps(done.run_dir) == []

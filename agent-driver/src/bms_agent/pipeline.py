@@ -229,6 +229,9 @@ class PipelineRunner:
                 done = await pool.call(call.server, call.tool, arguments, timeout=state.options.timeout,
                                        progress=progress)
             except ToolCallError as exc:
+                from bms_schema.runs import close_running_steps
+
+                close_running_steps(state.run_dir, call.tool, f"{call.server} server stopped or timed out: {exc}")
                 return self._fail(record, started, f"stage '{stage.name}' failed: {exc}")
             record.calls.append(CallRecord(server=call.server, tool=call.tool, arguments=arguments,
                                            envelope=done.envelope, seconds=round(done.seconds, 4),

@@ -169,3 +169,33 @@ def list_steps(run_id: str) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     return json.loads(path.read_text()).get("steps", [])
+
+
+def close_running_steps(run_dir: Path, tool: str | None = None, message: str = "the server stopped during the call") -> list[str]:
+    """Mark steps still ``running`` (of ``tool``, or all) as ``error``: for a caller whose server crashed.
+
+    Updates the run-level manifest and each step's own manifest; artifacts the crashed step
+    had listed are removed, as for any failed step. Returns the steps it closed.
+    """
+    run_dir = Path(run_dir)
+    closed: list[str] = []
+    if not (run_dir / "manifest.json").exists():
+        return closed
+    with _locked(run_dir / ".lock"):
+        index = json.loads((run_dir / "manifest.json").read_text())
+        for step in index.get("steps", []):
+            if step.get("status") == "running" and (tool is None or step.get("tool") == tool):
+                step["status"] = "error"
+                closed.append(step["step"])
+                step_manifest = run_dir / step["step"] / "manifest.json"
+                if step_manifest.exists():
+                    manifest = RunManifest.model_validate_json(step_manifest.read_text())
+                    for artifact in manifest.artifacts:
+                        Path(artifact.path).unlink(missing_ok=True)
+                    manifest.artifacts = []
+                    manifest.status = "error"
+                    manifest.message = message
+                    atomic_write_json(step_manifest, manifest.model_dump())
+        if closed:
+            atomic_write_json(run_dir / "manifest.json", index)
+    return closed
