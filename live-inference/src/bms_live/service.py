@@ -1,0 +1,400 @@
+"""The service's logic, independent of HTTP: scoring, feedback, drift, model status.
+
+:class:`LiveService` owns the model hub (the served versions), the per-cell reading
+history, the prediction store, the feedback tracker, the drift windows and the metrics.
+The FastAPI routes in :mod:`bms_live.app` only parse requests and call these methods;
+tests call them directly too.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bms_schema import columns as C
+from bms_schema.errors import InputError
+from bms_schema.models import Reading
+from bms_schema.normalize import load_limits
+from bms_schema.registry import ModelRegistry
+
+from .adapters import model_specs
+from .context import ReadingHistory, history_columns, live_features
+from .drift import DriftMonitor
+from .errors import UnknownPrediction
+from .feedback import FeedbackTracker, PredictionStore
+from .holder import Loader, LoadedModel, ModelHolder, ModelHub, RegistryWatcher
+from .metrics import ServiceMetrics
+from .anomaly_features import fast_history_spec, fast_peer_spec
+from .readings import readings_to_frame
+from .settings import Settings
+
+log = logging.getLogger("bms.live")
+
+DEFAULT_WINDOW = 12
+#: Failure probability at or above which a cell counts as a positive call for feedback,
+#: when the model does not say (``alarm_threshold`` in its metadata).
+DEFAULT_ALARM = 0.5
+ALARM_BANDS = ("high", "dead")
+
+
+def _floats(values: Any) -> list[float | None]:
+    """A float array as a JSON-ready list (NaN/inf -> None)."""
+    arr = np.asarray(values, dtype=np.float64)
+    out = arr.tolist()
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        for i in np.flatnonzero(bad):
+            out[i] = None
+    return out
+
+
+def _texts(values: Any) -> list[str | None]:
+    return [None if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA else str(v)
+            for v in (values.tolist() if hasattr(values, "tolist") else list(values))]
+
+
+def _iso(ts: pd.Series | pd.DatetimeIndex) -> list[str]:
+    """ISO 8601 UTC strings ending in ``Z`` (whole seconds unless some time has a fraction)."""
+    index = pd.DatetimeIndex(ts)
+    if index.tz is not None:
+        index = index.tz_convert("UTC").tz_localize(None)
+    ns = index.asi8
+    unit = "s" if (ns % 1_000_000_000 == 0).all() else "us"
+    out = [text + "Z" for text in np.datetime_as_string(index.to_numpy(dtype="datetime64[ns]"), unit=unit).tolist()]
+    if index.hasnans:
+        out = [None if missing else value for value, missing in zip(out, index.isna())]
+    return out
+
+
+class LiveService:
+    def __init__(self, settings: Settings, loaders: dict[str, Loader] | None = None,
+                 registry: ModelRegistry | None = None):
+        self.settings = settings
+        self.metrics = ServiceMetrics()
+        if registry is None:
+            root = settings.workspace / "models" if settings.workspace else None
+            registry = ModelRegistry(root)
+        self.registry = registry
+        self.hub = ModelHub({spec.key: ModelHolder(spec, registry, on_change=self._on_model_change)
+                             for spec in model_specs(settings.models, loaders)})
+        self._peer_features = fast_peer_spec()
+        self._history_features = fast_history_spec()
+        self.history = ReadingHistory(per_cell=max(settings.history_per_cell, DEFAULT_WINDOW + 1, _baseline() + 1),
+                                      columns=history_columns(self._peer_features), max_rows=settings.history_rows)
+        self.predictions = PredictionStore(settings.prediction_capacity)
+        self.feedback_tracker = FeedbackTracker(settings.feedback_window)
+        self.drift = DriftMonitor(settings.drift_window, settings.drift)
+        self.limits = load_limits()
+        self.watcher = RegistryWatcher(self.hub, settings.poll_seconds)
+        self.started = time.time()
+
+    # -- lifecycle ----------------------------------------------------------------------
+    def start(self) -> None:
+        results = self.hub.refresh()
+        for r in results:
+            if r.status == "absent":
+                log.warning("no '%s' model registered yet: /v1/%s answers 503 until one is trained", r.name, r.key)
+        self.watcher.start()
+
+    def stop(self) -> None:
+        self.watcher.stop()
+
+    def reload(self, force: bool = False) -> list[dict[str, Any]]:
+        return [r.as_dict() for r in self.hub.refresh(force=force)]
+
+    def _on_model_change(self, loaded: LoadedModel) -> None:
+        m = self.metrics
+        for key in list(m.model_info._values):  # one version per model in the info gauge
+            if key[0] == loaded.name:
+                m.model_info.remove(model=key[0], version=key[1])
+        m.model_info.set(1, model=loaded.name, version=loaded.version)
+        m.model_loaded.set(loaded.loaded_at.timestamp(), model=loaded.name)
+        m.model_reloads.inc(model=loaded.name, result="loaded")
+
+    # -- status -------------------------------------------------------------------------
+    def health(self) -> dict[str, Any]:
+        models = {key: holder.current() is not None for key, holder in self.hub.holders.items()}
+        return {"status": "ok", "uptime_seconds": round(time.time() - self.started, 3), "models_loaded": models,
+                "history_rows": len(self.history), "predictions_held": len(self.predictions)}
+
+    def models(self) -> dict[str, Any]:
+        served = {key: holder.describe() for key, holder in self.hub.holders.items()}
+        return {"served": served, "registry": self.registry.summary(), "registry_path": str(self.registry.root)}
+
+    # -- anomaly ------------------------------------------------------------------------
+    def check_size(self, readings: Sequence[Reading]) -> None:
+        if len(readings) > self.settings.max_readings:
+            raise InputError(f"readings: {len(readings)} readings in one request, the limit is "
+                             f"{self.settings.max_readings}; split the batch")
+
+    def anomaly(self, readings: Sequence[Reading]) -> dict[str, Any]:
+        self.check_size(readings)
+        loaded = self.hub["anomaly"].require()  # one reference for the whole request
+        model = loaded.model
+        window = int(loaded.metadata.get("window") or DEFAULT_WINDOW)
+        frame = readings_to_frame(readings, self.limits)
+        features = list(getattr(model, "features", []) or [])
+        fast = self._peer_features is not None and self._history_features is not None
+        live = live_features(frame, self.history, window, peer_features=self._peer_features,
+                             history_features=self._history_features, wanted=features,
+                             derive=None if fast else _deriver(model))
+        scored = model.score(live.frame)
+        score = scored["AnomalyScore"].to_numpy(dtype=np.float64)
+        flag = scored["AnomalyFlag"].to_numpy().astype(np.int64)
+        batch = self.predictions.add("anomaly", loaded.version, flag.astype(bool), score)
+        if features:
+            self.drift.add("anomaly", features, live.frame)
+        m = self.metrics
+        m.readings.inc(len(flag), model="anomaly")
+        n_flagged = int(flag.sum())
+        if n_flagged:
+            m.predictions.inc(n_flagged, model="anomaly", outcome="flagged")
+        if len(flag) - n_flagged:
+            m.predictions.inc(len(flag) - n_flagged, model="anomaly", outcome="normal")
+        # AnomalyScore is a surprise (-log10 tail probability); 1 - 10**-s is its training percentile.
+        m.anomaly_score.observe_many(1.0 - np.power(10.0, -np.clip(score, 0, None)), version=loaded.version)
+
+        score_cols = [c for c in scored.columns if c.endswith("Score") and c != "AnomalyScore"]
+        per_detector = {c: _floats(scored[c]) for c in score_cols}
+        kinds = _texts(scored["AnomalyKind"]) if "AnomalyKind" in scored else [None] * len(flag)
+        reasons = _texts(scored["AnomalyReason"]) if "AnomalyReason" in scored else [None] * len(flag)
+        ids = batch.ids()
+        cells = frame[C.CELL_ID].tolist()
+        stamps = _iso(frame[C.TIMESTAMP])
+        scores = _floats(score)
+        flags = flag.tolist()
+        imputed = live.imputed.tolist()
+        results = [
+            {"prediction_id": ids[i], "CellID": cells[i], "Timestamp": stamps[i], "AnomalyScore": scores[i],
+             "AnomalyFlag": flags[i], "AnomalyKind": kinds[i], "reason": reasons[i],
+             "scores": {c: per_detector[c][i] for c in score_cols}, "imputed": imputed[i]}
+            for i in range(len(flags))
+        ]
+        return {"model": {"name": loaded.name, "version": loaded.version}, "count": len(results),
+                "flagged": n_flagged, "results": results}
+
+    # -- failure ------------------------------------------------------------------------
+    def failure(self, readings: Sequence[Reading], horizon_days: float | None = None) -> dict[str, Any]:
+        self.check_size(readings)
+        loaded = self.hub["failure"].require()
+        model = loaded.model
+        model_horizon = getattr(model, "horizon_days", None) or loaded.metadata.get("horizon_days")
+        if horizon_days is not None and model_horizon is not None and abs(float(model_horizon) - horizon_days) > 1e-9:
+            raise InputError(f"horizon_days: the served failure model ({loaded.name}/{loaded.version}) predicts a "
+                             f"{float(model_horizon):g}-day horizon, not {horizon_days:g} days; leave horizon_days "
+                             "out or train and register a model for that horizon")
+        frame = readings_to_frame(readings, self.limits)
+        grid = _failure_grid(model, frame)
+        table = model.predict(frame, grid=grid) if grid is not None else model.predict(frame)
+        if len(table) == 0:
+            raise InputError("readings: no cell has enough history for a failure prediction")
+        table = table.reset_index(drop=True)
+        prob = table["FailureProbability"].to_numpy(dtype=np.float64)
+        band = _texts(table["RiskBand"]) if "RiskBand" in table else ["unknown"] * len(table)
+        threshold = float(loaded.metadata.get("alarm_threshold") or getattr(model, "alarm_threshold", None)
+                          or DEFAULT_ALARM)
+        alarm = np.nan_to_num(prob, nan=0.0) >= threshold
+        alarm |= np.isin(np.asarray(band, dtype=object), ALARM_BANDS)
+        batch = self.predictions.add("failure", loaded.version, alarm, np.nan_to_num(prob, nan=0.0))
+        features = list(getattr(model, "features", []) or [])
+        if features and grid is not None:
+            self.drift.add("failure", features, grid.last_rows())
+        m = self.metrics
+        m.readings.inc(len(frame), model="failure")
+        for name, count in pd.Series(band, dtype=object).fillna("unknown").value_counts().items():
+            m.predictions.inc(int(count), model="failure", outcome=str(name))
+        m.failure_probability.observe_many(prob, version=loaded.version)
+
+        if "CellID" in table:
+            cell_ids = table["CellID"].astype(str).tolist()
+        else:
+            cell_ids = (table["DeviceID"].astype(str) + "-" + table["CellNumber"].astype(str)).tolist()
+        if "DeviceID" in table:
+            devices = table["DeviceID"].astype(str).tolist()
+        else:
+            devices = [c.rpartition("-")[0] for c in cell_ids]
+        if "CellNumber" in table:
+            numbers = table["CellNumber"].astype(int).tolist()
+        else:
+            numbers = [int(c.rpartition("-")[2]) for c in cell_ids]
+        reasons = _reason_lists(table)
+        known = {"CellID", "DeviceID", "CellNumber", "FailureProbability", "RiskBand", "TopReasons"}
+        extra_cols = [c for c in table.columns if c not in known and not c.startswith("Reason")]
+        extra = table[extra_cols].astype(object).where(table[extra_cols].notna(), None).to_dict("records") \
+            if extra_cols else [{} for _ in range(len(table))]
+        ids = batch.ids()
+        probs = _floats(prob)
+        alarms = alarm.tolist()
+        results = [
+            {"prediction_id": ids[i], "CellID": cell_ids[i], "DeviceID": devices[i], "CellNumber": numbers[i],
+             "FailureProbability": probs[i], "RiskBand": band[i] or "unknown", "alarm": alarms[i],
+             "reasons": reasons[i], "extra": _jsonable(extra[i])}
+            for i in range(len(table))
+        ]
+        return {"model": {"name": loaded.name, "version": loaded.version},
+                "horizon_days": float(model_horizon) if model_horizon is not None else None, "results": results}
+
+    # -- forecast -----------------------------------------------------------------------
+    def forecast(self, readings: Sequence[Reading], cell_id: str | int, steps: int, coverage: float) -> dict[str, Any]:
+        self.check_size(readings)
+        loaded = self.hub["forecast"].require()
+        frame = readings_to_frame(readings, self.limits)
+        table = loaded.model.forecast(frame, cell_id, steps, coverage)
+        forecast = table["Forecast"].to_numpy(dtype=np.float64)
+        width = (table["Upper"].to_numpy(dtype=np.float64) - table["Lower"].to_numpy(dtype=np.float64))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            relative = width / np.abs(forecast)
+        for target in pd.unique(table["Target"]):
+            mask = (table["Target"] == target).to_numpy()
+            self.metrics.forecast_interval.observe_many(relative[mask & np.isfinite(relative)], target=str(target))
+        self.metrics.readings.inc(len(frame), model="forecast")
+        self.metrics.predictions.inc(len(table), model="forecast", outcome="forecast_step")
+        from bms_schema.cells import resolve_cell_id
+
+        cell = resolve_cell_id(cell_id, frame[C.CELL_ID].unique())
+        rows = {
+            "Timestamp": _iso(table["Timestamp"]), "Target": table["Target"].astype(str).tolist(),
+            "Step": table["Step"].astype(int).tolist(), "Forecast": _floats(forecast),
+            "Lower": _floats(table["Lower"]), "Upper": _floats(table["Upper"]),
+        }
+        keys = list(rows)
+        records = [dict(zip(keys, values)) for values in zip(*rows.values())]
+        return {"model": {"name": loaded.name, "version": loaded.version}, "cell_id": cell, "steps": steps,
+                "coverage": coverage, "forecast": records}
+
+    # -- feedback -----------------------------------------------------------------------
+    def feedback(self, items: Sequence[tuple[str, bool]]) -> dict[str, Any]:
+        unknown: list[str] = []
+        accepted = 0
+        touched: set[str] = set()
+        for prediction_id, actual in items:  # a loop over feedback items, each a dict lookup
+            stored = self.predictions.get(prediction_id)
+            if stored is None:
+                unknown.append(prediction_id)
+                continue
+            self.feedback_tracker.record(stored, actual)
+            self.metrics.feedback_items.inc(model=stored.model)
+            touched.add(stored.model)
+            accepted += 1
+        if accepted == 0:
+            raise UnknownPrediction(
+                f"none of the {len(unknown)} prediction ids is known: ids come from /v1/anomaly or /v1/failure "
+                f"answers and are kept for the last {self.settings.prediction_capacity} predictions "
+                f"(first unknown: {unknown[0]!r})"
+            )
+        metrics = self.feedback_tracker.metrics()
+        for model, values in metrics.items():
+            if model in touched:
+                for gauge, key in ((self.metrics.feedback_precision, "precision"),
+                                   (self.metrics.feedback_recall, "recall")):
+                    if values[key] is not None:
+                        gauge.set(values[key], model=model)
+        return {"accepted": accepted, "unknown_ids": unknown, "metrics": metrics}
+
+    def feedback_metrics(self) -> dict[str, Any]:
+        return {"metrics": self.feedback_tracker.metrics(), "window": self.settings.feedback_window}
+
+    # -- drift --------------------------------------------------------------------------
+    def drift_report(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, holder in self.hub.holders.items():
+            loaded = holder.current()
+            if loaded is None:
+                out[key] = {"status": "no_model", "flagged": [], "features": {}, "window": 0}
+                continue
+            model = loaded.model
+            features = list(getattr(model, "features", []) or [])
+            reference = getattr(model, "reference", None)
+            if not features:
+                out[key] = {"status": "no_reference", "flagged": [], "features": {}, "window": 0,
+                            "message": "this model does not expose its input features, so drift is not tracked"}
+                continue
+            report = self.drift.report(key, features, reference)
+            report["version"] = loaded.version
+            out[key] = report
+            self.metrics.drift_flagged.set(len(report["flagged"]), model=loaded.name)
+        t = self.settings.drift
+        return {
+            "models": out,
+            "flagged": {k: v["flagged"] for k, v in out.items() if v.get("flagged")},
+            "thresholds": {"ks_max_window": t.ks_max_window, "ks_pvalue": t.ks_pvalue,
+                           "ks_statistic": t.ks_statistic, "psi": t.psi, "psi_bins": t.psi_bins,
+                           "min_window": t.min_window},
+        }
+
+
+def _failure_grid(model: Any, frame: pd.DataFrame) -> Any:
+    """The failure model's per-cell feature grid, built here (and handed to ``predict``) only when
+    the model carries a training reference to measure drift against."""
+    if getattr(model, "reference", None) is None or not hasattr(model, "config"):
+        return None
+    try:
+        from bms_failure.features import build_feature_grid
+    except ImportError:
+        return None
+    return build_feature_grid(frame, model.config)
+
+
+def _baseline() -> int:
+    """Readings of history the anomaly model's own features look back over (0 if it says nothing)."""
+    try:
+        from bms_anomaly.features import BASELINE_READINGS
+    except ImportError:
+        return 0
+    return int(BASELINE_READINGS)
+
+
+def _deriver(model: Any) -> Any:
+    """``frame -> frame`` adding the anomaly model's own features over the remembered rows, when
+    its package offers ``derive_features(frame, wanted)``."""
+    features = list(getattr(model, "features", []) or [])
+    if not type(model).__module__.startswith("bms_anomaly"):
+        return None
+    try:
+        from bms_anomaly.features import derive_features
+    except ImportError:
+        return None
+    return lambda frame: derive_features(frame, features)
+
+
+def _reason_lists(table: pd.DataFrame) -> list[list[str]]:
+    """TopReasons as a list of strings per row (the model may give a list or '; '-joined text)."""
+    if "TopReasons" in table:
+        out = []
+        for value in table["TopReasons"].tolist():
+            if isinstance(value, (list, tuple, np.ndarray)):
+                out.append([str(v) for v in value])
+            elif value is None or (isinstance(value, float) and math.isnan(value)):
+                out.append([])
+            else:
+                out.append([part.strip() for part in str(value).split(";") if part.strip()])
+        return out
+    cols = sorted(c for c in table.columns if c.startswith("Reason"))
+    if cols:
+        values = table[cols].astype(object).where(table[cols].notna(), None).to_numpy()
+        return [[str(v) for v in row if v is not None] for row in values]
+    return [[] for _ in range(len(table))]
+
+
+def _jsonable(record: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in record.items():
+        if isinstance(value, (np.bool_, bool)):
+            out[key] = bool(value)
+        elif isinstance(value, (np.integer,)):
+            out[key] = int(value)
+        elif isinstance(value, (float, np.floating)):
+            out[key] = float(value) if math.isfinite(value) else None
+        elif isinstance(value, pd.Timestamp):
+            out[key] = value.isoformat()
+        elif value is None or isinstance(value, (int, str)):
+            out[key] = value
+        else:
+            out[key] = str(value)
+    return out
