@@ -1,0 +1,228 @@
+"""The logic behind the ``detect_anomalies`` tool: prepare, train or load, score, summarise.
+
+Plain functions on DataFrames; the MCP layer only resolves paths and writes artifacts.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bms_schema import columns as C
+from bms_schema.errors import InputError, ModelError
+
+from .hybrid import (
+    FLAG,
+    KIND,
+    KIND_STATISTICAL,
+    SCORE,
+    SCORE_COLUMNS,
+    HybridAnomalyDetector,
+    HybridConfig,
+    ensure_features,
+    quality_mask,
+)
+from .fusion import parse_contamination
+from .metrics import ground_truth_report, truth_labels
+
+log = logging.getLogger("bms.anomaly")
+
+MIN_HOLDOUT_ROWS = 200
+
+
+@dataclass
+class DetectionResult:
+    table: pd.DataFrame
+    detector: HybridAnomalyDetector
+    trained: bool
+    model_version: str | None
+    metrics: dict[str, Any] | None
+    cell_summary: pd.DataFrame
+    episodes: pd.DataFrame
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def prepare_input(frame: pd.DataFrame, impute: str = "interpolate") -> tuple[pd.DataFrame, bool]:
+    """Preprocessed output is used as it is; anything else is cleaned + imputed + featurised.
+
+    Returns ``(frame, was_prepared_here)``.
+    """
+    from bms_preprocess.features import FEATURE_COLUMNS
+    from bms_schema.normalize import detect_format
+
+    if detect_format(frame) == "canonical" and all(c in frame.columns for c in FEATURE_COLUMNS):
+        return frame.reset_index(drop=True), False
+    from bms_preprocess.pipeline import prepare_readings
+
+    return prepare_readings(frame, impute=impute).reset_index(drop=True), True
+
+
+def time_split(frame: pd.DataFrame, holdout_fraction: float) -> np.ndarray:
+    """Boolean mask of training rows: readings before the ``1 - holdout_fraction`` time quantile.
+
+    A split by time, never a random row split: the held-out rows are the latest readings of
+    every cell, which the model has not seen.
+    """
+    if holdout_fraction <= 0:
+        return np.ones(len(frame), dtype=bool)
+    seconds = frame[C.TIMESTAMP].to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    cut = np.quantile(np.unique(seconds), 1.0 - holdout_fraction)
+    return seconds < cut
+
+
+def detect(
+    frame: pd.DataFrame,
+    *,
+    use_registered_model: bool = False,
+    model_version: str = "latest",
+    contamination: float | str | None = None,
+    features: list[str] | None = None,
+    holdout_fraction: float = 0.3,
+    seed: int = 0,
+    register: bool = True,
+    impute: str = "interpolate",
+    progress: Any = None,
+) -> DetectionResult:
+    """Score ``frame`` (raw or preprocessed) with a new or the registered hybrid detector.
+
+    ``contamination=None`` means "auto" when training and the registered model's own threshold
+    when ``use_registered_model`` (a value there re-derives the threshold from the stored
+    training scores, no retraining).
+    """
+    say = progress or (lambda fraction, message: None)
+    start = time.perf_counter()
+    if not 0.0 <= holdout_fraction < 0.9:
+        raise InputError(f"holdout_fraction must be between 0 and 0.9, got {holdout_fraction}")
+    contamination = parse_contamination(contamination) if contamination is not None else None
+    say(0.05, "preparing readings")
+    prepared, normalised_here = prepare_input(frame, impute=impute)
+    info: dict[str, Any] = {"rows": len(prepared), "normalised_here": normalised_here}
+    metrics_scope = "all rows (a registered model may have been trained on some of them)"
+    if use_registered_model:
+        from .persistence import load_detector
+
+        say(0.3, "loading the registered model")
+        detector = load_detector(model_version)
+        _, _, missing = ensure_features(prepared, detector.features)
+        if missing:
+            raise ModelError(
+                f"registered model anomaly_hybrid {detector.model_version} was trained on feature(s) "
+                f"{', '.join(missing)} that the data does not have (model features: {', '.join(detector.features)}); "
+                "score data prepared the same way, or retrain with use_registered_model=false"
+            )
+        version, trained = detector.model_version, False
+        train_mask = np.zeros(len(prepared), dtype=bool)
+    else:
+        train_mask = time_split(prepared, holdout_fraction)
+        if (~train_mask).sum() < MIN_HOLDOUT_ROWS or train_mask.sum() < MIN_HOLDOUT_ROWS:
+            train_mask = np.ones(len(prepared), dtype=bool)
+        else:
+            metrics_scope = f"held-out latest {holdout_fraction:.0%} of the time span (not trained on)"
+        say(0.3, f"training on {int(train_mask.sum())} rows")
+        config = HybridConfig(features=features, contamination=contamination or "auto", seed=seed)
+        detector = HybridAnomalyDetector(config=config).fit(prepared.loc[train_mask])
+        trained, version = True, None
+        if register:
+            from .persistence import register_detector
+
+            say(0.6, "registering the model")
+            meta = {"training_rows": int(train_mask.sum()), "holdout_fraction": holdout_fraction, "seed": seed}
+            version, _ = register_detector(detector, meta)
+            detector.model_version = version
+        info["train_rows"] = int(train_mask.sum())
+    say(0.7, "scoring")
+    result = detector.score(prepared, contamination=contamination if use_registered_model else None)
+    table = pd.concat([prepared.drop(columns=[c for c in result.columns if c in prepared.columns]), result], axis=1)
+
+    metrics = None
+    truth = truth_labels(prepared)
+    if truth is not None:
+        rows = ~train_mask if trained and not train_mask.all() else np.ones(len(prepared), dtype=bool)
+        if trained and train_mask.all():
+            metrics_scope = "all rows, in-sample (nothing held out: holdout_fraction 0 or too few rows)"
+        metrics = evaluate(detector, prepared.loc[rows], result.loc[rows], truth[rows])
+        metrics["scope"] = metrics_scope
+    cell_summary, episodes = summarise(table, detector.threshold_for(contamination if use_registered_model else None))
+    info.update({
+        "threshold": detector.threshold_for(contamination if use_registered_model else None),
+        "flagged": int(result[FLAG].sum()),
+        "kinds": {str(k): int(v) for k, v in result[KIND].value_counts().items()},
+        "features": detector.features,
+        "seconds": round(time.perf_counter() - start, 3),
+    })
+    return DetectionResult(table=table, detector=detector, trained=trained, model_version=version, metrics=metrics,
+                           cell_summary=cell_summary, episodes=episodes, info=info)
+
+
+def evaluate(detector: HybridAnomalyDetector, frame: pd.DataFrame, result: pd.DataFrame,
+             truth: np.ndarray) -> dict[str, Any]:
+    """Ground-truth metrics of a scored table (raw detector scores recomputed for the seed rule)."""
+    raw = feature_raw_scores(detector, frame)
+    anomaly_type = frame["AnomalyType"] if "AnomalyType" in frame.columns else None
+    return ground_truth_report(
+        truth, result.reset_index(drop=True),
+        detector.detector_flags(result),
+        SCORE_COLUMNS, raw, quality_mask(frame, C.SENSOR_FAULT), quality_mask(frame, C.OUT_OF_RANGE),
+        anomaly_type.reset_index(drop=True) if anomaly_type is not None else None,
+        dead=truth_labels(frame, "IsDead"),
+    )
+
+
+def feature_raw_scores(detector: HybridAnomalyDetector, frame: pd.DataFrame) -> np.ndarray:
+    return detector.raw_scores(frame)
+
+
+def summarise(table: pd.DataFrame, threshold: float, top: int = 20) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per-cell anomaly rates and the worst episodes (runs of consecutive flagged readings of a cell)."""
+    ordered = table.sort_values([C.CELL_ID, C.TIMESTAMP], kind="stable")
+    cell = ordered[C.CELL_ID].to_numpy()
+    flag = ordered[FLAG].to_numpy().astype(bool)
+    new_cell = np.r_[True, cell[1:] != cell[:-1]]
+    starts = flag & (new_cell | ~np.r_[False, flag[:-1]])
+    episode_id = np.cumsum(starts)
+    episode_id[~flag] = 0
+    kind = ordered[KIND].to_numpy()
+    counts = pd.DataFrame({
+        C.CELL_ID: cell,
+        "flagged": flag.astype(np.int64),
+        "statistical": (kind == KIND_STATISTICAL).astype(np.int64),
+        "sensor_fault": (kind == "sensor_fault").astype(np.int64),
+        "out_of_range": (kind == "out_of_range").astype(np.int64),
+        "episodes": starts.astype(np.int64),
+        SCORE: ordered[SCORE].to_numpy(),
+    })
+    grouped = counts.groupby(C.CELL_ID, sort=True)
+    summary = grouped[["flagged", "statistical", "sensor_fault", "out_of_range", "episodes"]].sum()
+    summary.insert(0, "readings", grouped.size())
+    summary["max_score"] = grouped[SCORE].max()
+    summary["mean_score"] = grouped[SCORE].mean()
+    summary["anomaly_rate"] = summary["flagged"] / summary["readings"]
+    summary = summary.sort_values(["anomaly_rate", "max_score"], ascending=False).reset_index()
+
+    if flag.any():
+        runs = ordered.loc[flag].assign(_episode=episode_id[flag])
+        g = runs.groupby("_episode", sort=False)
+        episodes = pd.DataFrame({
+            C.CELL_ID: g[C.CELL_ID].first(),
+            "start": g[C.TIMESTAMP].min(),
+            "end": g[C.TIMESTAMP].max(),
+            "readings": g.size(),
+            "peak_score": g[SCORE].max(),
+            "kind": g[KIND].first(),
+            "reason": g["AnomalyReason"].first(),
+        })
+        episodes = episodes.sort_values(["peak_score", "readings"], ascending=False).head(top).reset_index(drop=True)
+    else:
+        episodes = pd.DataFrame(columns=[C.CELL_ID, "start", "end", "readings", "peak_score", "kind", "reason"])
+    return summary, episodes
+
+
+def worst_cells(summary: pd.DataFrame, n: int) -> list[str]:
+    """Cells with the most statistical anomalies (then highest peak score)."""
+    ranked = summary.sort_values(["statistical", "max_score"], ascending=False)
+    return ranked[C.CELL_ID].head(n).astype(str).tolist()

@@ -1,0 +1,100 @@
+"""Put the detectors' scores on one scale, fuse them, and choose the flag threshold.
+
+**Calibration (ECDF).** Each detector's raw score ``s`` is turned into a tail probability
+against that detector's own scores on the training data: ``p = (#train scores >= s + 1) /
+(n + 1)``. Beyond the largest training score the tail is extended exponentially,
+``p = 1/(n+1) * exp(-(s - max) / tau)`` with ``tau`` the mean excess of the top 1 % of
+training scores over their 99th percentile, so that points more extreme than anything
+seen in training keep their order instead of tying at ``1/(n+1)``. The calibrated score
+is the *surprise* ``-log10 p`` (1 = "1 in 10 training rows is this extreme", 3 = "1 in
+1000"). Surprises of different detectors are directly comparable.
+
+**Fusion rule.** ``AnomalyScore = mean of the three surprises`` (equivalently, minus the
+log10 of the geometric mean of the three tail probabilities; Fisher's method up to a
+constant). A reading one detector finds very extreme *or* two detectors find moderately
+unusual both score high; a reading only one detector finds slightly unusual is diluted.
+
+**Threshold.** With ``contamination=c`` the threshold is the ``1 - c`` quantile of the
+fused training scores (a fraction ``c`` of training rows would be flagged). With
+``contamination="auto"`` it is Tukey's far-out fence of the fused training scores,
+``Q3 + 3 * IQR``; the fraction of training rows above it is reported as the implied
+contamination.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+AUTO = "auto"
+FENCE_K = 3.0
+
+
+@dataclass
+class ECDFCalibrator:
+    """Tail-probability calibration of one detector's score against its training scores."""
+
+    sorted_scores: np.ndarray
+    tail_scale: float
+
+    @classmethod
+    def fit(cls, scores: np.ndarray, max_points: int = 20_000, seed: int = 0) -> "ECDFCalibrator":
+        scores = np.asarray(scores, dtype=np.float64)
+        scores = scores[np.isfinite(scores)]
+        if len(scores) == 0:
+            raise ValueError("no finite training scores to calibrate on")
+        if len(scores) > max_points:
+            # Keep the ECDF small: evenly spaced order statistics preserve the distribution.
+            scores = np.quantile(np.sort(scores), np.linspace(0.0, 1.0, max_points))
+        ordered = np.sort(scores)
+        q99 = np.quantile(ordered, 0.99)
+        top = ordered[ordered >= q99]
+        tau = float(np.mean(top - q99)) if len(top) else 0.0
+        if not np.isfinite(tau) or tau <= 0:
+            spread = float(ordered[-1] - ordered[0])
+            tau = spread / max(len(ordered), 1) if spread > 0 else 1.0
+        return cls(sorted_scores=ordered, tail_scale=tau)
+
+    def surprise(self, scores: np.ndarray) -> np.ndarray:
+        """``-log10`` of the tail probability of each score (0 for the most normal rows)."""
+        ordered = self.sorted_scores
+        n = len(ordered)
+        scores = np.asarray(scores, dtype=np.float64)
+        at_least = n - np.searchsorted(ordered, scores, side="left")
+        log_p = np.log((at_least + 1.0) / (n + 1.0))
+        beyond = scores > ordered[-1]
+        if beyond.any():
+            log_p[beyond] = np.log(1.0 / (n + 1.0)) - (scores[beyond] - ordered[-1]) / self.tail_scale
+        log_p[np.isnan(scores)] = 0.0
+        return -log_p / np.log(10.0)
+
+
+def fuse(surprises: np.ndarray) -> np.ndarray:
+    """The fusion rule: mean surprise over detectors (columns)."""
+    return np.asarray(surprises, dtype=np.float64).mean(axis=1)
+
+
+def threshold_for(train_fused: np.ndarray, contamination: float | str) -> float:
+    """Flag threshold from the fused training scores (see the module docstring)."""
+    train_fused = np.asarray(train_fused, dtype=np.float64)
+    if contamination == AUTO:
+        q1, q3 = np.quantile(train_fused, [0.25, 0.75])
+        return float(q3 + FENCE_K * (q3 - q1))
+    c = float(contamination)
+    return float(np.quantile(train_fused, 1.0 - c))
+
+
+def parse_contamination(value: float | str | None) -> float | str:
+    """``"auto"``/``None`` or a fraction in (0, 0.5]; anything else is refused."""
+    from bms_schema.errors import InputError
+
+    if value is None or (isinstance(value, str) and value.strip().lower() == AUTO):
+        return AUTO
+    try:
+        c = float(value)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"contamination must be 'auto' or a fraction between 0 and 0.5, got {value!r}") from exc
+    if not 0.0 < c <= 0.5:
+        raise InputError(f"contamination must be 'auto' or a fraction between 0 and 0.5, got {c}")
+    return c

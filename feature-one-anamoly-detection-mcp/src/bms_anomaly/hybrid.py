@@ -1,0 +1,377 @@
+"""The hybrid detector: robust scaling, three detectors, ECDF calibration, fusion, threshold.
+
+>>> detector = HybridAnomalyDetector(contamination="auto").fit(train_frame)
+>>> result = detector.score(new_frame)      # one row per input row, same index
+>>> result[["AnomalyScore", "AnomalyFlag", "AnomalyKind", "AnomalyReason"]]
+
+``fit`` and ``score`` take canonical readings frames that already carry the feature
+columns (``bms_preprocess.pipeline.prepare_readings`` output); ``score`` also accepts a
+few raw canonical readings and derives what it can (see :func:`ensure_features`).
+Rows flagged by cleaning as ``SensorFault`` (a 0xFFFF register sentinel) or ``OutOfRange``
+(a physically impossible value) are anomalies of their own kind: they are flagged with
+``AnomalyKind`` ``sensor_fault``/``out_of_range`` whatever the detectors say about their
+imputed values, and they are left out of training.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bms_schema import columns as C
+from bms_schema.errors import InputError, ModelError
+
+from .detectors import ForestConfig, ForestDetector, KernelSVMDetector, SVMConfig
+from .features import (
+    DEFAULT_FEATURES,
+    local_features,
+    describe_deviation,
+    feature_matrix,
+    select_features,
+)
+from .fusion import AUTO, ECDFCalibrator, fuse, parse_contamination, threshold_for
+from .vae import VAEConfig, VAEDetector
+
+log = logging.getLogger("bms.anomaly")
+
+DETECTORS: tuple[str, ...] = ("IsolationForest", "OneClassSVM", "VAE")
+#: Output column of each detector's calibrated score (surprise, -log10 tail probability).
+SCORE_COLUMNS: dict[str, str] = {"IsolationForest": "IForestScore", "OneClassSVM": "OCSVMScore", "VAE": "VAEScore"}
+SCORE = "AnomalyScore"
+FLAG = "AnomalyFlag"
+KIND = "AnomalyKind"
+REASON = "AnomalyReason"
+TOP_FEATURE = "AnomalyFeature"
+OUTPUT_COLUMNS: tuple[str, ...] = (*SCORE_COLUMNS.values(), SCORE, FLAG, KIND, TOP_FEATURE, REASON)
+
+KIND_NORMAL = "normal"
+KIND_STATISTICAL = "statistical"
+KIND_SENSOR_FAULT = "sensor_fault"
+KIND_OUT_OF_RANGE = "out_of_range"
+
+MIN_TRAIN_ROWS = 100
+
+
+@dataclass
+class HybridConfig:
+    features: list[str] | None = None
+    contamination: float | str = AUTO
+    seed: int = 0
+    clip: float = 1000.0
+    calibration_rows: int = 100_000
+    reference_rows: int = 5_000
+    forest: ForestConfig = field(default_factory=ForestConfig)
+    svm: SVMConfig = field(default_factory=SVMConfig)
+    vae: VAEConfig = field(default_factory=VAEConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "HybridConfig":
+        data = dict(data)
+        return cls(
+            features=data.get("features"),
+            contamination=data.get("contamination", AUTO),
+            seed=int(data.get("seed", 0)),
+            clip=float(data.get("clip", 1000.0)),
+            calibration_rows=int(data.get("calibration_rows", 100_000)),
+            reference_rows=int(data.get("reference_rows", 5_000)),
+            forest=ForestConfig(**data.get("forest", {})),
+            svm=SVMConfig(**data.get("svm", {})),
+            vae=VAEConfig(**data.get("vae", {})),
+        )
+
+
+def quality_mask(frame: pd.DataFrame, flag: str) -> np.ndarray:
+    if flag not in frame.columns:
+        return np.zeros(len(frame), dtype=bool)
+    return frame[flag].fillna(False).astype(bool).to_numpy()
+
+
+def ensure_features(frame: pd.DataFrame, features: list[str]
+                    ) -> tuple[pd.DataFrame, dict[str, np.ndarray], list[str]]:
+    """Everything needed to build the feature matrix: ``(frame, computed, still_missing)``.
+
+    If preprocessing features (or the sources of local features) are missing and the frame
+    has the canonical columns, ``bms_preprocess.features.add_features`` derives them first
+    (features that need history, like rates, are 0 on a reading without history). Local
+    features (:func:`~bms_anomaly.features.local_features`) are computed as arrays without
+    copying the frame. A feature still missing is treated as typical (the training median).
+    """
+    from .features import HISTORY_FEATURES, PEER_FEATURES, UNCHANGED_SOURCES
+
+    def sources(name: str) -> list[str]:
+        if name in HISTORY_FEATURES:
+            return sources(HISTORY_FEATURES[name])
+        if name in PEER_FEATURES:
+            return [PEER_FEATURES[name][0]]
+        return list(UNCHANGED_SOURCES) if name == "UnchangedRun" else [name]
+
+    absent = [s for f in features if f not in frame.columns for s in sources(f) if s not in frame.columns]
+    canonical = (C.CELL_ID, C.DEVICE_ID, C.TIMESTAMP, *C.CORE_COLUMNS)
+    if absent and all(c in frame.columns for c in canonical):
+        try:
+            from bms_preprocess.features import FEATURE_COLUMNS, add_features
+        except ImportError:  # preprocessing package not installed: score with what is present
+            FEATURE_COLUMNS, add_features = (), None
+        if add_features is not None and any(c in FEATURE_COLUMNS for c in absent):
+            frame = add_features(frame)  # handles any row order, returns the caller's order
+    computed = local_features(frame, features)
+    return frame, computed, [f for f in features if f not in frame.columns and f not in computed]
+
+
+class HybridAnomalyDetector:
+    """Isolation Forest + Nystroem one-class SVM + VAE, calibrated and fused (see :mod:`.fusion`)."""
+
+    def __init__(self, contamination: float | str = AUTO, features: list[str] | None = None, seed: int = 0,
+                 config: HybridConfig | None = None):
+        self.config = config or HybridConfig(features=features, contamination=parse_contamination(contamination),
+                                             seed=seed)
+        self.features: list[str] = []
+        self.center: np.ndarray | None = None
+        self.scale: np.ndarray | None = None
+        self.scaler: Any = None
+        self.forest: ForestDetector | None = None
+        self.svm: KernelSVMDetector | None = None
+        self.vae: VAEDetector | None = None
+        self.calibrators: dict[str, ECDFCalibrator] = {}
+        self.train_fused: np.ndarray | None = None
+        self.threshold: float | None = None
+        self.detector_thresholds: dict[str, float] = {}
+        self.reference: pd.DataFrame | None = None
+        self.training_info: dict[str, Any] = {}
+        self.last_missing_features: list[str] = []
+        self.model_version: str | None = None
+
+    # -- training --------------------------------------------------------------------
+    def fit(self, frame: pd.DataFrame) -> "HybridAnomalyDetector":
+        start = time.perf_counter()
+        if not isinstance(frame, pd.DataFrame) or len(frame) == 0:
+            raise InputError("cannot train the anomaly detector on an empty table")
+        cfg = self.config
+        computed = local_features(frame, cfg.features or DEFAULT_FEATURES)
+        self.features = select_features(frame, cfg.features, computed)
+        bad = quality_mask(frame, C.SENSOR_FAULT) | quality_mask(frame, C.OUT_OF_RANGE)
+        raw = feature_matrix(frame, self.features, computed)[~bad]
+        usable = np.isfinite(raw).any(axis=1)
+        raw = raw[usable]
+        if len(raw) < MIN_TRAIN_ROWS:
+            raise InputError(
+                f"too few rows to train the anomaly detector: {len(raw)} usable rows (after leaving out "
+                f"{int(bad.sum())} sensor-fault/out-of-range rows), need at least {MIN_TRAIN_ROWS}"
+            )
+        timings: dict[str, float] = {}
+        self._fit_scaler(raw)
+        Z = self._transform(raw)
+        seed = cfg.seed
+        cfg.forest.seed = cfg.svm.seed = cfg.vae.seed = seed
+        self._fit_detectors(Z, timings)
+
+        t = time.perf_counter()
+        rng = np.random.default_rng(seed)
+        calib_idx = np.arange(len(Z))
+        if len(Z) > cfg.calibration_rows:
+            calib_idx = np.sort(rng.choice(len(Z), cfg.calibration_rows, replace=False))
+        raw_scores = self._raw_scores(Z[calib_idx])
+        self.calibrators = {name: ECDFCalibrator.fit(raw_scores[:, j]) for j, name in enumerate(DETECTORS)}
+        surprises = self._surprises(raw_scores)
+        self.train_fused = np.sort(fuse(surprises))
+        self.threshold = threshold_for(self.train_fused, cfg.contamination)
+        self.detector_thresholds = {
+            name: threshold_for(surprises[:, j], cfg.contamination) for j, name in enumerate(DETECTORS)
+        }
+        timings["calibration"] = time.perf_counter() - t
+        ref_idx = np.arange(len(raw))
+        if len(raw) > cfg.reference_rows:
+            ref_idx = np.sort(rng.choice(len(raw), cfg.reference_rows, replace=False))
+        self.reference = pd.DataFrame(raw[ref_idx], columns=self.features)
+        self.training_info = {
+            "rows": int(len(raw)),
+            "excluded_quality_rows": int(bad.sum()),
+            "features": list(self.features),
+            "threshold": self.threshold,
+            "implied_contamination": float(np.mean(self.train_fused > self.threshold)),
+            "seconds": {k: round(v, 3) for k, v in timings.items()} | {"total": round(time.perf_counter() - start, 3)},
+        }
+        log.info("hybrid fitted on %d rows x %d features in %.2fs (threshold %.3f)", len(raw), len(self.features),
+                 time.perf_counter() - start, self.threshold)
+        return self
+
+    def _fit_detectors(self, Z: np.ndarray, timings: dict[str, float]) -> None:
+        cfg = self.config
+        t = time.perf_counter()
+        self.forest = ForestDetector(cfg.forest).fit(Z)
+        timings["isolation_forest"] = time.perf_counter() - t
+        t = time.perf_counter()
+        self.svm = KernelSVMDetector(cfg.svm).fit(Z)
+        timings["one_class_svm"] = time.perf_counter() - t
+        t = time.perf_counter()
+        self.vae = VAEDetector(cfg.vae).fit(Z)
+        timings["vae"] = time.perf_counter() - t
+
+    def _fit_scaler(self, raw: np.ndarray) -> None:
+        from sklearn.preprocessing import RobustScaler
+
+        scaler = RobustScaler(quantile_range=(25.0, 75.0)).fit(raw)
+        center = np.nan_to_num(np.asarray(scaler.center_, dtype=np.float64))
+        # IQR/1.349 is a standard deviation for Gaussian data; fall back to the MAD and then
+        # the standard deviation for features that are constant over half the rows.
+        with np.errstate(all="ignore"):
+            iqr = np.asarray(scaler.scale_, dtype=np.float64) / 1.349
+            mad = 1.4826 * np.nanmedian(np.abs(raw - center), axis=0)
+            std = np.nanstd(raw, axis=0)
+        scale = np.where(iqr > 1e-12, iqr, np.where(mad > 1e-12, mad, np.where(std > 1e-12, std, 1.0)))
+        scale = np.nan_to_num(scale, nan=1.0)
+        scaler.center_, scaler.scale_ = center, scale
+        self.scaler, self.center, self.scale = scaler, center, scale
+
+    def _zscores(self, raw: np.ndarray) -> np.ndarray:
+        return (raw - self.center) / self.scale
+
+    def _transform(self, raw: np.ndarray) -> np.ndarray:
+        """Robust z-scores, compressed with ``sign(z) * log1p(|z|)``; missing values -> 0 (the median).
+
+        The compression keeps every feature's order (Isolation Forest is unaffected) but
+        stops a single extreme value from saturating the RBF kernel of the SVM (all far
+        points would tie) or dominating the VAE's squared error.
+        """
+        z = raw - self.center
+        z /= self.scale
+        np.nan_to_num(z, copy=False, nan=0.0, posinf=self.config.clip, neginf=-self.config.clip)
+        np.clip(z, -self.config.clip, self.config.clip, out=z)
+        compressed = np.abs(z)
+        np.log1p(compressed, out=compressed)
+        np.copysign(compressed, z, out=compressed)
+        return compressed.astype(np.float32)  # every detector works in float32
+
+    def _raw_scores(self, Z: np.ndarray) -> np.ndarray:
+        assert self.forest is not None and self.svm is not None and self.vae is not None
+        return np.column_stack([self.forest.score(Z), self.svm.score(Z), self.vae.score(Z)])
+
+    def _surprises(self, raw_scores: np.ndarray) -> np.ndarray:
+        return np.column_stack([self.calibrators[name].surprise(raw_scores[:, j]) for j, name in enumerate(DETECTORS)])
+
+    # -- scoring ---------------------------------------------------------------------
+    def check_fitted(self) -> None:
+        if self.threshold is None or self.forest is None:
+            raise ModelError("the anomaly detector is not trained: call fit(frame) or load a registered model")
+
+    def threshold_for(self, contamination: float | str | None) -> float:
+        """The stored threshold, or one recomputed from the training scores for ``contamination``."""
+        self.check_fitted()
+        if contamination is None:
+            return float(self.threshold)  # type: ignore[arg-type]
+        return threshold_for(self.train_fused, parse_contamination(contamination))  # type: ignore[arg-type]
+
+    def score(self, frame: pd.DataFrame, contamination: float | str | None = None,
+              reasons: bool = True) -> pd.DataFrame:
+        """Score readings; returns :data:`OUTPUT_COLUMNS` on ``frame``'s index.
+
+        ``contamination`` overrides the threshold chosen at training time (recomputed from
+        the stored training scores, no retraining).
+        """
+        self.check_fitted()
+        if not isinstance(frame, pd.DataFrame) or len(frame) == 0:
+            raise InputError("nothing to score: the table has no rows")
+        threshold = self.threshold_for(contamination)
+        frame, computed, missing = ensure_features(frame, self.features)
+        if len(missing) == len(self.features):
+            raise ModelError(
+                f"the registered anomaly model needs the features {', '.join(self.features)}; the data has none of "
+                "them (pass preprocessed readings, or raw readings with the canonical columns)"
+            )
+        self.last_missing_features = missing
+        raw = feature_matrix(frame, self.features, computed)
+        Z = self._transform(raw)
+        surprises = self._surprises(self._raw_scores(Z))
+        fused = fuse(surprises)
+        statistical = fused > threshold
+        sensor = quality_mask(frame, C.SENSOR_FAULT)
+        out_of_range = quality_mask(frame, C.OUT_OF_RANGE) & ~sensor
+        kind = np.full(len(frame), KIND_NORMAL, dtype=object)
+        kind[statistical] = KIND_STATISTICAL
+        kind[out_of_range] = KIND_OUT_OF_RANGE
+        kind[sensor] = KIND_SENSOR_FAULT
+        flag = statistical | sensor | out_of_range
+        columns: dict[str, Any] = {SCORE_COLUMNS[name]: surprises[:, j] for j, name in enumerate(DETECTORS)}
+        columns[SCORE] = fused
+        columns[FLAG] = flag.astype(np.int8)
+        columns[KIND] = kind
+        if reasons:
+            columns[TOP_FEATURE], columns[REASON] = self._reasons(frame, raw, statistical, sensor | out_of_range)
+        else:
+            columns[TOP_FEATURE] = columns[REASON] = np.full(len(frame), None, dtype=object)
+        return pd.DataFrame(columns, index=frame.index)
+
+    def raw_scores(self, frame: pd.DataFrame) -> np.ndarray:
+        """Uncalibrated scores ``[n_rows, 3]`` of the three detectors (higher = more anomalous)."""
+        self.check_fitted()
+        frame, computed, _ = ensure_features(frame, self.features)
+        return self._raw_scores(self._transform(feature_matrix(frame, self.features, computed)))
+
+    def detector_flags(self, result: pd.DataFrame) -> dict[str, np.ndarray]:
+        """Each single detector's flags under the same threshold rule (for comparisons)."""
+        return {name: (result[SCORE_COLUMNS[name]].to_numpy() > self.detector_thresholds[name]).astype(np.int8)
+                for name in DETECTORS}
+
+    def _reasons(self, frame: pd.DataFrame, raw: np.ndarray, statistical: np.ndarray,
+                 quality: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Top feature and a readable reason for flagged rows (None elsewhere).
+
+        Statistical flags name the feature with the largest robust z-score; only flagged rows
+        are formatted (a few per cent of the data).
+        """
+        n = len(frame)
+        top = np.full(n, None, dtype=object)
+        reason = np.full(n, None, dtype=object)
+        rows = np.flatnonzero(statistical & ~quality)
+        if len(rows):
+            z = self._zscores(raw[rows])
+            absz = np.where(np.isfinite(z), np.abs(z), -1.0)
+            best = absz.argmax(axis=1)
+            zbest = z[np.arange(len(rows)), best]
+            vbest = raw[rows, best]
+            names = np.asarray(self.features, dtype=object)[best]
+            top[rows] = names
+            reason[rows] = [describe_deviation(f, v, zz) for f, v, zz in zip(names, vbest, zbest)]
+        qrows = np.flatnonzero(quality)
+        if len(qrows):
+            qcols = [c for c in frame.columns if c.endswith(C.QUALITY_SUFFIX) or c == C.SENSOR_FAULT]
+            top[qrows], reason[qrows] = _quality_reasons(frame[qcols].iloc[qrows])
+        return top, reason
+
+
+def _quality_reasons(rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Which measurement was a sentinel / impossible, from the ``*_Quality`` columns."""
+    n = len(rows)
+    first = np.full(n, None, dtype=object)
+    parts = np.full(n, "", dtype=object)
+    for name in (*C.CORE_COLUMNS, *C.OPTIONAL_NUMERIC):
+        qcol = C.quality_column(name)
+        if qcol not in rows.columns:
+            continue
+        q = rows[qcol].astype(object).to_numpy()
+        for code, text in ((C.QUALITY_SENTINEL, "0xFFFF sentinel (no reading)"),
+                           (C.QUALITY_OUT_OF_RANGE, "physically impossible value")):
+            hit = q == code
+            if hit.any():
+                sep = np.where(parts[hit] == "", "", "; ")
+                parts[hit] = parts[hit] + sep + f"{name}: {text}"
+                first[hit & pd.isna(first)] = name
+    sensor = quality_mask(rows, C.SENSOR_FAULT)
+    empty = parts == ""
+    parts[empty & sensor] = "sensor fault: a 0xFFFF register sentinel (no reading)"
+    parts[empty & ~sensor] = "physically impossible value flagged by cleaning"
+    return first, parts
+
+
+__all__ = [
+    "DEFAULT_FEATURES", "DETECTORS", "FLAG", "HybridAnomalyDetector", "HybridConfig", "KIND", "OUTPUT_COLUMNS",
+    "REASON", "SCORE", "SCORE_COLUMNS", "TOP_FEATURE", "ensure_features",
+]

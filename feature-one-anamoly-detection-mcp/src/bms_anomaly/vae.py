@@ -1,0 +1,151 @@
+"""A small variational autoencoder in torch; its anomaly score is the reconstruction error plus the KL term.
+
+The score of a reading is its negative evidence lower bound under a unit-variance Gaussian
+decoder: ``0.5 * sum((x - decoder(mu))**2) + KL(q(z|x) || N(0, I))``. The squared
+reconstruction error catches readings the decoder cannot reproduce; the KL term catches
+readings the encoder can only place far from where training readings live (an
+autoencoder with enough capacity otherwise "reconstructs" an extreme value of a feature it
+encodes well, and plain reconstruction error misses it). On the simulated fleet the KL
+term raises the VAE's PR-AUC markedly (see README).
+
+Training uses whole tensors and slices them into large mini-batches (no DataLoader, no
+worker processes); the shuffling and the reparameterisation noise come from one seeded
+``torch.Generator``, so a fit is deterministic for a given seed on one thread. Scoring
+decodes the posterior mean (no sampling), so scores are deterministic too.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger("bms.anomaly")
+
+
+def _torch() -> Any:
+    import torch
+
+    from bms_schema.runtime import torch_threads
+
+    torch_threads()
+    return torch
+
+
+@dataclass
+class VAEConfig:
+    hidden: int = 32
+    latent: int = 4
+    epochs: int = 30
+    batch_size: int = 2048
+    learning_rate: float = 3e-3
+    beta: float = 0.05
+    max_steps: int = 1500
+    max_train_rows: int = 60_000
+    seed: int = 0
+
+
+def build_module(n_features: int, config: VAEConfig) -> Any:
+    torch = _torch()
+    nn = torch.nn
+
+    class VAE(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.encoder = nn.Sequential(nn.Linear(n_features, config.hidden), nn.ELU(),
+                                         nn.Linear(config.hidden, config.hidden), nn.ELU())
+            self.mu = nn.Linear(config.hidden, config.latent)
+            self.logvar = nn.Linear(config.hidden, config.latent)
+            self.decoder = nn.Sequential(nn.Linear(config.latent, config.hidden), nn.ELU(),
+                                         nn.Linear(config.hidden, config.hidden), nn.ELU(),
+                                         nn.Linear(config.hidden, n_features))
+
+        def forward(self, x: Any, noise: Any | None = None) -> tuple[Any, Any, Any]:
+            h = self.encoder(x)
+            mu, logvar = self.mu(h), self.logvar(h).clamp(-8.0, 8.0)
+            z = mu if noise is None else mu + noise * torch.exp(0.5 * logvar)
+            return self.decoder(z), mu, logvar
+
+    return VAE()
+
+
+class VAEDetector:
+    """VAE detector: fit on scaled features, score = reconstruction error + KL (negative ELBO) per row."""
+
+    def __init__(self, config: VAEConfig | None = None):
+        self.config = config or VAEConfig()
+        self.module: Any = None
+        self.n_features: int | None = None
+        self.fit_seconds: float = 0.0
+
+    def fit(self, X: np.ndarray) -> "VAEDetector":
+        torch = _torch()
+        cfg = self.config
+        start = time.perf_counter()
+        torch.manual_seed(cfg.seed)
+        generator = torch.Generator().manual_seed(cfg.seed)
+        rng = np.random.default_rng(cfg.seed)
+        if len(X) > cfg.max_train_rows:
+            X = X[np.sort(rng.choice(len(X), cfg.max_train_rows, replace=False))]
+        self.n_features = X.shape[1]
+        self.module = build_module(self.n_features, cfg)
+        data = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
+        optimiser = torch.optim.Adam(self.module.parameters(), lr=cfg.learning_rate)
+        n = data.shape[0]
+        batch = min(cfg.batch_size, n)
+        steps_per_epoch = max(1, n // batch)
+        epochs = max(1, min(cfg.epochs, cfg.max_steps // steps_per_epoch))
+        self.module.train()
+        for _ in range(epochs):
+            order = torch.randperm(n, generator=generator)
+            for step in range(steps_per_epoch):
+                xb = data[order[step * batch:(step + 1) * batch]]
+                noise = torch.randn(xb.shape[0], cfg.latent, generator=generator)
+                recon, mu, logvar = self.module(xb, noise)
+                rec = ((recon - xb) ** 2).sum(dim=1).mean()
+                kld = (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(dim=1)).mean()
+                loss = rec + cfg.beta * kld
+                optimiser.zero_grad(set_to_none=True)
+                loss.backward()
+                optimiser.step()
+        self.module.eval()
+        self.fit_seconds = time.perf_counter() - start
+        log.info("VAE: %d rows, %d epochs x %d steps in %.2fs", n, epochs, steps_per_epoch, self.fit_seconds)
+        return self
+
+    def score(self, X: np.ndarray, chunk: int = 262_144) -> np.ndarray:
+        """Negative ELBO per row: 0.5 * squared reconstruction error + KL (higher = more anomalous)."""
+        if self.module is None:
+            raise RuntimeError("VAEDetector is not fitted")
+        torch = _torch()
+        out = np.empty(len(X), dtype=np.float64)
+        with torch.inference_mode():
+            for start in range(0, len(X), chunk):
+                xb = torch.from_numpy(np.ascontiguousarray(X[start:start + chunk], dtype=np.float32))
+                recon, mu, logvar = self.module(xb)
+                rec = 0.5 * ((recon - xb) ** 2).sum(dim=1)
+                kld = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(dim=1)
+                out[start:start + chunk] = (rec + kld).double().numpy()
+        return out
+
+    # -- persistence (state_dict + JSON config; loaded with weights_only=True) ----------
+    def state(self) -> dict[str, Any]:
+        return {"n_features": self.n_features, "config": self.config.__dict__}
+
+    def save(self, path: Any) -> None:
+        torch = _torch()
+        torch.save(self.module.state_dict(), path)
+
+    @classmethod
+    def load(cls, path: Any, state: dict[str, Any]) -> "VAEDetector":
+        torch = _torch()
+        detector = cls(VAEConfig(**state["config"]))
+        detector.n_features = int(state["n_features"])
+        detector.module = build_module(detector.n_features, detector.config)
+        weights = torch.load(path, map_location="cpu", weights_only=True)
+        detector.module.load_state_dict(weights)
+        detector.module.eval()
+        return detector

@@ -1,0 +1,139 @@
+"""The hybrid detector on labelled readings: F1 against ground truth, kinds, reasons, registry, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bms_anomaly.detect import detect
+from bms_anomaly.hybrid import DETECTORS, OUTPUT_COLUMNS, HybridAnomalyDetector
+from bms_anomaly.metrics import binary_metrics, seed_rule
+from bms_anomaly.persistence import load_detector, register_detector
+from bms_schema.errors import InputError, ModelError
+from anomaly_synthetic import make_readings
+
+
+@pytest.fixture(scope="module")
+def prepared() -> pd.DataFrame:
+    from bms_preprocess.pipeline import prepare_readings
+
+    return prepare_readings(make_readings(seed=0))
+
+
+@pytest.fixture(scope="module")
+def fitted(prepared: pd.DataFrame) -> HybridAnomalyDetector:
+    return HybridAnomalyDetector(contamination=0.03, seed=0).fit(prepared)
+
+
+def test_hybrid_finds_injected_anomalies(prepared: pd.DataFrame, fitted: HybridAnomalyDetector) -> None:
+    result = fitted.score(prepared)
+    assert list(result.columns) == list(OUTPUT_COLUMNS)
+    assert result.index.equals(prepared.index)
+    truth = prepared["IsAnomaly"].to_numpy().astype(bool)
+    clean = ~prepared["SensorFault"].to_numpy(bool)
+    hybrid = binary_metrics(truth[clean], (result["AnomalyKind"] == "statistical").to_numpy()[clean],
+                            result["AnomalyScore"].to_numpy()[clean])
+    assert hybrid["f1"] >= 0.6, hybrid
+    assert hybrid["pr_auc"] >= 0.8, hybrid
+    flags = fitted.detector_flags(result)
+    for name in DETECTORS:
+        single = binary_metrics(truth[clean], flags[name][clean])
+        assert hybrid["f1"] > single["f1"], (name, single, hybrid)
+
+
+def test_sensor_faults_are_their_own_kind(prepared: pd.DataFrame, fitted: HybridAnomalyDetector) -> None:
+    result = fitted.score(prepared)
+    faults = prepared["SensorFault"].to_numpy(bool)
+    assert faults.sum() == 6
+    assert (result.loc[faults, "AnomalyKind"] == "sensor_fault").all()
+    assert (result.loc[faults, "AnomalyFlag"] == 1).all()
+    assert result.loc[faults, "AnomalyReason"].str.contains("CellVoltage: 0xFFFF sentinel").all()
+    # readable reason on statistical flags: feature name, value with unit, robust SD
+    stat = result[result["AnomalyKind"] == "statistical"]
+    assert stat["AnomalyReason"].notna().all()
+    assert stat["AnomalyReason"].str.match(r"^\w+ = -?[\d.e+-]+( \S+)? \(.+, \d+\.\d robust SD (above|below) normal\)$").all()
+    assert (result.loc[result["AnomalyFlag"] == 0, "AnomalyReason"].isna()).all()
+
+
+def test_thermal_anomalies_are_explained_by_temperature(prepared: pd.DataFrame, fitted: HybridAnomalyDetector) -> None:
+    result = fitted.score(prepared)
+    thermal = prepared["AnomalyType"].eq("thermal").fillna(False).to_numpy(bool) & (result["AnomalyFlag"] == 1).to_numpy()
+    assert thermal.sum() >= 5
+    top = result.loc[thermal, "AnomalyFeature"]
+    assert top.isin(["TempDevChange", "TemperatureRateDevString", "TemperatureFluctuationVsString"]).mean() >= 0.8
+
+
+def test_registered_model_gives_the_same_flags(workspace, prepared: pd.DataFrame,
+                                               fitted: HybridAnomalyDetector) -> None:
+    version, folder = register_detector(fitted)
+    assert version == "v0001"
+    files = {p.name for p in folder.iterdir()}
+    assert {"config.json", "scaler.skops", "isolation_forest.skops", "nystroem.skops", "sgd_ocsvm.skops", "vae.pt",
+            "calibration.npz", "reference_features.parquet", "metadata.json"} <= files
+    reference = pd.read_parquet(folder / "reference_features.parquet")
+    assert list(reference.columns) == fitted.features and len(reference) == min(5000, fitted.training_info["rows"])
+    loaded = load_detector("latest", cache=False)
+    assert loaded.model_version == "v0001"
+    a, b = fitted.score(prepared), loaded.score(prepared)
+    pd.testing.assert_frame_equal(a, b)
+    assert load_detector("latest") is load_detector("v0001")  # cached, no re-reading per call
+
+
+def test_scores_a_single_raw_reading(workspace, prepared: pd.DataFrame, fitted: HybridAnomalyDetector) -> None:
+    raw_cols = ["CellID", "DeviceID", "CellNumber", "Timestamp", "CellVoltage", "CellTemperature",
+                "CellSpecificGravity", "InstantaneousCurrent", "AmbientTemperature"]
+    one = prepared.loc[[100], raw_cols]
+    result = fitted.score(one)
+    assert len(result) == 1 and result.index[0] == 100
+    assert np.isfinite(result["AnomalyScore"]).all()
+    assert fitted.last_missing_features == []  # derived: history features are 0, peers are the cell itself
+    # A live caller passes the recent history of the string; the newest packet is then scored with
+    # every feature (trailing baselines, runs, rates) exactly as in training.
+    times = np.sort(prepared["Timestamp"].unique())
+    window = prepared[(prepared["DeviceID"] == "D1") & prepared["Timestamp"].between(times[200], times[300])][raw_cols]
+    newest = window["Timestamp"] == times[300]
+    hot = window.copy()
+    hot_row = hot.index[newest.to_numpy()][2]
+    hot.loc[hot_row, "CellTemperature"] += 12.0
+    scored = fitted.score(hot)
+    assert scored.loc[hot_row, "AnomalyFlag"] == 1
+    assert scored.loc[hot_row, "AnomalyFeature"] in ("TempDevChange", "TemperatureRateDevString")
+    assert "degC" in scored.loc[hot_row, "AnomalyReason"]
+    untouched = fitted.score(window)
+    assert untouched.loc[hot_row, "AnomalyFlag"] == 0
+
+
+def test_contamination_override_without_retraining(prepared: pd.DataFrame, fitted: HybridAnomalyDetector) -> None:
+    base = fitted.score(prepared)["AnomalyKind"].eq("statistical").mean()
+    wide = fitted.score(prepared, contamination=0.1)["AnomalyKind"].eq("statistical").mean()
+    assert base == pytest.approx(0.03, abs=0.012)
+    assert wide == pytest.approx(0.10, abs=0.03)
+
+
+def test_seed_rule_flags_top_five_percent() -> None:
+    scores = np.column_stack([np.arange(1000.0), np.arange(1000.0)[::-1] * 0 + 5])
+    total, flags = seed_rule(scores)
+    assert flags.sum() == 50 and flags[-50:].all()
+    assert total.max() == pytest.approx(1.0)
+
+
+def test_bad_inputs(workspace, prepared: pd.DataFrame) -> None:
+    with pytest.raises(InputError, match="no usable numeric features: the anomaly detector needs at least two of"):
+        HybridAnomalyDetector().fit(pd.DataFrame({"CellID": ["a"] * 500, "Note": ["x"] * 500}))
+    with pytest.raises(InputError, match=r"too few rows to train the anomaly detector: 50 usable rows .* need at least 100"):
+        HybridAnomalyDetector().fit(prepared.iloc[:50])
+    with pytest.raises(InputError, match=r"feature column\(s\) Nope not in the data"):
+        HybridAnomalyDetector(features=["VoltageDevString", "Nope"]).fit(prepared)
+    with pytest.raises(ModelError, match="no model 'anomaly_hybrid' is registered yet"):
+        load_detector("latest", cache=False)
+    with pytest.raises(ModelError, match="not trained"):
+        HybridAnomalyDetector().score(prepared)
+
+
+def test_registered_model_with_other_features_is_refused(workspace, prepared: pd.DataFrame) -> None:
+    custom = prepared.assign(Humidity=np.random.default_rng(0).normal(50, 5, len(prepared)))
+    detector = HybridAnomalyDetector(features=["VoltageDevString", "Humidity"]).fit(custom)
+    register_detector(detector)
+    with pytest.raises(ModelError, match=r"trained on feature\(s\) Humidity that the data does not have"):
+        detect(prepared, use_registered_model=True)
