@@ -137,3 +137,17 @@ def test_registered_model_with_other_features_is_refused(workspace, prepared: pd
     register_detector(detector)
     with pytest.raises(ModelError, match=r"trained on feature\(s\) Humidity that the data does not have"):
         detect(prepared, use_registered_model=True)
+
+
+def test_forest_scores_do_not_depend_on_batch_size() -> None:
+    """Small batches take the packed forest walk, large ones per-tree apply: identical scores either way."""
+    from bms_anomaly.detectors import ForestDetector
+    from bms_anomaly.fast_forest import PACKED_MAX_ROWS
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(3000, 6)).astype(np.float32)
+    forest = ForestDetector().fit(X)
+    whole = forest.score(X[:2000])
+    parts = np.concatenate([forest.score(X[i:i + 100]) for i in range(0, 2000, 100)])
+    assert 100 <= PACKED_MAX_ROWS < 2000
+    np.testing.assert_array_equal(whole, parts)

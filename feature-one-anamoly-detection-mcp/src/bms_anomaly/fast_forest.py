@@ -17,6 +17,7 @@ import numpy as np
 
 #: Batches up to this many rows use the packed NumPy walk; larger ones use scikit-learn.
 PACKED_MAX_ROWS = 256
+SCORE_DECIMALS = 12
 
 
 def _average_path_length(n: np.ndarray) -> np.ndarray:
@@ -102,9 +103,16 @@ class PackedForest:
 
 
 def forest_scores(forest: Any, packed: PackedForest | None, X: np.ndarray) -> np.ndarray:
-    """``score_samples`` of the forest: the packed walk for small batches, per-tree ``apply`` for large ones."""
+    """``score_samples`` of the forest: the packed walk for small batches, per-tree ``apply`` for large ones.
+
+    The two walks add the path depths in different orders, so their sums can differ in the
+    last bit; rounding to 12 decimals makes a reading's score independent of the batch it came
+    in (it would otherwise cross ties in the ECDF calibration).
+    """
     if packed is None:
-        return forest.score_samples(X)
-    if X.shape[0] <= PACKED_MAX_ROWS:
-        return packed.score_samples(X)
-    return packed.score_samples_large(X)
+        scores = forest.score_samples(X)
+    elif X.shape[0] <= PACKED_MAX_ROWS:
+        scores = packed.score_samples(X)
+    else:
+        scores = packed.score_samples_large(X)
+    return np.round(scores, SCORE_DECIMALS)
