@@ -9,7 +9,9 @@ and then fixed for battery data:
 - id-like columns (``...ID``, ``SerialNumber``) are ``id`` when nearly unique, ``categorical``
   when they only name a few devices/cells (a key of a relationship is always left as SDV set it);
 - 0/1 and true/false columns (``IsDead``, ``IsAnomaly``, BMS alarm flags) are ``boolean``;
-- timestamps (ISO ``PacketDateTime``, dd/mm/yyyy dates) are ``datetime`` with an explicit format.
+- timestamps (ISO ``PacketDateTime``, dd/mm/yyyy dates) are ``datetime`` with an explicit format;
+  timestamps with a UTC offset (``+00:00``, ``Z``) are modelled as naive UTC and written back in
+  their own notation (:mod:`bms_datagen.sdv_timestamps`).
 
 Preparation for fitting (undone after sampling, all recorded as JSON): columns derived from
 others (``Date``/``Time`` from ``PacketDateTime``), constant columns, and per-device attributes
@@ -32,6 +34,8 @@ import pandas as pd
 
 from bms_schema import columns as C
 from bms_schema.errors import InputError
+
+from .sdv_timestamps import TimestampStyle, from_model_text, learn_style, to_model_text, wall_time
 
 log = logging.getLogger("bms.datagen")
 
@@ -56,6 +60,7 @@ class TablePrep:
     device_columns: list[str] = field(default_factory=list)
     device_lookup: dict[str, dict[str, Any]] = field(default_factory=dict)
     bool_kind: dict[str, str] = field(default_factory=dict)  # boolean columns stored as "text" or "int"
+    timestamps: dict[str, dict[str, Any]] = field(default_factory=dict)  # offset timestamps: TimestampStyle
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -287,7 +292,7 @@ def prepare_table(frame: pd.DataFrame, metadata: Any, table_name: str, single_ta
     # derived Date/Time from an ISO timestamp column
     source = next((c for c in ("PacketDateTime", "Timestamp") if c in cleaned.columns), None)
     if source is not None and table_sdtypes.get(source) == "datetime":
-        stamp = pd.to_datetime(cleaned[source], errors="coerce")
+        stamp = wall_time(cleaned[source])
         for column, fmt in (("Date", "%d/%m/%Y"), ("Time", "%H:%M:%S")):
             if column in cleaned.columns and column not in keys:
                 rebuilt = stamp.dt.strftime(fmt)
@@ -316,6 +321,14 @@ def prepare_table(frame: pd.DataFrame, metadata: Any, table_name: str, single_ta
                 prep.device_lookup = {str(k): {c: (None if pd.isna(v) else _plain(v)) for c, v in row.items()}
                                       for k, row in first.iterrows()}
     model = cleaned.drop(columns=prep.removed)
+    columns_spec = metadata.tables[table_name].columns
+    for column in model.columns:
+        if columns_spec.get(column, {}).get("sdtype") != "datetime":
+            continue
+        style = learn_style(model[column], columns_spec[column].get("datetime_format"))
+        if style is not None:
+            prep.timestamps[column] = style.to_dict()
+            model[column] = to_model_text(model[column], style)
     for column in model.columns:
         if table_sdtypes.get(column) != "boolean" or pd.api.types.is_bool_dtype(model[column]):
             continue
@@ -329,13 +342,15 @@ def prepare_table(frame: pd.DataFrame, metadata: Any, table_name: str, single_ta
 
 
 def model_metadata(metadata: Any, preps: dict[str, TablePrep]) -> Any:
-    """A copy of ``metadata`` without the columns the preparation removed."""
+    """A copy of ``metadata`` without the columns the preparation removed (offset timestamps: naive UTC)."""
     from sdv.metadata import Metadata
 
     reduced = Metadata.load_from_dict(metadata.to_dict())
     for name, prep in preps.items():
         for column in prep.removed:
             reduced.remove_column(column, table_name=name)
+        for column, style in prep.timestamps.items():
+            reduced.update_column(column, table_name=name, sdtype="datetime", datetime_format=style["model_format"])
     return reduced
 
 
@@ -348,6 +363,9 @@ def restore_table(sampled: pd.DataFrame, prep: TablePrep, seed: int) -> pd.DataF
             out[column] = out[column].map(mapping)
             if kind == "int" and out[column].notna().all():
                 out[column] = out[column].astype("int64")
+    for column, style in prep.timestamps.items():
+        if column in out.columns:
+            out[column] = from_model_text(out[column], TimestampStyle.from_dict(style))
     rng = np.random.default_rng(seed)
     u = rng.uniform(size=len(out))
     for column, info in prep.sentinels.items():
@@ -357,7 +375,7 @@ def restore_table(sampled: pd.DataFrame, prep: TablePrep, seed: int) -> pd.DataF
             put = out[column].isna().to_numpy() & (u < share)
             out.loc[put, column] = info["value"]
     for column, spec in prep.derived.items():
-        stamp = pd.to_datetime(out[spec["from"]], errors="coerce")
+        stamp = wall_time(out[spec["from"]])
         out[column] = stamp.dt.strftime(spec["format"])
     for column, value in prep.constants.items():
         out[column] = value
