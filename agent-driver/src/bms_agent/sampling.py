@@ -31,9 +31,6 @@ def write_sdv_sample(table: Path, folder: Path, rows: int, seed: int, name: str 
     sample = clean.sample(n=min(rows, len(clean)), random_state=seed) if len(clean) else clean
     if "CellID" in sample.columns and "Timestamp" in sample.columns:
         sample = sample.sort_values(["CellID", "Timestamp"], kind="stable")
-    if "Timestamp" in sample.columns:
-        # UTC wall time without an offset: SDV 2.0 cannot mix tz-aware timestamps with its own naive ones
-        sample["Timestamp"] = pd.to_datetime(sample["Timestamp"], utc=True).dt.tz_localize(None)
     if "IsDead" in sample.columns:
         sample["IsDead"] = sample["IsDead"].astype("Int64")
     folder.mkdir(parents=True, exist_ok=True)
