@@ -1,0 +1,38 @@
+"""bms_forecast: global XGBoost forecasts of BMS cell readings (per-target models, conformal intervals).
+
+Public API (imported lazily, so ``import bms_forecast`` stays cheap)::
+
+    from bms_forecast import load_forecaster
+    forecaster = load_forecaster("latest")            # registered model, cached per version
+    table = forecaster.forecast(history, "A-3", 25)   # Timestamp, Target, Step, Forecast, Lower, Upper
+
+    from bms_forecast import fit_forecaster, train_and_register, TrainConfig
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_EXPORTS = {
+    "load_forecaster": "persistence",
+    "save_forecaster": "persistence",
+    "Forecaster": "model",
+    "FORECAST_COLUMNS": "model",
+    "fit_forecaster": "training",
+    "train_and_register": "service",
+    "forecast_cell": "service",
+    "load_history": "service",
+    "TrainConfig": "config",
+    "TARGETS": "config",
+    "MODEL_NAME": "config",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        from importlib import import_module
+
+        return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module 'bms_forecast' has no attribute {name!r}")
