@@ -9,24 +9,14 @@ Public API (imported lazily so the MCP server starts fast)::
 
 from __future__ import annotations
 
-from typing import Any
+from bms_schema.lazy import lazy_exports
 
-_EXPORTS = {
-    "HybridAnomalyDetector": "hybrid",
-    "HybridConfig": "hybrid",
-    "OUTPUT_COLUMNS": "hybrid",
-    "load_detector": "persistence",
-    "register_detector": "persistence",
-    "MODEL_NAME": "persistence",
-    "detect": "detect",
-}
-
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        from importlib import import_module
-
-        return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
-    raise AttributeError(f"module 'bms_anomaly' has no attribute {name!r}")
+__getattr__, __all__ = lazy_exports(__name__, {
+    "HybridAnomalyDetector": ".hybrid",
+    "HybridConfig": ".hybrid",
+    "OUTPUT_COLUMNS": ".hybrid",
+    "load_detector": ".persistence",
+    "register_detector": ".persistence",
+    "MODEL_NAME": ".persistence",
+    "detect": ".detect",
+})

@@ -9,9 +9,9 @@ Public API (imported lazily, so ``import bms_failure`` stays cheap for the MCP s
 
 from __future__ import annotations
 
-from typing import Any
+from bms_schema.lazy import lazy_exports
 
-_EXPORTS = {
+__getattr__, __all__ = lazy_exports(__name__, {
     "load_failure_model": "bms_failure.model",
     "FailureModel": "bms_failure.model",
     "predict_failure": "bms_failure.api",
@@ -22,15 +22,4 @@ _EXPORTS = {
     "FeatureConfig": "bms_failure.config",
     "FEATURES": "bms_failure.config",
     "MODEL_NAME": "bms_failure.config",
-}
-
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'bms_failure' has no attribute '{name}'")
-    import importlib
-
-    return getattr(importlib.import_module(module), name)
+})

@@ -11,28 +11,18 @@ Public API (imported lazily, so ``import bms_forecast`` stays cheap)::
 
 from __future__ import annotations
 
-from typing import Any
+from bms_schema.lazy import lazy_exports
 
-_EXPORTS = {
-    "load_forecaster": "persistence",
-    "save_forecaster": "persistence",
-    "Forecaster": "model",
-    "FORECAST_COLUMNS": "model",
-    "fit_forecaster": "training",
-    "train_and_register": "service",
-    "forecast_cell": "service",
-    "load_history": "service",
-    "TrainConfig": "config",
-    "TARGETS": "config",
-    "MODEL_NAME": "config",
-}
-
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        from importlib import import_module
-
-        return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
-    raise AttributeError(f"module 'bms_forecast' has no attribute {name!r}")
+__getattr__, __all__ = lazy_exports(__name__, {
+    "load_forecaster": ".persistence",
+    "save_forecaster": ".persistence",
+    "Forecaster": ".model",
+    "FORECAST_COLUMNS": ".model",
+    "fit_forecaster": ".training",
+    "train_and_register": ".service",
+    "forecast_cell": ".service",
+    "load_history": ".service",
+    "TrainConfig": ".config",
+    "TARGETS": ".config",
+    "MODEL_NAME": ".config",
+})

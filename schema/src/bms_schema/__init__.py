@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import sys
 import types
-from importlib import import_module
 from typing import Any
 
-_EXPORTS: dict[str, str] = {
-    "columns": "bms_schema.columns",
+from . import columns
+from .lazy import lazy_exports
+
+__getattr__, __all__ = lazy_exports(__name__, {
     "CORE_COLUMNS": "bms_schema.columns",
     "LABEL_COLUMNS": "bms_schema.columns",
     "SCHEMA_VERSION": "bms_schema.columns",
@@ -41,25 +42,8 @@ _EXPORTS: dict[str, str] = {
     "ModelVersion": "bms_schema.registry",
     "Run": "bms_schema.runs",
     "new_run_id": "bms_schema.runs",
-}
-
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'bms_schema' has no attribute '{name}'")
-    if name == "columns":
-        value: Any = import_module(module)
-    else:
-        value = getattr(import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+})
+__all__ = ["columns", *__all__]
 
 
 class _Package(types.ModuleType):
