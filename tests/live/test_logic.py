@@ -305,23 +305,27 @@ def test_holder_swaps_and_keeps_serving_when_a_new_version_is_broken(registry) -
 
 
 # -- the anomaly model's own features ------------------------------------------------------
-def test_anomaly_feature_definitions_are_reproduced_and_checked(monkeypatch) -> None:
-    """The fast paths are accepted for today's bms_anomaly, and refused when its definition differs."""
-    import bms_anomaly.features as F
-    from bms_live.anomaly_features import fast_history_spec, fast_peer_spec
+def test_live_anomaly_features_equal_bms_anomaly_features_packet_by_packet() -> None:
+    """The anomaly model's peer and history features, computed live over remembered rows with
+    bms_anomaly's array-level functions, equal ``derive_features`` on the whole table."""
+    from bms_anomaly.features import BASELINE_READINGS, HISTORY_FEATURES, PEER_FEATURES, UNCHANGED_RUN, \
+        derive_features
+    from bms_preprocess.features import add_features
 
-    assert fast_peer_spec() is not None, "bms_anomaly's peer features changed: update bms_live.anomaly_features"
-    assert fast_history_spec() is not None, "bms_anomaly's history features changed: update bms_live.anomaly_features"
-    original = F.derive_features
-
-    def shifted(frame, wanted):
-        out = original(frame, wanted)
-        return out.assign(**{name: out[name] + 0.001 for name in wanted if name in out.columns
-                             and name not in frame.columns})
-
-    monkeypatch.setattr(F, "derive_features", shifted)
-    assert fast_peer_spec() is None
-    assert fast_history_spec() is None
+    frame = pd.concat([_fleet(4, 30, "A", 0), _fleet(3, 30, "B", 1)], ignore_index=True)
+    frame["CellSpecificGravity"] = frame["CellSpecificGravity"].round(2)  # unchanged runs
+    canonical = readings_to_frame(_readings(frame), load_limits())
+    names = [*PEER_FEATURES, *HISTORY_FEATURES, UNCHANGED_RUN]
+    batch = derive_features(add_features(sort_readings(canonical)), names)
+    history = ReadingHistory(per_cell=BASELINE_READINGS + 1, columns=history_columns(PEER_FEATURES))
+    parts = [live_features(canonical.loc[index].reset_index(drop=True), history, window=12,
+                           peer_features=PEER_FEATURES, history_features=names).frame
+             for _, index in canonical.groupby("Timestamp", sort=True).groups.items()]  # one packet per request
+    live = sort_readings(pd.concat(parts, ignore_index=True))
+    assert batch[UNCHANGED_RUN].max() > 2 and batch["TempDevChange"].notna().sum() > 100
+    for name in names:
+        np.testing.assert_allclose(live[name].to_numpy(), batch[name].to_numpy(), rtol=1e-12, atol=1e-12,
+                                   equal_nan=True, err_msg=name)
 
 
 def test_iso_timestamps() -> None:

@@ -162,7 +162,7 @@ def detect(
 def evaluate(detector: HybridAnomalyDetector, frame: pd.DataFrame, result: pd.DataFrame,
              truth: np.ndarray) -> dict[str, Any]:
     """Ground-truth metrics of a scored table (raw detector scores recomputed for the seed rule)."""
-    raw = feature_raw_scores(detector, frame)
+    raw = detector.raw_scores(frame)
     anomaly_type = frame["AnomalyType"] if "AnomalyType" in frame.columns else None
     return ground_truth_report(
         truth, result.reset_index(drop=True),
@@ -171,10 +171,6 @@ def evaluate(detector: HybridAnomalyDetector, frame: pd.DataFrame, result: pd.Da
         anomaly_type.reset_index(drop=True) if anomaly_type is not None else None,
         dead=truth_labels(frame, "IsDead"),
     )
-
-
-def feature_raw_scores(detector: HybridAnomalyDetector, frame: pd.DataFrame) -> np.ndarray:
-    return detector.raw_scores(frame)
 
 
 def summarise(table: pd.DataFrame, threshold: float, top: int = 20) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -10,6 +10,7 @@ of a string and so also work for live readings without history.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -135,6 +136,26 @@ def group_median(codes: np.ndarray, values: np.ndarray) -> np.ndarray:
 PANDAS_GROUPBY_ROWS = 20_000
 
 
+def _floats(frame: pd.DataFrame, name: str) -> np.ndarray:
+    return pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def peer_inputs(columns: Mapping[str, np.ndarray], names: Iterable[str]) -> dict[str, np.ndarray]:
+    """For each :data:`PEER_FEATURES` name among ``names`` whose source is in ``columns``, the value
+    compared with its string median: the source itself, or ``log10(max(x, 0) + eps)``.
+
+    The feature is this value minus its median over the string at the same timestamp; callers
+    bring the median (:func:`peer_features` here, the live service over remembered peers).
+    """
+    out: dict[str, np.ndarray] = {}
+    for name in names:
+        source, eps = PEER_FEATURES[name]
+        column = columns.get(source)
+        if column is not None:
+            out[name] = column if eps is None else np.log10(np.clip(column, 0.0, None) + eps)
+    return out
+
+
 def peer_features(frame: pd.DataFrame, names: list[str]) -> dict[str, np.ndarray]:
     """The :data:`PEER_FEATURES` among ``names`` whose source column is present, as arrays.
 
@@ -146,11 +167,8 @@ def peer_features(frame: pd.DataFrame, names: list[str]) -> dict[str, np.ndarray
     if not todo or C.DEVICE_ID not in frame.columns or C.TIMESTAMP not in frame.columns:
         return {}
     codes = group_codes(frame)
-    values: dict[str, np.ndarray] = {}
-    for name in todo:
-        source, eps = PEER_FEATURES[name]
-        column = pd.to_numeric(frame[source], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-        values[name] = column if eps is None else np.log10(np.clip(column, 0.0, None) + eps)
+    sources = {PEER_FEATURES[name][0] for name in todo}
+    values = peer_inputs({source: _floats(frame, source) for source in sources}, todo)
     if len(frame) > PANDAS_GROUPBY_ROWS:  # one hash-based pass over all columns
         table = pd.DataFrame(values)
         medians = table.groupby(codes, sort=False).transform("median")
@@ -160,16 +178,12 @@ def peer_features(frame: pd.DataFrame, names: list[str]) -> dict[str, np.ndarray
 
 def _cell_order(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """Row order sorting by (cell, time), and for each sorted row the sorted index of its cell's first row."""
-    cells = frame[C.CELL_ID].to_numpy()
-    codes = pd.factorize(cells)[0]
+    from bms_preprocess.grouped import cell_starts
+
+    codes = pd.factorize(frame[C.CELL_ID].to_numpy())[0]
     ts = frame[C.TIMESTAMP].to_numpy(dtype="datetime64[ns]").astype(np.int64)
     order = np.lexsort((ts, codes))
-    sorted_codes = codes[order]
-    n = len(order)
-    new = np.ones(n, dtype=bool)
-    new[1:] = sorted_codes[1:] != sorted_codes[:-1]
-    starts = np.maximum.accumulate(np.where(new, np.arange(n), 0))
-    return order, starts
+    return order, cell_starts(codes[order])
 
 
 def trailing_mean(values: np.ndarray, starts: np.ndarray, window: int, min_count: int) -> np.ndarray:
@@ -196,6 +210,24 @@ def unchanged_run(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
     return (idx - run_start + 1).astype(np.float64)
 
 
+def sorted_history_features(columns: Mapping[str, np.ndarray], starts: np.ndarray,
+                            names: Iterable[str]) -> dict[str, np.ndarray]:
+    """:data:`HISTORY_FEATURES` and :data:`UNCHANGED_RUN` among ``names`` whose sources are in ``columns``,
+    on rows sorted by (cell, time); ``starts`` from ``bms_preprocess.grouped.cell_starts``.
+
+    The array-level definition, shared by :func:`history_features` and the live service.
+    """
+    out: dict[str, np.ndarray] = {}
+    for name in names:
+        if name == UNCHANGED_RUN:
+            if all(c in columns for c in UNCHANGED_SOURCES):
+                out[name] = np.maximum.reduce([unchanged_run(columns[c], starts) for c in UNCHANGED_SOURCES])
+        elif name in HISTORY_FEATURES and HISTORY_FEATURES[name] in columns:
+            dev = columns[HISTORY_FEATURES[name]]
+            out[name] = dev - trailing_mean(dev, starts, BASELINE_READINGS, BASELINE_MIN_READINGS)
+    return out
+
+
 def history_features(frame: pd.DataFrame, names: list[str], sources: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """:data:`HISTORY_FEATURES` and :data:`UNCHANGED_RUN` among ``names``, from each cell's history.
 
@@ -207,25 +239,22 @@ def history_features(frame: pd.DataFrame, names: list[str], sources: dict[str, n
         if name in sources:
             return sources[name]
         if name in frame.columns:
-            return pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+            return _floats(frame, name)
         return None
 
-    todo = [n for n in names if (n in HISTORY_FEATURES and column(HISTORY_FEATURES[n]) is not None)
-            or (n == UNCHANGED_RUN and all(c in frame.columns for c in UNCHANGED_SOURCES))]
-    if not todo or C.CELL_ID not in frame.columns or C.TIMESTAMP not in frame.columns:
+    if C.CELL_ID not in frame.columns or C.TIMESTAMP not in frame.columns:
+        return {}
+    needed = [HISTORY_FEATURES[n] for n in names if n in HISTORY_FEATURES]
+    if UNCHANGED_RUN in names and all(c in frame.columns for c in UNCHANGED_SOURCES):
+        needed += UNCHANGED_SOURCES
+    available = {name: values for name in dict.fromkeys(needed) if (values := column(name)) is not None}
+    if not available:
         return {}
     order, starts = _cell_order(frame)
     inverse = np.empty_like(order)
     inverse[order] = np.arange(len(order))
-    out: dict[str, np.ndarray] = {}
-    for name in todo:
-        if name == UNCHANGED_RUN:
-            runs = [unchanged_run(column(c)[order], starts) for c in UNCHANGED_SOURCES]  # type: ignore[index]
-            out[name] = np.maximum.reduce(runs)[inverse]
-        else:
-            dev = column(HISTORY_FEATURES[name])[order]  # type: ignore[index]
-            out[name] = (dev - trailing_mean(dev, starts, BASELINE_READINGS, BASELINE_MIN_READINGS))[inverse]
-    return out
+    computed = sorted_history_features({k: v[order] for k, v in available.items()}, starts, names)
+    return {name: values[inverse] for name, values in computed.items()}
 
 
 def local_features(frame: pd.DataFrame, wanted: list[str] | tuple[str, ...]) -> dict[str, np.ndarray]:
@@ -299,7 +328,7 @@ def feature_matrix(frame: pd.DataFrame, features: list[str],
     out = np.empty((len(frame), len(features)), dtype=np.float64)
     for j, name in enumerate(features):
         if name in frame.columns:
-            out[:, j] = pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+            out[:, j] = _floats(frame, name)
         elif name in computed:
             out[:, j] = computed[name]
         else:

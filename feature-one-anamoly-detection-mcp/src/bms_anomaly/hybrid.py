@@ -104,14 +104,14 @@ def ensure_features(frame: pd.DataFrame, features: list[str]
     features (:func:`~bms_anomaly.features.local_features`) are computed as arrays without
     copying the frame. A feature still missing is treated as typical (the training median).
     """
-    from .features import HISTORY_FEATURES, PEER_FEATURES, UNCHANGED_SOURCES
+    from .features import HISTORY_FEATURES, PEER_FEATURES, UNCHANGED_RUN, UNCHANGED_SOURCES
 
     def sources(name: str) -> list[str]:
         if name in HISTORY_FEATURES:
             return sources(HISTORY_FEATURES[name])
         if name in PEER_FEATURES:
             return [PEER_FEATURES[name][0]]
-        return list(UNCHANGED_SOURCES) if name == "UnchangedRun" else [name]
+        return list(UNCHANGED_SOURCES) if name == UNCHANGED_RUN else [name]
 
     absent = [s for f in features if f not in frame.columns for s in sources(f) if s not in frame.columns]
     canonical = (C.CELL_ID, C.DEVICE_ID, C.TIMESTAMP, *C.CORE_COLUMNS)

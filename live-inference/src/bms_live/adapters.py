@@ -16,10 +16,8 @@ object the endpoint calls. The interfaces (duck-typed):
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
-from bms_schema.errors import ModelError
 from bms_schema.registry import ModelRegistry
 
 from .holder import Loader, ModelSpec
@@ -29,37 +27,22 @@ FAILURE_MODEL = "failure_classifier"
 FORECAST_MODEL = "forecaster"
 
 
-def _find(candidates: list[tuple[str, str]], what: str) -> Any:
-    """The first importable ``module:function`` of ``candidates`` (the packages are developed
-    alongside this service; this keeps the service working across their refactors)."""
-    tried = []
-    for module_name, attr in candidates:
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError:
-            tried.append(f"{module_name}.{attr}")
-            continue
-        if hasattr(module, attr):
-            return getattr(module, attr)
-        tried.append(f"{module_name}.{attr}")
-    raise ModelError(f"cannot load the {what} model: none of {', '.join(tried)} is available (is the package installed?)")
-
-
 def load_anomaly(version: str, registry: ModelRegistry) -> Any:
-    load_detector = _find([("bms_anomaly.persistence", "load_detector"), ("bms_anomaly", "load_detector")], "anomaly")
+    from bms_anomaly.persistence import load_detector
+
     return load_detector(version, registry=registry, cache=False)
 
 
 def load_failure(version: str, registry: ModelRegistry) -> Any:
-    loader = _find([("bms_failure.persistence", "load_failure_model"), ("bms_failure.model", "load_failure_model"),
-                    ("bms_failure", "load_failure_model")], "failure")
-    return loader(version, registry=registry)
+    from bms_failure.model import load_failure_model
+
+    return load_failure_model(version, registry=registry)
 
 
 def load_forecast(version: str, registry: ModelRegistry) -> Any:
-    loader = _find([("bms_forecast.persistence", "load_forecaster"), ("bms_forecast.model", "load_forecaster"),
-                    ("bms_forecast", "load_forecaster")], "forecast")
-    return loader(version, registry=registry)
+    from bms_forecast.persistence import load_forecaster
+
+    return load_forecaster(version, registry=registry)
 
 
 DEFAULT_LOADERS: dict[str, tuple[str, Loader]] = {

@@ -13,9 +13,10 @@ readings of every cell *with the features computed when they arrived*
 ``bms_preprocess.impute.interpolate_readings`` does (per-cell linear in time; at the end,
 the previous value), computes the ``bms_preprocess`` features (its own building blocks,
 identical to ``compute_features`` on a chunk prefixed with each cell's previous readings),
-the peer features over the string at the request's timestamps (remembered peers included),
-and lets the model derive its history features over the remembered rows. The request's
-rows are then written back to the history. Everything is NumPy on a few hundred rows.
+and the anomaly model's peer features (over the string at the request's timestamps,
+remembered peers included) and history features (over the remembered rows) with
+``bms_anomaly.features``' own array-level functions. The request's rows are then written
+back to the history. Everything is NumPy on a few hundred rows.
 
 Known differences from the batch pipeline, inherent to scoring as readings arrive: a gap
 at the end of a cell's data is filled with the previous value (batch interpolation also
@@ -27,9 +28,8 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Collection
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -298,7 +298,7 @@ def sorted_features(devices: np.ndarray, cells: np.ndarray, numbers: np.ndarray,
 
     ``compute_features`` costs ~1.5 ms however few the rows (two pandas group-bys and the
     ``.dt`` accessors); the same arithmetic on NumPy arrays costs ~0.2 ms. Equality with
-    ``compute_features`` is asserted in ``tests/live/test_context.py``; if the preprocessing
+    ``compute_features`` is asserted in ``tests/live/test_logic.py``; if the preprocessing
     package ever grows a feature this module does not know, it falls back to that function.
     """
     from bms_preprocess import features as F
@@ -339,24 +339,16 @@ class LiveFeatures:
     imputed: np.ndarray  # bool per row: some core value was filled in
 
 
-#: ``derive(frame) -> frame`` adds a model's own features (e.g. ``bms_anomaly.features.derive_features``).
-Derive = Callable[[pd.DataFrame], pd.DataFrame]
-
-
 def live_features(request: pd.DataFrame, history: ReadingHistory, window: int, update: bool = True,
-                  peer_features: dict[str, tuple[str, float | None]] | None = None,
-                  derive: Derive | None = None, history_features: Any = None,
-                  wanted: list[str] | None = None) -> LiveFeatures:
+                  peer_features: Collection[str] | None = None,
+                  history_features: Collection[str] | None = None) -> LiveFeatures:
     """Features of ``request`` (canonical frame from :func:`bms_live.readings.readings_to_frame`)
     computed after each cell's remembered history; the result has one row per request row.
 
-    ``peer_features`` maps output names to ``(source column, eps)``: the source (a core or
-    feature column; in decades ``log10(max(x, 0) + eps)`` when ``eps`` is given) minus its
-    string median at the same timestamp (see :mod:`bms_live.anomaly_features`); they must be columns of
-    ``history``. ``history_features`` (a :class:`bms_live.anomaly_features.HistorySpec`) adds
-    the model's history features among ``wanted`` over the remembered rows. ``derive`` is the
-    slow fallback: it is given the remembered and new rows of the requested cells (of the
-    requested devices when ``peer_features`` is None) and returns them with more columns.
+    ``peer_features`` names ``bms_anomaly.features.PEER_FEATURES`` to compute (a source column
+    minus its string median at the same timestamp, see ``peer_inputs``); they must be columns
+    of ``history``, so remembered rows keep them. ``history_features`` names the anomaly
+    model's history features to compute over the remembered rows (``sorted_history_features``).
     """
     from bms_preprocess.grouped import cell_starts, forward_fill, interpolate_time
 
@@ -426,30 +418,16 @@ def live_features(request: pd.DataFrame, history: ReadingHistory, window: int, u
             values[fresh, col[name]] = column[fresh]
         else:
             extra[name] = column
-    if peer_features:
-        from .anomaly_features import peer_values
+    if peer_features or history_features:
+        from bms_anomaly.features import peer_inputs, sorted_history_features
 
         sources = {name: values[:, col[name]] for name in col}
-        for name, column in peer_values(groups.median, sources, peer_features).items():
-            values[fresh, col[name]] = column[fresh]
-
-    if history_features is not None:
-        sources = {name: values[:, col[name]] for name in col}
-        extra.update(history_features.compute(sources, starts, wanted))
+        for name, column in peer_inputs(sources, peer_features or ()).items():
+            values[fresh, col[name]] = (column - groups.median(column))[fresh]
+        if history_features:
+            extra.update(sorted_history_features(sources, starts, history_features))
 
     names = [name for name in columns if name not in CORE or name in _IMPUTE]
-    if derive is not None:
-        mask = pd.Index(cells).isin(pd.unique(req_cells)) if peer_features else np.ones(len(ts), dtype=bool)
-        ids = pd.DataFrame({C.CELL_ID: cells[mask], C.DEVICE_ID: devices[mask], C.CELL_NUMBER: numbers[mask],
-                            C.TIMESTAMP: pd.DatetimeIndex(ts[mask].view("datetime64[ns]"), tz="UTC")})
-        sub = pd.concat([ids, pd.DataFrame(values[mask][:, [col[n] for n in names]], columns=names)], axis=1)
-        derived = derive(sub)
-        rows = np.flatnonzero(mask)
-        for name in derived.columns:
-            if name not in sub.columns:
-                full = np.full(len(ts), np.nan)
-                full[rows] = derived[name].to_numpy(dtype=np.float64, na_value=np.nan)
-                extra[name] = full
 
     imputed = missing[position].any(axis=1)
     if update:
@@ -464,7 +442,7 @@ def live_features(request: pd.DataFrame, history: ReadingHistory, window: int, u
     return LiveFeatures(frame=frame, imputed=imputed)
 
 
-def history_columns(peer_features: dict[str, tuple[str, float | None]] | None = None) -> list[str]:
+def history_columns(peer_features: Collection[str] | None = None) -> list[str]:
     """Columns a :class:`ReadingHistory` keeps: core values, ``bms_preprocess`` features, peer features."""
     from bms_preprocess.features import FEATURE_COLUMNS
 

@@ -4,7 +4,7 @@
 path does the same work on the handful of fields a :class:`bms_schema.Reading` has, with
 the same rules taken from ``bms_schema.columns`` and ``bms_schema.load_limits``: 0xFFFF
 sentinels and physically impossible values become NaN with ``<core>_Quality`` codes and
-the ``SensorFault`` / ``OutOfRange`` row flags. ``tests/live/test_readings.py`` checks
+the ``SensorFault`` / ``OutOfRange`` row flags. ``tests/live/test_logic.py`` checks
 the result equals ``bms_schema.normalize`` on the same readings.
 """
 

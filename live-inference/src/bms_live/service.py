@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bms_anomaly.features import BASELINE_READINGS, PEER_FEATURES
 from bms_schema import columns as C
 from bms_schema.errors import InputError
 from bms_schema.models import Reading
@@ -30,7 +31,6 @@ from .errors import UnknownPrediction
 from .feedback import FeedbackTracker, PredictionStore
 from .holder import Loader, LoadedModel, ModelHolder, ModelHub, RegistryWatcher
 from .metrics import ServiceMetrics
-from .anomaly_features import fast_history_spec, fast_peer_spec
 from .readings import readings_to_frame
 from .settings import Settings
 
@@ -83,10 +83,9 @@ class LiveService:
         self.registry = registry
         self.hub = ModelHub({spec.key: ModelHolder(spec, registry, on_change=self._on_model_change)
                              for spec in model_specs(settings.models, loaders)})
-        self._peer_features = fast_peer_spec()
-        self._history_features = fast_history_spec()
-        self.history = ReadingHistory(per_cell=max(settings.history_per_cell, DEFAULT_WINDOW + 1, _baseline() + 1),
-                                      columns=history_columns(self._peer_features), max_rows=settings.history_rows)
+        per_cell = max(settings.history_per_cell, DEFAULT_WINDOW + 1, BASELINE_READINGS + 1)
+        self.history = ReadingHistory(per_cell=per_cell, columns=history_columns(PEER_FEATURES),
+                                      max_rows=settings.history_rows)
         self.predictions = PredictionStore(settings.prediction_capacity)
         self.feedback_tracker = FeedbackTracker(settings.feedback_window)
         self.drift = DriftMonitor(settings.drift_window, settings.drift)
@@ -140,10 +139,7 @@ class LiveService:
         window = int(loaded.metadata.get("window") or DEFAULT_WINDOW)
         frame = readings_to_frame(readings, self.limits)
         features = list(getattr(model, "features", []) or [])
-        fast = self._peer_features is not None and self._history_features is not None
-        live = live_features(frame, self.history, window, peer_features=self._peer_features,
-                             history_features=self._history_features, wanted=features,
-                             derive=None if fast else _deriver(model))
+        live = live_features(frame, self.history, window, peer_features=PEER_FEATURES, history_features=features)
         scored = model.score(live.frame)
         score = scored["AnomalyScore"].to_numpy(dtype=np.float64)
         flag = scored["AnomalyFlag"].to_numpy().astype(np.int64)
@@ -339,28 +335,6 @@ def _failure_grid(model: Any, frame: pd.DataFrame) -> Any:
     except ImportError:
         return None
     return build_feature_grid(frame, model.config)
-
-
-def _baseline() -> int:
-    """Readings of history the anomaly model's own features look back over (0 if it says nothing)."""
-    try:
-        from bms_anomaly.features import BASELINE_READINGS
-    except ImportError:
-        return 0
-    return int(BASELINE_READINGS)
-
-
-def _deriver(model: Any) -> Any:
-    """``frame -> frame`` adding the anomaly model's own features over the remembered rows, when
-    its package offers ``derive_features(frame, wanted)``."""
-    features = list(getattr(model, "features", []) or [])
-    if not type(model).__module__.startswith("bms_anomaly"):
-        return None
-    try:
-        from bms_anomaly.features import derive_features
-    except ImportError:
-        return None
-    return lambda frame: derive_features(frame, features)
 
 
 def _reason_lists(table: pd.DataFrame) -> list[list[str]]:
