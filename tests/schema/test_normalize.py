@@ -71,6 +71,16 @@ def test_minimal_shape_and_labels_untouched() -> None:
     assert report.renamed["Cell ID"] == "CellNumber"
 
 
+def test_result_shares_no_memory_with_the_input() -> None:
+    src = minimal_frame(4)
+    frame, _ = normalize(src)
+    again, _ = normalize(frame)  # canonical input: timestamps and flags already in their final dtypes
+    frame.loc[0, ["IsDead", "MyNote"]] = [1, "changed"]
+    again.loc[0, C.TIMESTAMP] = pd.Timestamp("2030-01-01", tz="UTC")
+    assert src["IsDead"].tolist() == [0, 1, 0, 1] and src["MyNote"].eq("keep me").all()
+    assert frame.loc[0, C.TIMESTAMP] != pd.Timestamp("2030-01-01", tz="UTC")
+
+
 def test_date_and_time_columns(sample_csv: Path) -> None:
     raw = pd.read_csv(sample_csv).drop(columns=["PacketDateTime"])
     frame, _ = normalize(raw)

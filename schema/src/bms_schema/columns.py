@@ -15,7 +15,7 @@ One row per (cell, timestamp). A cell is identified per device: ``CellID`` is
 | ``InstantaneousCurrent`` | A | float64 | string current, negative while discharging |
 | ``AmbientTemperature`` | degC | float64 | room temperature |
 | ``StringVoltage`` | V | float64 | string voltage (optional) |
-| ``<core>_Quality`` | - | string | ``ok``/``missing``/``sentinel``/``out_of_range`` per core column |
+| ``<core>_Quality`` | - | category | ``ok``/``missing``/``sentinel``/``out_of_range`` per core column |
 | ``SensorFault`` | - | bool | any core value was a 0xFFFF register sentinel |
 | ``OutOfRange`` | - | bool | any core value was physically impossible |
 

@@ -192,12 +192,20 @@ def normalize(
 
     Sentinels and physically impossible values become NaN, with per-column ``*_Quality``
     codes and the row flags ``SensorFault``/``OutOfRange``. Labels and unknown columns pass
-    through unchanged (``drop_unknown=True`` keeps only schema columns and labels).
+    through unchanged (``drop_unknown=True`` keeps only schema columns and labels). The result
+    shares no memory with ``frame``: writing to it never changes the caller's table.
     """
+    return _normalize_frame(frame, limits, drop_unknown, private_input=False)
+
+
+def _normalize_frame(frame: pd.DataFrame, limits: C.Limits | None, drop_unknown: bool,
+                     private_input: bool) -> tuple[pd.DataFrame, NormalizeReport]:
     if frame.shape[1] == 0 or len(frame) == 0:
         raise InputError("the table has no rows" if frame.shape[1] else "the table has no columns")
-    # Copy-on-write lets the pass-through columns be shared with the input instead of copied.
-    with pd.option_context("mode.copy_on_write", True):
+    # Copy-on-write shares the pass-through columns with the input instead of copying them (much
+    # faster on wide raw packets), but once the block ends a write to the result would reach the
+    # input's arrays: only for an input no caller holds (a table just read from a file).
+    with pd.option_context("mode.copy_on_write", private_input):
         result, report = _normalize(frame, limits or load_limits(), drop_unknown)
     return result, report
 
@@ -298,7 +306,7 @@ def load_readings(
     drop_unknown: bool = False,
 ) -> tuple[pd.DataFrame, NormalizeReport]:
     """Read a CSV/Parquet file of either shape and normalise it."""
-    return normalize(read_table(path), limits=limits, drop_unknown=drop_unknown)
+    return _normalize_frame(read_table(path), limits, drop_unknown, private_input=True)
 
 
 def sort_readings(frame: pd.DataFrame) -> pd.DataFrame:

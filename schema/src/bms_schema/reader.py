@@ -73,6 +73,18 @@ def first_lines(path: Path) -> tuple[list[str], list[str] | None]:
     return header, first
 
 
+def csv_head(path: Path) -> tuple[list[str], list[str]]:
+    """The header and first data row of a CSV; refuses JSON/XML, a file without header, a header without rows."""
+    header, first = first_lines(path)
+    if header and header[0].lstrip().startswith(("{", "[", "<")):
+        raise InputError(f"{path.name} is not a table (it looks like JSON or XML, not CSV)")
+    if not header or all(not h.strip() for h in header):
+        raise InputError(f"file is empty: {path.name} has no header")
+    if first is None:
+        raise InputError(f"{path.name} has a header but no rows")
+    return header, first
+
+
 def _read_csv(path: Path, columns: list[str] | None) -> pd.DataFrame:
     """Read a CSV with pyarrow's multithreaded reader.
 
@@ -82,13 +94,7 @@ def _read_csv(path: Path, columns: list[str] | None) -> pd.DataFrame:
     """
     import pyarrow.csv as pacsv
 
-    header, first = first_lines(path)
-    if header and header[0].lstrip().startswith(("{", "[", "<")):
-        raise InputError(f"{path.name} is not a table (it looks like JSON or XML, not CSV)")
-    if not header or all(not h.strip() for h in header):
-        raise InputError(f"file is empty: {path.name} has no header")
-    if first is None:
-        raise InputError(f"{path.name} has a header but no rows")
+    header, first = csv_head(path)
     if len(header) != len(set(header)) or len(first) > len(header):
         return pd.read_csv(path, usecols=columns, na_values=NA_VALUES, low_memory=False)
     names = header[: len(first)]
