@@ -87,6 +87,14 @@ def test_time_gaps_per_cell(minimal):
     assert report["time_gaps"] == 2
 
 
+def test_devices_counted_with_text_cell_ids_holding_a_dash(minimal):
+    rows = [(d, c, t, 2.1, 25.0, 1.24, 1.0, 24.0) for d in ("A", "B") for c in ("B1-07", "B2-08")
+            for t in ("2025-01-01T00:00:00", "2025-01-01T00:05:00")]
+    cleaned, report = clean_readings(minimal(rows))
+    assert sorted(report["per_cell"]) == ["A-B1-07", "A-B2-08", "B-B1-07", "B-B2-08"]
+    assert report["devices"] == 2 == cleaned["DeviceID"].nunique() and report["cells"] == 4
+
+
 def test_single_row_is_refused(raw_sample):
     with pytest.raises(InputError, match="only 1 row after cleaning"):
         clean_readings(raw_sample.iloc[:1])

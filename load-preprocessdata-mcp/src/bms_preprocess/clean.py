@@ -81,8 +81,7 @@ def quality_counts(frame: pd.DataFrame) -> dict[str, dict[str, int]]:
         qcol = C.quality_column(name)
         if qcol in frame.columns:
             counts = frame[qcol].value_counts()
-            out[name] = {code: int(counts.get(code, 0)) for code in
-                         (C.QUALITY_OK, C.QUALITY_MISSING, C.QUALITY_SENTINEL, C.QUALITY_OUT_OF_RANGE)}
+            out[name] = {code: int(counts.get(code, 0)) for code in C.QUALITY_LEVELS}
         else:
             missing = int(frame[name].isna().sum())
             out[name] = {C.QUALITY_OK: len(frame) - missing, C.QUALITY_MISSING: missing,
@@ -145,6 +144,7 @@ class QualityAccumulator:
 
     def report(self) -> dict[str, Any]:
         cells = pd.concat(self._cells, ignore_index=True).groupby(["device", "number", "cell"], sort=True).sum()
+        devices = cells.index.get_level_values("device").nunique()
         cells = cells.reset_index(level=["device", "number"], drop=True)
         intervals = pd.concat(self._intervals, ignore_index=True)
         median = intervals.groupby("cell", sort=False)["delta"].transform("median")
@@ -160,7 +160,7 @@ class QualityAccumulator:
             "rows_out": int(cells["rows"].sum()),
             "duplicates_dropped": int(self.duplicates),
             "conflicting_rows_dropped": int(self.conflicts),
-            "devices": int(len({c.rsplit("-", 1)[0] for c in cells.index})),
+            "devices": int(devices),  # not parsed from CellID: a text cell id may hold a "-"
             "cells": int(len(cells)),
             "time_range": [self._tmin, self._tmax],
             "sentinel_rows": int(cells["sentinel_rows"].sum()),

@@ -41,14 +41,13 @@ from bms_schema.reader import iter_table, read_table, table_format
 from .clean import QualityAccumulator, drop_duplicates, reading_intervals, to_canonical
 from .features import DEFAULT_WINDOW, FEATURE_COLUMNS, compute_features
 from .impute import IMPUTE_METHODS, add_imputed_flags, impute_columns, imputed_column
-from .mice import DEFAULT_ITERATIONS, DEFAULT_SAMPLE_ROWS, MiceImputer, design_matrix
+from .mice import DEFAULT_ITERATIONS, DEFAULT_SAMPLE_ROWS, HELPER_PREFIXES, MiceImputer, design_matrix
 from .profile import DataProfile
 from .scaling import BMSScaler, scaled_column
 
 log = logging.getLogger("bms.preprocess")
 
 Progress = Callable[[float, str], None]
-HELPER_PREFIXES = ("nbr__", "str__")
 MAX_HELD_FACTOR = 5
 MIN_HELD = 10_000
 #: Without a chunksize, files larger than this are streamed anyway (same result, bounded memory).
@@ -185,16 +184,10 @@ def _parse_block(data: bytes, names: list[str], header: list[str], first: list[s
 
 def _check_csv_head(path: Path) -> None:
     """The checks ``read_table`` makes, done before streaming so both modes fail the same way."""
-    from bms_schema.reader import check_file, first_lines
+    from bms_schema.reader import check_file, csv_head
 
     check_file(path)
-    header, first = first_lines(path)
-    if not header or all(not h.strip() for h in header):
-        raise InputError(f"file is empty: {path.name} has no header")
-    if header[0].lstrip().startswith(("{", "[", "<")):
-        raise InputError(f"{path.name} is not a table (it looks like JSON or XML, not CSV)")
-    if first is None:
-        raise InputError(f"{path.name} has a header but no rows")
+    csv_head(path)
 
 
 def read_chunks(path: Path, chunksize: int | None, reader: str = "arrow") -> Iterator[pd.DataFrame]:
@@ -672,8 +665,6 @@ def _fit_mice(imputer: MiceImputer, samples: list[pd.DataFrame], columns: list[s
         keep = np.argsort(row_hash(sample), kind="stable")[: imputer.sample_rows]
         sample = sample.iloc[np.sort(keep)]
     sample = sort_readings(sample)
-    design_cols = [*columns, *[f"{p}{c}" for c in columns for p in HELPER_PREFIXES]]
-    design = sample[[c for c in design_cols if c in sample.columns]]
-    # same column order as design_matrix builds it
-    ordered = [*columns, *[x for c in columns for x in (f"nbr__{c}", f"str__{c}")]]
-    return imputer.fit_sample(design[ordered].reset_index(drop=True), columns, missing_any)
+    # the design columns in the order design_matrix builds them
+    ordered = [*columns, *[f"{p}{c}" for c in columns for p in HELPER_PREFIXES]]
+    return imputer.fit_sample(sample[ordered].reset_index(drop=True), columns, missing_any)

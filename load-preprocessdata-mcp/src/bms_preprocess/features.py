@@ -57,10 +57,6 @@ def _check(frame: pd.DataFrame, window: int) -> None:
         )
 
 
-def _seconds(timestamps: pd.Series) -> np.ndarray:
-    return epoch_seconds(timestamps)
-
-
 def rate_per_hour(values: np.ndarray, seconds: np.ndarray, starts: np.ndarray) -> np.ndarray:
     """dValue/dt in units per hour from real time deltas; 0.0 on a cell's first reading."""
     dv = values - previous(values, starts)
@@ -112,7 +108,7 @@ def sort_order(frame: pd.DataFrame) -> np.ndarray | None:
     cells = frame[C.CELL_ID].to_numpy()
     starts = cell_starts(cells)
     n_blocks = int(np.count_nonzero(starts == np.arange(len(starts))))
-    seconds = _seconds(frame[C.TIMESTAMP])
+    seconds = epoch_seconds(frame[C.TIMESTAMP])
     back = np.diff(seconds) < 0
     back &= starts[1:] == starts[:-1]
     if n_blocks == frame[C.CELL_ID].nunique() and not back.any():
@@ -131,7 +127,7 @@ def compute_features(frame: pd.DataFrame, window: int = DEFAULT_WINDOW,
     """
     _check(frame, window)
     starts = cell_starts(frame[C.CELL_ID])
-    seconds = _seconds(frame[C.TIMESTAMP])
+    seconds = epoch_seconds(frame[C.TIMESTAMP])
     voltage = frame[C.VOLTAGE].to_numpy(dtype=np.float64)
     temp = frame[C.TEMPERATURE].to_numpy(dtype=np.float64)
     sg = frame[C.SPECIFIC_GRAVITY].to_numpy(dtype=np.float64)

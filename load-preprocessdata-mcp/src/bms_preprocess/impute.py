@@ -33,10 +33,6 @@ def impute_columns(frame: pd.DataFrame) -> list[str]:
     return [c for c in measurement_columns(frame) if c not in C.LABEL_COLUMNS]
 
 
-def _seconds(frame: pd.DataFrame) -> np.ndarray:
-    return epoch_seconds(frame[C.TIMESTAMP])
-
-
 def add_imputed_flags(frame: pd.DataFrame, before: dict[str, np.ndarray]) -> pd.DataFrame:
     """Set ``<col>_Imputed`` = was missing before and has a value now (OR-ed with an existing flag)."""
     for name, was_missing in before.items():
@@ -58,7 +54,7 @@ def interpolate_readings(frame: pd.DataFrame, columns: list[str] | None = None) 
     columns = impute_columns(frame) if columns is None else columns
     out = frame.copy()
     starts = cell_starts(out[C.CELL_ID])
-    seconds = _seconds(out)
+    seconds = epoch_seconds(out[C.TIMESTAMP])
     before: dict[str, np.ndarray] = {}
     for name in columns:
         values = out[name].to_numpy(dtype=np.float64)

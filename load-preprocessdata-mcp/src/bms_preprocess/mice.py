@@ -38,6 +38,9 @@ DEFAULT_SAMPLE_ROWS = 20_000
 DEFAULT_ITERATIONS = 2
 DEFAULT_EVAL_FRACTION = 0.1
 TRANSFORM_BLOCK = 100_000
+#: Leave-one-out helper predictors per measurement: ``nbr__<col>`` (cell's neighbours in time),
+#: ``str__<col>`` (other cells of the string at the same time).
+HELPER_PREFIXES = ("nbr__", "str__")
 LGB_PARAMS: dict[str, Any] = {"num_iterations": 32, "max_depth": 8, "num_leaves": 64, "min_data_in_leaf": 5}
 
 
@@ -160,14 +163,19 @@ class MiceImputer:
             rows = np.sort(rows[np.argsort(hashed, kind="stable")[: self.sample_rows]])
         return rows
 
-    def fit(self, frame: pd.DataFrame, total_rows: int | None = None) -> "MiceImputer":
-        """Fit on the hashed sample of a cleaned, cell-sorted canonical ``frame``."""
+    def fit(self, frame: pd.DataFrame, total_rows: int | None = None,
+            design: pd.DataFrame | None = None) -> "MiceImputer":
+        """Fit on the hashed sample of a cleaned, cell-sorted canonical ``frame``.
+
+        ``design`` (``design_matrix(frame, self.columns or impute_columns(frame))``) can be passed
+        when the caller also needs it for :meth:`transform`, so it is built once.
+        """
         from .impute import impute_columns
 
         self._validate()
         columns = self.columns or impute_columns(frame)
         missing_any = [c for c in columns if frame[c].isna().any()]
-        design = design_matrix(frame, columns)
+        design = design_matrix(frame, columns) if design is None else design
         rows = self.select_sample(frame, total_rows)
         return self.fit_sample(design.iloc[rows].reset_index(drop=True), columns, missing_any)
 
@@ -184,8 +192,8 @@ class MiceImputer:
                              "too few to model it; use impute='interpolate'")
         if too_few:  # an optional measurement that is (almost) never reported: left as it is
             log.warning("not imputing %s: fewer than 10 known values", ", ".join(too_few))
-            sample = sample.drop(columns=[c for c in sample.columns if c in too_few or
-                                          any(c == f"{p}{t}" for t in too_few for p in ("nbr__", "str__"))])
+            helpers = {f"{p}{t}" for t in too_few for p in HELPER_PREFIXES}
+            sample = sample.drop(columns=[c for c in sample.columns if c in too_few or c in helpers])
             columns = [c for c in columns if c not in too_few]
             missing_any = [c for c in missing_any if c not in too_few]
         self.columns_ = list(columns)
@@ -285,8 +293,12 @@ class MiceImputer:
                     out[name] = interpolate_time(values, seconds, starts)
         return add_imputed_flags(out, before)
 
-    def fit_transform(self, frame: pd.DataFrame) -> pd.DataFrame:
-        return self.fit(frame).transform(frame)
+    def fit_transform(self, frame: pd.DataFrame, total_rows: int | None = None) -> pd.DataFrame:
+        """:meth:`fit` then :meth:`transform` of the same frame, building its design matrix once."""
+        from .impute import impute_columns
+
+        design = design_matrix(frame, self.columns or impute_columns(frame))
+        return self.fit(frame, total_rows, design=design).transform(frame, design=design)
 
 
 def mice_impute(frame: pd.DataFrame, sample_rows: int = DEFAULT_SAMPLE_ROWS, iterations: int = DEFAULT_ITERATIONS,
@@ -300,5 +312,5 @@ def mice_impute(frame: pd.DataFrame, sample_rows: int = DEFAULT_SAMPLE_ROWS, ite
     """
     imputer = MiceImputer(sample_rows=sample_rows, iterations=iterations, random_state=random_state,
                           eval_fraction=eval_fraction)
-    out = imputer.fit(frame, total_rows=total_rows).transform(frame)
+    out = imputer.fit_transform(frame, total_rows=total_rows)
     return (out, imputer) if return_imputer else out

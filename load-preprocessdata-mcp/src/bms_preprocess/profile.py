@@ -26,7 +26,6 @@ class DataProfile:
         self.before: dict[str, np.ndarray] = {}
         self.after: dict[str, np.ndarray] = {}
         self.imputed: dict[str, np.ndarray] = {}
-        self.cell_order: list[str] = []
 
     # -- accumulate ------------------------------------------------------------------------
     def _hist(self, name: str, values: np.ndarray) -> np.ndarray:
@@ -63,9 +62,6 @@ class DataProfile:
             "missing": missing,
         }).groupby(["cell", "bin"]).sum()
         self.timeline = part if self.timeline is None else self.timeline.add(part, fill_value=0)
-        for cell in pd.unique(block[C.CELL_ID]):
-            if cell not in self.cell_order:
-                self.cell_order.append(cell)
         while self.timeline.index.get_level_values("bin").nunique() > self.max_bins:
             self._coarsen()
         for name in columns:

@@ -120,13 +120,12 @@ def _execute(args: _FileArgs, ctx: ToolContext, *, stem: str, impute: str, featu
     if result.mice_quality is not None:
         data["mice_quality"] = result.mice_quality
     if scale and result.scaler is not None:
-        from bms_schema.runs import fingerprint
-
-        from .scaling import SCALER_MODEL, register_scaler
         from bms_schema.runtime import versions
 
+        from .scaling import SCALER_MODEL, register_scaler
+
         version, folder = register_scaler(result.scaler, {
-            "training_data": fingerprint(path),
+            "training_data": run.manifest.inputs[-1],  # the input's fingerprint, hashed once by add_input
             "rows": result.rows,
             "library_versions": versions("numpy", "pandas"),
             "metrics": {},
