@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from bms_schema import columns as C
 
 #: The 73 raw packet columns, in the order of the real wire format.
 RAW_COLUMNS: tuple[str, ...] = (
@@ -37,15 +38,15 @@ RAW_COLUMNS: tuple[str, ...] = (
 assert len(RAW_COLUMNS) == 73
 
 #: Ground-truth label columns appended after the raw columns.
-LABEL_COLUMNS: tuple[str, ...] = ("IsDead", "IsAnomaly", "AnomalyType")
+LABEL_COLUMNS: tuple[str, ...] = C.LABEL_COLUMNS
 
 #: ``AnomalyType`` of a normal reading (a word, not an empty field, so CSV readers keep it as text).
 NO_ANOMALY = "none"
 
 #: 0xFFFF register sentinels written on a dropout row (all three cell measurements at once).
-SENTINEL_VOLTAGE = 65.535
-SENTINEL_TEMPERATURE = 65535.0
-SENTINEL_SG = 59.749
+SENTINEL_VOLTAGE = C.SENTINELS[C.VOLTAGE]
+SENTINEL_TEMPERATURE = C.SENTINELS[C.TEMPERATURE]
+SENTINEL_SG = C.SENTINELS[C.SPECIFIC_GRAVITY]
 
 OUTPUT_COLUMNS: tuple[str, ...] = RAW_COLUMNS + LABEL_COLUMNS
 

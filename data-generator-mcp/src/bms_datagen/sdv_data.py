@@ -40,7 +40,7 @@ from .sdv_timestamps import TimestampStyle, from_model_text, learn_style, to_mod
 log = logging.getLogger("bms.datagen")
 
 METADATA_FILE = "metadata.json"
-SENTINEL_SOURCES = {C.VOLTAGE: 65.535, C.TEMPERATURE: 65535.0, C.SPECIFIC_GRAVITY: 59.749, C.AMBIENT: 65535.0}
+SENTINEL_SOURCES = C.SENTINELS  # 0xFFFF registers of the measurements, by canonical name
 DATETIME_FORMATS = ("%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%dT%H:%M:%S%z",
                     "%Y-%m-%d %H:%M:%S%z", "%Y-%m-%dT%H:%M:%S.%f", "%d/%m/%Y %H:%M:%S", "%d/%m/%Y", "%Y-%m-%d")
 ID_NAME = re.compile(r"(?:^id$|_id$|ID$|Id$|^Serial|Serial(?:Number|No)$|^Cell ID$)")

@@ -61,6 +61,7 @@ class Generation:
     fixes: list[str]
     preps: dict[str, TablePrep]
     real_rows: dict[str, int]
+    model_name: str = ""
     model_version: str | None = None
     paths: dict[str, Path] = field(default_factory=dict)
 
@@ -127,10 +128,11 @@ def generate(
     sampled = fitted.sample(seed, num_rows=num_rows, scale=scale)
     synthetic = {name: restore_table(sampled[name], preps[name], seed) for name in tables}
     generation = Generation(synthesizer=kind, tables=synthetic, metadata=metadata, detected=detected, fixes=fixes,
-                            preps=preps, real_rows={n: int(len(f)) for n, f in tables.items()})
+                            preps=preps, real_rows={n: int(len(f)) for n, f in tables.items()},
+                            model_name=model_name or default_model_name(folder))
     generation.paths = _write_outputs(out_dir, synthetic, metadata)
     if register:
-        generation.model_version = _register(model_name or default_model_name(folder), folder, out_dir, spec,
+        generation.model_version = _register(generation.model_name, folder, out_dir, spec,
                                              metadata, reduced, preps, stored, generation, run_id)
     return generation
 
@@ -153,17 +155,14 @@ def _register(name: str, folder: Path, out_dir: Path, spec: SynthesisSpec, metad
         "library_versions": versions("sdv", "rdt", "copulas", "pandas", "numpy"),
         "format": "refit-from-data (Parquet + JSON, no pickle)",
     }
-    try:
-        with registry.register(name, info) as staging:
-            atomic_write_json(staging.dir / "spec.json", spec.to_dict())
-            atomic_write_json(staging.dir / "sdv_metadata.json", metadata.to_dict())
-            atomic_write_json(staging.dir / "metadata_model.json", reduced.to_dict())
-            atomic_write_json(staging.dir / "prep.json", {n: p.to_dict() for n, p in preps.items()})
-            (staging.dir / "data").mkdir()
-            for table, data in stored.items():
-                (staging.dir / "data" / f"{table}.parquet").write_bytes(data)
-    except ModelError:
-        raise
+    with registry.register(name, info) as staging:
+        atomic_write_json(staging.dir / "spec.json", spec.to_dict())
+        atomic_write_json(staging.dir / "sdv_metadata.json", metadata.to_dict())
+        atomic_write_json(staging.dir / "metadata_model.json", reduced.to_dict())
+        atomic_write_json(staging.dir / "prep.json", {n: p.to_dict() for n, p in preps.items()})
+        (staging.dir / "data").mkdir()
+        for table, data in stored.items():
+            (staging.dir / "data" / f"{table}.parquet").write_bytes(data)
     return str(staging.version)
 
 
@@ -281,6 +280,8 @@ def evaluate(folder: Path, synthetic_folder: Path | None = None, max_rows: int =
     """Quality report, diagnostic and privacy check of the synthetic tables against the real ones."""
     from sdv.evaluation import evaluate_quality, run_diagnostic
 
+    from .sdv_privacy import privacy_check
+
     real, synthetic, metadata, synth_dir = load_pair(folder, synthetic_folder)
     real_view = {n: analysis_view(f) for n, f in real.items()}
     synth_view = {n: analysis_view(f) for n, f in synthetic.items()}
@@ -298,7 +299,7 @@ def evaluate(folder: Path, synthetic_folder: Path | None = None, max_rows: int =
             raise InputError(f"SDV could not evaluate the synthetic data: {' '.join(str(exc).split())[:500]}") from exc
     progress(0.8, "privacy check")
     types = sdtypes(metadata)
-    privacy = {n: privacy_check_table(real_view[n], synth_view[n], types[n], seed) for n in real}
+    privacy = {n: privacy_check(real_view[n], synth_view[n], types[n], seed) for n in real}
     shapes = quality.get_details("Column Shapes")
     pairs = quality.get_details("Column Pair Trends")
     return {
@@ -317,12 +318,6 @@ def evaluate(folder: Path, synthetic_folder: Path | None = None, max_rows: int =
         },
         "privacy": privacy,
     }
-
-
-def privacy_check_table(real: pd.DataFrame, synthetic: pd.DataFrame, types: dict[str, str], seed: int) -> dict[str, Any]:
-    from .sdv_privacy import privacy_check
-
-    return privacy_check(real, synthetic, types, seed)
 
 
 def _num(value: Any) -> float | None:

@@ -111,12 +111,11 @@ def sdv_generate(args: SdvGenerateArgs, ctx: ToolContext) -> ToolOutput:
                           sequence_index=args.sequence_index, model_name=args.model_name,
                           run_id=ctx.run.run_id, progress=ctx.progress)
     from .sdv_data import sdtypes
-    from .sdv_pipeline import default_model_name
 
     for name, path in result.paths.items():
         kind = "metadata" if name == "metadata" else "table"
         ctx.run.add_artifact(path, kind, "SDV metadata of the tables" if name == "metadata" else f"synthetic table '{name}'")
-    model_name = args.model_name or default_model_name(folder)
+    model_name = result.model_name
     if result.model_version:
         from bms_schema.paths import models_dir
 
@@ -226,7 +225,7 @@ def sdv_visualize(args: SdvVisualizeArgs, ctx: ToolContext) -> ToolOutput:
     is shared once per run folder, not embedded in every file)."""
     import re
 
-    from bms_schema import resolve_input
+    from bms_schema import InputError, resolve_input
 
     from .sdv_pipeline import load_pair
     from .sdv_plots import PLOTLY_JS, ensure_plotly_js, plot_column
@@ -235,18 +234,12 @@ def sdv_visualize(args: SdvVisualizeArgs, ctx: ToolContext) -> ToolOutput:
     synthetic_dir = resolve_input(args.synthetic_folder, kind="folder") if args.synthetic_folder else None
     real, synthetic, metadata, _ = load_pair(folder, synthetic_dir)
     if args.table_name not in real:
-        from bms_schema import InputError
-
         raise InputError(f"table '{args.table_name}' not found: the folder has {', '.join(sorted(real))}")
     frame = real[args.table_name]
     if args.column_name not in frame.columns:
-        from bms_schema import InputError
-
         shown = ", ".join(map(str, list(frame.columns)[:20]))
         raise InputError(f"column '{args.column_name}' not found in table '{args.table_name}': columns are {shown}")
     if args.column_name not in synthetic[args.table_name].columns:
-        from bms_schema import InputError
-
         raise InputError(f"column '{args.column_name}' is not in the synthetic table '{args.table_name}'")
     from .sdv_data import analysis_view
 
