@@ -138,3 +138,13 @@ def test_bad_inputs_are_clear() -> None:
         FeatureConfig(step_hours=0)
     with pytest.raises(InputError, match="use a larger step_hours"):
         build_feature_grid(_frame(hours=48), FeatureConfig(max_grid_rows=100))
+
+
+def test_canonical_names_without_quality_codes_are_still_normalised() -> None:
+    """A table that only uses the canonical column names still has its 0xFFFF sentinels turned into gaps."""
+    flat = _frame(hours=30, cells=2)
+    plain = flat[["CellID", "DeviceID", "CellNumber", "Timestamp", "CellVoltage", "CellTemperature",
+                  "CellSpecificGravity", "InstantaneousCurrent", "AmbientTemperature"]].copy()
+    plain.loc[plain.index[-1], "CellVoltage"] = 65.535  # a sentinel, no CellVoltage_Quality column to say so
+    last = build_feature_grid(plain).last_rows().set_index("CellID")
+    assert last["voltage_mean_short"].to_numpy() == pytest.approx([2.23, 2.23])

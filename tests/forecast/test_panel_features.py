@@ -105,3 +105,17 @@ def test_no_seasonal_feature_before_a_full_day_of_history() -> None:
     names = feature_names("CellVoltage", panel.targets)
     x = build_features(panel, ctx, "CellVoltage", np.array([15]), np.array([3]))
     assert np.isnan(x[0, names.index("season_level")])
+
+
+def test_timestamp_unit_or_text_timestamps_give_the_same_grid() -> None:
+    """Seconds come from the timestamps whatever their unit; a canonical CSV read back has text timestamps."""
+    from bms_schema import normalize
+
+    canonical, _ = normalize(table(n=10, cells=1))
+    reference = build_panel(canonical)
+    micro = canonical.assign(Timestamp=canonical["Timestamp"].astype("datetime64[us, UTC]"))
+    text = canonical.assign(Timestamp=canonical["Timestamp"].astype(str))
+    for frame in (micro, text):
+        panel = build_panel(frame)
+        assert panel.step_seconds.tolist() == [3600.0] and panel.period.tolist() == [24]
+        assert np.array_equal(panel.time_s, reference.time_s)

@@ -57,14 +57,11 @@ class FeatureGrid:
 
 
 def as_canonical(frame: pd.DataFrame) -> pd.DataFrame:
-    """``frame`` itself when it is the canonical table, else normalised (raw packets or a minimal table)."""
-    needed = (C.CELL_ID, C.DEVICE_ID, C.CELL_NUMBER, C.TIMESTAMP, *C.CORE_COLUMNS)
-    if all(c in frame.columns for c in needed):
-        return frame
-    from bms_schema import normalize
+    """``frame`` itself when it is the canonical table (columns, quality codes and dtypes), else normalised
+    (raw packets, a minimal table, or one that merely uses the canonical names: its sentinels still need flagging)."""
+    from bms_preprocess.clean import to_canonical
 
-    canonical, _ = normalize(frame)
-    return canonical
+    return to_canonical(frame)
 
 
 def _check_frame(frame: pd.DataFrame) -> None:

@@ -46,7 +46,7 @@ def label_grid(grid: FeatureGrid, deaths: pd.Series, horizon_hours: float) -> pd
     """Add ``DeathTime``, ``Alive``, ``Known`` and ``Label`` to every row of ``grid.table``.
 
     At a grid row (cell, time ``t`` = end of the bucket): the cell is alive when it had not died
-    by ``t``; ``Label`` is 1 when it dies in ``(t, t + horizon]``. The label is known when the
+    by ``t``; ``Label`` is 1 when it dies in ``[t, t + horizon)``. The label is known when the
     death is seen, or when the data reaches ``t + horizon`` (otherwise it is censored).
     """
     table = grid.table
@@ -67,12 +67,15 @@ def label_grid(grid: FeatureGrid, deaths: pd.Series, horizon_hours: float) -> pd
     return out
 
 
-def sample_rows(labelled: pd.DataFrame, grid: FeatureGrid) -> pd.DataFrame:
-    """Training/evaluation samples: every ``sample_every_hours`` (aligned across cells), enough history,
-    alive and with a known label."""
+def sampling_points(labelled: pd.DataFrame, grid: FeatureGrid) -> np.ndarray:
+    """Rows every ``sample_every_hours`` (aligned across cells) with at least ``min_history_hours`` of history."""
     config = grid.config
     every = config.buckets(config.sample_every_hours)
     aligned = ((labelled["Bucket"].to_numpy() + 1) % every) == 0
-    enough = labelled["HistoryHours"].to_numpy() >= config.min_history_hours
-    mask = aligned & enough & labelled["Alive"].to_numpy() & labelled["Known"].to_numpy()
+    return aligned & (labelled["HistoryHours"].to_numpy() >= config.min_history_hours)
+
+
+def sample_rows(labelled: pd.DataFrame, grid: FeatureGrid) -> pd.DataFrame:
+    """Training/evaluation samples: the sampling points where the cell is alive and the label known."""
+    mask = sampling_points(labelled, grid) & labelled["Alive"].to_numpy() & labelled["Known"].to_numpy()
     return labelled.loc[mask].reset_index(drop=True)

@@ -12,7 +12,7 @@ from pydantic import Field
 
 from bms_schema.mcp_server import ToolArgs, ToolContext, ToolOutput, ToolServer
 
-MODEL_NAME = "failure_classifier"
+from .config import MODEL_NAME  # config imports nothing heavy
 
 server = ToolServer(
     "feature-three-failure-prediction-mcp",

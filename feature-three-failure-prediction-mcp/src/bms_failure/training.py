@@ -16,7 +16,7 @@ from . import evaluation as E
 from .calibration import Calibrator
 from .config import FEATURES, LOGGER, REFERENCE_ROWS, FeatureConfig, readable
 from .features import FeatureGrid, as_canonical, build_feature_grid, feature_matrix
-from .labels import death_times, label_grid, sample_rows
+from .labels import death_times, label_grid, sample_rows, sampling_points
 from .model import FailureModel, xgb_params
 
 log = logging.getLogger(LOGGER)
@@ -95,12 +95,8 @@ def _dataset_summary(name: str, frame: pd.DataFrame) -> dict[str, Any]:
 
 
 def dead_state_rows(labelled: pd.DataFrame, grid: FeatureGrid) -> pd.DataFrame:
-    """Aligned grid rows with enough history, alive or dead: samples of "is this cell dead now"."""
-    config = grid.config
-    every = config.buckets(config.sample_every_hours)
-    aligned = ((labelled["Bucket"].to_numpy() + 1) % every) == 0
-    enough = labelled["HistoryHours"].to_numpy() >= config.min_history_hours
-    rows = labelled.loc[aligned & enough].reset_index(drop=True)
+    """The sampling points, alive or dead: samples of "is this cell dead now"."""
+    rows = labelled.loc[sampling_points(labelled, grid)].reset_index(drop=True)
     rows["Dead"] = (~rows["Alive"]).astype(np.int8)
     return rows
 

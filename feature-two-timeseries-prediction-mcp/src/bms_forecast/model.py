@@ -78,6 +78,16 @@ def interval_offsets(quantiles: np.ndarray, steps: int, coverage: float) -> tupl
     return lower, upper
 
 
+def whole_steps(steps: int) -> int:
+    """``steps`` as a positive whole number of readings (the bounds every forecaster shares)."""
+    if isinstance(steps, bool) or int(steps) != steps:
+        raise InputError(f"steps must be a whole number of readings, got {steps!r}")
+    steps = int(steps)
+    if steps <= 0:
+        raise InputError(f"steps must be at least 1 (the number of future readings to forecast), got {steps}")
+    return steps
+
+
 def check_coverage(coverage: float) -> float:
     if not MIN_COVERAGE <= coverage <= MAX_COVERAGE:
         raise InputError(f"coverage must be between {MIN_COVERAGE} and {MAX_COVERAGE} (e.g. 0.8 for an 80% interval), got {coverage}")
@@ -147,11 +157,7 @@ class Forecaster:
 
     # -- validation -------------------------------------------------------------------
     def check_steps(self, steps: int) -> int:
-        if isinstance(steps, bool) or int(steps) != steps:
-            raise InputError(f"steps must be a whole number of readings, got {steps!r}")
-        steps = int(steps)
-        if steps <= 0:
-            raise InputError(f"steps must be at least 1 (the number of future readings to forecast), got {steps}")
+        steps = whole_steps(steps)
         if steps > self.max_steps:
             raise InputError(
                 f"steps={steps} is above the maximum of {self.max_steps} this forecaster was trained for; "
@@ -228,7 +234,9 @@ def recent_history(frame: pd.DataFrame, cell: str, max_steps: int) -> pd.DataFra
     times = frame.loc[frame[C.CELL_ID].astype(str) == cell, C.TIMESTAMP].dropna()
     if len(times) < 2:
         return frame
-    seconds = np.diff(np.sort(times.astype("int64").to_numpy())) / 1e9
+    from bms_preprocess.grouped import epoch_seconds
+
+    seconds = np.diff(np.sort(epoch_seconds(times)))
     step = float(np.median(seconds[seconds > 0])) if (seconds > 0).any() else 0.0
     if step <= 0:
         return frame

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from bms_preprocess import grouped
 from bms_schema import InputError
 from bms_schema import columns as C
 
@@ -67,15 +68,11 @@ class Panel:
 
 
 def canonical(frame: pd.DataFrame) -> pd.DataFrame:
-    """The canonical table: a canonical frame is used as is, anything else is normalised first."""
-    from bms_schema import normalize
-    from bms_schema.normalize import detect_format
+    """The canonical table: a canonical frame (columns and dtypes) is used as is, anything else is normalised
+    first (``bms_preprocess.clean.to_canonical``; a canonical CSV read back has text timestamps)."""
+    from bms_preprocess.clean import to_canonical
 
-    if detect_format(frame) != "canonical":
-        return normalize(frame)[0]
-    if C.TIMESTAMP not in frame.columns:
-        raise InputError("the table has no 'Timestamp' column: a forecast needs the time of every reading")
-    return frame
+    return to_canonical(frame)
 
 
 def observed_values(frame: pd.DataFrame, target: str) -> np.ndarray:
@@ -118,14 +115,7 @@ def _device_grid(device_codes: np.ndarray, time_s: np.ndarray, n_devices: int) -
 
 def forward_fill(values: np.ndarray, cell: np.ndarray, start: np.ndarray) -> np.ndarray:
     """Carry the last real value forward within each cell (leading gaps stay NaN)."""
-    n = values.size
-    index = np.arange(n)
-    last = np.where(np.isfinite(values), index, -1)
-    np.maximum.accumulate(last, out=last)
-    ok = last >= start[cell]
-    out = np.full(n, np.nan)
-    out[ok] = values[last[ok]]
-    return out
+    return grouped.forward_fill(values, start[cell])
 
 
 def build_panel(frame: pd.DataFrame, targets: list[str] | None = None) -> Panel:
@@ -149,7 +139,7 @@ def build_panel(frame: pd.DataFrame, targets: list[str] | None = None) -> Panel:
     device_names, device_of_cell_code = np.unique(device_of_cell, return_inverse=True)
     device_codes = device_of_cell_code[cell_codes]
 
-    time_s = frame[C.TIMESTAMP].astype("int64").to_numpy() / 1e9
+    time_s = grouped.epoch_seconds(frame[C.TIMESTAMP])  # whatever the datetime unit (ns, us, ...)
     t0, step = _device_grid(device_codes, time_s, len(device_names))
     step = np.where(np.isfinite(step), step, 1.0)  # a device with one timestamp: any step works
     slot = np.rint((time_s - t0[device_codes]) / step[device_codes]).astype(np.int64)
@@ -184,14 +174,15 @@ def build_panel(frame: pd.DataFrame, targets: list[str] | None = None) -> Panel:
 
     values: dict[str, np.ndarray] = {}
     observed: dict[str, np.ndarray] = {}
-    peer: dict[str, np.ndarray] = {}
-    slot_key = grid_device.astype(np.int64) * (int(grid_slot.max()) + 1) + grid_slot
     for t in targets:
         with np.errstate(invalid="ignore", divide="ignore"):
             mean = sums[t] / counts[t]
         observed[t] = counts[t] > 0
         values[t] = forward_fill(np.where(observed[t], mean, np.nan), cell, start)
-        peer[t] = pd.Series(values[t]).groupby(slot_key).transform("median").to_numpy()
+    # string median per (device, slot): one groupby for all targets
+    slot_key = grid_device.astype(np.int64) * (int(grid_slot.max()) + 1) + grid_slot
+    medians = pd.DataFrame(values).groupby(slot_key).transform("median")
+    peer = {t: medians[t].to_numpy() for t in targets}
 
     cell_step = step[device_of_cell_code]
     period = np.where(cell_step <= MAX_SEASONAL_STEP_SECONDS, np.rint(DAY_SECONDS / cell_step), 0).astype(np.int64)

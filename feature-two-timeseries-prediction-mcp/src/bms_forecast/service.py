@@ -15,7 +15,7 @@ from bms_schema import InputError, ModelRegistry, read_table, resolve_cell_id
 from bms_schema import columns as C
 
 from .config import DEFAULT_MAX_STEPS, MAX_STEPS_LIMIT, MODEL_NAME, WINDOW, TrainConfig
-from .model import Forecaster, check_coverage
+from .model import Forecaster, check_coverage, whole_steps
 from .persistence import load_forecaster, save_forecaster
 
 log = logging.getLogger("bms.forecast")
@@ -43,13 +43,10 @@ def train_and_register(frame: pd.DataFrame, config: TrainConfig | None = None, p
 
 def check_steps(steps: int) -> int:
     """Bounds every forecaster shares (the model's own ``max_steps`` is checked once it is loaded)."""
-    if isinstance(steps, bool) or int(steps) != steps:
-        raise InputError(f"steps must be a whole number of readings, got {steps!r}")
-    if steps <= 0:
-        raise InputError(f"steps must be at least 1 (the number of future readings to forecast), got {steps}")
+    steps = whole_steps(steps)
     if steps > MAX_STEPS_LIMIT:
         raise InputError(f"steps={steps} is above the documented maximum of {MAX_STEPS_LIMIT} readings")
-    return int(steps)
+    return steps
 
 
 def cell_rows(frame: pd.DataFrame, cell_id: str | int) -> tuple[str, pd.DataFrame]:
