@@ -5,6 +5,7 @@ A reader never sees a half-written file, and a failed write leaves nothing behin
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import tempfile
@@ -76,3 +77,16 @@ def atomic_savefig(fig: Any, path: str | Path, **kwargs: Any) -> Path:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", **kwargs)
     return path
+
+
+@contextmanager
+def file_lock(path: str | Path) -> Iterator[None]:
+    """An exclusive ``flock`` on ``path`` (created if needed), held for the block: serialises writers across processes."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

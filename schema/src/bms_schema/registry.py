@@ -11,7 +11,6 @@ Only safe formats are stored (JSON, XGBoost UBJ/JSON, torch ``state_dict`` loade
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -25,7 +24,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .atomic import atomic_write_json
+from .atomic import atomic_write_json, file_lock
 from .columns import SCHEMA_VERSION
 from .errors import ModelError
 from .paths import models_dir
@@ -100,7 +99,7 @@ class ModelRegistry:
         if not files:
             raise ModelError(f"model {staging.name}: nothing was written to register")
         model_root = self.root / staging.name
-        with self._lock(model_root):
+        with file_lock(model_root / ".lock"):
             version = self._next_version(model_root)
             meta = {
                 "name": staging.name,
@@ -116,16 +115,6 @@ class ModelRegistry:
             os.symlink(version, tmp_link)
             os.replace(tmp_link, model_root / "latest")
         return version
-
-    @staticmethod
-    @contextmanager
-    def _lock(model_root: Path) -> Iterator[None]:
-        with open(model_root / ".lock", "a+") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
 
     @staticmethod
     def _next_version(model_root: Path) -> str:

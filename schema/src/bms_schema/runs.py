@@ -9,7 +9,6 @@ writing into the same run never collide.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import logging
@@ -22,7 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .atomic import atomic_write_json, to_jsonable
+from .atomic import atomic_write_json, file_lock, to_jsonable
 from .errors import InputError
 from .models import Artifact, RunManifest
 from .paths import runs_dir
@@ -52,17 +51,6 @@ def fingerprint(path: Path, chunk: int = 1 << 20) -> dict[str, Any]:
     return {"path": str(path), "bytes": stat.st_size, "mtime": stat.st_mtime, "blake2b": digest.hexdigest()}
 
 
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 class Run:
     """One tool call inside a run folder: step folder, log file, manifest, artifacts."""
 
@@ -71,7 +59,7 @@ class Run:
         self.run_dir = runs_dir() / self.run_id
         self.tool = tool
         self.started = time.time()
-        with _locked(self.run_dir / ".lock"):
+        with file_lock(self.run_dir / ".lock"):
             index = self._read_index()
             number = len(index.get("steps", [])) + 1
             self.step = f"{number:02d}-{tool}"
@@ -131,16 +119,14 @@ class Run:
         """Record the outcome. On error, artifacts written so far are removed (no partial output)."""
         seconds = round(time.time() - self.started, 4)
         if status == "error":
-            for artifact in self.manifest.artifacts:
-                Path(artifact.path).unlink(missing_ok=True)
-            self.manifest.artifacts = []
+            _discard_artifacts(self.manifest)
         self.manifest.status = status  # type: ignore[assignment]
         self.manifest.message = message
         self.manifest.timings = {"started": datetime.fromtimestamp(self.started, timezone.utc).isoformat(),
                                  "seconds": seconds, **self.timings}
         self.manifest.versions = versions or {}
         self.write_manifest()
-        with _locked(self.run_dir / ".lock"):
+        with file_lock(self.run_dir / ".lock"):
             index = self._read_index()
             for step in index.get("steps", []):
                 if step["step"] == self.step:
@@ -157,6 +143,13 @@ class Run:
             return json.loads(path.read_text())
         except json.JSONDecodeError:
             return {}
+
+
+def _discard_artifacts(manifest: RunManifest) -> None:
+    """Delete a failed step's artifacts (no partial output survives) and forget them."""
+    for artifact in manifest.artifacts:
+        Path(artifact.path).unlink(missing_ok=True)
+    manifest.artifacts = []
 
 
 def _now() -> str:
@@ -181,7 +174,7 @@ def close_running_steps(run_dir: Path, tool: str | None = None, message: str = "
     closed: list[str] = []
     if not (run_dir / "manifest.json").exists():
         return closed
-    with _locked(run_dir / ".lock"):
+    with file_lock(run_dir / ".lock"):
         index = json.loads((run_dir / "manifest.json").read_text())
         for step in index.get("steps", []):
             if step.get("status") == "running" and (tool is None or step.get("tool") == tool):
@@ -190,9 +183,7 @@ def close_running_steps(run_dir: Path, tool: str | None = None, message: str = "
                 step_manifest = run_dir / step["step"] / "manifest.json"
                 if step_manifest.exists():
                     manifest = RunManifest.model_validate_json(step_manifest.read_text())
-                    for artifact in manifest.artifacts:
-                        Path(artifact.path).unlink(missing_ok=True)
-                    manifest.artifacts = []
+                    _discard_artifacts(manifest)
                     manifest.status = "error"
                     manifest.message = message
                     atomic_write_json(step_manifest, manifest.model_dump())
