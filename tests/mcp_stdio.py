@@ -3,30 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-SERVERS = {
-    "preprocess": "load-preprocessdata-mcp",
-    "datagen": "data-generator-mcp",
-    "anomaly": "feature-one-anamoly-detection-mcp",
-    "forecast": "feature-two-timeseries-prediction-mcp",
-    "failure": "feature-three-failure-prediction-mcp",
-}
+from bms_agent.servers import ROOT, SERVER_FOLDERS as SERVERS, ServerSpec
 
 
 def server_params(folder: str, env: dict[str, str] | None = None) -> Any:
-    from mcp import StdioServerParameters
-
-    merged = {k: v for k, v in os.environ.items() if k.startswith(("BMS_", "PATH", "HOME", "MPL", "OMP"))}
-    merged.update(env or {})
-    return StdioServerParameters(command=sys.executable, args=[str(ROOT / folder / "server.py")], env=merged,
-                                 cwd=str(ROOT / folder))
+    """How the pipeline starts ``folder``'s server (this interpreter, the same environment passed on)."""
+    path = ROOT / folder
+    return ServerSpec(name=folder, command=sys.executable, args=(str(path / "server.py"),), cwd=path).params(env)
 
 
 @asynccontextmanager

@@ -1,10 +1,11 @@
 """A local stand-in for Ollama's HTTP API, speaking the wire format the real ``ollama`` client expects.
 
 Serves ``/api/chat`` (non-streaming JSON and streaming NDJSON), ``/api/tags`` and ``/api/version`` on
-127.0.0.1. Every request body is validated against the client's own ``ChatRequest`` model and every
-response against ``ChatResponse`` / ``ListResponse`` before it is sent, so a drift in the format
-fails the test here rather than passing silently. Replies come from a script: a list of functions
-``(request_body) -> message dict``, played in order (a scripted model).
+127.0.0.1. Every request body is validated against the client's own ``ChatRequest`` model (and each
+of its messages against ``Message``) and every response against ``ChatResponse`` / ``ListResponse``
+before it is sent, so a drift in the format fails the test here rather than passing silently.
+Replies come from a script: a list of functions ``(request_body) -> message dict``, played in
+order (a scripted model).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from ollama._types import ChatRequest, ChatResponse, ListResponse
+from ollama._types import ChatRequest, ChatResponse, ListResponse, Message
 from pydantic import BaseModel
 
 Reply = Callable[[dict[str, Any]], dict[str, Any]]
@@ -56,6 +57,8 @@ class FakeOllama:
     def chat(self, body: dict[str, Any]) -> list[dict[str, Any]]:
         """The response objects for one ``/api/chat`` request (one, or several when streaming)."""
         ChatRequest.model_validate(body)  # what the real client sends must be a valid request
+        for message in body.get("messages") or []:  # ChatRequest also accepts any mapping as a message
+            Message.model_validate(message)
         self.requests.append(body)
         if not self.script:
             raise AssertionError("the scripted model was asked more often than scripted")

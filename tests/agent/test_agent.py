@@ -249,3 +249,25 @@ def test_a_hung_tool_is_cut_off_and_the_model_told(workspace: Path, stub_spec) -
         result = anyio.run(scenario, fake.host)
     assert [e.status for e in result.tool_events] == ["error"]
     assert result.text.startswith("no answer within 1 s: the server is hung")
+
+
+def test_a_server_that_is_not_ollama_is_reported_without_a_traceback(workspace: Path) -> None:
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class NotOllama(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_error(404)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), NotOllama)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        done = run_agent_cli("anything", f"http://127.0.0.1:{server.server_address[1]}", workspace, timeout=30)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert done.returncode == 3 and "Traceback" not in done.stderr
+    assert "answered HTTP 404, not as Ollama" in done.stderr and "ollama serve" in done.stderr

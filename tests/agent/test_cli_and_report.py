@@ -65,6 +65,13 @@ def test_unknown_stage_to_skip_is_refused(capsys) -> None:
     assert exc.value.code == 2 and "invalid choice: 'everything'" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("option", ["--timeout", "--start-timeout", "--days"])
+def test_non_positive_numbers_are_refused(option: str) -> None:
+    with pytest.raises(SystemExit) as exc:
+        pipeline_main([option, "0"])
+    assert str(exc.value) == f"bms-pipeline: {option} must be positive, got {0.0 if 'timeout' in option else 0}"
+
+
 def _state_with_failure_output(workspace: Path) -> PipelineState:
     state = prepare_state(PipelineOptions(), workspace)
     step = state.run_dir / "05-predict_cell_failure"
@@ -144,3 +151,13 @@ def test_sdv_sample_and_recent_history_are_written_from_the_table(tmp_path: Path
     assert write_recent_history(table, out, ["B-2"], days=2) == {"rows_written": 49}  # 48 h + the start hour
     recent = pq.read_table(out).to_pandas()
     assert set(recent["CellID"]) == {"B-2"} and recent["Timestamp"].min() == stamps[-49]
+
+
+def test_sdv_sample_and_recent_history_read_a_real_packet_file(tmp_path: Path) -> None:
+    """With preprocessing skipped the driver samples the user's raw file (73 header names, 72 fields a row)."""
+    from bms_agent.sampling import write_recent_history, write_sdv_sample
+
+    packets = ROOT / "tests" / "data" / "bms_packet_sample.csv"
+    counts = write_sdv_sample(packets, tmp_path / "sdv", rows=50, seed=1)
+    assert counts["rows_written"] == 50 and counts["rows_read"] == len(pd.read_csv(packets))
+    assert write_recent_history(packets, tmp_path / "recent.parquet", ["1-3"], days=7)["rows_written"] > 0

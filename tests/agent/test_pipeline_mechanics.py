@@ -81,6 +81,19 @@ def test_missing_server_fails_its_stage_with_a_clear_message(workspace, stub_spe
     assert "No such file or directory" in result.error  # the server's own stderr is quoted
 
 
+def test_server_that_never_answers_initialize_is_cut_off(workspace, stub_spec):
+    from bms_agent.servers import ServerSpec
+
+    mute = ServerSpec("stub", stub_spec().command, ("-c", "import time; time.sleep(60)"), stub_spec().cwd)
+    state = prepare_state(PipelineOptions(timeout=10, start_timeout=1.5), workspace)
+    start = time.perf_counter()
+    result, _ = run(state, workspace, {"stub": mute, "other": stub_spec("other")})
+    elapsed = time.perf_counter() - start
+    assert result.failed_stage == "one"
+    assert "stub server, tool initialize: the server did not answer initialize within 1.5 s" in result.error
+    assert elapsed < 15, f"a server stuck before initialize held the pipeline for {elapsed:.1f} s"
+
+
 def test_skip_and_needs(workspace, stub_spec):
     stages = STAGES + (Stage("three", "Three", ("stub",), lambda s: [Call("stub", "write_value", {"value": 1})],
                              needs=("two",)),)

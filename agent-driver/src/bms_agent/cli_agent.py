@@ -48,6 +48,7 @@ async def check_ollama(client: Any, host: str, model: str, timeout: float = 10.0
     """Ollama's version, after checking it answers and has ``model``; raises :class:`OllamaUnavailable`."""
     import anyio
     import httpx
+    import ollama
 
     try:
         with anyio.fail_after(timeout):
@@ -55,6 +56,9 @@ async def check_ollama(client: Any, host: str, model: str, timeout: float = 10.0
             response = await client._client.get("/api/version")  # the client has no version() call
     except (ConnectionError, httpx.HTTPError, OSError, TimeoutError) as exc:
         raise OllamaUnavailable(how_to_start(host, model, type(exc).__name__ if not isinstance(exc, ConnectionError) else "")) from None
+    except (ollama.ResponseError, ValueError) as exc:  # something answers there, but not Ollama's API
+        status = f"HTTP {exc.status_code}" if isinstance(exc, ollama.ResponseError) else "an unexpected reply"
+        raise OllamaUnavailable(how_to_start(host, model, f"the server there answered {status}, not as Ollama")) from None
     names = {m.model for m in listing.models if m.model}
     wanted = {model, f"{model}:latest"} if ":" not in model else {model}
     if not names & wanted:

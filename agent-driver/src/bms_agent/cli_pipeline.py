@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def options_from(args: argparse.Namespace) -> PipelineOptions:
     for name in ("devices", "cells_per_device", "days", "interval_minutes", "forecast_cells", "horizon_days", "sdv_rows",
-                 "parallel", "forecast_train_pairs"):
+                 "parallel", "forecast_train_pairs", "timeout", "start_timeout"):
         if getattr(args, name) <= 0:
             raise SystemExit(f"bms-pipeline: --{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
     return PipelineOptions(data=args.data, devices=args.devices, cells_per_device=args.cells_per_device,

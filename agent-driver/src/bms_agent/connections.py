@@ -76,6 +76,7 @@ class _Connection:
     tools: list[Any] = field(default_factory=list)
     stderr_offset: int = 0
     stopped_because: str = ""
+    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)  # cancels a server stuck before/after the protocol
 
     def stderr_tail(self) -> str:
         return tail(self.stderr_path, offset=self.stderr_offset)
@@ -136,6 +137,8 @@ class ServerPool:
             with anyio.move_on_after(15):
                 for conn in self._connections.values():
                     await conn.closed.wait()
+        for conn in self._connections.values():  # still not closed (stuck in initialize): cut it off
+            conn.scope.cancel()
         try:
             return bool(await self._stack.__aexit__(exc_type, exc, tb))
         except BaseExceptionGroup as group:
@@ -169,7 +172,7 @@ class ServerPool:
 
         started = time.perf_counter()
         try:
-            with open(conn.stderr_path or "/dev/null", "ab") as errlog:
+            with conn.scope, open(conn.stderr_path or "/dev/null", "ab") as errlog:
                 transport = stdio_client(conn.spec.params(self.env), errlog=errlog)
                 async with Client(transport, mode="legacy") as client:
                     conn.client = client
@@ -192,9 +195,11 @@ class ServerPool:
         with anyio.move_on_after(self.start_timeout) as scope:
             await conn.ready.wait()
         if scope.cancelled_caught:
+            conn.failure = TimeoutError(f"no answer to initialize within {self.start_timeout:g} s")
             conn.stop.set()
+            conn.scope.cancel()  # stop.wait() is never reached while initialize hangs
             raise ToolCallError(name, "initialize", "start",
-                                f"the server did not answer initialize within {self.start_timeout:.0f} s "
+                                f"the server did not answer initialize within {self.start_timeout:g} s "
                                 f"({conn.spec.command} {' '.join(conn.spec.args)})", stderr_tail=conn.stderr_tail())
         if conn.client is None or conn.failure is not None:
             raise ToolCallError(name, "initialize", "start",

@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from .artifacts import artifacts_of, find_artifact
+from .artifacts import TABLE_SUFFIXES, artifacts_of, find_artifact
 from .state import PipelineState
 
 log = logging.getLogger("bms.agent")
@@ -24,21 +24,6 @@ PROBABILITY_COLUMNS = ("FailureProbability", "failure_probability", "probability
 def first_data(state: PipelineState, stage: str) -> dict[str, Any]:
     envs = state.envelopes(stage)
     return dict(envs[0].get("data") or {}) if envs else {}
-
-
-def find_key(data: Any, *names: str, depth: int = 3) -> Any:
-    """The first value under any of ``names`` in a nested dict (breadth first, bounded depth)."""
-    level = [data]
-    for _ in range(depth):
-        nxt = []
-        for item in level:
-            if isinstance(item, dict):
-                for name in names:
-                    if name in item and item[name] is not None:
-                        return item[name]
-                nxt.extend(v for v in item.values() if isinstance(v, dict))
-        level = nxt
-    return None
 
 
 def read_json_artifact(envelopes: list[dict[str, Any]], *words: str) -> dict[str, Any] | None:
@@ -57,18 +42,15 @@ def _table_with(envelopes: list[dict[str, Any]], columns: tuple[str, ...]):
     """The first CSV/Parquet artifact whose header has one of ``columns``, read with pandas."""
     import pandas as pd
 
+    from .sampling import table_columns
+
     for env in envelopes:
         for art in artifacts_of(env):
             path = Path(art["path"])
-            if path.suffix.lower() not in (".csv", ".parquet") or not path.exists():
+            if path.suffix.lower() not in TABLE_SUFFIXES or not path.exists():
                 continue
             try:
-                if path.suffix.lower() == ".parquet":
-                    import pyarrow.parquet as pq
-
-                    header = pq.read_schema(path).names
-                else:
-                    header = list(pd.read_csv(path, nrows=0).columns)
+                header = table_columns(path)
             except Exception:  # unreadable table: try the next one
                 continue
             if any(c in header for c in columns):
@@ -139,6 +121,7 @@ def forecasts(state: PipelineState) -> list[dict[str, Any]]:
 
 def models_registered(state: PipelineState, workspace: Path) -> list[dict[str, Any]]:
     """Models written during this run (from the step manifests), with the registry's metrics."""
+    from bms_schema import ModelError
     from bms_schema.registry import ModelRegistry
 
     found: dict[tuple[str, str], dict[str, Any]] = {}
@@ -154,10 +137,9 @@ def models_registered(state: PipelineState, workspace: Path) -> list[dict[str, A
                                                          "step": step.get("step"), "path": model.get("path")}
     registry = ModelRegistry(workspace / "models")
     for (name, version), entry in found.items():
-        meta_path = workspace / "models" / name / version / "metadata.json"
         try:
-            meta = json.loads(meta_path.read_text())
-        except (OSError, json.JSONDecodeError):
+            meta = registry.load(name, version, verify=False).metadata
+        except ModelError:
             meta = {}
         entry["metrics"] = meta.get("metrics", {})
         entry["facts"] = {k: v for k, v in meta.items() if isinstance(v, (int, float, str)) and k not in

@@ -13,7 +13,7 @@ import anyio
 
 from .connections import ServerPool, ToolCallError
 from .servers import ServerSpec, default_specs
-from .stages import STAGE_NAMES, STAGES, Stage, StageInputError
+from .stages import STAGES, Stage, StageInputError
 from .state import CallRecord, PipelineOptions, PipelineState, StageRecord
 from .ui import Reporter, SilentReporter
 
@@ -41,13 +41,6 @@ class PipelineResult:
     @property
     def exit_code(self) -> int:
         return 0 if self.ok else 1
-
-
-def check_skip(skip: list[str]) -> list[str]:
-    unknown = [s for s in skip if s not in STAGE_NAMES]
-    if unknown:
-        raise PipelineError(f"unknown stage(s) to skip: {', '.join(unknown)}; stages are {', '.join(STAGE_NAMES)}")
-    return list(skip)
 
 
 def server_env(options: PipelineOptions, workspace: Path) -> dict[str, str]:

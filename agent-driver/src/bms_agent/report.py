@@ -273,7 +273,8 @@ def render_html(blocks: list[Block]) -> str:
         elif b.kind == "image":
             path = Path(b.path)
             if path.exists():
-                mime = "image/svg+xml" if path.suffix.lower() == ".svg" else f"image/{path.suffix.lower().lstrip('.')}"
+                suffix = path.suffix.lower().lstrip(".")
+                mime = {"svg": "image/svg+xml", "jpg": "image/jpeg"}.get(suffix, f"image/{suffix}")
                 data = base64.b64encode(path.read_bytes()).decode("ascii")
                 out.append(f"<figure><img alt='{html.escape(b.text)}' src='data:{mime};base64,{data}'>"
                            f"<figcaption>{html.escape(b.text)}</figcaption></figure>")

@@ -15,17 +15,16 @@ def write_sdv_sample(table: Path, folder: Path, rows: int, seed: int, name: str 
     Returns the number of rows read and written. Rows with a missing core value are left out:
     the synthesizer should learn clean readings.
     """
-    import pandas as pd
-
     from bms_schema.atomic import atomic_path
+    from bms_schema.reader import read_table
 
-    frame = _read_columns(table)
-    keep = [c for c in SDV_COLUMNS if c in frame.columns]
+    present = set(table_columns(table))
+    keep = [c for c in SDV_COLUMNS if c in present]
     if not keep:
         from bms_schema import InputError
 
         raise InputError(f"{table} has none of the columns {', '.join(SDV_COLUMNS)} to sample for SDV")
-    frame = frame[keep]
+    frame = read_table(table, columns=keep)[keep]
     measured = [c for c in keep if c.startswith(("Cell", "Instantaneous", "Ambient")) and c not in ("CellID", "CellNumber")]
     clean = frame.dropna(subset=measured) if measured else frame
     sample = clean.sample(n=min(rows, len(clean)), random_state=seed) if len(clean) else clean
@@ -51,16 +50,6 @@ def table_columns(table: Path) -> list[str]:
     return list(pd.read_csv(table, nrows=0).columns)
 
 
-def _read_columns(table: Path):
-    """Read only the SDV columns of a CSV or Parquet table (fast: pyarrow, no other columns)."""
-    import pandas as pd
-
-    present = [c for c in table_columns(table) if c in SDV_COLUMNS]
-    if table.suffix.lower() == ".parquet":
-        return pd.read_parquet(table, columns=present)
-    return pd.read_csv(table, usecols=present, engine="pyarrow")
-
-
 def write_recent_history(table: Path, target: Path, cell_ids: list[str], days: float) -> dict[str, int]:
     """The last ``days`` of readings of every device that holds one of ``cell_ids``, into ``target`` (Parquet).
 
@@ -72,17 +61,17 @@ def write_recent_history(table: Path, target: Path, cell_ids: list[str], days: f
 
     import pyarrow as pa
     import pyarrow.compute as pc
-    import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
     from bms_schema.atomic import atomic_path
+    from bms_schema.reader import read_table
 
     devices = sorted({cell.rsplit("-", 1)[0] for cell in cell_ids})
     if table.suffix.lower() == ".parquet":
         has_device = "DeviceID" in pq.read_schema(table).names
         data = pq.read_table(table, filters=[("DeviceID", "in", devices)] if has_device and devices else None)
     else:
-        data = pacsv.read_csv(table)
+        data = pa.Table.from_pandas(read_table(table), preserve_index=False)  # copes with real packet files
         if "DeviceID" in data.column_names and devices:
             data = data.filter(pc.is_in(pc.cast(data["DeviceID"], pa.string()), value_set=pa.array(devices)))
     if "Timestamp" in data.column_names and data.num_rows and pa.types.is_timestamp(data["Timestamp"].type):

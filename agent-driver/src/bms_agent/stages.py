@@ -64,13 +64,10 @@ def processed_table(state: PipelineState) -> str:
     record = state.stages.get("preprocess")
     if record is not None and record.status == "skipped":
         return input_table(state)
-    envs = state.envelopes("preprocess")
-    for key in ("output_path", "table_path", "data_path"):
-        for env in envs:
-            value = (env.get("data") or {}).get(key)
-            if isinstance(value, str) and value.endswith(TABLE_SUFFIXES):
-                return value
-    art = find_artifact(envs, suffixes=TABLE_SUFFIXES, kinds=("table", "data"),
+    path = data_value(state, "preprocess", "output_path")
+    if isinstance(path, str) and path.endswith(TABLE_SUFFIXES):
+        return path
+    art = find_artifact(state.envelopes("preprocess"), suffixes=TABLE_SUFFIXES, kinds=("table", "data"),
                         contains=("preprocessed", "processed", "scaled", "clean", ""), exclude=("quality", "report"))
     if art is None:
         raise StageInputError("the preprocess stage returned no table artifact (CSV/Parquet)")

@@ -110,9 +110,6 @@ class PipelineState:
     def path(self) -> Path:
         return self.dir / "state.json"
 
-    def record(self, name: str) -> StageRecord:
-        return self.stages.setdefault(name, StageRecord(name=name))
-
     def ok(self, name: str) -> bool:
         return name in self.stages and self.stages[name].status == "ok"
 

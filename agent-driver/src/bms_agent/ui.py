@@ -9,7 +9,6 @@ class Reporter(Protocol):
     def stage_started(self, name: str, title: str, calls: int) -> None: ...
     def call_progress(self, name: str, index: int, fraction: float, message: str | None) -> None: ...
     def stage_finished(self, name: str, status: str, seconds: float, note: str = "") -> None: ...
-    def note(self, text: str) -> None: ...
 
 
 class SilentReporter:
@@ -26,9 +25,6 @@ class SilentReporter:
 
     def stage_finished(self, name: str, status: str, seconds: float, note: str = "") -> None:
         self.events.append(("finish", name, status, round(seconds, 3), note))
-
-    def note(self, text: str) -> None:
-        self.events.append(("note", text))
 
 
 class RichReporter:
@@ -74,6 +70,3 @@ class RichReporter:
         self.progress.update(task, completed=total if status == "ok" else self.progress.tasks[task].completed,
                              mark=mark, message=note[:60])
         self.progress.stop_task(task)
-
-    def note(self, text: str) -> None:
-        self.progress.console.print(text)
