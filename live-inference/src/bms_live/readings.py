@@ -2,7 +2,7 @@
 
 ``bms_schema.normalize`` is the reference (about 1.5 ms however small the table); the live
 path does the same work on the handful of fields a :class:`bms_schema.Reading` has, with
-the same rules taken from ``bms_schema.columns`` and ``bms_schema.load_limits``: 0xFFFF
+the same per-column rule (``bms_schema.normalize.flag_values``): 0xFFFF
 sentinels and physically impossible values become NaN with ``<core>_Quality`` codes and
 the ``SensorFault`` / ``OutOfRange`` row flags. ``tests/live/test_logic.py`` checks
 the result equals ``bms_schema.normalize`` on the same readings.
@@ -18,10 +18,12 @@ import pandas as pd
 
 from bms_schema import columns as C
 from bms_schema.models import Reading
+from bms_schema.normalize import flag_values
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MICROSECOND = timedelta(microseconds=1)
 NUMERIC = (*C.CORE_COLUMNS, C.STRING_VOLTAGE)
+QUALITY_LEVELS = np.asarray(C.QUALITY_LEVELS, dtype=object)
 
 
 def _epoch_ns(stamps: Sequence[datetime]) -> np.ndarray:
@@ -54,18 +56,9 @@ def readings_to_frame(readings: Sequence[Reading], limits: C.Limits) -> pd.DataF
         values = np.asarray([np.nan if v is None else v for v in raw], dtype=np.float64)
         if name == C.STRING_VOLTAGE and np.isnan(values).all():
             continue  # optional column absent from every reading
-        missing = np.isnan(values)
-        sentinel = np.zeros(n, dtype=bool)
-        if name in C.SENTINELS:
-            sentinel = np.isclose(values, C.SENTINELS[name], rtol=0, atol=1e-3)
-        low, high = limits.ranges.get(name, (-np.inf, np.inf))
-        with np.errstate(invalid="ignore"):
-            impossible = ~sentinel & ~missing & ((values < low) | (values > high))
-        codes = np.full(n, C.QUALITY_OK, dtype=object)
-        codes[missing] = C.QUALITY_MISSING
-        codes[sentinel] = C.QUALITY_SENTINEL
-        codes[impossible] = C.QUALITY_OUT_OF_RANGE
-        values[sentinel | impossible] = np.nan
+        values, level = flag_values(name, values, limits)
+        sentinel, impossible = level == 2, level == 3
+        codes = QUALITY_LEVELS[level]
         out[name] = values
         quality[C.quality_column(name)] = codes
         sensor_fault |= sentinel

@@ -108,6 +108,28 @@ def _timestamps(frame: pd.DataFrame, renamed: dict[str, str]) -> pd.Series:
     raise _missing_column_error(C.TIMESTAMP, frame, " (or the pair 'Date' dd/mm/yyyy + 'Time')")
 
 
+def flag_values(name: str, values: np.ndarray, limits: C.Limits) -> tuple[np.ndarray, np.ndarray]:
+    """The quality rule for one measurement: 0xFFFF sentinels and physically impossible values.
+
+    Returns the values with sentinels and impossible values set to NaN (``values`` is changed
+    in place) and int8 codes indexing :data:`columns.QUALITY_LEVELS` (0 ok, 1 missing,
+    2 sentinel, 3 out of range). Shared by :func:`normalize` and the live service's fast path.
+    """
+    missing = np.isnan(values)
+    sentinel = np.zeros(len(values), dtype=bool)
+    if name in C.SENTINELS:
+        sentinel = np.isclose(values, C.SENTINELS[name], rtol=0, atol=1e-3)
+    low, high = limits.ranges.get(name, (-np.inf, np.inf))
+    with np.errstate(invalid="ignore"):
+        impossible = ~sentinel & ~missing & ((values < low) | (values > high))
+    codes = np.zeros(len(values), dtype=np.int8)
+    codes[missing] = 1
+    codes[sentinel] = 2
+    codes[impossible] = 3
+    values[sentinel | impossible] = np.nan
+    return values, codes
+
+
 def _numeric(frame: pd.DataFrame, name: str, source: str) -> pd.Series:
     raw = frame[source]
     if pd.api.types.is_bool_dtype(raw):
@@ -241,25 +263,15 @@ def _normalize(frame: pd.DataFrame, limits: C.Limits, drop_unknown: bool) -> tup
     for name, src in sources.items():
         if src != name:
             renamed[src] = name
-        values = _numeric(frame, name, src).to_numpy(copy=True)
-        missing = np.isnan(values)
-        sentinel = np.zeros(len(values), dtype=bool)
-        if name in C.SENTINELS:
-            sentinel = np.isclose(values, C.SENTINELS[name], rtol=0, atol=1e-3)
-        low, high = limits.ranges.get(name, (-np.inf, np.inf))
-        with np.errstate(invalid="ignore"):
-            impossible = ~sentinel & ~missing & ((values < low) | (values > high))
-        codes = np.zeros(len(values), dtype=np.int8)  # index into QUALITY_LEVELS
-        codes[missing] = 1
-        codes[sentinel] = 2
-        codes[impossible] = 3
+        values, codes = flag_values(name, _numeric(frame, name, src).to_numpy(copy=True), limits)
+        sentinel = codes == 2
+        impossible = codes == 3
         qcol = C.quality_column(name)
         if qcol in frame.columns:  # re-normalising: keep what an earlier pass found
             previous = pd.Categorical(frame[qcol], categories=C.QUALITY_LEVELS).codes
             keep = previous > 0
             codes[keep] = previous[keep]
         quality = pd.Categorical.from_codes(codes, categories=C.QUALITY_LEVELS)
-        values[sentinel | impossible] = np.nan
         out[name] = values
         quality_cols[qcol] = quality
         sensor_fault |= sentinel
