@@ -119,3 +119,26 @@ def test_timestamp_unit_or_text_timestamps_give_the_same_grid() -> None:
         panel = build_panel(frame)
         assert panel.step_seconds.tolist() == [3600.0] and panel.period.tolist() == [24]
         assert np.array_equal(panel.time_s, reference.time_s)
+
+
+def test_split_is_one_common_cut_in_time_for_every_cell() -> None:
+    """Cells covering different spans: no training reading is later than any calibration/test reading."""
+    from bms_forecast.config import TrainConfig
+    from bms_forecast.training import split_windows
+
+    early = table(n=400, cells=2)
+    late = table(n=200, cells=1)
+    late["CellNumber"] = 3
+    late["Timestamp"] = late["Timestamp"] + pd.Timedelta(hours=200)  # starts halfway, ends together
+    panel = build_panel(pd.concat([early, late], ignore_index=True))
+    windows = split_windows(panel, TrainConfig(max_steps=25, holdout_fraction=0.2))
+    pos = np.arange(panel.size)
+    in_train = pos < windows.train_end[panel.cell]
+    in_cal = ~in_train & (pos < windows.cal_end[panel.cell])
+    in_test = pos >= windows.cal_end[panel.cell]
+    assert panel.time_s[in_train].max() < panel.time_s[in_cal].min()
+    assert panel.time_s[in_cal].max() < panel.time_s[in_test].min()
+    # the 400-hour span is cut at 320 h and 240 h for all three cells
+    starts = panel.time_s[panel.start]
+    assert list((panel.time_s[windows.cal_end] - starts.min()) / 3600) == [320.0, 320.0, 320.0]
+    assert list((panel.time_s[windows.train_end] - starts.min()) / 3600) == [240.0, 240.0, 240.0]

@@ -1,7 +1,7 @@
 """Train the global per-target models, pick direct vs recursive, calibrate intervals, backtest.
 
-Every cell's history is split by time (never randomly): the first part trains, the next
-``holdout_fraction`` is the *calibration* window (early stopping, direct-vs-recursive choice,
+Every cell's history is split at the same two moments of the fleet's time span (never randomly,
+never per cell): the first part trains, the next ``holdout_fraction`` is the *calibration* window (early stopping, direct-vs-recursive choice,
 conformal interval quantiles) and the last ``holdout_fraction`` is the *test* window, scored by
 a rolling-origin backtest against the last-value and daily seasonal naive forecasts. Training
 pairs never have their target inside the calibration or test windows.
@@ -54,9 +54,22 @@ def min_training_readings(config: TrainConfig) -> int:
 
 
 def split_windows(panel: Panel, config: TrainConfig) -> Windows:
-    hold = np.floor(panel.length * config.holdout_fraction).astype(np.int64)
-    cal_end = panel.start + panel.length - hold
-    return Windows(train_end=cal_end - hold, cal_end=cal_end, usable=panel.length >= min_training_readings(config))
+    """Split every cell at the same two moments of the fleet's time span (never per cell).
+
+    With one common cut, no cell's training period overlaps another cell's calibration or test
+    period (cells share string current, ambient and peer medians, so a per-cell split would leak).
+    A cell must have enough readings before the first cut and some after each cut to take part.
+    """
+    t_first, t_last = float(panel.time_s.min()), float(panel.time_s.max())
+    hold_s = (t_last - t_first) * config.holdout_fraction
+    cal_cut, train_cut = t_last - hold_s, t_last - 2 * hold_s
+    n_cells = panel.start.size
+    before_train = np.bincount(panel.cell, weights=panel.time_s < train_cut, minlength=n_cells).astype(np.int64)
+    before_cal = np.bincount(panel.cell, weights=panel.time_s < cal_cut, minlength=n_cells).astype(np.int64)
+    train_end, cal_end = panel.start + before_train, panel.start + before_cal
+    usable = ((before_train >= WINDOW + config.max_steps) & (cal_end > train_end)
+              & (panel.start + panel.length > cal_end) & (panel.length >= min_training_readings(config)))
+    return Windows(train_end=train_end, cal_end=cal_end, usable=usable)
 
 
 def eligible_origins(panel: Panel, target: str, lo: np.ndarray, hi: np.ndarray, usable: np.ndarray) -> np.ndarray:
