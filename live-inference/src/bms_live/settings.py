@@ -17,6 +17,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -24,30 +26,25 @@ from pathlib import Path
 from bms_schema.errors import InputError
 
 
-def _env_int(name: str, default: int, minimum: int = 0) -> int:
+def _env_number(name: str, default: float, minimum: float, kind: type, what: str) -> Any:
     raw = os.environ.get(name)
     if raw is None or raw.strip() == "":
         return default
     try:
-        value = int(raw)
+        value = kind(raw)
     except ValueError as exc:
-        raise InputError(f"{name}={raw!r} is not a whole number") from exc
+        raise InputError(f"{name}={raw!r} is not {what}") from exc
     if value < minimum:
         raise InputError(f"{name}={value} must be at least {minimum}")
     return value
+
+
+def _env_int(name: str, default: int, minimum: int = 0) -> int:
+    return int(_env_number(name, default, minimum, int, "a whole number"))
 
 
 def _env_float(name: str, default: float, minimum: float = 0.0) -> float:
-    raw = os.environ.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError as exc:
-        raise InputError(f"{name}={raw!r} is not a number") from exc
-    if value < minimum:
-        raise InputError(f"{name}={value} must be at least {minimum}")
-    return value
+    return float(_env_number(name, default, minimum, float, "a number"))
 
 
 @dataclass(frozen=True)
