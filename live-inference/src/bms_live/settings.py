@@ -17,11 +17,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from bms_schema.errors import InputError
 
