@@ -195,3 +195,23 @@ def test_close_running_steps_after_a_crash(workspace: Path) -> None:
     assert manifest["status"] == "error" and manifest["message"] == "server died"
     assert not partial.exists()
     assert close_running_steps(done.run_dir) == []
+
+
+def test_atomic_savefig_writes_png_and_always_closes_the_figure(tmp_path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from bms_schema.atomic import atomic_savefig
+
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0])
+    out = atomic_savefig(fig, tmp_path / "ok.png")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not plt.fignum_exists(fig.number)
+    bad, _ = plt.subplots()
+    with pytest.raises(ValueError):
+        atomic_savefig(bad, tmp_path / "bad.nosuchformat")
+    assert not plt.fignum_exists(bad.number)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ok.png"]  # nothing half-written left

@@ -107,7 +107,6 @@ def plot_column(real: pd.Series, synthetic: pd.Series, sdtype: str | None, title
     ax.legend()
     fig.tight_layout()
     atomic_savefig(fig, png_path)
-    plt.close(fig)
     figure.update_layout(title=title, template="plotly_white")
     html = figure.to_html(include_plotlyjs=plotly_src, full_html=True)
     atomic_write_text(html_path, html)

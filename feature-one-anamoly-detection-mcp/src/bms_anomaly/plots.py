@@ -43,11 +43,7 @@ def plot_scores_over_time(table: pd.DataFrame, cells: list[str], threshold: floa
         ax.legend(loc="upper right", fontsize=7, ncol=5)
     axes[0, 0].set_title("Fused anomaly score (mean -log10 tail probability) over time, worst cells")
     fig.tight_layout()
-    try:
-        atomic_savefig(fig, path, dpi=110)
-    finally:
-        plt.close(fig)
-    return path
+    return atomic_savefig(fig, path, dpi=110)
 
 
 def check_axes(frame: pd.DataFrame, axes: tuple[str, str, str]) -> None:
@@ -128,8 +124,5 @@ def plot_3d(frame: pd.DataFrame, axes: tuple[str, str, str], html_path: Path, pn
     ax.set_ylabel(y)
     ax.set_zlabel(z)
     ax.legend(loc="upper left", fontsize=7)
-    try:
-        atomic_savefig(mfig, png_path, dpi=110)
-    finally:
-        plt.close(mfig)
+    atomic_savefig(mfig, png_path, dpi=110)
     return counts

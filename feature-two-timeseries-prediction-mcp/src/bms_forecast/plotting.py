@@ -34,8 +34,4 @@ def plot_forecast(history: pd.DataFrame, forecast: pd.DataFrame, cell_id: str, p
     axes[0, 0].set_title(f"Cell {cell_id}: {len(forecast) // max(len(targets), 1)}-step forecast")
     fig.autofmt_xdate()
     fig.tight_layout()
-    try:
-        atomic_savefig(fig, path, dpi=90)
-    finally:
-        plt.close(fig)
-    return path
+    return atomic_savefig(fig, path, dpi=90)

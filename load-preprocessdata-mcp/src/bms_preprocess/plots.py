@@ -45,9 +45,7 @@ def plot_quality_timeline(profile: DataProfile, path: Path) -> Path:
     axes[0].set_yticks(range(len(cells)))
     axes[0].set_yticklabels(cells, fontsize=7)
     axes[0].set_ylabel("cell (DeviceID-CellNumber)")
-    atomic_savefig(fig, path, dpi=100)
-    plt.close(fig)
-    return path
+    return atomic_savefig(fig, path, dpi=100)
 
 
 def plot_distributions(profile: DataProfile, path: Path) -> Path:
@@ -74,6 +72,4 @@ def plot_distributions(profile: DataProfile, path: Path) -> Path:
         ax.legend(fontsize=7, loc="upper right")
     for ax in axes.ravel()[len(names):]:
         ax.axis("off")
-    atomic_savefig(fig, path, dpi=100)
-    plt.close(fig)
-    return path
+    return atomic_savefig(fig, path, dpi=100)

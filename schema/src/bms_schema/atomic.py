@@ -72,10 +72,18 @@ def atomic_write_json(path: str | Path, payload: Any) -> Path:
 
 
 def atomic_savefig(fig: Any, path: str | Path, **kwargs: Any) -> Path:
-    """Save a matplotlib figure atomically as PNG."""
+    """Save a matplotlib figure atomically, then close it (also when saving fails).
+
+    Servers draw many figures in one long-lived process: every figure must be released.
+    """
+    import matplotlib.pyplot as plt
+
     path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", **kwargs)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", **kwargs)
+    finally:
+        plt.close(fig)
     return path
 
 
