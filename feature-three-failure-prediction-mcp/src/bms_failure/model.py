@@ -270,20 +270,17 @@ class FailureModel:
             threshold = float(meta["alarm_threshold"])
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelError(f"model {version.name}/{version.version}: metadata lacks {exc}") from exc
-        booster = xgb.Booster()
-        try:
-            booster.load_model(str(version.file(MODEL_FILE)))
-        except xgb.core.XGBoostError as exc:
-            raise ModelError(f"model {version.name}/{version.version}: {MODEL_FILE} is not a readable booster") from exc
-        booster.set_param({"nthread": cls._threads()})
-        dead_booster = None
-        if DEAD_STATE_FILE in meta.get("files", {}):
-            dead_booster = xgb.Booster()
+        def booster_from(file: str) -> Any:
+            booster = xgb.Booster()
             try:
-                dead_booster.load_model(str(version.file(DEAD_STATE_FILE)))
+                booster.load_model(str(version.file(file)))
             except xgb.core.XGBoostError as exc:
-                raise ModelError(f"model {version.name}/{version.version}: {DEAD_STATE_FILE} is not a readable booster") from exc
-            dead_booster.set_param({"nthread": cls._threads()})
+                raise ModelError(f"model {version.name}/{version.version}: {file} is not a readable booster") from exc
+            booster.set_param({"nthread": cls._threads()})
+            return booster
+
+        booster = booster_from(MODEL_FILE)
+        dead_booster = booster_from(DEAD_STATE_FILE) if DEAD_STATE_FILE in meta.get("files", {}) else None
         calibration = json.loads(Path(version.file(CALIBRATION_FILE)).read_text())
         reference = None
         if REFERENCE_FILE in meta.get("files", {}):

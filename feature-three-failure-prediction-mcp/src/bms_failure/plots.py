@@ -24,14 +24,10 @@ def _figure(width: float, height: float) -> tuple[Any, Any]:
 
 
 def _save(fig: Any, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
     from bms_schema.atomic import atomic_savefig
 
     fig.tight_layout()
-    atomic_savefig(fig, path, dpi=110)
-    plt.close(fig)
-    return path
+    return atomic_savefig(fig, path, dpi=110)
 
 
 def risk_ranking(table: pd.DataFrame, alarm_threshold: float, path: Path, top: int = 25) -> Path:
