@@ -259,4 +259,4 @@ def sdv_visualize(args: SdvVisualizeArgs, ctx: ToolContext) -> ToolOutput:
 
 
 def main() -> None:
-    server.run_stdio()
+    server.main()

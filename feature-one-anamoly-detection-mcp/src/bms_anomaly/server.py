@@ -169,4 +169,4 @@ def visualize_anomalies_3d(args: Visualize3DArgs, ctx: ToolContext) -> ToolOutpu
 
 
 def main() -> None:
-    server.run_stdio()
+    server.main()
