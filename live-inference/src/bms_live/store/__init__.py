@@ -98,33 +98,36 @@ class Store:
         return insert(table)
 
     # -- ingest -----------------------------------------------------------------------------
-    def _keys_for(self, conn: Any, devices: np.ndarray, numbers: np.ndarray, ts_us: np.ndarray) -> np.ndarray:
-        """The ``cell_key`` of each (device, cell number), creating unknown cells."""
+    def _keys_for(self, conn: Any, devices: list[str], numbers: list[int], ts_us: list[int]) -> list[int]:
+        """The ``cell_key`` of each (device, cell number), creating unknown cells; moves each
+        cell's ``last_us`` forward (one statement per distinct time, i.e. per packet)."""
         import sqlalchemy as sa
 
-        pairs = pd.DataFrame({"d": devices, "n": numbers, "t": ts_us})
-        unique = pairs.groupby(["d", "n"], sort=False)["t"].agg(["min", "max"]).reset_index()
-        wanted = list(zip(unique["d"].tolist(), unique["n"].astype(int).tolist()))
-        missing = [(i, p) for i, p in enumerate(wanted) if p not in self._cell_keys]
+        keys_of = self._cell_keys
+        pairs = list(zip(devices, numbers))
+        missing: dict[tuple[str, int], list[int]] = {}
+        for pair, t in zip(pairs, ts_us):  # dict lookups, one per reading
+            if pair not in keys_of:
+                span = missing.setdefault(pair, [t, t])
+                span[0], span[1] = min(span[0], t), max(span[1], t)
         if missing:
-            rows = [{"device_id": p[0], "cell_number": p[1], "first_us": int(unique["min"].iat[i]),
-                     "last_us": int(unique["max"].iat[i])} for i, p in missing]
+            rows = [{"device_id": d, "cell_number": n, "first_us": lo, "last_us": hi}
+                    for (d, n), (lo, hi) in missing.items()]
             conn.execute(self._insert(T.cells).on_conflict_do_nothing(
                 index_elements=["device_id", "cell_number"]), rows)
-            for device in {p[0] for _, p in missing}:  # a query per new device, not per row
+            for device in {d for d, _ in missing}:  # a query per new device, not per row
                 found = conn.execute(sa.select(T.cells.c.cell_key, T.cells.c.cell_number)
                                      .where(T.cells.c.device_id == device)).all()
                 for key, number in found:
-                    self._cell_keys[(device, int(number))] = int(key)
-        keys = np.asarray([self._cell_keys[p] for p in wanted], dtype=np.int64)
-        # newest time seen per cell
-        last = unique["max"].to_numpy(dtype=np.int64)
-        conn.execute(
-            T.cells.update().where(T.cells.c.cell_key == sa.bindparam("k"), T.cells.c.last_us < sa.bindparam("t"))
-            .values(last_us=sa.bindparam("t")),
-            [{"k": int(k), "t": int(t)} for k, t in zip(keys, last)])
-        lookup = pd.Series(keys, index=pd.MultiIndex.from_tuples(wanted))
-        return lookup.reindex(pd.MultiIndex.from_arrays([devices, numbers.astype(int)])).to_numpy(dtype=np.int64)
+                    keys_of[(device, int(number))] = int(key)
+        keys = [keys_of[p] for p in pairs]
+        by_time: dict[int, set[int]] = {}
+        for k, t in zip(keys, ts_us):
+            by_time.setdefault(t, set()).add(k)
+        for t, members in by_time.items():
+            conn.execute(T.cells.update().where(T.cells.c.cell_key.in_(sorted(members)), T.cells.c.last_us < t)
+                         .values(last_us=t))
+        return keys
 
     def ingest(self, frame: pd.DataFrame, source: str,
                score: Callable[[Any, pd.DataFrame], tuple[list[dict[str, Any]], list[dict[str, Any]]]] | None = None
@@ -135,52 +138,60 @@ class Store:
         import sqlalchemy as sa
 
         n = len(frame)
-        devices = frame[C.DEVICE_ID].to_numpy(dtype=object)
-        numbers = frame[C.CELL_NUMBER].to_numpy(dtype=np.int64)
-        ts_us = to_us(frame[C.TIMESTAMP])
+        devices = [str(d) for d in frame[C.DEVICE_ID].tolist()]
+        numbers = frame[C.CELL_NUMBER].to_numpy(dtype=np.int64).tolist()
+        ts_us = to_us(frame[C.TIMESTAMP]).tolist()
         received = now_us()
+        quality = np.zeros(n, dtype=np.int64)
+        for flag, bit in QUALITY_BITS.items():
+            if flag in frame:
+                quality |= np.where(frame[flag].to_numpy(dtype=bool), bit, 0)
+        quality_list = quality.tolist()
+        values: dict[str, list[Any]] = {}
+        for name, column in VALUE_COLUMNS.items():
+            if name in frame:
+                arr = frame[name].to_numpy(dtype=np.float64)
+                values[column] = np.where(np.isnan(arr), None, arr).tolist() if np.isnan(arr).any() else arr.tolist()
+            else:
+                values[column] = [None] * n
         with self._write_lock, self.engine.begin() as conn:
             keys = self._keys_for(conn, devices, numbers, ts_us)
             # packets: one per (device, time)
-            packet_frame = pd.DataFrame({"d": devices, "t": ts_us}).groupby(["d", "t"], sort=False).size()
-            packet_rows = [{"device_id": d, "ts_us": int(t), "received_us": received, "cells": int(c),
-                            "source": source} for (d, t), c in packet_frame.items()]
+            counts: dict[tuple[str, int], int] = {}
+            for pair in zip(devices, ts_us):
+                counts[pair] = counts.get(pair, 0) + 1
+            packet_rows = [{"device_id": d, "ts_us": t, "received_us": received, "cells": c, "source": source}
+                           for (d, t), c in counts.items()]
             new_packets = conn.execute(
                 self._insert(T.packets).on_conflict_do_nothing(index_elements=["device_id", "ts_us"])
                 .returning(T.packets.c.packet_key, T.packets.c.device_id, T.packets.c.ts_us), packet_rows).all()
             packet_keys = {(d, int(t)): int(k) for k, d, t in new_packets}
-            if len(packet_keys) < len(packet_rows):  # resent packets: look their keys up
-                for row in packet_rows:
-                    if (row["device_id"], row["ts_us"]) not in packet_keys:
-                        key = conn.execute(sa.select(T.packets.c.packet_key).where(
-                            T.packets.c.device_id == row["device_id"], T.packets.c.ts_us == row["ts_us"])).scalar()
-                        packet_keys[(row["device_id"], row["ts_us"])] = int(key)
-            quality = np.zeros(n, dtype=np.int64)
-            for flag, bit in QUALITY_BITS.items():
-                if flag in frame:
-                    quality |= np.where(frame[flag].to_numpy(dtype=bool), bit, 0)
-            values = {}
-            for name, column in VALUE_COLUMNS.items():
-                if name in frame:
-                    arr = frame[name].to_numpy(dtype=np.float64)
-                    values[column] = np.where(np.isnan(arr), None, arr).tolist() if np.isnan(arr).any() \
-                        else arr.tolist()
-                else:
-                    values[column] = [None] * n
-            pkeys = [packet_keys[(d, int(t))] for d, t in zip(devices.tolist(), ts_us.tolist())]
-            rows = [{"cell_key": int(k), "ts_us": int(t), "packet_key": p, "quality": int(q), "received_us": received,
-                     **{c: values[c][i] for c in values}}
-                    for i, (k, t, p, q) in enumerate(zip(keys.tolist(), ts_us.tolist(), pkeys, quality.tolist()))]
+            for pair in counts:  # resent packets: look their keys up (rare)
+                if pair not in packet_keys:
+                    packet_keys[pair] = int(conn.execute(sa.select(T.packets.c.packet_key).where(
+                        T.packets.c.device_id == pair[0], T.packets.c.ts_us == pair[1])).scalar())
+            columns = list(values)
+            rows = []
+            seen: set[tuple[int, int]] = set()
+            first = np.zeros(n, dtype=bool)
+            for i in range(n):  # one dict per stored row: what the driver sends
+                key = (keys[i], ts_us[i])
+                if key in seen:
+                    continue  # a (cell, time) repeated inside one request: the first one counts
+                seen.add(key)
+                first[i] = True
+                row = {"cell_key": keys[i], "ts_us": ts_us[i], "packet_key": packet_keys[(devices[i], ts_us[i])],
+                       "quality": quality_list[i], "received_us": received}
+                for c in columns:
+                    row[c] = values[c][i]
+                rows.append(row)
             inserted = conn.execute(
                 self._insert(T.readings).on_conflict_do_nothing(index_elements=["cell_key", "ts_us"])
                 .returning(T.readings.c.cell_key, T.readings.c.ts_us), rows).all()
             stored = {(int(k), int(t)) for k, t in inserted}
-            is_new = np.fromiter(((k, t) in stored for k, t in zip(keys.tolist(), ts_us.tolist())), dtype=bool,
-                                 count=n)
-            # of repeated (cell, time) inside one request only the first is the stored one
-            first = ~pd.DataFrame({"k": keys, "t": ts_us}).duplicated().to_numpy()
-            is_new &= first
-            new_rows = frame.loc[is_new].assign(cell_key=keys[is_new], ts_us=ts_us[is_new])
+            is_new = first & np.fromiter(((k, t) in stored for k, t in zip(keys, ts_us)), dtype=bool, count=n)
+            new_rows = frame.loc[is_new].assign(cell_key=np.asarray(keys, dtype=np.int64)[is_new],
+                                                ts_us=np.asarray(ts_us, dtype=np.int64)[is_new])
             result = IngestResult(received=n, stored=int(is_new.sum()), duplicates=int(n - is_new.sum()),
                                   packets=len(new_packets), new_rows=new_rows)
             if score is not None and len(new_rows):

@@ -81,9 +81,12 @@ def alembic_config(url: str) -> Any:
 
 def migrate(engine: Any) -> str | None:
     """Upgrade the database to the newest migration; returns the revision it is at."""
+    import logging
+
     from alembic import command
     from alembic.runtime.migration import MigrationContext
 
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # no per-start INFO chatter
     config = alembic_config(str(engine.url.render_as_string(hide_password=False)))
     with engine.begin() as connection:
         config.attributes["connection"] = connection
