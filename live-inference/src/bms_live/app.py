@@ -44,7 +44,9 @@ API_KEY_HEADER = "X-API-Key"
 #: /v1/anomaly requests up to this many readings are scored on the event loop (a few ms).
 INLINE_MAX_READINGS = 1024
 ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorResponse, "description": "malformed request (e.g. an invalid Content-Length header)"},
     401: {"model": ErrorResponse, "description": "missing or wrong API key (when BMS_API_KEY is set)"},
+    413: {"model": ErrorResponse, "description": "request body above the size limit (BMS_LIVE_MAX_BODY_BYTES)"},
     422: {"model": ErrorResponse, "description": "invalid input: each error names the field and the reason"},
     503: {"model": ErrorResponse, "description": "no model yet: run the pipeline to train one"},
 }
