@@ -16,6 +16,7 @@ from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.security import APIKeyHeader
+from fastapi_offline import FastAPIOffline
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
@@ -154,7 +155,9 @@ def create_app(settings: Settings | None = None, loaders: dict[str, Loader] | No
         finally:
             service.stop()
 
-    app = FastAPI(
+    # /docs (Swagger UI) and /redoc load their JS/CSS from the fastapi-offline package, served by
+    # this app under /static-offline-docs: the pages work offline and name no other host.
+    app = FastAPIOffline(
         title="BMS-Flux live inference",
         version="0.1.0",
         description=(
