@@ -226,4 +226,4 @@ def _fmt(value: float | None) -> str:
 
 
 def main() -> None:
-    server.run_stdio()
+    server.main()

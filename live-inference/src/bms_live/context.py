@@ -70,6 +70,7 @@ class _DeviceBuffer:
     def __init__(self, n_columns: int, capacity: int = 64):
         self.n = 0
         self.cells = 0
+        self.cell_names: dict[str, str] = {}  # one string object per cell id
         self.device = np.empty(capacity, dtype=object)
         self.cell_id = np.empty(capacity, dtype=object)
         self.number = np.empty(capacity, dtype=np.int64)
@@ -115,6 +116,7 @@ class _DeviceBuffer:
         fresh.append(kept.device, kept.cell_id, kept.number, kept.ts, kept.values)
         self.__dict__.update(fresh.__dict__)
         self.cells = len(pd.unique(kept.cell_id))
+        self.cell_names = {name: name for name in pd.unique(kept.cell_id).tolist()}
 
 
 #: A device buffer is compacted when it holds more than SLACK x per_cell rows per cell.
@@ -130,16 +132,30 @@ class ReadingHistory:
     a fixed number of readings, so the extra rows change nothing.
     """
 
-    def __init__(self, per_cell: int, columns: list[str] | tuple[str, ...] = CORE, max_rows: int = 1_000_000):
+    def __init__(self, per_cell: int, columns: list[str] | tuple[str, ...] = CORE, max_rows: int = 1_000_000,
+                 max_bytes: int | None = None):
         self.per_cell = max(1, int(per_cell))
         self.columns = list(columns)
         self.max_rows = max_rows
+        #: Bound on the held rows' estimated size (values, times and id strings), besides ``max_rows``.
+        self.max_bytes = max_bytes
         self._devices: OrderedDict[str, _DeviceBuffer] = OrderedDict()
         self._rows = 0
+        self._bytes = 0
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return self._rows
+
+    @property
+    def nbytes(self) -> int:
+        """Estimated bytes of the held rows."""
+        return self._bytes
+
+    def _row_bytes(self, device: str) -> int:
+        # float values + int64 number and time + two object pointers, and (an upper bound: they
+        # are shared per device and per cell, see update) the two id strings.
+        return 8 * (len(self.columns) + 4) + 2 * (49 + len(device))
 
     def context(self, devices: np.ndarray, numbers: np.ndarray | None = None,
                 ts: np.ndarray | None = None) -> _DeviceBlock | None:
@@ -179,20 +195,32 @@ class ReadingHistory:
                 if buffer is None:
                     buffer = self._devices[name] = _DeviceBuffer(len(self.columns))
                 before = buffer.n
-                buffer.append(device[mask], cell_id[mask], number[mask], ts[mask], values[mask])
+                # One string object per device and per cell, however many rows refer to it.
+                shared = np.empty(int(mask.sum()), dtype=object)
+                shared[:] = buffer.device[0] if buffer.n else name
+                cells_here = cell_id[mask]
+                uniq, inverse = np.unique(cells_here.astype(str), return_inverse=True)
+                known = buffer.cell_names
+                cell_objects = np.asarray([known.setdefault(u, u) for u in uniq.tolist()], dtype=object)
+                buffer.append(shared, cell_objects[inverse], number[mask], ts[mask], values[mask])
                 cells = max(buffer.cells, 1)
                 if buffer.n > SLACK * self.per_cell * cells or buffer.cells == 0:
                     buffer.compact(self.per_cell)
+                row_bytes = self._row_bytes(str(name))
                 self._rows += buffer.n - before
+                self._bytes += (buffer.n - before) * row_bytes
                 self._devices.move_to_end(name)
-                while self._rows > self.max_rows and len(self._devices) > 1:
-                    _, dropped = self._devices.popitem(last=False)
+                while len(self._devices) > 1 and (self._rows > self.max_rows or (
+                        self.max_bytes is not None and self._bytes > self.max_bytes)):
+                    dropped_name, dropped = self._devices.popitem(last=False)
                     self._rows -= dropped.n
+                    self._bytes -= dropped.n * self._row_bytes(str(dropped_name))
 
     def clear(self) -> None:
         with self._lock:
             self._devices.clear()
             self._rows = 0
+            self._bytes = 0
 
 
 def _near_fresh(fresh: np.ndarray, starts: np.ndarray, window: int) -> np.ndarray:
