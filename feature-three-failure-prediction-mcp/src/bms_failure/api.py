@@ -91,6 +91,9 @@ def train_and_register(
     The candidate's out-of-fold PR-AUC on the held-out test samples is compared with the champion's
     PR-AUC on the same samples; the candidate becomes champion only when higher (or ``promote``).
     """
+    from bms_schema.coverage import require_inputs
+
+    require_inputs(as_canonical(frame), REQUIRED_INPUTS, "train the failure model")
     result = train_failure_model(frame, horizon_days, config=config, anomalies=anomalies, seed=seed,
                                  target_precision=target_precision, progress=progress)
     grid = result.grid
@@ -155,9 +158,32 @@ def predict_failure(
     notes = [f"predicted with registered {MODEL_NAME} {model.version}"]
     step(0.92, "scoring every cell as of the last reading")
     table = model.predict(frame, anomalies, grid=grid)
+    table, unknown = _unknown_without_inputs(frame, table)
+    if unknown:
+        notes.append(f"{len(unknown)} cell(s) unknown: no {', '.join(sorted({c for v in unknown.values() for c in v}))} "
+                     "reading (not scored)")
     evaluation = _evaluate_on_input(model, frame, grid) if has_dead_labels(frame) else None
     return PredictionOutcome(table=table, model=model, trained=None, input_evaluation=evaluation, notes=notes,
                              grid=grid)
+
+
+#: Measurements a cell needs before the failure model may score it (bms_schema.coverage).
+REQUIRED_INPUTS = (C.VOLTAGE,)
+
+
+def _unknown_without_inputs(frame: pd.DataFrame, table: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, list[str]]]:
+    """Cells with no value of a required input get probability/band "unknown" (a label still says dead)."""
+    from bms_schema.coverage import input_coverage, mark_unknown
+
+    keep = table["DeadSource"].astype(str).eq("IsDead label") if "DeadSource" in table.columns else None
+    table, unknown = mark_unknown(table, input_coverage(frame), REQUIRED_INPUTS, probability="FailureProbability",
+                                  band="RiskBand", reasons="TopReasons", keep=keep)
+    if unknown and "AlreadyDead" in table.columns:
+        rows = table[C.CELL_ID].astype(str).isin(list(unknown)).to_numpy()
+        table.loc[rows, "AlreadyDead"] = False
+        if "DeadSource" in table.columns:
+            table.loc[rows, "DeadSource"] = ""
+    return table, unknown
 
 
 def top_at_risk(table: pd.DataFrame, n: int = 10) -> list[dict[str, Any]]:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Annotated, Any
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, Strict, field_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, field_validator
 
-from bms_schema.models import Reading
+from bms_schema.models import Reading, reading_alias
 
 #: Longest accepted device id (characters): ids are kept in memory and in the store.
 MAX_ID_LENGTH = 128
@@ -26,36 +26,32 @@ READING_EXAMPLE = {
 }
 
 
-def _alias(*names: str) -> AliasChoices:
-    return AliasChoices(*names)
-
-
 class LiveReading(Reading):
     """:class:`bms_schema.Reading` with the bounds a long-running service needs: numbers are
     strict JSON numbers (``true`` is not 1.0), ids are bounded in length, cell numbers and
     timestamps in range (so nothing wraps around or grows memory without bound)."""
 
     DeviceID: str = Field(default="default", min_length=1, max_length=MAX_ID_LENGTH,
-                          validation_alias=_alias("DeviceID", "device_id", "Device ID"),
+                          validation_alias=reading_alias("DeviceID"),
                           description=f"device (string) id, 1 to {MAX_ID_LENGTH} characters")
     CellNumber: Annotated[int, Strict()] = Field(
-        ge=0, le=MAX_CELL_NUMBER, validation_alias=_alias("CellNumber", "Cell ID", "cell_id", "CellId"),
+        ge=0, le=MAX_CELL_NUMBER, validation_alias=reading_alias("CellNumber"),
         description=f"cell number within its device, 0 to {MAX_CELL_NUMBER}")
-    Timestamp: datetime = Field(validation_alias=_alias("Timestamp", "PacketDateTime", "timestamp"),
+    Timestamp: datetime = Field(validation_alias=reading_alias("Timestamp"),
                                 description="ISO 8601 time (no zone = UTC), between 1900 and 2261")
     CellVoltage: Measurement = Field(default=None, allow_inf_nan=False,
-                                     validation_alias=_alias("CellVoltage", "Cell Voltage"))
+                                     validation_alias=reading_alias("CellVoltage"))
     CellTemperature: Measurement = Field(default=None, allow_inf_nan=False,
-                                         validation_alias=_alias("CellTemperature", "Cell Temperature"))
+                                         validation_alias=reading_alias("CellTemperature"))
     CellSpecificGravity: Measurement = Field(
         default=None, allow_inf_nan=False,
-        validation_alias=_alias("CellSpecificGravity", "Cell Specific Gravity", "SG"))
+        validation_alias=reading_alias("CellSpecificGravity"))
     InstantaneousCurrent: Measurement = Field(
-        default=None, allow_inf_nan=False, validation_alias=_alias("InstantaneousCurrent", "Instantaneous Current"))
+        default=None, allow_inf_nan=False, validation_alias=reading_alias("InstantaneousCurrent"))
     AmbientTemperature: Measurement = Field(
-        default=None, allow_inf_nan=False, validation_alias=_alias("AmbientTemperature", "Ambient Temperature"))
+        default=None, allow_inf_nan=False, validation_alias=reading_alias("AmbientTemperature"))
     StringVoltage: Measurement = Field(default=None, allow_inf_nan=False,
-                                       validation_alias=_alias("StringVoltage", "String Voltage"))
+                                       validation_alias=reading_alias("StringVoltage"))
 
     @field_validator("Timestamp")
     @classmethod

@@ -67,10 +67,7 @@ def detect_format(frame: pd.DataFrame) -> str:
 
 
 def _find(frame: pd.DataFrame, canonical: str) -> str | None:
-    for alias in C.ALIASES.get(canonical, (canonical,)):
-        if alias in frame.columns:
-            return alias
-    return None
+    return C.find_alias(list(frame.columns), canonical)
 
 
 def _missing_column_error(canonical: str, frame: pd.DataFrame, extra: str = "") -> InputError:
