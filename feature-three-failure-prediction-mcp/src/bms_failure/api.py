@@ -32,74 +32,33 @@ log = logging.getLogger(LOGGER)
 __all__ = ["PredictionOutcome", "load_failure_model", "load_readings_frame", "predict_failure", "train_and_register"]
 
 
-def _column_names(path: Path) -> list[str]:
-    """Column names of a CSV/Parquet file without reading its rows."""
-    from bms_schema.reader import check_file, first_lines, table_format
-
-    fmt = table_format(path)
-    check_file(path)
-    if fmt == "parquet":
-        import pyarrow.parquet as pq
-
-        try:
-            return list(pq.read_schema(path).names)
-        except Exception as exc:  # pyarrow raises several types for a corrupt file
-            raise InputError(f"{path.name} is not a readable PARQUET table: {exc}") from exc
-    names, _ = first_lines(path)
-    return names
-
-
-def _needed_columns(path: Path) -> list[str] | None:
-    """The columns of a file this package uses (ids, measurements, flags, labels); None = read all."""
-    names = _column_names(path)
-    wanted = {alias for aliases in C.ALIASES.values() for alias in aliases}
-    wanted |= {*C.LABEL_COLUMNS, C.SENSOR_FAULT, C.OUT_OF_RANGE, "Date", "Time"}
-    wanted |= {C.quality_column(c) for c in (*C.CORE_COLUMNS, *C.OPTIONAL_NUMERIC)}
-    keep = [n for n in names if n in wanted]
-    return keep if keep and len(keep) < len(names) else None
-
-
 def load_readings_frame(path: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Read raw packets / a minimal table / a canonical table as the canonical table, de-duplicated.
 
-    Only the columns this package uses are read (a raw packet file has 73). Normalisation is
-    ``bms_schema.normalize``; duplicate packets are dropped with ``bms_schema.clean.drop_duplicates``.
-    The frame is not sorted (the feature grid does not need it) and not imputed: bucket means skip
-    missing readings, and the share of missing readings is itself a feature.
+    Through the data core's one loader (``bms_schema.loader.load_canonical``): only the columns
+    the core uses are read (a raw packet file has 73), normalised, de-duplicated and sorted. Not
+    imputed and no row features: bucket means skip missing readings, and the share of missing
+    readings is itself a feature.
     """
-    from bms_schema.clean import drop_duplicates
-    from bms_schema import normalize
-    from bms_schema.normalize import detect_format
+    from bms_schema.loader import load_canonical
 
-    path = Path(path)
-    columns = _needed_columns(path)
-    raw = read_table(path, columns=columns)
-    input_format = "raw_packet" if "PacketDateTime" in raw.columns else detect_format(raw)
-    frame, report = normalize(raw)
-    frame, duplicates, conflicts = drop_duplicates(frame)
-    return frame.reset_index(drop=True), {
-        "input_format": input_format,
-        "rows_in": report.rows_in,
-        "rows_out": int(len(frame)),
-        "duplicates_dropped": duplicates,
-        "conflicting_rows_dropped": conflicts,
-        "devices": report.devices,
-        "cells": report.cells,
-        "sentinel_rows": report.sentinel_rows,
-        "out_of_range_rows": report.out_of_range_rows,
-        "time_range": [frame[C.TIMESTAMP].min(), frame[C.TIMESTAMP].max()],
-        "columns_read": len(raw.columns),
-    }
+    frame, report = load_canonical(Path(path), features=False, impute="none", columns="used", check=False,
+                                   return_report=True)
+    keys = ("input_format", "rows_in", "rows_out", "duplicates_dropped", "conflicting_rows_dropped", "devices",
+            "cells", "sentinel_rows", "out_of_range_rows", "time_range", "columns_read")
+    return frame, {k: report[k] for k in keys}
 
 
 def load_anomalies(path: str | Path | None) -> pd.DataFrame | None:
     """An anomaly result table (e.g. from bms_anomaly): only its id, time and flag columns are read."""
+    from bms_schema.reader import column_names
+
     from .features import ANOMALY_FLAG_COLUMNS
 
     if path is None:
         return None
     path = Path(path)
-    names = _column_names(path)
+    names = column_names(path)
     keep = [n for n in names if n in {C.CELL_ID, C.DEVICE_ID, C.CELL_NUMBER, C.TIMESTAMP, *ANOMALY_FLAG_COLUMNS}]
     return read_table(path, columns=keep or None)
 
@@ -125,15 +84,29 @@ def train_and_register(
     registry: ModelRegistry | None = None,
     extra_metadata: dict[str, Any] | None = None,
     progress: Callable[[float, str], None] | None = None,
+    promote: bool = False,
 ) -> TrainingResult:
-    """Train (see :func:`bms_failure.training.train_failure_model`) and register a new version."""
+    """Train (see :func:`bms_failure.training.train_failure_model`) and register a candidate version.
+
+    The candidate's out-of-fold PR-AUC on the held-out test samples is compared with the champion's
+    PR-AUC on the same samples; the candidate becomes champion only when higher (or ``promote``).
+    """
+    from bms_schema.coverage import require_inputs
+
+    require_inputs(as_canonical(frame), REQUIRED_INPUTS, "train the failure model")
     result = train_failure_model(frame, horizon_days, config=config, anomalies=anomalies, seed=seed,
                                  target_precision=target_precision, progress=progress)
     grid = result.grid
     trained_on = {"rows": int(len(frame)), "cells": int(len(grid.cells)) if grid is not None else None,
                   "time_range": [grid.data_start, grid.data_end] if grid is not None else None,
                   **(extra_metadata or {})}
-    result.model.save(registry, {"trained_on": trained_on, "seed": seed})
+    holdout = result.evaluation
+    holdout.attrs["horizon_days"] = float(horizon_days)
+    pooled = result.metrics.get("model", {}) if isinstance(result.metrics.get("model"), dict) else {}
+    candidate = {"pr_auc": pooled.get("pr_auc"), "roc_auc": pooled.get("roc_auc"), "brier": pooled.get("brier"),
+                 "source": "out-of-fold scores of the held-out test samples"}
+    result.model.register(registry, {"trained_on": trained_on, "seed": seed, "metrics": result.metrics},
+                          holdout=holdout if len(holdout) else None, candidate_metrics=candidate, promote=promote)
     return result
 
 
@@ -166,62 +139,51 @@ def _evaluate_on_input(model: FailureModel, frame: pd.DataFrame, grid: Any) -> d
 def predict_failure(
     frame: pd.DataFrame,
     horizon_days: float = 7.0,
-    model_version: str = "latest",
-    retrain: bool = False,
+    model_version: str = "champion",
     anomalies: pd.DataFrame | None = None,
-    config: FeatureConfig | None = None,
-    seed: int = 0,
     registry: ModelRegistry | None = None,
-    extra_metadata: dict[str, Any] | None = None,
     progress: Callable[[float, str], None] | None = None,
 ) -> PredictionOutcome:
-    """Per-cell failure risk as of the last reading of ``frame``.
+    """Per-cell failure risk as of the last reading of ``frame``, with a registered model.
 
-    Uses the newest registered model for ``horizon_days`` (or ``model_version``); when there is
-    none, or ``retrain`` is set, trains and registers one from ``frame`` first (which needs
-    ``IsDead`` labels with at least a few deaths).
+    Uses the champion (or ``model_version``); never trains: with no model registered the error
+    names the ``train_failure_model`` tool.
     """
     check_horizon(horizon_days)
-    frame = as_canonical(frame)
-    if model_version not in ("latest", "", None) and retrain:
-        raise InputError("pass either model_version (predict with that version) or retrain=true, not both")
     registry = registry or ModelRegistry()
+    model = load_failure_model(model_version, horizon_days=horizon_days, registry=registry)
+    frame = as_canonical(frame)
     step = progress or (lambda fraction, message: None)
-    labelled = has_dead_labels(frame)
-    existing = None if retrain else find_version(registry, horizon_days, model_version)
-    notes: list[str] = []
-    trained: TrainingResult | None = None
-    if existing is not None:
-        model = load_failure_model(existing, horizon_days=horizon_days, registry=registry)
-        grid = build_feature_grid(frame, model.config, anomalies)
-        notes.append(f"predicted with registered {MODEL_NAME} {model.version}")
-    else:
-        if not labelled:
-            if "IsDead" in frame.columns:
-                raise InputError("the IsDead column is empty, and no registered model predicts a "
-                                 f"{horizon_days:g}-day horizon: provide labelled data to train one")
-            if registry.versions(MODEL_NAME):
-                raise ModelError(
-                    f"no registered {MODEL_NAME} predicts a {horizon_days:g}-day horizon, and the data has no IsDead "
-                    f"column to train one: use a horizon a model was trained for, or labelled data"
-                )
-            raise InputError(
-                "training is needed (no failure model is registered yet) but the data has no 'IsDead' column: "
-                "provide data with IsDead labels (1 from the moment a cell is dead), or train a model first"
-            )
-        step(0.05, "no registered model for this horizon: training one")
-        trained = train_and_register(frame, horizon_days, anomalies, config, seed, registry=registry,
-                                     extra_metadata=extra_metadata, progress=progress)
-        model = trained.model
-        grid = trained.grid
-        notes.append(f"trained and registered {MODEL_NAME} {model.version}")
+    grid = build_feature_grid(frame, model.config, anomalies)
+    notes = [f"predicted with registered {MODEL_NAME} {model.version}"]
     step(0.92, "scoring every cell as of the last reading")
     table = model.predict(frame, anomalies, grid=grid)
-    evaluation = None
-    if trained is None and labelled:
-        evaluation = _evaluate_on_input(model, frame, grid)
-    return PredictionOutcome(table=table, model=model, trained=trained, input_evaluation=evaluation, notes=notes,
+    table, unknown = _unknown_without_inputs(frame, table)
+    if unknown:
+        notes.append(f"{len(unknown)} cell(s) unknown: no {', '.join(sorted({c for v in unknown.values() for c in v}))} "
+                     "reading (not scored)")
+    evaluation = _evaluate_on_input(model, frame, grid) if has_dead_labels(frame) else None
+    return PredictionOutcome(table=table, model=model, trained=None, input_evaluation=evaluation, notes=notes,
                              grid=grid)
+
+
+#: Measurements a cell needs before the failure model may score it (bms_schema.coverage).
+REQUIRED_INPUTS = (C.VOLTAGE,)
+
+
+def _unknown_without_inputs(frame: pd.DataFrame, table: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, list[str]]]:
+    """Cells with no value of a required input get probability/band "unknown" (a label still says dead)."""
+    from bms_schema.coverage import input_coverage, mark_unknown
+
+    keep = table["DeadSource"].astype(str).eq("IsDead label") if "DeadSource" in table.columns else None
+    table, unknown = mark_unknown(table, input_coverage(frame), REQUIRED_INPUTS, probability="FailureProbability",
+                                  band="RiskBand", reasons="TopReasons", keep=keep)
+    if unknown and "AlreadyDead" in table.columns:
+        rows = table[C.CELL_ID].astype(str).isin(list(unknown)).to_numpy()
+        table.loc[rows, "AlreadyDead"] = False
+        if "DeadSource" in table.columns:
+            table.loc[rows, "DeadSource"] = ""
+    return table, unknown
 
 
 def top_at_risk(table: pd.DataFrame, n: int = 10) -> list[dict[str, Any]]:

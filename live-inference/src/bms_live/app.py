@@ -16,11 +16,13 @@ from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.security import APIKeyHeader
+from fastapi_offline import FastAPIOffline
+from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from bms_schema.errors import BMSError, InputError, ModelError, PathError
 
-from .errors import ModelUnavailable, UnknownPrediction
+from .errors import ModelUnavailable, UnknownAlert, UnknownPrediction
 from .holder import Loader
 from .metrics import CONTENT_TYPE
 from .middleware import BodySizeLimit, RequestMetrics
@@ -44,7 +46,9 @@ API_KEY_HEADER = "X-API-Key"
 #: /v1/anomaly requests up to this many readings are scored on the event loop (a few ms).
 INLINE_MAX_READINGS = 1024
 ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorResponse, "description": "malformed request (e.g. an invalid Content-Length header)"},
     401: {"model": ErrorResponse, "description": "missing or wrong API key (when BMS_API_KEY is set)"},
+    413: {"model": ErrorResponse, "description": "request body above the size limit (BMS_LIVE_MAX_BODY_BYTES)"},
     422: {"model": ErrorResponse, "description": "invalid input: each error names the field and the reason"},
     503: {"model": ErrorResponse, "description": "no model yet: run the pipeline to train one"},
 }
@@ -78,6 +82,18 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def no_model(_: Request, exc: ModelUnavailable) -> JSONResponse:
         return _error(503, str(exc), [{"field": "model", "reason": f"'{exc.registry_name}' not loaded"}],
                       headers={"Retry-After": "30"})
+
+    @app.exception_handler(ValidationError)
+    async def body_validation_error(_: Request, exc: ValidationError) -> JSONResponse:
+        # bodies parsed by the route itself (POST /v1/ingest)
+        errors = [{"field": _field(e.get("loc", ())), "reason": e.get("msg", "invalid")} for e in exc.errors()]
+        summary = "; ".join(f"{e['field']}: {e['reason']}" for e in errors[:5])
+        more = f" (+{len(errors) - 5} more)" if len(errors) > 5 else ""
+        return _error(422, f"invalid request: {summary}{more}", errors)
+
+    @app.exception_handler(UnknownAlert)
+    async def unknown_alert(_: Request, exc: UnknownAlert) -> JSONResponse:
+        return _error(404, str(exc), [{"field": "alert_id", "reason": "unknown"}])
 
     @app.exception_handler(UnknownPrediction)
     async def unknown_prediction(_: Request, exc: UnknownPrediction) -> JSONResponse:
@@ -139,7 +155,9 @@ def create_app(settings: Settings | None = None, loaders: dict[str, Loader] | No
         finally:
             service.stop()
 
-    app = FastAPI(
+    # /docs (Swagger UI) and /redoc load their JS/CSS from the fastapi-offline package, served by
+    # this app under /static-offline-docs: the pages work offline and name no other host.
+    app = FastAPIOffline(
         title="BMS-Flux live inference",
         version="0.1.0",
         description=(
@@ -215,6 +233,9 @@ def create_app(settings: Settings | None = None, loaders: dict[str, Loader] | No
     def metrics() -> Response:
         return Response(service.metrics.render(), media_type=CONTENT_TYPE)
 
+    from .rest import build_router
+
+    app.include_router(build_router(service, secured, ERRORS))
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestMetrics, metrics=service.metrics)
     return app

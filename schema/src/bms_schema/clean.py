@@ -16,7 +16,7 @@ import pandas as pd
 from . import columns as C
 from .columns import Limits
 from .errors import InputError
-from .normalize import detect_format, load_limits, normalize, sort_readings
+from .normalize import _normalize_frame, detect_format, load_limits, sort_readings
 
 log = logging.getLogger("bms.core")
 
@@ -29,24 +29,29 @@ def measurement_columns(frame: pd.DataFrame) -> list[str]:
     return [c for c in (*C.CORE_COLUMNS, *C.OPTIONAL_NUMERIC) if c in frame.columns]
 
 
-def is_canonical(frame: pd.DataFrame) -> bool:
+def is_canonical(frame: pd.DataFrame, input_format: str | None = None) -> bool:
     """Canonical columns *and* dtypes (a canonical table read back from CSV has text timestamps)."""
-    if detect_format(frame) != "canonical" or not all(c in frame.columns for c in (*C.ID_COLUMNS, *C.CORE_COLUMNS)):
+    if (input_format or detect_format(frame)) != "canonical" or not all(c in frame.columns for c in (*C.ID_COLUMNS, *C.CORE_COLUMNS)):
         return False
     return (isinstance(frame[C.TIMESTAMP].dtype, pd.DatetimeTZDtype)
             and pd.api.types.is_integer_dtype(frame[C.CELL_NUMBER])
             and all(pd.api.types.is_float_dtype(frame[c]) for c in C.CORE_COLUMNS))
 
 
-def to_canonical(frame: pd.DataFrame, limits: Limits | dict[str, tuple[float, float]] | None = None) -> pd.DataFrame:
-    """Normalise ``frame`` unless it already is canonical and no new limits were asked for."""
+def to_canonical(frame: pd.DataFrame, limits: Limits | dict[str, tuple[float, float]] | None = None,
+                 input_format: str | None = None, private_input: bool = False) -> pd.DataFrame:
+    """Normalise ``frame`` unless it already is canonical and no new limits were asked for.
+
+    ``input_format`` (from :func:`bms_schema.normalize.detect_format`) saves detecting it again;
+    ``private_input=True`` lets normalisation share columns with a frame no caller holds.
+    """
     if isinstance(limits, dict):
         limits = load_limits(limits)
-    if limits is None and is_canonical(frame):
+    if limits is None and is_canonical(frame, input_format):
         if len(frame) == 0:
             raise InputError("the table has no rows")
         return frame
-    canonical, _ = normalize(frame, limits=limits)
+    canonical, _ = _normalize_frame(frame, limits, False, private_input=private_input, input_format=input_format)
     return canonical
 
 
@@ -146,7 +151,10 @@ class QualityAccumulator:
 
     def report(self) -> dict[str, Any]:
         cells = pd.concat(self._cells, ignore_index=True).groupby(["device", "number", "cell"], sort=True).sum()
-        devices = cells.index.get_level_values("device").nunique()
+        device_level = cells.index.get_level_values("device")
+        devices = device_level.nunique()
+        per_device = pd.Series(device_level).value_counts()
+        single = sorted(str(d) for d in per_device.index[per_device.to_numpy() == 1])
         cells = cells.reset_index(level=["device", "number"], drop=True)
         intervals = pd.concat(self._intervals, ignore_index=True)
         median = intervals.groupby("cell", sort=False)["delta"].transform("median")
@@ -156,6 +164,9 @@ class QualityAccumulator:
         cells = cells.join(gaps)
         cells["sentinel_rate"] = (cells["sentinel_rows"] / cells["rows"]).round(6)
         quality = self._quality
+        no_value = [name for name, counts in quality.items() if counts.get(C.QUALITY_OK, 0) == 0]
+        from .features import PEER_FALLBACK, skipped_features
+
         return {
             "input_format": self.input_format,
             "rows_in": int(self.rows_in),
@@ -174,6 +185,11 @@ class QualityAccumulator:
             "gap_factor": self.gap_factor,
             "time_gaps": int(cells["gaps"].sum()),
             "streaming_forced_flushes": int(self.forced_flushes),
+            "single_cell_strings": single,
+            "peer_fallback": PEER_FALLBACK if single else None,
+            "measurements_present": [name for name in quality if name not in no_value],
+            "measurements_without_value": no_value,
+            "skipped_features": skipped_features(no_value),
             "per_cell": {
                 str(cell): {
                     "rows": int(row.rows),
@@ -199,13 +215,14 @@ def quality_report(frame: pd.DataFrame, rows_in: int, duplicates: int, conflicts
 
 
 def check_usable(frame: pd.DataFrame) -> None:
-    """Refuse tables no later step can work with: a single row, or a core column with no value at all."""
+    """Refuse tables no later step can work with: a single row, or a required measurement
+    (``columns.REQUIRED_MEASUREMENTS``) with no value at all. Optional ones may have none."""
     if len(frame) < 2:
         raise InputError(
             f"the table has only {len(frame)} row after cleaning: preprocessing needs at least 2 readings "
             "(rates and rolling features compare a reading with the previous one)"
         )
-    for name in C.CORE_COLUMNS:
+    for name in C.REQUIRED_MEASUREMENTS:
         if frame[name].isna().all():
             qcol = C.quality_column(name)
             why = ""
@@ -221,18 +238,24 @@ def clean_readings(
     limits: Limits | dict[str, tuple[float, float]] | None = None,
     gap_factor: float = GAP_FACTOR,
     check: bool = True,
+    *,
+    input_format: str | None = None,
+    private_input: bool = False,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Normalise (if needed), drop duplicate packets, sort by cell then time; return ``(frame, report)``.
 
     ``limits`` overrides the physical limits (``{"CellVoltage": (1.5, 2.8)}`` or a
     :class:`bms_schema.Limits`). ``check`` refuses a single-row table or a core column with
-    no value at all (:class:`bms_schema.InputError`).
+    no value at all (:class:`bms_schema.InputError`). ``input_format`` saves detecting the
+    format again; ``private_input=True`` (a frame just read from a file) lets normalisation
+    share its columns instead of copying them.
     """
     if not isinstance(frame, pd.DataFrame):
         raise InputError(f"clean_readings needs a pandas DataFrame, got {type(frame).__name__}")
     rows_in = len(frame)
-    fmt = detect_format(frame) if frame.shape[1] else "empty"
-    canonical = to_canonical(frame, limits)
+    fmt = input_format or (detect_format(frame) if frame.shape[1] else "empty")
+    canonical = to_canonical(frame, limits, input_format=fmt if fmt != "empty" else None,
+                             private_input=private_input)
     deduped, duplicates, conflicts = drop_duplicates(canonical)
     cleaned = sort_readings(deduped)
     if check:

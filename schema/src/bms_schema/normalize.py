@@ -40,6 +40,8 @@ class NormalizeReport:
     out_of_range_by_column: dict[str, int] = field(default_factory=dict)
     missing_by_column: dict[str, int] = field(default_factory=dict)
     renamed: dict[str, str] = field(default_factory=dict)
+    #: optional core measurements the input does not have at all (NaN columns in the result)
+    absent_columns: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -67,10 +69,7 @@ def detect_format(frame: pd.DataFrame) -> str:
 
 
 def _find(frame: pd.DataFrame, canonical: str) -> str | None:
-    for alias in C.ALIASES.get(canonical, (canonical,)):
-        if alias in frame.columns:
-            return alias
-    return None
+    return C.find_alias(list(frame.columns), canonical)
 
 
 def _missing_column_error(canonical: str, frame: pd.DataFrame, extra: str = "") -> InputError:
@@ -209,6 +208,8 @@ def normalize(
     frame: pd.DataFrame,
     limits: C.Limits | None = None,
     drop_unknown: bool = False,
+    *,
+    input_format: str | None = None,
 ) -> tuple[pd.DataFrame, NormalizeReport]:
     """Turn a raw-packet, minimal or already-canonical table into the canonical table.
 
@@ -216,24 +217,26 @@ def normalize(
     codes and the row flags ``SensorFault``/``OutOfRange``. Labels and unknown columns pass
     through unchanged (``drop_unknown=True`` keeps only schema columns and labels). The result
     shares no memory with ``frame``: writing to it never changes the caller's table.
+    ``input_format`` (from :func:`detect_format`) saves detecting it again.
     """
-    return _normalize_frame(frame, limits, drop_unknown, private_input=False)
+    return _normalize_frame(frame, limits, drop_unknown, private_input=False, input_format=input_format)
 
 
 def _normalize_frame(frame: pd.DataFrame, limits: C.Limits | None, drop_unknown: bool,
-                     private_input: bool) -> tuple[pd.DataFrame, NormalizeReport]:
+                     private_input: bool, input_format: str | None = None) -> tuple[pd.DataFrame, NormalizeReport]:
     if frame.shape[1] == 0 or len(frame) == 0:
         raise InputError("the table has no rows" if frame.shape[1] else "the table has no columns")
     # Copy-on-write shares the pass-through columns with the input instead of copying them (much
     # faster on wide raw packets), but once the block ends a write to the result would reach the
     # input's arrays: only for an input no caller holds (a table just read from a file).
     with pd.option_context("mode.copy_on_write", private_input):
-        result, report = _normalize(frame, limits or load_limits(), drop_unknown)
+        result, report = _normalize(frame, limits or load_limits(), drop_unknown, input_format)
     return result, report
 
 
-def _normalize(frame: pd.DataFrame, limits: C.Limits, drop_unknown: bool) -> tuple[pd.DataFrame, NormalizeReport]:
-    fmt = detect_format(frame)
+def _normalize(frame: pd.DataFrame, limits: C.Limits, drop_unknown: bool,
+               input_format: str | None = None) -> tuple[pd.DataFrame, NormalizeReport]:
+    fmt = input_format or detect_format(frame)
     renamed: dict[str, str] = {}
     report = NormalizeReport(input_format=fmt, rows_in=len(frame), rows_out=0)
 
@@ -241,7 +244,10 @@ def _normalize(frame: pd.DataFrame, limits: C.Limits, drop_unknown: bool) -> tup
     for name in C.CORE_COLUMNS:
         src = _find(frame, name)
         if src is None:
-            raise _missing_column_error(name, frame)
+            if name in C.REQUIRED_MEASUREMENTS:
+                raise _missing_column_error(name, frame)
+            report.absent_columns.append(name)  # e.g. no specific gravity on a VRLA string
+            continue
         sources[name] = src
     for name in C.OPTIONAL_NUMERIC:
         src = _find(frame, name)
@@ -260,13 +266,23 @@ def _normalize(frame: pd.DataFrame, limits: C.Limits, drop_unknown: bool) -> tup
     sensor_fault = np.zeros(len(frame), dtype=bool)
     out_of_range = np.zeros(len(frame), dtype=bool)
     quality_cols: dict[str, pd.Categorical] = {}
-    for name, src in sources.items():
+    n_rows = len(frame)
+    order = [*C.CORE_COLUMNS, *(c for c in sources if c not in C.CORE_COLUMNS)]
+    for name in order:
+        qcol = C.quality_column(name)
+        src = sources.get(name)
+        if src is None:  # an absent optional measurement: a column with no value, "missing" everywhere
+            out[name] = np.full(n_rows, np.nan)
+            quality_cols[qcol] = pd.Categorical.from_codes(np.ones(n_rows, dtype=np.int8), categories=C.QUALITY_LEVELS)
+            report.sentinel_by_column[name] = 0
+            report.out_of_range_by_column[name] = 0
+            report.missing_by_column[name] = n_rows
+            continue
         if src != name:
             renamed[src] = name
         values, codes = flag_values(name, _numeric(frame, name, src).to_numpy(copy=True), limits)
         sentinel = codes == 2
         impossible = codes == 3
-        qcol = C.quality_column(name)
         if qcol in frame.columns:  # re-normalising: keep what an earlier pass found
             previous = pd.Categorical(frame[qcol], categories=C.QUALITY_LEVELS).codes
             keep = previous > 0
