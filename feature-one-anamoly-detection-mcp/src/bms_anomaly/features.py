@@ -47,15 +47,17 @@ HISTORY_FEATURES: dict[str, str] = {
     "TempDevChange": TEMP_DEV_STRING,
 }
 #: Computed here from the cell's own history when it has no peers (one cell / a monobloc per string):
-#: the reading minus its trailing mean over the same operating-state run (previous readings within
-#: :data:`OWN_BASELINE_SECONDS`, at least :data:`BASELINE_MIN_READINGS` of them), so a discharge
-#: starting is not a change, a sag or a hot spot within a discharge is.
+#: the reading minus the value a line through its previous readings in the same operating-state run
+#: predicts (the last :data:`OWN_BASELINE_SECONDS`, at least :data:`OWN_BASELINE_READINGS` readings;
+#: :func:`trailing_trend`), so a discharge starting is not a change, the voltage falling through it
+#: is followed, and a sag or a hot spot within it stands out.
 OWN_FEATURES: dict[str, str] = {
     "VoltageChangeOwn": C.VOLTAGE,
     "SGChangeOwn": C.SPECIFIC_GRAVITY,
     "TempChangeOwn": C.TEMPERATURE,
 }
-OWN_BASELINE_SECONDS = 2 * 3600.0
+OWN_BASELINE_SECONDS = 1800.0
+OWN_BASELINE_READINGS = 12
 #: Longest current run of an unchanged reading (voltage, temperature or SG) of the cell, in readings:
 #: a stuck sensor repeats its value exactly for hours, a live one does not.
 UNCHANGED_RUN = "UnchangedRun"
@@ -75,7 +77,7 @@ DEFAULT_FEATURES: tuple[str, ...] = (
     UNCHANGED_RUN,
 )
 #: Features used when the strings have fewer than :data:`MIN_PEERS` cells (nothing to compare with).
-PEERLESS_FEATURES: tuple[str, ...] = ("VoltageChangeOwn", "SGChangeOwn", "TempChangeOwn", UNCHANGED_RUN)
+PEERLESS_FEATURES: tuple[str, ...] = ("VoltageChangeOwn", "SGChangeOwn", "TempChangeOwn")
 MIN_PEERS = 3
 
 #: Units and short descriptions used in the per-flag reason.
@@ -248,13 +250,15 @@ def trailing_mean_time(values: np.ndarray, starts: np.ndarray, seconds: np.ndarr
 BASELINE_OUTLIER_SD = 4.0
 
 
-def robust_baseline(values: np.ndarray, baseline, groups: np.ndarray | None = None) -> np.ndarray:
+def robust_baseline(values: np.ndarray, baseline, groups: np.ndarray | None = None, screen=None) -> np.ndarray:
     """``baseline(values)`` computed twice: the second time without the readings the first one finds
     far off (:data:`BASELINE_OUTLIER_SD` robust SDs of the residuals), so an anomaly inside the
     trailing window (a 6-hour thermal excursion) does not shift the baseline and echo as a second,
-    opposite anomaly after it ends. ``groups`` (e.g. operating-state codes): robust SD per group."""
+    opposite anomaly after it ends. ``groups`` (e.g. operating-state codes): robust SD per group.
+    ``screen``: another baseline to find the far-off readings with (a trailing mean, which does not
+    follow a fault the way a trend line does)."""
     first = baseline(values)
-    resid = values - first
+    resid = values - (first if screen is None else screen(values))
     finite = np.isfinite(resid)
     if finite.sum() < 20:
         return first
@@ -272,6 +276,40 @@ def robust_baseline(values: np.ndarray, baseline, groups: np.ndarray | None = No
         return first
     second = baseline(np.where(outlier, np.nan, values))
     return np.where(np.isfinite(second), second, first)
+
+
+def trailing_trend(values: np.ndarray, starts: np.ndarray, seconds: np.ndarray, window_s: float,
+                   min_readings: int, min_count: int) -> np.ndarray:
+    """Value at each row predicted by a least-squares line through the previous readings of its segment
+    (the larger of ``window_s`` seconds and ``min_readings`` readings; current row excluded); NaN if
+    fewer than ``min_count``. A line, not a mean: a voltage falling through a discharge or a
+    temperature cooling after one is followed without lag."""
+    n = len(values)
+    idx = np.arange(n)
+    t = (seconds - seconds[starts]) / 3600.0  # hours since the segment start: small, exact numbers
+    finite = np.isfinite(values)
+    x = np.where(finite, values, 0.0)
+    w = finite.astype(np.float64)
+    tw = np.where(finite, t, 0.0)
+
+    def csum(a: np.ndarray) -> np.ndarray:
+        return np.concatenate([[0.0], np.cumsum(a)])
+
+    s0, s1, s2, sx, stx = csum(w), csum(tw), csum(tw * tw), csum(x), csum(tw * x)
+    seg = np.cumsum(np.r_[True, starts[1:] != starts[:-1]]) - 1 if n else starts
+    offset = float(np.nanmax(seconds) - np.nanmin(seconds)) + 10 * window_s + 1.0 if n else 0.0
+    key = seconds - seconds[starts] + seg * offset
+    lo_time = np.searchsorted(key, key - window_s, side="left")
+    lo = np.maximum(starts, np.minimum(lo_time, idx - min_readings))
+    c = s0[idx] - s0[lo]
+    m1, m2 = s1[idx] - s1[lo], s2[idx] - s2[lo]
+    mx, mtx = sx[idx] - sx[lo], stx[idx] - stx[lo]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        var = c * m2 - m1 * m1
+        slope = np.where(var > 1e-12 * np.maximum(c, 1) ** 2, (c * mtx - m1 * mx) / var, 0.0)
+        mean_t, mean_x = m1 / c, mx / c
+        pred = mean_x + slope * (t - mean_t)
+    return np.where(c >= min_count, pred, np.nan)
 
 
 def state_runs(starts: np.ndarray, states: np.ndarray) -> np.ndarray:
@@ -319,8 +357,10 @@ def sorted_history_features(columns: Mapping[str, np.ndarray], starts: np.ndarra
                                        state_arr)
             else:
                 secs = seconds
-                base = robust_baseline(x, lambda v: trailing_mean_time(v, runs, secs, OWN_BASELINE_SECONDS,
-                                                                       BASELINE_MIN_READINGS), state_arr)
+                base = robust_baseline(x, lambda v: trailing_trend(v, runs, secs, OWN_BASELINE_SECONDS,
+                                                                   OWN_BASELINE_READINGS, BASELINE_MIN_READINGS),
+                                       state_arr, screen=lambda v: trailing_mean_time(
+                                           v, runs, secs, OWN_BASELINE_SECONDS, BASELINE_MIN_READINGS))
             out[name] = x - base
     return out
 
