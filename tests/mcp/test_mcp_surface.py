@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import io
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -105,6 +106,16 @@ def test_plot_tool_returns_image_block_and_resource_link(workspace: Path) -> Non
             assert png_link.uri.startswith("bms://runs/" + payload["run_id"] + "/")
             full = (await client.read_resource(png_link.uri)).contents[0]
             assert base64.b64decode(full.blob) == Path(payload["data"]["png_path"]).read_bytes()
+            # offline: the HTML loads plotly.js from the copy beside it and names no other host
+            html = Path(payload["data"]["html_path"])
+            text = html.read_text()
+            assert '<script charset="utf-8" src="plotly.min.js"></script>' in text
+            assert not re.search(r"(src|href)=[\"']?(https?:)?//", text), "HTML loads something from another host"
+            assert "cdn.plot.ly" not in text and (html.parent / "plotly.min.js").stat().st_size > 1_000_000
+            # honest sampling: a 100-point sample keeps the anomaly share (5 %), not anomalies first
+            small = await client.call_tool("visualize_anomalies_3d", {"result_csv": str(path), "max_points": 100})
+            by_kind = envelope(small)["data"]["by_kind"]
+            assert by_kind.get("statistical", 0) <= 12, by_kind
             # the resource is confined to the runs folder
             with pytest.raises(Exception, match="not inside|no file"):
                 await client.read_resource("bms://runs/../../etc/passwd")

@@ -159,9 +159,11 @@ def predict_cell_failure(args: PredictArgs, ctx: ToolContext) -> ToolOutput:
     }
     metrics_path = atomic_write_json(ctx.run.path("failure_metrics.json"), metrics)
     ctx.run.add_artifact(metrics_path, "report", "failure prediction metrics (validation, baseline rule, bands)")
+    unknown = int((table["RiskBand"] == "unknown").sum())
     message = (f"{len(failing)} of {len(table)} cells at high risk of dying within {args.horizon_days:g} days, "
                f"{len(dead)} already dead (model {model.version}"
-               f"{', trained now' if outcome.trained else ''})")
+               f"{', trained now' if outcome.trained else ''})"
+               + (f"; {'; '.join(n for n in outcome.notes if 'unknown' in n)}" if unknown else ""))
     return ToolOutput(message=message, data={
         "horizon_days": args.horizon_days,
         "as_of": metrics["as_of"],
