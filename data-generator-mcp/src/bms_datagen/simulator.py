@@ -411,6 +411,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", required=True, help="CSV file to write the packets to")
     parser.add_argument("--truth", default=None, help="optional CSV file for the per-cell ground truth")
     parser.add_argument("--soh", default=None, help="optional CSV file for the state of health of every cell over time")
+    parser.add_argument("--cycle-record", action="store_true",
+                        help="instead of a fleet: one monobloc's charge/discharge record with labelled injected faults "
+                             "(bms_datagen.records; uses --seed, --chemistry, --record-cells, --record-interval-seconds; "
+                             "--truth receives the fault table)")
+    parser.add_argument("--record-cells", type=int, default=6, help="cells of the cycle record (6: a 12 V monobloc)")
+    parser.add_argument("--record-interval-seconds", type=float, default=5.0, help="sampling of the cycle record")
     return parser
 
 
@@ -419,6 +425,20 @@ def main(argv: list[str] | None = None) -> int:
     params = {f.name: getattr(args, f.name) for f in fields(FleetConfig)}
     from bms_schema.errors import BMSError
 
+    if args.cycle_record:
+        from .records import simulate_cycle_record, write_record
+
+        chemistry = args.chemistry if "--chemistry" in (argv if argv is not None else sys.argv) else "vrla"
+        try:
+            record = simulate_cycle_record(seed=args.seed, chemistry=chemistry, cells=args.record_cells,
+                                           interval_seconds=args.record_interval_seconds)
+            written = write_record(record, args.out, args.truth)
+        except BMSError as exc:
+            sys.stderr.write(f"error: {exc}\n")
+            return 2
+        sys.stdout.write(json.dumps({"paths": {k: str(v) for k, v in written.items()}, "summary": record.summary},
+                                    indent=1, default=str) + "\n")
+        return 0
     try:
         sim = simulate_fleet_with_truth(FleetConfig(**params))
         paths = write_simulation(sim, args.out, args.truth, args.soh)
