@@ -51,6 +51,11 @@ def main() -> None:
     vrla = simulate_fleet_with_truth(devices=4, cells_per_device=24, days=180, interval_minutes=60, seed=1,
                                      chemistry="vrla")
     t_vrla = time.perf_counter() - t0
+    from bms_datagen.records import simulate_cycle_record
+
+    t0 = time.perf_counter()
+    record = simulate_cycle_record(seed=0)
+    t_record = time.perf_counter() - t0
     result = {
         "rows": rows,
         "simulate_seconds": round(t_sim, 3),
@@ -67,6 +72,8 @@ def main() -> None:
             "eol_criteria": long.summary["eol_criteria"], "soh_rows": len(long.soh),
             "vrla_simulate_seconds": round(t_vrla, 3), "vrla_eol_criteria": vrla.summary["eol_criteria"],
         },
+        "cycle_record_5s": {"rows": record.summary["rows"], "simulate_seconds": round(t_record, 3),
+                            "anomaly_rows": record.summary["anomaly_rows"], "faults": record.summary["faults"]},
     }
     sys.stdout.write(json.dumps(result, indent=1) + "\n")
 
