@@ -26,7 +26,8 @@ FILE_TOOLS: dict[str, list[tuple[str, str, dict[str, object]]]] = {
     PREPROCESS: [(t, "data_path", {}) for t in ("preprocess_battery_data_tool", "clean_and_filter_data",
                                                 "engineer_battery_features", "impute_battery_data_mice",
                                                 "impute_and_scale_battery_data")],
-    ANOMALY: [("detect_anomalies", "data_path", {}), ("visualize_anomalies_3d", "result_csv", {})],
+    ANOMALY: [("train_anomaly_detector", "data_path", {}), ("detect_anomalies", "data_path", {}),
+              ("visualize_anomalies_3d", "result_csv", {})],
     FORECAST: [("train_forecaster", "data_path", {}), ("predict_cell_timeseries", "data_path", {"cell_id": "1"})],
     FAILURE: [("predict_cell_failure", "data_path", {}), ("train_failure_model", "data_path", {}),
               ("predict_cell_failure", "anomaly_path", {"data_path": "data/good.csv"})],
@@ -44,7 +45,7 @@ SEED_TOOLS: list[tuple[str, str, str, dict[str, object]]] = [
     (DATAGEN, "sdv_generate", "seed", {"folder_name": "data/sdv_ok"}),
     (DATAGEN, "sdv_sample", "seed", {"model_name": "sdv-x"}),
     (DATAGEN, "sdv_evaluate", "seed", {"folder_name": "data/sdv_ok"}),
-    (ANOMALY, "detect_anomalies", "seed", {"data_path": "data/good.csv"}),
+    (ANOMALY, "train_anomaly_detector", "seed", {"data_path": "data/good.csv"}),
     (FAILURE, "train_failure_model", "seed", {"data_path": "data/good.csv"}),
 ]
 
@@ -155,7 +156,7 @@ def cases() -> list[Case]:
                     r"\d+, CellTemperature: \d+\)", ok_allowed=True))
     out.append(Case("not_anomaly_result", ANOMALY, "visualize_anomalies_3d", {"result_csv": "data/good.csv"},
                     r"not an anomaly result.*(AnomalyFlag|AnomalyScore)"))
-    out.append(Case("empty_features", ANOMALY, "detect_anomalies", {"data_path": "data/good.csv", "features": []},
+    out.append(Case("empty_features", ANOMALY, "train_anomaly_detector", {"data_path": "data/good.csv", "features": []},
                     r"'features'.*selects no feature at all"))
     for tool in ("clean_and_filter_data", "engineer_battery_features"):  # (neither registers a model)
         out.append(Case("id_data_loss", PREPROCESS, tool, {"data_path": "data/nan_device_two.csv"},
