@@ -163,9 +163,8 @@ def cases() -> list[Case]:
                         r"WARNING: \d+ of 1500 rows .* dropped .* DeviceID is empty in 1500 of 1500 rows", ok_allowed=True))
         out.append(Case("id_data_loss", PREPROCESS, tool, {"data_path": "data/text_cell.csv"},
                         r"WARNING: \d+ of 750 rows .* dropped .* CellNumber is not a number in 750 rows", ok_allowed=True))
-    for tool in ("train_failure_model", "predict_cell_failure"):
-        out.append(Case("label_not_boolean", FAILURE, tool, {"data_path": "data/isdead_maybe.csv"},
-                        r"IsDead is not a boolean label: 375 rows hold values such as 'maybe'"))
+    out.append(Case("label_not_boolean", FAILURE, "train_failure_model", {"data_path": "data/isdead_maybe.csv"},
+                    r"IsDead is not a boolean label: 375 rows hold values such as 'maybe'"))
     for year in ("1500-01-01T00:00:00Z", "9999-01-01T00:00:00Z"):
         out.append(Case("start_year", DATAGEN, "simulate_bms_fleet", {"start": year, "days": 1, "devices": 1,
                                                                        "cells_per_device": 2},
