@@ -155,7 +155,7 @@ def sdv_generate(args: SdvGenerateArgs, ctx: ToolContext) -> ToolOutput:
     from .sdv_pipeline import generate
 
     folder = resolve_input(args.folder_name, kind="folder")
-    for csv in sorted(folder.glob("*.csv")):
+    for csv in sorted(p for p in folder.glob("*.csv") if p.is_file()):
         ctx.run.add_input(csv)
     with ctx.run.timed("generate"):
         result = generate(folder, ctx.run.dir, synthesizer=args.synthesizer, num_rows=args.num_rows,
