@@ -1,7 +1,10 @@
-"""The failure classifier: XGBoost booster + calibration + settings, saved in the model registry.
+"""The failure model: one survival booster (XGBoost AFT) + its time distribution, saved in the registry.
 
 ``FailureModel.predict(history)`` turns a readings table (no labels needed) into the per-cell
-risk table; ``load_failure_model("latest")`` gives live inference the registered model.
+table: failure probability within the requested horizon (and 7/14/30 days), remaining useful life
+p10/p50/p90, state of health, alarm with trigger and recommended action, and the physics
+trend-to-threshold estimate side by side. ``load_failure_model("latest")`` gives live inference
+the registered model.
 """
 
 from __future__ import annotations
@@ -17,42 +20,51 @@ import pandas as pd
 from bms_schema import InputError, ModelError, ModelRegistry
 from bms_schema import columns as C
 
-from .calibration import Calibrator
+from . import trends as T
 from .config import (
-    CALIBRATION_FILE,
+    ALARM_HORIZON_DAYS,
     DEAD_STATE_FILE,
+    DISTRIBUTION_FILE,
     LOGGER,
     MODEL_FILE,
     MODEL_NAME,
     REFERENCE_FILE,
+    REPORT_HORIZONS,
     FeatureConfig,
     format_reason,
 )
 from .features import FeatureGrid, as_canonical, build_feature_grid, feature_matrix
+from .survival import SurvivalDistribution
 
 log = logging.getLogger(LOGGER)
 
-#: A feature is listed as a reason only when it adds at least this much to the log-odds.
+#: A feature is listed as a reason only when it shortens the expected life by at least this factor.
 MIN_REASON_CONTRIBUTION = 0.01
 #: Columns of the per-cell prediction table, in order.
 PREDICTION_COLUMNS = (
-    "Rank", C.DEVICE_ID, C.CELL_NUMBER, C.CELL_ID, "FailureProbability", "RiskBand", "AlreadyDead",
-    "DeadSource", "AsOf", "HorizonDays", "LastReading", "HistoryHours", "TopReasons",
+    "Rank", C.DEVICE_ID, C.CELL_NUMBER, C.CELL_ID, "FailureProbability", "StateOfHealth",
+    "RemainingLifeDays", "RemainingLifeP10", "RemainingLifeP90",
+    "FailureProbability7d", "FailureProbability14d", "FailureProbability30d",
+    "RiskBand", "Alarm", "AlarmTrigger", "AlarmLeadDays", "RecommendedAction",
+    "TrendDaysToThreshold", "TrendRule", "AlreadyDead", "DeadSource", "MissingInputs",
+    "AsOf", "HorizonDays", "LastReading", "HistoryHours", "TopReasons",
 )
+#: Inputs a cell needs in its newest ``short_window_hours`` to be scored (feature column that is
+#: missing without them -> canonical measurement named in ``MissingInputs``).
+REQUIRED_RECENT = {"voltage_mean_short": C.VOLTAGE, "temp_dev_string_short": C.TEMPERATURE}
 
 
 def xgb_params(seed: int = 0) -> dict[str, Any]:
-    """Booster settings (XGBoost 3.x: early stopping is a constructor argument)."""
+    """Settings of the small dead-state classifier (XGBoost 3.x)."""
     from bms_schema.runtime import compute_threads
 
     return {
-        "n_estimators": 500,
-        "learning_rate": 0.05,
-        "max_depth": 4,
+        "n_estimators": 80,
+        "learning_rate": 0.15,
+        "max_depth": 3,
         "min_child_weight": 2.0,
         "subsample": 0.8,
         "colsample_bytree": 0.8,
-        "reg_lambda": 1.0,
         "max_bin": 64,
         "tree_method": "hist",
         "objective": "binary:logistic",
@@ -61,17 +73,23 @@ def xgb_params(seed: int = 0) -> dict[str, Any]:
     }
 
 
+def _days_text(days: float) -> str:
+    return "n/a" if not np.isfinite(days) else (f"{days:.1f} days" if days < 10 else f"{days:.0f} days")
+
+
 @dataclass
 class FailureModel:
-    booster: Any  # xgboost.Booster
-    calibrator: Calibrator
+    booster: Any  # xgboost.Booster, objective survival:aft (margin = location of log days to death)
+    distribution: SurvivalDistribution
     features: list[str]
     config: FeatureConfig
-    horizon_days: float
-    alarm_threshold: float
+    #: The horizon ``FailureProbability`` reports by default (any horizon can be asked for).
+    horizon_days: float = 7.0
+    #: Alarm when P(death within ``alarm_horizon_days``) reaches this.
+    alarm_threshold: float = 0.5
+    alarm_horizon_days: float = ALARM_HORIZON_DAYS
     metadata: dict[str, Any] = field(default_factory=dict)
     version: str | None = None
-    #: Folder of the registered version (set by ``save`` and ``from_version``).
     directory: str | None = None
     #: Optional booster recognising cells that are already dead (used when the input has no IsDead).
     dead_booster: Any = None
@@ -92,31 +110,38 @@ class FailureModel:
         return compute_threads()
 
     def margin(self, table: pd.DataFrame) -> np.ndarray:
+        """The booster's location of log(days to death) per feature row."""
         if len(table) == 0:
             return np.zeros(0)
-        return self.booster.predict(self._dmatrix(table), output_margin=True)
+        return np.asarray(self.booster.predict(self._dmatrix(table), output_margin=True), dtype=np.float64)
 
-    def predict_proba(self, table: pd.DataFrame) -> np.ndarray:
-        """Calibrated probability of death within the horizon for each feature row."""
-        return self.calibrator.transform(self.margin(table))
+    def predict_proba(self, table: pd.DataFrame, horizon_days: float | None = None) -> np.ndarray:
+        """Probability of death within ``horizon_days`` (default: the model's) for each feature row."""
+        return self.distribution.probability(self.margin(table), horizon_days or self.horizon_days)
+
+    def remaining_life(self, table: pd.DataFrame) -> dict[str, np.ndarray]:
+        """Remaining useful life in days: p10, p50, p90 of the same distribution."""
+        mu = self.margin(table)
+        return {q: self.distribution.quantile(mu, v) for q, v in (("p10", 0.1), ("p50", 0.5), ("p90", 0.9))}
 
     def contributions(self, table: pd.DataFrame) -> np.ndarray:
-        """XGBoost per-prediction feature contributions (``pred_contribs=True``); last column is the bias."""
+        """Per-prediction feature contributions to the log-time margin (``pred_contribs=True``; negative =
+        shorter life); the last column is the bias."""
         if len(table) == 0:
             return np.zeros((0, len(self.features) + 1))
         return self.booster.predict(self._dmatrix(table), pred_contribs=True)
 
-    def risk_band(self, prob: np.ndarray) -> np.ndarray:
-        """``high`` at or above the alarm threshold, ``medium`` above a third of it, else ``low``."""
-        return np.where(prob >= self.alarm_threshold, "high",
-                        np.where(prob >= self.alarm_threshold / 3.0, "medium", "low")).astype(object)
+    def risk_band(self, prob_alarm: np.ndarray) -> np.ndarray:
+        """``high`` (alarm) at or above the alarm threshold, ``medium`` above a third of it, else ``low``."""
+        return np.where(prob_alarm >= self.alarm_threshold, "high",
+                        np.where(prob_alarm >= self.alarm_threshold / 3.0, "medium", "low")).astype(object)
 
     def top_reasons(self, table: pd.DataFrame, contribs: np.ndarray, k: int = 3) -> list[str]:
-        """The ``k`` features pushing each prediction most towards failure, as readable text."""
+        """The ``k`` features shortening each cell's expected life most, as readable text."""
         if len(table) == 0:
             return []
         values = feature_matrix(table, self.features)
-        parts = contribs[:, :-1]
+        parts = -contribs[:, :-1]  # positive = shortens life
         order = np.argsort(-parts, axis=1)[:, :k]
         rows = np.arange(len(table))[:, None]
         top_c = parts[rows, order]
@@ -124,9 +149,9 @@ class FailureModel:
         names = np.asarray(self.features, dtype=object)[order]
         # One string per cell (tens to thousands of cells, not rows of data).
         return [
-            "; ".join(format_reason(n, float(v), float(c), self.config)
+            "; ".join(format_reason(n, float(v), float(c), self.config, effect=f"expected life x{np.exp(-c):.2f}")
                       for n, v, c in zip(names[i], top_v[i], top_c[i]) if c >= MIN_REASON_CONTRIBUTION)
-            or "no feature raises the risk noticeably"
+            or "no feature shortens the expected life noticeably"
             for i in range(len(table))
         ]
 
@@ -134,15 +159,18 @@ class FailureModel:
         """Probability that a cell is already dead at a feature row (NaN without a dead-state booster)."""
         if self.dead_booster is None or len(table) == 0:
             return np.full(len(table), np.nan)
-        return self.dead_booster.predict(self._dmatrix(table))
+        import xgboost as xgb
+
+        dm = xgb.DMatrix(feature_matrix(table, self.features), feature_names=list(self.features), missing=np.nan,
+                         nthread=self._threads())
+        return self.dead_booster.predict(dm)
 
     def already_dead(self, history: pd.DataFrame, last: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """Which cells are dead at the end of ``history``, and why.
 
         With ``IsDead`` labels: the label. Without: the newest hour's mean voltage below
-        ``config.dead_voltage`` (a collapsed cell), or the dead-state classifier (trained on the
-        same features to recognise cells after death: heat, SG loss, voltage off its peers) at
-        probability >= 0.5.
+        ``config.dead_voltage`` (a collapsed cell), or - for cells with enough history to judge - the
+        dead-state classifier at probability >= 0.5.
         """
         from .labels import DEAD_COLUMN, dead_flags
 
@@ -153,8 +181,9 @@ class FailureModel:
         with np.errstate(invalid="ignore"):
             collapsed = last["LastVoltage"].to_numpy() < self.config.dead_voltage
         state = self.dead_state_proba(last)
+        enough = last["HistoryHours"].to_numpy() >= self.config.min_history_hours
         with np.errstate(invalid="ignore"):
-            classified = state >= 0.5
+            classified = (state >= 0.5) & enough
         source = np.full(len(last), "", dtype=object)
         source[classified] = [f"dead-state classifier, p={p:.2f}" for p in state[classified]]
         source[collapsed] = f"voltage below {self.config.dead_voltage:g} V"
@@ -166,14 +195,17 @@ class FailureModel:
         anomalies: pd.DataFrame | None = None,
         top_k: int = 3,
         grid: FeatureGrid | None = None,
+        horizon_days: float | None = None,
     ) -> pd.DataFrame:
-        """Per-cell risk as of the last reading of ``history`` (canonical readings, or raw packets / a minimal
-        table, which are normalised first; no labels needed).
+        """Per-cell risk and remaining life as of the last reading of ``history`` (canonical readings, or
+        raw packets / a minimal table, which are normalised first; no labels needed).
 
-        Cells already dead (see :meth:`already_dead`) are reported dead with probability 1, not
-        predicted. Cells with less than ``config.min_history_hours`` of data get band
-        ``insufficient_history`` and no probability. Sorted by risk, dead cells first.
+        Cells already dead (see :meth:`already_dead`) are reported dead with probability 1. Cells with
+        less than ``config.min_history_hours`` of data get band ``insufficient_history``; cells without a
+        recent voltage or temperature reading get band ``unknown`` (``MissingInputs`` says which):
+        neither gets a probability. Sorted by risk, dead cells first.
         """
+        horizon = float(horizon_days or self.horizon_days)
         history = as_canonical(history)
         grid = grid or build_feature_grid(history, self.config, anomalies)
         last = grid.last_rows()
@@ -187,31 +219,78 @@ class FailureModel:
                 f"{self.config.min_history_hours:g} h per cell (its trailing windows are "
                 f"{self.config.short_window_hours:g} h and {self.config.long_window_hours:g} h)"
             )
-        scored = ~dead & ~short_history
-        prob = np.full(len(last), np.nan)
-        reasons = np.full(len(last), "", dtype=object)
+        missing = np.full(len(last), "", dtype=object)
+        for column, measurement in REQUIRED_RECENT.items():
+            absent = last[column].isna().to_numpy()
+            missing[absent] = np.where(missing[absent] == "", measurement, missing[absent] + ", " + measurement)
+        unknown = (missing != "") & ~dead & ~short_history
+        scored = ~dead & ~short_history & ~unknown
+        n = len(last)
+        prob = np.full(n, np.nan)
+        by_horizon = {h: np.full(n, np.nan) for h in REPORT_HORIZONS}
+        rul = {q: np.full(n, np.nan) for q in ("p10", "p50", "p90")}
+        p_alarm = np.full(n, np.nan)
+        reasons = np.full(n, "", dtype=object)
         if scored.any():
             rows = last.loc[scored]
-            prob[scored] = self.predict_proba(rows)
+            mu = self.margin(rows)
+            prob[scored] = self.distribution.probability(mu, horizon)
+            for h in REPORT_HORIZONS:
+                by_horizon[h][scored] = self.distribution.probability(mu, h)
+            for q, v in (("p10", 0.1), ("p50", 0.5), ("p90", 0.9)):
+                rul[q][scored] = self.distribution.quantile(mu, v)
+            p_alarm[scored] = self.distribution.probability(mu, self.alarm_horizon_days)
             reasons[scored] = self.top_reasons(rows, self.contributions(rows), top_k)
-        band = np.full(len(last), "insufficient_history", dtype=object)
-        band[scored] = self.risk_band(prob[scored])
+        trend = T.trend_to_threshold(last)
+        health = T.indicator_health(last)
+        band = np.full(n, "insufficient_history", dtype=object)
+        band[scored] = self.risk_band(p_alarm[scored])
+        band[unknown] = "unknown"
         band[dead] = "dead"
+        alarm = band == "high"
+        trigger = np.full(n, "", dtype=object)
+        trend_rule = trend["TrendRule"].to_numpy(dtype=object)
+        first_reason = np.asarray([r.split("; ")[0] for r in reasons], dtype=object)
+        trigger[alarm] = np.where(trend_rule[alarm] != "", "trend towards " + trend_rule[alarm].astype(object),
+                                  first_reason[alarm])
+        action = np.full(n, "", dtype=object)
+        action[alarm] = T.recommended_action(trigger[alarm], by_horizon[7.0][alarm],
+                                             last["rule_ohmic_rise"].to_numpy()[alarm])
+        action[dead] = "replace the cell (failed)"
         prob[dead] = 1.0
+        for h in REPORT_HORIZONS:
+            by_horizon[h][dead] = 1.0
+        for q in rul:
+            rul[q][dead] = 0.0
+        health = np.where(dead, 0.0, np.where(scored, health, np.nan))
         reasons[dead] = "already dead (" + source[dead].astype(object) + ")"
-        reasons[short_history & ~dead] = (
-            f"less than {self.config.min_history_hours:g} h of history: not scored"
-        )
+        reasons[short_history & ~dead] = f"less than {self.config.min_history_hours:g} h of history: not scored"
+        reasons[unknown] = ("unknown: no " + missing[unknown].astype(object)
+                            + f" reading in the last {self.config.short_window_hours:g} h")
         table = pd.DataFrame({
             C.DEVICE_ID: last[C.DEVICE_ID].to_numpy(),
             C.CELL_NUMBER: last[C.CELL_NUMBER].to_numpy(),
             C.CELL_ID: last[C.CELL_ID].to_numpy(),
             "FailureProbability": prob,
+            "StateOfHealth": health,
+            "RemainingLifeDays": rul["p50"],
+            "RemainingLifeP10": rul["p10"],
+            "RemainingLifeP90": rul["p90"],
+            "FailureProbability7d": by_horizon[7.0],
+            "FailureProbability14d": by_horizon[14.0],
+            "FailureProbability30d": by_horizon[30.0],
             "RiskBand": band,
+            "Alarm": alarm,
+            "AlarmTrigger": trigger,
+            "AlarmLeadDays": np.where(alarm, rul["p50"], np.nan),
+            "RecommendedAction": action,
+            "TrendDaysToThreshold": np.where(dead, np.nan, trend["TrendDaysToThreshold"].to_numpy()),
+            "TrendRule": np.where(dead, "", trend_rule).astype(object),
             "AlreadyDead": dead,
             "DeadSource": source,
+            "MissingInputs": missing,
             "AsOf": grid.data_end,
-            "HorizonDays": float(self.horizon_days),
+            "HorizonDays": horizon,
             "LastReading": cells["LastReading"].to_numpy(),
             "HistoryHours": last["HistoryHours"].to_numpy(),
             "TopReasons": reasons,
@@ -223,7 +302,7 @@ class FailureModel:
 
     # -- persistence ------------------------------------------------------------------
     def save(self, registry: ModelRegistry | None = None, metadata: dict[str, Any] | None = None) -> str:
-        """Register as a new version of ``failure_classifier`` (booster .ubj + calibration JSON + metadata)."""
+        """Register as a new version of ``failure_classifier`` (booster .ubj + distribution JSON + metadata)."""
         from bms_schema.atomic import atomic_write_json
         from bms_schema.runtime import versions
 
@@ -231,15 +310,17 @@ class FailureModel:
         meta = {
             **self.metadata,
             **(metadata or {}),
-            "model_type": "xgboost.Booster binary:logistic + calibration",
+            "model_type": "xgboost.Booster survival:aft (log-normal time to death)",
             "features": list(self.features),
             "horizon_days": float(self.horizon_days),
+            "any_horizon": True,
             "alarm_threshold": float(self.alarm_threshold),
+            "alarm_horizon_days": float(self.alarm_horizon_days),
             "feature_config": self.config.to_dict(),
-            "calibration": self.calibrator.method,
-            "library_versions": versions("xgboost", "scikit-learn", "pandas", "numpy"),
-            "files_description": {MODEL_FILE: "XGBoost booster (UBJSON)",
-                                  CALIBRATION_FILE: "probability calibration of the margin (JSON)"},
+            "distribution": self.distribution.to_dict(),
+            "library_versions": versions("xgboost", "scikit-learn", "pandas", "numpy", "scipy"),
+            "files_description": {MODEL_FILE: "XGBoost AFT survival booster (UBJSON)",
+                                  DISTRIBUTION_FILE: "time-to-death distribution around the margin (JSON)"},
         }
         if self.dead_booster is not None:
             meta["files_description"][DEAD_STATE_FILE] = "XGBoost booster recognising already-dead cells (UBJSON)"
@@ -251,11 +332,11 @@ class FailureModel:
                 self.dead_booster.save_model(str(staging.dir / DEAD_STATE_FILE))
             if self.reference is not None:
                 self.reference.to_parquet(staging.dir / REFERENCE_FILE, index=False)
-            atomic_write_json(staging.dir / CALIBRATION_FILE, self.calibrator.to_dict())
+            atomic_write_json(staging.dir / DISTRIBUTION_FILE, self.distribution.to_dict())
         self.version = staging.version
         self.directory = str(registry.root / MODEL_NAME / str(staging.version))
         self.metadata = meta
-        log.info("registered %s %s (horizon %g days)", MODEL_NAME, staging.version, self.horizon_days)
+        log.info("registered %s %s", MODEL_NAME, staging.version)
         return str(staging.version)
 
     @classmethod
@@ -264,12 +345,17 @@ class FailureModel:
         import xgboost as xgb
 
         meta = version.metadata
+        if DISTRIBUTION_FILE not in meta.get("files", {}):
+            raise ModelError(f"model {version.name}/{version.version} is an older failure classifier without a "
+                             "survival distribution: train a new one with train_failure_model")
         try:
             features = list(meta["features"])
             horizon = float(meta["horizon_days"])
             threshold = float(meta["alarm_threshold"])
+            alarm_horizon = float(meta.get("alarm_horizon_days", ALARM_HORIZON_DAYS))
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelError(f"model {version.name}/{version.version}: metadata lacks {exc}") from exc
+
         def booster_from(file: str) -> Any:
             booster = xgb.Booster()
             try:
@@ -281,49 +367,42 @@ class FailureModel:
 
         booster = booster_from(MODEL_FILE)
         dead_booster = booster_from(DEAD_STATE_FILE) if DEAD_STATE_FILE in meta.get("files", {}) else None
-        calibration = json.loads(Path(version.file(CALIBRATION_FILE)).read_text())
+        try:
+            distribution = SurvivalDistribution.from_dict(json.loads(Path(version.file(DISTRIBUTION_FILE)).read_text()))
+        except ValueError as exc:
+            raise ModelError(f"model {version.name}/{version.version}: {DISTRIBUTION_FILE} is not JSON") from exc
         reference = None
         if REFERENCE_FILE in meta.get("files", {}):
             reference = pd.read_parquet(version.file(REFERENCE_FILE))
-        return cls(booster=booster, calibrator=Calibrator.from_dict(calibration), features=features,
+        return cls(booster=booster, distribution=distribution, features=features,
                    config=FeatureConfig.from_dict(meta.get("feature_config")), horizon_days=horizon,
-                   alarm_threshold=threshold, metadata=meta, version=version.version, directory=str(version.dir),
-                   dead_booster=dead_booster, reference=reference)
+                   alarm_threshold=threshold, alarm_horizon_days=alarm_horizon, metadata=meta,
+                   version=version.version, directory=str(version.dir), dead_booster=dead_booster,
+                   reference=reference)
 
 
 def find_version(registry: ModelRegistry, horizon_days: float | None = None, version: str = "latest") -> str | None:
-    """The newest registered version (or ``version``) whose horizon matches; None when there is none."""
+    """The newest registered version (or ``version``); None when there is none.
+
+    A survival model answers every horizon, so ``horizon_days`` no longer narrows the choice; it is
+    kept for callers of the former per-horizon classifiers.
+    """
     if version not in ("latest", "", None):
         return version
-    for candidate in reversed(registry.versions(MODEL_NAME)):
-        if horizon_days is None:
-            return candidate
-        try:
-            meta = json.loads((registry.root / MODEL_NAME / candidate / "metadata.json").read_text())
-        except (OSError, json.JSONDecodeError):
-            continue
-        if abs(float(meta.get("horizon_days", -1)) - float(horizon_days)) < 1e-9:
-            return candidate
-    return None
+    known = registry.versions(MODEL_NAME)
+    return known[-1] if known else None
 
 
 def load_failure_model(version: str = "latest", horizon_days: float | None = None,
                        registry: ModelRegistry | None = None) -> FailureModel:
-    """Load a registered failure classifier (checksums verified).
-
-    ``version="latest"`` with ``horizon_days`` picks the newest version trained for that horizon.
-    """
+    """Load a registered failure model (checksums verified). Any ``horizon_days`` can be predicted:
+    when given, it becomes the model's default horizon."""
     registry = registry or ModelRegistry()
     resolved = find_version(registry, horizon_days, version)
     if resolved is None:
-        known = registry.versions(MODEL_NAME)
-        if not known:
-            raise ModelError(f"no model '{MODEL_NAME}' is registered yet: train one with train_failure_model "
-                             "(data with IsDead labels and at least a few deaths)")
-        raise ModelError(f"no registered '{MODEL_NAME}' predicts a {horizon_days:g}-day horizon "
-                         f"(versions: {', '.join(known)}): train one with horizon_days={horizon_days:g}")
+        raise ModelError(f"no model '{MODEL_NAME}' is registered yet: train one with train_failure_model "
+                         "(data with IsDead labels and at least a few deaths, e.g. a simulated fleet)")
     model = FailureModel.from_version(registry.load(MODEL_NAME, resolved))
-    if horizon_days is not None and abs(model.horizon_days - horizon_days) > 1e-9:
-        raise ModelError(f"model {MODEL_NAME}/{resolved} predicts a {model.horizon_days:g}-day horizon, "
-                         f"not {horizon_days:g} days: pick another version or train one")
+    if horizon_days is not None:
+        model.horizon_days = float(horizon_days)
     return model
