@@ -49,7 +49,7 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("BMS_WORKSPACE", tempfile.mkdtemp(prefix="bench-anomaly-"))
 
-    from bms_preprocess.pipeline import prepare_readings
+    from bms_schema.loader import load_canonical
 
     from bms_anomaly.hybrid import HybridAnomalyDetector
     from bms_anomaly.metrics import pr_auc, truth_labels
@@ -59,7 +59,7 @@ def main() -> None:
     raw, sim_seconds = fleet_for_rows(args.rows)
     out["simulate_seconds"] = round(sim_seconds, 2)
     t = time.perf_counter()
-    prepared = prepare_readings(raw, impute="interpolate")
+    prepared = load_canonical(raw, impute="interpolate")
     out["prepare_seconds"] = round(time.perf_counter() - t, 2)
     out["rows"] = len(prepared)
     del raw

@@ -19,7 +19,7 @@ import time
 
 def _quality(seed: int, devices: int, days: float) -> dict[str, object]:
     from bms_datagen.simulator import simulate_fleet
-    from bms_preprocess.clean import clean_readings
+    from bms_schema.clean import clean_readings
 
     from bms_failure.training import train_failure_model
 

@@ -44,7 +44,7 @@ def main() -> None:
     from bms_datagen.simulator import simulate_fleet
     from bms_forecast.persistence import load_forecaster, save_forecaster
     from bms_forecast.training import fit_forecaster
-    from bms_preprocess.clean import clean_readings
+    from bms_schema.clean import clean_readings
 
     out: dict = {"threads": int(os.environ["BMS_THREADS"]), "load_average_start": os.getloadavg()[0]}
     t = time.perf_counter()

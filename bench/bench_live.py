@@ -49,7 +49,7 @@ def train_model(days: float, seed: int) -> tuple[Any, list[dict[str, Any]], dict
     from bms_anomaly.hybrid import HybridAnomalyDetector
     from bms_anomaly.persistence import register_detector
     from bms_datagen.simulator import simulate_fleet
-    from bms_preprocess.pipeline import prepare_readings
+    from bms_schema.loader import load_canonical
     from bms_schema import normalize, sort_readings
 
     start = time.perf_counter()
@@ -57,7 +57,7 @@ def train_model(days: float, seed: int) -> tuple[Any, list[dict[str, Any]], dict
     canonical, _ = normalize(raw)
     canonical = sort_readings(canonical).sort_values("Timestamp", kind="stable").reset_index(drop=True)
     cut = canonical["Timestamp"].quantile(0.8)
-    train = prepare_readings(canonical[canonical["Timestamp"] <= cut])
+    train = load_canonical(canonical[canonical["Timestamp"] <= cut])
     detector = HybridAnomalyDetector(seed=seed).fit(train)
     version, _ = register_detector(detector, {"bench": True})
     later = canonical[canonical["Timestamp"] > cut]

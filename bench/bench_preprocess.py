@@ -95,7 +95,7 @@ def main() -> None:
         t = time.perf_counter()
         IterativeImputer(max_iter=10, random_state=0).fit_transform(numeric)
         seed_s = time.perf_counter() - t
-        from bms_preprocess.clean import clean_readings
+        from bms_schema.clean import clean_readings
         from bms_preprocess.mice import MiceImputer
         cleaned, _ = clean_readings(frame)
         t = time.perf_counter()

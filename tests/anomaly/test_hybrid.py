@@ -16,9 +16,9 @@ from anomaly_synthetic import make_readings
 
 @pytest.fixture(scope="module")
 def prepared() -> pd.DataFrame:
-    from bms_preprocess.pipeline import prepare_readings
+    from bms_schema.loader import load_canonical
 
-    return prepare_readings(make_readings(seed=0))
+    return load_canonical(make_readings(seed=0))
 
 
 @pytest.fixture(scope="module")

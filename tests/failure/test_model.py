@@ -23,7 +23,7 @@ TRAIN_DAYS = 65
 @pytest.fixture(scope="module")
 def fleet() -> pd.DataFrame:
     from bms_datagen.simulator import simulate_fleet
-    from bms_preprocess.clean import clean_readings
+    from bms_schema.clean import clean_readings
 
     raw = simulate_fleet(devices=4, cells_per_device=24, days=90, interval_minutes=60, seed=3, failure_rate=0.2)
     cleaned, _ = clean_readings(raw)

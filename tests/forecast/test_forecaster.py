@@ -34,7 +34,7 @@ def split_last(frame: pd.DataFrame, hidden: int) -> tuple[pd.DataFrame, pd.DataF
 @pytest.fixture(scope="module")
 def trained() -> tuple:
     from bms_datagen.simulator import simulate_fleet
-    from bms_preprocess.clean import clean_readings
+    from bms_schema.clean import clean_readings
 
     full, _ = clean_readings(simulate_fleet(devices=4, cells_per_device=3, days=8, seed=0))
     history, hidden = split_last(full, HIDDEN)
@@ -100,12 +100,12 @@ def test_forecast_from_recent_rows_equals_forecast_from_the_whole_history(traine
 
 
 def test_preprocessed_history_gives_the_same_forecast(trained) -> None:
-    """An interpolated + featured table from bms_preprocess is read through its quality codes."""
-    from bms_preprocess.pipeline import prepare_readings
+    """An interpolated + featured table from the data core is read through its quality codes."""
+    from bms_schema.loader import load_canonical
 
     forecaster, _, history, _ = trained
     string = history.loc[history["DeviceID"] == "2"]
-    prepared = prepare_readings(string, impute="interpolate")
+    prepared = load_canonical(string, impute="interpolate")
     assert prepared["CellVoltage"].notna().all()  # gaps were filled by the preprocessing
     pd.testing.assert_frame_equal(forecaster.forecast(prepared, "2-3", 25), forecaster.forecast(string, "2-3", 25))
 

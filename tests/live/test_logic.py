@@ -193,7 +193,7 @@ def test_raw_packet_field_names_are_accepted() -> None:
 
 
 def test_live_features_equal_batch_features_packet_by_packet() -> None:
-    from bms_preprocess.features import FEATURE_COLUMNS, add_features
+    from bms_schema.features import FEATURE_COLUMNS, add_features
 
     frame = pd.concat([_fleet(4, 30, "A", 0), _fleet(3, 30, "B", 1)], ignore_index=True)
     canonical = readings_to_frame(_readings(frame), load_limits())
@@ -220,7 +220,7 @@ def test_single_reading_uses_peers_and_history() -> None:
     got = live_features(last, history, window=12, peer_features=TEMP_PEER).frame
     assert got["VoltageDevString"].iloc[0] == 0.0  # its peers at this time have not arrived yet
     assert got["VoltageRollStd"].iloc[0] > 0  # the window holds 12 remembered readings
-    from bms_preprocess.features import add_features
+    from bms_schema.features import add_features
 
     batch = add_features(sort_readings(canonical.iloc[:40]))
     row = batch[(batch["CellID"] == "A-1") & (batch["Timestamp"] == last["Timestamp"].iloc[0])]
@@ -269,7 +269,7 @@ def test_string_median_matches_pandas() -> None:
 
 
 def test_sorted_features_equal_compute_features() -> None:
-    from bms_preprocess.features import compute_features
+    from bms_schema.features import compute_features
 
     canonical = sort_readings(readings_to_frame(_readings(_fleet(5, 20, "A")), load_limits()))
     core = {c: canonical[c].to_numpy(dtype=float) for c in
@@ -310,7 +310,7 @@ def test_live_anomaly_features_equal_bms_anomaly_features_packet_by_packet() -> 
     bms_anomaly's array-level functions, equal ``derive_features`` on the whole table."""
     from bms_anomaly.features import BASELINE_READINGS, HISTORY_FEATURES, PEER_FEATURES, UNCHANGED_RUN, \
         derive_features
-    from bms_preprocess.features import add_features
+    from bms_schema.features import add_features
 
     frame = pd.concat([_fleet(4, 30, "A", 0), _fleet(3, 30, "B", 1)], ignore_index=True)
     frame["CellSpecificGravity"] = frame["CellSpecificGravity"].round(2)  # unchanged runs

@@ -36,14 +36,14 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     from bms_forecast.config import TrainConfig
     from bms_forecast.persistence import save_forecaster
     from bms_forecast.training import fit_forecaster
-    from bms_preprocess.clean import clean_readings
-    from bms_preprocess.pipeline import prepare_readings
+    from bms_schema.clean import clean_readings
+    from bms_schema.loader import load_canonical
 
     workspace = tmp_path_factory.mktemp("live-real")
     registry = ModelRegistry(workspace / "models")
     raw = simulate_fleet(devices=2, cells_per_device=8, days=14, interval_minutes=30, seed=3, failure_rate=0.5)
     config = HybridConfig(seed=0, vae=VAEConfig(epochs=5), forest=ForestConfig(n_estimators=50))
-    detector = HybridAnomalyDetector(config=config).fit(prepare_readings(raw))
+    detector = HybridAnomalyDetector(config=config).fit(load_canonical(raw))
     register_detector(detector, registry=registry)
     cleaned, _ = clean_readings(raw)
     train_and_register(cleaned, horizon_days=2, registry=registry)
@@ -74,11 +74,11 @@ def test_all_real_models_load(client) -> None:
 def test_live_anomaly_scores_equal_batch_scores(client, trained) -> None:
     """Packets sent a few at a time get exactly the scores the model gives the whole table at once."""
     from bms_datagen.simulator import simulate_fleet
-    from bms_preprocess.pipeline import prepare_readings
+    from bms_schema.loader import load_canonical
 
     raw = simulate_fleet(devices=1, cells_per_device=6, days=1.5, interval_minutes=30, seed=11, dropout_rate=0.0,
                          missing_rate=0.0, duplicate_rate=0.0, out_of_order_rate=0.0, anomaly_rate=0.05)
-    batch = prepare_readings(raw)
+    batch = load_canonical(raw)
     expected = trained["detector"].score(batch)
     batch = batch.assign(Score=expected["AnomalyScore"].to_numpy(), Flag=expected["AnomalyFlag"].to_numpy())
     records = _records(batch.sort_values(["Timestamp", "CellNumber"], kind="stable"))

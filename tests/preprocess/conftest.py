@@ -17,7 +17,7 @@ def raw_sample(sample_csv) -> pd.DataFrame:
 
 @pytest.fixture
 def cleaned_sample(raw_sample) -> pd.DataFrame:
-    from bms_preprocess.clean import clean_readings
+    from bms_schema.clean import clean_readings
 
     return clean_readings(raw_sample)[0]
 

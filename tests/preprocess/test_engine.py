@@ -10,7 +10,7 @@ import pytest
 from bms_schema import InputError
 
 from bms_preprocess.engine import PreprocessOptions, count_rows, run_preprocess
-from bms_preprocess.features import FEATURE_COLUMNS
+from bms_schema.features import FEATURE_COLUMNS
 from bms_preprocess.pipeline import prepare_readings
 
 CORE = ["CellVoltage", "CellTemperature", "CellSpecificGravity", "InstantaneousCurrent", "AmbientTemperature"]

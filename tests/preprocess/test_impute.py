@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bms_preprocess.impute import interpolate_readings
+from bms_schema.interpolate import interpolate_readings
 from bms_preprocess.mice import MiceImputer, neighbour_estimate
 from bms_preprocess.pipeline import prepare_readings
 

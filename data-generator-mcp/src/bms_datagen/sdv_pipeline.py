@@ -219,10 +219,9 @@ def find_generation(folder: Path) -> dict[str, Any] | None:
     best: dict[str, Any] | None = None
     for name in registry.names():
         for version in registry.versions(name):
-            path = registry.root / name / version / "metadata.json"
             try:
-                meta = json.loads(path.read_text())
-            except (OSError, json.JSONDecodeError):
+                meta = registry.metadata(name, version)
+            except ModelError:
                 continue
             if meta.get("kind") == MODEL_KIND and meta.get("source_folder") == str(folder):
                 if best is None or meta.get("created", "") > best.get("created", ""):

@@ -117,9 +117,9 @@ def sdv_generate(args: SdvGenerateArgs, ctx: ToolContext) -> ToolOutput:
         ctx.run.add_artifact(path, kind, "SDV metadata of the tables" if name == "metadata" else f"synthetic table '{name}'")
     model_name = result.model_name
     if result.model_version:
-        from bms_schema.paths import models_dir
+        from bms_schema.registry import ModelRegistry
 
-        ctx.run.add_model(model_name, result.model_version, models_dir() / model_name / result.model_version)
+        ctx.run.add_model(model_name, result.model_version, ModelRegistry().locate(model_name, result.model_version))
     tables = {n: {"real_rows": result.real_rows[n], "synthetic_rows": int(len(f)), "path": str(result.paths[n])}
               for n, f in result.tables.items()}
     message = (f"{result.synthesizer} generated " + ", ".join(f"{t['synthetic_rows']} rows of '{n}'" for n, t in tables.items())
@@ -161,9 +161,9 @@ def sdv_sample(args: SdvSampleArgs, ctx: ToolContext) -> ToolOutput:
     for name, path in paths.items():
         ctx.run.add_artifact(path, "metadata" if name == "metadata" else "table",
                              "SDV metadata" if name == "metadata" else f"synthetic table '{name}'")
-    from bms_schema.paths import models_dir
+    from bms_schema.registry import ModelRegistry
 
-    ctx.run.add_model(model.name, model.version, models_dir() / model.name / model.version)
+    ctx.run.add_model(model.name, model.version, ModelRegistry().locate(model.name, model.version))
     rows = {n: int(len(f)) for n, f in synthetic.items()}
     return ToolOutput(
         message=f"sampled " + ", ".join(f"{r} rows of '{n}'" for n, r in rows.items()) + f" from {model.name}/{model.version}",

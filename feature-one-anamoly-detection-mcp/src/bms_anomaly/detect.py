@@ -52,14 +52,14 @@ def prepare_input(frame: pd.DataFrame, impute: str = "interpolate") -> tuple[pd.
 
     Returns ``(frame, was_prepared_here)``.
     """
-    from bms_preprocess.features import FEATURE_COLUMNS
+    from bms_schema.features import FEATURE_COLUMNS
     from bms_schema.normalize import detect_format
 
     if detect_format(frame) == "canonical" and all(c in frame.columns for c in FEATURE_COLUMNS):
         return frame.reset_index(drop=True), False
-    from bms_preprocess.pipeline import prepare_readings
+    from bms_schema.loader import load_canonical
 
-    return prepare_readings(frame, impute=impute).reset_index(drop=True), True
+    return load_canonical(frame, impute=impute).reset_index(drop=True), True
 
 
 def time_split(frame: pd.DataFrame, holdout_fraction: float) -> np.ndarray:

@@ -1,6 +1,6 @@
 """Which features the detectors see, how they are derived, and how to describe them to a person.
 
-The detectors work on the domain features of ``bms_preprocess.features`` (deviation from
+The detectors work on the domain features of ``bms_schema.features`` (deviation from
 string peers at the same timestamp, temperature over ambient, rates of change, rolling
 spread) plus two peer-deviation features computed here (temperature and internal
 resistance against the string median at the same timestamp), which need only one packet
@@ -178,7 +178,7 @@ def peer_features(frame: pd.DataFrame, names: list[str]) -> dict[str, np.ndarray
 
 def _cell_order(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """Row order sorting by (cell, time), and for each sorted row the sorted index of its cell's first row."""
-    from bms_preprocess.grouped import cell_starts
+    from bms_schema.grouped import cell_starts
 
     codes = pd.factorize(frame[C.CELL_ID].to_numpy())[0]
     ts = frame[C.TIMESTAMP].to_numpy(dtype="datetime64[ns]").astype(np.int64)
@@ -213,7 +213,7 @@ def unchanged_run(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
 def sorted_history_features(columns: Mapping[str, np.ndarray], starts: np.ndarray,
                             names: Iterable[str]) -> dict[str, np.ndarray]:
     """:data:`HISTORY_FEATURES` and :data:`UNCHANGED_RUN` among ``names`` whose sources are in ``columns``,
-    on rows sorted by (cell, time); ``starts`` from ``bms_preprocess.grouped.cell_starts``.
+    on rows sorted by (cell, time); ``starts`` from ``bms_schema.grouped.cell_starts``.
 
     The array-level definition, shared by :func:`history_features` and the live service.
     """

@@ -5,7 +5,7 @@
 >>> result[["AnomalyScore", "AnomalyFlag", "AnomalyKind", "AnomalyReason"]]
 
 ``fit`` and ``score`` take canonical readings frames that already carry the feature
-columns (``bms_preprocess.pipeline.prepare_readings`` output); ``score`` also accepts a
+columns (``bms_schema.loader.load_canonical`` output); ``score`` also accepts a
 few raw canonical readings and derives what it can (see :func:`ensure_features`).
 Rows flagged by cleaning as ``SensorFault`` (a 0xFFFF register sentinel) or ``OutOfRange``
 (a physically impossible value) are anomalies of their own kind: they are flagged with
@@ -99,7 +99,7 @@ def ensure_features(frame: pd.DataFrame, features: list[str]
     """Everything needed to build the feature matrix: ``(frame, computed, still_missing)``.
 
     If preprocessing features (or the sources of local features) are missing and the frame
-    has the canonical columns, ``bms_preprocess.features.add_features`` derives them first
+    has the canonical columns, ``bms_schema.features.add_features`` derives them first
     (features that need history, like rates, are 0 on a reading without history). Local
     features (:func:`~bms_anomaly.features.local_features`) are computed as arrays without
     copying the frame. A feature still missing is treated as typical (the training median).
@@ -117,7 +117,7 @@ def ensure_features(frame: pd.DataFrame, features: list[str]
     canonical = (C.CELL_ID, C.DEVICE_ID, C.TIMESTAMP, *C.CORE_COLUMNS)
     if absent and all(c in frame.columns for c in canonical):
         try:
-            from bms_preprocess.features import FEATURE_COLUMNS, add_features
+            from bms_schema.features import FEATURE_COLUMNS, add_features
         except ImportError:  # preprocessing package not installed: score with what is present
             FEATURE_COLUMNS, add_features = (), None
         if add_features is not None and any(c in FEATURE_COLUMNS for c in absent):

@@ -92,9 +92,9 @@ def detect_anomalies(args: DetectArgs, ctx: ToolContext) -> ToolOutput:
             plot_scores_over_time(outcome.table, cells, threshold, run.path("scores_over_time.png")), "plot",
             f"fused score over time for the {len(cells)} worst cells")
     if outcome.model_version and outcome.trained:
-        from bms_schema.paths import models_dir
+        from bms_schema.registry import ModelRegistry
 
-        run.add_model("anomaly_hybrid", outcome.model_version, models_dir() / "anomaly_hybrid" / outcome.model_version)
+        run.add_model("anomaly_hybrid", outcome.model_version, ModelRegistry().locate("anomaly_hybrid", outcome.model_version))
     data = {
         "result_path": str(table_path),
         "cell_summary_path": str(summary_path),

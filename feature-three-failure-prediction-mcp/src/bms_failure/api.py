@@ -63,11 +63,11 @@ def load_readings_frame(path: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]
     """Read raw packets / a minimal table / a canonical table as the canonical table, de-duplicated.
 
     Only the columns this package uses are read (a raw packet file has 73). Normalisation is
-    ``bms_schema.normalize``; duplicate packets are dropped with ``bms_preprocess.clean.drop_duplicates``.
+    ``bms_schema.normalize``; duplicate packets are dropped with ``bms_schema.clean.drop_duplicates``.
     The frame is not sorted (the feature grid does not need it) and not imputed: bucket means skip
     missing readings, and the share of missing readings is itself a feature.
     """
-    from bms_preprocess.clean import drop_duplicates
+    from bms_schema.clean import drop_duplicates
     from bms_schema import normalize
     from bms_schema.normalize import detect_format
 

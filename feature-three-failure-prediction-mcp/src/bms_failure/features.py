@@ -62,7 +62,7 @@ class FeatureGrid:
 def as_canonical(frame: pd.DataFrame) -> pd.DataFrame:
     """``frame`` itself when it is the canonical table (columns, quality codes and dtypes), else normalised
     (raw packets, a minimal table, or one that merely uses the canonical names: its sentinels still need flagging)."""
-    from bms_preprocess.clean import to_canonical
+    from bms_schema.clean import to_canonical
 
     return to_canonical(frame)
 

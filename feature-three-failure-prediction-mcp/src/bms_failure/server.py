@@ -22,17 +22,15 @@ server = ToolServer(
 
 
 def _health_extra() -> dict[str, Any]:
-    """Which horizons the registered versions predict (reads metadata.json only; nothing heavy)."""
-    import json
-
-    from bms_schema import ModelRegistry
+    """Which horizons the registered versions predict (reads metadata only; nothing heavy)."""
+    from bms_schema import ModelError, ModelRegistry
 
     registry = ModelRegistry()
     horizons: dict[str, str] = {}
     for version in registry.versions(MODEL_NAME):
         try:
-            meta = json.loads((registry.root / MODEL_NAME / version / "metadata.json").read_text())
-        except (OSError, ValueError):
+            meta = registry.metadata(MODEL_NAME, version)
+        except ModelError:
             continue
         horizons[f"{float(meta.get('horizon_days', 0)):g}"] = version  # newest version per horizon wins
     return {"failure_horizons_days": horizons}

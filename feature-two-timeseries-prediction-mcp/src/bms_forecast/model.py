@@ -234,7 +234,7 @@ def recent_history(frame: pd.DataFrame, cell: str, max_steps: int) -> pd.DataFra
     times = frame.loc[frame[C.CELL_ID].astype(str) == cell, C.TIMESTAMP].dropna()
     if len(times) < 2:
         return frame
-    from bms_preprocess.grouped import epoch_seconds
+    from bms_schema.grouped import epoch_seconds
 
     seconds = np.diff(np.sort(epoch_seconds(times)))
     step = float(np.median(seconds[seconds > 0])) if (seconds > 0).any() else 0.0

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from bms_preprocess import grouped
+from bms_schema import grouped
 from bms_schema import InputError
 from bms_schema import columns as C
 
@@ -69,8 +69,8 @@ class Panel:
 
 def canonical(frame: pd.DataFrame) -> pd.DataFrame:
     """The canonical table: a canonical frame (columns and dtypes) is used as is, anything else is normalised
-    first (``bms_preprocess.clean.to_canonical``; a canonical CSV read back has text timestamps)."""
-    from bms_preprocess.clean import to_canonical
+    first (``bms_schema.clean.to_canonical``; a canonical CSV read back has text timestamps)."""
+    from bms_schema.clean import to_canonical
 
     return to_canonical(frame)
 

@@ -113,9 +113,9 @@ def predict_cell_timeseries(args: PredictArgs, ctx: ToolContext) -> ToolOutput:
         plot_path = ctx.run.add_artifact(
             plot_forecast(result.history, result.table, result.cell_id, ctx.run.path(f"forecast_{name}.png"), args.coverage),
             "plot", "history, forecast and interval per parameter")
-    from bms_schema.paths import models_dir
+    from bms_schema.registry import ModelRegistry
 
-    ctx.run.add_model(MODEL_NAME, str(result.forecaster.version), models_dir() / MODEL_NAME / str(result.forecaster.version))
+    ctx.run.add_model(MODEL_NAME, str(result.forecaster.version), ModelRegistry().locate(MODEL_NAME, str(result.forecaster.version)))
     targets = list(dict.fromkeys(result.table["Target"]))
     return ToolOutput(
         message=f"forecast {steps} steps of cell {result.cell_id} for {len(targets)} parameters with "

@@ -24,7 +24,7 @@ Progress = Callable[[float, str], None]
 
 def load_history(path: str | Path) -> pd.DataFrame:
     """Read a readings file (raw packets, minimal or canonical) and clean it (normalise, dedupe, sort)."""
-    from bms_preprocess.clean import clean_readings
+    from bms_schema.clean import clean_readings
 
     frame, _ = clean_readings(read_table(path))
     return frame

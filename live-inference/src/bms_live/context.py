@@ -1,6 +1,6 @@
 """Per-cell recent history, so live readings get the same engineered features as training data.
 
-The models were trained on ``bms_preprocess`` features: rates of change and rolling
+The models were trained on data-core features (``bms_schema.features``): rates of change and rolling
 statistics need a cell's previous readings, string deviations need the other cells of the
 string at the same timestamp, the resistance proxy carries the last current step forward,
 and the anomaly model adds features of its own over each cell's history (the change of a
@@ -10,8 +10,8 @@ readings of every cell *with the features computed when they arrived*
 (:class:`ReadingHistory`, bounded in rows).
 
 :func:`live_features` puts a request's readings after that history, fills gaps the way
-``bms_preprocess.impute.interpolate_readings`` does (per-cell linear in time; at the end,
-the previous value), computes the ``bms_preprocess`` features (its own building blocks,
+``bms_schema.interpolate.interpolate_readings`` does (per-cell linear in time; at the end,
+the previous value), computes the data-core features (``bms_schema.features``) (its own building blocks,
 identical to ``compute_features`` on a chunk prefixed with each cell's previous readings),
 and the anomaly model's peer features (over the string at the request's timestamps,
 remembered peers included) and history features (over the remembered rows) with
@@ -197,7 +197,7 @@ class ReadingHistory:
 
 def _near_fresh(fresh: np.ndarray, starts: np.ndarray, window: int) -> np.ndarray:
     """Rows that are new, or among the ``window - 1`` readings of the same cell before a new row."""
-    from bms_preprocess.grouped import cell_ends
+    from bms_schema.grouped import cell_ends
 
     n = len(fresh)
     idx = np.arange(n)
@@ -278,7 +278,7 @@ def string_median(devices: np.ndarray, ts: np.ndarray, values: np.ndarray) -> np
 
 
 def hour_of_day(ts: np.ndarray) -> np.ndarray:
-    """Fractional UTC hour from epoch nanoseconds (same arithmetic as ``bms_preprocess``)."""
+    """Fractional UTC hour from epoch nanoseconds (same arithmetic as ``bms_schema.features``)."""
     second_of_day = (ts // 1_000_000_000) % 86_400
     return (second_of_day // 3600) + ((second_of_day % 3600) // 60) / 60.0 + (second_of_day % 60) / 3600.0
 
@@ -294,15 +294,15 @@ _FAST_FEATURES = frozenset({
 def sorted_features(devices: np.ndarray, cells: np.ndarray, numbers: np.ndarray, ts: np.ndarray,
                     core: dict[str, np.ndarray], window: int,
                     groups: StringGroups | None = None) -> dict[str, np.ndarray]:
-    """``bms_preprocess`` features of cell-sorted rows, from its own building blocks.
+    """data-core features (``bms_schema.features``) of cell-sorted rows, from its own building blocks.
 
     ``compute_features`` costs ~1.5 ms however few the rows (two pandas group-bys and the
     ``.dt`` accessors); the same arithmetic on NumPy arrays costs ~0.2 ms. Equality with
     ``compute_features`` is asserted in ``tests/live/test_logic.py``; if the preprocessing
     package ever grows a feature this module does not know, it falls back to that function.
     """
-    from bms_preprocess import features as F
-    from bms_preprocess.grouped import cell_starts, rolling_mean_std
+    from bms_schema import features as F
+    from bms_schema.grouped import cell_starts, rolling_mean_std
 
     if set(F.FEATURE_COLUMNS) != _FAST_FEATURES:
         frame = pd.DataFrame({C.CELL_ID: cells, C.DEVICE_ID: devices, C.CELL_NUMBER: numbers,
@@ -350,7 +350,7 @@ def live_features(request: pd.DataFrame, history: ReadingHistory, window: int, u
     of ``history``, so remembered rows keep them. ``history_features`` names the anomaly
     model's history features to compute over the remembered rows (``sorted_history_features``).
     """
-    from bms_preprocess.grouped import cell_starts, forward_fill, interpolate_time
+    from bms_schema.grouped import cell_starts, forward_fill, interpolate_time
 
     columns = history.columns
     col = {name: j for j, name in enumerate(columns)}
@@ -443,7 +443,7 @@ def live_features(request: pd.DataFrame, history: ReadingHistory, window: int, u
 
 
 def history_columns(peer_features: Collection[str] | None = None) -> list[str]:
-    """Columns a :class:`ReadingHistory` keeps: core values, ``bms_preprocess`` features, peer features."""
-    from bms_preprocess.features import FEATURE_COLUMNS
+    """Columns a :class:`ReadingHistory` keeps: core values, data-core features (``bms_schema.features``), peer features."""
+    from bms_schema.features import FEATURE_COLUMNS
 
     return [*CORE, *FEATURE_COLUMNS, *(n for n in (peer_features or {}) if n not in FEATURE_COLUMNS)]

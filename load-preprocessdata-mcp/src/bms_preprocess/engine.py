@@ -38,9 +38,11 @@ import pandas as pd
 from bms_schema import InputError, columns as C, sort_readings
 from bms_schema.reader import iter_table, read_table, table_format
 
-from .clean import QualityAccumulator, drop_duplicates, reading_intervals, to_canonical
-from .features import DEFAULT_WINDOW, FEATURE_COLUMNS, compute_features
-from .impute import IMPUTE_METHODS, add_imputed_flags, impute_columns, imputed_column
+from bms_schema.clean import QualityAccumulator, drop_duplicates, reading_intervals, to_canonical
+from bms_schema.features import DEFAULT_WINDOW, FEATURE_COLUMNS, compute_features
+from bms_schema.interpolate import add_imputed_flags, impute_columns, imputed_column
+
+from .impute import IMPUTE_METHODS
 from .mice import DEFAULT_ITERATIONS, DEFAULT_SAMPLE_ROWS, HELPER_PREFIXES, MiceImputer, design_matrix
 from .profile import DataProfile
 from .scaling import BMSScaler, scaled_column

@@ -27,10 +27,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from bms_schema import InputError, columns as C
+from bms_schema import columns as C
+from bms_schema.errors import InputError
+from bms_schema.grouped import cell_ends, cell_starts, epoch_seconds, interpolate_time
+from bms_schema.interpolate import add_imputed_flags, impute_columns
 from bms_schema.runtime import compute_threads
-
-from .grouped import cell_starts, epoch_seconds, interpolate_time
 
 log = logging.getLogger("bms.preprocess")
 
@@ -65,8 +66,6 @@ def neighbour_estimate(values: np.ndarray, seconds: np.ndarray, starts: np.ndarr
     nxt = np.empty(n, dtype=np.int64)
     nxt[-1:] = n
     nxt[:-1] = next_incl[1:]
-    from .grouped import cell_ends
-
     ends = cell_ends(starts)
     has_prev = prev >= starts
     has_next = (nxt <= ends) & (nxt < n)
@@ -170,8 +169,6 @@ class MiceImputer:
         ``design`` (``design_matrix(frame, self.columns or impute_columns(frame))``) can be passed
         when the caller also needs it for :meth:`transform`, so it is built once.
         """
-        from .impute import impute_columns
-
         self._validate()
         columns = self.columns or impute_columns(frame)
         missing_any = [c for c in columns if frame[c].isna().any()]
@@ -249,8 +246,6 @@ class MiceImputer:
 
         ``copy=False`` fills ``frame`` itself (the streaming engine's blocks are not reused).
         """
-        from .impute import add_imputed_flags
-
         if not hasattr(self, "columns_"):
             raise InputError("MiceImputer is not fitted: call fit() first")
         out = frame.copy() if copy else frame
@@ -295,8 +290,6 @@ class MiceImputer:
 
     def fit_transform(self, frame: pd.DataFrame, total_rows: int | None = None) -> pd.DataFrame:
         """:meth:`fit` then :meth:`transform` of the same frame, building its design matrix once."""
-        from .impute import impute_columns
-
         design = design_matrix(frame, self.columns or impute_columns(frame))
         return self.fit(frame, total_rows, design=design).transform(frame, design=design)
 

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 from bms_schema import columns as C
 
-from .grouped import epoch_seconds
-from .impute import imputed_column
+from bms_schema.grouped import epoch_seconds
+from bms_schema.interpolate import imputed_column
 
 HIST_BINS = 60
 

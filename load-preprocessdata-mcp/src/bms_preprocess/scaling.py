@@ -135,7 +135,7 @@ def register_scaler(scaler: BMSScaler, metadata: dict[str, Any] | None = None,
     with registry.register(SCALER_MODEL, meta) as staging:
         (staging.dir / SCALER_FILE).write_text(json.dumps(scaler.to_dict(), indent=2) + "\n")
     assert staging.version is not None
-    return staging.version, str(registry.root / SCALER_MODEL / staging.version)
+    return staging.version, str(registry.locate(SCALER_MODEL, staging.version))
 
 
 def load_scaler(version: str = "latest", registry: ModelRegistry | None = None) -> BMSScaler:

@@ -166,7 +166,7 @@ def engineer_battery_features(args: FeatureArgs, ctx: ToolContext) -> ToolOutput
     hour), rolling mean/std of voltage, temperature and SG, TempAboveAmbient, SGCorrected25C, VoltageDevString and
     SGDevString (deviation from the string median at the same time), ResistanceProxy (dV/dI at current steps),
     StateOfCharge (% from corrected SG) and HourOfDay. Accepts raw or already cleaned input."""
-    from .features import FEATURE_COLUMNS
+    from bms_schema.features import FEATURE_COLUMNS
 
     result, data = _execute(args, ctx, stem="features", impute=args.impute, features=True, scale=False,
                             window=args.window)

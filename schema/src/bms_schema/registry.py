@@ -1,5 +1,18 @@
 """Versioned model registry: ``models/<name>/<version>/`` + ``metadata.json`` + atomic ``latest``.
 
+Only this module knows the folder layout: callers use :class:`ModelRegistry` (``resolve``,
+``load``, ``locate``, ``metadata``, ``aliases``, ``decisions``, ``history``) and never build
+``models/<name>/<version>`` paths or read ``metadata.json`` themselves.
+
+Aliases (MLflow style): ``champion`` is the version that predict tools and the live service
+use; ``challenger`` is the most recent candidate that did not beat it. ``latest`` is simply the
+newest registered version. Committing a version and deciding its alias happen under the same
+per-model lock: ``aliases.json`` is replaced atomically and one line per decision is appended
+to ``decisions.jsonl`` (candidate vs champion figures on the same held-out data, the decision,
+the reason, the time). A candidate becomes champion when it is the first version of its name,
+when the caller forces it (``promote=True``) or when it beats the champion on the same
+held-out evaluation; see :func:`decide`.
+
 Writers build a version in a private staging folder; committing takes a per-model file
 lock, numbers the version (``v0001``, ``v0002``, ...), renames the folder into place and
 switches the ``latest`` symlink with ``os.replace`` - so two processes saving at once
@@ -24,7 +37,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .atomic import atomic_write_json, file_lock
+from .atomic import atomic_write_json, file_lock, to_jsonable
 from .columns import SCHEMA_VERSION
 from .errors import ModelError
 from .paths import models_dir
@@ -33,14 +46,94 @@ NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 VERSION_PATTERN = re.compile(r"^v\d{4,}$")
 
 
+ALIASES = ("champion", "challenger")
+ALIASES_FILE = "aliases.json"
+DECISIONS_FILE = "decisions.jsonl"
+
+
+@dataclass
+class Evaluation:
+    """Candidate and champion scored on the same held-out data (what a promotion is decided on).
+
+    ``metric`` names the figure compared (``higher_is_better`` says which way is better);
+    ``champion_version`` is the champion that was scored (``None`` when there was none);
+    ``dataset`` identifies the held-out data (a fingerprint), and the ``*_metrics`` dicts hold
+    every figure of both models for the record.
+    """
+
+    metric: str
+    higher_is_better: bool
+    candidate: float | None
+    champion: float | None = None
+    champion_version: str | None = None
+    dataset: str | None = None
+    candidate_metrics: dict[str, Any] = field(default_factory=dict)
+    champion_metrics: dict[str, Any] = field(default_factory=dict)
+    min_improvement: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
 @dataclass
 class Staging:
-    """A version being written: put files in ``dir`` and fill ``metadata``."""
+    """A version being written: put files in ``dir`` and fill ``metadata``.
+
+    Set ``evaluation`` (candidate vs champion on the same held-out data) for a gated promotion,
+    or ``promote=True`` to make the new version champion regardless; after the block
+    ``version`` and ``decision`` are set.
+    """
 
     name: str
     dir: Path
     metadata: dict[str, Any] = field(default_factory=dict)
     version: str | None = None
+    evaluation: Evaluation | None = None
+    promote: bool = False
+    decision: dict[str, Any] | None = None
+
+
+def _number(value: Any) -> float | None:
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return None
+    return out if out == out else None  # NaN is "no figure"
+
+
+def decide(version: str, champion: str | None, evaluation: Evaluation | None, promote: bool = False
+           ) -> tuple[str, str]:
+    """``(alias, reason)`` for a new ``version``: ``"champion"`` or ``"challenger"``.
+
+    Rules, in order: no champion yet -> champion; ``promote`` -> champion; no evaluation, or one
+    made against another champion than the current one (it changed while this candidate was
+    trained) -> challenger; the candidate beats the champion's figure by more than
+    ``min_improvement`` -> champion; otherwise (worse, equal, or either figure missing, for
+    example a champion that cannot score the new data) -> challenger.
+    """
+    if champion is None:
+        return "champion", f"{version} is the first model of its name"
+    if promote:
+        return "champion", f"promoted on request (promote=true) over {champion}"
+    if evaluation is None:
+        return "challenger", f"no held-out comparison with champion {champion}: kept {champion}"
+    if evaluation.champion_version != champion:
+        return "challenger", (f"the comparison was made against {evaluation.champion_version or 'no champion'} "
+                              f"but the champion is now {champion}: kept {champion} (retrain or promote explicitly)")
+    cand, champ = _number(evaluation.candidate), _number(evaluation.champion)
+    name = evaluation.metric
+    if cand is None:
+        return "challenger", f"candidate has no held-out {name}: kept {champion}"
+    if champ is None:
+        return "challenger", (f"champion {champion} has no held-out {name} on the same data to compare with "
+                              f"(candidate {cand:.4g}): kept {champion}; use promote=true to replace it")
+    gain = cand - champ if evaluation.higher_is_better else champ - cand
+    better = "higher" if evaluation.higher_is_better else "lower"
+    if gain > evaluation.min_improvement:
+        return "champion", (f"candidate {name} {cand:.4g} beats champion {champion} {name} {champ:.4g} "
+                            f"on the same held-out data ({better} is better)")
+    return "challenger", (f"candidate {name} {cand:.4g} does not beat champion {champion} {name} {champ:.4g} "
+                          f"on the same held-out data ({better} is better): kept {champion}")
 
 
 @dataclass(frozen=True)
@@ -76,12 +169,18 @@ class ModelRegistry:
 
     # -- writing -----------------------------------------------------------------------
     @contextmanager
-    def register(self, name: str, metadata: dict[str, Any] | None = None) -> Iterator[Staging]:
-        """Stage a new version; it is committed (and becomes ``latest``) when the block succeeds."""
+    def register(self, name: str, metadata: dict[str, Any] | None = None, *,
+                 evaluation: Evaluation | None = None, promote: bool = False) -> Iterator[Staging]:
+        """Stage a new version; it is committed (and becomes ``latest``) when the block succeeds.
+
+        At commit the version also gets an alias (``champion`` or ``challenger``, see
+        :func:`decide`) from ``evaluation`` / ``promote`` (or the same fields set on the staging).
+        """
         self._check_name(name)
         model_root = self.root / name
         model_root.mkdir(parents=True, exist_ok=True)
-        staging = Staging(name=name, dir=model_root / f".staging-{secrets.token_hex(6)}", metadata=dict(metadata or {}))
+        staging = Staging(name=name, dir=model_root / f".staging-{secrets.token_hex(6)}", metadata=dict(metadata or {}),
+                          evaluation=evaluation, promote=promote)
         staging.dir.mkdir()
         try:
             yield staging
@@ -114,7 +213,131 @@ class ModelRegistry:
             tmp_link = model_root / f".latest-{secrets.token_hex(4)}"
             os.symlink(version, tmp_link)
             os.replace(tmp_link, model_root / "latest")
+            staging.decision = self._decide_locked(staging.name, version, staging.evaluation, staging.promote)
         return version
+
+    # -- aliases and decisions (mlops) ---------------------------------------------------
+    def _read_aliases(self, name: str) -> dict[str, str] | None:
+        path = self.root / name / ALIASES_FILE
+        try:
+            raw = json.loads(path.read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ModelError(f"model '{name}': {ALIASES_FILE} is unreadable ({exc}); "
+                             f"fix it with ModelRegistry().promote('{name}', '<version>')") from exc
+        return {k: v for k, v in raw.items() if k in ALIASES and isinstance(v, str) and VERSION_PATTERN.match(v)}
+
+    def aliases(self, name: str) -> dict[str, str]:
+        """``{"champion": "v0003", "challenger": "v0004"}`` (only the aliases that are set).
+
+        A model registered before aliases existed (no ``aliases.json``) has its newest version
+        as champion.
+        """
+        self._check_name(name)
+        found = self._read_aliases(name)
+        if found is None:
+            latest = self.latest_version(name)
+            return {"champion": latest} if latest else {}
+        return {k: v for k, v in found.items() if (self.root / name / v).is_dir()}
+
+    def _append_decision(self, name: str, record: dict[str, Any]) -> None:
+        line = (json.dumps(to_jsonable(record), sort_keys=True) + "\n").encode()
+        fd = os.open(self.root / name / DECISIONS_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            os.write(fd, line)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _decide_locked(self, name: str, version: str, evaluation: Evaluation | None, promote: bool,
+                       manual: bool = False, reason: str | None = None) -> dict[str, Any]:
+        """Choose and write the alias of ``version``; the caller holds the model's lock."""
+        current = self.aliases(name)
+        if self._read_aliases(name) is None:  # registered before aliases: the newest earlier version is champion
+            earlier = [v for v in self.versions(name) if v != version]
+            current = {"champion": earlier[-1]} if earlier else {}
+        champion = current.get("champion")
+        alias, why = ("champion", reason or f"promoted on request over {champion or 'no champion'}") if manual \
+            else decide(version, champion, evaluation, promote)
+        new = dict(current)
+        new[alias] = version
+        if alias == "champion" and new.get("challenger") == version:
+            new.pop("challenger")
+        atomic_write_json(self.root / name / ALIASES_FILE, new)
+        record = {
+            "name": name, "version": version, "decision": alias, "promoted": alias == "champion",
+            "forced": bool(promote or manual), "reason": why, "time": datetime.now(timezone.utc).isoformat(),
+            "previous_champion": champion, "champion": new.get("champion"),
+            "evaluation": evaluation.to_dict() if evaluation is not None else None,
+        }
+        self._append_decision(name, record)
+        return record
+
+    def promote(self, name: str, version: str, reason: str | None = None) -> dict[str, Any]:
+        """Make an existing ``version`` the champion (an explicit, recorded decision)."""
+        self._check_name(name)
+        resolved = self.resolve(name, version)
+        if resolved is None or not (self.root / name / resolved).is_dir():
+            raise ModelError(f"model '{name}' has no version {version}: known versions are {self.versions(name) or 'none'}")
+        with file_lock(self.root / name / ".lock"):
+            return self._decide_locked(name, resolved, None, True, manual=True,
+                                       reason=reason or f"promoted {resolved} on request")
+
+    def decisions(self, name: str) -> list[dict[str, Any]]:
+        """Every promotion decision of ``name``, oldest first (unreadable lines are skipped)."""
+        self._check_name(name)
+        path = self.root / name / DECISIONS_FILE
+        if not path.is_file():
+            return []
+        out = []
+        for line in path.read_text().splitlines():
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # a torn last line of a killed writer
+        return out
+
+    def resolve(self, name: str, ref: str | None = "champion") -> str | None:
+        """The version a reference means: ``champion``/``@champion``, ``challenger``, ``latest`` or ``vNNNN``."""
+        self._check_name(name)
+        ref = (ref or "champion").lstrip("@")
+        if ref == "latest":
+            return self.latest_version(name)
+        if ref in ALIASES:
+            return self.aliases(name).get(ref)
+        if not VERSION_PATTERN.match(ref):
+            raise ModelError(f"'{ref}' is not a model version: use 'champion', 'challenger', 'latest' or one of "
+                             f"{self.versions(name) or 'no versions yet'}")
+        return ref
+
+    def locate(self, name: str, version: str) -> Path:
+        """The folder of a registered version (for run manifests; read files via :meth:`load`)."""
+        resolved = self.resolve(name, version)
+        if resolved is None or not (self.root / name / resolved).is_dir():
+            raise ModelError(f"model '{name}' has no version {version}: known versions are {self.versions(name) or 'none'}")
+        return self.root / name / resolved
+
+    def metadata(self, name: str, version: str = "champion") -> dict[str, Any]:
+        """A version's ``metadata.json`` (no checksum verification: cheap, for listings)."""
+        return self.load(name, version, verify=False).metadata
+
+    def history(self, name: str) -> dict[str, Any]:
+        """Every version of ``name`` with its metrics and aliases, plus every promotion decision."""
+        aliases = self.aliases(name)
+        by_version: dict[str, list[str]] = {}
+        for alias, v in aliases.items():
+            by_version.setdefault(v, []).append(alias)
+        latest = self.latest_version(name)
+        rows = []
+        for v in self.versions(name):
+            try:
+                meta = json.loads((self.root / name / v / "metadata.json").read_text())
+            except (OSError, json.JSONDecodeError):
+                meta = {}
+            rows.append({"version": v, "created": meta.get("created"), "metrics": meta.get("metrics", {}),
+                         "aliases": sorted(by_version.get(v, [])) + (["latest"] if v == latest else [])})
+        return {"name": name, "aliases": aliases, "latest": latest, "versions": rows, "decisions": self.decisions(name)}
 
     @staticmethod
     def _next_version(model_root: Path) -> str:
@@ -144,13 +367,14 @@ class ModelRegistry:
         return self.latest_version(name) is not None
 
     def load(self, name: str, version: str = "latest", verify: bool = True) -> ModelVersion:
-        """Resolve ``name``/``version`` and check its files against ``metadata.json``."""
+        """Resolve ``name``/``version`` (``latest``, ``champion``, ``challenger`` or ``vNNNN``) and check its files."""
         self._check_name(name)
-        resolved = self.latest_version(name) if version in ("latest", "", None) else version
+        resolved = self.resolve(name, version or "latest")
         if resolved is None:
-            raise ModelError(f"no model '{name}' is registered yet: train one first (for example run the pipeline)")
-        if not VERSION_PATTERN.match(resolved):
-            raise ModelError(f"'{version}' is not a model version: use 'latest' or one of {self.versions(name)}")
+            if not self.versions(name):
+                raise ModelError(f"no model '{name}' is registered yet: train one first (for example run the pipeline)")
+            raise ModelError(f"model '{name}' has no {str(version).lstrip('@')} alias: its versions are "
+                             f"{self.versions(name)} (promote one with promote=true)")
         folder = self.root / name / resolved
         if not folder.is_dir():
             raise ModelError(f"model '{name}' has no version {resolved}: known versions are {self.versions(name) or 'none'}")
@@ -169,7 +393,7 @@ class ModelRegistry:
         return ModelVersion(name=name, version=resolved, dir=folder, metadata=metadata)
 
     def summary(self) -> dict[str, Any]:
-        """Every model with its versions and latest metrics (for health checks and ``/models``)."""
+        """Every model with its versions, aliases and champion metrics (for health checks and ``/models``)."""
         out: dict[str, Any] = {}
         for name in self.names():
             latest = self.latest_version(name)
@@ -179,7 +403,15 @@ class ModelRegistry:
                 meta = json.loads((self.root / name / latest / "metadata.json").read_text())
             except (OSError, json.JSONDecodeError):
                 meta = {}
-            out[name] = {"latest": latest, "versions": len(self.versions(name)), "created": meta.get("created"),
+            aliases = self.aliases(name)
+            champion = aliases.get("champion")
+            if champion and champion != latest:
+                try:
+                    meta = json.loads((self.root / name / champion / "metadata.json").read_text())
+                except (OSError, json.JSONDecodeError):
+                    meta = {}
+            out[name] = {"latest": latest, "champion": champion, "challenger": aliases.get("challenger"),
+                         "versions": len(self.versions(name)), "created": meta.get("created"),
                          "metrics": meta.get("metrics", {})}
         return out
 

@@ -1,16 +1,17 @@
 """Engineered features, computed per cell in time order, never across cell boundaries.
 
 ``add_features(frame, window=12)`` takes a cleaned canonical frame (sorted by cell, then
-time: :func:`bms_preprocess.clean.clean_readings`) and adds :data:`FEATURE_COLUMNS`. All
+time: :func:`bms_schema.clean.clean_readings`) and adds :data:`FEATURE_COLUMNS`. All
 work is vectorised over the whole table (NumPy on cell-sorted arrays, one pandas groupby
-for the string medians); see the package README for the definition of every feature.
+for the string medians); see ``load-preprocessdata-mcp/README.md`` for the definition of every feature.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from bms_schema import InputError, columns as C
+from . import columns as C
+from .errors import InputError
 
 from .grouped import cell_starts, epoch_seconds, forward_fill, previous, rolling_mean_std
 
@@ -53,7 +54,7 @@ def _check(frame: pd.DataFrame, window: int) -> None:
     if missing:
         raise InputError(
             f"add_features needs a cleaned canonical table; missing column(s) {', '.join(missing)} "
-            "(run bms_preprocess.clean.clean_readings first)"
+            "(run bms_schema.clean.clean_readings first)"
         )
 
 

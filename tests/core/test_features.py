@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 from bms_schema import InputError
 
-from bms_preprocess.clean import clean_readings
-from bms_preprocess.features import FEATURE_COLUMNS, add_features
-from bms_preprocess.impute import interpolate_readings
+from bms_schema.clean import clean_readings
+from bms_schema.features import FEATURE_COLUMNS, add_features
+from bms_schema.interpolate import interpolate_readings
 
 
 @pytest.fixture

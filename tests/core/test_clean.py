@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from bms_schema import InputError
 
-from bms_preprocess.clean import clean_readings
+from bms_schema.clean import clean_readings
 
 CORE = ["CellVoltage", "CellTemperature", "CellSpecificGravity", "InstantaneousCurrent", "AmbientTemperature"]
 

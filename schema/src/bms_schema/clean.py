@@ -13,10 +13,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from bms_schema import InputError, Limits, columns as C, normalize, sort_readings
-from bms_schema.normalize import detect_format, load_limits
+from . import columns as C
+from .columns import Limits
+from .errors import InputError
+from .normalize import detect_format, load_limits, normalize, sort_readings
 
-log = logging.getLogger("bms.preprocess")
+log = logging.getLogger("bms.core")
 
 #: An interval longer than this many times the cell's median interval counts as a gap.
 GAP_FACTOR = 3.0
