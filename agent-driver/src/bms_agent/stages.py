@@ -144,12 +144,21 @@ def _simulate_args(s: PipelineState) -> dict[str, Any]:
 
 
 def _failure_args(s: PipelineState) -> dict[str, Any]:
-    args: dict[str, Any] = {"data_path": processed_table(s), "horizon_days": s.options.horizon_days,
-                            "retrain": has_labels(s), "top_n": 10}
+    args: dict[str, Any] = {"data_path": processed_table(s), "horizon_days": s.options.horizon_days, "top_n": 10}
     anomalies = anomaly_table(s)
     if anomalies:
         args["anomaly_path"] = anomalies
     return args
+
+
+def _failure_calls(s: PipelineState) -> list[Call]:
+    """Labelled data (the simulated fleet): train a candidate first (predict tools never train); then predict."""
+    predict = _failure_args(s)
+    calls = []
+    if has_labels(s):
+        train = {k: v for k, v in predict.items() if k in ("data_path", "horizon_days", "anomaly_path")}
+        calls.append(Call("failure", "train_failure_model", {**train, "seed": s.options.seed}))
+    return [*calls, Call("failure", "predict_cell_failure", predict)]
 
 
 def forecast_history(state: PipelineState) -> Path:
@@ -192,7 +201,7 @@ STAGES: tuple[Stage, ...] = (
                                                           "output_format": "parquet"})],
           after=("preprocess",)),
     Stage("failure", "Failure prediction", ("failure",),
-          lambda s: [Call("failure", "predict_cell_failure", _failure_args(s))], after=("anomaly",)),
+          _failure_calls, after=("anomaly",)),
     Stage("forecast_train", "Forecaster training", ("forecast",),
           lambda s: [Call("forecast", "train_forecaster", {"data_path": processed_table(s),
                                                            "max_train_pairs": s.options.forecast_train_pairs})],

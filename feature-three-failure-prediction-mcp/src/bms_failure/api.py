@@ -2,9 +2,9 @@
 
 ```python
 from bms_failure.api import load_failure_model, predict_failure
-model = load_failure_model("latest")            # registered failure_classifier
-table = model.predict(history_frame)             # per-cell risk, no labels needed
-outcome = predict_failure(frame, horizon_days=7)  # trains first when no model fits
+model = load_failure_model()                     # the champion failure_classifier (survival model)
+table = model.predict(history_frame)             # per-cell risk, remaining life, alarms; no labels needed
+outcome = predict_failure(frame, horizon_days=14) # same logic as the tool (never trains)
 ```
 """
 
@@ -18,13 +18,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from bms_schema import InputError, ModelError, ModelRegistry, read_table
+from bms_schema import InputError, ModelRegistry, read_table
 from bms_schema import columns as C
 
 from .config import LOGGER, MODEL_NAME, FeatureConfig
-from .features import as_canonical, build_feature_grid
-from .labels import death_times, has_dead_labels, label_grid, sample_rows
-from .model import FailureModel, find_version, load_failure_model
+from .features import OHMIC_COLUMNS, as_canonical, build_feature_grid
+from .labels import death_times, has_dead_labels, label_grid
+from .model import FailureModel, load_failure_model
 from .training import TrainingResult, check_horizon, train_failure_model
 
 log = logging.getLogger(LOGGER)
@@ -53,7 +53,7 @@ def _needed_columns(path: Path) -> list[str] | None:
     """The columns of a file this package uses (ids, measurements, flags, labels); None = read all."""
     names = _column_names(path)
     wanted = {alias for aliases in C.ALIASES.values() for alias in aliases}
-    wanted |= {*C.LABEL_COLUMNS, C.SENSOR_FAULT, C.OUT_OF_RANGE, "Date", "Time"}
+    wanted |= {*C.LABEL_COLUMNS, C.SENSOR_FAULT, C.OUT_OF_RANGE, "Date", "Time", *OHMIC_COLUMNS}
     wanted |= {C.quality_column(c) for c in (*C.CORE_COLUMNS, *C.OPTIONAL_NUMERIC)}
     keep = [n for n in names if n in wanted]
     return keep if keep and len(keep) < len(names) else None
@@ -108,11 +108,17 @@ def load_anomalies(path: str | Path | None) -> pd.DataFrame | None:
 class PredictionOutcome:
     table: pd.DataFrame
     model: FailureModel
-    trained: TrainingResult | None = None
-    #: When the input carries labels and the model did not train on it: scores over its history.
+    #: When the input carries labels: the registered model scored over its history (no training on it).
     input_evaluation: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
     grid: Any = None
+
+
+@dataclass
+class TrainingOutcome:
+    result: TrainingResult
+    #: ``bms_schema.model_protocol.Registered``: version, alias (champion/challenger), decision.
+    registered: Any
 
 
 def train_and_register(
@@ -121,43 +127,44 @@ def train_and_register(
     anomalies: pd.DataFrame | None = None,
     config: FeatureConfig | None = None,
     seed: int = 0,
-    target_precision: float = 0.5,
     registry: ModelRegistry | None = None,
     extra_metadata: dict[str, Any] | None = None,
     progress: Callable[[float, str], None] | None = None,
-) -> TrainingResult:
-    """Train (see :func:`bms_failure.training.train_failure_model`) and register a new version."""
+    promote: bool = False,
+    validate: bool = True,
+) -> TrainingOutcome:
+    """Train (see :func:`bms_failure.training.train_failure_model`) and register a candidate version: it
+    becomes champion when it beats the champion on its held-out cells (or with ``promote``)."""
     result = train_failure_model(frame, horizon_days, config=config, anomalies=anomalies, seed=seed,
-                                 target_precision=target_precision, progress=progress)
+                                 progress=progress, validate=validate)
     grid = result.grid
     trained_on = {"rows": int(len(frame)), "cells": int(len(grid.cells)) if grid is not None else None,
                   "time_range": [grid.data_start, grid.data_end] if grid is not None else None,
                   **(extra_metadata or {})}
-    result.model.save(registry, {"trained_on": trained_on, "seed": seed})
-    return result
+    if result.model.card is not None and extra_metadata and extra_metadata.get("fingerprint"):
+        result.model.card.data_fingerprint = str(extra_metadata["fingerprint"])
+    registered = result.model.register(result.model.holdout, registry, promote=promote,
+                                       metadata={"trained_on": trained_on, "seed": seed})
+    return TrainingOutcome(result=result, registered=registered)
 
 
 def _evaluate_on_input(model: FailureModel, frame: pd.DataFrame, grid: Any) -> dict[str, Any] | None:
-    """Score a registered model on the labelled history of new data (no training on it)."""
-    from . import evaluation as E
+    """Score a registered model on the labelled history of new data (no training on it), at every
+    horizon, next to the IEEE rules and the trend-to-threshold estimate."""
+    from .labels import sampling_points
+    from .training import horizon_report, rul_metrics
 
     deaths = death_times(frame)
     if deaths.notna().sum() == 0:
         return None
-    try:
-        check_horizon(model.horizon_days, grid)
-    except InputError:
+    labelled = label_grid(grid, deaths, 24.0)
+    rows = labelled.loc[sampling_points(labelled, grid) & labelled["Alive"].to_numpy()].reset_index(drop=True)
+    if len(rows) == 0:
         return None
-    samples = sample_rows(label_grid(grid, deaths, model.horizon_days * 24.0), grid)
-    if len(samples) == 0:
-        return None
-    label = samples["Label"].to_numpy()
-    prob = model.predict_proba(samples)
-    out = E.score_metrics(label, prob)
-    out["brier"] = E.brier(label, prob)
-    out["at_alarm_threshold"] = E.binary_metrics(label, prob >= model.alarm_threshold)
-    out["baseline_rule"] = E.score_metrics(label, E.rule_score(samples))
-    out["baseline_rule"]["at_rule"] = E.binary_metrics(label, E.rule_flags(samples))
+    mu = model.margin(rows)
+    out = horizon_report(rows, lambda h: model.distribution.probability(mu, h), grid.data_end)
+    out["remaining_life"] = rul_metrics(rows, {q: model.distribution.quantile(mu, v)
+                                               for q, v in (("p10", 0.1), ("p50", 0.5), ("p90", 0.9))})
     out["note"] = ("registered model scored on every labelled sample point of this input; optimistic if the "
                    "model was trained on the same data")
     return out
@@ -166,72 +173,56 @@ def _evaluate_on_input(model: FailureModel, frame: pd.DataFrame, grid: Any) -> d
 def predict_failure(
     frame: pd.DataFrame,
     horizon_days: float = 7.0,
-    model_version: str = "latest",
-    retrain: bool = False,
+    model_version: str = "champion",
     anomalies: pd.DataFrame | None = None,
-    config: FeatureConfig | None = None,
-    seed: int = 0,
     registry: ModelRegistry | None = None,
-    extra_metadata: dict[str, Any] | None = None,
     progress: Callable[[float, str], None] | None = None,
 ) -> PredictionOutcome:
-    """Per-cell failure risk as of the last reading of ``frame``.
+    """Per-cell failure probability within ``horizon_days``, remaining life (p10/p50/p90), state of
+    health, alarms and the trend-to-threshold estimate, as of the last reading of ``frame``.
 
-    Uses the newest registered model for ``horizon_days`` (or ``model_version``); when there is
-    none, or ``retrain`` is set, trains and registers one from ``frame`` first (which needs
-    ``IsDead`` labels with at least a few deaths).
+    Uses the registered model (``champion`` by default, or ``model_version``); it never trains: with
+    no model registered the error names ``train_failure_model``. No labels are needed.
     """
     check_horizon(horizon_days)
     frame = as_canonical(frame)
-    if model_version not in ("latest", "", None) and retrain:
-        raise InputError("pass either model_version (predict with that version) or retrain=true, not both")
     registry = registry or ModelRegistry()
     step = progress or (lambda fraction, message: None)
-    labelled = has_dead_labels(frame)
-    existing = None if retrain else find_version(registry, horizon_days, model_version)
-    notes: list[str] = []
-    trained: TrainingResult | None = None
-    if existing is not None:
-        model = load_failure_model(existing, horizon_days=horizon_days, registry=registry)
-        grid = build_feature_grid(frame, model.config, anomalies)
-        notes.append(f"predicted with registered {MODEL_NAME} {model.version}")
-    else:
-        if not labelled:
-            if "IsDead" in frame.columns:
-                raise InputError("the IsDead column is empty, and no registered model predicts a "
-                                 f"{horizon_days:g}-day horizon: provide labelled data to train one")
-            if registry.versions(MODEL_NAME):
-                raise ModelError(
-                    f"no registered {MODEL_NAME} predicts a {horizon_days:g}-day horizon, and the data has no IsDead "
-                    f"column to train one: use a horizon a model was trained for, or labelled data"
-                )
-            raise InputError(
-                "training is needed (no failure model is registered yet) but the data has no 'IsDead' column: "
-                "provide data with IsDead labels (1 from the moment a cell is dead), or train a model first"
-            )
-        step(0.05, "no registered model for this horizon: training one")
-        trained = train_and_register(frame, horizon_days, anomalies, config, seed, registry=registry,
-                                     extra_metadata=extra_metadata, progress=progress)
-        model = trained.model
-        grid = trained.grid
-        notes.append(f"trained and registered {MODEL_NAME} {model.version}")
-    step(0.92, "scoring every cell as of the last reading")
-    table = model.predict(frame, anomalies, grid=grid)
-    evaluation = None
-    if trained is None and labelled:
-        evaluation = _evaluate_on_input(model, frame, grid)
-    return PredictionOutcome(table=table, model=model, trained=trained, input_evaluation=evaluation, notes=notes,
-                             grid=grid)
+    model = load_failure_model(model_version or "champion", horizon_days=horizon_days, registry=registry)
+    grid = build_feature_grid(frame, model.config, anomalies)
+    notes = [f"predicted with registered {MODEL_NAME} {model.version}"]
+    step(0.6, "scoring every cell as of the last reading")
+    table = model.predict(frame, anomalies, grid=grid, horizon_days=horizon_days)
+    evaluation = _evaluate_on_input(model, frame, grid) if has_dead_labels(frame) else None
+    return PredictionOutcome(table=table, model=model, input_evaluation=evaluation, notes=notes, grid=grid)
 
 
 def top_at_risk(table: pd.DataFrame, n: int = 10) -> list[dict[str, Any]]:
     """The ``n`` living cells most likely to fail (JSON-ready)."""
     alive = table.loc[~table["AlreadyDead"] & table["FailureProbability"].notna()].head(n)
+    def num(value: Any, digits: int) -> float | None:
+        return None if value is None or not np.isfinite(value) else round(float(value), digits)
+
     return [
         {"CellID": r.CellID, "DeviceID": r.DeviceID, "CellNumber": int(r.CellNumber),
-         "FailureProbability": round(float(r.FailureProbability), 4), "RiskBand": r.RiskBand,
+         "FailureProbability": num(r.FailureProbability, 4), "RiskBand": r.RiskBand,
+         "StateOfHealth": num(r.StateOfHealth, 1), "RemainingLifeDays": num(r.RemainingLifeDays, 1),
+         "RemainingLifeP10": num(r.RemainingLifeP10, 1), "RemainingLifeP90": num(r.RemainingLifeP90, 1),
+         "Alarm": bool(r.Alarm), "AlarmTrigger": r.AlarmTrigger, "RecommendedAction": r.RecommendedAction,
+         "TrendDaysToThreshold": num(r.TrendDaysToThreshold, 1), "TrendRule": r.TrendRule,
          "TopReasons": r.TopReasons}
         for r in alive.itertuples(index=False)  # at most n rows
+    ]
+
+
+def alarms(table: pd.DataFrame, n: int = 50) -> list[dict[str, Any]]:
+    """The alarmed cells: trigger, lead time (expected remaining life) and the recommended action."""
+    hit = table.loc[table["Alarm"]].head(n)
+    return [
+        {"CellID": r.CellID, "trigger": r.AlarmTrigger, "lead_time_days": round(float(r.AlarmLeadDays), 1),
+         "lead_time_p10_days": round(float(r.RemainingLifeP10), 1), "action": r.RecommendedAction,
+         "probability_30d": round(float(r.FailureProbability30d), 4)}
+        for r in hit.itertuples(index=False)  # at most n rows
     ]
 
 
@@ -245,10 +236,11 @@ def dead_cells(table: pd.DataFrame) -> list[str]:
 
 
 def mean_contributions(model: FailureModel, table: pd.DataFrame, grid_last: pd.DataFrame) -> pd.DataFrame:
-    """Mean |contribution| per feature over the scored cells, and over the high-risk ones (for the plot)."""
+    """Mean |contribution| per feature over the scored cells, and over the high-risk ones (for the plot);
+    contributions are to the log remaining life, so the sign is flipped: positive = shortens life."""
     scored = table.loc[table["FailureProbability"].notna() & ~table["AlreadyDead"], C.CELL_ID]
     rows = grid_last.set_index(C.CELL_ID).loc[scored].reset_index()
-    contribs = model.contributions(rows)[:, :-1] if len(rows) else np.zeros((0, len(model.features)))
+    contribs = -model.contributions(rows)[:, :-1] if len(rows) else np.zeros((0, len(model.features)))
     high = table.set_index(C.CELL_ID).loc[scored, "RiskBand"].to_numpy() == "high"
     return pd.DataFrame({
         "feature": model.features,

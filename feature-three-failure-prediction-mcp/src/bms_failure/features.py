@@ -420,6 +420,13 @@ def build_feature_grid(
     seen = last_seen >= cell_first_real
     features["data_age_hours"] = np.where(seen, (idx - last_seen) * config.step_hours, np.nan)
     last_voltage = np.where(seen, v_b[np.maximum(last_seen, 0)], np.nan)
+    # The physics estimate as model input: days until the first trend crosses its IEEE threshold
+    # (log scale; NaN = no trend heads for one) and how far the cell has gone towards any threshold.
+    from .trends import trend_to_threshold
+
+    trend = trend_to_threshold(pd.DataFrame({k: v for k, v in features.items()}))
+    features["trend_log_days_to_threshold"] = np.log1p(trend["TrendDaysToThreshold"].to_numpy())
+    features["trend_progress"] = trend["TrendProgress"].to_numpy()
     features["rule_float_voltage"] = features["voltage_float_mean_short"]
     features["rule_sg_below_string_mean"] = _window_mean(sg_mean - sg_b, short)
     features["rule_ohmic_rise"] = features["ohmic_rise"]

@@ -13,7 +13,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -23,6 +23,7 @@ from bms_schema import columns as C
 from . import trends as T
 from .config import (
     ALARM_HORIZON_DAYS,
+    ALARM_SUSTAIN_HOURS,
     DEAD_STATE_FILE,
     DISTRIBUTION_FILE,
     LOGGER,
@@ -73,6 +74,17 @@ def xgb_params(seed: int = 0) -> dict[str, Any]:
     }
 
 
+def sustained_minimum(values: np.ndarray, cells: np.ndarray, times: pd.Series,
+                      hours: float = ALARM_SUSTAIN_HOURS) -> np.ndarray:
+    """Per row, the lowest value of its cell over the trailing ``hours`` (rows in any order)."""
+    frame = pd.DataFrame({"cell": cells, "t": pd.DatetimeIndex(times), "v": values, "i": np.arange(len(values))})
+    frame = frame.sort_values(["cell", "t"], kind="stable")
+    rolled = frame.groupby("cell", sort=False).rolling(f"{int(round(hours * 60))}min", on="t")["v"].min()
+    out = np.empty(len(values))
+    out[frame["i"].to_numpy()] = rolled.to_numpy()
+    return out
+
+
 def _days_text(days: float) -> str:
     return "n/a" if not np.isfinite(days) else (f"{days:.1f} days" if days < 10 else f"{days:.0f} days")
 
@@ -95,6 +107,12 @@ class FailureModel:
     dead_booster: Any = None
     #: A sample of the training feature rows (drift monitoring in live inference); None if not stored.
     reference: pd.DataFrame | None = None
+    #: The model card (``bms_schema.model_protocol.ModelCard``): set by training and by loading.
+    card: Any = None
+    #: Held-out sample rows of the training (calibration cells) and the model's scores on them:
+    #: what a candidate and the champion are compared on when registering.
+    holdout: pd.DataFrame | None = field(default=None, repr=False)
+    holdout_metrics: dict[str, Any] | None = None
 
     # -- scoring ----------------------------------------------------------------------
     def _dmatrix(self, table: pd.DataFrame) -> Any:
@@ -130,6 +148,18 @@ class FailureModel:
         if len(table) == 0:
             return np.zeros((0, len(self.features) + 1))
         return self.booster.predict(self._dmatrix(table), pred_contribs=True)
+
+    def sustained_alarm_probability(self, grid: FeatureGrid, last: pd.DataFrame) -> np.ndarray:
+        """P(death within the alarm horizon) held over the last ``ALARM_SUSTAIN_HOURS``: the lowest value
+        over the grid rows of that window (per row of ``last``)."""
+        table = grid.table
+        window = grid.config.buckets(ALARM_SUSTAIN_HOURS)
+        recent = table.loc[(table["Bucket"] > table["Bucket"].max() - window) & table[C.CELL_ID].isin(last[C.CELL_ID])]
+        every = max(1, grid.config.buckets(6.0))  # every 6 h within the window is enough
+        recent = recent.loc[((table["Bucket"].max() - recent["Bucket"]) % every) == 0]
+        p = self.predict_proba(recent, self.alarm_horizon_days)
+        low = pd.Series(p).groupby(recent[C.CELL_ID].to_numpy()).min()
+        return low.reindex(last[C.CELL_ID].to_numpy()).to_numpy()
 
     def risk_band(self, prob_alarm: np.ndarray) -> np.ndarray:
         """``high`` (alarm) at or above the alarm threshold, ``medium`` above a third of it, else ``low``."""
@@ -239,7 +269,8 @@ class FailureModel:
                 by_horizon[h][scored] = self.distribution.probability(mu, h)
             for q, v in (("p10", 0.1), ("p50", 0.5), ("p90", 0.9)):
                 rul[q][scored] = self.distribution.quantile(mu, v)
-            p_alarm[scored] = self.distribution.probability(mu, self.alarm_horizon_days)
+            p_alarm[scored] = np.fmin(self.distribution.probability(mu, self.alarm_horizon_days),
+                                      self.sustained_alarm_probability(grid, rows))
             reasons[scored] = self.top_reasons(rows, self.contributions(rows), top_k)
         trend = T.trend_to_threshold(last)
         health = T.indicator_health(last)
@@ -300,16 +331,53 @@ class FailureModel:
         table.insert(0, "Rank", np.arange(1, len(table) + 1))
         return table.reset_index(drop=True)
 
-    # -- persistence ------------------------------------------------------------------
-    def save(self, registry: ModelRegistry | None = None, metadata: dict[str, Any] | None = None) -> str:
-        """Register as a new version of ``failure_classifier`` (booster .ubj + distribution JSON + metadata)."""
+    # -- model protocol (bms_schema.model_protocol) ---------------------------------------
+    registry_name: ClassVar[str] = MODEL_NAME
+
+    def fit(self, data: pd.DataFrame, horizon_days: float | None = None, **kwargs: Any) -> "FailureModel":
+        """Train on a labelled readings table (see :func:`bms_failure.training.train_failure_model`);
+        returns the fitted model (this object, updated)."""
+        from .training import train_failure_model
+
+        result = train_failure_model(data, horizon_days or self.horizon_days, config=self.config, **kwargs)
+        self.__dict__.update(result.model.__dict__)
+        return self
+
+    def evaluate(self, holdout: pd.DataFrame) -> dict[str, Any]:
+        """Scores on held-out sample rows (feature rows with ``DeathTime`` and ``CensorAt``, as stored by
+        training): ROC-AUC of dying within 7/14/30 days and remaining-life accuracy. Never changes the model."""
+        from .training import holdout_scores
+
+        return holdout_scores(self, holdout)
+
+    def save(self, staging_dir: Path | str) -> None:
+        """Write the model's files (booster UBJ, distribution JSON, dead-state booster, drift reference)."""
         from bms_schema.atomic import atomic_write_json
+
+        staging_dir = Path(staging_dir)
+        self.booster.save_model(str(staging_dir / MODEL_FILE))
+        if self.dead_booster is not None:
+            self.dead_booster.save_model(str(staging_dir / DEAD_STATE_FILE))
+        if self.reference is not None:
+            self.reference.to_parquet(staging_dir / REFERENCE_FILE, index=False)
+        atomic_write_json(staging_dir / DISTRIBUTION_FILE, self.distribution.to_dict())
+
+    @classmethod
+    def load(cls, version: str = "champion", registry: ModelRegistry | None = None) -> "FailureModel":
+        return load_failure_model(version, registry=registry)
+
+    def registry_metadata(self) -> dict[str, Any]:
+        """What ``metadata.json`` of a registered version holds besides the card."""
         from bms_schema.runtime import versions
 
-        registry = registry or ModelRegistry()
-        meta = {
+        files = {MODEL_FILE: "XGBoost AFT survival booster (UBJSON)",
+                 DISTRIBUTION_FILE: "time-to-death distribution around the margin (JSON)"}
+        if self.dead_booster is not None:
+            files[DEAD_STATE_FILE] = "XGBoost booster recognising already-dead cells (UBJSON)"
+        if self.reference is not None:
+            files[REFERENCE_FILE] = "a sample of training feature rows (drift reference)"
+        return {
             **self.metadata,
-            **(metadata or {}),
             "model_type": "xgboost.Booster survival:aft (log-normal time to death)",
             "features": list(self.features),
             "horizon_days": float(self.horizon_days),
@@ -319,25 +387,26 @@ class FailureModel:
             "feature_config": self.config.to_dict(),
             "distribution": self.distribution.to_dict(),
             "library_versions": versions("xgboost", "scikit-learn", "pandas", "numpy", "scipy"),
-            "files_description": {MODEL_FILE: "XGBoost AFT survival booster (UBJSON)",
-                                  DISTRIBUTION_FILE: "time-to-death distribution around the margin (JSON)"},
+            "files_description": files,
         }
-        if self.dead_booster is not None:
-            meta["files_description"][DEAD_STATE_FILE] = "XGBoost booster recognising already-dead cells (UBJSON)"
-        if self.reference is not None:
-            meta["files_description"][REFERENCE_FILE] = "a sample of training feature rows (drift reference)"
-        with registry.register(MODEL_NAME, meta) as staging:
-            self.booster.save_model(str(staging.dir / MODEL_FILE))
-            if self.dead_booster is not None:
-                self.dead_booster.save_model(str(staging.dir / DEAD_STATE_FILE))
-            if self.reference is not None:
-                self.reference.to_parquet(staging.dir / REFERENCE_FILE, index=False)
-            atomic_write_json(staging.dir / DISTRIBUTION_FILE, self.distribution.to_dict())
-        self.version = staging.version
-        self.directory = str(registry.root / MODEL_NAME / str(staging.version))
-        self.metadata = meta
-        log.info("registered %s %s", MODEL_NAME, staging.version)
-        return str(staging.version)
+
+    def register(self, holdout: pd.DataFrame, registry: ModelRegistry | None = None, promote: bool = False,
+                 metadata: dict[str, Any] | None = None) -> Any:
+        """Register as a candidate (``bms_schema.model_protocol.register_candidate``): it becomes champion
+        only when it beats the champion on ``holdout`` (or with ``promote``). Returns the ``Registered``."""
+        from bms_schema.model_protocol import register_candidate
+
+        registry = registry or ModelRegistry()
+        if self.card is None:
+            raise ModelError("the failure model has no model card: train it before registering")
+        registered = register_candidate(self, holdout, registry=registry, promote=promote,
+                                        candidate_metrics=self.holdout_metrics,
+                                        extra_metadata={**self.registry_metadata(), **(metadata or {})})
+        self.version = registered.version
+        self.directory = str(registry.locate(MODEL_NAME, registered.version))
+        self.metadata = {**self.metadata, **self.registry_metadata(), **(metadata or {})}
+        log.info("registered %s %s as %s", MODEL_NAME, registered.version, registered.alias)
+        return registered
 
     @classmethod
     def from_version(cls, version: Any) -> "FailureModel":
@@ -374,34 +443,32 @@ class FailureModel:
         reference = None
         if REFERENCE_FILE in meta.get("files", {}):
             reference = pd.read_parquet(version.file(REFERENCE_FILE))
-        return cls(booster=booster, distribution=distribution, features=features,
+        from bms_schema.model_protocol import ModelCard
+
+        return cls(booster=booster, distribution=distribution, features=features, card=ModelCard.from_metadata(meta),
                    config=FeatureConfig.from_dict(meta.get("feature_config")), horizon_days=horizon,
                    alarm_threshold=threshold, alarm_horizon_days=alarm_horizon, metadata=meta,
                    version=version.version, directory=str(version.dir), dead_booster=dead_booster,
                    reference=reference)
 
 
-def find_version(registry: ModelRegistry, horizon_days: float | None = None, version: str = "latest") -> str | None:
-    """The newest registered version (or ``version``); None when there is none.
-
-    A survival model answers every horizon, so ``horizon_days`` no longer narrows the choice; it is
-    kept for callers of the former per-horizon classifiers.
-    """
-    if version not in ("latest", "", None):
-        return version
-    known = registry.versions(MODEL_NAME)
-    return known[-1] if known else None
+def find_version(registry: ModelRegistry, horizon_days: float | None = None, version: str = "champion") -> str | None:
+    """The version ``version`` means (``champion`` by default, ``challenger``, ``latest`` or ``vNNNN``);
+    None when there is none. A survival model answers every horizon, so ``horizon_days`` does not
+    narrow the choice (kept for callers of the former per-horizon classifiers)."""
+    return registry.resolve(MODEL_NAME, version or "champion")
 
 
-def load_failure_model(version: str = "latest", horizon_days: float | None = None,
+def load_failure_model(version: str = "champion", horizon_days: float | None = None,
                        registry: ModelRegistry | None = None) -> FailureModel:
     """Load a registered failure model (checksums verified). Any ``horizon_days`` can be predicted:
     when given, it becomes the model's default horizon."""
     registry = registry or ModelRegistry()
     resolved = find_version(registry, horizon_days, version)
     if resolved is None:
-        raise ModelError(f"no model '{MODEL_NAME}' is registered yet: train one with train_failure_model "
-                         "(data with IsDead labels and at least a few deaths, e.g. a simulated fleet)")
+        from bms_schema.model_protocol import no_model_error
+
+        raise no_model_error(MODEL_NAME, "train_failure_model", registry)
     model = FailureModel.from_version(registry.load(MODEL_NAME, resolved))
     if horizon_days is not None:
         model.horizon_days = float(horizon_days)

@@ -25,9 +25,9 @@ from . import evaluation as E
 from . import survival as S
 from . import trends as T
 from .config import ALARM_BUDGET, ALARM_HORIZON_DAYS, FEATURES, LOGGER, REFERENCE_ROWS, REPORT_HORIZONS, FeatureConfig, readable
-from .features import FeatureGrid, as_canonical, build_feature_grid, feature_matrix
+from .features import RULE_COLUMNS, FeatureGrid, as_canonical, build_feature_grid, feature_matrix
 from .labels import death_times, label_grid, sampling_points
-from .model import FailureModel, xgb_params
+from .model import FailureModel, sustained_minimum, xgb_params
 
 log = logging.getLogger(LOGGER)
 
@@ -121,10 +121,15 @@ def alarm_threshold(model: FailureModel, rows: pd.DataFrame, data_end: pd.Timest
     surviving cells in a month: the (1 - budget) quantile of each surviving cell's monthly maximum."""
     death = rows["DeathTime"]
     survivor = (death.isna() | (death > data_end)).to_numpy()
+    # Judge on rows with a full baseline and trend window (the steady state live cells are in).
+    mature = (rows["HistoryHours"] >= model.config.baseline_hours + model.config.trend_window_hours).to_numpy()
+    if (survivor & mature).any():
+        survivor &= mature
     if not survivor.any():
         return 0.5
     kept = rows.loc[survivor]
-    p = model.predict_proba(kept, model.alarm_horizon_days)
+    p = sustained_minimum(model.predict_proba(kept, model.alarm_horizon_days), kept[C.CELL_ID].to_numpy(),
+                          kept[C.TIMESTAMP])
     month = ((kept[C.TIMESTAMP] - kept[C.TIMESTAMP].min()).dt.total_seconds() // (MONTH_DAYS * 86400)).to_numpy()
     peak = pd.Series(p).groupby([kept[C.CELL_ID].to_numpy(), month]).max().to_numpy()
     return float(np.clip(np.quantile(peak, 1.0 - budget), 0.05, 0.95))
@@ -268,6 +273,43 @@ def horizon_report(rows: pd.DataFrame, probability: Callable[[float], np.ndarray
     return out
 
 
+PRIMARY_METRIC = "roc_auc_14d"
+
+
+def holdout_scores(model: FailureModel, holdout: pd.DataFrame) -> dict[str, Any]:
+    """A model's scores on held-out sample rows (features, ``DeathTime``, ``CensorAt``): ROC-AUC of dying
+    within 7/14/30 days (deaths known up to ``CensorAt``) and remaining-life accuracy. Read-only."""
+    if len(holdout) == 0:
+        return {}
+    censor = pd.Timestamp(holdout["CensorAt"].iloc[0])
+    rows = holdout.copy()
+    rows["DeathTime"] = rows["DeathTime"].where(rows["DeathTime"] <= censor)
+    mu = model.margin(rows)
+    out: dict[str, Any] = {"samples": int(len(rows)), "cells": int(rows[C.CELL_ID].nunique())}
+    for h in REPORT_HORIZONS:
+        label, known = horizon_labels(rows, h, censor)
+        out[f"roc_auc_{h:g}d"] = _auc(label[known], model.distribution.probability(mu[known], h))
+    life = {q: model.distribution.quantile(mu, v) for q, v in (("p10", 0.1), ("p50", 0.5), ("p90", 0.9))}
+    rul = rul_metrics(rows, life)
+    out["rul_median_relative_error"] = rul.get("median_relative_error")
+    out["rul_p10_p90_coverage"] = rul.get("p10_p90_coverage")
+    return out
+
+
+def model_card(model: FailureModel, metrics: dict[str, Any], training_rows: int, seed: int) -> Any:
+    from bms_schema.model_protocol import ModelCard
+    from bms_schema.runtime import versions
+
+    return ModelCard(
+        family="failure", features=list(model.features), metrics=metrics, primary_metric=PRIMARY_METRIC,
+        higher_is_better=True, training_rows=training_rows,
+        holdout="a quarter of the cells (stratified by fate), every sample, deaths known up to the end of the data",
+        params={**S.aft_params(seed), "feature_config": model.config.to_dict(), "sigma": model.distribution.sigma,
+                "shift": model.distribution.shift},
+        library_versions=versions("xgboost", "scikit-learn", "pandas", "numpy", "scipy"),
+    )
+
+
 def train_failure_model(
     frame: pd.DataFrame,
     horizon_days: float = 7.0,
@@ -296,22 +338,30 @@ def train_failure_model(
     folds_out: list[dict[str, Any]] = []
     rounds_used: list[int] = []
     split_time = None
+    # The test period must be long enough to know who survives the longest reported horizon.
+    span_days = (samples[C.TIMESTAMP].max() - samples[C.TIMESTAMP].min()).total_seconds() / 86400.0
+    time_fraction = float(np.clip((max(REPORT_HORIZONS) + 14.0) / max(span_days, 1e-9), 0.35, 0.6))
     if validate:
-        for k in range(folds):  # a handful of model fits, not a loop over data
-            step(0.15 + 0.45 * k / folds, f"validation fold {k + 1} of {folds}")
-            split = E.split_samples(samples, 0.0, folds=folds, test_fold=k, seed=seed)
-            split_time = split.split_time
-            E.check_no_leakage(split.train, split.test, 0.0)
-            if split.train["DeathTime"].le(split_time).sum() == 0 or len(split.test) == 0:
-                continue
-            model_k, used = fit_survival(split.train, split.calib, deaths, split_time, features, config, seed)
-            rounds_used.append(used)
-            test = split.test
-            folds_out.append({"test": test, "mu": model_k.margin(test), "model": model_k})
+        # Deaths are needed before the split too: fall back to a shorter test period when there are none.
+        for fraction in dict.fromkeys((time_fraction, 0.35)):
+            time_fraction = fraction
+            for k in range(folds):  # a handful of model fits, not a loop over data
+                step(0.15 + 0.45 * k / folds, f"validation fold {k + 1} of {folds}")
+                split = E.split_samples(samples, 0.0, folds=folds, test_fold=k, seed=seed, time_fraction=fraction)
+                split_time = split.split_time
+                E.check_no_leakage(split.train, split.test, 0.0)
+                if split.train["DeathTime"].le(split_time).sum() == 0 or len(split.test) == 0:
+                    continue
+                model_k, used = fit_survival(split.train, split.calib, deaths, split_time, features, config, seed)
+                rounds_used.append(used)
+                test = split.test
+                folds_out.append({"test": test, "mu": model_k.margin(test), "model": model_k})
+            if folds_out:
+                break
         if not folds_out:
             raise InputError(
                 f"no death falls in a training period: {int(deaths.notna().sum())} cells die, but none before "
-                f"{E.split_time_of(samples, 0.35):%Y-%m-%d %H:%M} (validation needs deaths in the earlier part of "
+                f"{E.split_time_of(samples, time_fraction):%Y-%m-%d %H:%M} (validation needs deaths in the earlier part of "
                 "the data); use a longer stretch of data or a fleet with more failures"
             )
 
@@ -331,6 +381,9 @@ def train_failure_model(
                                              state_rows.loc[in_calib], features, config)
     final.dead_booster = fit_dead_state(state_rows, features, seed)
     final.reference = _subsample(samples, REFERENCE_ROWS, seed)[features].reset_index(drop=True)
+    keep = [C.CELL_ID, C.DEVICE_ID, C.CELL_NUMBER, C.TIMESTAMP, "DeathTime", *features, *RULE_COLUMNS]
+    final.holdout = calib_all[[c for c in keep if c in calib_all.columns]].assign(CensorAt=data_end).reset_index(drop=True)
+    final.holdout_metrics = holdout_scores(final, final.holdout)
 
     step(0.85, "scoring the held-out cells and the rules")
     metrics: dict[str, Any] = {
@@ -353,8 +406,10 @@ def train_failure_model(
         life = {q: np.concatenate([f["model"].distribution.quantile(f["mu"], v) for f in folds_out])
                 for q, v in (("p10", 0.1), ("p50", 0.5), ("p90", 0.9))}
         p_alarm = np.concatenate([f["model"].distribution.probability(f["mu"], ALARM_HORIZON_DAYS) for f in folds_out])
-        alarm = np.concatenate([f["model"].distribution.probability(f["mu"], ALARM_HORIZON_DAYS)
-                                >= f["model"].alarm_threshold for f in folds_out])
+        alarm = np.concatenate([
+            sustained_minimum(f["model"].distribution.probability(f["mu"], ALARM_HORIZON_DAYS),
+                              f["test"][C.CELL_ID].to_numpy(), f["test"][C.TIMESTAMP]) >= f["model"].alarm_threshold
+            for f in folds_out])
         def pooled(h: float) -> np.ndarray:
             return np.concatenate([f["model"].distribution.probability(f["mu"], h) for f in folds_out])
 
@@ -390,6 +445,8 @@ def train_failure_model(
         evaluation["RemainingLifeP50"] = life["p50"]
         log.info("failure model: out-of-fold ROC-AUC 14 d %s (best rule %s)", by_h.get("14d", {}).get("model_roc_auc"),
                  by_h.get("14d", {}).get("best_rule_roc_auc"))
+    metrics["holdout"] = final.holdout_metrics
     final.metadata = {"metrics": metrics, "feature_descriptions": {f: readable(f, config) for f in features}}
+    final.card = model_card(final, final.holdout_metrics, int(len(pool)), seed)
     step(0.9, "trained")
     return TrainingResult(model=final, metrics=metrics, evaluation=evaluation, importance=importance, grid=grid)
