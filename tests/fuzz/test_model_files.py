@@ -65,8 +65,9 @@ def test_unreadable_skops_file_is_a_model_error(tmp_path: Path, content: bytes) 
         audit_skops(path)
 
 
-def _register_evil_anomaly_model(marker: Path) -> str:
-    """Register an ``anomaly_hybrid`` version (through the registry API: checksums consistent) whose scaler is hostile."""
+def _register_evil_anomaly_model(marker: Path | None) -> str:
+    """Register an ``anomaly_hybrid`` version through the registry API (checksums and signature valid) whose
+    scaler is the eval file (or, with ``marker=None``, a real fitted scaler)."""
     from bms_anomaly.hybrid import HybridConfig
     from bms_anomaly.persistence import FORMAT_VERSION, MODEL_NAME
 
@@ -75,7 +76,12 @@ def _register_evil_anomaly_model(marker: Path) -> str:
         (staging.dir / "config.json").write_text(json.dumps({
             "format_version": FORMAT_VERSION, "features": ["CellVoltage"], "hybrid": HybridConfig().to_dict(),
             "vae": {}, "threshold": 1.0, "detector_thresholds": {}}))
-        eval_skops(staging.dir / "scaler.skops", marker)
+        if marker is None:
+            from sklearn.preprocessing import RobustScaler
+
+            save_sklearn(RobustScaler().fit(np.ones((4, 1))), staging.dir / "scaler.skops")
+        else:
+            eval_skops(staging.dir / "scaler.skops", marker)
     assert staging.version is not None
     return staging.version
 
@@ -87,12 +93,35 @@ def test_registered_eval_model_is_refused_in_process(workspace: Path) -> None:
     version = _register_evil_anomaly_model(marker)
     with pytest.raises(ModelError, match="builtins.eval"):
         load_detector(version, cache=False)
+    version = _register_evil_anomaly_model(None)
+    _tamper_with_rewritten_checksum(version, marker)
+    with pytest.raises(ModelError, match="registry signature does not match"):
+        load_detector(version, cache=False)
     assert not marker.exists()
 
 
-def test_registered_eval_model_is_refused_by_the_anomaly_server(workspace: Path, sample_csv: Path) -> None:
+def _tamper_with_rewritten_checksum(version: str, marker: Path) -> None:
+    """The issue's attack: swap a registered file for the eval file and rewrite its checksum next to it."""
+    import hashlib
+
+    from bms_anomaly.persistence import MODEL_NAME
+
+    folder = ModelRegistry().locate(MODEL_NAME, version)
+    evil = eval_skops(folder / "scaler.skops", marker)
+    meta = json.loads((folder / "metadata.json").read_text())
+    meta["files"]["scaler.skops"] = hashlib.sha256(evil.read_bytes()).hexdigest()
+    (folder / "metadata.json").write_text(json.dumps(meta))
+
+
+@pytest.mark.parametrize("attack", ["registered", "tampered"])
+def test_eval_model_is_refused_by_the_anomaly_server(workspace: Path, sample_csv: Path, attack: str) -> None:
+    """Registered through the API (signature valid: the type allow-list refuses) or swapped in afterwards with
+    the checksum rewritten (the signature refuses): either way nothing runs and the server keeps serving."""
     marker = workspace / "pwned-over-stdio"
-    _register_evil_anomaly_model(marker)
+    version = _register_evil_anomaly_model(marker if attack == "registered" else None)
+    if attack == "tampered":
+        _tamper_with_rewritten_checksum(version, marker)
+    expected = "builtins.eval" if attack == "registered" else "registry signature does not match"
 
     async def scenario() -> None:
         async with connect("feature-one-anamoly-detection-mcp") as client:
@@ -100,7 +129,7 @@ def test_registered_eval_model_is_refused_by_the_anomaly_server(workspace: Path,
                                                                  "use_registered_model": True})
             env = envelope(result)
             assert result.is_error and env["status"] == "error"
-            assert "builtins.eval" in env["message"] and "refused" in env["message"], env["message"]
+            assert expected in env["message"] and "refused" in env["message"], env["message"]
             health = envelope(await client.call_tool("health_check", {}))
             assert health["status"] == "ok" and health["data"]["status"] == "healthy"
 

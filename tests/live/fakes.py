@@ -53,6 +53,8 @@ class FakeFailureModel:
         self.params = params
         self.features = ["voltage_mean"]
         self.horizon_days = params.get("horizon_days", 7)
+        if params.get("min_history_hours") is not None:
+            self.min_history_hours = float(params["min_history_hours"])
 
     def predict(self, history: pd.DataFrame) -> pd.DataFrame:
         grouped = history.groupby(["DeviceID", "CellNumber"], sort=True)["CellVoltage"].mean().reset_index()

@@ -175,3 +175,15 @@ def test_real_model_hot_reload_and_drift(client, trained) -> None:
     failure = client.get("/v1/monitoring/drift").json()["models"]["failure"]
     assert failure["status"] == ("no_reference" if client.app.state.service.hub["failure"].require().model.reference
                                  is None else "insufficient_data")
+
+
+def test_real_failure_does_not_call_fresh_cells_dead(client) -> None:
+    """24 cells x 1 healthy reading: too little history, a refusal, never "dead" (issue 12)."""
+    readings = [{"DeviceID": "H", "CellNumber": n, "Timestamp": "2026-02-01T00:00:00Z", "CellVoltage": 2.231,
+                 "CellTemperature": 25.4, "CellSpecificGravity": 1.221} for n in range(1, 25)]
+    response = client.post("/v1/failure", json={"readings": readings})
+    assert response.status_code == 422 and "too little history" in response.json()["detail"]
+    ids_only = [{"DeviceID": "H", "CellNumber": n, "Timestamp": f"2026-02-0{d}T00:00:00Z"}
+                for n in (1, 2) for d in (1, 3)]
+    response = client.post("/v1/failure", json={"readings": ids_only})
+    assert response.status_code == 422 and "no valid CellVoltage, CellTemperature" in response.json()["detail"]

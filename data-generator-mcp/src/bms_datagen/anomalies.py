@@ -56,8 +56,13 @@ def inject_anomalies(
     rate: float,
     dt_hours: float,
     rng: np.random.Generator,
+    has_sg: bool = True,
 ) -> AnomalyResult:
-    """Modify ``voltage``/``temperature``/``sg`` in place; about ``rate`` of alive rows become anomalies."""
+    """Modify ``voltage``/``temperature``/``sg`` in place; about ``rate`` of alive rows become anomalies.
+
+    Without an SG sensor (``has_sg=False``, VRLA) there is no ``sg_drop`` and spikes / stuck
+    sensors only hit voltage or temperature.
+    """
     d, t, n = shape
     rows = d * t * n
     is_anomaly = np.zeros(rows, dtype=bool)
@@ -68,14 +73,16 @@ def inject_anomalies(
         return AnomalyResult(is_anomaly, type_code, 0)
 
     # Draw more events than needed, then keep the first ones until the alive rows reach the target.
-    mean_steps = float(TYPE_WEIGHTS @ np.maximum(DURATION_HOURS.mean(axis=1) / dt_hours, 1.0))
+    weights = TYPE_WEIGHTS if has_sg else np.where(np.arange(len(ANOMALY_TYPES)) == 4, 0.0, TYPE_WEIGHTS)
+    weights = weights / weights.sum()
+    mean_steps = float(weights @ np.maximum(DURATION_HOURS.mean(axis=1) / dt_hours, 1.0))
     draw = int(2 * target / max(min(mean_steps, t), 1.0)) + 10
-    types = rng.choice(len(ANOMALY_TYPES), size=draw, p=TYPE_WEIGHTS)
+    types = rng.choice(len(ANOMALY_TYPES), size=draw, p=weights)
     steps = np.minimum(_durations(types, dt_hours, rng), t)
     device = rng.integers(0, d, size=draw)
     cell = rng.integers(0, n, size=draw)
     start = rng.integers(0, t - steps + 1)
-    channel = rng.integers(0, 3, size=draw)  # spike / stuck: 0 voltage, 1 temperature, 2 SG
+    channel = rng.integers(0, 3 if has_sg else 2, size=draw)  # spike / stuck: 0 voltage, 1 temperature, 2 SG
     sign = rng.choice(np.array([-1.0, 1.0]), size=draw)
     impossible = rng.uniform(size=draw) < IMPOSSIBLE_SHARE
     magnitude = rng.uniform(size=draw)

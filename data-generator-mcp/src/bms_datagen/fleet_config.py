@@ -16,6 +16,9 @@ MAX_ROWS = 20_000_000
 #: Share of 0xFFFF dropout rows in the real sample (146 of 750 rows).
 SAMPLE_DROPOUT_RATE = 146 / 750
 
+#: Cell chemistries the simulator knows: vented (flooded) cells with SG, sealed VRLA without.
+CHEMISTRIES: tuple[str, ...] = ("flooded", "vrla")
+
 
 @dataclass(frozen=True)
 class FleetConfig:
@@ -30,6 +33,11 @@ class FleetConfig:
     - ``missing_rate``: share of rows with one empty measurement field.
     - ``duplicate_rate``: share of packets sent twice; ``out_of_order_rate``: share of packets
       delivered late (after 1-8 later packets of the stream).
+
+    ``chemistry``: ``"flooded"`` (vented cells with a specific-gravity sensor, float 2.20-2.27 V)
+    or ``"vrla"`` (sealed VRLA/AGM/gel: no ``CellSpecificGravity`` column, float 2.25-2.30 V,
+    dry-out and thermal-runaway failures). ``discharge_every_days``: mean days between mains
+    outages; ``0`` means no discharge at all in the span (float service only).
     """
 
     devices: int = 3
@@ -46,15 +54,18 @@ class FleetConfig:
     start: str = "2025-01-01T00:00:00Z"
     discharge_every_days: float = 4.0
     timestamp_jitter_seconds: int = 0
+    chemistry: str = "flooded"
 
     def __post_init__(self) -> None:
+        if self.chemistry not in CHEMISTRIES:
+            raise InputError(f"chemistry must be one of {', '.join(repr(c) for c in CHEMISTRIES)}, got {self.chemistry!r}")
         _check_int("devices", self.devices, 1, 10_000)
         _check_int("cells_per_device", self.cells_per_device, 1, 1_000)
         _check_int("seed", self.seed, 0, 2**63 - 1)
         _check_int("timestamp_jitter_seconds", self.timestamp_jitter_seconds, 0, 3600)
         _check_float("days", self.days, 0.0, 3650.0, low_open=True)
         _check_float("interval_minutes", self.interval_minutes, 0.0, 1440.0, low_open=True)
-        _check_float("discharge_every_days", self.discharge_every_days, 0.0, 3650.0, low_open=True)
+        _check_float("discharge_every_days", self.discharge_every_days, 0.0, 3650.0)
         for name in ("failure_rate", "anomaly_rate", "dropout_rate", "missing_rate", "duplicate_rate",
                      "out_of_order_rate"):
             _check_float(name, getattr(self, name), 0.0, 0.9)
@@ -73,6 +84,15 @@ class FleetConfig:
     @property
     def steps(self) -> int:
         return int(np.floor(self.days * 1440.0 / self.interval_minutes + 1e-9))
+
+    @property
+    def has_sg(self) -> bool:
+        """Whether the cells have a specific-gravity sensor (flooded only)."""
+        return self.chemistry == "flooded"
+
+    @property
+    def has_discharges(self) -> bool:
+        return self.discharge_every_days > 0
 
     @property
     def rows(self) -> int:

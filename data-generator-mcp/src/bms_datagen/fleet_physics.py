@@ -27,26 +27,91 @@ import numpy as np
 
 from .fleet_config import FleetConfig
 
-FAILURE_MODES: tuple[str, ...] = ("sulfation", "dry_out", "internal_short")
-FAILURE_MODE_SHARES = np.array([0.45, 0.35, 0.20])
-#: Precursor length in days (uniform range) per failure mode.
-PRECURSOR_DAYS = np.array([[5.0, 12.0], [4.0, 10.0], [1.5, 4.0]])
-#: Effect at the end of the precursor: (dV [V], dSG, dT [degC], resistance multiplier).
-PRECURSOR_EFFECT = np.array([
-    [-0.050, -0.035, 0.6, 1.8],   # sulfation: SG drop, low float voltage, higher resistance
-    [+0.050, +0.012, 5.0, 2.5],   # dry-out: heat, high float voltage, acid concentrates
-    [-0.070, -0.030, 2.0, 1.2],   # internal short: self-discharge, low voltage, warm
-])
-#: Dead state: (dV, dSG, dT, resistance multiplier).
-DEAD_EFFECT = np.array([
-    [-0.140, -0.075, 1.0, 4.0],
-    [+0.120, +0.020, 12.0, 8.0],
-    [-0.900, -0.090, 4.0, 1.5],
-])
+#: Every failure mode the simulator knows (``CellTable.failure_mode`` indexes this tuple).
+FAILURE_MODES: tuple[str, ...] = ("sulfation", "dry_out", "internal_short", "thermal_runaway")
+
+#: Columns of the effect tables below.
+EFFECT_COLUMNS: tuple[str, ...] = ("dV", "dSG", "dT", "R", "I", "C")
+
+
+@dataclass(frozen=True)
+class Chemistry:
+    """Constants of one cell chemistry. Effect tables have one row per :data:`FAILURE_MODES` entry
+    and the columns :data:`EFFECT_COLUMNS`: float-voltage shift [V], SG shift, temperature rise
+    [degC], resistance multiplier, extra string float current [share of C], capacity multiplier."""
+
+    name: str
+    has_sg: bool
+    float_nominal_v: tuple[float, float]   # charger float voltage per cell (uniform per string)
+    float_window_v: tuple[float, float]    # the charger keeps the float voltage per cell inside this
+    sg_nominal: tuple[float, float]        # full-charge electrolyte SG per string (internal for VRLA)
+    sg_clip: tuple[float, float]
+    sg_span: float                         # SG drop from full to empty
+    float_current_c: float                 # float current at 25 degC as a share of C
+    mode_shares: np.ndarray
+    precursor_days: np.ndarray
+    progress_exponent: np.ndarray
+    precursor_effect: np.ndarray
+    dead_effect: np.ndarray
+    string_high_v: float                   # BMS "string voltage high" alarm per cell
+    cell_high_v: float                     # BMS "cell voltage high" alarm (and charger DC over-voltage)
+
+    @property
+    def modes(self) -> tuple[str, ...]:
+        return tuple(m for m, share in zip(FAILURE_MODES, self.mode_shares) if share > 0)
+
+
+FLOODED = Chemistry(
+    name="flooded", has_sg=True, float_nominal_v=(2.23, 2.25), float_window_v=(2.21, 2.26),
+    sg_nominal=(1.210, 1.225), sg_clip=(1.200, 1.240), sg_span=0.12, float_current_c=0.001,
+    mode_shares=np.array([0.45, 0.35, 0.20, 0.0]),
+    precursor_days=np.array([[5.0, 12.0], [4.0, 10.0], [1.5, 4.0], [2.0, 6.0]]),
+    progress_exponent=np.array([1.5, 1.5, 1.5, 1.5]),
+    precursor_effect=np.array([
+        # dV     dSG     dT   R    I     C
+        [-0.050, -0.035, 0.6, 1.8, 0.0, 1.0],   # sulfation: SG drop, low float voltage, higher resistance
+        [+0.050, +0.012, 5.0, 2.5, 0.0, 1.0],   # dry-out: heat, high float voltage, acid concentrates
+        [-0.070, -0.030, 2.0, 1.2, 0.0, 1.0],   # internal short: self-discharge, low voltage, warm
+        [-0.060, 0.000, 10.0, 1.2, 0.0, 1.0],   # (thermal runaway: VRLA only)
+    ]),
+    dead_effect=np.array([
+        [-0.140, -0.075, 1.0, 4.0, 0.0, 1.0],
+        [+0.120, +0.020, 12.0, 8.0, 0.0, 1.0],
+        [-0.900, -0.090, 4.0, 1.5, 0.0, 1.0],
+        [-0.250, 0.000, 30.0, 2.5, 0.0, 1.0],
+    ]),
+    string_high_v=2.30, cell_high_v=2.35,
+)
+
+VRLA = Chemistry(
+    name="vrla", has_sg=False, float_nominal_v=(2.265, 2.285), float_window_v=(2.25, 2.30),
+    # immobilised acid is stronger: OCV = SG + 0.84 ~ 2.13-2.15 V at full charge; never measured
+    sg_nominal=(1.290, 1.310), sg_clip=(1.280, 1.320), sg_span=0.16, float_current_c=0.0015,
+    mode_shares=np.array([0.15, 0.45, 0.20, 0.20]),
+    precursor_days=np.array([[5.0, 12.0], [6.0, 15.0], [1.5, 4.0], [2.0, 6.0]]),
+    # thermal runaway is self-accelerating: little to see until the last day or two
+    progress_exponent=np.array([1.5, 1.5, 1.5, 3.0]),
+    precursor_effect=np.array([
+        # dV     dSG     dT    R    I       C
+        [-0.050, -0.035, 0.5, 1.6, 0.0000, 0.80],  # sulfation (undercharge): low float V, capacity loss
+        [+0.040, +0.010, 3.0, 2.0, 0.0020, 0.80],  # dry-out: water loss -> R, float current and heat rise
+        [-0.070, -0.030, 2.0, 1.2, 0.0010, 0.90],  # internal short: low voltage, self-discharge current
+        [-0.060, 0.000, 10.0, 1.2, 0.0150, 0.95],  # thermal runaway: float current and temperature together
+    ]),
+    dead_effect=np.array([
+        [-0.140, -0.075, 1.0, 4.0, 0.0000, 0.50],
+        [+0.100, +0.020, 6.0, 5.0, 0.0030, 0.50],
+        [-0.900, -0.090, 4.0, 1.5, 0.0020, 0.30],
+        [-0.250, 0.000, 30.0, 2.5, 0.0300, 0.60],
+    ]),
+    string_high_v=2.40, cell_high_v=2.45,
+)
+
+CHEMISTRY: dict[str, Chemistry] = {"flooded": FLOODED, "vrla": VRLA}
 
 SG_PER_DEGC = 0.0007          # measured SG falls this much per degC above 25 degC
 OCV_OFFSET = 0.84             # OCV ~= SG + 0.84 V
-SG_SPAN_FULL_TO_EMPTY = 0.12  # SG drop from full charge to fully discharged
+SG_SPAN_FULL_TO_EMPTY = FLOODED.sg_span  # SG drop from full charge to fully discharged (flooded)
 FLOAT_TEMP_COMP = 0.003       # charger float compensation, V per degC per cell
 CHARGE_EFFICIENCY = 1.10      # Ah returned per Ah discharged
 
@@ -111,7 +176,7 @@ def make_devices(config: FleetConfig, rng: np.random.Generator) -> DeviceTable:
     d = config.devices
     return DeviceTable(
         capacity_ah=rng.choice(np.array([100.0, 150.0, 200.0, 300.0, 400.0]), size=d),
-        float_nominal_v=rng.uniform(2.23, 2.25, size=d),
+        float_nominal_v=rng.uniform(*CHEMISTRY[config.chemistry].float_nominal_v, size=d),
         ambient_mean_c=rng.uniform(20.0, 30.0, size=d),
         ambient_amp_c=rng.uniform(1.5, 4.0, size=d),
     )
@@ -121,11 +186,12 @@ def make_cells(config: FleetConfig, devices: DeviceTable, rng: np.random.Generat
     d, n = config.devices, config.cells_per_device
     cap_dev = devices.capacity_ah[:, None]
     position = (np.arange(n) + 0.5) / n
-    sg_nominal = rng.uniform(1.210, 1.225, size=(d, 1))
+    chem = CHEMISTRY[config.chemistry]
+    sg_nominal = rng.uniform(*chem.sg_nominal, size=(d, 1))
     cells = CellTable(
         capacity_ah=cap_dev * (1.0 + np.clip(rng.normal(0.0, 0.03, (d, n)), -0.08, 0.08)),
         resistance_ohm=(0.15 / cap_dev) * rng.lognormal(0.0, 0.12, (d, n)),
-        sg_full=np.clip(rng.normal(sg_nominal, 0.006, (d, n)), 1.200, 1.240),
+        sg_full=np.clip(rng.normal(sg_nominal, 0.006, (d, n)), *chem.sg_clip),
         float_offset_v=np.clip(rng.normal(0.0, 0.008, (d, n)), -0.02, 0.02),
         position_temp_c=0.8 * np.sin(np.pi * position)[None, :] - 0.4 + rng.normal(0.0, 0.2, (d, n)),
         thermal_k_per_w=(600.0 / cap_dev) * rng.uniform(0.8, 1.2, (d, n)),
@@ -150,9 +216,10 @@ def _assign_failures(config: FleetConfig, cells: CellTable, rng: np.random.Gener
     order = rng.permutation(total)
     chosen = order[:n_fail]
     span_h = config.steps * config.dt_hours
-    modes = rng.choice(len(FAILURE_MODES), size=n_fail, p=FAILURE_MODE_SHARES)
+    chem = CHEMISTRY[config.chemistry]
+    modes = rng.choice(len(FAILURE_MODES), size=n_fail, p=chem.mode_shares)
     death = span_h * rng.uniform(0.2, 0.98, size=n_fail)
-    low, high = PRECURSOR_DAYS[modes, 0], PRECURSOR_DAYS[modes, 1]
+    low, high = chem.precursor_days[modes, 0], chem.precursor_days[modes, 1]
     precursor = np.minimum(rng.uniform(low, high) * 24.0, 0.9 * death)
     cells.failure_mode.reshape(-1)[chosen] = modes
     cells.death_h.reshape(-1)[chosen] = death
@@ -178,7 +245,9 @@ def ambient_series(config: FleetConfig, devices: DeviceTable, hours: np.ndarray,
 
 def discharge_events(config: FleetConfig, devices: DeviceTable, rng: np.random.Generator) -> Events:
     d, t, dt = config.devices, config.steps, config.dt_hours
-    k = int(np.ceil(config.days / config.discharge_every_days * 3.0)) + 3
+    # no discharge at all: one placeholder event that never starts (keeps the shapes)
+    every_days = config.discharge_every_days if config.has_discharges else 1.0
+    k = int(np.ceil(config.days / every_days * 3.0)) + 3 if config.has_discharges else 1
     cap = devices.capacity_ah[:, None]
     steps = np.maximum(1, np.round(rng.uniform(0.5, 3.0, (d, k)) / dt)).astype(np.int64)
     dur_h = steps * dt
@@ -187,10 +256,12 @@ def discharge_events(config: FleetConfig, devices: DeviceTable, rng: np.random.G
     ah_out = current * dur_h
     tau = np.maximum(0.5, CHARGE_EFFICIENCY * ah_out / (cap * rng.uniform(0.10, 0.15, (d, k))))
     bulk = CHARGE_EFFICIENCY * ah_out / tau
-    gaps = dur_h + 5.0 * tau + rng.exponential(config.discharge_every_days * 24.0, (d, k))
-    first = rng.exponential(config.discharge_every_days * 24.0, (d, 1))
+    gaps = dur_h + 5.0 * tau + rng.exponential(every_days * 24.0, (d, k))
+    first = rng.exponential(every_days * 24.0, (d, 1))
     start_h = first + np.concatenate([np.zeros((d, 1)), np.cumsum(gaps[:, :-1], axis=1)], axis=1)
     start_step = np.ceil(start_h / dt - 1e-9).astype(np.int64)
+    if not config.has_discharges:
+        start_step[:] = t
     valid = start_step < t
     marks = np.zeros((d, t), dtype=np.int64)
     rows, cols = np.nonzero(valid)
@@ -217,27 +288,47 @@ def event_value(events: Events, array: np.ndarray) -> np.ndarray:
     return np.take_along_axis(array, events.started, axis=1)
 
 
-def degradation(cells: CellTable, hours: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Per-reading (dV, dSG, dT, resistance multiplier, dead) for every cell, shapes (D, T, N)."""
+@dataclass
+class Degradation:
+    """Per-reading effects of the failure physics, shapes (D, T, N) (``extra_current``: (D, T))."""
+
+    d_v: np.ndarray
+    d_sg: np.ndarray
+    d_t: np.ndarray
+    r_mult: np.ndarray
+    cap_mult: np.ndarray
+    dead: np.ndarray
+    extra_current: np.ndarray   # extra string float current [A] drawn by the failing cells
+
+
+def degradation(cells: CellTable, hours: np.ndarray, chem: Chemistry, capacity_ah: np.ndarray) -> Degradation:
+    """Precursor drift and dead state of each failing cell; ``capacity_ah`` is the string's (D,)."""
     h = hours[None, :, None]
     onset = cells.onset_h[:, None, :]
     death = cells.death_h[:, None, :]
     failing = np.isfinite(cells.death_h)
+    mode = np.where(failing, cells.failure_mode, 0)
     with np.errstate(invalid="ignore"):
-        progress = np.clip((h - onset) / (death - onset), 0.0, 1.0) ** 1.5
+        progress = np.clip((h - onset) / (death - onset), 0.0, 1.0) ** chem.progress_exponent[mode][:, None, :]
     progress = np.where(failing[:, None, :], progress, 0.0)
     dead = h >= death
-    mode = np.where(failing, cells.failure_mode, 0)
-    pre = PRECURSOR_EFFECT[mode] * cells.severity[..., None]   # (D, N, 4)
-    post = DEAD_EFFECT[mode] * cells.severity[..., None]
+    pre = chem.precursor_effect[mode] * cells.severity[..., None]   # (D, N, 6)
+    post = chem.dead_effect[mode] * cells.severity[..., None]
     out = []
-    for j in range(4):
-        base = 1.0 if j == 3 else 0.0
-        pre_j = base + (pre[..., j] - base)[:, None, :] * progress
-        post_j = np.broadcast_to(post[..., j][:, None, :], pre_j.shape)
+    for j in range(len(EFFECT_COLUMNS)):
+        base = 1.0 if EFFECT_COLUMNS[j] in ("R", "C") else 0.0
+        if EFFECT_COLUMNS[j] == "C":  # a capacity multiplier is not scaled by severity above 1
+            pre_j = base + (np.minimum(chem.precursor_effect[mode][..., j], 1.0) - base)[:, None, :] * progress
+            post_j = np.broadcast_to(chem.dead_effect[mode][..., j][:, None, :], pre_j.shape)
+        else:
+            pre_j = base + (pre[..., j] - base)[:, None, :] * progress
+            post_j = np.broadcast_to(post[..., j][:, None, :], pre_j.shape)
         value = np.where(dead, post_j, pre_j)
         out.append(np.where(failing[:, None, :], value, base))
-    return out[0], out[1], out[2], out[3], dead
+    d_v, d_sg, d_t, r_mult, extra_share, cap_mult = out
+    extra_current = extra_share.sum(axis=2) * capacity_ah[:, None]
+    return Degradation(d_v=d_v, d_sg=d_sg, d_t=d_t, r_mult=r_mult, cap_mult=cap_mult, dead=dead,
+                       extra_current=extra_current)
 
 
 def simulate_state(config: FleetConfig, rngs: dict[str, np.random.Generator]) -> FleetState:
@@ -245,6 +336,7 @@ def simulate_state(config: FleetConfig, rngs: dict[str, np.random.Generator]) ->
     from scipy.signal import lfilter
 
     d, t, n, dt = config.devices, config.steps, config.cells_per_device, config.dt_hours
+    chem = CHEMISTRY[config.chemistry]
     hours = np.arange(t) * dt
     devices = make_devices(config, rngs["devices"])
     cells = make_cells(config, devices, rngs["cells"])
@@ -263,15 +355,19 @@ def simulate_state(config: FleetConfig, rngs: dict[str, np.random.Generator]) ->
     cap = devices.capacity_ah[:, None]
     depth = np.clip(deficit / cap, 0.0, 1.0)
     recharging = (~discharging) & (events.started > 0) & (t_after < 5.0 * tau)
-    float_current = 0.001 * cap * 2.0 ** ((ambient - 25.0) / 10.0)
+    deg = degradation(cells, hours, chem, devices.capacity_ah)
+    d_v, d_sg, d_t, r_mult, dead = deg.d_v, deg.d_sg, deg.d_t, deg.r_mult, deg.dead
+    float_current = chem.float_current_c * cap * 2.0 ** ((ambient - 25.0) / 10.0)
+    if deg.extra_current.any():  # failing cells draw more float current (dry-out, thermal runaway)
+        float_current = float_current + deg.extra_current
     current = np.where(
         discharging,
         -event_value(events, events.current_a) * (1.0 + noise.normal(0.0, 0.02, (d, t))),
         event_value(events, events.bulk_a) * decay * (events.started > 0) + float_current
         + noise.normal(0.0, 0.02 * cap / 100.0, (d, t)),
     )
-
-    d_v, d_sg, d_t, r_mult, dead = degradation(cells, hours)
+    # depth of discharge per cell: a cell that lost capacity goes deeper for the same Ah
+    cell_depth = np.clip(deficit[:, :, None] / (cap[:, :, None] * deg.cap_mult), 0.0, 1.0)
     resistance = cells.resistance_ohm[:, None, :] * r_mult
     heat_w = current[:, :, None] ** 2 * resistance
     alpha = 1.0 - np.exp(-dt / 2.0)  # 2 h thermal time constant
@@ -280,14 +376,14 @@ def simulate_state(config: FleetConfig, rngs: dict[str, np.random.Generator]) ->
                    + cells.thermal_k_per_w[:, None, :] * heat_lagged + d_t
                    + noise.normal(0.0, 0.15, (d, t, n)))
 
-    sg25 = cells.sg_full[:, None, :] - SG_SPAN_FULL_TO_EMPTY * depth[:, :, None] + d_sg
+    sg25 = cells.sg_full[:, None, :] - chem.sg_span * cell_depth + d_sg
     sg = sg25 - SG_PER_DEGC * (temperature - 25.0) + noise.normal(0.0, 0.0012, (d, t, n))
 
-    float_v = np.clip(devices.float_nominal_v[:, None] - FLOAT_TEMP_COMP * (ambient - 25.0), 2.21, 2.26)
+    float_v = np.clip(devices.float_nominal_v[:, None] - FLOAT_TEMP_COMP * (ambient - 25.0), *chem.float_window_v)
     raw_float = float_v[:, :, None] + cells.float_offset_v[:, None, :] + d_v
     if n > 1:  # the charger regulates the string: deviations of one cell push the others
         raw_float += (n * float_v - raw_float.sum(axis=2))[:, :, None] / n
-    recharge_v = raw_float + 0.08 * decay[:, :, None] - 0.25 * depth[:, :, None]
+    recharge_v = raw_float + 0.08 * decay[:, :, None] - 0.25 * cell_depth
     amps = np.abs(current)[:, :, None]
     polarisation = 0.6 * amps / cells.capacity_ah[:, None, :] * (1.0 + 0.5 * (r_mult - 1.0))
     discharge_v = sg25 + OCV_OFFSET + d_v - amps * resistance - polarisation

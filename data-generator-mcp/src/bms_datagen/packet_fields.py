@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from .fleet_config import FleetConfig
-from .fleet_physics import CHARGE_EFFICIENCY, FleetState, event_value
+from .fleet_physics import CHARGE_EFFICIENCY, CHEMISTRY, FleetState, event_value
 
 
 def device_constants(config: FleetConfig, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -78,15 +78,17 @@ def string_fields(
     load_a = constants["_load_a"][:, None] * cap
     ac_v = np.where(mains, rng.normal(230.0, 2.0, (d, t)), 0.0)
     ac_a = np.where(mains, string_v * (charge_a + load_a) / (np.maximum(ac_v, 1.0) * 0.9), 0.0)
+    high_v = CHEMISTRY[config.chemistry].string_high_v
+    cell_high_v = CHEMISTRY[config.chemistry].cell_high_v
     valid_v = np.where(dropout, np.nan, cell_voltage)
     valid_t = np.where(dropout, np.nan, cell_temperature)
     with np.errstate(invalid="ignore"):
         low_cell = np.nanmin(np.where(np.isnan(valid_v), np.inf, valid_v), axis=2) < 2.0
-        high_cell = np.nanmax(np.where(np.isnan(valid_v), -np.inf, valid_v), axis=2) > 2.35
+        high_cell = np.nanmax(np.where(np.isnan(valid_v), -np.inf, valid_v), axis=2) > cell_high_v
         hot_cell = np.nanmax(np.where(np.isnan(valid_t), -np.inf, valid_t), axis=2) > 45.0
     drop_count = dropout.sum(axis=2)
     soc = 100.0 * (1.0 - state.depth)
-    string_code = np.where(string_v < 2.10 * n, 1, np.where(string_v > 2.30 * n, 2, 0)).astype(np.int64)
+    string_code = np.where(string_v < 2.10 * n, 1, np.where(string_v > high_v * n, 2, 0)).astype(np.int64)
     high_current = np.abs(current) > 0.15 * cap
     hot_room = state.ambient > 35.0
     low_soc = soc < 80.0
@@ -135,7 +137,7 @@ def string_fields(
         "Energy": np.round(constants["_energy"][:, None] + np.cumsum(ac_v * ac_a, axis=1) * dt / 1000.0, 3),
         "ChargerInputMains": mains,
         "ChargerInputPhase": mains,
-        "ChargerDCVoltageOLN": np.where(discharging, 1, np.where(string_v > 2.35 * n, 2, 0)).astype(np.int64),
+        "ChargerDCVoltageOLN": np.where(discharging, 1, np.where(string_v > cell_high_v * n, 2, 0)).astype(np.int64),
         "ChargerACVoltageULN": np.where(mains, 0, 1).astype(np.int64),
         "ChargerLoad": mains,
         "ChargerTrip": np.zeros((d, t), dtype=bool),

@@ -45,12 +45,9 @@ def _frequencies(real: pd.Series, synthetic: pd.Series) -> pd.DataFrame:
 
 def ensure_plotly_js(run_dir: Path) -> Path:
     """``plotly.min.js`` at the run folder root, written once (atomically) per run."""
-    target = run_dir / PLOTLY_JS
-    if not target.exists():
-        from plotly.offline import get_plotlyjs
+    from bms_schema.offline import plotly_js_beside
 
-        atomic_write_text(target, get_plotlyjs())
-    return target
+    return plotly_js_beside(run_dir)
 
 
 def plot_column(real: pd.Series, synthetic: pd.Series, sdtype: str | None, title: str,

@@ -34,8 +34,12 @@ class SimulateFleetArgs(ToolArgs):
     out_of_order_rate: float = Field(default=0.01, ge=0, le=0.9, description="Share of packets delivered late")
     missing_rate: float = Field(default=0.002, ge=0, le=0.9, description="Share of rows with one empty measurement")
     start: str = Field(default="2025-01-01T00:00:00Z", description="First packet time (ISO 8601, UTC)")
-    discharge_every_days: float = Field(default=4.0, gt=0, le=3650,
-                                        description="Mean days between mains outages (discharge events)")
+    discharge_every_days: float = Field(default=4.0, ge=0, le=3650,
+                                        description="Mean days between mains outages (discharge events); 0 = no discharge")
+    chemistry: Literal["flooded", "vrla"] = Field(
+        default="flooded", description="flooded: vented cells with specific gravity (SG) readings, float 2.20-2.27 V/cell; "
+                                       "vrla: sealed VRLA/AGM/gel, no CellSpecificGravity column, float 2.25-2.30 V/cell, "
+                                       "dry-out and thermal-runaway failures")
     file_name: str = Field(default="bms_fleet.csv", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*\.csv$",
                            description="Name of the packet CSV written into the run folder")
 
@@ -44,7 +48,8 @@ class SimulateFleetArgs(ToolArgs):
 def simulate_bms_fleet(args: SimulateFleetArgs, ctx: ToolContext) -> ToolOutput:
     """Simulate lead-acid battery strings on float service and write raw 73-column BMS packets (CSV) with
     ground-truth labels (IsDead, IsAnomaly, AnomalyType) plus a per-cell ground-truth table (fate, failure
-    mode, death time) into the run folder. Physics: float voltage 2.20-2.27 V, SG 1.200-1.240, OCV = SG + 0.84,
+    mode, death time) into the run folder. Physics: float voltage 2.20-2.27 V, SG 1.200-1.240, OCV = SG + 0.84
+    (chemistry="vrla": float 2.25-2.30 V, no SG column, dry-out and thermal-runaway failures),
     daily ambient cycle, I^2R heating, mains-outage discharges and recharges; failures by sulfation, dry-out or
     internal short with days of precursor drift; real telemetry mess (0xFFFF dropouts, empty fields,
     duplicate and late packets). Same seed -> byte-identical file."""
@@ -259,4 +264,4 @@ def sdv_visualize(args: SdvVisualizeArgs, ctx: ToolContext) -> ToolOutput:
 
 
 def main() -> None:
-    server.run_stdio()
+    server.main()

@@ -31,13 +31,15 @@ import numpy as np
 import pandas as pd
 
 from .anomalies import ANOMALY_TYPES, inject_anomalies
-from .fleet_config import FleetConfig
-from .fleet_physics import FAILURE_MODES, failure_probability, simulate_state
+from .fleet_config import CHEMISTRIES, FleetConfig
+from .fleet_physics import CHEMISTRY, FAILURE_MODES, failure_probability, simulate_state
 from .packet_fields import device_constants, string_fields
 from .packet_format import (
     NO_ANOMALY, OUTPUT_COLUMNS, RAW_COLUMNS, SENTINEL_SG, SENTINEL_TEMPERATURE, SENTINEL_VOLTAGE, write_packet_csv,
 )
-from .telemetry_mess import choose_rows, missing_fields, packet_order, rows_for_packets
+from .telemetry_mess import MISSING_FIELDS, choose_rows, missing_fields, packet_order, rows_for_packets
+
+SPECIFIC_GRAVITY = "CellSpecificGravity"
 
 log = logging.getLogger("bms.datagen")
 
@@ -84,7 +86,14 @@ def _string_column(values: np.ndarray, take: np.ndarray | None = None) -> Any:
     return arr
 
 
-def _to_frame(out: dict[str, Any]) -> tuple[pd.DataFrame, Any]:
+def output_columns(config: FleetConfig) -> tuple[str, ...]:
+    """The columns of a simulated packet table: all 76 for flooded cells; VRLA has no ``CellSpecificGravity``."""
+    if config.has_sg:
+        return OUTPUT_COLUMNS
+    return tuple(c for c in OUTPUT_COLUMNS if c != SPECIFIC_GRAVITY)
+
+
+def _to_frame(out: dict[str, Any], columns: tuple[str, ...] = OUTPUT_COLUMNS) -> tuple[pd.DataFrame, Any]:
     """Assemble the columns (NumPy or pyarrow arrays) as an Arrow table and a DataFrame.
 
     Going through Arrow (split blocks) avoids pandas' block consolidation, which would cost
@@ -93,8 +102,8 @@ def _to_frame(out: dict[str, Any]) -> tuple[pd.DataFrame, Any]:
     import pyarrow as pa
 
     arrays = [out[name] if isinstance(out[name], pa.Array) else pa.array(out[name], from_pandas=True)
-              for name in OUTPUT_COLUMNS]
-    table = pa.Table.from_arrays(arrays, names=list(OUTPUT_COLUMNS))
+              for name in columns]
+    table = pa.Table.from_arrays(arrays, names=list(columns))
     mapper = {pa.string(): pd.StringDtype("pyarrow"), pa.large_string(): pd.StringDtype("pyarrow")}
     frame = table.to_pandas(split_blocks=True, types_mapper=mapper.get)
     return frame, table
@@ -116,7 +125,7 @@ def simulate_fleet_with_truth(config: FleetConfig | None = None, **params: Any) 
     sg = state.sg.reshape(-1).copy()
     dead = state.dead.reshape(-1)
     anomalies = inject_anomalies(voltage, temperature, sg, dead, (d, t, n), config.anomaly_rate,
-                                 config.dt_hours, rngs["anomalies"])
+                                 config.dt_hours, rngs["anomalies"], has_sg=config.has_sg)
     voltage = np.round(voltage, 3)
     temperature = np.round(temperature, 2)
     sg = np.round(sg, 4)
@@ -125,7 +134,9 @@ def simulate_fleet_with_truth(config: FleetConfig | None = None, **params: Any) 
     voltage[dropout] = SENTINEL_VOLTAGE
     temperature[dropout] = SENTINEL_TEMPERATURE
     sg[dropout] = SENTINEL_SG
-    missing = missing_fields(rows, config.missing_rate, anomalies.is_anomaly | dropout, rngs["missing"])
+    fields_that_can_be_empty = MISSING_FIELDS if config.has_sg else tuple(f for f in MISSING_FIELDS if f != SPECIFIC_GRAVITY)
+    missing = missing_fields(rows, config.missing_rate, anomalies.is_anomaly | dropout, rngs["missing"],
+                             fields_that_can_be_empty)
 
     constants = device_constants(config, rngs["constants"])
     packet = string_fields(config, state, constants, voltage.reshape(d, t, n), temperature.reshape(d, t, n),
@@ -168,17 +179,19 @@ def simulate_fleet_with_truth(config: FleetConfig | None = None, **params: Any) 
     out["CellServerTime"] = _string_column(_iso_seconds(packet_time[packet_of_row] - cell_lag[row_index]))
     out["CellVoltage"] = voltage[row_index]
     out["CellTemperature"] = temperature[row_index]
-    out["CellSpecificGravity"] = sg[row_index]
+    if config.has_sg:
+        out["CellSpecificGravity"] = sg[row_index]
     for name, mask in missing.items():  # every column here is a fresh (fancy-indexed) float array
         out[name][mask[row_index]] = np.nan
     out["IsDead"] = dead[row_index].astype(np.int64)
     out["IsAnomaly"] = anomalies.is_anomaly[row_index].astype(np.int64)
     type_names = np.array((NO_ANOMALY,) + ANOMALY_TYPES, dtype=object)
     out["AnomalyType"] = _string_column(type_names, anomalies.type_code[row_index].astype(np.int64))
-    missing_cols = [c for c in OUTPUT_COLUMNS if c not in out]
+    columns = output_columns(config)
+    missing_cols = [c for c in columns if c not in out]
     if missing_cols:  # a programming error, not a user error
         raise RuntimeError(f"simulator produced no values for {missing_cols}")
-    readings, table = _to_frame(out)
+    readings, table = _to_frame(out, columns)
 
     cells = ground_truth(config, state, constants, start64, anomalies.type_code, dropout)
     summary = _summary(config, state, readings, cells, anomalies.events, dropout, missing, n_dup, n_late)
@@ -209,7 +222,7 @@ def ground_truth(config: FleetConfig, state: Any, constants: dict[str, np.ndarra
     first_dead = np.where(dead_steps.any(axis=1), dead_steps.argmax(axis=1), -1).reshape(-1)
     per_cell_anomalies = (type_code.reshape(d, t, n) > 0).sum(axis=1).reshape(-1)
     per_cell_dropouts = dropout.reshape(d, t, n).sum(axis=1).reshape(-1)
-    return pd.DataFrame({
+    table = pd.DataFrame({
         "CellID": [f"{a}-{b}" for a, b in zip(device, number)],
         "DeviceID": device,
         "CellNumber": number,
@@ -226,6 +239,9 @@ def ground_truth(config: FleetConfig, state: Any, constants: dict[str, np.ndarra
         "AnomalyRows": per_cell_anomalies,
         "DropoutRows": per_cell_dropouts,
     })
+    if not config.has_sg:  # VRLA: the electrolyte SG is never measured
+        table = table.drop(columns=["FullChargeSG"])
+    return table
 
 
 def _summary(config: FleetConfig, state: Any, readings: pd.DataFrame, cells: pd.DataFrame, events: int,
@@ -243,7 +259,8 @@ def _summary(config: FleetConfig, state: Any, readings: pd.DataFrame, cells: pd.
         "end": str(readings["PacketDateTime"].max()),
         "failed_cells": int((cells["Fate"] == "failed").sum()),
         "expected_failed_cells": round(failure_probability(config) * config.devices * config.cells_per_device, 2),
-        "failure_modes": {m: int((cells["FailureMode"] == m).sum()) for m in FAILURE_MODES},
+        "chemistry": config.chemistry,
+        "failure_modes": {m: int((cells["FailureMode"] == m).sum()) for m in CHEMISTRY[config.chemistry].modes},
         "dead_rows": int(readings["IsDead"].sum()),
         "anomaly_rows": anomaly_rows,
         "anomaly_events": events,
@@ -272,14 +289,16 @@ def simulate_fleet(
     missing_rate: float = 0.002,
     discharge_every_days: float = 4.0,
     timestamp_jitter_seconds: int = 0,
+    chemistry: str = "flooded",
 ) -> pd.DataFrame:
-    """The simulated packet table (73 raw columns + ``IsDead``, ``IsAnomaly``, ``AnomalyType``)."""
+    """The simulated packet table (73 raw columns + ``IsDead``, ``IsAnomaly``, ``AnomalyType``;
+    ``chemistry="vrla"``: 72, without ``CellSpecificGravity``)."""
     config = FleetConfig(
         devices=devices, cells_per_device=cells_per_device, days=days, interval_minutes=interval_minutes,
         seed=seed, failure_rate=failure_rate, anomaly_rate=anomaly_rate, dropout_rate=dropout_rate,
         duplicate_rate=duplicate_rate, out_of_order_rate=out_of_order_rate, start=start,
         missing_rate=missing_rate, discharge_every_days=discharge_every_days,
-        timestamp_jitter_seconds=timestamp_jitter_seconds,
+        timestamp_jitter_seconds=timestamp_jitter_seconds, chemistry=chemistry,
     )
     return simulate_fleet_with_truth(config).readings
 
@@ -291,8 +310,11 @@ MINIMAL_COLUMNS: tuple[str, ...] = (
 
 
 def to_minimal_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """The packet table reduced to the minimal readings shape of DESIGN.md (values as sent, sentinels kept)."""
-    out = frame[[c for c in MINIMAL_COLUMNS[1:]]].copy()
+    """The packet table reduced to the minimal readings shape of DESIGN.md (values as sent, sentinels kept).
+
+    A VRLA table (no ``CellSpecificGravity`` column) gives the minimal table without it.
+    """
+    out = frame[[c for c in MINIMAL_COLUMNS[1:] if c in frame.columns]].copy()
     out.insert(0, "Timestamp", frame["PacketDateTime"])
     return out.reset_index(drop=True)
 
@@ -320,8 +342,9 @@ def _parser() -> argparse.ArgumentParser:
     for f in fields(FleetConfig):
         default = getattr(defaults, f.name)
         kind = type(default)
+        extra: dict[str, Any] = {"choices": list(CHEMISTRIES)} if f.name == "chemistry" else {}
         parser.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=default,
-                            help=f"default {default}")
+                            help=f"default {default}", **extra)
     parser.add_argument("--out", required=True, help="CSV file to write the packets to")
     parser.add_argument("--truth", default=None, help="optional CSV file for the per-cell ground truth")
     return parser

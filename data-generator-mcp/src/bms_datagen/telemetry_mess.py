@@ -21,11 +21,12 @@ def choose_rows(rows: int, rate: float, exclude: np.ndarray, rng: np.random.Gene
     return eligible & (rng.uniform(size=rows) < p)
 
 
-def missing_fields(rows: int, rate: float, exclude: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """For each field in :data:`MISSING_FIELDS`, the rows where it arrives empty (one field per row)."""
+def missing_fields(rows: int, rate: float, exclude: np.ndarray, rng: np.random.Generator,
+                   fields: tuple[str, ...] = MISSING_FIELDS) -> dict[str, np.ndarray]:
+    """For each of ``fields`` (default :data:`MISSING_FIELDS`), the rows where it arrives empty (one field per row)."""
     chosen = choose_rows(rows, rate, exclude, rng)
-    which = rng.integers(0, len(MISSING_FIELDS), size=rows)
-    return {name: chosen & (which == i) for i, name in enumerate(MISSING_FIELDS)}
+    which = rng.integers(0, len(fields), size=rows)
+    return {name: chosen & (which == i) for i, name in enumerate(fields)}
 
 
 def packet_order(packets: int, duplicate_rate: float, out_of_order_rate: float,

@@ -52,14 +52,10 @@ def prepare_input(frame: pd.DataFrame, impute: str = "interpolate") -> tuple[pd.
 
     Returns ``(frame, was_prepared_here)``.
     """
-    from bms_schema.features import FEATURE_COLUMNS
-    from bms_schema.normalize import detect_format
-
-    if detect_format(frame) == "canonical" and all(c in frame.columns for c in FEATURE_COLUMNS):
-        return frame.reset_index(drop=True), False
     from bms_schema.loader import load_canonical
 
-    return load_canonical(frame, impute=impute).reset_index(drop=True), True
+    prepared, report = load_canonical(frame, impute=impute, return_report=True)  # keeps features already there
+    return prepared.reset_index(drop=True), bool(report["features_added"])
 
 
 def time_split(frame: pd.DataFrame, holdout_fraction: float) -> np.ndarray:

@@ -60,33 +60,41 @@ def check_axes(frame: pd.DataFrame, axes: tuple[str, str, str]) -> None:
 
 
 def sample_for_plot(frame: pd.DataFrame, max_points: int, seed: int = 0) -> pd.DataFrame:
-    """At most ``max_points`` rows: statistical and out-of-range anomalies first (up to half),
-    then a random sample of the other rows (normal readings and sensor faults in proportion)."""
+    """At most ``max_points`` rows, drawn uniformly at random (no kind is favoured), so the share
+    of anomalies in the picture is the share in the data."""
     if len(frame) <= max_points:
         return frame
     rng = np.random.default_rng(seed)
-    if KIND in frame.columns:
-        kinds = frame[KIND].astype(str).to_numpy()
-        priority = np.flatnonzero((kinds == "statistical") | (kinds == "out_of_range"))
-    else:
-        priority = np.flatnonzero(frame[FLAG].to_numpy() == 1) if FLAG in frame.columns else np.array([], dtype=int)
-    if len(priority) > max_points // 2:
-        priority = rng.choice(priority, max_points // 2, replace=False)
-    rest = np.setdiff1d(np.arange(len(frame)), priority)
-    others = rng.choice(rest, min(len(rest), max_points - len(priority)), replace=False)
-    return frame.iloc[np.sort(np.concatenate([priority, others]))]
+    return frame.iloc[np.sort(rng.choice(len(frame), max_points, replace=False))]
+
+
+def axis_label(column: str) -> str:
+    """``CellVoltage [V]``: the column with its unit when the schema knows one."""
+    units = {**C.UNITS, "VoltageRate": "V/h", "TemperatureRate": "degC/h", "TempAboveAmbient": "degC",
+             "VoltageDevString": "V", "ResistanceProxy": "ohm", "StateOfCharge": "%"}
+    unit = units.get(column, "")
+    return f"{column} [{unit}]" if unit else column
 
 
 def plot_3d(frame: pd.DataFrame, axes: tuple[str, str, str], html_path: Path, png_path: Path,
-            embed_plotly: bool = False) -> dict[str, int]:
-    """Interactive plotly 3D scatter (HTML) and a static matplotlib one (PNG), coloured by anomaly kind."""
+            embed_plotly: bool = False, total_rows: int | None = None) -> dict[str, int]:
+    """Interactive plotly 3D scatter (HTML) and a static matplotlib one (PNG), coloured by anomaly kind.
+
+    The HTML loads plotly.js from ``plotly.min.js`` copied beside it from the installed plotly
+    package (or embeds it with ``embed_plotly``): it works offline and names no other host.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import plotly.graph_objects as go
 
+    from bms_schema.offline import PLOTLY_JS, plotly_js_beside
+
     x, y, z = axes
+    total = total_rows if total_rows is not None else len(frame)
+    shown = "all" if total == len(frame) else f"a uniform random sample of {len(frame):,} of {total:,}"
+    title = f"BMS readings coloured by anomaly kind ({shown} readings)"
     kinds = frame[KIND].astype(str) if KIND in frame.columns else pd.Series("normal", index=frame.index)
     hover_cols = [c for c in (C.CELL_ID, C.TIMESTAMP, SCORE) if c in frame.columns]
     fig = go.Figure()
@@ -107,10 +115,15 @@ def plot_3d(frame: pd.DataFrame, axes: tuple[str, str, str], html_path: Path, pn
             x=part[x], y=part[y], z=part[z], mode="markers", name=f"{kind} ({len(part)})", text=text,
             marker={"size": 2 if kind == "normal" else 4, "color": colour, "opacity": 0.35 if kind == "normal" else 0.9},
         ))
-    fig.update_layout(scene={"xaxis_title": x, "yaxis_title": y, "zaxis_title": z},
-                      title="BMS readings coloured by anomaly kind", margin={"l": 0, "r": 0, "t": 40, "b": 0})
+    fig.update_layout(scene={"xaxis_title": axis_label(x), "yaxis_title": axis_label(y), "zaxis_title": axis_label(z)},
+                      title=title, margin={"l": 0, "r": 0, "t": 40, "b": 0})
+    if embed_plotly:
+        include: bool | str = True
+    else:
+        plotly_js_beside(Path(html_path).parent)
+        include = PLOTLY_JS
     with atomic_path(html_path) as tmp:
-        fig.write_html(tmp, include_plotlyjs=True if embed_plotly else "cdn", full_html=True)
+        fig.write_html(tmp, include_plotlyjs=include, full_html=True)
 
     mfig = plt.figure(figsize=(8, 6.5))
     ax = mfig.add_subplot(projection="3d")
@@ -120,9 +133,10 @@ def plot_3d(frame: pd.DataFrame, axes: tuple[str, str, str], html_path: Path, pn
             continue
         ax.scatter(part[x], part[y], part[z], s=4 if kind == "normal" else 8, c=colour,
                    alpha=0.5 if kind == "normal" else 0.9, label=f"{kind} ({len(part)})")
-    ax.set_xlabel(x)
-    ax.set_ylabel(y)
-    ax.set_zlabel(z)
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel(axis_label(x))
+    ax.set_ylabel(axis_label(y))
+    ax.set_zlabel(axis_label(z))
     ax.legend(loc="upper left", fontsize=7)
     atomic_savefig(mfig, png_path, dpi=110)
     return counts

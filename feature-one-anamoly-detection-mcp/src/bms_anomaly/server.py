@@ -133,18 +133,19 @@ class Visualize3DArgs(ToolArgs):
     y: str = Field(default="InstantaneousCurrent", description="column on the y axis")
     z: str = Field(default="CellTemperature", description="column on the z axis")
     max_points: int = Field(default=5_000, ge=100, le=200_000,
-                            description="plot at most this many readings (statistical and out-of-range anomalies "
-                                        "first, then a random sample of the rest)")
-    embed_plotly: bool = Field(default=False, description="embed plotly.js in the HTML (works offline, +3.5 MB) "
-                                                          "instead of loading it from the CDN")
+                            description="plot at most this many readings (a uniform random sample of the table, "
+                                        "so anomalies are shown in their true proportion)")
+    embed_plotly: bool = Field(default=False, description="embed plotly.js in the HTML (+3.5 MB per file) instead of "
+                                                          "a plotly.min.js copied beside it; both work offline")
 
 
 @server.tool(Visualize3DArgs, title="3D scatter of anomalies", read_only=False)
 def visualize_anomalies_3d(args: Visualize3DArgs, ctx: ToolContext) -> ToolOutput:
     """Interactive 3D scatter (HTML, plotly) and a PNG of a detect_anomalies result, coloured by anomaly kind.
 
-    Default axes: cell voltage, current, cell temperature. Large tables are sampled (every
-    flagged reading kept first) so the HTML stays small.
+    Default axes: cell voltage, current, cell temperature. Large tables are sampled uniformly at
+    random so the HTML stays small and anomalies keep their true share. Works offline: plotly.js
+    comes from the installed plotly package, never a CDN.
     """
     from bms_schema import read_table, resolve_input
 
@@ -158,7 +159,11 @@ def visualize_anomalies_3d(args: Visualize3DArgs, ctx: ToolContext) -> ToolOutpu
     sample = sample_for_plot(frame, args.max_points)
     html = ctx.run.path("anomalies_3d.html")
     png = ctx.run.path("anomalies_3d.png")
-    counts = plot_3d(sample, axes, html, png, embed_plotly=args.embed_plotly)
+    counts = plot_3d(sample, axes, html, png, embed_plotly=args.embed_plotly, total_rows=len(frame))
+    if not args.embed_plotly:
+        from bms_schema.offline import PLOTLY_JS
+
+        ctx.run.add_artifact(html.parent / PLOTLY_JS, "data", "plotly.js used by the HTML (offline copy)")
     ctx.run.add_artifact(html, "html", f"interactive 3D scatter {args.x} / {args.y} / {args.z}")
     ctx.run.add_artifact(png, "plot", f"3D scatter {args.x} / {args.y} / {args.z}")
     return ToolOutput(
@@ -169,4 +174,4 @@ def visualize_anomalies_3d(args: Visualize3DArgs, ctx: ToolContext) -> ToolOutpu
 
 
 def main() -> None:
-    server.run_stdio()
+    server.main()

@@ -22,7 +22,7 @@ from bms_schema import InputError, ModelRegistry, read_table
 from bms_schema import columns as C
 
 from .config import LOGGER, MODEL_NAME, FeatureConfig
-from .features import OHMIC_COLUMNS, as_canonical, build_feature_grid
+from .features import as_canonical, build_feature_grid
 from .labels import death_times, has_dead_labels, label_grid
 from .model import FailureModel, load_failure_model
 from .training import TrainingResult, check_horizon, train_failure_model
@@ -32,74 +32,33 @@ log = logging.getLogger(LOGGER)
 __all__ = ["PredictionOutcome", "load_failure_model", "load_readings_frame", "predict_failure", "train_and_register"]
 
 
-def _column_names(path: Path) -> list[str]:
-    """Column names of a CSV/Parquet file without reading its rows."""
-    from bms_schema.reader import check_file, first_lines, table_format
-
-    fmt = table_format(path)
-    check_file(path)
-    if fmt == "parquet":
-        import pyarrow.parquet as pq
-
-        try:
-            return list(pq.read_schema(path).names)
-        except Exception as exc:  # pyarrow raises several types for a corrupt file
-            raise InputError(f"{path.name} is not a readable PARQUET table: {exc}") from exc
-    names, _ = first_lines(path)
-    return names
-
-
-def _needed_columns(path: Path) -> list[str] | None:
-    """The columns of a file this package uses (ids, measurements, flags, labels); None = read all."""
-    names = _column_names(path)
-    wanted = {alias for aliases in C.ALIASES.values() for alias in aliases}
-    wanted |= {*C.LABEL_COLUMNS, C.SENSOR_FAULT, C.OUT_OF_RANGE, "Date", "Time", *OHMIC_COLUMNS}
-    wanted |= {C.quality_column(c) for c in (*C.CORE_COLUMNS, *C.OPTIONAL_NUMERIC)}
-    keep = [n for n in names if n in wanted]
-    return keep if keep and len(keep) < len(names) else None
-
-
 def load_readings_frame(path: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Read raw packets / a minimal table / a canonical table as the canonical table, de-duplicated.
 
-    Only the columns this package uses are read (a raw packet file has 73). Normalisation is
-    ``bms_schema.normalize``; duplicate packets are dropped with ``bms_schema.clean.drop_duplicates``.
-    The frame is not sorted (the feature grid does not need it) and not imputed: bucket means skip
-    missing readings, and the share of missing readings is itself a feature.
+    Through the data core's one loader (``bms_schema.loader.load_canonical``): only the columns
+    the core uses are read (a raw packet file has 73), normalised, de-duplicated and sorted. Not
+    imputed and no row features: bucket means skip missing readings, and the share of missing
+    readings is itself a feature.
     """
-    from bms_schema.clean import drop_duplicates
-    from bms_schema import normalize
-    from bms_schema.normalize import detect_format
+    from bms_schema.loader import load_canonical
 
-    path = Path(path)
-    columns = _needed_columns(path)
-    raw = read_table(path, columns=columns)
-    input_format = "raw_packet" if "PacketDateTime" in raw.columns else detect_format(raw)
-    frame, report = normalize(raw)
-    frame, duplicates, conflicts = drop_duplicates(frame)
-    return frame.reset_index(drop=True), {
-        "input_format": input_format,
-        "rows_in": report.rows_in,
-        "rows_out": int(len(frame)),
-        "duplicates_dropped": duplicates,
-        "conflicting_rows_dropped": conflicts,
-        "devices": report.devices,
-        "cells": report.cells,
-        "sentinel_rows": report.sentinel_rows,
-        "out_of_range_rows": report.out_of_range_rows,
-        "time_range": [frame[C.TIMESTAMP].min(), frame[C.TIMESTAMP].max()],
-        "columns_read": len(raw.columns),
-    }
+    frame, report = load_canonical(Path(path), features=False, impute="none", columns="used", check=False,
+                                   return_report=True)
+    keys = ("input_format", "rows_in", "rows_out", "duplicates_dropped", "conflicting_rows_dropped", "devices",
+            "cells", "sentinel_rows", "out_of_range_rows", "time_range", "columns_read")
+    return frame, {k: report[k] for k in keys}
 
 
 def load_anomalies(path: str | Path | None) -> pd.DataFrame | None:
     """An anomaly result table (e.g. from bms_anomaly): only its id, time and flag columns are read."""
+    from bms_schema.reader import column_names
+
     from .features import ANOMALY_FLAG_COLUMNS
 
     if path is None:
         return None
     path = Path(path)
-    names = _column_names(path)
+    names = column_names(path)
     keep = [n for n in names if n in {C.CELL_ID, C.DEVICE_ID, C.CELL_NUMBER, C.TIMESTAMP, *ANOMALY_FLAG_COLUMNS}]
     return read_table(path, columns=keep or None)
 
@@ -135,6 +94,9 @@ def train_and_register(
 ) -> TrainingOutcome:
     """Train (see :func:`bms_failure.training.train_failure_model`) and register a candidate version: it
     becomes champion when it beats the champion on its held-out cells (or with ``promote``)."""
+    from bms_schema.coverage import require_inputs
+
+    require_inputs(as_canonical(frame), REQUIRED_INPUTS, "train the failure model")
     result = train_failure_model(frame, horizon_days, config=config, anomalies=anomalies, seed=seed,
                                  progress=progress, validate=validate)
     grid = result.grid
@@ -193,8 +155,42 @@ def predict_failure(
     notes = [f"predicted with registered {MODEL_NAME} {model.version}"]
     step(0.6, "scoring every cell as of the last reading")
     table = model.predict(frame, anomalies, grid=grid, horizon_days=horizon_days)
+    table, unknown = _unknown_without_inputs(frame, table)
+    if unknown:
+        notes.append(f"{len(unknown)} cell(s) unknown: no {', '.join(sorted({c for v in unknown.values() for c in v}))} "
+                     "reading (not scored)")
     evaluation = _evaluate_on_input(model, frame, grid) if has_dead_labels(frame) else None
     return PredictionOutcome(table=table, model=model, input_evaluation=evaluation, notes=notes, grid=grid)
+
+
+#: Measurements a cell needs before the failure model may score it (bms_schema.coverage).
+REQUIRED_INPUTS = (C.VOLTAGE,)
+#: Figures of a cell that become missing when it is unknown.
+UNKNOWN_COLUMNS = ("StateOfHealth", "RemainingLifeDays", "RemainingLifeP10", "RemainingLifeP90", "FailureProbability7d",
+                   "FailureProbability14d", "FailureProbability30d", "AlarmLeadDays", "TrendDaysToThreshold")
+
+
+def _unknown_without_inputs(frame: pd.DataFrame, table: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, list[str]]]:
+    """Cells with no value of a required input get probability/band "unknown" (a label still says dead)."""
+    from bms_schema.coverage import input_coverage, mark_unknown
+
+    keep = table["DeadSource"].astype(str).eq("IsDead label") if "DeadSource" in table.columns else None
+    table, unknown = mark_unknown(table, input_coverage(frame), REQUIRED_INPUTS, probability="FailureProbability",
+                                  band="RiskBand", reasons="TopReasons", keep=keep)
+    if unknown:  # every figure of the cell, not only the probability
+        rows = table[C.CELL_ID].astype(str).isin(list(unknown)).to_numpy() & (table["RiskBand"] == "unknown").to_numpy()
+        for column in UNKNOWN_COLUMNS:
+            if column in table.columns:
+                table.loc[rows, column] = np.nan
+        table.loc[rows, "Alarm"] = False
+        for column in ("AlarmTrigger", "RecommendedAction", "TrendRule"):
+            table.loc[rows, column] = ""
+    if unknown and "AlreadyDead" in table.columns:
+        rows = table[C.CELL_ID].astype(str).isin(list(unknown)).to_numpy()
+        table.loc[rows, "AlreadyDead"] = False
+        if "DeadSource" in table.columns:
+            table.loc[rows, "DeadSource"] = ""
+    return table, unknown
 
 
 def top_at_risk(table: pd.DataFrame, n: int = 10) -> list[dict[str, Any]]:

@@ -168,7 +168,8 @@ def predict_cell_failure(args: PredictArgs, ctx: ToolContext) -> ToolOutput:
     ctx.run.add_artifact(metrics_path, "report", "failure prediction metrics (validation vs IEEE rules, alarms, bands)")
     message = (f"{len(failing)} of {len(table)} cells alarmed (death within {model.alarm_horizon_days:g} days likely), "
                f"{len(dead)} already dead, {len(unknown)} unknown (missing inputs); FailureProbability at "
-               f"{args.horizon_days:g} days (model {model.version})")
+               f"{args.horizon_days:g} days (model {model.version})"
+               + (f"; {'; '.join(n for n in outcome.notes if 'unknown' in n)}" if unknown else ""))
     return ToolOutput(message=message, data={
         "horizon_days": args.horizon_days,
         "as_of": metrics["as_of"],
@@ -241,4 +242,4 @@ def _fmt(value: float | None) -> str:
 
 
 def main() -> None:
-    server.run_stdio()
+    server.main()

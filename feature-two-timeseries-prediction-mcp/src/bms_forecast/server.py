@@ -130,4 +130,4 @@ def predict_cell_timeseries(args: PredictArgs, ctx: ToolContext) -> ToolOutput:
 
 def main() -> None:
     # run_stdio() -> bms_schema.runtime.limit_threads() sets OMP_WAIT_POLICY=PASSIVE before xgboost loads.
-    server.run_stdio()
+    server.main()

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bms_schema import InputError, ModelRegistry, read_table, resolve_cell_id
+from bms_schema import InputError, ModelRegistry, resolve_cell_id
 from bms_schema import columns as C
 
 from .config import DEFAULT_MAX_STEPS, MAX_STEPS_LIMIT, MODEL_NAME, WINDOW, TrainConfig
@@ -24,10 +24,9 @@ Progress = Callable[[float, str], None]
 
 def load_history(path: str | Path) -> pd.DataFrame:
     """Read a readings file (raw packets, minimal or canonical) and clean it (normalise, dedupe, sort)."""
-    from bms_schema.clean import clean_readings
+    from bms_schema.loader import load_canonical
 
-    frame, _ = clean_readings(read_table(path))
-    return frame
+    return load_canonical(path, features=False, impute="none")
 
 
 def train_and_register(frame: pd.DataFrame, config: TrainConfig | None = None, progress: Progress | None = None,

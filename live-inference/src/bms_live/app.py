@@ -16,6 +16,7 @@ from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.security import APIKeyHeader
+from fastapi_offline import FastAPIOffline
 from starlette.concurrency import run_in_threadpool
 
 from bms_schema.errors import BMSError, InputError, ModelError, PathError
@@ -44,7 +45,9 @@ API_KEY_HEADER = "X-API-Key"
 #: /v1/anomaly requests up to this many readings are scored on the event loop (a few ms).
 INLINE_MAX_READINGS = 1024
 ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorResponse, "description": "malformed request (e.g. an invalid Content-Length header)"},
     401: {"model": ErrorResponse, "description": "missing or wrong API key (when BMS_API_KEY is set)"},
+    413: {"model": ErrorResponse, "description": "request body above the size limit (BMS_LIVE_MAX_BODY_BYTES)"},
     422: {"model": ErrorResponse, "description": "invalid input: each error names the field and the reason"},
     503: {"model": ErrorResponse, "description": "no model yet: run the pipeline to train one"},
 }
@@ -139,7 +142,9 @@ def create_app(settings: Settings | None = None, loaders: dict[str, Loader] | No
         finally:
             service.stop()
 
-    app = FastAPI(
+    # /docs (Swagger UI) and /redoc load their JS/CSS from the fastapi-offline package, served by
+    # this app under /static-offline-docs: the pages work offline and name no other host.
+    app = FastAPIOffline(
         title="BMS-Flux live inference",
         version="0.1.0",
         description=(

@@ -11,8 +11,8 @@ readings of every cell *with the features computed when they arrived*
 
 :func:`live_features` puts a request's readings after that history, fills gaps the way
 ``bms_schema.interpolate.interpolate_readings`` does (per-cell linear in time; at the end,
-the previous value), computes the data-core features (``bms_schema.features``) (its own building blocks,
-identical to ``compute_features`` on a chunk prefixed with each cell's previous readings),
+the previous value), computes the data-core features with ``bms_schema.features.feature_arrays``
+(the featuriser batch and chunked preprocessing call, on a chunk prefixed with each cell's previous readings),
 and the anomaly model's peer features (over the string at the request's timestamps,
 remembered peers included) and history features (over the remembered rows) with
 ``bms_anomaly.features``' own array-level functions. The request's rows are then written
@@ -35,6 +35,11 @@ import numpy as np
 import pandas as pd
 
 from bms_schema import columns as C
+from bms_schema.features import feature_arrays, hour_of_day
+from bms_schema.grouped import StringGroups, string_median
+
+__all__ = ["LiveFeatures", "ReadingHistory", "StringGroups", "history_columns", "hour_of_day", "live_features",
+           "sorted_features", "string_median"]
 
 CORE = (*C.CORE_COLUMNS, C.STRING_VOLTAGE)
 RESISTANCE = "ResistanceProxy"
@@ -70,6 +75,7 @@ class _DeviceBuffer:
     def __init__(self, n_columns: int, capacity: int = 64):
         self.n = 0
         self.cells = 0
+        self.cell_names: dict[str, str] = {}  # one string object per cell id
         self.device = np.empty(capacity, dtype=object)
         self.cell_id = np.empty(capacity, dtype=object)
         self.number = np.empty(capacity, dtype=np.int64)
@@ -115,6 +121,7 @@ class _DeviceBuffer:
         fresh.append(kept.device, kept.cell_id, kept.number, kept.ts, kept.values)
         self.__dict__.update(fresh.__dict__)
         self.cells = len(pd.unique(kept.cell_id))
+        self.cell_names = {name: name for name in pd.unique(kept.cell_id).tolist()}
 
 
 #: A device buffer is compacted when it holds more than SLACK x per_cell rows per cell.
@@ -130,16 +137,30 @@ class ReadingHistory:
     a fixed number of readings, so the extra rows change nothing.
     """
 
-    def __init__(self, per_cell: int, columns: list[str] | tuple[str, ...] = CORE, max_rows: int = 1_000_000):
+    def __init__(self, per_cell: int, columns: list[str] | tuple[str, ...] = CORE, max_rows: int = 1_000_000,
+                 max_bytes: int | None = None):
         self.per_cell = max(1, int(per_cell))
         self.columns = list(columns)
         self.max_rows = max_rows
+        #: Bound on the held rows' estimated size (values, times and id strings), besides ``max_rows``.
+        self.max_bytes = max_bytes
         self._devices: OrderedDict[str, _DeviceBuffer] = OrderedDict()
         self._rows = 0
+        self._bytes = 0
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return self._rows
+
+    @property
+    def nbytes(self) -> int:
+        """Estimated bytes of the held rows."""
+        return self._bytes
+
+    def _row_bytes(self, device: str) -> int:
+        # float values + int64 number and time + two object pointers, and (an upper bound: they
+        # are shared per device and per cell, see update) the two id strings.
+        return 8 * (len(self.columns) + 4) + 2 * (49 + len(device))
 
     def context(self, devices: np.ndarray, numbers: np.ndarray | None = None,
                 ts: np.ndarray | None = None) -> _DeviceBlock | None:
@@ -179,20 +200,32 @@ class ReadingHistory:
                 if buffer is None:
                     buffer = self._devices[name] = _DeviceBuffer(len(self.columns))
                 before = buffer.n
-                buffer.append(device[mask], cell_id[mask], number[mask], ts[mask], values[mask])
+                # One string object per device and per cell, however many rows refer to it.
+                shared = np.empty(int(mask.sum()), dtype=object)
+                shared[:] = buffer.device[0] if buffer.n else name
+                cells_here = cell_id[mask]
+                uniq, inverse = np.unique(cells_here.astype(str), return_inverse=True)
+                known = buffer.cell_names
+                cell_objects = np.asarray([known.setdefault(u, u) for u in uniq.tolist()], dtype=object)
+                buffer.append(shared, cell_objects[inverse], number[mask], ts[mask], values[mask])
                 cells = max(buffer.cells, 1)
                 if buffer.n > SLACK * self.per_cell * cells or buffer.cells == 0:
                     buffer.compact(self.per_cell)
+                row_bytes = self._row_bytes(str(name))
                 self._rows += buffer.n - before
+                self._bytes += (buffer.n - before) * row_bytes
                 self._devices.move_to_end(name)
-                while self._rows > self.max_rows and len(self._devices) > 1:
-                    _, dropped = self._devices.popitem(last=False)
+                while len(self._devices) > 1 and (self._rows > self.max_rows or (
+                        self.max_bytes is not None and self._bytes > self.max_bytes)):
+                    dropped_name, dropped = self._devices.popitem(last=False)
                     self._rows -= dropped.n
+                    self._bytes -= dropped.n * self._row_bytes(str(dropped_name))
 
     def clear(self) -> None:
         with self._lock:
             self._devices.clear()
             self._rows = 0
+            self._bytes = 0
 
 
 def _near_fresh(fresh: np.ndarray, starts: np.ndarray, window: int) -> np.ndarray:
@@ -224,111 +257,12 @@ def _sort_dedupe(cells: np.ndarray, ts: np.ndarray) -> tuple[np.ndarray, np.ndar
     return order[last_of_key], group
 
 
-class StringGroups:
-    """Rows grouped by string and time (same device, same timestamp), built once per table.
-
-    With ``needed`` (a row mask), medians are computed only for the groups holding a needed
-    row (the request's timestamps, not the whole remembered history); other rows get NaN.
-    """
-
-    def __init__(self, devices: np.ndarray, ts: np.ndarray, needed: np.ndarray | None = None):
-        self.n = len(ts)
-        codes, _ = pd.factorize(devices)
-        order = np.lexsort((ts, codes))
-        c, t = codes[order], ts[order]
-        new = np.ones(len(order), dtype=bool)
-        new[1:] = (c[1:] != c[:-1]) | (t[1:] != t[:-1])
-        group = np.empty(len(order), dtype=np.int64)
-        group[order] = np.cumsum(new) - 1
-        if needed is None:
-            self.rows = None
-            self.group = group
-        else:
-            wanted = np.zeros(int(new.sum()), dtype=bool)
-            wanted[group[needed]] = True
-            self.rows = np.flatnonzero(wanted[group])
-            _, self.group = np.unique(group[self.rows], return_inverse=True)
-        self.n_groups = int(self.group.max()) + 1 if len(self.group) else 0
-
-    def median(self, values: np.ndarray) -> np.ndarray:
-        """Median of ``values`` within each group, NaN skipped (pandas' groupby median)."""
-        subset = values if self.rows is None else values[self.rows]
-        n = len(subset)
-        if n == 0:
-            return np.full(self.n, np.nan)
-        missing = np.isnan(subset)
-        order = np.lexsort((np.where(missing, np.inf, subset), self.group))
-        first = np.searchsorted(self.group[order], np.arange(self.n_groups))
-        valid = np.bincount(self.group, weights=(~missing).astype(np.float64), minlength=self.n_groups)
-        valid = valid.astype(np.int64)
-        sorted_values = subset[order]
-        lo = first + np.maximum(valid - 1, 0) // 2
-        hi = np.minimum(first + valid // 2, n - 1)
-        med = np.where(valid > 0, (sorted_values[lo] + sorted_values[hi]) / 2, np.nan)
-        if self.rows is None:
-            return med[self.group]
-        out = np.full(self.n, np.nan)
-        out[self.rows] = med[self.group]
-        return out
-
-
-def string_median(devices: np.ndarray, ts: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """Median of ``values`` over rows with the same (device, time), NaN skipped (pandas' rule)."""
-    return StringGroups(devices, ts).median(values)
-
-
-def hour_of_day(ts: np.ndarray) -> np.ndarray:
-    """Fractional UTC hour from epoch nanoseconds (same arithmetic as ``bms_schema.features``)."""
-    second_of_day = (ts // 1_000_000_000) % 86_400
-    return (second_of_day // 3600) + ((second_of_day % 3600) // 60) / 60.0 + (second_of_day % 60) / 3600.0
-
-
-#: The feature set assembled here; anything else falls back to ``compute_features``.
-_FAST_FEATURES = frozenset({
-    "VoltageRate", "TemperatureRate", "VoltageRollMean", "VoltageRollStd", "TemperatureRollMean",
-    "TemperatureRollStd", "SGRollMean", "SGRollStd", "TempAboveAmbient", "SGCorrected25C", "VoltageDevString",
-    "SGDevString", "ResistanceProxy", "StateOfCharge", "HourOfDay",
-})
-
-
 def sorted_features(devices: np.ndarray, cells: np.ndarray, numbers: np.ndarray, ts: np.ndarray,
                     core: dict[str, np.ndarray], window: int,
                     groups: StringGroups | None = None) -> dict[str, np.ndarray]:
-    """data-core features (``bms_schema.features``) of cell-sorted rows, from its own building blocks.
-
-    ``compute_features`` costs ~1.5 ms however few the rows (two pandas group-bys and the
-    ``.dt`` accessors); the same arithmetic on NumPy arrays costs ~0.2 ms. Equality with
-    ``compute_features`` is asserted in ``tests/live/test_logic.py``; if the preprocessing
-    package ever grows a feature this module does not know, it falls back to that function.
-    """
-    from bms_schema import features as F
-    from bms_schema.grouped import cell_starts, rolling_mean_std
-
-    if set(F.FEATURE_COLUMNS) != _FAST_FEATURES:
-        frame = pd.DataFrame({C.CELL_ID: cells, C.DEVICE_ID: devices, C.CELL_NUMBER: numbers,
-                              C.TIMESTAMP: pd.DatetimeIndex(ts.view("datetime64[ns]"), tz="UTC"), **core})
-        return F.compute_features(frame, window=window)
-    starts = cell_starts(cells)
-    seconds = ts.astype(np.float64) / 1e9
-    voltage, temp, sg = core[C.VOLTAGE], core[C.TEMPERATURE], core[C.SPECIFIC_GRAVITY]
-    out: dict[str, np.ndarray] = {
-        "VoltageRate": F.rate_per_hour(voltage, seconds, starts),
-        "TemperatureRate": F.rate_per_hour(temp, seconds, starts),
-    }
-    for prefix, column in (("Voltage", voltage), ("Temperature", temp), ("SG", sg)):
-        mean, std = rolling_mean_std(column, starts, int(window))
-        out[f"{prefix}RollMean"] = mean
-        out[f"{prefix}RollStd"] = std
-    out["TempAboveAmbient"] = temp - core[C.AMBIENT]
-    sg_corrected = sg + F.SG_TEMP_COEFF * (temp - F.SG_REFERENCE_TEMP)
-    out["SGCorrected25C"] = sg_corrected
-    groups = groups or StringGroups(devices, ts)
-    out["VoltageDevString"] = voltage - groups.median(voltage)
-    out["SGDevString"] = sg - groups.median(sg)
-    out["ResistanceProxy"] = F.resistance_proxy(voltage, core[C.CURRENT], starts)
-    out["StateOfCharge"] = F.state_of_charge(sg_corrected)
-    out["HourOfDay"] = hour_of_day(ts)
-    return {name: out[name] for name in F.FEATURE_COLUMNS}
+    """Data-core features of cell-sorted rows: :func:`bms_schema.features.feature_arrays`, the
+    featuriser batch and chunked preprocessing call too (``numbers`` is kept for callers)."""
+    return feature_arrays(devices, cells, ts, core, int(window), groups=groups)
 
 
 @dataclass

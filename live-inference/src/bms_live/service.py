@@ -31,7 +31,7 @@ from .errors import UnknownPrediction
 from .feedback import FeedbackTracker, PredictionStore
 from .holder import Loader, LoadedModel, ModelHolder, ModelHub, RegistryWatcher
 from .metrics import ServiceMetrics
-from .readings import readings_to_frame
+from .readings import NUMERIC, readings_to_frame
 from .settings import Settings
 
 log = logging.getLogger("bms.live")
@@ -41,6 +41,23 @@ DEFAULT_WINDOW = 12
 #: when the model does not say (``alarm_threshold`` in its metadata).
 DEFAULT_ALARM = 0.5
 ALARM_BANDS = ("high", "dead")
+#: Measurements the anomaly model cannot answer without (sent, or filled from the cell's history).
+ANOMALY_REQUIRED = (C.VOLTAGE, C.TEMPERATURE)
+#: Measurements the failure model needs at least some values of, per cell.
+FAILURE_REQUIRED = (C.VOLTAGE, C.TEMPERATURE)
+NUMERIC_INDEX = {name: j for j, name in enumerate(NUMERIC)}
+
+
+def missing_measurements(frame: pd.DataFrame) -> np.ndarray:
+    """Bool [rows, len(NUMERIC)]: the measurement was not sent at all (not a sentinel, not out of range)."""
+    out = np.ones((len(frame), len(NUMERIC)), dtype=bool)
+    for j, name in enumerate(NUMERIC):
+        quality = C.quality_column(name)
+        if quality in frame.columns:
+            out[:, j] = (frame[quality] == C.QUALITY_MISSING).to_numpy()
+        elif name in frame.columns:
+            out[:, j] = frame[name].isna().to_numpy()
+    return out
 
 
 def _floats(values: Any) -> list[float | None]:
@@ -85,7 +102,7 @@ class LiveService:
                              for spec in model_specs(settings.models, loaders)})
         per_cell = max(settings.history_per_cell, DEFAULT_WINDOW + 1, BASELINE_READINGS + 1)
         self.history = ReadingHistory(per_cell=per_cell, columns=history_columns(PEER_FEATURES),
-                                      max_rows=settings.history_rows)
+                                      max_rows=settings.history_rows, max_bytes=settings.history_bytes)
         self.predictions = PredictionStore(settings.prediction_capacity)
         self.feedback_tracker = FeedbackTracker(settings.feedback_window)
         self.drift = DriftMonitor(settings.drift_window, settings.drift)
@@ -120,7 +137,8 @@ class LiveService:
     def health(self) -> dict[str, Any]:
         models = {key: holder.current() is not None for key, holder in self.hub.holders.items()}
         return {"status": "ok", "uptime_seconds": round(time.time() - self.started, 3), "models_loaded": models,
-                "history_rows": len(self.history), "predictions_held": len(self.predictions)}
+                "history_rows": len(self.history),
+                "history_bytes": self.history.nbytes, "predictions_held": len(self.predictions)}
 
     def models(self) -> dict[str, Any]:
         served = {key: holder.describe() for key, holder in self.hub.holders.items()}
@@ -135,45 +153,94 @@ class LiveService:
     def anomaly(self, readings: Sequence[Reading]) -> dict[str, Any]:
         self.check_size(readings)
         loaded = self.hub["anomaly"].require()  # one reference for the whole request
+        frame = readings_to_frame(readings, self.limits)
+        return self.score_anomalies(frame, loaded)
+
+    def score_anomalies(self, frame: pd.DataFrame, loaded: LoadedModel | None = None) -> dict[str, Any]:
+        """Anomaly answers for a canonical frame (request order). A reading that carries no
+        measurement, or lacks one the model needs and has no remembered value to fill it
+        (:data:`ANOMALY_REQUIRED`), is answered ``unknown`` with the missing inputs named."""
+        loaded = loaded or self.hub["anomaly"].require()
         model = loaded.model
         window = int(loaded.metadata.get("window") or DEFAULT_WINDOW)
-        frame = readings_to_frame(readings, self.limits)
+        n = len(frame)
+        missing = missing_measurements(frame)
+        sent = ~missing.all(axis=1)  # a reading with no measurement at all is not scored
+        score = np.full(n, np.nan)
+        flag = np.zeros(n, dtype=np.int64)
+        kinds: list[str | None] = ["unknown"] * n
+        reasons: list[str | None] = [None] * n
+        imputed = np.zeros(n, dtype=bool)
+        score_cols: list[str] = []
+        per_detector: dict[str, list[float | None]] = {}
         features = list(getattr(model, "features", []) or [])
-        live = live_features(frame, self.history, window, peer_features=PEER_FEATURES, history_features=features)
-        scored = model.score(live.frame)
-        score = scored["AnomalyScore"].to_numpy(dtype=np.float64)
-        flag = scored["AnomalyFlag"].to_numpy().astype(np.int64)
-        batch = self.predictions.add("anomaly", loaded.version, flag.astype(bool), score)
-        if features:
-            self.drift.add("anomaly", features, live.frame)
+        known = sent.copy()
+        if sent.any():
+            part = frame.loc[sent] if not sent.all() else frame
+            live = live_features(part, self.history, window, peer_features=PEER_FEATURES, history_features=features)
+            rows = np.flatnonzero(sent)
+            # Required inputs neither sent nor filled from the cell's remembered readings.
+            unfilled = np.zeros(len(rows), dtype=bool)
+            for name in ANOMALY_REQUIRED:
+                unfilled |= live.frame[name].isna().to_numpy() & missing[rows, NUMERIC_INDEX[name]]
+            scored = model.score(live.frame)
+            score[rows] = scored["AnomalyScore"].to_numpy(dtype=np.float64)
+            flag[rows] = scored["AnomalyFlag"].to_numpy().astype(np.int64)
+            imputed[rows] = live.imputed
+            score_cols = [c for c in scored.columns if c.endswith("Score") and c != "AnomalyScore"]
+            for c in score_cols:
+                values: list[float | None] = [None] * n
+                for i, v in zip(rows.tolist(), _floats(scored[c])):
+                    values[i] = v
+                per_detector[c] = values
+            part_kinds = _texts(scored["AnomalyKind"]) if "AnomalyKind" in scored else [None] * len(rows)
+            part_reasons = _texts(scored["AnomalyReason"]) if "AnomalyReason" in scored else [None] * len(rows)
+            for j, i in enumerate(rows.tolist()):
+                kinds[i], reasons[i] = part_kinds[j], part_reasons[j]
+            known[rows[unfilled]] = False
+            ok = ~unfilled
+            if features and ok.any():
+                self.drift.add("anomaly", features, live.frame.loc[ok] if not ok.all() else live.frame)
+        names = np.asarray(NUMERIC, dtype=object)
+        for i in np.flatnonzero(~known).tolist():
+            lacking = ", ".join(names[missing[i]]) if not sent[i] else ", ".join(
+                name for name in ANOMALY_REQUIRED if missing[i, NUMERIC_INDEX[name]])
+            what = "the reading carries no measurement" if not sent[i] else \
+                "required measurement missing and no earlier reading of the cell to fill it"
+            kinds[i], reasons[i] = "unknown", f"unknown: {what} ({lacking})"
+            score[i] = np.nan
+            flag[i] = 0
+        batch = self.predictions.add("anomaly", loaded.version, (flag > 0) & known, np.nan_to_num(score, nan=0.0))
         m = self.metrics
-        m.readings.inc(len(flag), model="anomaly")
-        n_flagged = int(flag.sum())
+        m.readings.inc(n, model="anomaly")
+        n_flagged = int(((flag > 0) & known).sum())
+        n_unknown = int((~known).sum())
         if n_flagged:
             m.predictions.inc(n_flagged, model="anomaly", outcome="flagged")
-        if len(flag) - n_flagged:
-            m.predictions.inc(len(flag) - n_flagged, model="anomaly", outcome="normal")
+        if n - n_flagged - n_unknown:
+            m.predictions.inc(n - n_flagged - n_unknown, model="anomaly", outcome="normal")
+        if n_unknown:
+            m.predictions.inc(n_unknown, model="anomaly", outcome="unknown")
         # AnomalyScore is a surprise (-log10 tail probability); 1 - 10**-s is its training percentile.
-        m.anomaly_score.observe_many(1.0 - np.power(10.0, -np.clip(score, 0, None)), version=loaded.version)
+        good = score[known & np.isfinite(score)]
+        m.anomaly_score.observe_many(1.0 - np.power(10.0, -np.clip(good, 0, None)), version=loaded.version)
 
-        score_cols = [c for c in scored.columns if c.endswith("Score") and c != "AnomalyScore"]
-        per_detector = {c: _floats(scored[c]) for c in score_cols}
-        kinds = _texts(scored["AnomalyKind"]) if "AnomalyKind" in scored else [None] * len(flag)
-        reasons = _texts(scored["AnomalyReason"]) if "AnomalyReason" in scored else [None] * len(flag)
         ids = batch.ids()
         cells = frame[C.CELL_ID].tolist()
         stamps = _iso(frame[C.TIMESTAMP])
         scores = _floats(score)
-        flags = flag.tolist()
-        imputed = live.imputed.tolist()
+        flags: list[int | None] = [f if k else None for f, k in zip(flag.tolist(), known.tolist())]
+        imputed_list = imputed.tolist()
+        missing_names = [names[row].tolist() for row in missing]
         results = [
             {"prediction_id": ids[i], "CellID": cells[i], "Timestamp": stamps[i], "AnomalyScore": scores[i],
              "AnomalyFlag": flags[i], "AnomalyKind": kinds[i], "reason": reasons[i],
-             "scores": {c: per_detector[c][i] for c in score_cols}, "imputed": imputed[i]}
-            for i in range(len(flags))
+             "scores": {c: per_detector[c][i] for c in score_cols}, "imputed": imputed_list[i],
+             "missing": missing_names[i]}
+            for i in range(n)
         ]
         return {"model": {"name": loaded.name, "version": loaded.version}, "count": len(results),
-                "flagged": n_flagged, "results": results}
+                "flagged": n_flagged, "unknown": n_unknown, "results": results}
 
     # -- failure ------------------------------------------------------------------------
     def failure(self, readings: Sequence[Reading], horizon_days: float | None = None) -> dict[str, Any]:
@@ -186,10 +253,19 @@ class LiveService:
                              f"{float(model_horizon):g}-day horizon, not {horizon_days:g} days; leave horizon_days "
                              "out or train and register a model for that horizon")
         frame = readings_to_frame(readings, self.limits)
-        grid = _failure_grid(model, frame)
-        table = model.predict(frame, grid=grid) if grid is not None else model.predict(frame)
-        if len(table) == 0:
-            raise InputError("readings: no cell has enough history for a failure prediction")
+        refused = failure_inputs_missing(frame, _min_history_hours(model, loaded.metadata))
+        if len(refused) == frame[C.CELL_ID].nunique():
+            shown = "; ".join(f"{cell}: {why}" for cell, why in list(refused.items())[:5])
+            more = f" (+{len(refused) - 5} more cells)" if len(refused) > 5 else ""
+            raise InputError(f"readings: no cell can be scored for failure risk, its inputs are missing: "
+                             f"{shown}{more}")
+        usable = frame if not refused else frame.loc[~frame[C.CELL_ID].isin(list(refused))].reset_index(drop=True)
+        grid = _failure_grid(model, usable)
+        table = model.predict(usable, grid=grid) if grid is not None else model.predict(usable)
+        if refused:
+            if "CellID" not in table and len(table):
+                table = table.assign(CellID=table["DeviceID"].astype(str) + "-" + table["CellNumber"].astype(str))
+            table = pd.concat([table, _unknown_failure_rows(frame, refused)], ignore_index=True)
         table = table.reset_index(drop=True)
         prob = table["FailureProbability"].to_numpy(dtype=np.float64)
         band = _texts(table["RiskBand"]) if "RiskBand" in table else ["unknown"] * len(table)
@@ -323,6 +399,52 @@ class LiveService:
                            "ks_statistic": t.ks_statistic, "psi": t.psi, "psi_bins": t.psi_bins,
                            "min_window": t.min_window},
         }
+
+
+def _min_history_hours(model: Any, metadata: dict[str, Any]) -> float | None:
+    """How much history per cell the failure model needs (its config, or its metadata)."""
+    for value in (getattr(getattr(model, "config", None), "min_history_hours", None),
+                  getattr(model, "min_history_hours", None), metadata.get("min_history_hours"),
+                  (metadata.get("config") or {}).get("min_history_hours") if isinstance(metadata.get("config"), dict)
+                  else None):
+        if value is not None:
+            return float(value)
+    return None
+
+
+def failure_inputs_missing(frame: pd.DataFrame, min_hours: float | None) -> dict[str, str]:
+    """Cells the failure model must not score, each with why: a required measurement with no
+    value at all (:data:`FAILURE_REQUIRED`), or less history than the model needs."""
+    cells = frame[C.CELL_ID]
+    valid = pd.DataFrame({name: frame[name].notna() if name in frame else False for name in FAILURE_REQUIRED})
+    valid[C.CELL_ID] = cells.to_numpy()
+    counts = valid.groupby(C.CELL_ID, sort=False).sum()
+    ts = frame[C.TIMESTAMP]
+    span = ts.groupby(cells, sort=False).agg(["min", "max", "size"])
+    hours = (span["max"] - span["min"]).dt.total_seconds() / 3600.0
+    out: dict[str, str] = {}
+    names = np.asarray(FAILURE_REQUIRED, dtype=object)
+    lacking = counts[list(FAILURE_REQUIRED)].to_numpy() == 0
+    for k in np.flatnonzero(lacking.any(axis=1)).tolist():  # a loop over refused cells only
+        cell = counts.index[k]
+        out[str(cell)] = (f"unknown: no valid {', '.join(names[lacking[k]])} in its {int(span.loc[cell, 'size'])} "
+                          "reading(s)")
+    if min_hours is not None:
+        short = hours.index[(hours < min_hours).to_numpy()]
+        for cell in short.tolist():
+            if str(cell) not in out:
+                out[str(cell)] = (f"unknown: too little history, {hours[cell]:.3g} h in {int(span.loc[cell, 'size'])} "
+                                  f"reading(s), the model needs at least {min_hours:g} h")
+    return out
+
+
+def _unknown_failure_rows(frame: pd.DataFrame, refused: dict[str, str]) -> pd.DataFrame:
+    first = frame.drop_duplicates(C.CELL_ID).set_index(C.CELL_ID).reindex(list(refused))
+    return pd.DataFrame({
+        C.DEVICE_ID: first[C.DEVICE_ID].to_numpy(), C.CELL_NUMBER: first[C.CELL_NUMBER].to_numpy(),
+        C.CELL_ID: list(refused), "FailureProbability": np.nan, "RiskBand": "unknown",
+        "TopReasons": list(refused.values()),
+    })
 
 
 def _failure_grid(model: Any, frame: pd.DataFrame) -> Any:

@@ -13,6 +13,7 @@
 | ``drift_window`` | ``BMS_LIVE_DRIFT_WINDOW`` | 5,000 | recent input rows kept per model for drift |
 | ``history_per_cell`` | ``BMS_LIVE_HISTORY`` | 128 | recent readings kept per cell as context for features (at least what the anomaly model's history features need) |
 | ``history_rows`` | ``BMS_LIVE_HISTORY_ROWS`` | 1,000,000 | readings kept in all (least recently updated devices are dropped) |
+| ``history_bytes`` | ``BMS_LIVE_HISTORY_BYTES`` | 512 MiB | the same bound in estimated bytes (values, times, ids) |
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ class Settings:
     drift_window: int = 5_000
     history_per_cell: int = 128
     history_rows: int = 1_000_000
+    history_bytes: int = 512 * 1024 * 1024
     workspace: Path | None = None
     drift: DriftThresholds = field(default_factory=DriftThresholds)
     models: tuple[str, ...] = ("anomaly", "failure", "forecast")
@@ -91,6 +93,7 @@ class Settings:
             drift_window=_env_int("BMS_LIVE_DRIFT_WINDOW", 5_000, 10),
             history_per_cell=_env_int("BMS_LIVE_HISTORY", 128, 1),
             history_rows=_env_int("BMS_LIVE_HISTORY_ROWS", 1_000_000, 1000),
+            history_bytes=_env_int("BMS_LIVE_HISTORY_BYTES", 512 * 1024 * 1024, 1024 * 1024),
             workspace=Path(ws).expanduser() if ws else None,
         )
         return replace(base, **{k: v for k, v in overrides.items() if v is not None})

@@ -28,7 +28,8 @@ def prepare_readings(
     if impute in LOADER_IMPUTE and not impute_options:
         return load_canonical(frame_or_path, impute=impute, window=window, limits=limits,
                               return_report=return_report)  # type: ignore[call-overload]
-    cleaned, report = clean_readings(read_input(frame_or_path), limits=limits)
+    frame, private = read_input(frame_or_path)
+    cleaned, report = clean_readings(frame, limits=limits, private_input=private)
     if impute == "mice":
         impute_options.setdefault("total_rows", report["rows_in"])
     imputed = impute_readings(cleaned, impute, **impute_options)

@@ -195,4 +195,4 @@ def impute_and_scale_battery_data(args: ImputeScaleArgs, ctx: ToolContext) -> To
 
 
 def main() -> None:
-    server.run_stdio()
+    server.main()

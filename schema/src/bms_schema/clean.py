@@ -16,7 +16,7 @@ import pandas as pd
 from . import columns as C
 from .columns import Limits
 from .errors import InputError
-from .normalize import detect_format, load_limits, normalize, sort_readings
+from .normalize import _normalize_frame, detect_format, load_limits, sort_readings
 
 log = logging.getLogger("bms.core")
 
@@ -29,24 +29,29 @@ def measurement_columns(frame: pd.DataFrame) -> list[str]:
     return [c for c in (*C.CORE_COLUMNS, *C.OPTIONAL_NUMERIC) if c in frame.columns]
 
 
-def is_canonical(frame: pd.DataFrame) -> bool:
+def is_canonical(frame: pd.DataFrame, input_format: str | None = None) -> bool:
     """Canonical columns *and* dtypes (a canonical table read back from CSV has text timestamps)."""
-    if detect_format(frame) != "canonical" or not all(c in frame.columns for c in (*C.ID_COLUMNS, *C.CORE_COLUMNS)):
+    if (input_format or detect_format(frame)) != "canonical" or not all(c in frame.columns for c in (*C.ID_COLUMNS, *C.CORE_COLUMNS)):
         return False
     return (isinstance(frame[C.TIMESTAMP].dtype, pd.DatetimeTZDtype)
             and pd.api.types.is_integer_dtype(frame[C.CELL_NUMBER])
             and all(pd.api.types.is_float_dtype(frame[c]) for c in C.CORE_COLUMNS))
 
 
-def to_canonical(frame: pd.DataFrame, limits: Limits | dict[str, tuple[float, float]] | None = None) -> pd.DataFrame:
-    """Normalise ``frame`` unless it already is canonical and no new limits were asked for."""
+def to_canonical(frame: pd.DataFrame, limits: Limits | dict[str, tuple[float, float]] | None = None,
+                 input_format: str | None = None, private_input: bool = False) -> pd.DataFrame:
+    """Normalise ``frame`` unless it already is canonical and no new limits were asked for.
+
+    ``input_format`` (from :func:`bms_schema.normalize.detect_format`) saves detecting it again;
+    ``private_input=True`` lets normalisation share columns with a frame no caller holds.
+    """
     if isinstance(limits, dict):
         limits = load_limits(limits)
-    if limits is None and is_canonical(frame):
+    if limits is None and is_canonical(frame, input_format):
         if len(frame) == 0:
             raise InputError("the table has no rows")
         return frame
-    canonical, _ = normalize(frame, limits=limits)
+    canonical, _ = _normalize_frame(frame, limits, False, private_input=private_input, input_format=input_format)
     return canonical
 
 
@@ -221,18 +226,24 @@ def clean_readings(
     limits: Limits | dict[str, tuple[float, float]] | None = None,
     gap_factor: float = GAP_FACTOR,
     check: bool = True,
+    *,
+    input_format: str | None = None,
+    private_input: bool = False,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Normalise (if needed), drop duplicate packets, sort by cell then time; return ``(frame, report)``.
 
     ``limits`` overrides the physical limits (``{"CellVoltage": (1.5, 2.8)}`` or a
     :class:`bms_schema.Limits`). ``check`` refuses a single-row table or a core column with
-    no value at all (:class:`bms_schema.InputError`).
+    no value at all (:class:`bms_schema.InputError`). ``input_format`` saves detecting the
+    format again; ``private_input=True`` (a frame just read from a file) lets normalisation
+    share its columns instead of copying them.
     """
     if not isinstance(frame, pd.DataFrame):
         raise InputError(f"clean_readings needs a pandas DataFrame, got {type(frame).__name__}")
     rows_in = len(frame)
-    fmt = detect_format(frame) if frame.shape[1] else "empty"
-    canonical = to_canonical(frame, limits)
+    fmt = input_format or (detect_format(frame) if frame.shape[1] else "empty")
+    canonical = to_canonical(frame, limits, input_format=fmt if fmt != "empty" else None,
+                             private_input=private_input)
     deduped, duplicates, conflicts = drop_duplicates(canonical)
     cleaned = sort_readings(deduped)
     if check:

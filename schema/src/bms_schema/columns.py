@@ -83,6 +83,68 @@ ALIASES: dict[str, tuple[str, ...]] = {
     STRING_VOLTAGE: ("StringVoltage", "String Voltage", "string_voltage"),
 }
 
+#: The fields of the raw BMS packet format (73 columns; see ``tests/data/bms_packet_sample.csv``).
+RAW_PACKET_COLUMNS: tuple[str, ...] = (
+    "PacketID", "StartPacket", "ProtocolVersion", "DataIdentifier", "SiteID", "Time", "Date",
+    "PacketDateTime", "DeviceID", "BMSManufacturerID", "SerialNumber", "InstallationDate",
+    "CellsConnectedCount", "ProblemCells", "CellNumber", "CellVoltage", "CellTemperature",
+    "CellSpecificGravity", "CellServerTime", "StringVoltage", "SystemPeakCurrentInChargeOneCycle",
+    "AverageDischargingCurrent", "AverageChargingCurrent", "AhInForOneChargeCycle",
+    "AhOutForOneDischargeCycle", "CumulativeAHIn", "CumulativeAHOut", "ChargeTimeCycle", "DischargeTimeCycle",
+    "TotalChargingEnergy", "TotalDischargingEnergy", "EveryHourAvgTemp", "CumulativeTotalAvgTempEveryHour",
+    "ChargeOrDischargeCycle", "SocLatestValueForEveryCycle", "DodLatestValueForEveryCycle",
+    "SystemPeakCurrentInDischargeOneCycle", "InstantaneousCurrent", "AmbientTemperature", "BatteryRunHours",
+    "BMSBankDischargeCycle", "BMSAmbientTemperatureHN", "BMSSocLN", "BMSStringVoltageLNH",
+    "BMSStringCurrentHN", "BMSBmsSedCommunication", "BMSCellCommunication", "BMSCellVoltageLN",
+    "BMSCellVoltageNH", "BMSCellTemperatureHN", "BMSBuzzer", "ChargerID", "ChargerDeviceID", "ACVoltage",
+    "ACCurrent", "Frequency", "Energy", "ChargerInputMains", "ChargerInputPhase", "ChargerDCVoltageOLN",
+    "ChargerACVoltageULN", "ChargerLoad", "ChargerTrip", "ChargerOutputMccb", "ChargerBatteryCondition",
+    "ChargerTestPushButton", "ChargerResetPushButton", "ChargerAlarmSupplyFuse", "ChargerFilterFuse",
+    "ChargerOutputFuse", "ChargerInputFuse", "ChargerRectifierFuse", "ServerTime",
+)
+
+
+def alias_key(name: str) -> str:
+    """How names are compared after an exact match failed: case, spaces, ``_`` and ``-`` ignored."""
+    return "".join(ch for ch in str(name).lower() if ch.isalnum())
+
+
+def _alias_index() -> dict[str, str]:
+    index: dict[str, str] = {}
+    ambiguous: set[str] = set()
+    for canonical, names in ALIASES.items():
+        for name in names:
+            key = alias_key(name)
+            if index.get(key, canonical) != canonical:
+                ambiguous.add(key)  # "Cell ID" (CellNumber) vs "CellID": only exact names decide
+            index.setdefault(key, canonical)
+    return {k: v for k, v in index.items() if k not in ambiguous}
+
+
+#: ``alias_key(name) -> canonical name`` for every alias whose key is unambiguous.
+ALIAS_INDEX: dict[str, str] = _alias_index()
+#: Exact alias -> canonical name.
+ALIAS_EXACT: dict[str, str] = {name: canonical for canonical, names in ALIASES.items() for name in names}
+
+
+def canonical_name(name: str) -> str | None:
+    """The canonical column an input name stands for (exact alias first, then :func:`alias_key`), or None."""
+    return ALIAS_EXACT.get(name) or ALIAS_INDEX.get(alias_key(name))
+
+
+def find_alias(names: list[str] | tuple[str, ...] | set[str], canonical: str) -> str | None:
+    """The input name among ``names`` that gives ``canonical``: its aliases in order, then any name
+    whose :func:`alias_key` matches one of them (``"cell voltage"``, ``"CELL_VOLTAGE"``)."""
+    present = set(names)
+    for alias in ALIASES.get(canonical, (canonical,)):
+        if alias in present:
+            return alias
+    for name in names:
+        if name not in ALIAS_EXACT and ALIAS_INDEX.get(alias_key(name)) == canonical:
+            return name
+    return None
+
+
 #: 0xFFFF register values meaning "no reading".
 SENTINELS: dict[str, float] = {
     VOLTAGE: 65.535,

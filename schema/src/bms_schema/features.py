@@ -8,12 +8,14 @@ for the string medians); see ``load-preprocessdata-mcp/README.md`` for the defin
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import pandas as pd
 from . import columns as C
 from .errors import InputError
 
-from .grouped import cell_starts, epoch_seconds, forward_fill, previous, rolling_mean_std
+from .grouped import StringGroups, cell_starts, epoch_seconds, forward_fill, previous, rolling_mean_std
 
 FEATURE_COLUMNS: tuple[str, ...] = (
     "VoltageRate",
@@ -44,7 +46,12 @@ CURRENT_STEP_A = 1.0
 
 DEFAULT_WINDOW = 12
 
-_ROLLING = (("Voltage", C.VOLTAGE), ("Temperature", C.TEMPERATURE), ("SG", C.SPECIFIC_GRAVITY))
+def _epoch_ns(timestamps: pd.Series) -> np.ndarray:
+    """Reading times as int64 nanoseconds since the epoch (UTC)."""
+    ts = timestamps
+    if not isinstance(ts.dtype, pd.DatetimeTZDtype) and not pd.api.types.is_datetime64_dtype(ts):
+        ts = pd.to_datetime(ts, utc=True)
+    return np.asarray(ts.dt.as_unit("ns").array.asi8, dtype=np.int64)
 
 
 def _check(frame: pd.DataFrame, window: int) -> None:
@@ -93,14 +100,67 @@ def state_of_charge(sg_corrected: np.ndarray) -> np.ndarray:
 
 def string_deviation(frame: pd.DataFrame, column: str) -> np.ndarray:
     """Each cell's value minus the median of its string (same DeviceID, same Timestamp)."""
-    median = frame.groupby([C.DEVICE_ID, C.TIMESTAMP], sort=False, observed=True)[column].transform("median")
-    return frame[column].to_numpy(dtype=np.float64) - median.to_numpy(dtype=np.float64)
+    groups = StringGroups(frame[C.DEVICE_ID].to_numpy(), _epoch_ns(frame[C.TIMESTAMP]))
+    values = frame[column].to_numpy(dtype=np.float64)
+    return values - groups.median(values)
 
 
-def hour_of_day(timestamps: pd.Series) -> np.ndarray:
-    """Fractional hour of day in UTC (09:30:00 -> 9.5)."""
-    ts = timestamps.dt.tz_convert("UTC") if timestamps.dt.tz is not None else timestamps
-    return (ts.dt.hour + ts.dt.minute / 60.0 + ts.dt.second / 3600.0).to_numpy(dtype=np.float64)
+def hour_of_day(ts_ns: np.ndarray) -> np.ndarray:
+    """Fractional hour of day in UTC from epoch nanoseconds (09:30:00 -> 9.5; sub-seconds ignored)."""
+    second_of_day = (ts_ns // 1_000_000_000) % 86_400
+    return (second_of_day // 3600) + ((second_of_day % 3600) // 60) / 60.0 + (second_of_day % 60) / 3600.0
+
+
+def _nan_if_absent(core: Mapping[str, np.ndarray], name: str, n: int) -> np.ndarray:
+    values = core.get(name)
+    return np.full(n, np.nan) if values is None else np.asarray(values, dtype=np.float64)
+
+
+def feature_arrays(
+    devices: np.ndarray,
+    cells: np.ndarray,
+    ts_ns: np.ndarray,
+    core: Mapping[str, np.ndarray],
+    window: int = DEFAULT_WINDOW,
+    current_step: float = CURRENT_STEP_A,
+    proxy_seed: np.ndarray | None = None,
+    groups: StringGroups | None = None,
+) -> dict[str, np.ndarray]:
+    """The features of rows sorted by cell, then time, from plain arrays: the one featuriser.
+
+    Batch (:func:`compute_features`), the chunked engine (chunks prefixed with each cell's
+    previous readings) and live scoring (a request after the remembered history) all call this.
+    ``core`` maps measurement names to float arrays; an absent measurement (no specific gravity
+    on a VRLA string) gives NaN features that need it. ``proxy_seed`` gives known final
+    ``ResistanceProxy`` values (carried-over rows) that are carried forward; ``groups`` the
+    string-and-time groups when the caller already built them (or wants medians of some rows only).
+    """
+    n = len(ts_ns)
+    starts = cell_starts(cells)
+    seconds = ts_ns.astype(np.float64) / 1e9
+    voltage = _nan_if_absent(core, C.VOLTAGE, n)
+    temp = _nan_if_absent(core, C.TEMPERATURE, n)
+    sg = _nan_if_absent(core, C.SPECIFIC_GRAVITY, n)
+    current = _nan_if_absent(core, C.CURRENT, n)
+    ambient = _nan_if_absent(core, C.AMBIENT, n)
+    out: dict[str, np.ndarray] = {
+        "VoltageRate": rate_per_hour(voltage, seconds, starts),
+        "TemperatureRate": rate_per_hour(temp, seconds, starts),
+    }
+    for prefix, values in (("Voltage", voltage), ("Temperature", temp), ("SG", sg)):
+        mean, std = rolling_mean_std(values, starts, int(window))
+        out[f"{prefix}RollMean"] = mean
+        out[f"{prefix}RollStd"] = std
+    out["TempAboveAmbient"] = temp - ambient
+    sg_corrected = sg + SG_TEMP_COEFF * (temp - SG_REFERENCE_TEMP)
+    out["SGCorrected25C"] = sg_corrected
+    groups = groups if groups is not None else StringGroups(devices, ts_ns)
+    out["VoltageDevString"] = voltage - groups.median(voltage)
+    out["SGDevString"] = sg - groups.median(sg)
+    out["ResistanceProxy"] = resistance_proxy(voltage, current, starts, current_step, proxy_seed)
+    out["StateOfCharge"] = state_of_charge(sg_corrected)
+    out["HourOfDay"] = hour_of_day(ts_ns)
+    return {name: out[name] for name in FEATURE_COLUMNS}
 
 
 def sort_order(frame: pd.DataFrame) -> np.ndarray | None:
@@ -124,34 +184,12 @@ def compute_features(frame: pd.DataFrame, window: int = DEFAULT_WINDOW,
     """The feature arrays of a cell-sorted canonical frame, keyed by :data:`FEATURE_COLUMNS`.
 
     ``proxy_seed`` (used by the streaming engine for carried-over rows) gives known final
-    ``ResistanceProxy`` values that are carried forward.
+    ``ResistanceProxy`` values that are carried forward. See :func:`feature_arrays`.
     """
     _check(frame, window)
-    starts = cell_starts(frame[C.CELL_ID])
-    seconds = epoch_seconds(frame[C.TIMESTAMP])
-    voltage = frame[C.VOLTAGE].to_numpy(dtype=np.float64)
-    temp = frame[C.TEMPERATURE].to_numpy(dtype=np.float64)
-    sg = frame[C.SPECIFIC_GRAVITY].to_numpy(dtype=np.float64)
-    current = frame[C.CURRENT].to_numpy(dtype=np.float64)
-    ambient = frame[C.AMBIENT].to_numpy(dtype=np.float64)
-
-    out: dict[str, np.ndarray] = {
-        "VoltageRate": rate_per_hour(voltage, seconds, starts),
-        "TemperatureRate": rate_per_hour(temp, seconds, starts),
-    }
-    for prefix, column in _ROLLING:
-        mean, std = rolling_mean_std(frame[column].to_numpy(dtype=np.float64), starts, int(window))
-        out[f"{prefix}RollMean"] = mean
-        out[f"{prefix}RollStd"] = std
-    out["TempAboveAmbient"] = temp - ambient
-    sg_corrected = sg + SG_TEMP_COEFF * (temp - SG_REFERENCE_TEMP)
-    out["SGCorrected25C"] = sg_corrected
-    out["VoltageDevString"] = string_deviation(frame, C.VOLTAGE)
-    out["SGDevString"] = string_deviation(frame, C.SPECIFIC_GRAVITY)
-    out["ResistanceProxy"] = resistance_proxy(voltage, current, starts, current_step, proxy_seed)
-    out["StateOfCharge"] = state_of_charge(sg_corrected)
-    out["HourOfDay"] = hour_of_day(frame[C.TIMESTAMP])
-    return {name: out[name] for name in FEATURE_COLUMNS}
+    core = {c: frame[c].to_numpy(dtype=np.float64) for c in C.CORE_COLUMNS if c in frame.columns}
+    return feature_arrays(frame[C.DEVICE_ID].to_numpy(), frame[C.CELL_ID].to_numpy(),
+                          _epoch_ns(frame[C.TIMESTAMP]), core, int(window), current_step, proxy_seed)
 
 
 def add_features(frame: pd.DataFrame, window: int = DEFAULT_WINDOW,

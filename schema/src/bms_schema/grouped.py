@@ -140,3 +140,58 @@ def interpolate_time(values: np.ndarray, seconds: np.ndarray, starts: np.ndarray
     only_next = gap & ~has_prev & has_next
     out[only_next] = values[nxt[only_next]]
     return out
+
+
+class StringGroups:
+    """Rows grouped by string and time (same device, same timestamp), built once per table.
+
+    With ``needed`` (a row mask), medians are computed only for the groups holding a needed
+    row (the live service: the request's timestamps, not the whole remembered history); other
+    rows get NaN. Rows need not be sorted.
+    """
+
+    def __init__(self, devices: np.ndarray, ts: np.ndarray, needed: np.ndarray | None = None):
+        self.n = len(ts)
+        codes, _ = pd.factorize(devices)
+        order = np.lexsort((ts, codes))
+        c, t = codes[order], ts[order]
+        new = np.ones(len(order), dtype=bool)
+        new[1:] = (c[1:] != c[:-1]) | (t[1:] != t[:-1])
+        group = np.empty(len(order), dtype=np.int64)
+        group[order] = np.cumsum(new) - 1
+        self.rows: np.ndarray | None
+        if needed is None:
+            self.rows = None
+            self.group = group
+        else:
+            wanted = np.zeros(int(new.sum()), dtype=bool)
+            wanted[group[needed]] = True
+            self.rows = np.flatnonzero(wanted[group])
+            _, self.group = np.unique(group[self.rows], return_inverse=True)
+        self.n_groups = int(self.group.max()) + 1 if len(self.group) else 0
+
+    def median(self, values: np.ndarray) -> np.ndarray:
+        """Median of ``values`` within each group, NaN skipped (pandas' groupby median)."""
+        subset = values if self.rows is None else values[self.rows]
+        n = len(subset)
+        if n == 0:
+            return np.full(self.n, np.nan)
+        missing = np.isnan(subset)
+        order = np.lexsort((np.where(missing, np.inf, subset), self.group))
+        first = np.searchsorted(self.group[order], np.arange(self.n_groups))
+        valid = np.bincount(self.group, weights=(~missing).astype(np.float64), minlength=self.n_groups)
+        valid = valid.astype(np.int64)
+        sorted_values = subset[order]
+        lo = first + np.maximum(valid - 1, 0) // 2
+        hi = np.minimum(first + valid // 2, n - 1)
+        med = np.where(valid > 0, (sorted_values[lo] + sorted_values[hi]) / 2, np.nan)
+        if self.rows is None:
+            return med[self.group]
+        out = np.full(self.n, np.nan)
+        out[self.rows] = med[self.group]
+        return out
+
+
+def string_median(devices: np.ndarray, ts: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Median of ``values`` over rows with the same (device, time), NaN skipped (pandas' rule)."""
+    return StringGroups(devices, ts).median(values)

@@ -21,6 +21,7 @@ envelope both as structured content and as JSON text. Nothing is printed to stdo
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import sys
@@ -28,7 +29,7 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -47,6 +48,39 @@ class ToolArgs(BaseModel):
     run_id: str | None = Field(
         default=None, description="Existing run id to write into (a pipeline passes one so all calls share a folder)"
     )
+
+
+class ToolData(BaseModel):
+    """Base of a tool's typed ``data`` (pass a subclass as ``data_model=`` when registering).
+
+    Declares the fields a caller can rely on; extra keys stay allowed, and every result carries
+    ``seconds`` (the tool's own time). The model's JSON schema becomes the ``data`` part of the
+    tool's ``outputSchema``.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    seconds: float | None = Field(default=None, description="seconds the tool itself took")
+
+
+class WorkspaceStatus(BaseModel):
+    path: str = Field(description="the workspace folder (BMS_WORKSPACE)")
+    writable: bool
+    error: str | None = Field(default=None, description="why the workspace is not writable")
+
+
+class HealthData(ToolData):
+    """``data`` of ``health_check``."""
+
+    server: str
+    status: Literal["healthy", "degraded"]
+    versions: dict[str, str | None] = Field(description="installed versions of python and the server's libraries")
+    workspace: WorkspaceStatus
+    allowed_dirs: list[str] = Field(description="extra input folders (BMS_ALLOWED_DIRS)")
+    models: dict[str, str | None] = Field(description="latest registered version of each model this server uses "
+                                                      "(null: none yet)")
+    models_present: bool
+    threads: int = Field(description="compute threads per process (OMP_NUM_THREADS; 0 = not set)")
 
 
 @dataclass
@@ -83,6 +117,10 @@ class _Tool:
     annotations: dict[str, Any]
     writes_run: bool
     exclusive: bool
+    data_model: type[BaseModel] | None = None
+
+    def output_schema(self) -> dict[str, Any]:
+        return output_schema(self.data_model)
 
 
 def validation_message(exc: ValidationError) -> str:
@@ -118,12 +156,13 @@ class ToolServer:
         writes_run: bool = True,
         exclusive: bool = True,
         name: str | None = None,
+        data_model: type[BaseModel] | None = None,
     ) -> Callable[[Callable[[Any, ToolContext], ToolOutput]], Callable[[Any, ToolContext], ToolOutput]]:
         def decorator(func: Callable[[Any, ToolContext], ToolOutput]) -> Callable[[Any, ToolContext], ToolOutput]:
             tool_name = name or func.__name__
             self.tools[tool_name] = _Tool(
                 name=tool_name,
-                description=(func.__doc__ or title).strip(),
+                description=inspect.cleandoc(func.__doc__ or title),
                 args_model=args_model,
                 func=func,
                 annotations={
@@ -135,6 +174,7 @@ class ToolServer:
                 },
                 writes_run=writes_run,
                 exclusive=exclusive,
+                data_model=data_model,
             )
             return func
 
@@ -158,7 +198,7 @@ class ToolServer:
             return ToolOutput(message=f"{server.name} is {status}", data=data)
 
         self.tool(HealthArgs, title="Health check", read_only=True, idempotent=True, writes_run=False,
-                  exclusive=False)(health_check)
+                  exclusive=False, data_model=HealthData)(health_check)
 
     # -- execution ---------------------------------------------------------------------
     def call(self, name: str, arguments: dict[str, Any] | None, progress: Callable[[float, str | None], None] | None = None) -> Envelope:
@@ -195,6 +235,13 @@ class ToolServer:
         data = dict(data)
         if status == "ok":
             data.setdefault("seconds", round(time.perf_counter() - start, 3))
+            if tool.data_model is not None:
+                try:
+                    tool.data_model.model_validate(_jsonable(data))
+                except ValidationError as exc:  # a bug in the tool: its result breaks its own schema
+                    status, data = "error", {}
+                    message = f"{name} returned data that does not match its declared output schema: {exc}"
+                    log.error(message)
         envelope = Envelope(status=status, message=message, data=_jsonable(data))
         if run is not None:
             run.finish(status, message, versions(*self.packages))
@@ -203,11 +250,23 @@ class ToolServer:
             envelope.artifacts = list(run.manifest.artifacts)
         return envelope
 
+    def package_version(self) -> str:
+        """The installed version of this server's distribution (its ``name``), else ``version``."""
+        from importlib import metadata
+
+        try:
+            return metadata.version(self.name)
+        except metadata.PackageNotFoundError:
+            return self.version
+
     def build(self) -> Any:
-        """The low-level MCP ``Server`` with list/call handlers."""
+        """The low-level MCP ``Server``: tools, resources, resource templates and prompts."""
         import anyio
         import mcp_types as types
         from mcp.server import Server
+        from mcp.shared.exceptions import MCPError
+
+        from . import mcp_content as content
 
         tools = self.tools
 
@@ -216,8 +275,10 @@ class ToolServer:
                 tools=[
                     types.Tool(
                         name=t.name,
+                        title=t.annotations.get("title"),
                         description=t.description,
                         input_schema=_input_schema(t.args_model),
+                        output_schema=t.output_schema(),
                         annotations=types.ToolAnnotations(**t.annotations),
                     )
                     for t in tools.values()
@@ -241,24 +302,90 @@ class ToolServer:
             else:
                 envelope = await run()
             payload = envelope.model_dump(mode="json")
+            blocks: list[Any] = [types.TextContent(text=json.dumps(payload, indent=1))]
+            if envelope.status == "ok":
+                try:
+                    blocks += await anyio.to_thread.run_sync(content.plot_content, payload.get("artifacts") or [])
+                except Exception:  # pictures are a convenience: never fail a finished call over them
+                    log.warning("could not attach the plots of %s", params.name, exc_info=True)
             return types.CallToolResult(
-                content=[types.TextContent(text=json.dumps(payload, indent=1))],
+                content=blocks,
                 structured_content=payload,
                 is_error=envelope.status == "error",
             )
 
+        async def on_list_resources(ctx: Any, params: Any) -> types.ListResourcesResult:
+            found = await anyio.to_thread.run_sync(content.list_resources, self.model_names)
+            return types.ListResourcesResult(resources=[
+                types.Resource(uri=r.uri, name=r.name, title=r.title, description=r.description,
+                               mime_type=r.mime_type)
+                for r in found
+            ])
+
+        async def on_list_resource_templates(ctx: Any, params: Any) -> types.ListResourceTemplatesResult:
+            return types.ListResourceTemplatesResult(resource_templates=[
+                types.ResourceTemplate(uri_template="bms://models/{name}/card", name="model-card",
+                                       title="Model card", mime_type="text/markdown",
+                                       description="metrics, features, training data and versions of a "
+                                                   "registered model (latest version)"),
+                types.ResourceTemplate(uri_template="bms://runs/{run_id}/{step}/{file}", name="run-file",
+                                       title="File of a run",
+                                       description="a file a tool wrote (plots, tables, reports): the URIs of "
+                                                   "a result's resource links"),
+            ])
+
+        async def on_read_resource(ctx: Any, params: types.ReadResourceRequestParams) -> types.ReadResourceResult:
+            uri = str(params.uri)
+            try:
+                body, mime = await anyio.to_thread.run_sync(content.read_resource, uri)
+            except content.ResourceNotFound as exc:
+                raise MCPError(code=types.INVALID_PARAMS, message=str(exc)) from exc
+            if isinstance(body, bytes):
+                import base64
+
+                return types.ReadResourceResult(contents=[types.BlobResourceContents(
+                    uri=uri, mime_type=mime, blob=base64.b64encode(body).decode("ascii"))])
+            return types.ReadResourceResult(contents=[types.TextResourceContents(uri=uri, mime_type=mime, text=body)])
+
+        async def on_list_prompts(ctx: Any, params: Any) -> types.ListPromptsResult:
+            return types.ListPromptsResult(prompts=[
+                types.Prompt(name=p.name, title=p.title, description=p.description, arguments=[
+                    types.PromptArgument(name=n, description=d, required=r) for n, d, r in p.arguments])
+                for p in content.PROMPTS
+            ])
+
+        async def on_get_prompt(ctx: Any, params: types.GetPromptRequestParams) -> types.GetPromptResult:
+            try:
+                prompt = content.get_prompt(params.name)
+                text = prompt.render(params.arguments)
+            except (content.ResourceNotFound, ValueError) as exc:
+                raise MCPError(code=types.INVALID_PARAMS, message=str(exc)) from exc
+            return types.GetPromptResult(description=prompt.description, messages=[
+                types.PromptMessage(role="user", content=types.TextContent(text=text))])
+
         return Server(
             self.name,
-            version=self.version,
+            version=self.package_version(),
             instructions=self.instructions or None,
             on_list_tools=on_list_tools,
             on_call_tool=on_call_tool,
+            on_list_resources=on_list_resources,
+            on_list_resource_templates=on_list_resource_templates,
+            on_read_resource=on_read_resource,
+            on_list_prompts=on_list_prompts,
+            on_get_prompt=on_get_prompt,
         )
 
-    def run_stdio(self) -> None:
+    def main(self, argv: list[str] | None = None) -> None:
+        """The server's command line: ``--help``, ``--version``, ``--workspace``, ``--transport``, ..."""
+        from .mcp_cli import main
+
+        main(self, argv)
+
+    def run_stdio(self, log_level: str | None = None) -> None:
         """Serve over stdio. Logs go to stderr; stdout carries only the protocol."""
         limit_threads()
-        configure_logging()
+        configure_logging(log_level)
         import anyio
         from mcp.server.stdio import stdio_server
 
@@ -270,6 +397,41 @@ class ToolServer:
 
         log.info("%s serving over stdio with %d tools", self.name, len(self.tools))
         anyio.run(main)
+
+    def run_http(self, host: str, port: int, token: str, log_level: str | None = None) -> None:
+        """Serve streamable HTTP at ``http://host:port/mcp``; requests need ``Authorization: Bearer <token>``."""
+        limit_threads()
+        configure_logging(log_level)
+        import uvicorn
+
+        from .mcp_cli import MCP_PATH, http_app
+
+        app = http_app(self, token, host=host)
+        log.info("%s serving streamable HTTP at http://%s:%d%s with %d tools (bearer token required)",
+                 self.name, host, port, MCP_PATH, len(self.tools))
+        uvicorn.run(app, host=host, port=port, log_level=(log_level or "warning").lower(), access_log=False)
+
+
+def output_schema(data_model: type[BaseModel] | None = None) -> dict[str, Any]:
+    """JSON schema of the envelope a tool returns, with ``data`` typed by ``data_model``.
+
+    An error envelope carries an empty ``data``, so ``data`` is "the typed object, or {}".
+    """
+    schema = Envelope.model_json_schema()
+    schema.pop("title", None)
+    defs = schema.setdefault("$defs", {})
+    data_schema: dict[str, Any] = {"type": "object", "description": "small results of the tool (see its description)"}
+    if data_model is not None:
+        typed = data_model.model_json_schema(ref_template="#/$defs/{model}")
+        for key, value in typed.pop("$defs", {}).items():
+            defs[key] = value
+        typed.pop("title", None)
+        data_schema = {"anyOf": [typed, {"type": "object", "maxProperties": 0,
+                                         "description": "empty when status is 'error'"}]}
+    schema["properties"]["data"] = data_schema
+    if not defs:
+        schema.pop("$defs")
+    return schema
 
 
 def _input_schema(model: type[BaseModel]) -> dict[str, Any]:

@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from . import columns as C
 
 
 class Artifact(BaseModel):
@@ -52,30 +54,66 @@ class RunManifest(BaseModel):
     versions: dict[str, Any] = Field(default_factory=dict)
 
 
-def _alias(*names: str) -> AliasChoices:
-    return AliasChoices(*names)
+def reading_alias(name: str) -> AliasChoices:
+    """The accepted input names of a :class:`Reading` field: ``columns.ALIASES``, the one table."""
+    return AliasChoices(*C.ALIASES.get(name, (name,)))
+
+
+#: Fields a reading may carry besides its measurements: labels, the raw packet's other fields,
+#: and the columns the canonical table derives (kept as extras, never parsed as measurements).
+PASS_THROUGH: frozenset[str] = frozenset({
+    *C.LABEL_COLUMNS, *C.RAW_PACKET_COLUMNS, C.CELL_ID, C.SENSOR_FAULT, C.OUT_OF_RANGE,
+    *(C.quality_column(c) for c in (*C.CORE_COLUMNS, *C.OPTIONAL_NUMERIC)),
+})
 
 
 class Reading(BaseModel):
-    """One cell reading in canonical form (raw packet field names accepted too)."""
+    """One cell reading in canonical form; raw packet field names and every alias of
+    ``columns.ALIASES`` are accepted too (also with other case or spacing: ``"cell voltage"``).
+
+    A field that is neither a reading field, an alias nor a known pass-through field (labels,
+    raw packet fields) is refused with its name: a value is never silently parked aside.
+    """
 
     model_config = ConfigDict(populate_by_name=True, extra="allow")
 
-    DeviceID: str = Field(default="default", validation_alias=_alias("DeviceID", "device_id", "Device ID"))
-    CellNumber: int = Field(ge=0, validation_alias=_alias("CellNumber", "Cell ID", "cell_id", "CellId"))
-    Timestamp: datetime = Field(validation_alias=_alias("Timestamp", "PacketDateTime", "timestamp"))
-    CellVoltage: float | None = Field(default=None, validation_alias=_alias("CellVoltage", "Cell Voltage"))
-    CellTemperature: float | None = Field(default=None, validation_alias=_alias("CellTemperature", "Cell Temperature"))
-    CellSpecificGravity: float | None = Field(
-        default=None, validation_alias=_alias("CellSpecificGravity", "Cell Specific Gravity", "SG")
-    )
-    InstantaneousCurrent: float | None = Field(
-        default=None, validation_alias=_alias("InstantaneousCurrent", "Instantaneous Current")
-    )
-    AmbientTemperature: float | None = Field(
-        default=None, validation_alias=_alias("AmbientTemperature", "Ambient Temperature")
-    )
-    StringVoltage: float | None = Field(default=None, validation_alias=_alias("StringVoltage", "String Voltage"))
+    DeviceID: str = Field(default="default", validation_alias=reading_alias(C.DEVICE_ID))
+    CellNumber: int = Field(ge=0, validation_alias=reading_alias(C.CELL_NUMBER))
+    Timestamp: datetime = Field(validation_alias=reading_alias(C.TIMESTAMP))
+    CellVoltage: float | None = Field(default=None, validation_alias=reading_alias(C.VOLTAGE))
+    CellTemperature: float | None = Field(default=None, validation_alias=reading_alias(C.TEMPERATURE))
+    CellSpecificGravity: float | None = Field(default=None, validation_alias=reading_alias(C.SPECIFIC_GRAVITY))
+    InstantaneousCurrent: float | None = Field(default=None, validation_alias=reading_alias(C.CURRENT))
+    AmbientTemperature: float | None = Field(default=None, validation_alias=reading_alias(C.AMBIENT))
+    StringVoltage: float | None = Field(default=None, validation_alias=reading_alias(C.STRING_VOLTAGE))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _canonical_names(cls, data: Any) -> Any:
+        """Map every input name to its field through ``columns.ALIASES``; refuse unknown names."""
+        if not isinstance(data, dict):
+            return data
+        fields = set(cls.model_fields)
+        out: dict[str, Any] = {}
+        source: dict[str, str] = {}
+        unknown: list[str] = []
+        for key, value in data.items():
+            name = key if key in fields else C.canonical_name(key) if isinstance(key, str) else None
+            if name in fields:
+                if name in source and out[name] != value:
+                    raise ValueError(f"fields {source[name]!r} and {key!r} both give {name} "
+                                     f"({out[name]!r} vs {value!r}): send one of them")
+                out[name], source[name] = value, key
+            elif key in PASS_THROUGH or name == C.CELL_ID:
+                out[key] = value
+            else:
+                unknown.append(str(key))
+        if unknown:
+            accepted = "; ".join(f"{f}: {', '.join(repr(a) for a in C.ALIASES.get(f, (f,)))}"
+                                 for f in cls.model_fields)
+            raise ValueError(f"unrecognised field(s) {', '.join(repr(u) for u in unknown)}: not a reading field, "
+                             f"an accepted alias or a raw packet field; accepted names are {accepted}")
+        return out
 
     @field_validator("DeviceID", mode="before")
     @classmethod

@@ -67,10 +67,7 @@ def detect_format(frame: pd.DataFrame) -> str:
 
 
 def _find(frame: pd.DataFrame, canonical: str) -> str | None:
-    for alias in C.ALIASES.get(canonical, (canonical,)):
-        if alias in frame.columns:
-            return alias
-    return None
+    return C.find_alias(list(frame.columns), canonical)
 
 
 def _missing_column_error(canonical: str, frame: pd.DataFrame, extra: str = "") -> InputError:
@@ -209,6 +206,8 @@ def normalize(
     frame: pd.DataFrame,
     limits: C.Limits | None = None,
     drop_unknown: bool = False,
+    *,
+    input_format: str | None = None,
 ) -> tuple[pd.DataFrame, NormalizeReport]:
     """Turn a raw-packet, minimal or already-canonical table into the canonical table.
 
@@ -216,24 +215,26 @@ def normalize(
     codes and the row flags ``SensorFault``/``OutOfRange``. Labels and unknown columns pass
     through unchanged (``drop_unknown=True`` keeps only schema columns and labels). The result
     shares no memory with ``frame``: writing to it never changes the caller's table.
+    ``input_format`` (from :func:`detect_format`) saves detecting it again.
     """
-    return _normalize_frame(frame, limits, drop_unknown, private_input=False)
+    return _normalize_frame(frame, limits, drop_unknown, private_input=False, input_format=input_format)
 
 
 def _normalize_frame(frame: pd.DataFrame, limits: C.Limits | None, drop_unknown: bool,
-                     private_input: bool) -> tuple[pd.DataFrame, NormalizeReport]:
+                     private_input: bool, input_format: str | None = None) -> tuple[pd.DataFrame, NormalizeReport]:
     if frame.shape[1] == 0 or len(frame) == 0:
         raise InputError("the table has no rows" if frame.shape[1] else "the table has no columns")
     # Copy-on-write shares the pass-through columns with the input instead of copying them (much
     # faster on wide raw packets), but once the block ends a write to the result would reach the
     # input's arrays: only for an input no caller holds (a table just read from a file).
     with pd.option_context("mode.copy_on_write", private_input):
-        result, report = _normalize(frame, limits or load_limits(), drop_unknown)
+        result, report = _normalize(frame, limits or load_limits(), drop_unknown, input_format)
     return result, report
 
 
-def _normalize(frame: pd.DataFrame, limits: C.Limits, drop_unknown: bool) -> tuple[pd.DataFrame, NormalizeReport]:
-    fmt = detect_format(frame)
+def _normalize(frame: pd.DataFrame, limits: C.Limits, drop_unknown: bool,
+               input_format: str | None = None) -> tuple[pd.DataFrame, NormalizeReport]:
+    fmt = input_format or detect_format(frame)
     renamed: dict[str, str] = {}
     report = NormalizeReport(input_format=fmt, rows_in=len(frame), rows_out=0)
 

@@ -1,4 +1,9 @@
-"""Read BMS tables (CSV or Parquet) with clear errors for every way a file can be wrong."""
+"""Read BMS tables (CSV, Parquet, or a folder of them) with clear errors for every way a file can be wrong.
+
+A folder is a dataset: a (partitioned, e.g. ``device=A/day=2025-05-07/``) Parquet dataset, or a
+folder of CSV files of one shape. Its files are read in path order; hive partition values become
+plain columns.
+"""
 
 from __future__ import annotations
 
@@ -27,6 +32,65 @@ def table_format(path: Path) -> str:
     )
 
 
+def dataset_files(folder: Path) -> tuple[str, list[Path]]:
+    """``(format, files)`` of a dataset folder: all Parquet, else all CSV; refuses an empty or mixed folder."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith((".", "_")))
+    parquet = [p for p in files if p.name.lower().endswith(PARQUET_SUFFIXES)]
+    csv = [p for p in files if p.name.lower().endswith(CSV_SUFFIXES)]
+    if parquet and not csv:
+        return "parquet", parquet
+    if csv and not parquet:
+        return "csv", csv
+    if parquet and csv:
+        raise InputError(f"folder {folder.name} holds both CSV and Parquet files: a dataset folder holds one kind")
+    raise InputError(f"folder {folder.name} holds no CSV or Parquet file")
+
+
+def _plain_partitions(frame: pd.DataFrame) -> pd.DataFrame:
+    """Hive partition columns come back as categoricals: give them their values' own dtype."""
+    for name in frame.columns:
+        if isinstance(frame[name].dtype, pd.CategoricalDtype):
+            frame[name] = frame[name].astype(frame[name].cat.categories.dtype)
+    return frame
+
+
+def read_dataset(folder: Path, columns: list[str] | None = None) -> pd.DataFrame:
+    """Read every file of a dataset folder into one frame (see :func:`dataset_files`)."""
+    fmt, files = dataset_files(folder)
+    if fmt == "csv":
+        return pd.concat([read_table(p, columns=columns) for p in files], ignore_index=True)
+    try:
+        frame = pd.read_parquet(folder, columns=columns)
+    except Exception as exc:  # pyarrow raises several types for a malformed dataset
+        raise InputError(f"folder {folder.name} is not a readable Parquet dataset: {_short(exc)}") from exc
+    frame = _plain_partitions(frame)
+    _check_frame(frame, folder)
+    return frame
+
+
+def column_names(path: str | Path) -> list[str]:
+    """Column names of a CSV/Parquet file or dataset folder without reading its rows."""
+    path = Path(path)
+    if path.is_dir():
+        fmt, files = dataset_files(path)
+        if fmt == "csv":
+            return column_names(files[0])
+        import pyarrow.dataset as ds
+
+        return list(ds.dataset(path, format="parquet", partitioning="hive").schema.names)
+    fmt = table_format(path)
+    check_file(path)
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            return list(pq.read_schema(path).names)
+        except Exception as exc:  # pyarrow raises several types for a corrupt file
+            raise InputError(f"{path.name} is not a readable PARQUET table: {_short(exc)}") from exc
+    names, _ = first_lines(path)
+    return names
+
+
 def check_file(path: Path) -> None:
     if not path.exists():
         raise PathError(f"file not found: {path}")
@@ -37,12 +101,14 @@ def check_file(path: Path) -> None:
 
 
 def read_table(path: str | Path, columns: list[str] | None = None) -> pd.DataFrame:
-    """Read a whole CSV/Parquet file into a DataFrame (pyarrow engine).
+    """Read a whole CSV/Parquet file (or dataset folder) into a DataFrame (pyarrow engine).
 
     Raises :class:`InputError` for an empty file, a file that is not a table, or an
     unknown file type, each with its own message.
     """
     path = Path(path)
+    if path.is_dir():
+        return read_dataset(path, columns)
     fmt = table_format(path)
     check_file(path)
     try:
@@ -115,10 +181,26 @@ def _read_csv(path: Path, columns: list[str] | None) -> pd.DataFrame:
 
 
 def iter_table(path: str | Path, chunksize: int) -> Iterator[pd.DataFrame]:
-    """Stream a CSV/Parquet file in chunks of at most ``chunksize`` rows."""
+    """Stream a CSV/Parquet file (or dataset folder) in chunks of at most ``chunksize`` rows."""
     if chunksize <= 0:
         raise InputError(f"chunksize must be a positive number of rows, got {chunksize}")
     path = Path(path)
+    if path.is_dir():
+        fmt, files = dataset_files(path)
+        if fmt == "csv":
+            for file in files:
+                yield from iter_table(file, chunksize)
+            return
+        import pyarrow.dataset as ds
+
+        produced = False
+        for batch in ds.dataset(path, format="parquet", partitioning="hive").to_batches(batch_size=chunksize):
+            if batch.num_rows:
+                produced = True
+                yield _plain_partitions(batch.to_pandas())
+        if not produced:
+            raise InputError(f"folder {path.name} has no rows")
+        return
     fmt = table_format(path)
     check_file(path)
     try:

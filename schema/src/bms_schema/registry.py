@@ -17,7 +17,9 @@ Writers build a version in a private staging folder; committing takes a per-mode
 lock, numbers the version (``v0001``, ``v0002``, ...), renames the folder into place and
 switches the ``latest`` symlink with ``os.replace`` - so two processes saving at once
 never leave ``latest`` pointing at a half-written model. ``metadata.json`` records a
-SHA-256 per file; loading verifies them, so a corrupt or tampered file is a clear error.
+SHA-256 per file and is signed (HMAC-SHA256, key outside ``models/``, see
+:mod:`bms_schema.signing`); loading verifies the signature and every file, so a corrupt or
+tampered file - even with its checksum rewritten - is a clear error.
 Only safe formats are stored (JSON, XGBoost UBJ/JSON, torch ``state_dict`` loaded with
 ``weights_only=True``, scikit-learn objects via skops with a type allow-list).
 """
@@ -41,6 +43,7 @@ from .atomic import atomic_write_json, file_lock, to_jsonable
 from .columns import SCHEMA_VERSION
 from .errors import ModelError
 from .paths import models_dir
+from .signing import sign_manifest, verify_manifest
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 VERSION_PATTERN = re.compile(r"^v\d{4,}$")
@@ -208,7 +211,7 @@ class ModelRegistry:
                 **staging.metadata,
                 "files": files,
             }
-            atomic_write_json(staging.dir / "metadata.json", meta)
+            atomic_write_json(staging.dir / "metadata.json", sign_manifest(meta, self.root))
             os.rename(staging.dir, model_root / version)
             tmp_link = model_root / f".latest-{secrets.token_hex(4)}"
             os.symlink(version, tmp_link)
@@ -384,13 +387,42 @@ class ModelRegistry:
         except (OSError, json.JSONDecodeError) as exc:
             raise ModelError(f"model {name}/{resolved} is corrupt: metadata.json unreadable ({exc})") from exc
         if verify:
-            for relative, expected in metadata.get("files", {}).items():
-                path = folder / relative
-                if not path.is_file():
-                    raise ModelError(f"model {name}/{resolved} is corrupt: file '{relative}' is missing")
-                if _sha256(path) != expected:
-                    raise ModelError(f"model {name}/{resolved} is corrupt: file '{relative}' does not match its checksum")
+            if not isinstance(metadata, dict):
+                raise ModelError(f"model {name}/{resolved} is corrupt: metadata.json is not an object")
+            verify_manifest(metadata, self.root, f"{name}/{resolved}")
+            self._verify_files(name, resolved, folder, metadata)
         return ModelVersion(name=name, version=resolved, dir=folder, metadata=metadata)
+
+    @staticmethod
+    def _verify_files(name: str, version: str, folder: Path, metadata: dict[str, Any]) -> None:
+        """Every file listed with its SHA-256 is there and matches; no file is there that is not listed."""
+        files = metadata.get("files")
+        if not isinstance(files, dict) or not files:
+            raise ModelError(f"model {name}/{version} is corrupt: metadata.json lists no files")
+        for relative, expected in files.items():
+            path = folder / relative
+            if not path.is_file():
+                raise ModelError(f"model {name}/{version} is corrupt: file '{relative}' is missing")
+            if _sha256(path) != expected:
+                raise ModelError(f"model {name}/{version} is corrupt: file '{relative}' does not match its checksum "
+                                 "(changed after registration): retrain it or restore the file")
+        extra = sorted(str(p.relative_to(folder)) for p in folder.rglob("*")
+                       if p.is_file() and p.name != "metadata.json" and str(p.relative_to(folder)) not in files)
+        if extra:
+            raise ModelError(f"model {name}/{version} is refused: file(s) {', '.join(extra[:5])} were added after "
+                             "registration (not in its signed file list); remove them or retrain")
+
+    def sign(self, name: str, version: str) -> None:
+        """Re-sign a version whose files still match its recorded checksums (e.g. one registered before signing).
+
+        An explicit act of trust by whoever runs it: use only for versions you know are yours.
+        """
+        self._check_name(name)
+        folder = self.locate(name, version)
+        metadata = json.loads((folder / "metadata.json").read_text())
+        self._verify_files(name, folder.name, folder, metadata)
+        with file_lock(self.root / name / ".lock"):
+            atomic_write_json(folder / "metadata.json", sign_manifest(metadata, self.root))
 
     def summary(self) -> dict[str, Any]:
         """Every model with its versions, aliases and champion metrics (for health checks and ``/models``)."""
