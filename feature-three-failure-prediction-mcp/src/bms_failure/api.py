@@ -79,6 +79,14 @@ class TrainingOutcome:
     #: ``bms_schema.model_protocol.Registered``: version, alias (champion/challenger), decision.
     registered: Any
 
+    @property
+    def model(self) -> FailureModel:
+        return self.result.model
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        return self.result.metrics
+
 
 def train_and_register(
     frame: pd.DataFrame,
