@@ -84,17 +84,17 @@ def test_agent_cli_calls_a_tool_sends_the_result_back_and_prints_the_answer(work
     assert "Traceback" not in done.stderr
     assert len(fake.requests) == 2 and all(r["stream"] for r in fake.requests)  # streaming by default
     offered = {t["function"]["name"] for t in fake.requests[0]["tools"]}
-    for server in ("datagen", "preprocess", "anomaly", "failure", "forecast"):
-        assert f"{server}__health_check" in offered
-    assert {"anomaly__detect_anomalies", "failure__predict_cell_failure", "forecast__predict_cell_timeseries",
-            "preprocess__preprocess_battery_data_tool", "datagen__sdv_generate"} <= offered
+    # the context budget: only the simulator is relevant to "simulate ...", and Ollama is told num_ctx
+    assert offered == {"datagen__simulate_bms_fleet"}
+    assert all(r["options"]["num_ctx"] == 8192 for r in fake.requests)
     sent_back = [m for m in fake.requests[1]["messages"] if m["role"] == "tool"]
     assert sent_back[0]["tool_name"] == "datagen__simulate_bms_fleet"
     result = json.loads(sent_back[0]["content"])
     assert result["status"] == "ok" and len(sent_back[0]["content"]) <= 4000  # a summary, not the file
     csv = Path(result["data"]["path"])
     rows = sum(1 for _ in csv.open()) - 1  # the file the tool really wrote
-    assert done.stdout.strip() == f"Simulated {rows} readings into {csv}."
+    assert done.stdout.strip() == f"Simulated {rows} readings into {csv}."  # streamed, printed once
+    assert "-> calling datagen__simulate_bms_fleet(devices=1" in done.stderr  # shown as it happens
     assert csv.parent.parent.name == result["run_id"] and csv.is_relative_to(workspace / "runs")
     assert "-> datagen__simulate_bms_fleet(devices=1, cells_per_device=2, days=1, seed=5) ok" in done.stderr
 

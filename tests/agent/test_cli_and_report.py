@@ -113,6 +113,23 @@ def test_report_markdown_and_self_contained_html(workspace: Path) -> None:
     assert "<td>B-3</td><td>0.810</td>" in html
     # 4 s wall, 1.5 s in the tool, 0.25 s protocol
     assert "Total 4.0 s; inside the tools 1.5 s; outside the tools 0.2 s" in md
+    # the answer first: the first screen names the dead and the at-risk cells, with the reason in full
+    first_screen = "\n".join(md.splitlines()[:40])
+    assert "**Dead cells (1 of 3):** A-2." in first_screen
+    assert "| B-3 | 81% | high | unknown | SG 0.03 below string; voltage falling |" in first_screen
+    assert "Inspect B-3 now" in first_screen and "Replace the dead cell A-2." in first_screen
+    assert md.index("## Summary") < md.index("## Per-cell detail") < md.index("## Technical appendix")
+
+
+def test_human_labels_and_remaining_life() -> None:
+    from bms_agent.report import human_label
+    from bms_agent.summary import remaining_life
+
+    assert human_label("privacy.readings.dcr_p05") == "privacy (readings): distance to the closest real row, 5th percentile"
+    assert human_label("missing_before.CellVoltage") == "missing before imputation: cell voltage"
+    assert human_label("overall_score") == "SDV quality score (0-1)"
+    assert remaining_life({"RUL_p10_days": 4.2, "RUL_p50_days": 11.6, "RUL_p90_days": 30.1}) == "12 d (p10 4 d - p90 30 d)"
+    assert remaining_life({"TopReasons": "x"}) == ""
 
 
 def test_servers_get_the_workspace_and_the_users_data_folder(tmp_path: Path, monkeypatch) -> None:

@@ -73,7 +73,7 @@ def test_pipeline_end_to_end_with_crash_and_resume(workspace: Path) -> None:
     md = second.report_md.read_text()
     html = second.report_html.read_text()
     anomaly = state.stages["anomaly"].calls[0].envelope["data"]
-    assert f"| flagged | {anomaly['flagged']} |" in md and f"| rows | {anomaly['rows']} |" in md
+    assert f"| flagged readings | {anomaly['flagged']} |" in md and f"| rows | {anomaly['rows']} |" in md
     table = pd.read_csv(state.stages["failure"].calls[-1].envelope["data"]["table_path"])
     assert [c["cell_id"] for c in cells_at_risk(state)] == table.sort_values(
         "FailureProbability", ascending=False, kind="stable")["CellID"].tolist()
@@ -82,6 +82,11 @@ def test_pipeline_end_to_end_with_crash_and_resume(workspace: Path) -> None:
     top = living.iloc[0]
     assert f"| {top['CellID']} | {top['FailureProbability']:.3f} | {top['RiskBand']} |" in md
     assert f"Already dead ({len(dead)}): " in md and len(dead) == state.stages["failure"].calls[-1].envelope["data"]["dead_cells"]
+    # the answer first: the first screen of the report names every dead cell and every at-risk cell
+    first_screen = "\n".join(md.splitlines()[:40])
+    assert f"**Dead cells ({len(dead)} of {len(table)}):** " + ", ".join(dead["CellID"].astype(str)) in first_screen
+    for cell in living[living["RiskBand"].isin(["high", "medium"])]["CellID"].astype(str):
+        assert f"| {cell} | " in first_screen, cell
     forecast_cells = [c.arguments["cell_id"] for c in state.stages["forecast"].calls]
     assert forecast_cells == living["CellID"].tolist()[: TINY["forecast_cells"]]
     fc = pd.read_csv(state.stages["forecast"].calls[0].envelope["data"]["forecast_path"])

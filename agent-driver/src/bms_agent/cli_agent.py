@@ -34,6 +34,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tool-timeout", type=float, default=300.0, help="seconds per tool call (default %(default)s)")
     p.add_argument("--workspace", help="BMS workspace (default: $BMS_WORKSPACE or ~/.bms-flux/workspace)")
     p.add_argument("--no-stream", action="store_true", help="wait for whole model replies instead of streaming")
+    p.add_argument("--base-url", default=os.environ.get("OPENAI_BASE_URL"),
+                   help="an OpenAI-compatible endpoint instead of Ollama, e.g. http://127.0.0.1:8000/v1 (vLLM, "
+                        "llama.cpp server, LM Studio; default $OPENAI_BASE_URL)")
+    p.add_argument("--api-key", default=os.environ.get("OPENAI_API_KEY"),
+                   help="API key for --base-url (default $OPENAI_API_KEY; local servers usually need none)")
+    p.add_argument("--num-ctx", type=int, default=int(os.environ.get("OLLAMA_NUM_CTX") or 8192),
+                   help="context window to ask Ollama for (num_ctx, default %(default)s tokens)")
+    p.add_argument("--tool-budget", type=int, default=None,
+                   help="at most this many tokens of tool definitions per model call (default: a quarter of "
+                        "--num-ctx); only the tools relevant to the question are sent")
+    p.add_argument("--all-tools", action="store_true", help="send every tool definition, whatever the question")
     return p
 
 
@@ -71,28 +82,87 @@ async def check_ollama(client: Any, host: str, model: str, timeout: float = 10.0
         return "?"
 
 
-async def run_agent(args: argparse.Namespace, console: Any) -> int:
-    import httpx
+def how_to_start_openai(base_url: str, detail: str = "") -> str:
+    return (f"No OpenAI-compatible API is reachable at {base_url}{f' ({detail})' if detail else ''}.\n"
+            "Start one (e.g. vllm serve <model>, llama-server -m <model.gguf> --jinja, LM Studio's server) and pass "
+            "its /v1 URL with --base-url, or leave --base-url out to use Ollama.")
+
+
+async def check_openai(client: Any, base_url: str, model: str, timeout: float = 10.0) -> str:
+    """The endpoint's model list, after checking it answers as an OpenAI API and serves ``model``."""
+    import anyio
+    import openai
+
+    try:
+        with anyio.fail_after(timeout):
+            listing = await client.models.list()
+    except openai.APIConnectionError:
+        raise OllamaUnavailable(how_to_start_openai(base_url)) from None
+    except openai.APIStatusError as exc:
+        raise OllamaUnavailable(how_to_start_openai(
+            base_url, f"it answered HTTP {exc.status_code}, not as an OpenAI-compatible API")) from None
+    except TimeoutError:
+        raise OllamaUnavailable(how_to_start_openai(base_url, f"no answer within {timeout:g} s")) from None
+    names = [m.id for m in listing.data]
+    if names and model not in names:
+        raise OllamaUnavailable(f"the API at {base_url} does not serve the model '{model}' (it serves: "
+                                f"{', '.join(names)}).\nChoose one with --model.")
+    return ", ".join(names) or "?"
+
+
+def make_backend(args: argparse.Namespace, on_text: Any) -> tuple[Any, Any, str]:
+    """(client, chat function, description) for Ollama or the OpenAI-compatible ``--base-url``."""
+    from .agent.backends import make_ollama_chat, make_openai_chat
+
+    if args.base_url:
+        import openai
+
+        client = openai.AsyncOpenAI(base_url=args.base_url, api_key=args.api_key or "not-needed",
+                                    timeout=args.model_timeout, max_retries=0)
+        chat = make_openai_chat(client, args.model, args.model_timeout, stream=not args.no_stream, on_text=on_text)
+        return client, chat, args.base_url
     import ollama
     from ollama._client import _parse_host
 
+    host = _parse_host(args.host)
+    client = ollama.AsyncClient(host=host, timeout=args.model_timeout)
+    chat = make_ollama_chat(client, args.model, args.model_timeout, stream=not args.no_stream, on_text=on_text,
+                            num_ctx=args.num_ctx)
+    return client, chat, host
+
+
+async def run_agent(args: argparse.Namespace, console: Any) -> int:
+    import httpx
+    import ollama
+    import openai
     from rich.markup import escape
 
     from bms_schema.runs import new_run_id
 
-    from .agent.loop import Agent, ToolEvent, make_chat
-    from .agent.tools import build_catalogue
+    from .agent.loop import Agent, ToolEvent
+    from .agent.tools import build_catalogue, estimate_tokens, select_tools
     from .connections import ServerPool, ToolCallError
     from .servers import default_specs
 
-    host = _parse_host(args.host)
-    client = ollama.AsyncClient(host=host, timeout=args.model_timeout)
+    streamed: list[str] = []
+
+    def on_text(text: str) -> None:  # the answer as it is written
+        streamed.append(text)
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+    client, chat, where = make_backend(args, on_text)
     try:
-        version = await check_ollama(client, host, args.model)
+        if args.base_url:
+            served = await check_openai(client, where, args.model)
+            console.print(f"[dim]OpenAI-compatible API at {where} (models: {served}), model {args.model}")
+        else:
+            version = await check_ollama(client, where, args.model)
+            console.print(f"[dim]Ollama {version} at {where}, model {args.model}, num_ctx {args.num_ctx}")
     except OllamaUnavailable as exc:
         console.print(f"[red]{escape(str(exc))}")
         return EXIT_OLLAMA
-    console.print(f"[dim]Ollama {version} at {host}, model {args.model}")
+    host = where
 
     from bms_schema.paths import workspace as default_workspace
 
@@ -114,7 +184,20 @@ async def run_agent(args: argparse.Namespace, console: Any) -> int:
                           f"{workspace / 'runs' / run_id / 'agent' / 'servers'}")
             return 1
         tools, routes = build_catalogue(tools_by_server)
-        console.print(f"[dim]{len(tools)} tools from {len(tools_by_server)} servers; run {run_id}")
+        everything = estimate_tokens(tools)
+        if not args.all_tools:
+            budget = args.tool_budget or max(args.num_ctx // 4, 512)
+            tools = select_tools(tools, routes, args.question, budget)
+        console.print(f"[dim]{len(tools)} of {len(routes)} tools sent (about {estimate_tokens(tools)} of "
+                      f"{everything} tokens) from {len(tools_by_server)} servers; run {run_id}")
+
+        def show_call(name: str, arguments: dict[str, Any]) -> None:
+            if streamed and not streamed[-1].endswith("\n"):
+                sys.stdout.write("\n")
+                sys.stdout.flush()
+                streamed.append("\n")
+            shown = ", ".join(f"{k}={v!r}" for k, v in arguments.items())[:120]
+            console.print("[cyan]-> " + escape(f"calling {name}({shown}) ..."))
 
         def show_tool(event: ToolEvent) -> None:
             colour = "green" if event.status == "ok" else "red"
@@ -122,22 +205,30 @@ async def run_agent(args: argparse.Namespace, console: Any) -> int:
             console.print(f"[{colour}]-> " + escape(f"{event.name}({shown}) {event.status} in {event.seconds:.1f} s: "
                                                     f"{event.message[:100]}"))
 
-        chat = make_chat(client, args.model, args.model_timeout, stream=not args.no_stream)
         agent = Agent(chat, pool, tools, routes, run_id=run_id, workspace=str(workspace), max_steps=args.max_steps,
-                      tool_timeout=args.tool_timeout, on_tool=show_tool)
+                      tool_timeout=args.tool_timeout, on_tool=show_tool, on_call=show_call)
         try:
             answer = await agent.ask(args.question)
         except (TimeoutError, httpx.TimeoutException):
             console.print(f"[red]the model did not answer within {args.model_timeout:g} s (--model-timeout)")
             return 1
-        except ConnectionError:
-            console.print(f"[red]{how_to_start(host, args.model, 'connection lost')}")
+        except (ConnectionError, openai.APIConnectionError):
+            lost = how_to_start_openai(host, "connection lost") if args.base_url else how_to_start(
+                host, args.model, "connection lost")
+            console.print(f"[red]{escape(lost)}")
             return EXIT_OLLAMA
+        except openai.APIStatusError as exc:
+            hint = " (serve a model with tool calling, e.g. vLLM --enable-auto-tool-choice)" if "tool" in str(exc) else ""
+            console.print(f"[red]the API refused the request: {escape(str(exc.message))} (HTTP {exc.status_code}){hint}")
+            return 1
         except ollama.ResponseError as exc:
             hint = " (choose a model with tool support, e.g. qwen2.5 or llama3.1)" if "tools" in str(exc) else ""
             console.print(f"[red]Ollama refused the request: {escape(str(exc.error))} (HTTP {exc.status_code}){hint}")
             return 1
-    sys.stdout.write(answer.text.strip() + "\n")
+    if streamed:  # already written as it arrived
+        sys.stdout.write("\n" if not streamed[-1].endswith("\n") else "")
+    else:
+        sys.stdout.write(answer.text.strip() + "\n")
     sys.stdout.flush()
     if answer.stopped:
         console.print(f"[yellow]{answer.stopped}")

@@ -85,6 +85,26 @@ def summary_table(result: Any) -> Any:
     return table
 
 
+def plain_summary(result: Any) -> str:
+    """The summary as plain text for a pipe or a log file: aligned columns, nothing cut or wrapped."""
+    from .report import timing_summary
+
+    state = result.state
+    rows = [("stage", "status", "calls", "wall s", "tool s", "result")]
+    rows += [(name, rec.status, str(len(rec.calls)), f"{rec.seconds:.1f}", f"{rec.tool_seconds:.1f}", rec.line())
+             for name, rec in state.stages.items()]
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    lines = [f"BMS-Flux pipeline {state.run_id}"]
+    for row in rows:
+        cells = [row[i].ljust(widths[i]) if i in (0, 1) else row[i].rjust(widths[i]) for i in range(5)]
+        lines.append("  ".join(cells) + "  " + row[5])
+    t = timing_summary(state)
+    lines.append(f"total {t['wall_seconds']:.1f} s, outside the tools {t['outside_tools_share']:.0%} "
+                 f"(server start {t['server_start_seconds']:.1f} s, protocol {t['protocol_seconds']:.1f} s, "
+                 f"driver {t['driver_seconds']:.1f} s)")
+    return "\n".join(lines)
+
+
 def run_pipeline(options: PipelineOptions, workspace: Path, resume: str | None = None, console: Any = None,
                  specs: dict[str, Any] | None = None, quiet: bool = False):
     """Prepare, run and report one pipeline (used by the CLI, tests and the benchmark)."""
@@ -138,8 +158,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         console.print("[yellow]interrupted: finished stages are kept; continue with --resume")
         return 130
-    out.print(summary_table(result))
-    out.print(f"report: {result.report_md}\n        {result.report_html}")
+    if out.is_terminal:
+        out.print(summary_table(result))
+        out.print(f"report: {result.report_md}\n        {result.report_html}")
+    else:  # a pipe or a log file: plain text, never cut at 80 columns
+        sys.stdout.write(plain_summary(result) + f"\nreport: {result.report_md}\n        {result.report_html}\n")
+        sys.stdout.flush()
     if not result.ok:
         console.print(f"[red]{escape(result.error or '')}", soft_wrap=True, highlight=False)
         console.print(f"finished stages are kept in {result.state.run_dir}; after fixing the problem continue with:\n"

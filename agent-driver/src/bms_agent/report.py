@@ -19,6 +19,7 @@ from bms_schema.atomic import atomic_write_text
 from .artifacts import images
 from .outputs import cells_at_risk, first_data, forecasts, models_registered, read_json_artifact, scalar_items
 from .state import PipelineState
+from .summary import FleetSummary, _reason, fleet_summary
 
 SECTION_STAGES = {
     "Data": ("simulate", "preprocess"),
@@ -31,7 +32,7 @@ SECTION_STAGES = {
 
 @dataclass
 class Block:
-    kind: str  # heading | text | table | image
+    kind: str  # heading | text | table | list | image
     text: str = ""
     rows: list[list[Any]] = field(default_factory=list)
     header: list[str] = field(default_factory=list)
@@ -66,6 +67,57 @@ def timing_summary(state: PipelineState, wall_seconds: float | None = None) -> d
     }
 
 
+#: Human words for the keys the tools return (last part of a dotted key; earlier parts become a prefix).
+LABELS = {
+    "dcr_median": "distance to the closest real row, median",
+    "dcr_p05": "distance to the closest real row, 5th percentile",
+    "dcr_zero_share": "share of synthetic rows identical to a real row",
+    "holdout_dcr_median": "held-out real rows' distance to the training rows, median (baseline)",
+    "holdout_dcr_p05": "held-out real rows' distance to the training rows, 5th percentile (baseline)",
+    "holdout_copied_share": "held-out real rows found in the training rows (baseline)",
+    "dcr_ratio": "distance ratio synthetic / held-out (above 1: further from the real rows than real data is)",
+    "copied_rows": "synthetic rows copied from the real data", "copied_share": "share of synthetic rows copied",
+    "copies_real_rows": "copies real rows", "synthetic_rows": "synthetic rows", "real_rows": "real rows",
+    "overall_score": "SDV quality score (0-1)", "diagnostic_score": "SDV diagnostic score (0-1)",
+    "real": "real rows", "synthetic": "synthetic rows", "rows_in": "rows read", "rows": "rows",
+    "duplicates_dropped": "duplicate packets dropped", "sentinel_rows": "rows with 0xFFFF dropouts",
+    "out_of_range_rows": "rows with impossible values", "time_gaps": "gaps in the time series",
+    "columns": "columns", "cells": "cells", "devices": "devices", "f1": "F1", "pr_auc": "PR-AUC",
+    "roc_auc": "ROC-AUC", "mae": "MAE", "rmse": "RMSE", "mase": "MASE", "brier": "Brier score",
+    "precision": "precision", "recall": "recall", "threshold": "threshold", "coverage": "interval coverage",
+    "conflicting_rows_dropped": "conflicting rows dropped", "input_format": "input format",
+    "readings_per_cell": "readings per cell", "failed_cells": "cells that fail",
+    "expected_failed_cells": "cells expected to fail", "dead_rows": "readings of dead cells",
+    "anomaly_rows": "anomalous readings (ground truth)", "anomaly_events": "anomaly events (ground truth)",
+    "base_rows": "rows before duplicates", "chemistry": "chemistry", "flagged": "flagged readings",
+    "horizon_days": "horizon (days)", "seconds": "seconds",
+}
+PREFIXES = {
+    "privacy": "privacy", "properties": "quality", "diagnostic_properties": "diagnostic",
+    "missing_before": "missing before imputation", "imputed_values": "values imputed",
+    "sentinel_by_column": "0xFFFF dropouts", "out_of_range_by_column": "impossible values",
+    "missing_by_column": "missing", "failure_modes": "failure mode", "anomaly_types": "anomaly type",
+    "detected_types": "detected type", "rows_compared": "rows compared", "tables": "table",
+    "kinds": "readings by kind", "ground_truth": "vs ground truth", "hybrid": "hybrid detector",
+    "mice_quality": "MICE imputation check",
+}
+COLUMN_WORDS = {"CellVoltage": "cell voltage", "CellTemperature": "cell temperature",
+                "CellSpecificGravity": "specific gravity", "InstantaneousCurrent": "current",
+                "AmbientTemperature": "ambient temperature", "StringVoltage": "string voltage"}
+
+
+def human_label(key: str) -> str:
+    """``privacy.readings.dcr_p05`` -> ``privacy (readings): distance to the closest real row, 5th percentile``."""
+    parts = key.split(".")
+    last = parts[-1]
+    words = LABELS.get(last) or COLUMN_WORDS.get(last) or last.replace("_", " ")
+    context = [PREFIXES.get(p) or COLUMN_WORDS.get(p) or p.replace("_", " ") for p in parts[:-1]]
+    if not context:
+        return words
+    head, rest = context[0], context[1:]
+    return f"{head} ({', '.join(rest)}): {words}" if rest else f"{head}: {words}"
+
+
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
@@ -74,21 +126,26 @@ def _fmt(value: Any) -> str:
 
 def build_blocks(state: PipelineState, workspace: Path, wall_seconds: float | None = None,
                  failed: str | None = None) -> list[Block]:
+    """The answer first (summary, one screen), then per-cell detail, then the technical appendix."""
     opts = state.options
-    blocks = [Block("heading", "BMS-Flux pipeline report")]
+    blocks = [Block("heading", "BMS-Flux battery report")]
     status = "finished" if failed is None else f"stopped at stage '{failed}'"
     source = opts.data or (f"simulated fleet: {opts.devices} devices x {opts.cells_per_device} cells x {opts.days} "
                            f"days at {opts.interval_minutes} min, seed {opts.seed}")
     blocks.append(Block("text", f"Run `{state.run_id}` - {status}. Data: {source}. "
-                                f"Report written {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}."))
+                                f"Written {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}."))
     if failed is not None:
         blocks.append(Block("text", "**Error:** " + (state.stages[failed].error or "").replace("\n", " ")))
+    summary = fleet_summary(state)
+    blocks += _summary_section(summary)
+    blocks += _cells_section(summary)
 
-    blocks.append(Block("heading", "Stages"))
+    blocks.append(Block("heading", "Technical appendix"))
+    blocks.append(Block("text", "Stage timings, the tools' figures, synthetic data (SDV), validation against ground "
+                                "truth and the models registered in this run."))
     rows = []
     for name, rec in state.stages.items():
-        rows.append([name, rec.status, len(rec.calls), f"{rec.seconds:.1f}", f"{rec.tool_seconds:.1f}",
-                     rec.line()[:160]])
+        rows.append([name, rec.status, len(rec.calls), f"{rec.seconds:.1f}", f"{rec.tool_seconds:.1f}", rec.line()])
     blocks.append(Block("table", header=["stage", "status", "calls", "wall s", "tool s", "note"], rows=rows))
     timing = timing_summary(state, wall_seconds)
     blocks.append(Block("text", (
@@ -98,19 +155,78 @@ def build_blocks(state: PipelineState, workspace: Path, wall_seconds: float | No
         f"{timing['driver_seconds']:.1f} s).")))
 
     blocks += _data_section(state)
-    blocks += _synthetic_section(state)
     blocks += _anomaly_section(state)
     blocks += _risk_section(state)
     blocks += _forecast_section(state)
+    blocks += _synthetic_section(state)
     blocks += _model_section(state, workspace)
     return blocks
+
+
+def _pct(p: float | None) -> str:
+    if p is None or p != p:  # None or NaN
+        return "unknown"
+    return f"{p:.0%}" if p >= 0.01 else f"{p:.2%}" if p >= 0.0001 else "<0.01%"
+
+
+def _summary_section(s: FleetSummary) -> list[Block]:
+    blocks = [Block("heading", "Summary")]
+    horizon = f" within {s.horizon_days:g} days" if s.horizon_days else ""
+    if not s.failure_known:
+        blocks.append(Block("text", "**Dead cells and failure risk:** unknown (the failure prediction did not run)."))
+    else:
+        dead = ", ".join(c["cell_id"] for c in s.dead) if s.dead else "none"
+        blocks.append(Block("text", f"**Dead cells ({len(s.dead)} of {s.cells}):** {dead}."))
+        if s.at_risk:
+            blocks.append(Block("text", f"**At risk of failing{horizon} ({len(s.at_risk)}):**"))
+            blocks.append(Block("table", header=["cell", "risk", "band", "remaining life", "why"], rows=[
+                [c["cell_id"], _pct(c["probability"]), c["band"], c.get("remaining_life") or "unknown",
+                 _reason(c["reasons"]) or "not given"] for c in s.at_risk]))
+        else:
+            watch = "; ".join(f"{c['cell_id']} {_pct(c['probability'])}" + (
+                f" (main reason: {_reason(c['reasons']).split('; ')[0]})" if c["reasons"] else "") for c in s.watch)
+            blocks.append(Block("text", f"**At risk of failing{horizon}:** none at medium or high risk."
+                                        + (f" Highest risks among living cells: {watch}." if watch else "")))
+    if not s.anomaly_known:
+        blocks.append(Block("text", "**Abnormal behaviour:** unknown (anomaly detection did not run)."))
+    elif s.abnormal:
+        items = [f"{a['cell_id']}: {a['statistical']} anomalous readings"
+                 + (f" ({a['share']:.1%} of {a['readings']:,})" if a["share"] is not None else "")
+                 + (f", e.g. {a['reason']}" if a["reason"] else "") for a in s.abnormal]
+        blocks.append(Block("text", f"**Living cells behaving abnormally ({len(s.abnormal)}):** "
+                                    + "; ".join(items) + "."))
+    else:
+        blocks.append(Block("text", "**Living cells behaving abnormally:** none stand out from the fleet."))
+    if s.quality:
+        blocks.append(Block("text", "**Data quality:**"))
+        blocks.append(Block("list", rows=[[line] for line in s.quality]))
+    if s.actions:
+        blocks.append(Block("text", "**What to do:**"))
+        blocks.append(Block("list", rows=[[a] for a in s.actions]))
+    return blocks
+
+
+def _cells_section(s: FleetSummary) -> list[Block]:
+    if not s.per_cell:
+        return []
+    order = {"dead": 0, "at risk": 1, "abnormal": 2, "ok": 3}
+    cells = sorted(s.per_cell, key=lambda c: (order.get(c["state"], 4), -(c.get("probability") or 0)))
+    rows = []
+    for c in cells:
+        rows.append([c["cell_id"], c["state"], _pct(c.get("probability")) if c.get("probability") is not None else "",
+                     c.get("band", ""), c.get("remaining_life") or "",
+                     "" if c.get("statistical") is None else c["statistical"],
+                     "" if c.get("sensor_fault") is None else c["sensor_fault"], _reason(c.get("reasons", ""))])
+    return [Block("heading", "Per-cell detail"),
+            Block("table", header=["cell", "state", "failure risk", "band", "remaining life", "anomalous readings",
+                                   "sensor dropouts", "model's reasons"], rows=rows)]
 
 
 def _kv_table(data: dict[str, Any], limit: int = 30) -> Block | None:
     items = [(k, v) for k, v in scalar_items(data, limit=limit) if k != "seconds"]
     if not items:
         return None
-    return Block("table", header=["figure", "value"], rows=[[k, _fmt(v)] for k, v in items])
+    return Block("table", header=["figure", "value"], rows=[[human_label(k), _fmt(v)] for k, v in items])
 
 
 def _stage_plots(state: PipelineState, *stages: str, limit: int = 6) -> list[Block]:
@@ -166,13 +282,13 @@ def _risk_section(state: PipelineState) -> list[Block]:
     if not state.ok("failure"):
         return []
     last = state.envelopes("failure")[-1]  # the prediction (a training call may come first)
-    blocks = [Block("heading", "Cells at risk"), Block("text", last.get("message", ""))]
+    blocks = [Block("heading", "Failure prediction"), Block("text", last.get("message", ""))]
     cells = cells_at_risk(state)
     living = [c for c in cells if not c["already_dead"]][:10]
     dead = [c["cell_id"] for c in cells if c["already_dead"]]
     if living:
         blocks.append(Block("table", header=["cell", "P(fail)", "band", "reasons"],
-                            rows=[[c["cell_id"], f"{c['probability']:.3f}", c["band"], c["reasons"][:160]]
+                            rows=[[c["cell_id"], f"{c['probability']:.3f}", c["band"], _reason(c["reasons"])]
                                   for c in living]))
     if dead:
         blocks.append(Block("text", f"Already dead ({len(dead)}): {', '.join(dead)}."))
@@ -205,8 +321,8 @@ def _model_section(state: PipelineState, workspace: Path) -> list[Block]:
         return []
     rows = []
     for m in models:
-        metrics = ", ".join(f"{k}={_fmt(v)}" for k, v in headline_metrics(m["metrics"] or m.get("facts", {})))
-        rows.append([m["name"], m["version"], "yes" if m["latest"] else "", m["step"], metrics[:160]])
+        metrics = ", ".join(f"{human_label(k)} {_fmt(v)}" for k, v in headline_metrics(m["metrics"] or m.get("facts", {})))
+        rows.append([m["name"], m["version"], "yes" if m["latest"] else "", m["step"], metrics])
     return [Block("heading", "Models registered in this run"),
             Block("table", header=["model", "version", "latest", "step", "metrics"], rows=rows)]
 
@@ -236,6 +352,8 @@ def render_markdown(blocks: list[Block], base: Path) -> str:
             out.append("| " + " | ".join(b.header) + " |")
             out.append("|" + "---|" * len(b.header))
             out += ["| " + " | ".join(str(c).replace("|", "/") for c in row) + " |" for row in b.rows]
+        elif b.kind == "list":
+            out += [f"- {row[0]}" for row in b.rows]
         elif b.kind == "image":
             out.append(f"![{b.text}]({os.path.relpath(b.path, base)})")
         out.append("")
@@ -271,6 +389,8 @@ def render_html(blocks: list[Block]) -> str:
             head = "".join(f"<th>{html.escape(str(h))}</th>" for h in b.header)
             body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in b.rows)
             out.append(f"<table><tr>{head}</tr>{body}</table>")
+        elif b.kind == "list":
+            out.append("<ul>" + "".join(f"<li>{_inline(str(row[0]))}</li>" for row in b.rows) + "</ul>")
         elif b.kind == "image":
             path = Path(b.path)
             if path.exists():

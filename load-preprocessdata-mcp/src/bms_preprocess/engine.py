@@ -557,7 +557,9 @@ def _run(path: Path, output: Path, options: PreprocessOptions, progress: Progres
         clock = now
 
     total_rows = count_rows(path)
-    spill_root = Path(tempfile.mkdtemp(prefix=".bms-spill-", dir=work_dir or output.parent))
+    from bms_schema.leftovers import owner_tag  # a later server start removes it if this process is killed
+
+    spill_root = Path(tempfile.mkdtemp(prefix=f".bms-spill-{owner_tag()}-", dir=work_dir or output.parent))
     try:
         quality = QualityAccumulator()
         chunk = options.chunksize

@@ -19,6 +19,17 @@ def _pyplot():  # lazy: matplotlib is heavy and needs the Agg backend in a serve
     return plt
 
 
+def human_duration(seconds: float) -> str:
+    """``40960`` -> ``11.4 h``; ``900`` -> ``15 min``; ``172800`` -> ``2 days``."""
+    seconds = float(seconds)
+    for size, unit in ((86_400, "days"), (3_600, "h"), (60, "min")):
+        if seconds >= size:
+            value = seconds / size
+            text = f"{value:.0f}" if abs(value - round(value)) < 0.05 else f"{value:.1f}"
+            return f"{text} {'day' if unit == 'days' and text == '1' else unit}"
+    return f"{seconds:g} s"
+
+
 def plot_quality_timeline(profile: DataProfile, path: Path) -> Path:
     """Heatmaps (cells x time): share of sentinel (0xFFFF) readings and of readings with a missing value."""
     import pandas as pd
@@ -35,16 +46,17 @@ def plot_quality_timeline(profile: DataProfile, path: Path) -> Path:
         shown = np.ma.masked_invalid(matrix) if matrix.size else np.zeros((1, 1))
         image = ax.imshow(shown, aspect="auto", interpolation="nearest", cmap="magma_r", vmin=0, vmax=1)
         ax.set_title(f"Share of {title}")
-        ax.set_xlabel(f"time (UTC), bins of {profile.bin_seconds:g} s")
+        ax.set_xlabel(f"time (UTC), bins of {human_duration(profile.bin_seconds)}")
         if len(times):
             ticks = np.linspace(0, len(times) - 1, min(6, len(times))).astype(int)
             ax.set_xticks(ticks)
-            ax.set_xticklabels([times[i].strftime("%m-%d %H:%M:%S") for i in ticks], rotation=30, ha="right",
+            ax.set_xticklabels([times[i].strftime("%Y-%m-%d %H:%M") for i in ticks], rotation=30, ha="right",
                                fontsize=7)
         fig.colorbar(image, ax=ax, fraction=0.04, pad=0.02, label="share of readings in the bin")
     axes[0].set_yticks(range(len(cells)))
     axes[0].set_yticklabels(cells, fontsize=7)
     axes[0].set_ylabel("cell (DeviceID-CellNumber)")
+    fig.suptitle("Data quality per cell over time")
     return atomic_savefig(fig, path, dpi=100)
 
 
@@ -67,8 +79,11 @@ def plot_distributions(profile: DataProfile, path: Path) -> Path:
             if counts is None or counts.sum() == 0:
                 continue
             ax.step(centers, counts / (counts.sum() * width), where="mid", linestyle=style, label=label)
+        unit = {"CellVoltage": "V", "CellTemperature": "degC", "InstantaneousCurrent": "A",
+                "AmbientTemperature": "degC", "StringVoltage": "V"}.get(name, "")
         ax.set_title(name)
-        ax.set_ylabel("density")
+        ax.set_xlabel(f"{name} [{unit}]" if unit else name)
+        ax.set_ylabel("density (1/unit)")
         ax.legend(fontsize=7, loc="upper right")
     for ax in axes.ravel()[len(names):]:
         ax.axis("off")

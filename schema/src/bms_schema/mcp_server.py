@@ -81,6 +81,9 @@ class HealthData(ToolData):
                                                       "(null: none yet)")
     models_present: bool
     threads: int = Field(description="compute threads per process (OMP_NUM_THREADS; 0 = not set)")
+    leftovers_cleaned: dict[str, int] = Field(
+        default_factory=dict, description="leftovers of stopped processes this check cleaned: steps closed as error, "
+                                          "temp files, spill folders, model staging folders, unpublished versions")
 
 
 @dataclass
@@ -191,6 +194,7 @@ class ToolServer:
         def health_check(args: HealthArgs, ctx: ToolContext) -> ToolOutput:
             """Fast server check: library versions, workspace writable, registered models. Imports nothing heavy."""
             data = health_payload(server.name, server.packages, server.model_names)
+            data["leftovers_cleaned"] = _clean_leftovers()
             if extra is not None:
                 data.update(extra())
             status = "healthy" if data["workspace"]["writable"] else "degraded"
@@ -218,10 +222,14 @@ class ToolServer:
                 run = Run(tool=name, server=self.name, parameters=args.model_dump(), run_id=args.run_id)
         except BMSError as exc:
             return Envelope(status="error", message=str(exc))
+        from .registry import deferred_publication, discard, publish
+
         ctx = ToolContext(run=run, server=self, _progress=progress)
         start = time.perf_counter()
+        pending: list[Any] = []
         try:
-            output = tool.func(args, ctx)
+            with deferred_publication() as pending:  # models registered now are published only if the call succeeds
+                output = tool.func(args, ctx)
             status, message, data = "ok", output.message, output.data
         except BMSError as exc:
             status, message, data = "error", str(exc), {}
@@ -242,6 +250,14 @@ class ToolServer:
                     status, data = "error", {}
                     message = f"{name} returned data that does not match its declared output schema: {exc}"
                     log.error(message)
+        try:  # the last act of a successful call: its registered versions become latest / get their alias
+            if status == "ok":
+                publish(pending)
+        except (BMSError, OSError) as exc:
+            status, message, data = "error", f"{name} could not publish its registered model: {exc}", {}
+            log.error(message)
+        finally:
+            discard(pending)  # what a failed call registered (or failed to publish) is removed
         envelope = Envelope(status=status, message=message, data=_jsonable(data))
         if run is not None:
             run.finish(status, message, versions(*self.packages))
@@ -390,6 +406,7 @@ class ToolServer:
         from mcp.server.stdio import stdio_server
 
         server = self.build()
+        _clean_leftovers_in_background()
 
         async def main() -> None:
             async with stdio_server() as (read_stream, write_stream):
@@ -407,6 +424,7 @@ class ToolServer:
         from .mcp_cli import MCP_PATH, http_app
 
         app = http_app(self, token, host=host)
+        _clean_leftovers_in_background()
         log.info("%s serving streamable HTTP at http://%s:%d%s with %d tools (bearer token required)",
                  self.name, host, port, MCP_PATH, len(self.tools))
         uvicorn.run(app, host=host, port=port, log_level=(log_level or "warning").lower(), access_log=False)
@@ -446,6 +464,25 @@ def _jsonable(data: dict[str, Any]) -> dict[str, Any]:
     from .atomic import to_jsonable
 
     return to_jsonable(data)
+
+
+def _clean_leftovers() -> dict[str, int]:
+    """Close steps and remove leftovers of stopped processes (see :mod:`bms_schema.leftovers`); counts."""
+    from .leftovers import clean_workspace
+
+    try:
+        report = clean_workspace()
+    except Exception:  # cleaning is housekeeping: never fail a health check or a start over it
+        log.warning("could not clean leftovers of stopped processes", exc_info=True)
+        return {}
+    return {k: len(v) for k, v in report.items() if v}
+
+
+def _clean_leftovers_in_background() -> None:
+    """At server start, without delaying ``initialize``."""
+    import threading
+
+    threading.Thread(target=_clean_leftovers, name="bms-clean-leftovers", daemon=True).start()
 
 
 def health_payload(server: str, packages: list[str], model_names: list[str]) -> dict[str, Any]:

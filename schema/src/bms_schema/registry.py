@@ -34,6 +34,7 @@ import secrets
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -43,6 +44,7 @@ from .atomic import atomic_write_json, file_lock, to_jsonable
 from .columns import SCHEMA_VERSION
 from .errors import ModelError
 from .paths import models_dir
+from .leftovers import UNTAGGED_GRACE_SECONDS, owner_tag, tag_alive
 from .signing import sign_manifest, verify_manifest
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -139,6 +141,57 @@ def decide(version: str, champion: str | None, evaluation: Evaluation | None, pr
                           f"on the same held-out data ({better} is better): kept {champion}")
 
 
+PENDING_PREFIX = ".pending-"
+
+
+@dataclass
+class PendingVersion:
+    """A version committed to disk by a tool call that has not finished yet (not ``latest``, no alias)."""
+
+    registry: "ModelRegistry"
+    staging: Staging
+    version: str
+
+
+#: Set by the MCP layer around one tool call: versions registered during the call are published
+#: (``latest`` + alias) only when the call succeeds, and removed when it fails.
+_DEFERRED: ContextVar[list[PendingVersion] | None] = ContextVar("bms_registry_deferred", default=None)
+
+
+@contextmanager
+def deferred_publication() -> Iterator[list[PendingVersion]]:
+    """Within the block, registered versions stay pending; call :func:`publish` or :func:`discard` after it.
+
+    A pending version has its folder and a ``.pending-<version>-<owner>`` marker: it is not
+    ``latest``, has no alias and is not listed by :meth:`ModelRegistry.versions` (except to the
+    call that registered it). If the process dies, the next server start removes it.
+    """
+    pending: list[PendingVersion] = []
+    token = _DEFERRED.set(pending)
+    try:
+        yield pending
+    finally:
+        _DEFERRED.reset(token)
+
+
+def publish(pending: list[PendingVersion]) -> None:
+    """Publish every pending version of a successful call: ``latest`` and the alias decision."""
+    while pending:
+        item = pending.pop(0)
+        item.registry._publish(item.staging, item.version)
+
+
+def discard(pending: list[PendingVersion]) -> None:
+    """Remove every pending version of a failed call (nothing half-registered survives)."""
+    while pending:
+        item = pending.pop(0)
+        item.registry._discard(item.staging.name, item.version)
+
+
+def _own_pending(name: str) -> list[PendingVersion]:
+    return [p for p in (_DEFERRED.get() or []) if p.staging.name == name]
+
+
 @dataclass(frozen=True)
 class ModelVersion:
     name: str
@@ -182,7 +235,8 @@ class ModelRegistry:
         self._check_name(name)
         model_root = self.root / name
         model_root.mkdir(parents=True, exist_ok=True)
-        staging = Staging(name=name, dir=model_root / f".staging-{secrets.token_hex(6)}", metadata=dict(metadata or {}),
+        staging = Staging(name=name, dir=model_root / f".staging-{owner_tag()}-{secrets.token_hex(6)}",
+                          metadata=dict(metadata or {}),
                           evaluation=evaluation, promote=promote)
         staging.dir.mkdir()
         try:
@@ -212,12 +266,94 @@ class ModelRegistry:
                 "files": files,
             }
             atomic_write_json(staging.dir / "metadata.json", sign_manifest(meta, self.root))
+            # the marker first: a version folder never exists unpublished without one
+            (model_root / f"{PENDING_PREFIX}{version}-{owner_tag()}").write_text(
+                json.dumps({"version": version, "owner": owner_tag(), "created": meta["created"]}))
             os.rename(staging.dir, model_root / version)
-            tmp_link = model_root / f".latest-{secrets.token_hex(4)}"
-            os.symlink(version, tmp_link)
-            os.replace(tmp_link, model_root / "latest")
-            staging.decision = self._decide_locked(staging.name, version, staging.evaluation, staging.promote)
+        deferred = _DEFERRED.get()
+        if deferred is None:
+            self._publish(staging, version)
+        else:
+            staging.decision = {**self._preview_decision(staging.name, version, staging.evaluation, staging.promote),
+                                "pending": True}
+            deferred.append(PendingVersion(self, staging, version))
         return version
+
+    def _publish(self, staging: Staging, version: str) -> None:
+        """Make a committed version visible: drop its marker, point ``latest`` at the newest one, decide its alias."""
+        model_root = self.root / staging.name
+        with file_lock(model_root / ".lock"):
+            for marker in model_root.glob(f"{PENDING_PREFIX}{version}-*"):
+                marker.unlink(missing_ok=True)
+            published = self.versions(staging.name)
+            if published:
+                tmp_link = model_root / f".latest-{owner_tag()}-{secrets.token_hex(4)}"
+                os.symlink(published[-1], tmp_link)
+                os.replace(tmp_link, model_root / "latest")
+            decision = self._decide_locked(staging.name, version, staging.evaluation, staging.promote)
+        if staging.decision is None:
+            staging.decision = decision
+        else:  # the preview handed out during the call becomes the recorded decision
+            staging.decision.clear()
+            staging.decision.update(decision)
+
+    def _discard(self, name: str, version: str) -> None:
+        model_root = self.root / name
+        with file_lock(model_root / ".lock"):
+            if self._pending_versions(name).get(version) is not None:
+                shutil.rmtree(model_root / version, ignore_errors=True)
+            for marker in model_root.glob(f"{PENDING_PREFIX}{version}-*"):
+                marker.unlink(missing_ok=True)
+
+    def _pending_versions(self, name: str) -> dict[str, str]:
+        """``{version: owner tag}`` of versions committed but not published."""
+        model_root = self.root / name
+        out: dict[str, str] = {}
+        try:
+            entries = os.listdir(model_root)
+        except OSError:
+            return out
+        for entry in entries:
+            if entry.startswith(PENDING_PREFIX):
+                version, _, owner = entry[len(PENDING_PREFIX):].partition("-")
+                if VERSION_PATTERN.match(version):
+                    out[version] = owner
+        return out
+
+    def _preview_decision(self, name: str, version: str, evaluation: Evaluation | None, promote: bool) -> dict[str, Any]:
+        """The alias decision ``_publish`` will most likely record (nothing written)."""
+        champion = self.aliases(name).get("champion")
+        alias, why = decide(version, champion, evaluation, promote)
+        return {"name": name, "version": version, "decision": alias, "promoted": alias == "champion",
+                "forced": bool(promote), "reason": why, "previous_champion": champion,
+                "champion": version if alias == "champion" else champion,
+                "evaluation": evaluation.to_dict() if evaluation is not None else None}
+
+    def clean_stale(self, name: str, grace: float = UNTAGGED_GRACE_SECONDS) -> dict[str, list[str]]:
+        """Remove staging folders, unpublished versions and temp links of processes that are gone."""
+        import time
+
+        model_root = self.root / name
+        done: dict[str, list[str]] = {"staging": [], "pending": []}
+        for version, owner in self._pending_versions(name).items():
+            if tag_alive(owner) is False:
+                self._discard(name, version)
+                done["pending"].append(f"{name}/{version}")
+        for entry in list(model_root.iterdir()):
+            if not entry.name.startswith((".staging-", ".latest-")):
+                continue
+            alive = tag_alive(entry.name)
+            try:
+                old = time.time() - entry.lstat().st_mtime > grace
+            except OSError:
+                continue
+            if alive is False or (alive is None and old):
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry, ignore_errors=True)
+                    done["staging"].append(str(entry))
+                else:
+                    entry.unlink(missing_ok=True)
+        return done
 
     # -- aliases and decisions (mlops) ---------------------------------------------------
     def _read_aliases(self, name: str) -> dict[str, str] | None:
@@ -305,9 +441,15 @@ class ModelRegistry:
         """The version a reference means: ``champion``/``@champion``, ``challenger``, ``latest`` or ``vNNNN``."""
         self._check_name(name)
         ref = (ref or "champion").lstrip("@")
+        own = _own_pending(name)  # the call that registered a pending version sees it as published
         if ref == "latest":
+            if own:
+                return max([own[-1].version, self.latest_version(name) or own[-1].version], key=lambda v: int(v[1:]))
             return self.latest_version(name)
         if ref in ALIASES:
+            for item in reversed(own):
+                if item.staging.decision and item.staging.decision.get("decision") == ref:
+                    return item.version
             return self.aliases(name).get(ref)
         if not VERSION_PATTERN.match(ref):
             raise ModelError(f"'{ref}' is not a model version: use 'champion', 'challenger', 'latest' or one of "
@@ -352,10 +494,13 @@ class ModelRegistry:
         return sorted(p.name for p in self.root.iterdir() if p.is_dir() and NAME_PATTERN.match(p.name))
 
     def versions(self, name: str) -> list[str]:
+        """Published versions, oldest first (not those of calls still running or killed)."""
         model_root = self.root / name
         if not model_root.is_dir():
             return []
-        return sorted((p.name for p in model_root.iterdir() if VERSION_PATTERN.match(p.name)), key=lambda v: int(v[1:]))
+        pending = self._pending_versions(name)
+        return sorted((p.name for p in model_root.iterdir() if VERSION_PATTERN.match(p.name) and p.name not in pending),
+                      key=lambda v: int(v[1:]))
 
     def latest_version(self, name: str) -> str | None:
         link = self.root / name / "latest"
@@ -381,6 +526,9 @@ class ModelRegistry:
         folder = self.root / name / resolved
         if not folder.is_dir():
             raise ModelError(f"model '{name}' has no version {resolved}: known versions are {self.versions(name) or 'none'}")
+        if resolved in self._pending_versions(name) and resolved not in {p.version for p in _own_pending(name)}:
+            raise ModelError(f"model {name}/{resolved} is not published: the tool call that registered it has not "
+                             f"finished (or its process stopped). Use one of {self.versions(name) or 'no versions yet'}")
         meta_path = folder / "metadata.json"
         try:
             metadata = json.loads(meta_path.read_text())

@@ -15,13 +15,14 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from .atomic import atomic_write_json, file_lock, to_jsonable
+from .leftovers import owner_tag, tag_alive
 from .errors import InputError
 from .models import Artifact, RunManifest
 from .paths import runs_dir
@@ -67,7 +68,8 @@ class Run:
             self.dir.mkdir(parents=True, exist_ok=False)
             index.setdefault("run_id", self.run_id)
             index.setdefault("created", _now())
-            index.setdefault("steps", []).append({"step": self.step, "tool": tool, "status": "running", "started": _now()})
+            index.setdefault("steps", []).append({"step": self.step, "tool": tool, "status": "running", "started": _now(),
+                                                  "owner": owner_tag()})
             atomic_write_json(self.run_dir / "manifest.json", index)
         self.log_path = self.dir / "tool.log"
         self.manifest = RunManifest(
@@ -120,6 +122,7 @@ class Run:
         seconds = round(time.time() - self.started, 4)
         if status == "error":
             _discard_artifacts(self.manifest)
+            _discard_step_files(self.dir)
         self.manifest.status = status  # type: ignore[assignment]
         self.manifest.message = message
         self.manifest.timings = {"started": datetime.fromtimestamp(self.started, timezone.utc).isoformat(),
@@ -152,6 +155,25 @@ def _discard_artifacts(manifest: RunManifest) -> None:
     manifest.artifacts = []
 
 
+#: Files of a step folder that survive a failed call (the record of what happened).
+STEP_RECORD_FILES = frozenset({"tool.log", "manifest.json"})
+
+
+def _discard_step_files(step_dir: Path) -> None:
+    """Remove everything a failed step wrote into its folder, listed as an artifact or not (its log stays)."""
+    import shutil
+
+    if not step_dir.is_dir():
+        return
+    for entry in step_dir.iterdir():
+        if entry.name in STEP_RECORD_FILES:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat()
 
@@ -164,29 +186,67 @@ def list_steps(run_id: str) -> list[dict[str, Any]]:
     return json.loads(path.read_text()).get("steps", [])
 
 
-def close_running_steps(run_dir: Path, tool: str | None = None, message: str = "the server stopped during the call") -> list[str]:
+def close_running_steps(run_dir: Path, tool: str | None = None, message: str = "the server stopped during the call",
+                        only: Callable[[dict[str, Any]], str | None] | None = None) -> list[str]:
     """Mark steps still ``running`` (of ``tool``, or all) as ``error``: for a caller whose server crashed.
 
-    Updates the run-level manifest and each step's own manifest; artifacts the crashed step
-    had listed are removed, as for any failed step. Returns the steps it closed.
+    Updates the run-level manifest and each step's own manifest; everything the crashed step
+    wrote (listed artifacts and any other file but its log) is removed, as for any failed step.
+    ``only(step)`` may restrict which steps are closed: it returns the message to record, or
+    None to leave the step alone. Returns the steps it closed.
     """
     run_dir = Path(run_dir)
     closed: list[str] = []
     if not (run_dir / "manifest.json").exists():
         return closed
     with file_lock(run_dir / ".lock"):
-        index = json.loads((run_dir / "manifest.json").read_text())
+        try:
+            index = json.loads((run_dir / "manifest.json").read_text())
+        except (OSError, json.JSONDecodeError):
+            return closed
         for step in index.get("steps", []):
-            if step.get("status") == "running" and (tool is None or step.get("tool") == tool):
-                step["status"] = "error"
-                closed.append(step["step"])
-                step_manifest = run_dir / step["step"] / "manifest.json"
-                if step_manifest.exists():
+            if step.get("status") != "running" or (tool is not None and step.get("tool") != tool):
+                continue
+            why = message if only is None else only(step)
+            if why is None:
+                continue
+            step["status"] = "error"
+            closed.append(step["step"])
+            step_dir = run_dir / str(step["step"])
+            step_manifest = step_dir / "manifest.json"
+            if step_manifest.exists():
+                try:
                     manifest = RunManifest.model_validate_json(step_manifest.read_text())
+                except ValueError:
+                    manifest = None
+                if manifest is not None:
                     _discard_artifacts(manifest)
                     manifest.status = "error"
-                    manifest.message = message
+                    manifest.message = why
                     atomic_write_json(step_manifest, manifest.model_dump())
+            _discard_step_files(step_dir)
         if closed:
             atomic_write_json(run_dir / "manifest.json", index)
     return closed
+
+
+def close_dead_steps(run_dir: Path, grace: float = 6 * 3600.0) -> list[str]:
+    """Close steps left ``running`` by a process that no longer exists (or, untagged, older than ``grace`` s)."""
+
+    def dead(step: dict[str, Any]) -> str | None:
+        owner = str(step.get("owner") or "")
+        alive = tag_alive(owner)
+        if alive is None:  # no owner recorded: only an old step is presumed abandoned
+            try:
+                started = datetime.fromisoformat(str(step.get("started"))).timestamp()
+            except ValueError:
+                return None
+            if time.time() - started <= grace:
+                return None
+            return "the step never finished (its server stopped); closed by a later server start"
+        if alive:
+            return None
+        return (f"the server process ({owner.split('t')[0]}) stopped during the call (killed or crashed); "
+                "closed by the next server start: run the tool again")
+
+    return close_running_steps(run_dir, only=dead)

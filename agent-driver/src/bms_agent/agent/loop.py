@@ -10,13 +10,12 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import anyio
-
 from ..connections import ServerPool, ToolCallError
+from .backends import ChatFn, make_ollama_chat
 from .summarise import summarise_envelope
 from .tools import ToolRoute
 
@@ -53,51 +52,19 @@ class AgentAnswer:
     stopped: str | None = None  # why the loop ended early (step limit), else None
 
 
-ChatFn = Callable[[list[dict[str, Any]], list[dict[str, Any]]], Awaitable[dict[str, Any]]]
-
-
-def make_chat(client: Any, model: str, timeout: float, stream: bool,
-              on_text: Callable[[str], None] | None = None) -> ChatFn:
-    """A chat function over an ``ollama.AsyncClient`` returning the assistant message as a dict."""
-
-    async def chat(messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> dict[str, Any]:
-        with anyio.fail_after(timeout):
-            if not stream:
-                response = await client.chat(model=model, messages=messages, tools=tools, stream=False)
-                return _message_dict(response.message)
-            content, calls = [], []
-            async for part in await client.chat(model=model, messages=messages, tools=tools, stream=True):
-                if part.message.content:
-                    content.append(part.message.content)
-                    if on_text is not None:
-                        on_text(part.message.content)
-                calls.extend(part.message.tool_calls or [])
-            message = {"role": "assistant", "content": "".join(content)}
-            if calls:
-                message["tool_calls"] = [_call_dict(c) for c in calls]
-            return message
-
-    return chat
-
-
-def _call_dict(call: Any) -> dict[str, Any]:
-    return {"function": {"name": call.function.name, "arguments": dict(call.function.arguments or {})}}
-
-
-def _message_dict(message: Any) -> dict[str, Any]:
-    out = {"role": message.role or "assistant", "content": message.content or ""}
-    if message.tool_calls:
-        out["tool_calls"] = [_call_dict(c) for c in message.tool_calls]
-    return out
+#: The Ollama chat function (kept under its old name).
+make_chat = make_ollama_chat
 
 
 class Agent:
     def __init__(self, chat: ChatFn, pool: ServerPool, tools: list[dict[str, Any]], routes: dict[str, ToolRoute],
                  run_id: str, workspace: str, max_steps: int = 8, tool_timeout: float = 300.0,
-                 on_tool: Callable[[ToolEvent], None] | None = None):
+                 on_tool: Callable[[ToolEvent], None] | None = None,
+                 on_call: Callable[[str, dict[str, Any]], None] | None = None):
         self.chat, self.pool, self.tools, self.routes = chat, pool, tools, routes
         self.run_id, self.workspace = run_id, workspace
         self.max_steps, self.tool_timeout, self.on_tool = max_steps, tool_timeout, on_tool
+        self.on_call = on_call  # told when the model asks for a tool, before it runs
 
     async def ask(self, question: str) -> AgentAnswer:
         messages: list[dict[str, Any]] = [
@@ -111,7 +78,8 @@ class Agent:
             calls = reply.get("tool_calls") or []
             if not calls:
                 return AgentAnswer(text=reply.get("content") or "", steps=step, tool_events=events)
-            for call in calls:
+            for index, call in enumerate(calls):
+                call.setdefault("id", f"call_{step}_{index}")
                 name = call["function"]["name"]
                 arguments = call["function"].get("arguments") or {}
                 if isinstance(arguments, str):  # some models send a JSON string
@@ -119,11 +87,14 @@ class Agent:
                         arguments = json.loads(arguments)
                     except json.JSONDecodeError:
                         arguments = {}
+                call["function"]["arguments"] = dict(arguments)
+                if self.on_call is not None:
+                    self.on_call(name, dict(arguments))
                 event, content = await self.run_tool(name, dict(arguments))
                 events.append(event)
                 if self.on_tool is not None:
                     self.on_tool(event)
-                messages.append({"role": "tool", "tool_name": name, "content": content})
+                messages.append({"role": "tool", "tool_call_id": call["id"], "tool_name": name, "content": content})
         last = next((m.get("content") for m in reversed(messages) if m.get("role") == "assistant" and m.get("content")), "")
         return AgentAnswer(text=last or "", steps=self.max_steps, tool_events=events,
                            stopped=f"stopped after {self.max_steps} model calls (--max-steps) before a final answer")

@@ -9,6 +9,8 @@ itself so a whole conversation lands in one run folder.
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -110,3 +112,91 @@ def build_catalogue(tools_by_server: dict[str, list[Any]]) -> tuple[list[dict[st
             definitions.append(definition)
             routes[name] = ToolRoute(qualified=name, server=server, tool=tool.name)
     return definitions, routes
+
+
+# -- context budget ------------------------------------------------------------------------
+#: Words that make a server relevant to a question (matched as word prefixes, lower case).
+SERVER_WORDS: dict[str, tuple[str, ...]] = {
+    "datagen": ("simulat", "synthetic", "sdv", "generat", "fake", "example data", "demo"),
+    "preprocess": ("clean", "preprocess", "impute", "imputation", "mice", "feature", "scal", "quality",
+                   "missing", "sentinel", "dropout", "duplicate", "health", "review"),
+    "anomaly": ("anomal", "abnormal", "outlier", "alarm", "alert", "unusual", "strange", "odd", "detect",
+                "fault", "spike", "health", "review", "investigat", "why"),
+    "failure": ("fail", "die", "dying", "dead", "death", "risk", "remaining", "life", "rul", "replace",
+                "end of life", "health", "review", "investigat", "worst", "weak", "alarm"),
+    "forecast": ("forecast", "predict", "future", "trend", "next", "tomorrow", "week", "ahead", "investigat"),
+}
+DATA_FILE = re.compile(r"\S+\.(csv|parquet)\b", re.IGNORECASE)
+#: Tools offered only when the question is about them.
+ON_REQUEST = {"health_check": ("health check", "health_check", "server", "version", "status of the tool"),
+              "sdv_generate": ("synthetic", "sdv"), "sdv_sample": ("synthetic", "sdv"),
+              "sdv_evaluate": ("synthetic", "sdv"), "sdv_visualize": ("synthetic", "sdv")}
+
+
+def estimate_tokens(definitions: list[dict[str, Any]]) -> int:
+    """About four characters per token for JSON tool definitions."""
+    return len(json.dumps(definitions)) // 4
+
+
+def relevant_servers(question: str, servers: list[str]) -> list[str]:
+    """The servers a question needs; all of them when nothing matches. Without a data file, the
+    simulator joins so the model can make data to analyse."""
+    text = question.lower()
+    picked = [s for s in servers if any(re.search(r"\b" + re.escape(w), text) for w in SERVER_WORDS.get(s, ()))]
+    if not picked:
+        return list(servers)
+    if not DATA_FILE.search(question) and "datagen" in servers and "datagen" not in picked:
+        picked.append("datagen")
+    return [s for s in servers if s in picked]
+
+
+def compact(definition: dict[str, Any], max_description: int = 400) -> dict[str, Any]:
+    """The definition with its description cut to the first paragraph (at a sentence end when long)."""
+    fn = dict(definition["function"])
+    text = fn.get("description") or ""
+    first = text.split("\n\n")[0].replace("\n", " ")
+    if len(first) > max_description:
+        cut = first[:max_description]
+        end = cut.rfind(". ")
+        first = cut[: end + 1] if end > 80 else cut.rsplit(" ", 1)[0] + " ..."
+    fn["description"] = first
+    return {**definition, "function": fn}
+
+
+def select_tools(definitions: list[dict[str, Any]], routes: dict[str, ToolRoute], question: str,
+                 max_tokens: int | None) -> list[dict[str, Any]]:
+    """The tools worth sending for ``question`` within ``max_tokens`` (compact descriptions).
+
+    Keeps the relevant servers' tools, drops the ones only asked for by name (health checks, SDV)
+    unless the question mentions them, then drops the least relevant until the budget fits.
+    """
+    text = question.lower()
+    servers = list(dict.fromkeys(routes[d["function"]["name"]].server for d in definitions))
+    wanted = relevant_servers(question, servers)
+    kept = []
+    for d in definitions:
+        route = routes[d["function"]["name"]]
+        if route.server not in wanted:
+            continue
+        words = ON_REQUEST.get(route.tool)
+        if words and not any(w in text for w in words):
+            continue
+        kept.append(compact(d))
+    if not kept:
+        kept = [compact(d) for d in definitions]
+    if max_tokens:
+        # least relevant last: servers in the order of their first matching word, simulator last
+        question_words = {w for w in re.findall(r"[a-z]{4,}", text)}
+
+        def score(d: dict[str, Any]) -> int:
+            route = routes[d["function"]["name"]]
+            hits = sum(1 for w in SERVER_WORDS.get(route.server, ()) if w in text)
+            about = (route.tool.replace("_", " ") + " " + d["function"].get("description", "")).lower()
+            overlap = sum(1 for w in question_words if w in about)
+            training = -2 if route.tool.startswith("train") and "train" not in text else 0  # answer, don't retrain
+            return 3 * hits + overlap + (5 if route.tool in text else 0) + training
+
+        kept.sort(key=score, reverse=True)
+        while len(kept) > 1 and estimate_tokens(kept) > max_tokens:
+            kept.pop()
+    return kept
