@@ -100,10 +100,20 @@ def test_single_row_is_refused(raw_sample):
         clean_readings(raw_sample.iloc[:1])
 
 
-def test_all_missing_column_is_refused(raw_sample):
-    frame = raw_sample.assign(CellSpecificGravity=np.nan)
-    with pytest.raises(InputError, match="column 'CellSpecificGravity' has no usable value in any of the 750 rows"):
+def test_all_missing_required_column_is_refused(raw_sample):
+    frame = raw_sample.assign(CellTemperature=np.nan)
+    with pytest.raises(InputError, match="column 'CellTemperature' has no usable value in any of the 750 rows"):
         clean_readings(frame)
+
+
+def test_all_missing_specific_gravity_is_accepted_and_reported(raw_sample):
+    cleaned, report = clean_readings(raw_sample.assign(CellSpecificGravity=np.nan))
+    assert len(cleaned) == 750 and cleaned["CellSpecificGravity"].isna().all()
+    assert report["measurements_without_value"] == ["CellSpecificGravity"]
+    assert "CellSpecificGravity" not in report["measurements_present"]
+    assert set(report["skipped_features"]) == {"SGRollMean", "SGRollStd", "SGCorrected25C", "SGDevString",
+                                               "StateOfCharge"}
+    assert "VRLA" in report["skipped_features"]["SGRollMean"]
 
 
 def test_text_in_numeric_column(raw_sample):

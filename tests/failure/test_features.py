@@ -131,9 +131,10 @@ def test_cells_are_per_device_and_reasons_are_readable() -> None:
 
 
 def test_bad_inputs_are_clear() -> None:
-    no_sg = _frame(hours=30).drop(columns=["CellSpecificGravity", "CellSpecificGravity_Quality", "CellID"])
-    with pytest.raises(InputError, match="required column 'CellSpecificGravity' is missing"):
-        build_feature_grid(no_sg)
+    # specific gravity is optional (VRLA); temperature is not
+    no_temp = _frame(hours=30).drop(columns=["CellTemperature", "CellTemperature_Quality", "CellID"])
+    with pytest.raises(InputError, match="required column 'CellTemperature' is missing"):
+        build_feature_grid(no_temp)
     with pytest.raises(InputError, match="step_hours must be positive"):
         FeatureConfig(step_hours=0)
     with pytest.raises(InputError, match="use a larger step_hours"):

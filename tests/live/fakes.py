@@ -96,9 +96,11 @@ def anomaly_reference(seed: int = 0) -> pd.DataFrame:
     })
 
 
-def register(registry: ModelRegistry, name: str, params: dict[str, Any], reference: pd.DataFrame | None = None) -> str:
-    with registry.register(name, {"metrics": {"f1": params.get("f1", 0.5)}, "features": params.get("features", [])}) \
-            as staging:
+def register(registry: ModelRegistry, name: str, params: dict[str, Any], reference: pd.DataFrame | None = None,
+             promote: bool = True) -> str:
+    """Register a stand-in version; by default it becomes the champion (what the service serves)."""
+    with registry.register(name, {"metrics": {"f1": params.get("f1", 0.5)}, "features": params.get("features", [])},
+                           promote=promote) as staging:
         (staging.dir / "model.json").write_text(json.dumps(params))
         if reference is not None:
             reference.to_parquet(staging.dir / "reference.parquet")

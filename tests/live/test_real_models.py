@@ -164,7 +164,7 @@ def test_real_model_hot_reload_and_drift(client, trained) -> None:
     canonical = trained["canonical"]
     records = _records(canonical[canonical["Timestamp"] > canonical["Timestamp"].max() - pd.Timedelta(hours=6)])
     first = client.post("/v1/anomaly", json={"readings": records}).json()
-    version, _ = register_detector(trained["detector"], registry=trained["registry"])
+    version, _ = register_detector(trained["detector"], registry=trained["registry"], promote=True)
     reload = client.post("/v1/models/reload").json()["results"]
     assert {"key": "anomaly", "name": "anomaly_hybrid", "status": "loaded", "version": version,
             "previous": first["model"]["version"]} in reload

@@ -89,7 +89,7 @@ def _bad_inputs(workspace: Path, raw: pd.DataFrame) -> dict[str, tuple[dict, str
     text = raw.astype({"CellTemperature": object})
     text.loc[5, "CellTemperature"] = "hot"
     text.to_csv(data / "text_temp.csv", index=False)
-    raw.assign(CellSpecificGravity=np.nan).to_csv(data / "no_sg.csv", index=False)
+    raw.assign(CellTemperature=np.nan).to_csv(data / "no_temp.csv", index=False)
     raw.iloc[:1].to_csv(data / "single.csv", index=False)
     (workspace.parent / "outside.csv").write_text("a,b\n1,2\n")
     return {
@@ -100,7 +100,7 @@ def _bad_inputs(workspace: Path, raw: pd.DataFrame) -> dict[str, tuple[dict, str
         "missing column": ({"data_path": "data/no_voltage.csv"}, "required column 'CellVoltage' is missing"),
         "text column": ({"data_path": "data/text_temp.csv"},
                         "column 'CellTemperature' holds text where numbers belong"),
-        "all missing": ({"data_path": "data/no_sg.csv"}, "column 'CellSpecificGravity' has no usable value"),
+        "all missing": ({"data_path": "data/no_temp.csv"}, "column 'CellTemperature' has no usable value"),
         "single row": ({"data_path": "data/single.csv"}, "only 1 row after cleaning"),
         "chunksize 0": ({"data_path": "data/single.csv", "chunksize": 0},
                         "chunksize must be a positive number of rows, got 0"),

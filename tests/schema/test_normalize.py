@@ -142,9 +142,18 @@ def test_gzip_csv(sample_csv: Path, tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------- errors
 def test_missing_required_column_names_it_and_aliases() -> None:
-    src = minimal_frame().drop(columns=["CellSpecificGravity"])
-    with pytest.raises(InputError, match="required column 'CellSpecificGravity' is missing: accepted names are 'CellSpecificGravity'"):
+    src = minimal_frame().drop(columns=["CellTemperature"])
+    with pytest.raises(InputError, match="required column 'CellTemperature' is missing: accepted names are 'CellTemperature'"):
         normalize(src)
+
+
+def test_optional_measurements_may_be_absent() -> None:
+    """VRLA strings have no specific gravity: the column is there, with no value, and reported absent."""
+    src = minimal_frame().drop(columns=["CellSpecificGravity", "AmbientTemperature"])
+    frame, report = normalize(src)
+    assert report.absent_columns == ["CellSpecificGravity", "AmbientTemperature"]
+    assert frame["CellSpecificGravity"].isna().all() and (frame["CellSpecificGravity_Quality"] == "missing").all()
+    assert report.missing_by_column["CellSpecificGravity"] == len(frame) and report.sentinel_rows == 0
 
 
 def test_missing_timestamp_mentions_date_time() -> None:

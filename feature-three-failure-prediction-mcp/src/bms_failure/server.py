@@ -188,7 +188,7 @@ def predict_cell_failure(args: PredictArgs, ctx: ToolContext) -> ToolOutput:
     })
 
 
-@server.tool(TrainArgs, title="Train the failure model", read_only=False)
+@server.tool(TrainArgs, title="Train the failure model", read_only=False, destructive=True)
 def train_failure_model(args: TrainArgs, ctx: ToolContext) -> ToolOutput:
     """Train, validate (split by cell and by time, no leakage) and register a failure_classifier candidate: one
     survival model (XGBoost AFT) giving death probability at any horizon and remaining life p10/p50/p90.

@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from bms_schema import columns as C
-from bms_schema.features import feature_arrays, hour_of_day
+from bms_schema.features import feature_arrays, hour_of_day, peer_deviation, single_cell_strings
 from bms_schema.grouped import StringGroups, string_median
 
 __all__ = ["LiveFeatures", "ReadingHistory", "StringGroups", "history_columns", "hour_of_day", "live_features",
@@ -190,6 +190,12 @@ class ReadingHistory:
             values=np.concatenate([b.values for b in blocks]),
         )
 
+    def known_cells(self, device: str) -> int:
+        """How many distinct cells of ``device`` are remembered (0 for an unknown device)."""
+        with self._lock:
+            buffer = self._devices.get(device)
+            return 0 if buffer is None else len(buffer.cell_names)
+
     def update(self, device: np.ndarray, cell_id: np.ndarray, number: np.ndarray, ts: np.ndarray,
                values: np.ndarray) -> None:
         """Add rows (``values`` columns as :attr:`columns`); newer rows win on (cell, time)."""
@@ -259,10 +265,20 @@ def _sort_dedupe(cells: np.ndarray, ts: np.ndarray) -> tuple[np.ndarray, np.ndar
 
 def sorted_features(devices: np.ndarray, cells: np.ndarray, numbers: np.ndarray, ts: np.ndarray,
                     core: dict[str, np.ndarray], window: int,
-                    groups: StringGroups | None = None) -> dict[str, np.ndarray]:
+                    groups: StringGroups | None = None, single: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Data-core features of cell-sorted rows: :func:`bms_schema.features.feature_arrays`, the
     featuriser batch and chunked preprocessing call too (``numbers`` is kept for callers)."""
-    return feature_arrays(devices, cells, ts, core, int(window), groups=groups)
+    return feature_arrays(devices, cells, ts, core, int(window), groups=groups, single=single)
+
+
+def _single_cell_rows(devices: np.ndarray, cells: np.ndarray, history: ReadingHistory) -> np.ndarray:
+    """Rows of strings with one cell: in these rows and in the remembered history."""
+    single = single_cell_strings(devices, cells)
+    if single.any():
+        for name in pd.unique(devices[single]):  # a loop over devices, not rows
+            if history.known_cells(name) > 1:
+                single[devices == name] = False
+    return single
 
 
 @dataclass
@@ -326,20 +342,22 @@ def live_features(request: pd.DataFrame, history: ReadingHistory, window: int, u
     needed[position] = True
     groups = StringGroups(devices, ts, needed)
     core = {name: values[:, col[name]] for name in _IMPUTE}
+    single = _single_cell_rows(devices, cells, history)
     # Rolling windows of the new rows reach back window - 1 readings: compute on those rows only.
     near = np.flatnonzero(_near_fresh(fresh, starts, window))
     part = sorted_features(devices[near], cells[near], numbers[near], ts[near],
                            {name: column[near] for name, column in core.items()}, window,
-                           StringGroups(devices[near], ts[near], fresh[near]))
+                           StringGroups(devices[near], ts[near], fresh[near]), single[near])
     computed: dict[str, np.ndarray] = {}
     for name, column in part.items():
         full = np.full(len(ts), np.nan)
         full[near] = column
         computed[name] = full
     # String deviations compare with every remembered peer at that time, not only the rows above.
-    for name, source in (("VoltageDevString", C.VOLTAGE), ("SGDevString", C.SPECIFIC_GRAVITY)):
+    for name, source, mean in (("VoltageDevString", C.VOLTAGE, "VoltageRollMean"),
+                               ("SGDevString", C.SPECIFIC_GRAVITY, "SGRollMean")):
         if name in computed:
-            computed[name] = core[source] - groups.median(core[source])
+            computed[name] = peer_deviation(core[source], groups, computed[mean], single)
     if RESISTANCE in col:
         # The resistance proxy carries the last current step forward; steps older than the
         # remembered rows live on in the stored values.

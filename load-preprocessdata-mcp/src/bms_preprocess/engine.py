@@ -39,7 +39,7 @@ from bms_schema import InputError, columns as C, sort_readings
 from bms_schema.reader import iter_table, read_table, table_format
 
 from bms_schema.clean import QualityAccumulator, drop_duplicates, reading_intervals, to_canonical
-from bms_schema.features import DEFAULT_WINDOW, FEATURE_COLUMNS, compute_features
+from bms_schema.features import DEFAULT_WINDOW, FEATURE_COLUMNS, compute_features, skipped_features
 from bms_schema.interpolate import add_imputed_flags, impute_columns, imputed_column
 
 from .impute import IMPUTE_METHODS
@@ -339,6 +339,7 @@ class FeatureStream:
         self.imputer = imputer
         self.context: pd.DataFrame | None = None
         self.imputed_counts: dict[str, int] = {}
+        self.single_cell_devices: list[str] = []  # strings of one cell in the whole input
 
     def _impute(self, block: pd.DataFrame) -> pd.DataFrame:
         """Fill gaps in ``block`` (modified in place: spilled blocks are not used again)."""
@@ -373,7 +374,7 @@ class FeatureStream:
         work = new if self.context is None else pd.concat([self.context, new], ignore_index=True)
         work = sort_readings(work)
         seed = work["ResistanceProxy"].to_numpy(dtype=np.float64)
-        feats = compute_features(work, window, proxy_seed=seed)
+        feats = compute_features(work, window, proxy_seed=seed, single_cell_devices=self.single_cell_devices)
         is_new = work["__new"].to_numpy(dtype=bool)
         # carry the last window-1 readings (at least one) of each cell with their final ResistanceProxy
         work = work.assign(ResistanceProxy=feats["ResistanceProxy"], __new=False)
@@ -606,6 +607,7 @@ def _run(path: Path, output: Path, options: PreprocessOptions, progress: Progres
         lap("mice_fit_s")
         stage2 = Spill(spill_root, "features")
         features = FeatureStream(options, columns, fitted)
+        features.single_cell_devices = list(report.get("single_cell_strings", []))
         scaler = None
         if options.scale:
             present = set(stream.schema_columns or [])
@@ -614,8 +616,11 @@ def _run(path: Path, output: Path, options: PreprocessOptions, progress: Progres
                 *(c for c in columns if c not in empty),  # an optional column never reported is not scaled
                 *(f for f in FEATURE_COLUMNS if options.features or f in present)]
             scaler = BMSScaler(columns=list(scale_cols))
+        feature_values: dict[str, int] = {}
         for k, block in enumerate(stage1.frames()):
             out, feats = features.process(block)
+            for name, values in feats.items():
+                feature_values[name] = feature_values.get(name, 0) + int(np.count_nonzero(~np.isnan(values)))
             exclude = {c for c in out.columns if c.startswith(HELPER_PREFIXES)}
             if scaler is not None:  # partly processed input: its old scaled columns are replaced
                 exclude |= {scaled_column(c) for c in scaler.columns}
@@ -629,7 +634,13 @@ def _run(path: Path, output: Path, options: PreprocessOptions, progress: Progres
         for p in stage1.paths:
             p.unlink(missing_ok=True)
         if scaler is not None:
+            unfitted = scaler.drop_unfitted()  # no value at all (no SG on VRLA, no current step): not scaled
+            report["not_scaled"] = {c: "no value at all" for c in unfitted}
             scaler.check_fitted()
+        if options.features:
+            report["skipped_features"] = skipped_features(
+                report.get("measurements_without_value", []),
+                [name for name in FEATURE_COLUMNS if feature_values.get(name, 0) == 0])
         lap("impute_features_s")
         rows, out_columns = assemble(stage2, output, scaler, batch_rows=int(options.chunksize or 500_000),
                                      progress=progress)
@@ -651,7 +662,7 @@ def _check_totals(report: dict[str, Any], quality: QualityAccumulator) -> None:
             f"the table has only {report['rows_out']} row after cleaning: preprocessing needs at least 2 readings "
             "(rates and rolling features compare a reading with the previous one)"
         )
-    for name in C.CORE_COLUMNS:
+    for name in C.REQUIRED_MEASUREMENTS:
         counts = report["quality_by_column"].get(name, {})
         if counts and report["missing_by_column"].get(name, 0) >= report["rows_out"]:
             why = ", ".join(f"{k}: {v}" for k, v in counts.items() if v)

@@ -183,7 +183,7 @@ class MiceImputer:
         self._validate()
         sample = sample.copy()
         too_few = [c for c in missing_any if sample[c].notna().sum() < 10]
-        core_too_few = [c for c in too_few if c in C.CORE_COLUMNS]
+        core_too_few = [c for c in too_few if c in C.REQUIRED_MEASUREMENTS]
         if core_too_few:
             raise InputError(f"column '{core_too_few[0]}' has fewer than 10 known values in the fitting sample: "
                              "too few to model it; use impute='interpolate'")

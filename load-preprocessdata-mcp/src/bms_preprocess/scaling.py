@@ -78,6 +78,14 @@ class BMSScaler:
             out[name] = std if std > 0 else 1.0  # constant column: centre only (like StandardScaler)
         return out
 
+    def drop_unfitted(self) -> list[str]:
+        """Remove the columns that had no value at all (nothing to scale by); return their names."""
+        unfitted = [c for c in self.columns if self.count_.get(c, 0) == 0]
+        if unfitted and len(unfitted) < len(self.columns):
+            self.columns = [c for c in self.columns if c not in unfitted]
+            return unfitted
+        return []
+
     def check_fitted(self) -> None:
         unfitted = [c for c in self.columns if self.count_.get(c, 0) == 0]
         if unfitted:

@@ -116,6 +116,12 @@ def _execute(args: _FileArgs, ctx: ToolContext, *, stem: str, impute: str, featu
         "imputed_values": result.imputed_counts,
         "chunks": result.chunks,
         "report_path": str(report_path),
+        # what the data could not support, and why (VRLA: no SG; no discharge; one-cell strings)
+        "measurements_without_value": report.get("measurements_without_value", []),
+        "skipped_features": report.get("skipped_features", {}) if features else {},
+        "not_scaled": report.get("not_scaled", {}),
+        "peer_fallback": {"strings": report.get("single_cell_strings", []), "why": report.get("peer_fallback")}
+        if report.get("single_cell_strings") else None,
     }
     if result.mice_quality is not None:
         data["mice_quality"] = result.mice_quality

@@ -151,7 +151,10 @@ class QualityAccumulator:
 
     def report(self) -> dict[str, Any]:
         cells = pd.concat(self._cells, ignore_index=True).groupby(["device", "number", "cell"], sort=True).sum()
-        devices = cells.index.get_level_values("device").nunique()
+        device_level = cells.index.get_level_values("device")
+        devices = device_level.nunique()
+        per_device = pd.Series(device_level).value_counts()
+        single = sorted(str(d) for d in per_device.index[per_device.to_numpy() == 1])
         cells = cells.reset_index(level=["device", "number"], drop=True)
         intervals = pd.concat(self._intervals, ignore_index=True)
         median = intervals.groupby("cell", sort=False)["delta"].transform("median")
@@ -161,6 +164,9 @@ class QualityAccumulator:
         cells = cells.join(gaps)
         cells["sentinel_rate"] = (cells["sentinel_rows"] / cells["rows"]).round(6)
         quality = self._quality
+        no_value = [name for name, counts in quality.items() if counts.get(C.QUALITY_OK, 0) == 0]
+        from .features import PEER_FALLBACK, skipped_features
+
         return {
             "input_format": self.input_format,
             "rows_in": int(self.rows_in),
@@ -179,6 +185,11 @@ class QualityAccumulator:
             "gap_factor": self.gap_factor,
             "time_gaps": int(cells["gaps"].sum()),
             "streaming_forced_flushes": int(self.forced_flushes),
+            "single_cell_strings": single,
+            "peer_fallback": PEER_FALLBACK if single else None,
+            "measurements_present": [name for name in quality if name not in no_value],
+            "measurements_without_value": no_value,
+            "skipped_features": skipped_features(no_value),
             "per_cell": {
                 str(cell): {
                     "rows": int(row.rows),
@@ -204,13 +215,14 @@ def quality_report(frame: pd.DataFrame, rows_in: int, duplicates: int, conflicts
 
 
 def check_usable(frame: pd.DataFrame) -> None:
-    """Refuse tables no later step can work with: a single row, or a core column with no value at all."""
+    """Refuse tables no later step can work with: a single row, or a required measurement
+    (``columns.REQUIRED_MEASUREMENTS``) with no value at all. Optional ones may have none."""
     if len(frame) < 2:
         raise InputError(
             f"the table has only {len(frame)} row after cleaning: preprocessing needs at least 2 readings "
             "(rates and rolling features compare a reading with the previous one)"
         )
-    for name in C.CORE_COLUMNS:
+    for name in C.REQUIRED_MEASUREMENTS:
         if frame[name].isna().all():
             qcol = C.quality_column(name)
             why = ""

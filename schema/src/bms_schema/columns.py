@@ -41,8 +41,12 @@ CURRENT = "InstantaneousCurrent"
 AMBIENT = "AmbientTemperature"
 STRING_VOLTAGE = "StringVoltage"
 
-#: The five measurements every analysis needs.
+#: The five core measurements: always columns of the canonical table (NaN where not measured).
 CORE_COLUMNS: tuple[str, ...] = (VOLTAGE, TEMPERATURE, SPECIFIC_GRAVITY, CURRENT, AMBIENT)
+#: Core measurements an input must have; the others may be absent (VRLA/AGM/gel cells have no
+#: specific gravity; not every BMS measures the current or the room temperature).
+REQUIRED_MEASUREMENTS: tuple[str, ...] = (VOLTAGE, TEMPERATURE)
+OPTIONAL_MEASUREMENTS: tuple[str, ...] = (SPECIFIC_GRAVITY, CURRENT, AMBIENT)
 #: Measurements used when present.
 OPTIONAL_NUMERIC: tuple[str, ...] = (STRING_VOLTAGE,)
 ID_COLUMNS: tuple[str, ...] = (CELL_ID, DEVICE_ID, CELL_NUMBER, TIMESTAMP)

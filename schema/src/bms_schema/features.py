@@ -8,7 +8,7 @@ for the string medians); see ``load-preprocessdata-mcp/README.md`` for the defin
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -45,6 +45,51 @@ SG_FULL = 1.280
 CURRENT_STEP_A = 1.0
 
 DEFAULT_WINDOW = 12
+
+#: The measurements each feature is computed from.
+FEATURE_SOURCES: dict[str, tuple[str, ...]] = {
+    "VoltageRate": (C.VOLTAGE,),
+    "TemperatureRate": (C.TEMPERATURE,),
+    "VoltageRollMean": (C.VOLTAGE,),
+    "VoltageRollStd": (C.VOLTAGE,),
+    "TemperatureRollMean": (C.TEMPERATURE,),
+    "TemperatureRollStd": (C.TEMPERATURE,),
+    "SGRollMean": (C.SPECIFIC_GRAVITY,),
+    "SGRollStd": (C.SPECIFIC_GRAVITY,),
+    "TempAboveAmbient": (C.TEMPERATURE, C.AMBIENT),
+    "SGCorrected25C": (C.SPECIFIC_GRAVITY, C.TEMPERATURE),
+    "VoltageDevString": (C.VOLTAGE,),
+    "SGDevString": (C.SPECIFIC_GRAVITY,),
+    "ResistanceProxy": (C.VOLTAGE, C.CURRENT),
+    "StateOfCharge": (C.SPECIFIC_GRAVITY, C.TEMPERATURE),
+    "HourOfDay": (),
+}
+_WHY_ABSENT = {
+    C.SPECIFIC_GRAVITY: "the data has no specific gravity (VRLA/AGM/gel cells have none)",
+    C.CURRENT: "the data has no string current",
+    C.AMBIENT: "the data has no ambient temperature",
+}
+
+
+def skipped_features(no_value: Iterable[str], all_nan: Iterable[str] = (),
+                     current_step: float = CURRENT_STEP_A) -> dict[str, str]:
+    """``{feature: why}`` for the features that have no value: their measurement has no value at
+    all (``no_value``), or they came out all-NaN for another reason (``all_nan``: no current step)."""
+    absent = set(no_value)
+    out: dict[str, str] = {}
+    for name in FEATURE_COLUMNS:
+        missing = [m for m in FEATURE_SOURCES[name] if m in absent]
+        if missing:
+            out[name] = "; ".join(_WHY_ABSENT.get(m, f"the data has no {m} value") for m in missing)
+    for name in all_nan:
+        if name in out:
+            continue
+        if name == "ResistanceProxy":
+            out[name] = (f"no change of the current by more than {current_step:g} A between two readings of a cell "
+                         "(no charge or discharge in the data)")
+        else:
+            out[name] = "no value could be computed (too few readings)"
+    return out
 
 def _epoch_ns(timestamps: pd.Series) -> np.ndarray:
     """Reading times as int64 nanoseconds since the epoch (UTC)."""
@@ -111,6 +156,30 @@ def hour_of_day(ts_ns: np.ndarray) -> np.ndarray:
     return (second_of_day // 3600) + ((second_of_day % 3600) // 60) / 60.0 + (second_of_day % 60) / 3600.0
 
 
+def single_cell_strings(devices: np.ndarray, cells: np.ndarray) -> np.ndarray:
+    """Per row: its string (device) has one cell only in these rows (a monobloc, no peers)."""
+    if len(devices) == 0:
+        return np.zeros(0, dtype=bool)
+    pairs = pd.DataFrame({"d": pd.factorize(devices)[0], "c": pd.factorize(cells)[0]})
+    n_cells = pairs.drop_duplicates().groupby("d")["c"].size()
+    return (n_cells.to_numpy()[pairs["d"].to_numpy()] == 1)
+
+
+#: Why a string's peer deviations fall back to the cell's own history.
+PEER_FALLBACK = ("one cell in the string (no peers): VoltageDevString and SGDevString are the deviation from "
+                 "the cell's own rolling mean instead of the string median")
+
+
+def peer_deviation(values: np.ndarray, groups: StringGroups, own_mean: np.ndarray,
+                   single: np.ndarray | None = None) -> np.ndarray:
+    """A cell's value minus its string's median at that time; for a string of one cell (``single``)
+    minus the cell's own rolling mean (:data:`PEER_FALLBACK`)."""
+    deviation = values - groups.median(values)
+    if single is not None and single.any():
+        deviation = np.where(single, values - own_mean, deviation)
+    return deviation
+
+
 def _nan_if_absent(core: Mapping[str, np.ndarray], name: str, n: int) -> np.ndarray:
     values = core.get(name)
     return np.full(n, np.nan) if values is None else np.asarray(values, dtype=np.float64)
@@ -125,6 +194,7 @@ def feature_arrays(
     current_step: float = CURRENT_STEP_A,
     proxy_seed: np.ndarray | None = None,
     groups: StringGroups | None = None,
+    single: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """The features of rows sorted by cell, then time, from plain arrays: the one featuriser.
 
@@ -133,7 +203,8 @@ def feature_arrays(
     ``core`` maps measurement names to float arrays; an absent measurement (no specific gravity
     on a VRLA string) gives NaN features that need it. ``proxy_seed`` gives known final
     ``ResistanceProxy`` values (carried-over rows) that are carried forward; ``groups`` the
-    string-and-time groups when the caller already built them (or wants medians of some rows only).
+    string-and-time groups when the caller already built them (or wants medians of some rows only);
+    ``single`` marks rows of one-cell strings (:func:`single_cell_strings`, :func:`peer_deviation`).
     """
     n = len(ts_ns)
     starts = cell_starts(cells)
@@ -155,8 +226,8 @@ def feature_arrays(
     sg_corrected = sg + SG_TEMP_COEFF * (temp - SG_REFERENCE_TEMP)
     out["SGCorrected25C"] = sg_corrected
     groups = groups if groups is not None else StringGroups(devices, ts_ns)
-    out["VoltageDevString"] = voltage - groups.median(voltage)
-    out["SGDevString"] = sg - groups.median(sg)
+    out["VoltageDevString"] = peer_deviation(voltage, groups, out["VoltageRollMean"], single)
+    out["SGDevString"] = peer_deviation(sg, groups, out["SGRollMean"], single)
     out["ResistanceProxy"] = resistance_proxy(voltage, current, starts, current_step, proxy_seed)
     out["StateOfCharge"] = state_of_charge(sg_corrected)
     out["HourOfDay"] = hour_of_day(ts_ns)
@@ -180,16 +251,24 @@ def sort_order(frame: pd.DataFrame) -> np.ndarray | None:
 
 def compute_features(frame: pd.DataFrame, window: int = DEFAULT_WINDOW,
                      current_step: float = CURRENT_STEP_A,
-                     proxy_seed: np.ndarray | None = None) -> dict[str, np.ndarray]:
+                     proxy_seed: np.ndarray | None = None,
+                     single_cell_devices: Iterable[str] | None = None) -> dict[str, np.ndarray]:
     """The feature arrays of a cell-sorted canonical frame, keyed by :data:`FEATURE_COLUMNS`.
 
     ``proxy_seed`` (used by the streaming engine for carried-over rows) gives known final
-    ``ResistanceProxy`` values that are carried forward. See :func:`feature_arrays`.
+    ``ResistanceProxy`` values that are carried forward; ``single_cell_devices`` the strings
+    of one cell in the whole input (a chunk may hold one cell of a bigger string). See
+    :func:`feature_arrays`.
     """
     _check(frame, window)
     core = {c: frame[c].to_numpy(dtype=np.float64) for c in C.CORE_COLUMNS if c in frame.columns}
-    return feature_arrays(frame[C.DEVICE_ID].to_numpy(), frame[C.CELL_ID].to_numpy(),
-                          _epoch_ns(frame[C.TIMESTAMP]), core, int(window), current_step, proxy_seed)
+    devices, cells = frame[C.DEVICE_ID].to_numpy(), frame[C.CELL_ID].to_numpy()
+    if single_cell_devices is None:
+        single = single_cell_strings(devices, cells)
+    else:
+        single = np.isin(devices.astype(str), np.asarray(list(single_cell_devices), dtype=str))
+    return feature_arrays(devices, cells, _epoch_ns(frame[C.TIMESTAMP]), core, int(window), current_step,
+                          proxy_seed, single=single)
 
 
 def add_features(frame: pd.DataFrame, window: int = DEFAULT_WINDOW,

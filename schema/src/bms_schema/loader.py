@@ -20,10 +20,11 @@ import pandas as pd
 from . import columns as C
 from .clean import clean_readings
 from .errors import InputError
-from .features import DEFAULT_WINDOW, FEATURE_COLUMNS, add_features
+from .features import DEFAULT_WINDOW, FEATURE_COLUMNS, add_features, skipped_features
 from .interpolate import interpolate_readings
 from .normalize import detect_format
 from .reader import column_names, read_table
+from .state import OPERATING_STATE, add_operating_state
 
 log = logging.getLogger("bms.core")
 
@@ -67,11 +68,13 @@ def has_features(frame: pd.DataFrame, input_format: str) -> bool:
 @overload
 def load_canonical(source: Source, *, features: bool = ..., impute: str = ..., window: int = ...,
                    limits: dict[str, tuple[float, float]] | None = ..., columns: ColumnChoice = ...,
-                   check: bool = ..., return_report: Literal[False] = ...) -> pd.DataFrame: ...
+                   check: bool = ..., operating_state: bool | None = ...,
+                   return_report: Literal[False] = ...) -> pd.DataFrame: ...
 @overload
 def load_canonical(source: Source, *, features: bool = ..., impute: str = ..., window: int = ...,
                    limits: dict[str, tuple[float, float]] | None = ..., columns: ColumnChoice = ...,
-                   check: bool = ..., return_report: Literal[True]) -> tuple[pd.DataFrame, dict[str, Any]]: ...
+                   check: bool = ..., operating_state: bool | None = ...,
+                   return_report: Literal[True]) -> tuple[pd.DataFrame, dict[str, Any]]: ...
 def load_canonical(
     source: Source,
     *,
@@ -81,6 +84,7 @@ def load_canonical(
     limits: dict[str, tuple[float, float]] | None = None,
     columns: ColumnChoice = "all",
     check: bool = True,
+    operating_state: bool | None = None,
     return_report: bool = False,
 ) -> pd.DataFrame | tuple[pd.DataFrame, dict[str, Any]]:
     """Read, normalise and clean, interpolate (``impute="interpolate"`` | ``"none"``), add features.
@@ -88,9 +92,13 @@ def load_canonical(
     - ``features``: add :data:`bms_schema.features.FEATURE_COLUMNS` (kept as they are when the
       input is canonical and already has all of them, e.g. the preprocessing output).
     - ``columns="used"``: read only the columns the core uses from a file (a raw packet file has 73).
-    - ``check``: refuse a single-row table or a core column with no value at all.
+    - ``check``: refuse a single-row table or a required measurement with no value at all.
+    - ``operating_state`` (default: as ``features``): add the ``OperatingState`` column of each
+      string at each time (:mod:`bms_schema.state`) unless the input has it.
     - ``return_report``: also return the data-quality report of the clean step, with
-      ``input_format``, ``columns_read`` and ``features_added``.
+      ``input_format``, ``columns_read``, ``features_added``, ``skipped_features`` (feature ->
+      why it has no value: no specific gravity, no current step...), ``single_cell_strings`` /
+      ``peer_fallback`` and ``operating_state`` (per-string details).
     """
     if impute not in LOADER_IMPUTE:
         raise InputError(f"unknown imputation method '{impute}' for the loader: choose one of "
@@ -103,6 +111,12 @@ def load_canonical(
     added = features and not featured
     if added:
         result = add_features(result, window=window)
+    if features:
+        empty = [c for c in FEATURE_COLUMNS if c in result.columns and result[c].isna().all()]
+        report["skipped_features"] = skipped_features(report.get("measurements_without_value", []), empty)
+    if (features if operating_state is None else operating_state) and OPERATING_STATE not in result.columns:
+        result = add_operating_state(result)
+        report["operating_state"] = result.attrs.get("operating_state")
     report["columns_read"] = int(frame.shape[1])
     report["features_added"] = bool(added)
     return (result, report) if return_report else result

@@ -40,6 +40,8 @@ class NormalizeReport:
     out_of_range_by_column: dict[str, int] = field(default_factory=dict)
     missing_by_column: dict[str, int] = field(default_factory=dict)
     renamed: dict[str, str] = field(default_factory=dict)
+    #: optional core measurements the input does not have at all (NaN columns in the result)
+    absent_columns: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -242,7 +244,10 @@ def _normalize(frame: pd.DataFrame, limits: C.Limits, drop_unknown: bool,
     for name in C.CORE_COLUMNS:
         src = _find(frame, name)
         if src is None:
-            raise _missing_column_error(name, frame)
+            if name in C.REQUIRED_MEASUREMENTS:
+                raise _missing_column_error(name, frame)
+            report.absent_columns.append(name)  # e.g. no specific gravity on a VRLA string
+            continue
         sources[name] = src
     for name in C.OPTIONAL_NUMERIC:
         src = _find(frame, name)
@@ -261,13 +266,23 @@ def _normalize(frame: pd.DataFrame, limits: C.Limits, drop_unknown: bool,
     sensor_fault = np.zeros(len(frame), dtype=bool)
     out_of_range = np.zeros(len(frame), dtype=bool)
     quality_cols: dict[str, pd.Categorical] = {}
-    for name, src in sources.items():
+    n_rows = len(frame)
+    order = [*C.CORE_COLUMNS, *(c for c in sources if c not in C.CORE_COLUMNS)]
+    for name in order:
+        qcol = C.quality_column(name)
+        src = sources.get(name)
+        if src is None:  # an absent optional measurement: a column with no value, "missing" everywhere
+            out[name] = np.full(n_rows, np.nan)
+            quality_cols[qcol] = pd.Categorical.from_codes(np.ones(n_rows, dtype=np.int8), categories=C.QUALITY_LEVELS)
+            report.sentinel_by_column[name] = 0
+            report.out_of_range_by_column[name] = 0
+            report.missing_by_column[name] = n_rows
+            continue
         if src != name:
             renamed[src] = name
         values, codes = flag_values(name, _numeric(frame, name, src).to_numpy(copy=True), limits)
         sentinel = codes == 2
         impossible = codes == 3
-        qcol = C.quality_column(name)
         if qcol in frame.columns:  # re-normalising: keep what an earlier pass found
             previous = pd.Categorical(frame[qcol], categories=C.QUALITY_LEVELS).codes
             keep = previous > 0
