@@ -38,6 +38,7 @@ class FleetConfig:
     or ``"vrla"`` (sealed VRLA/AGM/gel: no ``CellSpecificGravity`` column, float 2.25-2.30 V,
     dry-out and thermal-runaway failures). ``discharge_every_days``: mean days between mains
     outages; ``0`` means no discharge at all in the span (float service only).
+    ``soh_interval_hours``: spacing of the state-of-health ground-truth table (``FleetSimulation.soh``).
     """
 
     devices: int = 3
@@ -55,6 +56,7 @@ class FleetConfig:
     discharge_every_days: float = 4.0
     timestamp_jitter_seconds: int = 0
     chemistry: str = "flooded"
+    soh_interval_hours: float = 24.0
 
     def __post_init__(self) -> None:
         if self.chemistry not in CHEMISTRIES:
@@ -66,6 +68,7 @@ class FleetConfig:
         _check_float("days", self.days, 0.0, 3650.0, low_open=True)
         _check_float("interval_minutes", self.interval_minutes, 0.0, 1440.0, low_open=True)
         _check_float("discharge_every_days", self.discharge_every_days, 0.0, 3650.0)
+        _check_float("soh_interval_hours", self.soh_interval_hours, 0.0, 8760.0, low_open=True)
         for name in ("failure_rate", "anomaly_rate", "dropout_rate", "missing_rate", "duplicate_rate",
                      "out_of_order_rate"):
             _check_float(name, getattr(self, name), 0.0, 0.9)
