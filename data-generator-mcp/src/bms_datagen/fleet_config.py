@@ -12,6 +12,8 @@ from bms_schema.errors import InputError
 
 #: Hard cap on generated rows (devices x cells x steps) so a typo cannot exhaust memory.
 MAX_ROWS = 20_000_000
+#: First and last allowed start year (every later tool must be able to store the timestamps).
+START_YEARS = (1970, 2200)
 
 #: Share of 0xFFFF dropout rows in the real sample (146 of 750 rows).
 SAMPLE_DROPOUT_RATE = 146 / 750
@@ -114,6 +116,10 @@ class FleetConfig:
         if ts is pd.NaT:
             raise InputError(f"start '{self.start}' is not an ISO 8601 timestamp like 2025-01-01T00:00:00Z")
         ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+        if not START_YEARS[0] <= ts.year <= START_YEARS[1]:
+            raise InputError(f"start '{self.start}' is in year {ts.year}: the simulator starts between "
+                             f"{START_YEARS[0]} and {START_YEARS[1]} (later tools store times as 64-bit "
+                             "nanoseconds since 1970)")
         return ts.floor("s")
 
     def to_dict(self) -> dict[str, Any]:
