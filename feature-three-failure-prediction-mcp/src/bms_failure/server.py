@@ -12,6 +12,8 @@ from pydantic import Field
 
 from bms_schema.mcp_server import ToolArgs, ToolContext, ToolOutput, ToolServer
 
+from .tool_data import PredictFailureData, TrainFailureData
+
 from .config import MODEL_NAME  # config imports nothing heavy
 
 server = ToolServer(
@@ -103,7 +105,7 @@ def _headline(metrics: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-@server.tool(PredictArgs, title="Predict which cells will fail", read_only=False)
+@server.tool(PredictArgs, title="Predict which cells will fail", read_only=False, data_model=PredictFailureData)
 def predict_cell_failure(args: PredictArgs, ctx: ToolContext) -> ToolOutput:
     """For every cell, the calibrated probability that it is dead within horizon_days, as of the last reading.
 
@@ -180,7 +182,7 @@ def predict_cell_failure(args: PredictArgs, ctx: ToolContext) -> ToolOutput:
     })
 
 
-@server.tool(TrainArgs, title="Train the failure model", read_only=False, destructive=True)
+@server.tool(TrainArgs, title="Train the failure model", read_only=False, data_model=TrainFailureData, destructive=True)
 def train_failure_model(args: TrainArgs, ctx: ToolContext) -> ToolOutput:
     """Train, validate (split by cell and by time, no leakage), calibrate and register failure_classifier.
 
