@@ -12,7 +12,7 @@ from pydantic import Field
 
 from bms_schema.mcp_server import ToolArgs, ToolContext, ToolOutput, ToolServer
 
-from .tool_data import SdvEvaluateData, SdvGenerateData, SdvSampleData, SdvVisualizeData, SimulateData
+from .tool_data import CycleRecordData, SdvEvaluateData, SdvGenerateData, SdvSampleData, SdvVisualizeData, SimulateData
 
 server = ToolServer(
     "data-generator-mcp",
@@ -102,7 +102,8 @@ class CycleRecordArgs(ToolArgs):
                            description="Name of the readings CSV written into the run folder")
 
 
-@server.tool(CycleRecordArgs, title="Simulate a charge/discharge record with faults", read_only=False, idempotent=True)
+@server.tool(CycleRecordArgs, title="Simulate a charge/discharge record with faults", read_only=False, idempotent=True,
+             data_model=CycleRecordData)
 def simulate_cycle_record(args: CycleRecordArgs, ctx: ToolContext) -> ToolOutput:
     """Simulate one monobloc (or cell) at seconds resolution through float, a discharge, rest, a bulk and
     absorption recharge and float again, with labelled injected faults (IsAnomaly, AnomalyType) and the true

@@ -60,3 +60,14 @@ class SdvVisualizeData(ToolData):
     plotly_js: str
     sdtype: str | None = None
     kind: str = Field(description="numerical, categorical or datetime")
+
+
+class CycleRecordData(ToolData):
+    path: str = Field(description="the charge/discharge record (canonical readings with IsAnomaly/AnomalyType)")
+    faults_path: str = Field(description="the injected faults: cell, kind, start, end")
+    rows: int
+    cells: int
+    readings_per_cell: int
+    interval_seconds: float
+    hours: float
+    anomaly_rows: int = Field(description="readings inside an injected fault")
