@@ -193,6 +193,8 @@ def test_every_real_server_tool_converts_without_losing_arguments() -> None:
         props = OllamaTool.model_validate(tools[list(routes).index("anomaly__detect_anomalies")]).function.parameters.properties
         assert list(props["contamination"].type) == ["number", "string"]
         assert "or 'auto'" in props["contamination"].description
+    if "anomaly__train_anomaly_detector" in routes:
+        props = OllamaTool.model_validate(tools[list(routes).index("anomaly__train_anomaly_detector")]).function.parameters.properties
         assert props["features"].type == "array" and props["features"].items == {"type": "string"}
 
 

@@ -87,7 +87,7 @@ def test_scores_a_single_raw_reading(workspace, prepared: pd.DataFrame, fitted: 
     result = fitted.score(one)
     assert len(result) == 1 and result.index[0] == 100
     assert np.isfinite(result["AnomalyScore"]).all()
-    assert fitted.last_missing_features == []  # derived: history features are 0, peers are the cell itself
+    assert result.attrs["missing_features"] == []  # derived: history features are 0, peers are the cell itself
     # A live caller passes the recent history of the string; the newest packet is then scored with
     # every feature (trailing baselines, runs, rates) exactly as in training.
     times = np.sort(prepared["Timestamp"].unique())
@@ -125,7 +125,8 @@ def test_bad_inputs(workspace, prepared: pd.DataFrame) -> None:
         HybridAnomalyDetector().fit(prepared.iloc[:50])
     with pytest.raises(InputError, match=r"feature column\(s\) Nope not in the data"):
         HybridAnomalyDetector(features=["VoltageDevString", "Nope"]).fit(prepared)
-    with pytest.raises(ModelError, match="no model 'anomaly_hybrid' is registered yet"):
+    with pytest.raises(ModelError, match="no 'anomaly_hybrid' model is registered in this workspace: train one first "
+                                         "with the train_anomaly_detector tool"):
         load_detector("latest", cache=False)
     with pytest.raises(ModelError, match="not trained"):
         HybridAnomalyDetector().score(prepared)
@@ -136,7 +137,7 @@ def test_registered_model_with_other_features_is_refused(workspace, prepared: pd
     detector = HybridAnomalyDetector(features=["VoltageDevString", "Humidity"]).fit(custom)
     register_detector(detector)
     with pytest.raises(ModelError, match=r"trained on feature\(s\) Humidity that the data does not have"):
-        detect(prepared, use_registered_model=True)
+        detect(prepared)
 
 
 def test_forest_scores_do_not_depend_on_batch_size() -> None:

@@ -21,10 +21,24 @@ def test_detect_and_visualise_over_stdio(workspace: Path) -> None:
     async def scenario() -> None:
         async with connect(FOLDER) as client:
             names = {t.name for t in (await client.list_tools()).tools}
-            assert {"detect_anomalies", "visualize_anomalies_3d", "health_check"} <= names
+            assert {"train_anomaly_detector", "detect_anomalies", "visualize_anomalies_3d", "health_check"} <= names
 
-            result = await client.call_tool("detect_anomalies", {"data_path": "data/readings.csv",
-                                                                 "contamination": 0.03})
+            # predicting without a model refuses, names the training tool and writes no model
+            result = await client.call_tool("detect_anomalies", {"data_path": "data/readings.csv"})
+            assert result.is_error and "train_anomaly_detector" in envelope(result)["message"]
+            assert not (workspace / "models" / "anomaly_hybrid").exists()
+
+            result = await client.call_tool("train_anomaly_detector", {"data_path": "data/readings.csv",
+                                                                       "contamination": 0.03})
+            fit = envelope(result)
+            assert not result.is_error, fit["message"]
+            assert fit["data"]["model_version"] == "v0001" and fit["data"]["alias"] == "champion"
+            assert fit["data"]["holdout_f1"] >= 0.5 and "first model" in fit["data"]["decision"]["reason"]
+            training = json.loads(Path(fit["data"]["metrics_path"]).read_text())["ground_truth"]
+            assert training["scope"].startswith("held-out latest 30%")
+            assert training["hybrid"]["f1"] == fit["data"]["holdout_f1"]
+
+            result = await client.call_tool("detect_anomalies", {"data_path": "data/readings.csv"})
             trained = envelope(result)
             assert not result.is_error, trained["message"]
             assert trained["status"] == "ok" and trained["data"]["model_version"] == "v0001"
@@ -36,13 +50,13 @@ def test_detect_and_visualise_over_stdio(workspace: Path) -> None:
                                            "AnomalyReason", "IForestScore", "OCSVMScore", "VAEScore"} <= set(table.columns)
             assert (table.loc[table["AnomalyKind"] == "sensor_fault", "AnomalyFlag"] == 1).all()
             truth = json.loads(Path(trained["data"]["metrics_path"]).read_text())["ground_truth"]
-            assert truth["scope"].startswith("held-out latest 30%")
+            assert truth["scope"].startswith("all rows")
             assert truth["hybrid"]["f1"] >= 0.5 and truth["hybrid"]["pr_auc"] >= 0.6
             assert set(truth["detectors"]) == {"IsolationForest", "OneClassSVM", "VAE"}
             assert trained["data"]["ground_truth"]["seed_rule_top5pct"]["f1"] == truth["seed_rule_top5pct"]["f1"]
 
             result = await client.call_tool("detect_anomalies", {"data_path": "data/readings.csv",
-                                                                 "use_registered_model": True})
+                                                                 "model_version": "v0001"})
             scored = envelope(result)
             assert not result.is_error, scored["message"]
             assert scored["data"]["trained"] is False and scored["data"]["model_version"] == "v0001"
@@ -66,8 +80,8 @@ def test_detect_and_visualise_over_stdio(workspace: Path) -> None:
             assert result.is_error
             assert "outside the workspace and allowed directories" in envelope(result)["message"]
 
-            result = await client.call_tool("detect_anomalies", {"data_path": "data/readings.csv",
-                                                                 "contamination": 0.9})
+            result = await client.call_tool("train_anomaly_detector", {"data_path": "data/readings.csv",
+                                                                       "contamination": 0.9})
             assert result.is_error and "contamination" in envelope(result)["message"]
 
     anyio.run(scenario)

@@ -37,12 +37,13 @@ def test_tools_over_stdio(workspace: Path) -> None:
             result = await client.call_tool("predict_cell_failure", {"data_path": "data/unlabelled.csv"})
             env = envelope(result)
             assert result.is_error and env["status"] == "error"
-            assert "has no 'IsDead' column" in env["message"]
+            assert "train one first with the train_failure_model tool (predict tools never train)" in env["message"]
+            assert not (workspace / "models" / "failure_classifier").exists()
 
             result = await client.call_tool("train_failure_model", {"data_path": "data/fleet.parquet", "horizon_days": 7})
             env = envelope(result)
             assert not result.is_error, env["message"]
-            assert env["data"]["model"]["version"] == "v0001"
+            assert env["data"]["model"]["version"] == "v0001" and env["data"]["alias"] == "champion"
             assert {a["kind"] for a in env["artifacts"]} == {"report", "plot"}
             metrics = json.loads(Path(env["data"]["metrics_path"]).read_text())
             # A small fleet: model quality is asserted in test_model.py; here the numbers must be consistent.

@@ -81,22 +81,27 @@ def test_train_and_predict_over_stdio(workspace: Path) -> None:
     anyio.run(scenario)
 
 
-def test_predict_trains_a_forecaster_when_none_is_registered(workspace: Path) -> None:
+def test_predict_without_a_model_names_the_training_tool_and_writes_nothing(workspace: Path) -> None:
     frame = synthetic_readings(devices=1, cells=3, days=6, seed=5)
     write_table(frame, workspace / "data" / "one.parquet")
 
     async def scenario() -> None:
         async with connect(FOLDER) as client:
+            tools = {t.name: t for t in (await client.list_tools()).tools}
+            assert tools["train_forecaster"].annotations.destructive_hint is True
+            assert tools["predict_cell_timeseries"].annotations.destructive_hint is False
+            assert "train_if_missing" not in tools["predict_cell_timeseries"].input_schema["properties"]
             result = await client.call_tool("predict_cell_timeseries", {"data_path": "data/one.parquet", "cell_id": "2",
                                                                         "steps": 6, "output_format": "parquet"})
             env = envelope(result)
-            assert not result.is_error, env["message"]
-            assert env["data"]["trained_now"] is True and env["data"]["cell_id"] == "D1-2"
-            table = pd.read_parquet(env["data"]["forecast_path"])
-            assert list(table.columns) == COLUMNS and len(table) == 5 * 6
+            assert result.is_error
+            assert env["message"] == ("no 'forecaster' model is registered in this workspace: train one first with "
+                                      "the train_forecaster tool (predict tools never train)")
+            assert env["artifacts"] == []
             refused = await client.call_tool("predict_cell_timeseries", {"data_path": "data/one.parquet", "cell_id": "2",
-                                                                         "train_if_missing": False, "model_version": "v0009"})
+                                                                         "model_version": "v0009"})
             assert refused.is_error and "has no version v0009" in envelope(refused)["message"]
+        assert not (workspace / "models").exists() or list((workspace / "models").rglob("*")) == []
 
     anyio.run(scenario)
 

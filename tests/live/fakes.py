@@ -31,7 +31,7 @@ class FakeAnomalyModel:
     def score(self, frame: pd.DataFrame) -> pd.DataFrame:
         if self.delay:
             time.sleep(self.delay)
-        v = frame["CellVoltage"].to_numpy(dtype=float)
+        v = frame[self.params.get("score_column", "CellVoltage")].to_numpy(dtype=float)
         score = np.abs(v - self.params["centre"]) / self.params["spread"]
         flag = score > self.params["threshold"]
         sensor = frame["SensorFault"].to_numpy(dtype=bool)
@@ -96,9 +96,11 @@ def anomaly_reference(seed: int = 0) -> pd.DataFrame:
     })
 
 
-def register(registry: ModelRegistry, name: str, params: dict[str, Any], reference: pd.DataFrame | None = None) -> str:
-    with registry.register(name, {"metrics": {"f1": params.get("f1", 0.5)}, "features": params.get("features", [])}) \
-            as staging:
+def register(registry: ModelRegistry, name: str, params: dict[str, Any], reference: pd.DataFrame | None = None,
+             promote: bool = True) -> str:
+    """Register a stand-in version; by default it becomes the champion (what the service serves)."""
+    with registry.register(name, {"metrics": {"f1": params.get("f1", 0.5)}, "features": params.get("features", [])},
+                           promote=promote) as staging:
         (staging.dir / "model.json").write_text(json.dumps(params))
         if reference is not None:
             reference.to_parquet(staging.dir / "reference.parquet")

@@ -143,9 +143,38 @@ def _simulate_args(s: PipelineState) -> dict[str, Any]:
     return args
 
 
-def _failure_args(s: PipelineState) -> dict[str, Any]:
+def _skip_training(name: str, training_tool: str, labels: bool = False) -> Callable[[PipelineState], str | None]:
+    """Train only when the workspace has no champion of ``name`` (or the user gave data: then a candidate,
+    promoted only if it beats the champion); predict tools never train."""
+    def reason(state: PipelineState) -> str | None:
+        from bms_schema.registry import ModelRegistry
+
+        if state.options.data:  # the user's readings: train a candidate on them (labels permitting)
+            if labels:
+                from .sampling import table_columns
+
+                path = Path(input_table(state))
+                if path.is_file() and "IsDead" not in table_columns(path):
+                    return "the readings have no IsDead labels to train on: the registered model predicts"
+            return None
+        champion = ModelRegistry(state.run_dir.parent.parent / "models").resolve(name, "champion")
+        if champion:
+            return f"{name} {champion} is the champion in this workspace ({training_tool} trains a candidate)"
+        return None
+    return reason
+
+
+def _failure_train_args(s: PipelineState) -> dict[str, Any]:
     args: dict[str, Any] = {"data_path": processed_table(s), "horizon_days": s.options.horizon_days,
-                            "retrain": has_labels(s), "top_n": 10}
+                            "seed": s.options.seed}
+    anomalies = anomaly_table(s)
+    if anomalies:
+        args["anomaly_path"] = anomalies
+    return args
+
+
+def _failure_args(s: PipelineState) -> dict[str, Any]:
+    args: dict[str, Any] = {"data_path": processed_table(s), "horizon_days": s.options.horizon_days, "top_n": 10}
     anomalies = anomaly_table(s)
     if anomalies:
         args["anomaly_path"] = anomalies
@@ -164,11 +193,8 @@ def _prepare_forecast_history(state: PipelineState) -> None:
 
 
 def _forecast_args(s: PipelineState, cell: str) -> dict[str, Any]:
-    args: dict[str, Any] = {"data_path": str(forecast_history(s)), "cell_id": cell, "steps": s.options.forecast_steps}
-    version = data_value(s, "forecast_train", "version")
-    if version:  # the model trained in this run, not whatever is latest by then
-        args["model_version"] = version
-    return args
+    # the champion: the model trained in this run when it was promoted, else the one it did not beat
+    return {"data_path": str(forecast_history(s)), "cell_id": cell, "steps": s.options.forecast_steps}
 
 
 #: In order of priority: when several stages are ready, the first listed starts first (the long chain
@@ -187,16 +213,22 @@ STAGES: tuple[Stage, ...] = (
           lambda s: [Call("preprocess", "preprocess_battery_data_tool",
                           {"data_path": input_table(s), "output_format": "parquet"})],
           after=("simulate",)),
+    Stage("anomaly_train", "Anomaly detector training", ("anomaly",),
+          lambda s: [Call("anomaly", "train_anomaly_detector", {"data_path": processed_table(s),
+                                                                "seed": s.options.seed})],
+          skip_when=_skip_training("anomaly_hybrid", "train_anomaly_detector"), after=("preprocess",)),
     Stage("anomaly", "Anomaly detection", ("anomaly",),
-          lambda s: [Call("anomaly", "detect_anomalies", {"data_path": processed_table(s), "seed": s.options.seed,
-                                                          "output_format": "parquet"})],
-          after=("preprocess",)),
+          lambda s: [Call("anomaly", "detect_anomalies", {"data_path": processed_table(s), "output_format": "parquet"})],
+          after=("anomaly_train",)),
+    Stage("failure_train", "Failure model training", ("failure",),
+          lambda s: [Call("failure", "train_failure_model", _failure_train_args(s))],
+          skip_when=_skip_training("failure_classifier", "train_failure_model", labels=True), after=("anomaly",)),
     Stage("failure", "Failure prediction", ("failure",),
-          lambda s: [Call("failure", "predict_cell_failure", _failure_args(s))], after=("anomaly",)),
+          lambda s: [Call("failure", "predict_cell_failure", _failure_args(s))], after=("failure_train",)),
     Stage("forecast_train", "Forecaster training", ("forecast",),
           lambda s: [Call("forecast", "train_forecaster", {"data_path": processed_table(s),
                                                            "max_train_pairs": s.options.forecast_train_pairs})],
-          after=("preprocess",)),
+          skip_when=_skip_training("forecaster", "train_forecaster"), after=("preprocess",)),
     Stage("synthetic", "SDV generate", ("datagen",),
           lambda s: [Call("datagen", "sdv_generate", {"folder_name": str(sdv_folder(s)), "seed": s.options.seed,
                                                       "model_name": "sdv-bms-readings"})],

@@ -1,4 +1,4 @@
-"""The logic behind the ``detect_anomalies`` tool: prepare, train or load, score, summarise.
+"""The logic behind the ``train_anomaly_detector`` and ``detect_anomalies`` tools: prepare, train + register, or load + score, summarise.
 
 Plain functions on DataFrames; the MCP layer only resolves paths and writes artifacts.
 """
@@ -71,24 +71,32 @@ def time_split(frame: pd.DataFrame, holdout_fraction: float) -> np.ndarray:
     return seconds < cut
 
 
-def detect(
+@dataclass
+class TrainingOutcome:
+    detector: HybridAnomalyDetector
+    model_version: str | None
+    decision: dict[str, Any] | None
+    metrics: dict[str, Any] | None  # ground truth on the held-out readings (None without labels)
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def train_detector(
     frame: pd.DataFrame,
     *,
-    use_registered_model: bool = False,
-    model_version: str = "latest",
     contamination: float | str | None = None,
     features: list[str] | None = None,
     holdout_fraction: float = 0.3,
     seed: int = 0,
     register: bool = True,
+    promote: bool = False,
     impute: str = "interpolate",
     progress: Any = None,
-) -> DetectionResult:
-    """Score ``frame`` (raw or preprocessed) with a new or the registered hybrid detector.
+) -> TrainingOutcome:
+    """Train a hybrid on the earlier readings of ``frame`` and register it as a candidate.
 
-    ``contamination=None`` means "auto" when training and the registered model's own threshold
-    when ``use_registered_model`` (a value there re-derives the threshold from the stored
-    training scores, no retraining).
+    The latest ``holdout_fraction`` of the time span is held out; the candidate and the current
+    champion are both scored on it (hybrid F1 against ``IsAnomaly``) and the candidate becomes
+    champion only when it is better (or ``promote``, or it is the first model).
     """
     say = progress or (lambda fraction, message: None)
     start = time.perf_counter()
@@ -97,62 +105,94 @@ def detect(
     contamination = parse_contamination(contamination) if contamination is not None else None
     say(0.05, "preparing readings")
     prepared, normalised_here = prepare_input(frame, impute=impute)
-    info: dict[str, Any] = {"rows": len(prepared), "normalised_here": normalised_here}
-    metrics_scope = "all rows (a registered model may have been trained on some of them)"
-    if use_registered_model:
+    train_mask = time_split(prepared, holdout_fraction)
+    scope = f"held-out latest {holdout_fraction:.0%} of the time span (not trained on)"
+    if (~train_mask).sum() < MIN_HOLDOUT_ROWS or train_mask.sum() < MIN_HOLDOUT_ROWS:
+        train_mask = np.ones(len(prepared), dtype=bool)
+        scope = "all rows, in-sample (nothing held out: holdout_fraction 0 or too few rows)"
+    say(0.2, f"training on {int(train_mask.sum())} rows")
+    config = HybridConfig(features=features, contamination=contamination or "auto", seed=seed)
+    detector = HybridAnomalyDetector(config=config).fit(prepared.loc[train_mask])
+    holdout = prepared.loc[~train_mask] if not train_mask.all() else prepared
+    say(0.6, "scoring the held-out readings")
+    candidate = detector.evaluate(holdout)
+    metrics = candidate.get("report")
+    if metrics is not None:
+        metrics = {**metrics, "scope": scope}
+    from bms_schema.model_protocol import fingerprint_frame
+
+    from .persistence import detector_card
+
+    columns = [c for c in (C.CELL_ID, C.TIMESTAMP, *C.CORE_COLUMNS, *detector.features) if c in prepared.columns]
+    detector.card = detector_card(detector, candidate, holdout=scope,
+                                  data_fingerprint=fingerprint_frame(prepared.loc[train_mask, columns]))
+    version = None
+    if register:
+        from .persistence import register_detector
+
+        say(0.75, "comparing with the champion and registering")
+        meta = {"training_rows": int(train_mask.sum()), "holdout_fraction": holdout_fraction, "seed": seed}
+        version, _ = register_detector(detector, meta, holdout=holdout if not train_mask.all() else None,
+                                       promote=promote, candidate_metrics=candidate)
+    info = {"rows": len(prepared), "train_rows": int(train_mask.sum()), "holdout_rows": int((~train_mask).sum()),
+            "normalised_here": normalised_here, "threshold": detector.threshold, "features": detector.features,
+            "scope": scope, "seconds": round(time.perf_counter() - start, 3)}
+    return TrainingOutcome(detector=detector, model_version=version, decision=detector.decision, metrics=metrics,
+                           info=info)
+
+
+def detect(
+    frame: pd.DataFrame,
+    *,
+    model_version: str = "champion",
+    contamination: float | str | None = None,
+    impute: str = "interpolate",
+    progress: Any = None,
+    detector: HybridAnomalyDetector | None = None,
+) -> DetectionResult:
+    """Score ``frame`` (raw or preprocessed) with the registered hybrid (the champion by default).
+
+    Never trains: with no model registered the error names ``train_anomaly_detector``.
+    ``contamination=None`` keeps the model's own threshold (a value re-derives it from the
+    stored training scores, no retraining). ``detector`` scores with an in-memory model instead.
+    """
+    say = progress or (lambda fraction, message: None)
+    start = time.perf_counter()
+    contamination = parse_contamination(contamination) if contamination is not None else None
+    if detector is None:
         from .persistence import load_detector
 
-        say(0.3, "loading the registered model")
+        say(0.05, "loading the registered model")
         detector = load_detector(model_version)
-        _, _, missing = ensure_features(prepared, detector.features)
-        if missing:
-            raise ModelError(
-                f"registered model anomaly_hybrid {detector.model_version} was trained on feature(s) "
-                f"{', '.join(missing)} that the data does not have (model features: {', '.join(detector.features)}); "
-                "score data prepared the same way, or retrain with use_registered_model=false"
-            )
-        version, trained = detector.model_version, False
-        train_mask = np.zeros(len(prepared), dtype=bool)
-    else:
-        train_mask = time_split(prepared, holdout_fraction)
-        if (~train_mask).sum() < MIN_HOLDOUT_ROWS or train_mask.sum() < MIN_HOLDOUT_ROWS:
-            train_mask = np.ones(len(prepared), dtype=bool)
-        else:
-            metrics_scope = f"held-out latest {holdout_fraction:.0%} of the time span (not trained on)"
-        say(0.3, f"training on {int(train_mask.sum())} rows")
-        config = HybridConfig(features=features, contamination=contamination or "auto", seed=seed)
-        detector = HybridAnomalyDetector(config=config).fit(prepared.loc[train_mask])
-        trained, version = True, None
-        if register:
-            from .persistence import register_detector
-
-            say(0.6, "registering the model")
-            meta = {"training_rows": int(train_mask.sum()), "holdout_fraction": holdout_fraction, "seed": seed}
-            version, _ = register_detector(detector, meta)
-            detector.model_version = version
-        info["train_rows"] = int(train_mask.sum())
-    say(0.7, "scoring")
-    result = detector.score(prepared, contamination=contamination if use_registered_model else None)
+    say(0.1, "preparing readings")
+    prepared, normalised_here = prepare_input(frame, impute=impute)
+    info: dict[str, Any] = {"rows": len(prepared), "normalised_here": normalised_here}
+    _, _, missing = ensure_features(prepared, detector.features)
+    if missing:
+        raise ModelError(
+            f"registered model anomaly_hybrid {detector.model_version} was trained on feature(s) "
+            f"{', '.join(missing)} that the data does not have (model features: {', '.join(detector.features)}); "
+            "score data prepared the same way, or train a model on it with train_anomaly_detector"
+        )
+    say(0.5, "scoring")
+    result = detector.score(prepared, contamination=contamination)
     table = pd.concat([prepared.drop(columns=[c for c in result.columns if c in prepared.columns]), result], axis=1)
-
     metrics = None
     truth = truth_labels(prepared)
     if truth is not None:
-        rows = ~train_mask if trained and not train_mask.all() else np.ones(len(prepared), dtype=bool)
-        if trained and train_mask.all():
-            metrics_scope = "all rows, in-sample (nothing held out: holdout_fraction 0 or too few rows)"
-        metrics = evaluate(detector, prepared.loc[rows], result.loc[rows], truth[rows])
-        metrics["scope"] = metrics_scope
-    cell_summary, episodes = summarise(table, detector.threshold_for(contamination if use_registered_model else None))
+        metrics = evaluate(detector, prepared, result, truth)
+        metrics["scope"] = "all rows (the model may have been trained on some of them)"
+    threshold = detector.threshold_for(contamination)
+    cell_summary, episodes = summarise(table, threshold)
     info.update({
-        "threshold": detector.threshold_for(contamination if use_registered_model else None),
+        "threshold": threshold,
         "flagged": int(result[FLAG].sum()),
         "kinds": {str(k): int(v) for k, v in result[KIND].value_counts().items()},
         "features": detector.features,
         "seconds": round(time.perf_counter() - start, 3),
     })
-    return DetectionResult(table=table, detector=detector, trained=trained, model_version=version, metrics=metrics,
-                           cell_summary=cell_summary, episodes=episodes, info=info)
+    return DetectionResult(table=table, detector=detector, trained=False, model_version=detector.model_version,
+                           metrics=metrics, cell_summary=cell_summary, episodes=episodes, info=info)
 
 
 def evaluate(detector: HybridAnomalyDetector, frame: pd.DataFrame, result: pd.DataFrame,

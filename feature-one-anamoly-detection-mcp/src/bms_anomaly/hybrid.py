@@ -18,7 +18,8 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -146,8 +147,48 @@ class HybridAnomalyDetector:
         self.detector_thresholds: dict[str, float] = {}
         self.reference: pd.DataFrame | None = None
         self.training_info: dict[str, Any] = {}
-        self.last_missing_features: list[str] = []
         self.model_version: str | None = None
+        #: The model card (``bms_schema.model_protocol.ModelCard``) once registered or loaded.
+        self.card: Any = None
+        #: The promotion decision of the registration made in this process (``Registered.summary()``).
+        self.decision: dict[str, Any] | None = None
+
+    registry_name: ClassVar[str] = "anomaly_hybrid"
+
+    # -- the model protocol (bms_schema.model_protocol) ------------------------------
+    def predict(self, frame: pd.DataFrame, contamination: float | str | None = None,
+                reasons: bool = True) -> pd.DataFrame:
+        """Same as :meth:`score` (the protocol's name); never changes the model."""
+        return self.score(frame, contamination, reasons)
+
+    def evaluate(self, holdout: pd.DataFrame) -> dict[str, Any]:
+        """Ground-truth figures on held-out readings (``IsAnomaly``): hybrid F1 and the full report.
+
+        Without labels the F1 is ``None`` (nothing to compare models on).
+        """
+        from .detect import evaluate as ground_truth
+        from .metrics import truth_labels
+
+        truth = truth_labels(holdout)
+        if truth is None or not truth.any():
+            return {"f1": None, "rows": int(len(holdout)),
+                    "note": "the held-out readings have no IsAnomaly labels (or none is an anomaly): no F1"}
+        result = self.score(holdout, reasons=False)
+        report = ground_truth(self, holdout, result, truth)
+        hybrid = report["hybrid"]
+        return {"f1": hybrid["f1"], "precision": hybrid.get("precision"), "recall": hybrid.get("recall"),
+                "pr_auc": hybrid.get("pr_auc"), "rows": int(len(holdout)), "report": report}
+
+    def save(self, staging_dir: Path) -> None:
+        from .persistence import save_detector
+
+        save_detector(self, Path(staging_dir))
+
+    @classmethod
+    def load(cls, version: str = "champion", registry: Any = None) -> "HybridAnomalyDetector":
+        from .persistence import load_detector
+
+        return load_detector(version, registry)
 
     # -- training --------------------------------------------------------------------
     def fit(self, frame: pd.DataFrame) -> "HybridAnomalyDetector":
@@ -271,10 +312,11 @@ class HybridAnomalyDetector:
 
     def score(self, frame: pd.DataFrame, contamination: float | str | None = None,
               reasons: bool = True) -> pd.DataFrame:
-        """Score readings; returns :data:`OUTPUT_COLUMNS` on ``frame``'s index.
+        """Score readings; returns :data:`OUTPUT_COLUMNS` on ``frame``'s index. Never changes the model.
 
         ``contamination`` overrides the threshold chosen at training time (recomputed from
-        the stored training scores, no retraining).
+        the stored training scores, no retraining). Features the data lacks (and that could
+        not be derived) are listed in ``result.attrs["missing_features"]``.
         """
         self.check_fitted()
         if not isinstance(frame, pd.DataFrame) or len(frame) == 0:
@@ -286,7 +328,6 @@ class HybridAnomalyDetector:
                 f"the registered anomaly model needs the features {', '.join(self.features)}; the data has none of "
                 "them (pass preprocessed readings, or raw readings with the canonical columns)"
             )
-        self.last_missing_features = missing
         raw = feature_matrix(frame, self.features, computed)
         Z = self._transform(raw)
         surprises = self._surprises(self._raw_scores(Z))
@@ -307,7 +348,9 @@ class HybridAnomalyDetector:
             columns[TOP_FEATURE], columns[REASON] = self._reasons(frame, raw, statistical, sensor | out_of_range)
         else:
             columns[TOP_FEATURE] = columns[REASON] = np.full(len(frame), None, dtype=object)
-        return pd.DataFrame(columns, index=frame.index)
+        out = pd.DataFrame(columns, index=frame.index)
+        out.attrs["missing_features"] = list(missing)
+        return out
 
     def raw_scores(self, frame: pd.DataFrame) -> np.ndarray:
         """Uncalibrated scores ``[n_rows, 3]`` of the three detectors (higher = more anomalous)."""

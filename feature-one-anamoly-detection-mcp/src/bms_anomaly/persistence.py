@@ -110,40 +110,67 @@ def read_detector(folder: Path, files: dict[str, Any] | None = None) -> HybridAn
     return detector
 
 
+def detector_card(detector: HybridAnomalyDetector, metrics: dict[str, Any] | None = None,
+                  holdout: str = "", data_fingerprint: str | None = None) -> Any:
+    """The model card of a fitted detector (``metrics``: its figures on held-out readings)."""
+    from bms_schema.model_protocol import ModelCard
+    from bms_schema.runtime import versions
+
+    return ModelCard(
+        family="anomaly", features=list(detector.features),
+        metrics={k: v for k, v in (metrics or {}).items() if k != "report"},
+        primary_metric="f1", higher_is_better=True, data_fingerprint=data_fingerprint,
+        training_rows=detector.training_info.get("rows"), holdout=holdout,
+        params={"contamination": detector.config.contamination, "seed": detector.config.seed,
+                "threshold": detector.threshold},
+        library_versions=versions("scikit-learn", "torch", "numpy", "pandas", "skops"))
+
+
 def register_detector(detector: HybridAnomalyDetector, metadata: dict[str, Any] | None = None,
-                      registry: ModelRegistry | None = None) -> tuple[str, Path]:
-    """Register a fitted detector as a new version of ``anomaly_hybrid``; returns (version, folder)."""
+                      registry: ModelRegistry | None = None, *, holdout: pd.DataFrame | None = None,
+                      promote: bool = False, candidate_metrics: dict[str, Any] | None = None) -> tuple[str, Path]:
+    """Register a fitted detector as a candidate version of ``anomaly_hybrid``; returns (version, folder).
+
+    With labelled ``holdout`` readings the candidate and the current champion are both scored on
+    them (hybrid F1) and the better becomes champion; without, the candidate becomes champion
+    only as the first version or with ``promote``. The decision is in ``detector.decision``.
+    """
+    from bms_schema.model_protocol import register_candidate
+
     registry = registry or ModelRegistry()
+    if candidate_metrics is None:
+        candidate_metrics = detector.evaluate(holdout) if holdout is not None else \
+            {"f1": None, "note": "no held-out readings given"}
+    if detector.card is None:
+        detector.card = detector_card(detector, candidate_metrics)
     meta = {
-        "features": detector.features,
         "threshold": detector.threshold,
         "contamination": detector.config.contamination,
-        "training_rows": detector.training_info.get("rows"),
         "reference_features": REFERENCE_FILE,
         **(metadata or {}),
     }
-    from bms_schema.runtime import versions
-
-    meta.setdefault("library_versions", versions("scikit-learn", "torch", "numpy", "pandas", "skops"))
-    with registry.register(MODEL_NAME, meta) as staging:
-        save_detector(detector, staging.dir)
-    assert staging.version is not None
-    log.info("registered %s %s", MODEL_NAME, staging.version)
-    return staging.version, registry.root / MODEL_NAME / staging.version
+    registered = register_candidate(detector, holdout, registry=registry, promote=promote,
+                                    candidate_metrics=candidate_metrics, extra_metadata=meta)
+    detector.model_version = registered.version
+    detector.decision = registered.summary()
+    log.info("registered %s %s as %s", MODEL_NAME, registered.version, registered.alias)
+    return registered.version, registry.locate(MODEL_NAME, registered.version)
 
 
-def load_detector(version: str = "latest", registry: ModelRegistry | None = None,
+def load_detector(version: str = "champion", registry: ModelRegistry | None = None,
                   cache: bool = True) -> HybridAnomalyDetector:
     """The registered hybrid (checksums verified), ready to ``score``; cached per version.
 
-    ``version="latest"`` is resolved on every call (cheap: one symlink read), so a newly
-    registered model is picked up while an unchanged one is served from memory.
+    ``version`` is ``champion`` (default), ``challenger``, ``latest`` or ``vNNNN``; an alias is
+    resolved on every call (one small file read), so a new champion is picked up while an
+    unchanged one is served from memory. With no model the error names ``train_anomaly_detector``.
     """
+    from bms_schema.model_protocol import ModelCard, no_model_error
+
     registry = registry or ModelRegistry()
-    resolved = registry.latest_version(MODEL_NAME) if version in (None, "", "latest") else version
+    resolved = registry.resolve(MODEL_NAME, version or "champion")
     if resolved is None:
-        raise ModelError(f"no model '{MODEL_NAME}' is registered yet: run detect_anomalies with "
-                         "use_registered_model=false to train one")
+        raise no_model_error(MODEL_NAME, "train_anomaly_detector", registry)
     key = (str(registry.root.resolve()), resolved)
     if cache:
         with _cache_lock:
@@ -153,6 +180,7 @@ def load_detector(version: str = "latest", registry: ModelRegistry | None = None
     detector = read_detector(loaded.dir)
     detector.training_info.setdefault("version", loaded.version)
     detector.model_version = loaded.version
+    detector.card = ModelCard.from_metadata(loaded.metadata)
     if cache:
         with _cache_lock:
             _cache[key] = detector

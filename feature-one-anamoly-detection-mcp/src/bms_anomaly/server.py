@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from bms_schema.mcp_server import ToolArgs, ToolContext, ToolOutput, ToolServer
 
@@ -16,40 +16,100 @@ server = ToolServer(
 server.add_health_check(models=['anomaly_hybrid'])
 
 
-class DetectArgs(ToolArgs):
+class TrainArgs(ToolArgs):
     data_path: str = Field(description="CSV or Parquet readings in the workspace: raw BMS packets, a minimal table, "
                                        "or the preprocessing output (cleaned + features)")
-    use_registered_model: bool = Field(
-        default=False,
-        description="true: score with the registered anomaly_hybrid model (no training); "
-                    "false: train a new model on this data (registered when register_model is true)")
-    model_version: str = Field(default="latest", description="registered model version to use ('latest' or 'v0003')")
     contamination: float | Literal["auto"] | None = Field(
         default=None,
         description="expected share of anomalous readings (0-0.5) setting the threshold, or 'auto' "
-                    "(Tukey fence Q3 + 3 IQR of the fused training scores); default: 'auto' when training, "
-                    "the registered model's own threshold when scoring with it")
-    features: list[str] | None = Field(default=None, description="feature columns to train on (default: the "
-                                                                 "domain features present)")
-    register_model: bool = Field(default=True, description="register a newly trained model as anomaly_hybrid")
+                    "(Tukey fence Q3 + 3 IQR of the fused training scores, the default)")
+    features: list[str] | None = Field(default=None, description="feature columns to train on (default, or "
+                                                                 "omitted: the domain features present; an empty "
+                                                                 "list is refused)")
+
+    @field_validator("features")
+    @classmethod
+    def _features_not_empty(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and len(value) == 0:
+            raise ValueError("features=[] selects no feature at all: omit it to use the default domain features, "
+                             "or name at least one column")
+        return value
+
     holdout_fraction: float = Field(default=0.3, ge=0.0, lt=0.9,
-                                    description="latest share of the time span kept out of training to measure "
-                                                "ground-truth metrics on unseen readings (0 = train on everything)")
+                                    description="latest share of the time span kept out of training; the new model "
+                                                "and the champion are both scored on it (F1 against IsAnomaly)")
     seed: int = Field(default=0, ge=0, description="random seed (same data + seed = same model)")
+    promote: bool = Field(default=False, description="make the new version the champion even if it does not beat "
+                                                     "the current champion on the held-out readings")
+
+
+@server.tool(TrainArgs, title="Train the hybrid anomaly detector", read_only=False, destructive=True)
+def train_anomaly_detector(args: TrainArgs, ctx: ToolContext) -> ToolOutput:
+    """Train the hybrid anomaly detector (Isolation Forest + one-class SVM + VAE) and register it.
+
+    Trains on the earlier readings, holds out the latest share of the time span, and registers
+    the model as a candidate version of anomaly_hybrid. The candidate and the current champion
+    are both scored on the held-out readings (hybrid F1 against IsAnomaly); the candidate becomes
+    the champion (what detect_anomalies and the live service use) only when it is better, when
+    it is the first model, or with promote=true. Without IsAnomaly labels there is no F1 and a
+    later model never replaces the champion automatically. Writes a metrics JSON.
+    """
+    from bms_schema import read_table, resolve_input
+    from bms_schema.atomic import atomic_write_json
+    from bms_schema.registry import ModelRegistry
+
+    from .detect import train_detector
+
+    path = resolve_input(args.data_path)
+    ctx.run.add_input(path)
+    with ctx.run.timed("read"):
+        frame = read_table(path)
+    with ctx.run.timed("train"):
+        outcome = train_detector(frame, contamination=args.contamination, features=args.features,
+                                 holdout_fraction=args.holdout_fraction, seed=args.seed, promote=args.promote,
+                                 progress=ctx.progress)
+    version, decision = outcome.model_version, outcome.decision or {}
+    assert version is not None
+    ctx.run.add_model("anomaly_hybrid", version, ModelRegistry().locate("anomaly_hybrid", version))
+    report = {"model": {"name": "anomaly_hybrid", "version": version, "threshold": outcome.detector.threshold,
+                        "features": outcome.detector.features, "training": outcome.detector.training_info},
+              "decision": decision, "summary": outcome.info, "ground_truth": outcome.metrics}
+    metrics_path = ctx.run.add_artifact(atomic_write_json(ctx.run.path("training_metrics.json"), report), "report",
+                                        "model, held-out ground-truth metrics and the promotion decision")
+    f1 = (outcome.metrics or {}).get("hybrid", {}).get("f1")
+    message = (f"registered anomaly_hybrid {version} as {decision.get('alias')}: {decision.get('reason')}"
+               + (f"; hybrid F1 {f1:.3f} on {outcome.info['scope']}" if f1 is not None else
+                  "; no IsAnomaly labels: no held-out F1"))
+    return ToolOutput(message=message, data={
+        "model_version": version, "alias": decision.get("alias"), "promoted": decision.get("promoted"),
+        "decision": decision, "metrics_path": str(metrics_path), "threshold": outcome.detector.threshold,
+        "features": outcome.detector.features, "train_rows": outcome.info["train_rows"],
+        "holdout_rows": outcome.info["holdout_rows"], "holdout_f1": f1})
+
+
+class DetectArgs(ToolArgs):
+    data_path: str = Field(description="CSV or Parquet readings in the workspace: raw BMS packets, a minimal table, "
+                                       "or the preprocessing output (cleaned + features)")
+    model_version: str = Field(default="champion", description="registered model version: 'champion' (default), "
+                                                               "'challenger', 'latest' or like 'v0003'")
+    contamination: float | Literal["auto"] | None = Field(
+        default=None,
+        description="expected share of anomalous readings (0-0.5) re-deriving the threshold from the model's stored "
+                    "training scores (no retraining); default: the registered model's own threshold")
     top_cells: int = Field(default=4, ge=1, le=12, description="cells shown in the score-over-time plot")
     output_format: Literal["csv", "parquet"] = Field(default="csv", description="format of the result table")
 
 
 @server.tool(DetectArgs, title="Detect anomalies (hybrid IF + OCSVM + VAE)", read_only=False)
 def detect_anomalies(args: DetectArgs, ctx: ToolContext) -> ToolOutput:
-    """Flag anomalous battery readings with a hybrid of Isolation Forest, a one-class SVM and a VAE.
+    """Flag anomalous battery readings with the registered hybrid of Isolation Forest, a one-class SVM and a VAE.
 
     Accepts raw or preprocessed readings. Writes the result table (all input columns, each
     detector's calibrated score, AnomalyScore, AnomalyFlag, AnomalyKind = statistical /
     sensor_fault / out_of_range, and a readable AnomalyReason for flagged rows), a per-cell
     summary, the worst episodes, a metrics JSON (precision/recall/F1/PR-AUC against
-    IsAnomaly when present) and a score-over-time PNG. Trains and registers anomaly_hybrid,
-    or scores with the registered model when use_registered_model is true.
+    IsAnomaly when present) and a score-over-time PNG. Uses the champion anomaly_hybrid model
+    (or model_version); it never trains: with no model registered, call train_anomaly_detector first.
     """
     from bms_schema import read_table, resolve_input, write_table
     from bms_schema.atomic import atomic_write_json
@@ -62,11 +122,8 @@ def detect_anomalies(args: DetectArgs, ctx: ToolContext) -> ToolOutput:
     with ctx.run.timed("read"):
         frame = read_table(path)
     with ctx.run.timed("detect"):
-        outcome = detect(
-            frame, use_registered_model=args.use_registered_model, model_version=args.model_version,
-            contamination=args.contamination, features=args.features, holdout_fraction=args.holdout_fraction,
-            seed=args.seed, register=args.register_model, progress=ctx.progress,
-        )
+        outcome = detect(frame, model_version=args.model_version, contamination=args.contamination,
+                         progress=ctx.progress)
     ctx.progress(0.85, "writing results")
     run = ctx.run
     with run.timed("write"):
@@ -91,10 +148,6 @@ def detect_anomalies(args: DetectArgs, ctx: ToolContext) -> ToolOutput:
         plot_path = run.add_artifact(
             plot_scores_over_time(outcome.table, cells, threshold, run.path("scores_over_time.png")), "plot",
             f"fused score over time for the {len(cells)} worst cells")
-    if outcome.model_version and outcome.trained:
-        from bms_schema.registry import ModelRegistry
-
-        run.add_model("anomaly_hybrid", outcome.model_version, ModelRegistry().locate("anomaly_hybrid", outcome.model_version))
     data = {
         "result_path": str(table_path),
         "cell_summary_path": str(summary_path),
@@ -115,10 +168,8 @@ def detect_anomalies(args: DetectArgs, ctx: ToolContext) -> ToolOutput:
             "seed_rule_top5pct": {"f1": m["seed_rule_top5pct"]["f1"], "pr_auc": m["seed_rule_top5pct"].get("pr_auc")},
             "hybrid_f1_gain_over_best_single": m["hybrid_f1_gain_over_best_single"],
         }
-    how = "trained and registered" if outcome.trained and outcome.model_version else (
-        "trained" if outcome.trained else "scored with registered")
     kinds = outcome.info["kinds"]
-    message = (f"{how} anomaly_hybrid {outcome.model_version or ''}: {kinds.get('statistical', 0)} statistical "
+    message = (f"scored with registered anomaly_hybrid {outcome.model_version or ''}: {kinds.get('statistical', 0)} statistical "
                f"anomalies, {kinds.get('sensor_fault', 0)} sensor faults (0xFFFF dropouts) and "
                f"{kinds.get('out_of_range', 0)} out-of-range readings among {outcome.info['rows']} readings"
                ).replace("  ", " ")
@@ -149,14 +200,16 @@ def visualize_anomalies_3d(args: Visualize3DArgs, ctx: ToolContext) -> ToolOutpu
     """
     from bms_schema import read_table, resolve_input
 
-    from .plots import check_axes, plot_3d, sample_for_plot
+    from .plots import check_axes, check_result_table, plot_3d, plottable_rows, sample_for_plot
 
     path = resolve_input(args.result_csv)
     ctx.run.add_input(path)
     frame = read_table(path)
+    check_result_table(frame, path.name)
     axes = (args.x, args.y, args.z)
     check_axes(frame, axes)
-    sample = sample_for_plot(frame, args.max_points)
+    plottable, dropped = plottable_rows(frame, axes)
+    sample = sample_for_plot(plottable, args.max_points)
     html = ctx.run.path("anomalies_3d.html")
     png = ctx.run.path("anomalies_3d.png")
     counts = plot_3d(sample, axes, html, png, embed_plotly=args.embed_plotly, total_rows=len(frame))
@@ -166,8 +219,11 @@ def visualize_anomalies_3d(args: Visualize3DArgs, ctx: ToolContext) -> ToolOutpu
         ctx.run.add_artifact(html.parent / PLOTLY_JS, "data", "plotly.js used by the HTML (offline copy)")
     ctx.run.add_artifact(html, "html", f"interactive 3D scatter {args.x} / {args.y} / {args.z}")
     ctx.run.add_artifact(png, "plot", f"3D scatter {args.x} / {args.y} / {args.z}")
+    skipped = (f"; {len(frame) - len(plottable)} rows not plotted: infinite or out-of-range values "
+               f"({', '.join(f'{c}: {n}' for c, n in dropped.items())})") if dropped else ""
     return ToolOutput(
-        message=f"3D plot of {len(sample)} of {len(frame)} readings ({', '.join(f'{k}: {v}' for k, v in counts.items())})",
+        message=(f"3D plot of {len(sample)} of {len(frame)} readings "
+                 f"({', '.join(f'{k}: {v}' for k, v in counts.items())}){skipped}"),
         data={"html_path": str(html), "png_path": str(png), "points": len(sample), "rows": len(frame),
               "by_kind": counts, "axes": list(axes), "html_bytes": html.stat().st_size},
     )

@@ -84,8 +84,13 @@ def train_and_register(
     registry: ModelRegistry | None = None,
     extra_metadata: dict[str, Any] | None = None,
     progress: Callable[[float, str], None] | None = None,
+    promote: bool = False,
 ) -> TrainingResult:
-    """Train (see :func:`bms_failure.training.train_failure_model`) and register a new version."""
+    """Train (see :func:`bms_failure.training.train_failure_model`) and register a candidate version.
+
+    The candidate's out-of-fold PR-AUC on the held-out test samples is compared with the champion's
+    PR-AUC on the same samples; the candidate becomes champion only when higher (or ``promote``).
+    """
     from bms_schema.coverage import require_inputs
 
     require_inputs(as_canonical(frame), REQUIRED_INPUTS, "train the failure model")
@@ -95,7 +100,13 @@ def train_and_register(
     trained_on = {"rows": int(len(frame)), "cells": int(len(grid.cells)) if grid is not None else None,
                   "time_range": [grid.data_start, grid.data_end] if grid is not None else None,
                   **(extra_metadata or {})}
-    result.model.save(registry, {"trained_on": trained_on, "seed": seed})
+    holdout = result.evaluation
+    holdout.attrs["horizon_days"] = float(horizon_days)
+    pooled = result.metrics.get("model", {}) if isinstance(result.metrics.get("model"), dict) else {}
+    candidate = {"pr_auc": pooled.get("pr_auc"), "roc_auc": pooled.get("roc_auc"), "brier": pooled.get("brier"),
+                 "source": "out-of-fold scores of the held-out test samples"}
+    result.model.register(registry, {"trained_on": trained_on, "seed": seed, "metrics": result.metrics},
+                          holdout=holdout if len(holdout) else None, candidate_metrics=candidate, promote=promote)
     return result
 
 
@@ -128,65 +139,31 @@ def _evaluate_on_input(model: FailureModel, frame: pd.DataFrame, grid: Any) -> d
 def predict_failure(
     frame: pd.DataFrame,
     horizon_days: float = 7.0,
-    model_version: str = "latest",
-    retrain: bool = False,
+    model_version: str = "champion",
     anomalies: pd.DataFrame | None = None,
-    config: FeatureConfig | None = None,
-    seed: int = 0,
     registry: ModelRegistry | None = None,
-    extra_metadata: dict[str, Any] | None = None,
     progress: Callable[[float, str], None] | None = None,
 ) -> PredictionOutcome:
-    """Per-cell failure risk as of the last reading of ``frame``.
+    """Per-cell failure risk as of the last reading of ``frame``, with a registered model.
 
-    Uses the newest registered model for ``horizon_days`` (or ``model_version``); when there is
-    none, or ``retrain`` is set, trains and registers one from ``frame`` first (which needs
-    ``IsDead`` labels with at least a few deaths).
+    Uses the champion (or ``model_version``); never trains: with no model registered the error
+    names the ``train_failure_model`` tool.
     """
     check_horizon(horizon_days)
-    frame = as_canonical(frame)
-    if model_version not in ("latest", "", None) and retrain:
-        raise InputError("pass either model_version (predict with that version) or retrain=true, not both")
     registry = registry or ModelRegistry()
+    model = load_failure_model(model_version, horizon_days=horizon_days, registry=registry)
+    frame = as_canonical(frame)
     step = progress or (lambda fraction, message: None)
-    labelled = has_dead_labels(frame)
-    existing = None if retrain else find_version(registry, horizon_days, model_version)
-    notes: list[str] = []
-    trained: TrainingResult | None = None
-    if existing is not None:
-        model = load_failure_model(existing, horizon_days=horizon_days, registry=registry)
-        grid = build_feature_grid(frame, model.config, anomalies)
-        notes.append(f"predicted with registered {MODEL_NAME} {model.version}")
-    else:
-        if not labelled:
-            if "IsDead" in frame.columns:
-                raise InputError("the IsDead column is empty, and no registered model predicts a "
-                                 f"{horizon_days:g}-day horizon: provide labelled data to train one")
-            if registry.versions(MODEL_NAME):
-                raise ModelError(
-                    f"no registered {MODEL_NAME} predicts a {horizon_days:g}-day horizon, and the data has no IsDead "
-                    f"column to train one: use a horizon a model was trained for, or labelled data"
-                )
-            raise InputError(
-                "training is needed (no failure model is registered yet) but the data has no 'IsDead' column: "
-                "provide data with IsDead labels (1 from the moment a cell is dead), or train a model first"
-            )
-        step(0.05, "no registered model for this horizon: training one")
-        trained = train_and_register(frame, horizon_days, anomalies, config, seed, registry=registry,
-                                     extra_metadata=extra_metadata, progress=progress)
-        model = trained.model
-        grid = trained.grid
-        notes.append(f"trained and registered {MODEL_NAME} {model.version}")
+    grid = build_feature_grid(frame, model.config, anomalies)
+    notes = [f"predicted with registered {MODEL_NAME} {model.version}"]
     step(0.92, "scoring every cell as of the last reading")
     table = model.predict(frame, anomalies, grid=grid)
     table, unknown = _unknown_without_inputs(frame, table)
     if unknown:
         notes.append(f"{len(unknown)} cell(s) unknown: no {', '.join(sorted({c for v in unknown.values() for c in v}))} "
                      "reading (not scored)")
-    evaluation = None
-    if trained is None and labelled:
-        evaluation = _evaluate_on_input(model, frame, grid)
-    return PredictionOutcome(table=table, model=model, trained=trained, input_evaluation=evaluation, notes=notes,
+    evaluation = _evaluate_on_input(model, frame, grid) if has_dead_labels(frame) else None
+    return PredictionOutcome(table=table, model=model, trained=None, input_evaluation=evaluation, notes=notes,
                              grid=grid)
 
 

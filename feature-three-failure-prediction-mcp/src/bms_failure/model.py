@@ -10,7 +10,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -77,6 +77,50 @@ class FailureModel:
     dead_booster: Any = None
     #: A sample of the training feature rows (drift monitoring in live inference); None if not stored.
     reference: pd.DataFrame | None = None
+    #: The model card (``bms_schema.model_protocol.ModelCard``) once registered or loaded.
+    card: Any = None
+    #: The promotion decision of the registration made in this process.
+    decision: dict[str, Any] | None = None
+
+    registry_name: ClassVar[str] = MODEL_NAME
+
+    # -- the model protocol (bms_schema.model_protocol; fit is bms_failure.training.train_failure_model) --
+    def evaluate(self, holdout: pd.DataFrame) -> dict[str, Any]:
+        """PR-AUC, ROC-AUC and Brier of this model on labelled held-out samples (``Label`` + features).
+
+        The samples must be labelled for this model's horizon (``holdout.attrs["horizon_days"]``).
+        """
+        from . import evaluation as E
+
+        horizon = holdout.attrs.get("horizon_days")
+        if horizon is not None and abs(float(horizon) - self.horizon_days) > 1e-9:
+            raise ModelError(f"model {MODEL_NAME}/{self.version} predicts a {self.horizon_days:g}-day horizon; the "
+                             f"held-out samples are labelled for {float(horizon):g} days")
+        missing = [f for f in self.features if f not in holdout.columns]
+        if missing:
+            raise ModelError(f"model {MODEL_NAME}/{self.version} needs feature(s) {', '.join(missing[:5])} that the "
+                             "held-out samples do not have")
+        label = holdout["Label"].to_numpy()
+        prob = self.predict_proba(holdout)
+        out = E.score_metrics(label, prob)
+        out["brier"] = E.brier(label, prob)
+        return out
+
+    def save(self, staging_dir: Path) -> None:
+        """Write the booster(s), calibration and drift reference into ``staging_dir``."""
+        from bms_schema.atomic import atomic_write_json
+
+        staging_dir = Path(staging_dir)
+        self.booster.save_model(str(staging_dir / MODEL_FILE))
+        if self.dead_booster is not None:
+            self.dead_booster.save_model(str(staging_dir / DEAD_STATE_FILE))
+        if self.reference is not None:
+            self.reference.to_parquet(staging_dir / REFERENCE_FILE, index=False)
+        atomic_write_json(staging_dir / CALIBRATION_FILE, self.calibrator.to_dict())
+
+    @classmethod
+    def load(cls, version: str = "champion", registry: ModelRegistry | None = None) -> "FailureModel":
+        return load_failure_model(version, registry=registry)
 
     # -- scoring ----------------------------------------------------------------------
     def _dmatrix(self, table: pd.DataFrame) -> Any:
@@ -222,9 +266,11 @@ class FailureModel:
         return table.reset_index(drop=True)
 
     # -- persistence ------------------------------------------------------------------
-    def save(self, registry: ModelRegistry | None = None, metadata: dict[str, Any] | None = None) -> str:
-        """Register as a new version of ``failure_classifier`` (booster .ubj + calibration JSON + metadata)."""
-        from bms_schema.atomic import atomic_write_json
+    def register(self, registry: ModelRegistry | None = None, metadata: dict[str, Any] | None = None, *,
+                 holdout: pd.DataFrame | None = None, candidate_metrics: dict[str, Any] | None = None,
+                 promote: bool = False) -> str:
+        """Register as a candidate version of ``failure_classifier`` (gated on held-out PR-AUC vs the champion)."""
+        from bms_schema.model_protocol import ModelCard, register_candidate
         from bms_schema.runtime import versions
 
         registry = registry or ModelRegistry()
@@ -245,18 +291,23 @@ class FailureModel:
             meta["files_description"][DEAD_STATE_FILE] = "XGBoost booster recognising already-dead cells (UBJSON)"
         if self.reference is not None:
             meta["files_description"][REFERENCE_FILE] = "a sample of training feature rows (drift reference)"
-        with registry.register(MODEL_NAME, meta) as staging:
-            self.booster.save_model(str(staging.dir / MODEL_FILE))
-            if self.dead_booster is not None:
-                self.dead_booster.save_model(str(staging.dir / DEAD_STATE_FILE))
-            if self.reference is not None:
-                self.reference.to_parquet(staging.dir / REFERENCE_FILE, index=False)
-            atomic_write_json(staging.dir / CALIBRATION_FILE, self.calibrator.to_dict())
-        self.version = staging.version
-        self.directory = str(registry.root / MODEL_NAME / str(staging.version))
-        self.metadata = meta
-        log.info("registered %s %s (horizon %g days)", MODEL_NAME, staging.version, self.horizon_days)
-        return str(staging.version)
+        cand = candidate_metrics if candidate_metrics is not None else (
+            self.evaluate(holdout) if holdout is not None else {"pr_auc": None})
+        self.card = ModelCard(family="failure", features=list(self.features), metrics=dict(meta.get("metrics") or cand),
+                              primary_metric="pr_auc", higher_is_better=True,
+                              training_rows=(meta.get("trained_on") or {}).get("rows"),
+                              holdout="out-of-fold samples of held-out cells after the split time",
+                              params={"horizon_days": float(self.horizon_days), "feature_config": self.config.to_dict()},
+                              library_versions=meta["library_versions"])
+        registered = register_candidate(self, holdout, registry=registry, promote=promote, candidate_metrics=cand,
+                                        extra_metadata={**meta, "metrics": meta.get("metrics", cand)})
+        self.version = registered.version
+        self.directory = str(registry.locate(MODEL_NAME, registered.version))
+        self.metadata = registry.metadata(MODEL_NAME, registered.version)
+        self.decision = registered.summary()
+        log.info("registered %s %s (horizon %g days) as %s", MODEL_NAME, registered.version, self.horizon_days,
+                 registered.alias)
+        return str(registered.version)
 
     @classmethod
     def from_version(cls, version: Any) -> "FailureModel":
@@ -291,39 +342,51 @@ class FailureModel:
                    dead_booster=dead_booster, reference=reference)
 
 
-def find_version(registry: ModelRegistry, horizon_days: float | None = None, version: str = "latest") -> str | None:
-    """The newest registered version (or ``version``) whose horizon matches; None when there is none."""
-    if version not in ("latest", "", None):
-        return version
-    for candidate in reversed(registry.versions(MODEL_NAME)):
-        if horizon_days is None:
-            return candidate
-        try:
-            meta = json.loads((registry.root / MODEL_NAME / candidate / "metadata.json").read_text())
-        except (OSError, json.JSONDecodeError):
-            continue
-        if abs(float(meta.get("horizon_days", -1)) - float(horizon_days)) < 1e-9:
-            return candidate
-    return None
+def find_version(registry: ModelRegistry, horizon_days: float | None = None, version: str = "champion") -> str | None:
+    """The version to predict with: ``champion`` by default (``None`` when there is none).
 
-
-def load_failure_model(version: str = "latest", horizon_days: float | None = None,
-                       registry: ModelRegistry | None = None) -> FailureModel:
-    """Load a registered failure classifier (checksums verified).
-
-    ``version="latest"`` with ``horizon_days`` picks the newest version trained for that horizon.
+    The champion serves one horizon; a request for another horizon is refused with the versions
+    trained for it (pass one as ``model_version`` or promote it).
     """
+    resolved = registry.resolve(MODEL_NAME, version or "champion")
+    if resolved is None or horizon_days is None or version not in ("champion", "@champion", "", None):
+        return resolved
+    try:
+        meta = registry.metadata(MODEL_NAME, resolved)
+    except ModelError:
+        return resolved
+    champion_horizon = float(meta.get("horizon_days", -1))
+    if abs(champion_horizon - float(horizon_days)) > 1e-9:
+        same = []
+        for candidate in registry.versions(MODEL_NAME):
+            try:
+                if abs(float(registry.metadata(MODEL_NAME, candidate).get("horizon_days", -1)) - horizon_days) < 1e-9:
+                    same.append(candidate)
+            except ModelError:
+                continue
+        raise ModelError(
+            f"the champion {MODEL_NAME} {resolved} predicts a {champion_horizon:g}-day horizon, not {horizon_days:g} "
+            f"days: " + (f"versions trained for {horizon_days:g} days are {', '.join(same)} (pass model_version or "
+                         "promote one with train_failure_model promote=true)" if same else
+                         f"train one with train_failure_model horizon_days={horizon_days:g}"))
+    return resolved
+
+
+def load_failure_model(version: str = "champion", horizon_days: float | None = None,
+                       registry: ModelRegistry | None = None) -> FailureModel:
+    """Load a registered failure classifier (the champion by default; checksums verified).
+
+    With no model registered the error names the ``train_failure_model`` tool (predicting never trains).
+    """
+    from bms_schema.model_protocol import ModelCard, no_model_error
+
     registry = registry or ModelRegistry()
     resolved = find_version(registry, horizon_days, version)
     if resolved is None:
-        known = registry.versions(MODEL_NAME)
-        if not known:
-            raise ModelError(f"no model '{MODEL_NAME}' is registered yet: train one with train_failure_model "
-                             "(data with IsDead labels and at least a few deaths)")
-        raise ModelError(f"no registered '{MODEL_NAME}' predicts a {horizon_days:g}-day horizon "
-                         f"(versions: {', '.join(known)}): train one with horizon_days={horizon_days:g}")
+        raise no_model_error(MODEL_NAME, "train_failure_model", registry)
     model = FailureModel.from_version(registry.load(MODEL_NAME, resolved))
     if horizon_days is not None and abs(model.horizon_days - horizon_days) > 1e-9:
         raise ModelError(f"model {MODEL_NAME}/{resolved} predicts a {model.horizon_days:g}-day horizon, "
                          f"not {horizon_days:g} days: pick another version or train one")
+    model.card = ModelCard.from_metadata(model.metadata)
     return model

@@ -41,11 +41,10 @@ server.add_health_check(models=[MODEL_NAME], extra=_health_extra)
 
 class PredictArgs(ToolArgs):
     data_path: str = Field(description="CSV or Parquet readings (raw BMS packets or a minimal/canonical table) "
-                                        "in the workspace; IsDead labels are only needed when a model must be trained")
+                                        "in the workspace (IsDead labels optional: with them the model is also scored)")
     horizon_days: float = Field(default=7.0, description="Predict death within this many days (> 0)")
-    model_version: str = Field(default="latest", description="Registered failure_classifier version, e.g. 'v0003'; "
-                                                             "'latest' = newest one trained for horizon_days")
-    retrain: bool = Field(default=False, description="Train and register a new model from this (labelled) data first")
+    model_version: str = Field(default="champion", description="Registered failure_classifier version: 'champion' "
+                                                               "(default), 'challenger', 'latest' or like 'v0003'")
     anomaly_path: str | None = Field(default=None, description="Optional anomaly result table (CellID, Timestamp, "
                                                                 "AnomalyFlag) to add anomaly-rate features")
     top_n: int = Field(default=10, ge=1, le=200, description="How many at-risk cells to list in the result")
@@ -60,6 +59,8 @@ class TrainArgs(ToolArgs):
     target_precision: float = Field(default=0.5, gt=0.0, lt=1.0,
                                     description="The alarm threshold is the lowest probability reaching this precision "
                                                 "on the calibration cells")
+    promote: bool = Field(default=False, description="Make the new version the champion even if its held-out PR-AUC "
+                                                     "does not beat the current champion's on the same samples")
 
 
 def _inputs(args: Any, ctx: ToolContext) -> tuple[Any, Any, dict[str, Any]]:
@@ -106,8 +107,8 @@ def _headline(metrics: dict[str, Any]) -> dict[str, Any]:
 def predict_cell_failure(args: PredictArgs, ctx: ToolContext) -> ToolOutput:
     """For every cell, the calibrated probability that it is dead within horizon_days, as of the last reading.
 
-    Uses the newest registered failure_classifier for that horizon; when none exists (or retrain=true) it
-    trains and registers one from the data first (needs IsDead labels with some deaths). Writes the per-cell
+    Uses the champion failure_classifier (or model_version); it never trains: with no model registered,
+    call train_failure_model first (needs IsDead labels with some deaths). Writes the per-cell
     table (DeviceID, CellNumber, CellID, FailureProbability, RiskBand, AlreadyDead, TopReasons) sorted by
     risk, a metrics JSON and PNGs (risk ranking, what drives risk). Cells already dead are reported dead.
     """
@@ -120,9 +121,8 @@ def predict_cell_failure(args: PredictArgs, ctx: ToolContext) -> ToolOutput:
     frame, anomalies, report = _inputs(args, ctx)
     ctx.progress(0.05, f"loaded {len(frame)} readings of {report.get('cells')} cells")
     with ctx.run.timed("predict"):
-        outcome = predict_failure(frame, args.horizon_days, model_version=args.model_version, retrain=args.retrain,
-                                  anomalies=anomalies, extra_metadata=_training_data(report),
-                                  progress=_progress(ctx))
+        outcome = predict_failure(frame, args.horizon_days, model_version=args.model_version,
+                                  anomalies=anomalies, progress=_progress(ctx))
     model, table = outcome.model, outcome.table
     ctx.run.add_model(MODEL_NAME, str(model.version), str(model.directory))
 
@@ -180,13 +180,15 @@ def predict_cell_failure(args: PredictArgs, ctx: ToolContext) -> ToolOutput:
     })
 
 
-@server.tool(TrainArgs, title="Train the failure model", read_only=False)
+@server.tool(TrainArgs, title="Train the failure model", read_only=False, destructive=True)
 def train_failure_model(args: TrainArgs, ctx: ToolContext) -> ToolOutput:
     """Train, validate (split by cell and by time, no leakage), calibrate and register failure_classifier.
 
     Needs IsDead labels with some deaths. Reports ROC-AUC, PR-AUC, recall at fixed precision, Brier score
     and lead time on held-out cells in a later period, next to an IEEE 450 style rule (float voltage < 2.13 V
-    or SG more than 0.025 below the string mean).
+    or SG more than 0.025 below the string mean). Registers a candidate: it becomes the champion (what
+    predict_cell_failure and the live service use) only when its held-out PR-AUC beats the champion's on the
+    same samples, when it is the first model, or with promote=true.
     """
     from bms_schema.atomic import atomic_write_json
 
@@ -197,8 +199,10 @@ def train_failure_model(args: TrainArgs, ctx: ToolContext) -> ToolOutput:
     with ctx.run.timed("train"):
         result = train_and_register(frame, args.horizon_days, anomalies, seed=args.seed,
                                     target_precision=args.target_precision,
-                                    extra_metadata=_training_data(report), progress=_progress(ctx))
+                                    extra_metadata=_training_data(report), progress=_progress(ctx),
+                                    promote=args.promote)
     model = result.model
+    decision = model.decision or {}
     ctx.run.add_model(MODEL_NAME, str(model.version), str(model.directory))
     metrics = {"model": {"name": MODEL_NAME, "version": model.version}, "input": report, **result.metrics}
     metrics_path = atomic_write_json(ctx.run.path("failure_training_metrics.json"), metrics)
@@ -213,10 +217,12 @@ def train_failure_model(args: TrainArgs, ctx: ToolContext) -> ToolOutput:
     ctx.run.add_artifact(drivers, "plot", "mean |XGBoost contribution| per feature on the test samples")
     headline = _headline(result.metrics)
     return ToolOutput(
-        message=(f"registered {MODEL_NAME} {model.version} ({args.horizon_days:g}-day horizon): test ROC-AUC "
+        message=(f"registered {MODEL_NAME} {model.version} ({args.horizon_days:g}-day horizon) as "
+                 f"{decision.get('alias')}: test ROC-AUC "
                  f"{_fmt(headline['roc_auc'])}, PR-AUC {_fmt(headline['pr_auc'])} vs rule "
-                 f"{_fmt(headline['rule_roc_auc'])}/{_fmt(headline['rule_pr_auc'])}"),
+                 f"{_fmt(headline['rule_roc_auc'])}/{_fmt(headline['rule_pr_auc'])}; {decision.get('reason')}"),
         data={"model": {"name": MODEL_NAME, "version": model.version, "alarm_threshold": model.alarm_threshold},
+              "alias": decision.get("alias"), "promoted": decision.get("promoted"), "decision": decision,
               "horizon_days": args.horizon_days, "validation": headline,
               "split_time": result.metrics["split_time"], "cells": result.metrics["cells"],
               "metrics_path": str(metrics_path)},

@@ -1,7 +1,10 @@
 """The fitted forecaster: one XGBoost booster per target plus conformal residual quantiles.
 
-``Forecaster.forecast(history, cell_id, steps)`` is the in-process API (live inference calls
-it); it returns the long table ``Timestamp, Target, Step, Forecast, Lower, Upper``.
+``Forecaster.forecast(history, cell_id, steps)`` (alias ``predict``) is the in-process API (live
+inference calls it); it returns the long table ``Timestamp, Target, Step, Forecast, Lower, Upper``
+and never changes the model. The forecaster implements :mod:`bms_schema.model_protocol`:
+``Forecaster().fit(frame, config)`` returns the fitted model, ``evaluate(holdout)`` scores it on
+held-out data, ``save(staging_dir)`` / ``Forecaster.load(version)`` go through the registry.
 """
 
 from __future__ import annotations
@@ -9,7 +12,8 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -149,11 +153,48 @@ class TargetModel:
 class Forecaster:
     """One model per target; ``targets`` fixes the feature layout (the other-target context)."""
 
-    targets: list[str]
-    models: dict[str, TargetModel]
-    max_steps: int
+    targets: list[str] = field(default_factory=list)
+    models: dict[str, TargetModel] = field(default_factory=dict)
+    max_steps: int = 0
     version: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    #: The model card (``bms_schema.model_protocol.ModelCard``) once fitted or loaded.
+    card: Any = None
+    #: The full training report (backtest per target and horizon) of a model fitted in this process.
+    report: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    registry_name: ClassVar[str] = "forecaster"
+
+    # -- the model protocol -------------------------------------------------------------
+    def fit(self, frame: pd.DataFrame, config: Any = None, progress: Any = None) -> "Forecaster":
+        """Train on ``frame`` (see :func:`bms_forecast.training.fit_forecaster`); returns ``self``, fitted."""
+        from .training import fit_forecaster
+
+        fitted, _ = fit_forecaster(frame, config, progress)
+        self.__dict__.update(fitted.__dict__)
+        return self
+
+    def predict(self, history: pd.DataFrame, cell_id: str | int, steps: int = DEFAULT_STEPS,
+                coverage: float = DEFAULT_COVERAGE) -> pd.DataFrame:
+        """Same as :meth:`forecast` (the protocol's name)."""
+        return self.forecast(history, cell_id, steps, coverage)
+
+    def evaluate(self, holdout: Any) -> dict[str, Any]:
+        """Rolling-origin MASE on held-out data (a :class:`bms_forecast.training.ForecastHoldout`)."""
+        from .training import evaluate_forecaster
+
+        return evaluate_forecaster(self, holdout)
+
+    def save(self, staging_dir: Path) -> None:
+        from .persistence import write_files
+
+        write_files(self, Path(staging_dir))
+
+    @classmethod
+    def load(cls, version: str = "champion", registry: Any = None) -> "Forecaster":
+        from .persistence import load_forecaster
+
+        return load_forecaster(version, registry)
 
     # -- validation -------------------------------------------------------------------
     def check_steps(self, steps: int) -> int:

@@ -39,11 +39,15 @@ def summary_metrics(report: dict[str, Any]) -> dict[str, Any]:
     return {target: {k: m[k] for k in keep if k in m} for target, m in report["metrics"].items()}
 
 
-def save_forecaster(forecaster: Forecaster, report: dict[str, Any], registry: ModelRegistry | None = None,
-                    extra: dict[str, Any] | None = None) -> tuple[str, Path]:
-    """Register ``forecaster`` as a new version of ``forecaster``; returns ``(version, folder)``."""
-    registry = registry or ModelRegistry()
-    metadata = {
+def model_files(forecaster: Forecaster) -> dict[str, dict[str, str]]:
+    """File name of every booster: ``{target: {strategy: "<target>.<strategy>.ubj"}}``."""
+    return {target: {strategy: f"{target}.{strategy}.ubj" for strategy in model.boosters}
+            for target, model in forecaster.models.items()}
+
+
+def forecaster_metadata(forecaster: Forecaster, report: dict[str, Any]) -> dict[str, Any]:
+    """What the loader needs besides the files (stored in the version's metadata)."""
+    return {
         "kind": KIND,
         "format": FORMAT,
         "targets": forecaster.targets,
@@ -54,41 +58,86 @@ def save_forecaster(forecaster: Forecaster, report: dict[str, Any], registry: Mo
         "skipped_targets": report.get("skipped_targets", {}),
         "window": WINDOW,
         "quantile_levels": list(QUANTILE_LEVELS),
-        "metrics": summary_metrics(report),
+        "metrics": summary_metrics(report) | dict(getattr(forecaster.card, "metrics", None) or {}),
         "features": report["features"],
         "training_data": report["training_data"],
         "config": report["config"],
         "timings": report["timings"],
         "library_versions": versions("xgboost", "numpy", "pandas"),
-        **(extra or {}),
+        "model_files": model_files(forecaster),
     }
-    with registry.register(MODEL_NAME, metadata) as staging:
-        files: dict[str, dict[str, str]] = {}
-        for target, model in forecaster.models.items():
-            for strategy, booster in model.boosters.items():
-                name = f"{target}.{strategy}.ubj"
-                booster.save_model(str(staging.dir / name))
-                files.setdefault(target, {})[strategy] = name
-        atomic_write_json(staging.dir / "intervals.json",
-                          {t: m.residual_quantiles.round(10).tolist() for t, m in forecaster.models.items()})
-        atomic_write_json(staging.dir / "backtest.json", report["metrics"])
-        staging.metadata["model_files"] = files
-    forecaster.version = staging.version
-    forecaster.metadata = metadata
-    folder = registry.root / MODEL_NAME / str(staging.version)
-    log.info("registered %s/%s", MODEL_NAME, staging.version)
-    return str(staging.version), folder
 
 
-def load_forecaster(version: str = "latest", registry: ModelRegistry | None = None) -> Forecaster:
-    """Load (and cache) a registered forecaster; every file is checked against its SHA-256 first."""
+def write_files(forecaster: Forecaster, folder: Path) -> None:
+    """Write the boosters, interval tables and full backtest of ``forecaster`` into ``folder``."""
+    for target, files in model_files(forecaster).items():
+        for strategy, name in files.items():
+            forecaster.models[target].boosters[strategy].save_model(str(folder / name))
+    atomic_write_json(folder / "intervals.json",
+                      {t: m.residual_quantiles.round(10).tolist() for t, m in forecaster.models.items()})
+    atomic_write_json(folder / "backtest.json", forecaster.report.get("metrics", {}))
+
+
+def save_forecaster(forecaster: Forecaster, report: dict[str, Any] | None = None, registry: ModelRegistry | None = None,
+                    extra: dict[str, Any] | None = None, *, frame: Any = None, promote: bool = False) -> tuple[str, Path]:
+    """Register ``forecaster`` as a candidate version of ``forecaster``; returns ``(version, folder)``.
+
+    With ``frame`` (the training readings) the candidate and the current champion are both
+    scored on its held-out test window and the better becomes champion; without it the
+    candidate's own backtest is its figure, the champion has none, so it becomes champion only
+    as the first version or with ``promote``. :func:`register_forecaster` also returns the decision.
+    """
+    version, folder, _ = register_forecaster(forecaster, report, registry, extra, frame=frame, promote=promote)
+    return version, folder
+
+
+def register_forecaster(forecaster: Forecaster, report: dict[str, Any] | None = None,
+                        registry: ModelRegistry | None = None, extra: dict[str, Any] | None = None, *,
+                        frame: Any = None, promote: bool = False) -> tuple[str, Path, Any]:
+    """Register as a candidate (gated promotion); returns ``(version, folder, Registered)``."""
+    from bms_schema.model_protocol import register_candidate
+
+    from .training import PRIMARY_METRIC, ForecastHoldout, model_card
+
     registry = registry or ModelRegistry()
-    resolved = registry.latest_version(MODEL_NAME) if version in ("latest", "", None) else version
+    report = report if report is not None else forecaster.report
+    if not report:
+        raise ModelError("this forecaster has no training report: fit it before registering")
+    forecaster.report = report
+    if forecaster.card is None:
+        forecaster.card = model_card(report)
+    metadata = {**forecaster_metadata(forecaster, report), **(extra or {})}
+    config = report["config"]
+    steps = min(int(forecaster.max_steps), int(config.get("max_steps", forecaster.max_steps)))
+    if frame is not None:
+        holdout: Any = ForecastHoldout(frame=frame, holdout_fraction=float(config["holdout_fraction"]), steps=steps)
+        candidate = None
+    else:
+        holdout, candidate = None, {PRIMARY_METRIC: forecaster.card.metrics.get(PRIMARY_METRIC), "source": "own backtest"}
+    registered = register_candidate(forecaster, holdout, registry=registry,
+                                    promote=promote, candidate_metrics=candidate, extra_metadata=metadata)
+    forecaster.version = registered.version
+    forecaster.metadata = registry.metadata(MODEL_NAME, registered.version)
+    log.info("registered %s/%s as %s", MODEL_NAME, registered.version, registered.alias)
+    return registered.version, registry.locate(MODEL_NAME, registered.version), registered
+
+
+def load_forecaster(version: str = "champion", registry: ModelRegistry | None = None) -> Forecaster:
+    """Load (and cache) a registered forecaster (``champion`` by default); files are checked first.
+
+    With no forecaster registered the error names the ``train_forecaster`` tool (predicting never trains).
+    """
+    from bms_schema.model_protocol import ModelCard, no_model_error
+
+    registry = registry or ModelRegistry()
+    resolved = registry.resolve(MODEL_NAME, version or "champion")
+    if resolved is None:
+        raise no_model_error(MODEL_NAME, "train_forecaster", registry)
     key = (str(registry.root.resolve()), str(resolved))
     with _CACHE_LOCK:
-        if resolved is not None and key in _CACHE:
+        if key in _CACHE:
             return _CACHE[key]
-    entry = registry.load(MODEL_NAME, version)
+    entry = registry.load(MODEL_NAME, resolved)
     meta = entry.metadata
     if meta.get("kind") != KIND or meta.get("format") != FORMAT:
         raise ModelError(f"model {MODEL_NAME}/{entry.version} is not a forecaster of format {FORMAT} (kind {meta.get('kind')!r})")
@@ -119,7 +168,7 @@ def load_forecaster(version: str = "latest", registry: ModelRegistry | None = No
                                      recursive_steps=int(meta["recursive_steps"][target]),
                                      features=meta["features"][target], residual_quantiles=quantiles)
     forecaster = Forecaster(targets=list(meta["targets"]), models=models, max_steps=int(meta["max_steps"]),
-                            version=entry.version, metadata=meta)
+                            version=entry.version, metadata=meta, card=ModelCard.from_metadata(meta))
     with _CACHE_LOCK:
         _CACHE[(str(registry.root.resolve()), entry.version)] = forecaster
     return forecaster

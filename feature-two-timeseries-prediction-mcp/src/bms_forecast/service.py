@@ -14,9 +14,9 @@ import pandas as pd
 from bms_schema import InputError, ModelRegistry, resolve_cell_id
 from bms_schema import columns as C
 
-from .config import DEFAULT_MAX_STEPS, MAX_STEPS_LIMIT, MODEL_NAME, WINDOW, TrainConfig
+from .config import MAX_STEPS_LIMIT, MODEL_NAME, WINDOW, TrainConfig
 from .model import Forecaster, check_coverage, whole_steps
-from .persistence import load_forecaster, save_forecaster
+from .persistence import load_forecaster
 
 log = logging.getLogger("bms.forecast")
 Progress = Callable[[float, str], None]
@@ -30,14 +30,21 @@ def load_history(path: str | Path) -> pd.DataFrame:
 
 
 def train_and_register(frame: pd.DataFrame, config: TrainConfig | None = None, progress: Progress | None = None,
-                       registry: ModelRegistry | None = None, extra: dict[str, Any] | None = None
-                       ) -> tuple[Forecaster, dict[str, Any], str, Path]:
-    """Fit, backtest and register a forecaster; returns ``(forecaster, report, version, folder)``."""
-    from .training import fit_forecaster
+                       registry: ModelRegistry | None = None, extra: dict[str, Any] | None = None,
+                       promote: bool = False) -> tuple[Forecaster, dict[str, Any], str, Path]:
+    """Fit, backtest and register a forecaster as a candidate; returns ``(forecaster, report, version, folder)``.
 
-    forecaster, report = fit_forecaster(frame, config, progress)
-    version, folder = save_forecaster(forecaster, report, registry, extra)
-    return forecaster, report, version, folder
+    The candidate and the current champion are scored on the same held-out test window of
+    ``frame``; the candidate becomes champion only when its MASE is lower (or ``promote``).
+    The decision is in ``forecaster.decision``.
+    """
+    from .persistence import register_forecaster
+
+    forecaster = Forecaster().fit(frame, config, progress)
+    version, folder, registered = register_forecaster(forecaster, forecaster.report, registry, extra, frame=frame,
+                                                      promote=promote)
+    forecaster.metadata["decision"] = registered.summary()
+    return forecaster, forecaster.report, version, folder
 
 
 def check_steps(steps: int) -> int:
@@ -72,25 +79,18 @@ class CellForecast:
 
 
 def forecast_cell(frame: pd.DataFrame, cell_id: str | int, steps: int, coverage: float = 0.8,
-                  version: str = "latest", train_if_missing: bool = True, progress: Progress | None = None,
+                  version: str = "champion", progress: Progress | None = None,
                   registry: ModelRegistry | None = None) -> CellForecast:
-    """Forecast one cell with a registered forecaster (training one on ``frame`` first when none exists)."""
+    """Forecast one cell with a registered forecaster (the champion by default); never trains.
+
+    With no forecaster registered the error names the ``train_forecaster`` tool.
+    """
     steps = check_steps(steps)
     coverage = check_coverage(coverage)
     cell, rows = cell_rows(frame, cell_id)
-    registry = registry or ModelRegistry()
-    trained, report = False, None
-    if not registry.exists(MODEL_NAME) and version in ("latest", "", None) and train_if_missing:
-        log.info("no forecaster registered yet: training one on the given data")
-        config = TrainConfig(max_steps=max(DEFAULT_MAX_STEPS, steps))
-        forecaster, report, _, _ = train_and_register(frame, config, progress, registry,
-                                                      extra={"trained_by": "predict_cell_timeseries"})
-        trained = True
-    else:
-        forecaster = load_forecaster(version, registry)
+    forecaster = load_forecaster(version, registry or ModelRegistry())
     table = forecaster.forecast(frame, cell, steps, coverage)
-    return CellForecast(cell_id=cell, table=table, history=rows, forecaster=forecaster, trained=trained,
-                        training_report=report)
+    return CellForecast(cell_id=cell, table=table, history=rows, forecaster=forecaster, trained=False)
 
 
 def forecast_summary(result: CellForecast, steps: int, coverage: float) -> dict[str, Any]:

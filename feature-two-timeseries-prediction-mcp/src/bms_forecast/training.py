@@ -25,7 +25,7 @@ from bms_schema import columns as C
 from bms_schema.runtime import compute_threads
 
 from . import metrics as M
-from .config import QUANTILE_LEVELS, STRATEGIES, WINDOW, TrainConfig
+from .config import QUANTILE_LEVELS, STRATEGIES, TARGETS as TARGET_COLUMNS, WINDOW, TrainConfig
 from .features import build_features, feature_names, target_context
 from .model import Forecaster, TargetModel, combine_paths, forecast_paths
 from .panel import Panel, build_panel, canonical
@@ -371,7 +371,7 @@ def fit_forecaster(frame: pd.DataFrame, config: TrainConfig | None = None,
         raise InputError("no parameter could be trained: " + "; ".join(skipped.values()))
     timings["total"] = round(time.perf_counter() - started, 3)
     forecaster = Forecaster(targets=list(panel.targets), models=models, max_steps=config.max_steps)
-    report = {
+    forecaster.report = report = {
         "targets": list(panel.targets),
         "skipped_targets": skipped,
         "strategies": {t: m.strategy for t, m in models.items()},
@@ -384,4 +384,101 @@ def fit_forecaster(frame: pd.DataFrame, config: TrainConfig | None = None,
         "config": config.to_dict(),
         "timings": timings,
     }
+    forecaster.card = model_card(report)
     return forecaster, report
+
+
+PRIMARY_METRIC = "mase_mean"
+
+
+def model_card(report: dict[str, Any]) -> Any:
+    """The model card of a freshly trained forecaster (held-out = the test window of its backtest)."""
+    from bms_schema.model_protocol import ModelCard
+    from bms_schema.runtime import versions
+
+    from .persistence import summary_metrics
+
+    per_target = {t: m["summary"]["model"].get("mase_mean") for t, m in report["metrics"].items()}
+    finite = [v for v in per_target.values() if v is not None]
+    metrics = {**summary_metrics(report), PRIMARY_METRIC: round(float(np.mean(finite)), 6) if finite else None,
+               "mase_mean_by_target": per_target}
+    features = sorted({f for names in report["features"].values() for f in names})
+    data = report["training_data"]
+    return ModelCard(
+        family="forecast", features=features, metrics=metrics, primary_metric=PRIMARY_METRIC, higher_is_better=False,
+        data_fingerprint=str(data.get("sha256", ""))[:16] or None, training_rows=data.get("rows"),
+        holdout=(f"the last {report['config']['holdout_fraction']:.0%} of the fleet's time span (test window; the "
+                 "same share before it calibrates), rolling-origin forecasts scored by MASE, mean over targets"),
+        params=report["config"], library_versions=versions("xgboost", "numpy", "pandas"))
+
+
+@dataclass
+class ForecastHoldout:
+    """The held-out evaluation candidate and champion are both scored on.
+
+    Forecasts start at origins in the last ``holdout_fraction`` of ``frame``'s time span (the
+    history before each origin gives the lags) and are scored ``steps`` readings ahead against
+    what was measured; MASE scales by the mean one-step change before the window.
+    """
+
+    frame: pd.DataFrame
+    holdout_fraction: float
+    steps: int
+    max_origins: int = 500
+
+    @property
+    def columns(self) -> Any:
+        return self.frame.columns
+
+    def fingerprint(self) -> str:
+        from bms_schema.model_protocol import fingerprint_frame
+
+        cols = [c for c in (C.CELL_ID, C.TIMESTAMP, *TARGET_COLUMNS) if c in self.frame.columns]
+        return f"{fingerprint_frame(self.frame[cols])}:last{self.holdout_fraction:g}:steps{self.steps}"
+
+
+def evaluate_forecaster(forecaster: Forecaster, holdout: ForecastHoldout) -> dict[str, Any]:
+    """Score ``forecaster`` on ``holdout``: MASE per target present in the data and their mean.
+
+    A target the data measures but the model does not forecast leaves the mean undefined (the
+    two models would not be compared on the same thing). Predicting never changes the model.
+    """
+    from .model import with_columns
+    from .panel import present_targets
+
+    steps = forecaster.check_steps(holdout.steps)
+    frame = canonical(holdout.frame)
+    data_targets = present_targets(frame)
+    panel = build_panel(with_columns(frame, forecaster.targets), forecaster.targets)
+    t_first, t_last = float(panel.time_s.min()), float(panel.time_s.max())
+    cut = t_last - (t_last - t_first) * holdout.holdout_fraction
+    n_cells = panel.start.size
+    before = np.bincount(panel.cell, weights=panel.time_s < cut, minlength=n_cells).astype(np.int64)
+    test_start = panel.start + before
+    usable = before >= WINDOW
+    in_sample = np.arange(panel.size) < test_start[panel.cell]
+    per_target: dict[str, Any] = {}
+    for target in data_targets:
+        model = forecaster.models.get(target)
+        if model is None:
+            per_target[target] = {"error": f"the model does not forecast {target}"}
+            continue
+        origins = spread(eligible_origins(panel, target, test_start, panel.end + 1, usable), holdout.max_origins)
+        if origins.size < MIN_BACKTEST_ORIGINS:
+            per_target[target] = {"error": f"{origins.size} held-out origins (need {MIN_BACKTEST_ORIGINS})"}
+            continue
+        actual = actual_matrix(panel, target, origins, steps)
+        point = model.paths(panel, origins, steps)
+        scale = M.mase_scale(panel.values[target], panel.observed[target], in_sample)
+        level = panel.values[target][origins]
+        errors = M.per_horizon_errors(actual, point, scale)
+        naive = M.per_horizon_errors(actual, np.repeat(level[:, None], steps, axis=1), scale)
+        mase, naive_mase = np.nanmean(errors["mase"]), np.nanmean(naive["mase"])
+        per_target[target] = {"origins": int(origins.size),
+                              "mae_mean": round(float(np.nanmean(errors["mae"])), 6),
+                              "mase_mean": round(float(mase), 6) if np.isfinite(mase) else None,
+                              "naive_last_mase_mean": round(float(naive_mase), 6) if np.isfinite(naive_mase) else None}
+    values = [per_target[t].get("mase_mean") for t in data_targets]
+    primary = round(float(np.mean(values)), 6) if values and all(v is not None for v in values) else None
+    return {PRIMARY_METRIC: primary, "targets": per_target, "steps": steps,
+            "holdout_fraction": holdout.holdout_fraction, "data_targets": data_targets}

@@ -1,4 +1,9 @@
-"""Serve the ``latest`` registered version of each model and swap in new versions atomically.
+"""Serve the ``champion`` of each registered model (or a pinned version) and swap atomically.
+
+The served version is the registry's ``champion`` alias, or the version pinned with
+``BMS_PIN_<NAME>`` (``<NAME>`` = the registry name or the endpoint, upper case, ``-``/``.`` as
+``_``: ``BMS_PIN_ANOMALY_HYBRID=v0003`` or ``BMS_PIN_ANOMALY=v0003``; a value ``challenger``
+or ``latest`` follows that alias instead).
 
 A :class:`ModelHolder` owns one reference to a fully built :class:`LoadedModel`. Loading a
 new version happens off to the side (registry checksums verified, the model object built
@@ -16,6 +21,8 @@ version serving and is reported in ``/models`` and the reload answer.
 from __future__ import annotations
 
 import logging
+import os
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -102,8 +109,21 @@ class ModelHolder:
             raise ModelUnavailable(self.spec.key, self.spec.registry_name, self.last_error)
         return loaded
 
+    def pin(self) -> str | None:
+        """The version (or alias) pinned for this model by ``BMS_PIN_<NAME>``, if any."""
+        for name in (self.spec.registry_name, self.spec.key):
+            value = os.environ.get("BMS_PIN_" + re.sub(r"[^A-Za-z0-9]", "_", name).upper(), "").strip()
+            if value:
+                return value
+        return None
+
     def latest_version(self) -> str | None:
-        return self.registry.latest_version(self.spec.registry_name)
+        """The version to serve: the pinned one, else the registry's champion (``None``: nothing to serve)."""
+        try:
+            return self.registry.resolve(self.spec.registry_name, self.pin() or "champion")
+        except Exception as exc:  # noqa: BLE001 - a bad pin or aliases file must not stop the service
+            self.last_error = f"cannot resolve the version to serve: {exc}"
+            return None
 
     def refresh(self, force: bool = False) -> RefreshResult:
         """Load the registry's latest version if it differs from the served one."""
@@ -149,6 +169,7 @@ class ModelHolder:
                                "loaded": loaded is not None}
         if loaded is not None:
             out.update(loaded.describe())
+        out["serving"] = f"pinned {self.pin()}" if self.pin() else "champion"
         if self.last_error:
             out["last_error"] = self.last_error
         return out

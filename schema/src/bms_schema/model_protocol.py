@@ -144,7 +144,8 @@ def register_candidate(model: Model, holdout: Any, *, registry: ModelRegistry | 
     """Register a fitted ``model`` as a candidate; it becomes champion only if it beats the champion.
 
     Both the candidate and the current champion are scored with ``evaluate(holdout)`` (pass
-    ``candidate_metrics`` when the candidate's figures on ``holdout`` are already known). A champion
+    ``candidate_metrics`` when the candidate's figures on ``holdout`` are already known;
+    ``holdout=None`` with ``candidate_metrics`` registers without scoring the champion). A champion
     that cannot be loaded or cannot score ``holdout`` has no figure, so the candidate stays
     challenger unless ``promote``. With ``MLFLOW_TRACKING_URI`` set the run is mirrored to MLflow.
     """
@@ -153,16 +154,23 @@ def register_candidate(model: Model, holdout: Any, *, registry: ModelRegistry | 
     if card is None:
         raise ModelError(f"{type(model).__name__} has no model card: fit it before registering")
     name = model.registry_name
+    if holdout is None and candidate_metrics is None:
+        raise ModelError(f"registering {name}: give held-out data or the candidate's held-out figures")
     cand = candidate_metrics if candidate_metrics is not None else model.evaluate(holdout)
     champion_version = registry.resolve(name, "champion")
     champ: dict[str, Any] = {}
-    if champion_version is not None:
+    if champion_version is not None and holdout is None:
+        champ = {"error": f"no held-out data was given, so champion {champion_version} was not scored"}
+    elif champion_version is not None:
         try:
             champ = type(model).load(champion_version, registry).evaluate(holdout)
         except BMSError as exc:
             champ = {"error": f"champion {champion_version} could not score the held-out data: {exc}"}
             log.warning("%s", champ["error"])
-    dataset = fingerprint_frame(holdout) if hasattr(holdout, "columns") else None
+    if hasattr(holdout, "fingerprint"):
+        dataset = str(holdout.fingerprint())
+    else:
+        dataset = fingerprint_frame(holdout) if hasattr(holdout, "columns") else None
     evaluation = Evaluation(metric=card.primary_metric, higher_is_better=card.higher_is_better,
                             candidate=cand.get(card.primary_metric), champion=champ.get(card.primary_metric),
                             champion_version=champion_version, dataset=dataset, candidate_metrics=dict(cand),
