@@ -12,6 +12,8 @@ from pydantic import Field
 
 from bms_schema.mcp_server import ToolArgs, ToolContext, ToolOutput, ToolServer
 
+from .tool_data import CycleRecordData, SdvEvaluateData, SdvGenerateData, SdvSampleData, SdvVisualizeData, SimulateData
+
 server = ToolServer(
     "data-generator-mcp",
     packages=['pandas', 'numpy', 'sdv', 'matplotlib', 'plotly', 'mcp'],
@@ -44,15 +46,18 @@ class SimulateFleetArgs(ToolArgs):
                            description="Name of the packet CSV written into the run folder")
 
 
-@server.tool(SimulateFleetArgs, title="Simulate a BMS fleet", read_only=False, idempotent=True)
+@server.tool(SimulateFleetArgs, title="Simulate a BMS fleet", read_only=False, idempotent=True, data_model=SimulateData)
 def simulate_bms_fleet(args: SimulateFleetArgs, ctx: ToolContext) -> ToolOutput:
     """Simulate lead-acid battery strings on float service and write raw 73-column BMS packets (CSV) with
     ground-truth labels (IsDead, IsAnomaly, AnomalyType) plus a per-cell ground-truth table (fate, failure
     mode, death time) into the run folder. Physics: float voltage 2.20-2.27 V, SG 1.200-1.240, OCV = SG + 0.84
     (chemistry="vrla": float 2.25-2.30 V, no SG column, dry-out and thermal-runaway failures),
-    daily ambient cycle, I^2R heating, mains-outage discharges and recharges; failures by sulfation, dry-out or
-    internal short with days of precursor drift; real telemetry mess (0xFFFF dropouts, empty fields,
-    duplicate and late packets). Same seed -> byte-identical file."""
+    daily ambient cycle, I^2R heating, mains-outage discharges (discharge_every_days=0: none) and recharges;
+    Arrhenius-accelerated ageing (resistance growth, capacity fade, float drift) with failures by sulfation or
+    dry-out (weeks of trend to the IEEE end-of-life thresholds) or internal short (days of warning); real
+    telemetry mess (0xFFFF dropouts, empty fields, duplicate and late packets). Also writes the survival ground
+    truth: per-cell end-of-life time and mode (censored if alive at the end) and state of health over time.
+    Same seed -> byte-identical file."""
     from .fleet_config import FleetConfig
     from .simulator import simulate_fleet_with_truth, write_simulation
 
@@ -64,17 +69,62 @@ def simulate_bms_fleet(args: SimulateFleetArgs, ctx: ToolContext) -> ToolOutput:
     ctx.progress(0.6, "writing CSV")
     readings_path = ctx.run.path(args.file_name)
     truth_path = ctx.run.path(args.file_name[: -len(".csv")] + "_cells_truth.csv")
+    soh_path = ctx.run.path(args.file_name[: -len(".csv")] + "_soh.csv")
     with ctx.run.timed("write"):
-        write_simulation(sim, readings_path, truth_path)
+        write_simulation(sim, readings_path, truth_path, soh_path)
     ctx.run.add_artifact(readings_path, "table", "simulated raw BMS packets (73 columns + IsDead, IsAnomaly, AnomalyType)")
-    ctx.run.add_artifact(truth_path, "table", "per-cell ground truth: fate, failure mode, precursor start, death time")
+    ctx.run.add_artifact(truth_path, "table", "per-cell ground truth: fate, failure mode and end-of-life time "
+                                              "(censored if alive at the end), capacity and resistance at start and end")
+    ctx.run.add_artifact(soh_path, "table", "ground-truth state of health of every cell over time (daily)")
     summary = sim.summary
     message = (f"simulated {summary['rows']:,} rows: {summary['devices']} devices x "
                f"{config.cells_per_device} cells x {summary['readings_per_cell']} readings; "
                f"{summary['failed_cells']} cells fail, {summary['anomaly_rows']} anomaly rows, "
                f"{summary['dropout_rows']} dropout rows")
     return ToolOutput(message=message, data={"path": str(readings_path), "ground_truth_path": str(truth_path),
-                                             **summary})
+                                             "soh_path": str(soh_path), **summary})
+
+
+FaultName = Literal["voltage_sag", "hot_spot", "sensor_spike", "stuck_sensor", "loose_connection"]
+
+
+class CycleRecordArgs(ToolArgs):
+    seed: int = Field(default=0, ge=0, description="Random seed: the same seed gives the same record")
+    interval_seconds: float = Field(default=5.0, ge=0.1, le=3600, description="Seconds between readings")
+    chemistry: Literal["vrla", "flooded"] = Field(default="vrla", description="vrla (no SG column) or flooded")
+    cells: int = Field(default=6, ge=1, le=24, description="6: a 12 V monobloc with cell-level sensing; 1: one 2 V cell")
+    steps: int = Field(default=16_000, ge=10, le=2_000_000, description="Readings per cell (16,000 x 5 s = 22.2 h)")
+    faults: list[FaultName] | None = Field(
+        default=None, description="Fault types to inject, one each at its default place; default: a 0.08 V/cell sag in "
+                                  "float, discharge, rest and bulk charge and a +12 degC hot spot in discharge and float; "
+                                  "[] for none")
+    file_name: str = Field(default="cycle_record.csv", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*\.csv$",
+                           description="Name of the readings CSV written into the run folder")
+
+
+@server.tool(CycleRecordArgs, title="Simulate a charge/discharge record with faults", read_only=False, idempotent=True,
+             data_model=CycleRecordData)
+def simulate_cycle_record(args: CycleRecordArgs, ctx: ToolContext) -> ToolOutput:
+    """Simulate one monobloc (or cell) at seconds resolution through float, a discharge, rest, a bulk and
+    absorption recharge and float again, with labelled injected faults (IsAnomaly, AnomalyType) and the true
+    operating state per reading (Phase, TrueState): the benchmark record for state-aware anomaly detection.
+    Writes the readings (minimal table) and the fault table into the run folder."""
+    from .records import simulate_cycle_record as simulate, write_record
+
+    with ctx.run.timed("simulate"):
+        record = simulate(seed=args.seed, interval_seconds=args.interval_seconds, chemistry=args.chemistry,
+                          cells=args.cells, steps=args.steps, faults=args.faults)
+    readings_path = ctx.run.path(args.file_name)
+    faults_path = ctx.run.path(args.file_name[: -len(".csv")] + "_faults.csv")
+    with ctx.run.timed("write"):
+        write_record(record, readings_path, faults_path)
+    ctx.run.add_artifact(readings_path, "table", "charge/discharge record with labelled injected faults")
+    ctx.run.add_artifact(faults_path, "table", "the injected faults: type, cell, phase, start, end, magnitude")
+    summary = record.summary
+    message = (f"simulated {summary['rows']:,} readings ({summary['cells']} cells x {summary['readings_per_cell']} "
+               f"at {summary['interval_seconds']:g} s, {summary['hours']:.1f} h); {summary['anomaly_rows']} fault "
+               f"readings from {len(record.faults)} injected faults")
+    return ToolOutput(message=message, data={"path": str(readings_path), "faults_path": str(faults_path), **summary})
 
 
 SynthesizerName = Literal["auto", "gaussian_copula", "ctgan", "tvae", "par", "hma"]
@@ -97,7 +147,7 @@ class SdvGenerateArgs(ToolArgs):
                                    description="Registry name of the fitted synthesizer (default: sdv-<folder name>)")
 
 
-@server.tool(SdvGenerateArgs, title="Generate synthetic data with SDV", read_only=False)
+@server.tool(SdvGenerateArgs, title="Generate synthetic data with SDV", read_only=False, data_model=SdvGenerateData)
 def sdv_generate(args: SdvGenerateArgs, ctx: ToolContext) -> ToolOutput:
     """Fit an SDV 2.0 synthesizer on the CSV tables of a folder and write synthetic CSVs into the run folder.
     Without metadata.json, metadata is detected and fixed for battery data (ids, booleans such as IsDead,
@@ -108,7 +158,7 @@ def sdv_generate(args: SdvGenerateArgs, ctx: ToolContext) -> ToolOutput:
     from .sdv_pipeline import generate
 
     folder = resolve_input(args.folder_name, kind="folder")
-    for csv in sorted(folder.glob("*.csv")):
+    for csv in sorted(p for p in folder.glob("*.csv") if p.is_file()):
         ctx.run.add_input(csv)
     with ctx.run.timed("generate"):
         result = generate(folder, ctx.run.dir, synthesizer=args.synthesizer, num_rows=args.num_rows,
@@ -152,7 +202,7 @@ class SdvSampleArgs(ToolArgs):
     seed: int = Field(default=0, ge=0, description="Sampling seed (the generation seed reproduces the first sample)")
 
 
-@server.tool(SdvSampleArgs, title="Sample more rows from a registered SDV synthesizer", read_only=False)
+@server.tool(SdvSampleArgs, title="Sample more rows from a registered SDV synthesizer", read_only=False, data_model=SdvSampleData)
 def sdv_sample(args: SdvSampleArgs, ctx: ToolContext) -> ToolOutput:
     """Sample more synthetic rows from a registered SDV synthesizer into the run folder. Registered models hold
     only safe files (Parquet training data, JSON metadata and parameters, checksums verified): the synthesizer
@@ -185,7 +235,7 @@ class SdvEvaluateArgs(ToolArgs):
     seed: int = Field(default=0, ge=0, description="Seed of the subsample")
 
 
-@server.tool(SdvEvaluateArgs, title="Evaluate synthetic data (quality, diagnostic, privacy)", read_only=False,
+@server.tool(SdvEvaluateArgs, title="Evaluate synthetic data (quality, diagnostic, privacy)", read_only=False, data_model=SdvEvaluateData,
              idempotent=True)
 def sdv_evaluate(args: SdvEvaluateArgs, ctx: ToolContext) -> ToolOutput:
     """Compare synthetic tables with the real ones: SDV quality report (overall score, column shapes, column pair
@@ -224,7 +274,7 @@ class SdvVisualizeArgs(ToolArgs):
     synthetic_folder: str | None = Field(default=None, description="Folder of synthetic CSVs (default: the latest sdv_generate output for this folder)")
 
 
-@server.tool(SdvVisualizeArgs, title="Plot real vs synthetic for one column", read_only=False, idempotent=True)
+@server.tool(SdvVisualizeArgs, title="Plot real vs synthetic for one column", read_only=False, idempotent=True, data_model=SdvVisualizeData)
 def sdv_visualize(args: SdvVisualizeArgs, ctx: ToolContext) -> ToolOutput:
     """Real vs synthetic distribution of one column as a PNG (matplotlib) and an interactive HTML (plotly; plotly.js
     is shared once per run folder, not embedded in every file)."""

@@ -10,6 +10,8 @@ import logging
 from typing import Any, Literal
 
 from bms_schema.mcp_server import ToolArgs, ToolContext, ToolOutput, ToolServer
+
+from .tool_data import PreprocessData
 from pydantic import Field
 
 log = logging.getLogger("bms.preprocess")
@@ -28,21 +30,21 @@ class _FileArgs(ToolArgs):
     data_path: str = Field(description="CSV or Parquet file (raw BMS packets, a minimal table, or an earlier "
                                         "step's output) inside the workspace or BMS_ALLOWED_DIRS")
     output_format: OutputFormat = Field(default="csv", description="format of the output table: csv or parquet")
-    chunksize: int | None = Field(default=None, description="stream the input in chunks of about this many rows "
+    chunksize: int | None = Field(default=None, le=50_000_000, description="stream the input in chunks of about this many rows "
                                                             "(bounded memory, same result as one pass); "
                                                             "default: read the whole file (files over 256 MB "
                                                             "are streamed in chunks of 200000 rows)")
 
 
 class _MiceArgs(_FileArgs):
-    sample_rows: int = Field(default=20_000, description="rows the MICE kernel is fitted on (bounded sample)")
-    iterations: int = Field(default=2, description="MICE iterations")
-    random_state: int = Field(default=0, description="seed: the same seed gives the same imputed values")
+    sample_rows: int = Field(default=20_000, ge=50, le=5_000_000, description="rows the MICE kernel is fitted on (bounded sample)")
+    iterations: int = Field(default=2, ge=1, le=50, description="MICE iterations")
+    random_state: int = Field(default=0, ge=0, le=2**32 - 1, description="seed: the same seed gives the same imputed values")
 
 
 class PreprocessArgs(_MiceArgs):
     impute: Literal["mice", "interpolate", "none"] = Field(default="mice", description="how to fill gaps")
-    window: int = Field(default=12, description="readings in the trailing rolling windows")
+    window: int = Field(default=12, ge=1, le=10_000, description="readings in the trailing rolling windows")
 
 
 class CleanArgs(_FileArgs):
@@ -50,7 +52,7 @@ class CleanArgs(_FileArgs):
 
 
 class FeatureArgs(_FileArgs):
-    window: int = Field(default=12, description="readings in the trailing rolling windows")
+    window: int = Field(default=12, ge=1, le=10_000, description="readings in the trailing rolling windows")
     impute: Literal["interpolate", "none"] = Field(
         default="interpolate", description="fill gaps by per-cell time interpolation first, or leave them (NaN)")
 
@@ -125,6 +127,11 @@ def _execute(args: _FileArgs, ctx: ToolContext, *, stem: str, impute: str, featu
     }
     if result.mice_quality is not None:
         data["mice_quality"] = result.mice_quality
+    from bms_schema.coverage import dropped_rows_warning
+
+    lost = dropped_rows_warning(path, int(report["rows_in"]), int(report.get("conflicting_rows_dropped") or 0))
+    if lost:
+        data["warnings"] = [lost]  # the MCP layer puts it into the message
     if scale and result.scaler is not None:
         from bms_schema.runtime import versions
 
@@ -142,7 +149,7 @@ def _execute(args: _FileArgs, ctx: ToolContext, *, stem: str, impute: str, featu
     return result, data
 
 
-@server.tool(PreprocessArgs, title="Preprocess BMS data (full chain)", read_only=False)
+@server.tool(PreprocessArgs, title="Preprocess BMS data (full chain)", read_only=False, data_model=PreprocessData)
 def preprocess_battery_data_tool(args: PreprocessArgs, ctx: ToolContext) -> ToolOutput:
     """Full preprocessing of a BMS file in one call: normalise, drop duplicate packets, sort by cell and time,
     turn 0xFFFF sentinels and impossible values into flagged gaps, impute (MICE by default, with <col>_Imputed
@@ -155,7 +162,7 @@ def preprocess_battery_data_tool(args: PreprocessArgs, ctx: ToolContext) -> Tool
                               f"columns ({sum(result.imputed_counts.values())} values imputed)", data=data)
 
 
-@server.tool(CleanArgs, title="Clean and filter BMS data", read_only=False)
+@server.tool(CleanArgs, title="Clean and filter BMS data", read_only=False, data_model=PreprocessData)
 def clean_and_filter_data(args: CleanArgs, ctx: ToolContext) -> ToolOutput:
     """Clean a BMS file: normalise to the canonical table, drop exact duplicate packets, sort by cell then time,
     turn 0xFFFF sentinels and physically impossible values into missing values with quality flags. Writes the
@@ -166,7 +173,7 @@ def clean_and_filter_data(args: CleanArgs, ctx: ToolContext) -> ToolOutput:
                               f"duplicates dropped, {data['sentinel_rows']} sentinel rows flagged)", data=data)
 
 
-@server.tool(FeatureArgs, title="Engineer battery features", read_only=False)
+@server.tool(FeatureArgs, title="Engineer battery features", read_only=False, data_model=PreprocessData)
 def engineer_battery_features(args: FeatureArgs, ctx: ToolContext) -> ToolOutput:
     """Add engineered features per cell in time order (never across cells): VoltageRate, TemperatureRate (per
     hour), rolling mean/std of voltage, temperature and SG, TempAboveAmbient, SGCorrected25C, VoltageDevString and
@@ -180,7 +187,7 @@ def engineer_battery_features(args: FeatureArgs, ctx: ToolContext) -> ToolOutput
     return ToolOutput(message=f"added {len(FEATURE_COLUMNS)} features to {result.rows} rows", data=data)
 
 
-@server.tool(ImputeArgs, title="Impute BMS data with MICE", read_only=False)
+@server.tool(ImputeArgs, title="Impute BMS data with MICE", read_only=False, data_model=PreprocessData)
 def impute_battery_data_mice(args: ImputeArgs, ctx: ToolContext) -> ToolOutput:
     """Fill gaps in the measurements with MICE (miceforest / LightGBM) fitted on a bounded sample and applied to
     every row deterministically (random_state). Labels are never imputed; <col>_Imputed flags mark filled values.
@@ -189,7 +196,7 @@ def impute_battery_data_mice(args: ImputeArgs, ctx: ToolContext) -> ToolOutput:
     return ToolOutput(message=f"imputed {sum(result.imputed_counts.values())} values in {result.rows} rows", data=data)
 
 
-@server.tool(ImputeScaleArgs, title="Impute and scale BMS data", read_only=False)
+@server.tool(ImputeScaleArgs, title="Impute and scale BMS data", read_only=False, data_model=PreprocessData)
 def impute_and_scale_battery_data(args: ImputeScaleArgs, ctx: ToolContext) -> ToolOutput:
     """Impute gaps (MICE by default) and standard-scale the measurements (and any feature columns present): raw
     columns keep their names and units, <col>_scaled columns are added, and the fitted scaler is registered as a new
