@@ -110,3 +110,37 @@ def test_worse_candidate_is_not_served_promote_is_followed_under_load(workspace:
         assert served["version"] == "v0001" and served["serving"] == "pinned v0001"
         answer = client.post("/v1/anomaly", json={"readings": packet("P1", 3, "2026-01-05T01:00:00Z")}).json()
         assert answer["model"]["version"] == "v0001"
+
+
+def test_feedback_is_kept_per_version_and_says_when_the_served_one_gets_worse(make_client, registry) -> None:
+    from live.fakes import ANOMALY_PARAMS, anomaly_reference, register
+
+    register(registry, "anomaly_hybrid", {**ANOMALY_PARAMS, "f1": 0.8}, anomaly_reference())  # held-out F1 0.8
+    with make_client() as client:
+        # 40 readings of one string: 20 flagged (2.40 V), 20 normal; the ground truth says the model is poor
+        readings = [dict(r, CellVoltage=2.40 if i < 20 else 2.23)
+                    for i, r in enumerate(packet("W", 40, "2026-01-02T00:00:00Z"))]
+        results = client.post("/v1/anomaly", json={"readings": readings}).json()["results"]
+        assert sum(r["AnomalyFlag"] for r in results) == 20
+        actual = [i < 2 or i >= 20 for i in range(40)]  # tp 2, fp 18, fn 20, tn 0
+        body = {"feedback": [{"prediction_id": r["prediction_id"], "actual": a} for r, a in zip(results, actual)]}
+        assert client.post("/v1/feedback", json=body).status_code == 200
+        report = client.get("/v1/feedback").json()
+        served = report["served"]["anomaly"]
+        assert served["version"] == "v0001" and served["holdout_f1"] == 0.8
+        live = served["live"]
+        assert (live["tp"], live["fp"], live["fn"], live["tn"]) == (2, 18, 20, 0)
+        assert live["f1"] == pytest.approx(2 * 0.1 * (2 / 22) / (0.1 + 2 / 22))
+        assert served["getting_worse"] is True and "vs held-out F1 0.800" in served["reason"]
+
+        # a new champion starts with its own (empty) record; the old version's figures stay apart
+        register(registry, "anomaly_hybrid", {**ANOMALY_PARAMS, "f1": 0.8, "tag": "second"}, anomaly_reference())
+        assert client.post("/v1/models/reload").json()["results"][0]["version"] == "v0002"
+        again = client.post("/v1/anomaly", json={"readings": readings[:4]}).json()["results"]
+        client.post("/v1/feedback", json={"feedback": [{"prediction_id": r["prediction_id"], "actual": True}
+                                                       for r in again]})
+        report = client.get("/v1/feedback").json()
+        assert report["served"]["anomaly"]["version"] == "v0002"
+        assert report["served"]["anomaly"]["getting_worse"] is None  # 4 items: too few to say
+        by_version = report["metrics"]["anomaly"]["by_version"]
+        assert by_version["v0001"]["n"] == 40 and by_version["v0002"]["n"] == 4 and by_version["v0002"]["tp"] == 4
