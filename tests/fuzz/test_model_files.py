@@ -125,8 +125,7 @@ def test_eval_model_is_refused_by_the_anomaly_server(workspace: Path, sample_csv
 
     async def scenario() -> None:
         async with connect("feature-one-anamoly-detection-mcp") as client:
-            result = await client.call_tool("detect_anomalies", {"data_path": str(sample_csv),
-                                                                 "use_registered_model": True})
+            result = await client.call_tool("detect_anomalies", {"data_path": str(sample_csv)})
             env = envelope(result)
             assert result.is_error and env["status"] == "error"
             assert expected in env["message"] and "refused" in env["message"], env["message"]

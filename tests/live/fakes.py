@@ -31,7 +31,7 @@ class FakeAnomalyModel:
     def score(self, frame: pd.DataFrame) -> pd.DataFrame:
         if self.delay:
             time.sleep(self.delay)
-        v = frame["CellVoltage"].to_numpy(dtype=float)
+        v = frame[self.params.get("score_column", "CellVoltage")].to_numpy(dtype=float)
         score = np.abs(v - self.params["centre"]) / self.params["spread"]
         flag = score > self.params["threshold"]
         sensor = frame["SensorFault"].to_numpy(dtype=bool)

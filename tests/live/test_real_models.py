@@ -187,3 +187,38 @@ def test_real_failure_does_not_call_fresh_cells_dead(client) -> None:
                 for n in (1, 2) for d in (1, 3)]
     response = client.post("/v1/failure", json={"readings": ids_only})
     assert response.status_code == 422 and "no valid CellVoltage, CellTemperature" in response.json()["detail"]
+
+
+def test_ingest_then_bms_analyze_tells_the_cell_story(client, trained, capsys) -> None:
+    """Readings ingested into the store; ``bms analyze`` prints the cell's anomalies, forecast and
+    risk from the store (issue 18)."""
+    import json
+
+    from bms_live.cli import main
+
+    canonical = trained["canonical"]
+    end = canonical["Timestamp"].max()
+    recent = canonical[canonical["Timestamp"] > end - pd.Timedelta(days=3)]
+    records = _records(recent)
+    for lo in range(0, len(records), 400):
+        response = client.post("/v1/ingest", json={"readings": records[lo:lo + 400]})
+        assert response.status_code == 200, response.text
+    flagged = client.get("/v1/anomalies", params={"limit": 1000}).json()["items"]
+    assert flagged, "the simulated fleet has anomalies"
+    cell = flagged[0]
+    capsys.readouterr()
+    code = main(["analyze", "--workspace", str(trained["workspace"]), "--device-id", cell["device_id"],
+                 "--cell-number", str(cell["cell_number"]), "--json"])
+    assert code == 0
+    story = json.loads(capsys.readouterr().out)
+    assert story["cell_id"] == cell["cell_id"] and story["anomalies"]
+    assert {a["prediction_id"] for a in story["anomalies"]} >= {cell["prediction_id"]}
+    assert story["forecast"]["forecast"] and story["forecast"]["cell_id"] == cell["cell_id"]
+    risk = story["risk"]["results"][0]
+    assert risk["CellID"] == cell["cell_id"] and risk["RiskBand"] in ("dead", "high", "medium", "low", "unknown")
+    assert story["state"] in ("float", "charge", "discharge", "rest", "equalize")
+    code = main(["analyze", "--workspace", str(trained["workspace"]), "--device-id", cell["device_id"],
+                 "--cell-number", str(cell["cell_number"])])
+    text = capsys.readouterr().out
+    assert code == 0 and f"cell {cell['cell_id']}" in text and "forecast CellVoltage" in text
+    assert "failure risk within 2.0 days" in text and "anomalies stored:" in text

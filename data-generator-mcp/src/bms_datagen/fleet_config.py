@@ -12,6 +12,8 @@ from bms_schema.errors import InputError
 
 #: Hard cap on generated rows (devices x cells x steps) so a typo cannot exhaust memory.
 MAX_ROWS = 20_000_000
+#: First and last allowed start year (every later tool must be able to store the timestamps).
+START_YEARS = (1970, 2200)
 
 #: Share of 0xFFFF dropout rows in the real sample (146 of 750 rows).
 SAMPLE_DROPOUT_RATE = 146 / 750
@@ -38,6 +40,7 @@ class FleetConfig:
     or ``"vrla"`` (sealed VRLA/AGM/gel: no ``CellSpecificGravity`` column, float 2.25-2.30 V,
     dry-out and thermal-runaway failures). ``discharge_every_days``: mean days between mains
     outages; ``0`` means no discharge at all in the span (float service only).
+    ``soh_interval_hours``: spacing of the state-of-health ground-truth table (``FleetSimulation.soh``).
     """
 
     devices: int = 3
@@ -55,6 +58,7 @@ class FleetConfig:
     discharge_every_days: float = 4.0
     timestamp_jitter_seconds: int = 0
     chemistry: str = "flooded"
+    soh_interval_hours: float = 24.0
 
     def __post_init__(self) -> None:
         if self.chemistry not in CHEMISTRIES:
@@ -66,6 +70,7 @@ class FleetConfig:
         _check_float("days", self.days, 0.0, 3650.0, low_open=True)
         _check_float("interval_minutes", self.interval_minutes, 0.0, 1440.0, low_open=True)
         _check_float("discharge_every_days", self.discharge_every_days, 0.0, 3650.0)
+        _check_float("soh_interval_hours", self.soh_interval_hours, 0.0, 8760.0, low_open=True)
         for name in ("failure_rate", "anomaly_rate", "dropout_rate", "missing_rate", "duplicate_rate",
                      "out_of_order_rate"):
             _check_float(name, getattr(self, name), 0.0, 0.9)
@@ -111,6 +116,10 @@ class FleetConfig:
         if ts is pd.NaT:
             raise InputError(f"start '{self.start}' is not an ISO 8601 timestamp like 2025-01-01T00:00:00Z")
         ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+        if not START_YEARS[0] <= ts.year <= START_YEARS[1]:
+            raise InputError(f"start '{self.start}' is in year {ts.year}: the simulator starts between "
+                             f"{START_YEARS[0]} and {START_YEARS[1]} (later tools store times as 64-bit "
+                             "nanoseconds since 1970)")
         return ts.floor("s")
 
     def to_dict(self) -> dict[str, Any]:

@@ -38,7 +38,10 @@ EFFECT_COLUMNS: tuple[str, ...] = ("dV", "dSG", "dT", "R", "I", "C")
 class Chemistry:
     """Constants of one cell chemistry. Effect tables have one row per :data:`FAILURE_MODES` entry
     and the columns :data:`EFFECT_COLUMNS`: float-voltage shift [V], SG shift, temperature rise
-    [degC], resistance multiplier, extra string float current [share of C], capacity multiplier."""
+    [degC] (these three scaled by the cell's severity), resistance ratio over the cell's
+    installation baseline, extra string float current [share of C], capacity [share of rated].
+    ``precursor_effect`` holds the values reached at end of life (the R and C columns are the
+    end-of-life thresholds for the wear-out modes), ``dead_effect`` those of the failed cell."""
 
     name: str
     has_sg: bool
@@ -54,6 +57,7 @@ class Chemistry:
     precursor_effect: np.ndarray
     dead_effect: np.ndarray
     string_high_v: float                   # BMS "string voltage high" alarm per cell
+    design_life_years: float               # years to end of life at 25 degC for an average cell
     cell_high_v: float                     # BMS "cell voltage high" alarm (and charger DC over-voltage)
 
     @property
@@ -65,22 +69,23 @@ FLOODED = Chemistry(
     name="flooded", has_sg=True, float_nominal_v=(2.23, 2.25), float_window_v=(2.21, 2.26),
     sg_nominal=(1.210, 1.225), sg_clip=(1.200, 1.240), sg_span=0.12, float_current_c=0.001,
     mode_shares=np.array([0.45, 0.35, 0.20, 0.0]),
-    precursor_days=np.array([[5.0, 12.0], [4.0, 10.0], [1.5, 4.0], [2.0, 6.0]]),
+    # wear-out (sulfation, dry-out) builds over weeks to months; an internal short gives days of warning
+    precursor_days=np.array([[20.0, 90.0], [20.0, 90.0], [1.5, 4.0], [2.0, 6.0]]),
     progress_exponent=np.array([1.5, 1.5, 1.5, 1.5]),
     precursor_effect=np.array([
-        # dV     dSG     dT   R    I     C
-        [-0.050, -0.035, 0.6, 1.8, 0.0, 1.0],   # sulfation: SG drop, low float voltage, higher resistance
-        [+0.050, +0.012, 5.0, 2.5, 0.0, 1.0],   # dry-out: heat, high float voltage, acid concentrates
-        [-0.070, -0.030, 2.0, 1.2, 0.0, 1.0],   # internal short: self-discharge, low voltage, warm
-        [-0.060, 0.000, 10.0, 1.2, 0.0, 1.0],   # (thermal runaway: VRLA only)
+        # dV     dSG     dT   R     I     C
+        [-0.050, -0.035, 0.6, 1.35, 0.0, 0.80],  # sulfation: SG and capacity fall (EOL: capacity 80 %)
+        [+0.050, +0.012, 5.0, 1.50, 0.0, 0.85],  # dry-out: heat, high float V, acid concentrates (EOL: R +50 %)
+        [-0.070, -0.030, 2.0, 1.20, 0.0, 0.95],  # internal short: self-discharge, low voltage, warm
+        [-0.060, 0.000, 10.0, 1.20, 0.0, 0.95],  # (thermal runaway: VRLA only)
     ]),
     dead_effect=np.array([
-        [-0.140, -0.075, 1.0, 4.0, 0.0, 1.0],
-        [+0.120, +0.020, 12.0, 8.0, 0.0, 1.0],
-        [-0.900, -0.090, 4.0, 1.5, 0.0, 1.0],
-        [-0.250, 0.000, 30.0, 2.5, 0.0, 1.0],
+        [-0.140, -0.075, 1.0, 4.0, 0.0, 0.50],
+        [+0.120, +0.020, 12.0, 8.0, 0.0, 0.50],
+        [-0.900, -0.090, 4.0, 1.5, 0.0, 0.30],
+        [-0.250, 0.000, 30.0, 2.5, 0.0, 0.60],
     ]),
-    string_high_v=2.30, cell_high_v=2.35,
+    string_high_v=2.30, cell_high_v=2.35, design_life_years=20.0,
 )
 
 VRLA = Chemistry(
@@ -88,15 +93,15 @@ VRLA = Chemistry(
     # immobilised acid is stronger: OCV = SG + 0.84 ~ 2.13-2.15 V at full charge; never measured
     sg_nominal=(1.290, 1.310), sg_clip=(1.280, 1.320), sg_span=0.16, float_current_c=0.0015,
     mode_shares=np.array([0.15, 0.45, 0.20, 0.20]),
-    precursor_days=np.array([[5.0, 12.0], [6.0, 15.0], [1.5, 4.0], [2.0, 6.0]]),
+    precursor_days=np.array([[20.0, 90.0], [30.0, 120.0], [1.5, 4.0], [2.0, 6.0]]),
     # thermal runaway is self-accelerating: little to see until the last day or two
     progress_exponent=np.array([1.5, 1.5, 1.5, 3.0]),
     precursor_effect=np.array([
-        # dV     dSG     dT    R    I       C
-        [-0.050, -0.035, 0.5, 1.6, 0.0000, 0.80],  # sulfation (undercharge): low float V, capacity loss
-        [+0.040, +0.010, 3.0, 2.0, 0.0020, 0.80],  # dry-out: water loss -> R, float current and heat rise
-        [-0.070, -0.030, 2.0, 1.2, 0.0010, 0.90],  # internal short: low voltage, self-discharge current
-        [-0.060, 0.000, 10.0, 1.2, 0.0150, 0.95],  # thermal runaway: float current and temperature together
+        # dV     dSG     dT    R     I       C
+        [-0.050, -0.035, 0.5, 1.35, 0.0000, 0.80],  # sulfation (undercharge): low float V (EOL: capacity 80 %)
+        [+0.040, +0.010, 3.0, 1.50, 0.0020, 0.85],  # dry-out: water loss -> R, float current, heat (EOL: R +50 %)
+        [-0.070, -0.030, 2.0, 1.20, 0.0010, 0.90],  # internal short: low voltage, self-discharge current
+        [-0.060, 0.000, 10.0, 1.20, 0.0150, 0.95],  # thermal runaway: float current and temperature together
     ]),
     dead_effect=np.array([
         [-0.140, -0.075, 1.0, 4.0, 0.0000, 0.50],
@@ -104,10 +109,36 @@ VRLA = Chemistry(
         [-0.900, -0.090, 4.0, 1.5, 0.0020, 0.30],
         [-0.250, 0.000, 30.0, 2.5, 0.0300, 0.60],
     ]),
-    string_high_v=2.40, cell_high_v=2.45,
+    string_high_v=2.40, cell_high_v=2.45, design_life_years=10.0,
 )
 
 CHEMISTRY: dict[str, Chemistry] = {"flooded": FLOODED, "vrla": VRLA}
+
+#: Life halves for every this many degC above 25 degC (IEEE 450 / IEEE 1188 / IEC 60896: 8-10 degC).
+ARRHENIUS_HALVING_C = 9.0
+#: End of life (IEEE 450: capacity below 80 % of rated; IEEE 1188: ohmic value +50 % over baseline
+#: at the upper end of its 20-50 % replacement band).
+EOL_CAPACITY_SHARE = 0.80
+EOL_RESISTANCE_RATIO = 1.50
+#: Background wear w (0 new, 1 end of design life): resistance ratio 1 + 0.5 w, capacity 1 - 0.2 w.
+WEAR_RESISTANCE = 0.5
+WEAR_CAPACITY = 0.2
+#: Modes whose end of life is a threshold crossing of a slow trend ("capacity", "resistance");
+#: the others are sudden ("internal_short", "thermal_runaway").
+EOL_CRITERION: dict[str, str] = {"sulfation": "capacity", "dry_out": "resistance",
+                                 "internal_short": "internal_short", "thermal_runaway": "thermal_runaway"}
+HOURS_PER_YEAR = 8766.0
+
+
+def arrhenius(temperature_c: np.ndarray | float) -> np.ndarray:
+    """Ageing speed relative to 25 degC: doubles every :data:`ARRHENIUS_HALVING_C` degC."""
+    return np.power(2.0, (np.asarray(temperature_c, dtype=float) - 25.0) / ARRHENIUS_HALVING_C)
+
+
+def state_of_health(capacity_pct: np.ndarray, resistance_ratio: np.ndarray) -> np.ndarray:
+    """One SOH in percent that reaches 80 at either end-of-life criterion: capacity 80 % of rated
+    or resistance +50 % over baseline (the ratio is mapped linearly, 1.0 -> 100, 1.5 -> 80), within 0-100."""
+    return np.clip(np.minimum(capacity_pct, 100.0 - 40.0 * (resistance_ratio - 1.0)), 0.0, 100.0)
 
 SG_PER_DEGC = 0.0007          # measured SG falls this much per degC above 25 degC
 OCV_OFFSET = 0.84             # OCV ~= SG + 0.84 V
@@ -130,6 +161,12 @@ class CellTable:
     onset_h: np.ndarray        # start of precursor drift (inf for healthy cells)
     death_h: np.ndarray        # death time (inf for healthy cells)
     severity: np.ndarray
+    initial_share: np.ndarray  # capacity at manufacture / rated capacity of the string
+    wear0: np.ndarray          # background wear at the start of the data (from the string's age)
+    wear_rate: np.ndarray      # wear per Arrhenius-hour (cell-to-cell spread of ageing speed)
+    wear_max: np.ndarray       # background wear is capped here so a cell not chosen to fail stays above EOL
+    drift_v_per_h: np.ndarray  # slow float-voltage drift of the cell [V/h]
+    design_life_h: float = 1.0
 
 
 @dataclass
@@ -170,6 +207,8 @@ class FleetState:
     devices: DeviceTable
     cells: CellTable
     events: Events
+    capacity_pct: np.ndarray | None = None      # (D, T, N) ground truth: capacity in % of rated
+    resistance_ratio: np.ndarray | None = None  # (D, T, N) ground truth: resistance over installation baseline
 
 
 def make_devices(config: FleetConfig, rng: np.random.Generator) -> DeviceTable:
@@ -182,8 +221,11 @@ def make_devices(config: FleetConfig, rng: np.random.Generator) -> DeviceTable:
     )
 
 
-def make_cells(config: FleetConfig, devices: DeviceTable, rng: np.random.Generator) -> CellTable:
+def make_cells(config: FleetConfig, devices: DeviceTable, rng: np.random.Generator,
+               ageing: np.random.Generator | None = None, age_days: np.ndarray | None = None) -> CellTable:
     d, n = config.devices, config.cells_per_device
+    ageing = ageing if ageing is not None else np.random.default_rng(config.seed)
+    age_days = np.zeros(d) if age_days is None else np.asarray(age_days, dtype=float)
     cap_dev = devices.capacity_ah[:, None]
     position = (np.arange(n) + 0.5) / n
     chem = CHEMISTRY[config.chemistry]
@@ -199,8 +241,25 @@ def make_cells(config: FleetConfig, devices: DeviceTable, rng: np.random.Generat
         onset_h=np.full((d, n), np.inf),
         death_h=np.full((d, n), np.inf),
         severity=rng.uniform(0.8, 1.2, (d, n)),
+        initial_share=np.ones((d, n)),
+        wear0=np.zeros((d, n)),
+        wear_rate=np.zeros((d, n)),
+        wear_max=np.ones((d, n)),
+        drift_v_per_h=np.zeros((d, n)),
     )
-    _assign_failures(config, cells, rng)
+    chem = CHEMISTRY[config.chemistry]
+    cells.initial_share = cells.capacity_ah / cap_dev
+    speed = ageing.lognormal(0.0, 0.3, (d, n))  # cell-to-cell spread of ageing speed
+    life_h = chem.design_life_years * HOURS_PER_YEAR
+    site = arrhenius(devices.ambient_mean_c[:, None] + cells.position_temp_c)
+    cells.wear_rate = speed / life_h
+    cells.design_life_h = life_h
+    cells.wear_max = np.minimum((1.0 - (EOL_CAPACITY_SHARE + 0.01) / cells.initial_share) / WEAR_CAPACITY,
+                                (EOL_RESISTANCE_RATIO - 0.02 - 1.0) / WEAR_RESISTANCE)
+    cells.wear0 = np.minimum(age_days[:, None] * 24.0 * site * cells.wear_rate, 0.8 * cells.wear_max)
+    # float voltage drifts apart slowly (sd 1 mV per 30 days), faster in worn cells
+    cells.drift_v_per_h = ageing.normal(0.0, 0.001 / 720.0, (d, n)) * (1.0 + 2.0 * cells.wear0)
+    _assign_failures(config, cells, rng, weights=(site * speed).reshape(-1))
     return cells
 
 
@@ -209,18 +268,22 @@ def failure_probability(config: FleetConfig) -> float:
     return float(1.0 - (1.0 - config.failure_rate) ** (config.days / 30.0))
 
 
-def _assign_failures(config: FleetConfig, cells: CellTable, rng: np.random.Generator) -> None:
+def _assign_failures(config: FleetConfig, cells: CellTable, rng: np.random.Generator,
+                     weights: np.ndarray | None = None) -> None:
+    """Choose the failing cells (more likely where ageing is faster: hot sites, fast-ageing cells)."""
     total = config.devices * config.cells_per_device
     expected = failure_probability(config) * total
     n_fail = min(total, int(np.floor(expected + rng.uniform())))  # stochastic rounding: exact on average
-    order = rng.permutation(total)
-    chosen = order[:n_fail]
+    p = None if weights is None else weights / weights.sum()
+    chosen = rng.choice(total, size=n_fail, replace=False, p=p)
     span_h = config.steps * config.dt_hours
     chem = CHEMISTRY[config.chemistry]
     modes = rng.choice(len(FAILURE_MODES), size=n_fail, p=chem.mode_shares)
     death = span_h * rng.uniform(0.2, 0.98, size=n_fail)
     low, high = chem.precursor_days[modes, 0], chem.precursor_days[modes, 1]
-    precursor = np.minimum(rng.uniform(low, high) * 24.0, 0.9 * death)
+    # the drift may have started before the data, but at most as long before as the death is after
+    # the start, so at least half of it is observed
+    precursor = np.minimum(rng.uniform(low, high) * 24.0, 2.0 * death)
     cells.failure_mode.reshape(-1)[chosen] = modes
     cells.death_h.reshape(-1)[chosen] = death
     cells.onset_h.reshape(-1)[chosen] = death - precursor
@@ -290,48 +353,103 @@ def event_value(events: Events, array: np.ndarray) -> np.ndarray:
 
 @dataclass
 class Degradation:
-    """Per-reading effects of the failure physics, shapes (D, T, N) (``extra_current``: (D, T))."""
+    """Per-reading effects of ageing and failure, shapes (D, T, N) (``extra_current``: (D, T))."""
 
     d_v: np.ndarray
     d_sg: np.ndarray
     d_t: np.ndarray
-    r_mult: np.ndarray
-    cap_mult: np.ndarray
+    r_mult: np.ndarray          # resistance ratio over the installation baseline
+    cap_mult: np.ndarray        # capacity as a share of the cell's capacity at manufacture
     dead: np.ndarray
     extra_current: np.ndarray   # extra string float current [A] drawn by the failing cells
+    capacity_pct: np.ndarray    # capacity in % of the string's rated capacity (ground truth)
 
 
-def degradation(cells: CellTable, hours: np.ndarray, chem: Chemistry, capacity_ah: np.ndarray) -> Degradation:
-    """Precursor drift and dead state of each failing cell; ``capacity_ah`` is the string's (D,)."""
-    h = hours[None, :, None]
-    onset = cells.onset_h[:, None, :]
-    death = cells.death_h[:, None, :]
+def _arrhenius_clock(ambient: np.ndarray, hours: np.ndarray, dt: float) -> np.ndarray:
+    """Cumulative Arrhenius-weighted hours since the start, per device, (D, T); 0 at the first step."""
+    rate = arrhenius(ambient)
+    clock = np.cumsum(rate, axis=1) * dt
+    return clock - rate[:, :1] * dt
+
+
+def _clock_at(clock: np.ndarray, ambient: np.ndarray, hours: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """The device clock at arbitrary hours ``query`` (D, N); extrapolated linearly outside the data."""
+    out = np.empty_like(query, dtype=float)
+    first, last = arrhenius(ambient[:, 0]), arrhenius(ambient[:, -1])
+    for dev in range(query.shape[0]):  # one np.interp per device (devices are few)
+        q = np.where(np.isfinite(query[dev]), query[dev], 0.0)
+        inside = np.interp(q, hours, clock[dev])
+        below = q * first[dev]
+        above = clock[dev, -1] + (q - hours[-1]) * last[dev]
+        out[dev] = np.where(q < hours[0], below, np.where(q > hours[-1], above, inside))
+    return out
+
+
+def degradation(cells: CellTable, hours: np.ndarray, chem: Chemistry, capacity_ah: np.ndarray,
+                ambient: np.ndarray | None = None) -> Degradation:
+    """Ageing of every cell and precursor drift / dead state of the failing ones.
+
+    ``capacity_ah`` is the string's rated capacity (D,), ``ambient`` its temperature (D, T)
+    driving the Arrhenius clock (25 degC everywhere when not given).
+    """
+    d, n = cells.capacity_ah.shape
+    t = len(hours)
+    dt = float(hours[1] - hours[0]) if t > 1 else 1.0
+    ambient = np.full((d, t), 25.0) if ambient is None else ambient
+    clock = _arrhenius_clock(ambient, hours, dt)                     # (D, T)
+    cell_speed = arrhenius(25.0 + cells.position_temp_c)             # rack position: warmer cells age faster
+    # background wear of every cell (Arrhenius-accelerated), capped below end of life
+    wear = np.minimum(cells.wear0[:, None, :] + cells.wear_rate[:, None, :] * cell_speed[:, None, :]
+                      * clock[:, :, None], cells.wear_max[:, None, :])
+    r_bg = 1.0 + WEAR_RESISTANCE * wear
+    c_bg = 1.0 - WEAR_CAPACITY * wear
+
     failing = np.isfinite(cells.death_h)
     mode = np.where(failing, cells.failure_mode, 0)
-    with np.errstate(invalid="ignore"):
-        progress = np.clip((h - onset) / (death - onset), 0.0, 1.0) ** chem.progress_exponent[mode][:, None, :]
+    h = hours[None, :, None]
+    onset_clock = _clock_at(clock, ambient, hours, cells.onset_h)   # (D, N)
+    death_clock = _clock_at(clock, ambient, hours, cells.death_h)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        # progress of the failure on the Arrhenius clock: a hot spell brings the end closer
+        frac = (clock[:, :, None] - onset_clock[:, None, :]) / (death_clock - onset_clock)[:, None, :]
+        progress = np.clip(frac, 0.0, 1.0) ** chem.progress_exponent[mode][:, None, :]
     progress = np.where(failing[:, None, :], progress, 0.0)
-    dead = h >= death
+    dead = h >= cells.death_h[:, None, :]
+
     pre = chem.precursor_effect[mode] * cells.severity[..., None]   # (D, N, 6)
     post = chem.dead_effect[mode] * cells.severity[..., None]
-    out = []
-    for j in range(len(EFFECT_COLUMNS)):
-        base = 1.0 if EFFECT_COLUMNS[j] in ("R", "C") else 0.0
-        if EFFECT_COLUMNS[j] == "C":  # a capacity multiplier is not scaled by severity above 1
-            pre_j = base + (np.minimum(chem.precursor_effect[mode][..., j], 1.0) - base)[:, None, :] * progress
-            post_j = np.broadcast_to(chem.dead_effect[mode][..., j][:, None, :], pre_j.shape)
-        else:
-            pre_j = base + (pre[..., j] - base)[:, None, :] * progress
-            post_j = np.broadcast_to(post[..., j][:, None, :], pre_j.shape)
-        value = np.where(dead, post_j, pre_j)
-        out.append(np.where(failing[:, None, :], value, base))
-    d_v, d_sg, d_t, r_mult, extra_share, cap_mult = out
+    visible = []
+    for j in (0, 1, 2, 4):  # dV, dSG, dT, I: drift towards the end-of-life value, then the dead state
+        pre_j = pre[..., j][:, None, :] * progress
+        value = np.where(dead, np.broadcast_to(post[..., j][:, None, :], pre_j.shape), pre_j)
+        visible.append(np.where(failing[:, None, :], value, 0.0))
+    d_v, d_sg, d_t, extra_share = visible
+    d_v = d_v + cells.drift_v_per_h[:, None, :] * h
+    if chem.has_sg:  # sulfate that no longer recharges: a slow SG decline with age
+        d_sg = d_sg - 0.02 * (wear - cells.wear0[:, None, :])
+
+    # resistance and capacity: the background trend plus the failure's own trend, reaching the
+    # end-of-life threshold of the mode exactly at death
+    death_wear = np.minimum(cells.wear0 + cells.wear_rate * cell_speed * np.maximum(death_clock, 0.0), cells.wear_max)
+    r_bg_death = 1.0 + WEAR_RESISTANCE * death_wear
+    c_bg_death = 1.0 - WEAR_CAPACITY * death_wear
+    r_eol = np.maximum(chem.precursor_effect[mode][..., 3], r_bg_death)
+    c_eol = np.minimum(chem.precursor_effect[mode][..., 5] / cells.initial_share, c_bg_death)
+    ratio = r_bg + ((r_eol - r_bg_death)[:, None, :] * progress)
+    cap = c_bg - ((c_bg_death - c_eol)[:, None, :] * progress)
+    r_dead = np.maximum(chem.dead_effect[mode][..., 3], r_eol)
+    c_dead = np.minimum(chem.dead_effect[mode][..., 5] / cells.initial_share, c_eol)
+    dead_f = dead & failing[:, None, :]
+    ratio = np.where(dead_f, r_dead[:, None, :], ratio)
+    cap = np.where(dead_f, c_dead[:, None, :], cap)
+
     extra_current = extra_share.sum(axis=2) * capacity_ah[:, None]
-    return Degradation(d_v=d_v, d_sg=d_sg, d_t=d_t, r_mult=r_mult, cap_mult=cap_mult, dead=dead,
-                       extra_current=extra_current)
+    return Degradation(d_v=d_v, d_sg=d_sg, d_t=d_t, r_mult=ratio, cap_mult=cap, dead=dead,
+                       extra_current=extra_current, capacity_pct=100.0 * cells.initial_share[:, None, :] * cap)
 
 
-def simulate_state(config: FleetConfig, rngs: dict[str, np.random.Generator]) -> FleetState:
+def simulate_state(config: FleetConfig, rngs: dict[str, np.random.Generator],
+                   age_days: np.ndarray | None = None) -> FleetState:
     """Run the physics for the whole fleet; returns noise-free-ish true readings (with sensor noise)."""
     from scipy.signal import lfilter
 
@@ -339,7 +457,7 @@ def simulate_state(config: FleetConfig, rngs: dict[str, np.random.Generator]) ->
     chem = CHEMISTRY[config.chemistry]
     hours = np.arange(t) * dt
     devices = make_devices(config, rngs["devices"])
-    cells = make_cells(config, devices, rngs["cells"])
+    cells = make_cells(config, devices, rngs["cells"], rngs.get("ageing"), age_days)
     ambient = ambient_series(config, devices, hours, rngs["ambient"])
     events = discharge_events(config, devices, rngs["events"])
     noise = rngs["noise"]
@@ -355,7 +473,7 @@ def simulate_state(config: FleetConfig, rngs: dict[str, np.random.Generator]) ->
     cap = devices.capacity_ah[:, None]
     depth = np.clip(deficit / cap, 0.0, 1.0)
     recharging = (~discharging) & (events.started > 0) & (t_after < 5.0 * tau)
-    deg = degradation(cells, hours, chem, devices.capacity_ah)
+    deg = degradation(cells, hours, chem, devices.capacity_ah, ambient)
     d_v, d_sg, d_t, r_mult, dead = deg.d_v, deg.d_sg, deg.d_t, deg.r_mult, deg.dead
     float_current = chem.float_current_c * cap * 2.0 ** ((ambient - 25.0) / 10.0)
     if deg.extra_current.any():  # failing cells draw more float current (dry-out, thermal runaway)
@@ -385,11 +503,12 @@ def simulate_state(config: FleetConfig, rngs: dict[str, np.random.Generator]) ->
         raw_float += (n * float_v - raw_float.sum(axis=2))[:, :, None] / n
     recharge_v = raw_float + 0.08 * decay[:, :, None] - 0.25 * cell_depth
     amps = np.abs(current)[:, :, None]
-    polarisation = 0.6 * amps / cells.capacity_ah[:, None, :] * (1.0 + 0.5 * (r_mult - 1.0))
+    polarisation = 0.6 * amps / (cells.capacity_ah[:, None, :] * deg.cap_mult) * (1.0 + 0.5 * (r_mult - 1.0))
     discharge_v = sg25 + OCV_OFFSET + d_v - amps * resistance - polarisation
     voltage = np.where(discharging[:, :, None], discharge_v, np.where(recharging[:, :, None], recharge_v, raw_float))
     voltage = np.maximum(voltage + noise.normal(0.0, 0.002, (d, t, n)), 0.02)
 
     return FleetState(hours=hours, ambient=ambient, current=current, depth=depth, discharging=discharging,
                       recharging=recharging, voltage=voltage, temperature=temperature, sg=sg, dead=dead,
-                      devices=devices, cells=cells, events=events)
+                      devices=devices, cells=cells, events=events, capacity_pct=deg.capacity_pct,
+                      resistance_ratio=deg.r_mult)

@@ -19,6 +19,7 @@ def device_constants(config: FleetConfig, rng: np.random.Generator) -> dict[str,
     start = config.start_timestamp.tz_localize(None).to_datetime64().astype("datetime64[D]")
     installed = start - rng.integers(180, 1100, size=d).astype("timedelta64[D]")
     iso = np.datetime_as_string(installed, unit="D")  # YYYY-MM-DD
+    age_days = (start - installed).astype(np.int64).astype(float)
     return {
         "DeviceID": np.arange(1, d + 1, dtype=np.int64),
         "SiteID": np.array([f"CHARGER-{i}" for i in range(1, d + 1)], dtype=object),
@@ -32,6 +33,7 @@ def device_constants(config: FleetConfig, rng: np.random.Generator) -> dict[str,
         "_ah_out": rng.uniform(100.0, 2000.0, size=d),
         "_load_a": rng.uniform(0.03, 0.10, size=d),
         "_energy": rng.uniform(50.0, 5000.0, size=d),
+        "_age_days": age_days,
     }
 
 

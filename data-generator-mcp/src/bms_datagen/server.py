@@ -64,17 +64,20 @@ def simulate_bms_fleet(args: SimulateFleetArgs, ctx: ToolContext) -> ToolOutput:
     ctx.progress(0.6, "writing CSV")
     readings_path = ctx.run.path(args.file_name)
     truth_path = ctx.run.path(args.file_name[: -len(".csv")] + "_cells_truth.csv")
+    soh_path = ctx.run.path(args.file_name[: -len(".csv")] + "_soh.csv")
     with ctx.run.timed("write"):
-        write_simulation(sim, readings_path, truth_path)
+        write_simulation(sim, readings_path, truth_path, soh_path)
     ctx.run.add_artifact(readings_path, "table", "simulated raw BMS packets (73 columns + IsDead, IsAnomaly, AnomalyType)")
-    ctx.run.add_artifact(truth_path, "table", "per-cell ground truth: fate, failure mode, precursor start, death time")
+    ctx.run.add_artifact(truth_path, "table", "per-cell ground truth: fate, failure mode and end-of-life time "
+                                              "(censored if alive at the end), capacity and resistance at start and end")
+    ctx.run.add_artifact(soh_path, "table", "ground-truth state of health of every cell over time (daily)")
     summary = sim.summary
     message = (f"simulated {summary['rows']:,} rows: {summary['devices']} devices x "
                f"{config.cells_per_device} cells x {summary['readings_per_cell']} readings; "
                f"{summary['failed_cells']} cells fail, {summary['anomaly_rows']} anomaly rows, "
                f"{summary['dropout_rows']} dropout rows")
     return ToolOutput(message=message, data={"path": str(readings_path), "ground_truth_path": str(truth_path),
-                                             **summary})
+                                             "soh_path": str(soh_path), **summary})
 
 
 SynthesizerName = Literal["auto", "gaussian_copula", "ctgan", "tvae", "par", "hma"]
@@ -108,7 +111,7 @@ def sdv_generate(args: SdvGenerateArgs, ctx: ToolContext) -> ToolOutput:
     from .sdv_pipeline import generate
 
     folder = resolve_input(args.folder_name, kind="folder")
-    for csv in sorted(folder.glob("*.csv")):
+    for csv in sorted(p for p in folder.glob("*.csv") if p.is_file()):
         ctx.run.add_input(csv)
     with ctx.run.timed("generate"):
         result = generate(folder, ctx.run.dir, synthesizer=args.synthesizer, num_rows=args.num_rows,

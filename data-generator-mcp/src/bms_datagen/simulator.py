@@ -32,7 +32,9 @@ import pandas as pd
 
 from .anomalies import ANOMALY_TYPES, inject_anomalies
 from .fleet_config import CHEMISTRIES, FleetConfig
-from .fleet_physics import CHEMISTRY, FAILURE_MODES, failure_probability, simulate_state
+from .fleet_physics import (
+    CHEMISTRY, EOL_CRITERION, FAILURE_MODES, arrhenius, failure_probability, simulate_state, state_of_health,
+)
 from .packet_fields import device_constants, string_fields
 from .packet_format import (
     NO_ANOMALY, OUTPUT_COLUMNS, RAW_COLUMNS, SENTINEL_SG, SENTINEL_TEMPERATURE, SENTINEL_VOLTAGE, write_packet_csv,
@@ -44,7 +46,7 @@ SPECIFIC_GRAVITY = "CellSpecificGravity"
 log = logging.getLogger("bms.datagen")
 
 RNG_STREAMS = ("devices", "cells", "ambient", "events", "noise", "anomalies", "dropouts", "missing", "order",
-               "fields", "constants")
+               "fields", "constants", "ageing")
 
 
 @dataclass
@@ -56,6 +58,7 @@ class FleetSimulation:
     summary: dict[str, Any] = field(default_factory=dict)
     config: FleetConfig | None = None
     table: Any = field(default=None, repr=False)  # the same readings as a pyarrow Table (fast CSV writing)
+    soh: pd.DataFrame | None = None  # state of health over time per cell (ground truth)
 
 
 def _rngs(seed: int) -> dict[str, np.random.Generator]:
@@ -118,7 +121,8 @@ def simulate_fleet_with_truth(config: FleetConfig | None = None, **params: Any) 
     rngs = _rngs(config.seed)
     d, t, n = config.devices, config.steps, config.cells_per_device
     rows = config.rows
-    state = simulate_state(config, rngs)
+    constants = device_constants(config, rngs["constants"])
+    state = simulate_state(config, rngs, age_days=constants["_age_days"])
 
     voltage = state.voltage.reshape(-1).copy()
     temperature = state.temperature.reshape(-1).copy()
@@ -138,7 +142,6 @@ def simulate_fleet_with_truth(config: FleetConfig | None = None, **params: Any) 
     missing = missing_fields(rows, config.missing_rate, anomalies.is_anomaly | dropout, rngs["missing"],
                              fields_that_can_be_empty)
 
-    constants = device_constants(config, rngs["constants"])
     packet = string_fields(config, state, constants, voltage.reshape(d, t, n), temperature.reshape(d, t, n),
                            dropout.reshape(d, t, n), rngs["fields"])
 
@@ -194,9 +197,45 @@ def simulate_fleet_with_truth(config: FleetConfig | None = None, **params: Any) 
     readings, table = _to_frame(out, columns)
 
     cells = ground_truth(config, state, constants, start64, anomalies.type_code, dropout)
+    soh = soh_table(config, state, constants, start64)
     summary = _summary(config, state, readings, cells, anomalies.events, dropout, missing, n_dup, n_late)
     log.info("simulated %d rows (%d devices x %d cells x %d readings)", len(readings), d, n, t)
-    return FleetSimulation(readings=readings, cells=cells, summary=summary, config=config, table=table)
+    return FleetSimulation(readings=readings, cells=cells, summary=summary, config=config, table=table, soh=soh)
+
+
+SOH_COLUMNS: tuple[str, ...] = ("Timestamp", "CellID", "DeviceID", "CellNumber", "CapacityPercent",
+                                "ResistanceRatio", "StateOfHealth", "IsDead")
+
+
+def soh_table(config: FleetConfig, state: Any, constants: dict[str, np.ndarray], start64: np.datetime64) -> pd.DataFrame:
+    """Ground-truth state of health of every cell every ``soh_interval_hours`` (and at the last reading).
+
+    ``CapacityPercent``: capacity in % of the string's rated capacity; ``ResistanceRatio``: internal
+    resistance over the cell's installation baseline; ``StateOfHealth``: the lower of the capacity
+    and the resistance mapped to the same scale (ratio 1.5 -> 80 %), see :func:`state_of_health`.
+    """
+    d, t, n = config.devices, config.steps, config.cells_per_device
+    every = max(1, int(round(config.soh_interval_hours / config.dt_hours)))
+    steps = np.unique(np.append(np.arange(0, t, every), t - 1))
+    cap = state.capacity_pct[:, steps, :]
+    ratio = state.resistance_ratio[:, steps, :]
+    secs = np.round(state.hours[steps] * 3600.0).astype(np.int64).astype("timedelta64[s]")
+    times = pd.to_datetime(start64 + secs).tz_localize("UTC")
+    k = len(steps)
+    device = np.broadcast_to(constants["DeviceID"][:, None, None], (d, k, n)).reshape(-1)
+    number = np.broadcast_to(np.arange(1, n + 1)[None, None, :], (d, k, n)).reshape(-1)
+    ids = np.array([f"{a}-{b}" for a in constants["DeviceID"] for b in range(1, n + 1)], dtype=object)
+    cell_index = (np.arange(d)[:, None, None] * n + np.arange(n)[None, None, :]) + np.zeros((1, k, 1), dtype=np.int64)
+    return pd.DataFrame({
+        "Timestamp": np.broadcast_to(np.asarray(times)[None, :, None], (d, k, n)).reshape(-1),
+        "CellID": ids[cell_index.reshape(-1)],
+        "DeviceID": device,
+        "CellNumber": number,
+        "CapacityPercent": np.round(cap.reshape(-1), 3),
+        "ResistanceRatio": np.round(ratio.reshape(-1), 4),
+        "StateOfHealth": np.round(state_of_health(cap, ratio).reshape(-1), 3),
+        "IsDead": state.dead[:, steps, :].reshape(-1).astype(np.int64),
+    }).assign(Timestamp=lambda f: pd.to_datetime(f.Timestamp, utc=True))
 
 
 def ground_truth(config: FleetConfig, state: Any, constants: dict[str, np.ndarray], start64: np.datetime64,
@@ -222,6 +261,7 @@ def ground_truth(config: FleetConfig, state: Any, constants: dict[str, np.ndarra
     first_dead = np.where(dead_steps.any(axis=1), dead_steps.argmax(axis=1), -1).reshape(-1)
     per_cell_anomalies = (type_code.reshape(d, t, n) > 0).sum(axis=1).reshape(-1)
     per_cell_dropouts = dropout.reshape(d, t, n).sum(axis=1).reshape(-1)
+    cap_pct, ratio = state.capacity_pct, state.resistance_ratio
     table = pd.DataFrame({
         "CellID": [f"{a}-{b}" for a, b in zip(device, number)],
         "DeviceID": device,
@@ -238,6 +278,21 @@ def ground_truth(config: FleetConfig, state: Any, constants: dict[str, np.ndarra
         "FloatOffsetV": np.round(cells.float_offset_v.reshape(-1), 4),
         "AnomalyRows": per_cell_anomalies,
         "DropoutRows": per_cell_dropouts,
+        # survival ground truth (see the package README, "Ageing and end of life")
+        "EndOfLifeTime": when(cells.death_h.reshape(-1)),
+        "EndOfLifeHours": np.round(np.where(failed, cells.death_h.reshape(-1), np.nan), 3),
+        "EOLCriterion": np.array([""] + [EOL_CRITERION[m] for m in FAILURE_MODES], dtype=object)[mode + 1],
+        "Censored": ~failed,
+        "ObservedHours": np.full(d * n, round(float(state.hours[-1]), 3)),
+        "AgeDaysAtStart": np.repeat(constants["_age_days"], n),
+        "AgeingSpeed": np.round((arrhenius(state.devices.ambient_mean_c[:, None] + cells.position_temp_c)
+                                 * cells.wear_rate * cells.design_life_h).reshape(-1), 4),
+        "CapacityPercentStart": np.round(cap_pct[:, 0, :].reshape(-1), 3),
+        "CapacityPercentEnd": np.round(cap_pct[:, -1, :].reshape(-1), 3),
+        "ResistanceRatioStart": np.round(ratio[:, 0, :].reshape(-1), 4),
+        "ResistanceRatioEnd": np.round(ratio[:, -1, :].reshape(-1), 4),
+        "StateOfHealthStart": np.round(state_of_health(cap_pct[:, 0, :], ratio[:, 0, :]).reshape(-1), 3),
+        "StateOfHealthEnd": np.round(state_of_health(cap_pct[:, -1, :], ratio[:, -1, :]).reshape(-1), 3),
     })
     if not config.has_sg:  # VRLA: the electrolyte SG is never measured
         table = table.drop(columns=["FullChargeSG"])
@@ -271,6 +326,10 @@ def _summary(config: FleetConfig, state: Any, readings: pd.DataFrame, cells: pd.
         "duplicate_rows": n_dup * config.cells_per_device,
         "late_packets": n_late,
         "discharge_events": int(state.events.started[:, -1].sum()),
+        "censored_cells": int(cells["Censored"].sum()),
+        "eol_criteria": {k: int(v) for k, v in cells.loc[~cells["Censored"], "EOLCriterion"].value_counts().items()},
+        "state_of_health_end": {"min": round(float(cells["StateOfHealthEnd"].min()), 2),
+                                "median": round(float(cells["StateOfHealthEnd"].median()), 2)},
     }
 
 
@@ -324,11 +383,15 @@ def write_fleet_csv(frame: pd.DataFrame, path: str | Path) -> Path:
     return write_packet_csv(frame, path)
 
 
-def write_simulation(sim: FleetSimulation, readings_path: str | Path, truth_path: str | Path | None = None) -> dict[str, Path]:
-    """Write readings (and the per-cell ground truth) as CSV files."""
+def write_simulation(sim: FleetSimulation, readings_path: str | Path, truth_path: str | Path | None = None,
+                     soh_path: str | Path | None = None) -> dict[str, Path]:
+    """Write readings (and the per-cell ground truth, and the state-of-health table) as CSV files."""
     paths = {"readings": write_packet_csv(sim.table if sim.table is not None else sim.readings, readings_path)}
     if truth_path is not None:
         paths["cells"] = write_packet_csv(sim.cells, truth_path)
+    if soh_path is not None and sim.soh is not None:
+        soh = sim.soh.assign(Timestamp=sim.soh["Timestamp"].dt.strftime("%Y-%m-%dT%H:%M:%S"))
+        paths["soh"] = write_packet_csv(soh, soh_path)
     return paths
 
 
@@ -347,6 +410,13 @@ def _parser() -> argparse.ArgumentParser:
                             help=f"default {default}", **extra)
     parser.add_argument("--out", required=True, help="CSV file to write the packets to")
     parser.add_argument("--truth", default=None, help="optional CSV file for the per-cell ground truth")
+    parser.add_argument("--soh", default=None, help="optional CSV file for the state of health of every cell over time")
+    parser.add_argument("--cycle-record", action="store_true",
+                        help="instead of a fleet: one monobloc's charge/discharge record with labelled injected faults "
+                             "(bms_datagen.records; uses --seed, --chemistry, --record-cells, --record-interval-seconds; "
+                             "--truth receives the fault table)")
+    parser.add_argument("--record-cells", type=int, default=6, help="cells of the cycle record (6: a 12 V monobloc)")
+    parser.add_argument("--record-interval-seconds", type=float, default=5.0, help="sampling of the cycle record")
     return parser
 
 
@@ -355,9 +425,23 @@ def main(argv: list[str] | None = None) -> int:
     params = {f.name: getattr(args, f.name) for f in fields(FleetConfig)}
     from bms_schema.errors import BMSError
 
+    if args.cycle_record:
+        from .records import simulate_cycle_record, write_record
+
+        chemistry = args.chemistry if "--chemistry" in (argv if argv is not None else sys.argv) else "vrla"
+        try:
+            record = simulate_cycle_record(seed=args.seed, chemistry=chemistry, cells=args.record_cells,
+                                           interval_seconds=args.record_interval_seconds)
+            written = write_record(record, args.out, args.truth)
+        except BMSError as exc:
+            sys.stderr.write(f"error: {exc}\n")
+            return 2
+        sys.stdout.write(json.dumps({"paths": {k: str(v) for k, v in written.items()}, "summary": record.summary},
+                                    indent=1, default=str) + "\n")
+        return 0
     try:
         sim = simulate_fleet_with_truth(FleetConfig(**params))
-        paths = write_simulation(sim, args.out, args.truth)
+        paths = write_simulation(sim, args.out, args.truth, args.soh)
     except BMSError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2

@@ -59,6 +59,37 @@ def check_axes(frame: pd.DataFrame, axes: tuple[str, str, str]) -> None:
         raise InputError(f"x, y and z must be three different columns, got {axes}")
 
 
+#: Columns that make a table a detect_anomalies result (what the 3D plot colours and labels by).
+RESULT_COLUMNS = ("AnomalyFlag", "AnomalyScore")
+#: Beyond this magnitude a value is no measurement (1e308, overflowed registers): not plotted.
+PLOT_LIMIT = 1e12
+
+
+def check_result_table(frame: pd.DataFrame, name: str) -> None:
+    """Refuse a table that is not an anomaly result, naming the missing columns."""
+    missing = [c for c in RESULT_COLUMNS if c not in frame.columns]
+    if missing:
+        raise InputError(f"'{name}' is not an anomaly result: it lacks column(s) {', '.join(missing)} that "
+                         "detect_anomalies writes; run detect_anomalies on it first and plot its anomalies table")
+
+
+def plottable_rows(frame: pd.DataFrame, axes: tuple[str, str, str]) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Rows whose three axis values are finite numbers of sane magnitude; counts of dropped values per axis."""
+    keep = np.ones(len(frame), dtype=bool)
+    dropped: dict[str, int] = {}
+    for column in axes:
+        values = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        bad = ~np.isnan(values) & ~(np.abs(values) < PLOT_LIMIT)  # inf, -inf, 1e308 (missing stays: plotted as gap)
+        if bad.any():
+            dropped[column] = int(bad.sum())
+        keep &= ~bad
+    if not keep.any():
+        detail = ", ".join(f"{c}: {n}" for c, n in dropped.items())
+        raise InputError(f"no reading can be plotted: every row has an infinite or out-of-range value "
+                         f"(|value| >= {PLOT_LIMIT:g}) on an axis ({detail}); pick other axes or fix the data")
+    return frame.loc[keep], dropped
+
+
 def sample_for_plot(frame: pd.DataFrame, max_points: int, seed: int = 0) -> pd.DataFrame:
     """At most ``max_points`` rows, drawn uniformly at random (no kind is favoured), so the share
     of anomalies in the picture is the share in the data."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from bms_schema.mcp_server import ToolArgs, ToolContext, ToolOutput, ToolServer
 
@@ -23,8 +23,18 @@ class TrainArgs(ToolArgs):
         default=None,
         description="expected share of anomalous readings (0-0.5) setting the threshold, or 'auto' "
                     "(Tukey fence Q3 + 3 IQR of the fused training scores, the default)")
-    features: list[str] | None = Field(default=None, description="feature columns to train on (default: the "
-                                                                 "domain features present)")
+    features: list[str] | None = Field(default=None, description="feature columns to train on (default, or "
+                                                                 "omitted: the domain features present; an empty "
+                                                                 "list is refused)")
+
+    @field_validator("features")
+    @classmethod
+    def _features_not_empty(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and len(value) == 0:
+            raise ValueError("features=[] selects no feature at all: omit it to use the default domain features, "
+                             "or name at least one column")
+        return value
+
     holdout_fraction: float = Field(default=0.3, ge=0.0, lt=0.9,
                                     description="latest share of the time span kept out of training; the new model "
                                                 "and the champion are both scored on it (F1 against IsAnomaly)")
@@ -190,14 +200,16 @@ def visualize_anomalies_3d(args: Visualize3DArgs, ctx: ToolContext) -> ToolOutpu
     """
     from bms_schema import read_table, resolve_input
 
-    from .plots import check_axes, plot_3d, sample_for_plot
+    from .plots import check_axes, check_result_table, plot_3d, plottable_rows, sample_for_plot
 
     path = resolve_input(args.result_csv)
     ctx.run.add_input(path)
     frame = read_table(path)
+    check_result_table(frame, path.name)
     axes = (args.x, args.y, args.z)
     check_axes(frame, axes)
-    sample = sample_for_plot(frame, args.max_points)
+    plottable, dropped = plottable_rows(frame, axes)
+    sample = sample_for_plot(plottable, args.max_points)
     html = ctx.run.path("anomalies_3d.html")
     png = ctx.run.path("anomalies_3d.png")
     counts = plot_3d(sample, axes, html, png, embed_plotly=args.embed_plotly, total_rows=len(frame))
@@ -207,8 +219,11 @@ def visualize_anomalies_3d(args: Visualize3DArgs, ctx: ToolContext) -> ToolOutpu
         ctx.run.add_artifact(html.parent / PLOTLY_JS, "data", "plotly.js used by the HTML (offline copy)")
     ctx.run.add_artifact(html, "html", f"interactive 3D scatter {args.x} / {args.y} / {args.z}")
     ctx.run.add_artifact(png, "plot", f"3D scatter {args.x} / {args.y} / {args.z}")
+    skipped = (f"; {len(frame) - len(plottable)} rows not plotted: infinite or out-of-range values "
+               f"({', '.join(f'{c}: {n}' for c, n in dropped.items())})") if dropped else ""
     return ToolOutput(
-        message=f"3D plot of {len(sample)} of {len(frame)} readings ({', '.join(f'{k}: {v}' for k, v in counts.items())})",
+        message=(f"3D plot of {len(sample)} of {len(frame)} readings "
+                 f"({', '.join(f'{k}: {v}' for k, v in counts.items())}){skipped}"),
         data={"html_path": str(html), "png_path": str(png), "points": len(sample), "rows": len(frame),
               "by_kind": counts, "axes": list(axes), "html_bytes": html.stat().st_size},
     )

@@ -17,11 +17,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.security import APIKeyHeader
 from fastapi_offline import FastAPIOffline
+from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from bms_schema.errors import BMSError, InputError, ModelError, PathError
 
-from .errors import ModelUnavailable, UnknownPrediction
+from .errors import ModelUnavailable, UnknownAlert, UnknownPrediction
 from .holder import Loader
 from .metrics import CONTENT_TYPE
 from .middleware import BodySizeLimit, RequestMetrics
@@ -81,6 +82,18 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def no_model(_: Request, exc: ModelUnavailable) -> JSONResponse:
         return _error(503, str(exc), [{"field": "model", "reason": f"'{exc.registry_name}' not loaded"}],
                       headers={"Retry-After": "30"})
+
+    @app.exception_handler(ValidationError)
+    async def body_validation_error(_: Request, exc: ValidationError) -> JSONResponse:
+        # bodies parsed by the route itself (POST /v1/ingest)
+        errors = [{"field": _field(e.get("loc", ())), "reason": e.get("msg", "invalid")} for e in exc.errors()]
+        summary = "; ".join(f"{e['field']}: {e['reason']}" for e in errors[:5])
+        more = f" (+{len(errors) - 5} more)" if len(errors) > 5 else ""
+        return _error(422, f"invalid request: {summary}{more}", errors)
+
+    @app.exception_handler(UnknownAlert)
+    async def unknown_alert(_: Request, exc: UnknownAlert) -> JSONResponse:
+        return _error(404, str(exc), [{"field": "alert_id", "reason": "unknown"}])
 
     @app.exception_handler(UnknownPrediction)
     async def unknown_prediction(_: Request, exc: UnknownPrediction) -> JSONResponse:
@@ -220,6 +233,9 @@ def create_app(settings: Settings | None = None, loaders: dict[str, Loader] | No
     def metrics() -> Response:
         return Response(service.metrics.render(), media_type=CONTENT_TYPE)
 
+    from .rest import build_router
+
+    app.include_router(build_router(service, secured, ERRORS))
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestMetrics, metrics=service.metrics)
     return app

@@ -25,3 +25,7 @@ class ModelUnavailable(BMSError):
 
 class UnknownPrediction(BMSError, LookupError):
     """Feedback names prediction ids the service does not know (HTTP 404)."""
+
+
+class UnknownAlert(BMSError, LookupError):
+    """No alert with that id (HTTP 404)."""

@@ -28,7 +28,7 @@ from .adapters import model_specs
 from .context import ReadingHistory, history_columns, live_features
 from .drift import DriftMonitor
 from .errors import UnknownPrediction
-from .feedback import FeedbackTracker, PredictionStore
+from .feedback import FeedbackTracker, PredictionStore, StoredPrediction
 from .holder import Loader, LoadedModel, ModelHolder, ModelHub, RegistryWatcher
 from .metrics import ServiceMetrics
 from .readings import NUMERIC, readings_to_frame
@@ -109,6 +109,15 @@ class LiveService:
         self.limits = load_limits()
         self.watcher = RegistryWatcher(self.hub, settings.poll_seconds)
         self.started = time.time()
+        self.store: Any = None
+        if settings.store:
+            from .store import Store
+
+            self.store = Store(url=settings.database_url, workspace=settings.workspace)
+            # the rolling feedback survives a restart: replay the stored items, oldest first
+            for model, prediction_id, predicted, actual in self.store.feedback_pairs(settings.feedback_window):
+                self.feedback_tracker.record(StoredPrediction(prediction_id, model, "", predicted, 0.0), actual)
+        self._hydrated: set[str] = set()
 
     # -- lifecycle ----------------------------------------------------------------------
     def start(self) -> None:
@@ -120,6 +129,8 @@ class LiveService:
 
     def stop(self) -> None:
         self.watcher.stop()
+        if self.store is not None:
+            self.store.close()
 
     def reload(self, force: bool = False) -> list[dict[str, Any]]:
         return [r.as_dict() for r in self.hub.refresh(force=force)]
@@ -132,6 +143,12 @@ class LiveService:
         m.model_info.set(1, model=loaded.name, version=loaded.version)
         m.model_loaded.set(loaded.loaded_at.timestamp(), model=loaded.name)
         m.model_reloads.inc(model=loaded.name, result="loaded")
+        if self.store is not None:
+            try:
+                self.store.record_decision(loaded.name, loaded.version, "served",
+                                           detail=f"loaded by the live service in {loaded.load_seconds:.2f}s")
+            except Exception:  # recording the decision must never stop a model from being served
+                log.exception("could not record the served version of %s", loaded.name)
 
     # -- status -------------------------------------------------------------------------
     def health(self) -> dict[str, Any]:
@@ -177,6 +194,7 @@ class LiveService:
         known = sent.copy()
         if sent.any():
             part = frame.loc[sent] if not sent.all() else frame
+            self._hydrate(part[C.DEVICE_ID].to_numpy(dtype=object), window, features)
             live = live_features(part, self.history, window, peer_features=PEER_FEATURES, history_features=features)
             rows = np.flatnonzero(sent)
             # Required inputs neither sent nor filled from the cell's remembered readings.
@@ -242,9 +260,29 @@ class LiveService:
         return {"model": {"name": loaded.name, "version": loaded.version}, "count": len(results),
                 "flagged": n_flagged, "unknown": n_unknown, "results": results}
 
+    def _hydrate(self, devices: np.ndarray, window: int, features: list[str]) -> None:
+        """Rebuild the remembered readings of devices the service has not seen since it started
+        from the store, so a restart changes no answer (one query per such device)."""
+        if self.store is None:
+            return
+        for device in pd.unique(devices).tolist():  # a loop over devices, not rows
+            if device in self._hydrated:
+                continue
+            if len(self._hydrated) > 1_000_000:
+                self._hydrated.clear()
+            self._hydrated.add(device)
+            stored = self.store.recent_readings(device, self.history.per_cell)
+            if len(stored):
+                live_features(stored, self.history, window, peer_features=PEER_FEATURES, history_features=features)
+
     # -- failure ------------------------------------------------------------------------
     def failure(self, readings: Sequence[Reading], horizon_days: float | None = None) -> dict[str, Any]:
         self.check_size(readings)
+        self.hub["failure"].require()
+        return self.failure_frame(readings_to_frame(readings, self.limits), horizon_days)
+
+    def failure_frame(self, frame: pd.DataFrame, horizon_days: float | None = None) -> dict[str, Any]:
+        """Failure risk per cell of a canonical frame (see :meth:`failure`)."""
         loaded = self.hub["failure"].require()
         model = loaded.model
         model_horizon = getattr(model, "horizon_days", None) or loaded.metadata.get("horizon_days")
@@ -252,7 +290,6 @@ class LiveService:
             raise InputError(f"horizon_days: the served failure model ({loaded.name}/{loaded.version}) predicts a "
                              f"{float(model_horizon):g}-day horizon, not {horizon_days:g} days; leave horizon_days "
                              "out or train and register a model for that horizon")
-        frame = readings_to_frame(readings, self.limits)
         refused = failure_inputs_missing(frame, _min_history_hours(model, loaded.metadata))
         if len(refused) == frame[C.CELL_ID].nunique():
             shown = "; ".join(f"{cell}: {why}" for cell, why in list(refused.items())[:5])
@@ -315,8 +352,12 @@ class LiveService:
     # -- forecast -----------------------------------------------------------------------
     def forecast(self, readings: Sequence[Reading], cell_id: str | int, steps: int, coverage: float) -> dict[str, Any]:
         self.check_size(readings)
+        self.hub["forecast"].require()
+        return self.forecast_frame(readings_to_frame(readings, self.limits), cell_id, steps, coverage)
+
+    def forecast_frame(self, frame: pd.DataFrame, cell_id: str | int, steps: int, coverage: float) -> dict[str, Any]:
+        """The forecast of one cell from a canonical frame of its string's history."""
         loaded = self.hub["forecast"].require()
-        frame = readings_to_frame(readings, self.limits)
         table = loaded.model.forecast(frame, cell_id, steps, coverage)
         forecast = table["Forecast"].to_numpy(dtype=np.float64)
         width = (table["Upper"].to_numpy(dtype=np.float64) - table["Lower"].to_numpy(dtype=np.float64))
@@ -345,11 +386,19 @@ class LiveService:
         unknown: list[str] = []
         accepted = 0
         touched: set[str] = set()
+        to_store: list[dict[str, Any]] = []
         for prediction_id, actual in items:  # a loop over feedback items, each a dict lookup
             stored = self.predictions.get(prediction_id)
+            if stored is None and self.store is not None:
+                row = self.store.prediction(prediction_id)
+                if row is not None and row["flag"] is not None:
+                    stored = StoredPrediction(prediction_id, row["kind"], row["model_version"], bool(row["flag"]),
+                                              float(row["score"] or 0.0))
             if stored is None:
                 unknown.append(prediction_id)
                 continue
+            to_store.append({"prediction_id": prediction_id, "model": stored.model, "model_version": stored.version,
+                             "predicted": stored.predicted, "actual": bool(actual), "score": stored.score})
             self.feedback_tracker.record(stored, actual)
             self.metrics.feedback_items.inc(model=stored.model)
             touched.add(stored.model)
@@ -360,6 +409,8 @@ class LiveService:
                 f"answers and are kept for the last {self.settings.prediction_capacity} predictions "
                 f"(first unknown: {unknown[0]!r})"
             )
+        if self.store is not None:
+            self.store.record_feedback(to_store)
         metrics = self.feedback_tracker.metrics()
         for model, values in metrics.items():
             if model in touched:

@@ -13,6 +13,8 @@
 | ``drift_window`` | ``BMS_LIVE_DRIFT_WINDOW`` | 5,000 | recent input rows kept per model for drift |
 | ``history_per_cell`` | ``BMS_LIVE_HISTORY`` | 128 | recent readings kept per cell as context for features (at least what the anomaly model's history features need) |
 | ``history_rows`` | ``BMS_LIVE_HISTORY_ROWS`` | 1,000,000 | readings kept in all (least recently updated devices are dropped) |
+| ``store`` | ``BMS_LIVE_STORE`` | 1 | keep what is ingested in the database (0 = memory only) |
+| ``database_url`` | ``BMS_DATABASE_URL`` | SQLite ``$BMS_WORKSPACE/bms.db`` | the store (``postgresql://...`` for PostgreSQL) |
 | ``history_bytes`` | ``BMS_LIVE_HISTORY_BYTES`` | 512 MiB | the same bound in estimated bytes (values, times, ids) |
 """
 
@@ -74,6 +76,10 @@ class Settings:
     history_rows: int = 1_000_000
     history_bytes: int = 512 * 1024 * 1024
     workspace: Path | None = None
+    #: keep readings, predictions, alerts and feedback in the database (``BMS_DATABASE_URL``,
+    #: default SQLite in the workspace); ``BMS_LIVE_STORE=0`` serves from memory only.
+    store: bool = True
+    database_url: str | None = None
     drift: DriftThresholds = field(default_factory=DriftThresholds)
     models: tuple[str, ...] = ("anomaly", "failure", "forecast")
 
@@ -95,5 +101,7 @@ class Settings:
             history_rows=_env_int("BMS_LIVE_HISTORY_ROWS", 1_000_000, 1000),
             history_bytes=_env_int("BMS_LIVE_HISTORY_BYTES", 512 * 1024 * 1024, 1024 * 1024),
             workspace=Path(ws).expanduser() if ws else None,
+            store=os.environ.get("BMS_LIVE_STORE", "1").strip().lower() not in ("0", "false", "no", "off"),
+            database_url=os.environ.get("BMS_DATABASE_URL") or None,
         )
         return replace(base, **{k: v for k, v in overrides.items() if v is not None})

@@ -28,21 +28,21 @@ class _FileArgs(ToolArgs):
     data_path: str = Field(description="CSV or Parquet file (raw BMS packets, a minimal table, or an earlier "
                                         "step's output) inside the workspace or BMS_ALLOWED_DIRS")
     output_format: OutputFormat = Field(default="csv", description="format of the output table: csv or parquet")
-    chunksize: int | None = Field(default=None, description="stream the input in chunks of about this many rows "
+    chunksize: int | None = Field(default=None, le=50_000_000, description="stream the input in chunks of about this many rows "
                                                             "(bounded memory, same result as one pass); "
                                                             "default: read the whole file (files over 256 MB "
                                                             "are streamed in chunks of 200000 rows)")
 
 
 class _MiceArgs(_FileArgs):
-    sample_rows: int = Field(default=20_000, description="rows the MICE kernel is fitted on (bounded sample)")
-    iterations: int = Field(default=2, description="MICE iterations")
-    random_state: int = Field(default=0, description="seed: the same seed gives the same imputed values")
+    sample_rows: int = Field(default=20_000, ge=50, le=5_000_000, description="rows the MICE kernel is fitted on (bounded sample)")
+    iterations: int = Field(default=2, ge=1, le=50, description="MICE iterations")
+    random_state: int = Field(default=0, ge=0, le=2**32 - 1, description="seed: the same seed gives the same imputed values")
 
 
 class PreprocessArgs(_MiceArgs):
     impute: Literal["mice", "interpolate", "none"] = Field(default="mice", description="how to fill gaps")
-    window: int = Field(default=12, description="readings in the trailing rolling windows")
+    window: int = Field(default=12, ge=1, le=10_000, description="readings in the trailing rolling windows")
 
 
 class CleanArgs(_FileArgs):
@@ -50,7 +50,7 @@ class CleanArgs(_FileArgs):
 
 
 class FeatureArgs(_FileArgs):
-    window: int = Field(default=12, description="readings in the trailing rolling windows")
+    window: int = Field(default=12, ge=1, le=10_000, description="readings in the trailing rolling windows")
     impute: Literal["interpolate", "none"] = Field(
         default="interpolate", description="fill gaps by per-cell time interpolation first, or leave them (NaN)")
 
@@ -125,6 +125,11 @@ def _execute(args: _FileArgs, ctx: ToolContext, *, stem: str, impute: str, featu
     }
     if result.mice_quality is not None:
         data["mice_quality"] = result.mice_quality
+    from bms_schema.coverage import dropped_rows_warning
+
+    lost = dropped_rows_warning(path, int(report["rows_in"]), int(report.get("conflicting_rows_dropped") or 0))
+    if lost:
+        data["warnings"] = [lost]  # the MCP layer puts it into the message
     if scale and result.scaler is not None:
         from bms_schema.runtime import versions
 

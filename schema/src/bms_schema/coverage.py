@@ -129,3 +129,40 @@ def mark_unknown(table: pd.DataFrame, coverage: Coverage, required: Sequence[str
             out[reasons] = out[reasons].astype(object)
             out.loc[rows, reasons] = [f"unknown: no {', '.join(missing[c])} reading for this cell" for c in ids[rows]]
     return out, marked
+
+
+def dropped_rows_warning(path: Any, rows_in: int, conflicts: int) -> str | None:
+    """Say why rows were dropped as conflicting readings when the cause is an id the user can fix.
+
+    Conflicts (two different readings for one cell at one time) mostly come from ids that do not
+    tell cells apart: an empty ``DeviceID`` puts every device's cell 3 into one cell, a
+    ``CellNumber`` that is not a number cannot be told apart either. Reads only the id columns.
+    """
+    if conflicts <= 0:
+        return None
+    from .reader import column_names, read_table
+
+    causes = []
+    try:
+        names = column_names(path)
+        device = next((a for a in C.ALIASES.get(C.DEVICE_ID, (C.DEVICE_ID,)) if a in names), None)
+        cell = next((a for a in C.ALIASES.get(C.CELL_NUMBER, (C.CELL_NUMBER,)) if a in names), None)
+        ids = read_table(path, columns=[c for c in (device, cell) if c]) if (device or cell) else None
+    except Exception:  # the warning is a courtesy: never fail a finished call over it
+        ids = None
+    if ids is not None:
+        if device is not None:
+            empty = int(ids[device].isna().sum() + ids[device].astype(str).str.strip().eq("").sum())
+            if empty:
+                causes.append(f"{device} is empty in {empty} of {len(ids)} rows (their cells of different devices "
+                              "collide: fill in DeviceID, or split the file by device)")
+        if cell is not None:
+            text = pd.to_numeric(ids[cell], errors="coerce").isna() & ids[cell].notna()
+            if int(text.sum()):
+                causes.append(f"{cell} is not a number in {int(text.sum())} rows (e.g. {ids.loc[text, cell].iloc[0]!r}): "
+                              "give each cell its number")
+    share = f"{conflicts} of {rows_in} rows ({100.0 * conflicts / max(rows_in, 1):.1f}%)"
+    if causes:
+        return f"{share} were dropped as conflicting readings of one cell at one time because {'; '.join(causes)}."
+    return (f"{share} were dropped as conflicting readings of one cell at one time (same cell and timestamp, "
+            "different values): check the cell ids and timestamps of the input.")

@@ -31,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from .errors import BMSError
 from .models import Envelope
@@ -40,14 +40,43 @@ from .runtime import limit_threads, versions
 log = logging.getLogger("bms.server")
 
 
+#: Arguments that seed a random generator: 0 .. 2**32 - 1 everywhere (what NumPy and scikit-learn accept).
+SEED_FIELDS = frozenset({"seed", "random_state"})
+MAX_SEED = 2**32 - 1
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, (list, tuple)):
+        return any(_has_nul(v) for v in value)
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    return False
+
+
 class ToolArgs(BaseModel):
-    """Base of every tool's argument model: unknown arguments are refused."""
+    """Base of every tool's argument model: unknown arguments are refused.
+
+    Checked for every tool at the boundary: no argument may hold a NUL byte (no path, name or
+    column can), and ``seed`` / ``random_state`` lie in 0..2**32-1.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     run_id: str | None = Field(
         default=None, description="Existing run id to write into (a pipeline passes one so all calls share a folder)"
     )
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _boundary_checks(cls, value: Any, info: ValidationInfo) -> Any:
+        if _has_nul(value):
+            raise ValueError("contains a NUL byte (\\x00), which no path, name or column can hold: remove it")
+        if info.field_name in SEED_FIELDS and isinstance(value, int) and not isinstance(value, bool) \
+                and not 0 <= value <= MAX_SEED:
+            raise ValueError(f"a random seed must be between 0 and {MAX_SEED} (2**32 - 1), got {value}")
+        return value
 
 
 class ToolData(BaseModel):
@@ -124,6 +153,25 @@ class _Tool:
 
     def output_schema(self) -> dict[str, Any]:
         return output_schema(self.data_model)
+
+
+def input_failure(exc: BaseException) -> str | None:
+    """A clear message for the ways third-party readers fail on a bad input file; None for anything else.
+
+    The safety net behind the shared readers (``bms_schema.reader``), which already turn these
+    into :class:`~bms_schema.errors.InputError`: undecodable text, a corrupt Arrow/Parquet file,
+    a NUL byte reaching the file system.
+    """
+    if isinstance(exc, UnicodeDecodeError):
+        return (f"an input file is not text in UTF-8 (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}): "
+                "give a CSV saved as UTF-8, or a Parquet file")
+    module = type(exc).__module__ or ""
+    if module.startswith("pyarrow") or type(exc).__name__.startswith("Arrow"):
+        text = " ".join(str(exc).split())[:300]
+        return f"an input file is not a readable CSV/Parquet table ({text}): check the file, or re-export it"
+    if isinstance(exc, ValueError) and "null byte" in str(exc):
+        return "a path contains a NUL byte (\\x00): remove it"
+    return None
 
 
 def validation_message(exc: ValidationError) -> str:
@@ -235,12 +283,21 @@ class ToolServer:
             status, message, data = "error", str(exc), {}
             log.warning("%s failed: %s", name, exc)
         except MemoryError:
-            status, message, data = "error", f"{name} ran out of memory: try a smaller file or a chunksize", {}
+            status, message, data = "error", (f"{name} ran out of memory: try a smaller input"
+                                              + (" or a smaller chunksize" if "chunksize" in type(args).model_fields
+                                                 else "")), {}
             log.error("%s ran out of memory", name)
-        except Exception as exc:  # a bug: report it without killing the server
-            status, message, data = "error", f"internal error in {name}: {type(exc).__name__}: {exc}", {}
-            log.error("%s crashed:\n%s", name, traceback.format_exc())
+        except Exception as exc:
+            known = input_failure(exc)
+            if known is not None:  # a library refusing a bad input file: say so, it is not a bug
+                status, message, data = "error", f"{name}: {known}", {}
+                log.warning("%s failed on its input: %s: %s", name, type(exc).__name__, exc)
+            else:  # a bug: report it without killing the server
+                status, message, data = "error", f"internal error in {name}: {type(exc).__name__}: {exc}", {}
+                log.error("%s crashed:\n%s", name, traceback.format_exc())
         data = dict(data)
+        if status == "ok" and data.get("warnings"):  # rows lost or inputs ignored: said in the message itself
+            message = f"{message}. WARNING: {' '.join(str(w) for w in data['warnings'])}"
         if status == "ok":
             data.setdefault("seconds", round(time.perf_counter() - start, 3))
             if tool.data_model is not None:

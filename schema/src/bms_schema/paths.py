@@ -52,6 +52,8 @@ def resolve_input(path: str | os.PathLike[str], *, must_exist: bool = True, kind
     """
     if path is None or str(path).strip() == "":
         raise PathError("no path given")
+    if "\x00" in str(path):
+        raise PathError(f"path {str(path)!r} contains a NUL byte (\\x00), which no file name can hold: remove it")
     raw = Path(str(path)).expanduser()
     base = workspace()
     candidate = raw if raw.is_absolute() else base / raw

@@ -100,7 +100,12 @@ class Run:
         return path
 
     def add_input(self, path: str | Path) -> None:
-        self.manifest.inputs.append(fingerprint(Path(path)))
+        """Record an input file with its fingerprint (a folder is recorded by path only)."""
+        path = Path(path)
+        if path.is_dir():
+            self.manifest.inputs.append({"path": str(path), "kind": "folder"})
+            return
+        self.manifest.inputs.append(fingerprint(path))
 
     def add_model(self, name: str, version: str, path: str | Path) -> None:
         self.manifest.models.append({"name": name, "version": version, "path": str(path)})
