@@ -83,27 +83,33 @@ def run_phase(port: int, pid: int, payloads: list[tuple[bytes, int]]) -> dict[st
     import httpx
 
     latencies = []
+    cpus = []
     stored = 0
     cpu0 = _cpu_seconds(pid)
     t0 = time.perf_counter()
     with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60,
                       headers={"content-type": "application/json"}) as client:
         for body, _ in payloads:
+            before = _cpu_seconds(pid)
             start = time.perf_counter()
             response = client.post("/v1/ingest", content=body)
             latencies.append(time.perf_counter() - start)
+            cpus.append(_cpu_seconds(pid) - before)
             response.raise_for_status()
             stored += response.json()["stored"]
     wall = time.perf_counter() - t0
     cpu = _cpu_seconds(pid) - cpu0
     lat = np.asarray(latencies) * 1000
+    cpu_ms = np.asarray(cpus) * 1000
     readings = sum(n for _, n in payloads)
     return {"requests": len(payloads), "readings": readings, "stored": stored, "seconds": round(wall, 2),
             "readings_per_second": round(readings / wall, 1),
             "readings_per_server_cpu_second": round(readings / cpu, 1) if cpu > 0 else None,
             "latency_ms": {"p50": round(float(np.percentile(lat, 50)), 2), "p99": round(float(np.percentile(lat, 99)), 2),
                            "max": round(float(lat.max()), 2)},
-            "server_cpu_ms_per_request": round(cpu / len(payloads) * 1000, 2)}
+            "server_cpu_ms_per_request": {"mean": round(cpu / len(payloads) * 1000, 2),
+                                          "p50": round(float(np.percentile(cpu_ms, 50)), 2),
+                                          "p99": round(float(np.percentile(cpu_ms, 99)), 2)}}
 
 
 def kill9(workspace: Path, packets: list[tuple[Any, list[dict[str, Any]]]]) -> dict[str, Any]:
@@ -202,6 +208,10 @@ def main() -> None:
     result["goals"] = {
         "readings_per_second>=2000": result["throughput"]["readings_per_second"] >= 2000,
         "p99_ms_per_packet<=50": lat["latency_ms"]["p99"] <= 50,
+        # the same goals on the server's own CPU time: what an idle core would give, since wall
+        # time on a shared machine mostly measures the other processes (/proc/<pid>/stat, 10 ms ticks)
+        "readings_per_server_cpu_second>=2000": (result["throughput"]["readings_per_server_cpu_second"] or 0) >= 2000,
+        "server_cpu_p99_ms_per_packet<=50": lat["server_cpu_ms_per_request"]["p99"] <= 50,
         "kill9_lost==0": result["kill9"]["acknowledged_lost"] == 0,
         "kill9_duplicated==0": result["kill9"]["duplicated"] == 0,
     }

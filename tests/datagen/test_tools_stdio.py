@@ -42,6 +42,14 @@ def test_simulate_bms_fleet_over_stdio(workspace: Path) -> None:
             assert vrla["status"] == "ok", vrla["message"]
             assert "CellSpecificGravity" not in pd.read_csv(vrla["data"]["path"]).columns
             assert vrla["data"]["discharge_events"] == 0 and vrla["data"]["chemistry"] == "vrla"
+            rec = envelope(await client.call_tool("simulate_cycle_record", {"cells": 1, "faults": ["voltage_sag", "hot_spot"]}))
+            assert rec["status"] == "ok", rec["message"]
+            readings = pd.read_csv(rec["data"]["path"])
+            assert len(readings) == 16_000 and set(readings.AnomalyType) == {"none", "voltage_sag", "hot_spot"}
+            assert readings.IsAnomaly.sum() == rec["data"]["anomaly_rows"] == 36 + 240
+            assert len(pd.read_csv(rec["data"]["faults_path"])) == 2
+            bad = await client.call_tool("simulate_cycle_record", {"faults": ["meltdown"]})
+            assert bad.is_error and "'faults.0'" in envelope(bad)["message"]
 
             bad = await client.call_tool("simulate_bms_fleet", {"devices": 0})
             assert bad.is_error

@@ -74,14 +74,14 @@ def test_pipeline_end_to_end_with_crash_and_resume(workspace: Path) -> None:
     html = second.report_html.read_text()
     anomaly = state.stages["anomaly"].calls[0].envelope["data"]
     assert f"| flagged readings | {anomaly['flagged']} |" in md and f"| rows | {anomaly['rows']} |" in md
-    table = pd.read_csv(state.stages["failure"].calls[0].envelope["data"]["table_path"])
+    table = pd.read_csv(state.stages["failure"].calls[-1].envelope["data"]["table_path"])
     assert [c["cell_id"] for c in cells_at_risk(state)] == table.sort_values(
         "FailureProbability", ascending=False, kind="stable")["CellID"].tolist()
     dead = table[table["AlreadyDead"].astype(bool)]
     living = table[~table["AlreadyDead"].astype(bool)].sort_values("FailureProbability", ascending=False, kind="stable")
     top = living.iloc[0]
     assert f"| {top['CellID']} | {top['FailureProbability']:.3f} | {top['RiskBand']} |" in md
-    assert f"Already dead ({len(dead)}): " in md and len(dead) == state.stages["failure"].calls[0].envelope["data"]["dead_cells"]
+    assert f"Already dead ({len(dead)}): " in md and len(dead) == state.stages["failure"].calls[-1].envelope["data"]["dead_cells"]
     # the answer first: the first screen of the report names every dead cell and every at-risk cell
     first_screen = "\n".join(md.splitlines()[:40])
     assert f"**Dead cells ({len(dead)} of {len(table)}):** " + ", ".join(dead["CellID"].astype(str)) in first_screen

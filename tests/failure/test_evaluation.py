@@ -1,4 +1,5 @@
-"""Metrics on hand-made cases: lead time, threshold choice, recall at precision, calibration."""
+"""Metrics and the survival distribution on hand-made cases: lead time, censored maximum likelihood,
+coherent probabilities and quantiles, top-2k recall, monthly alarm share, remaining-life accuracy."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bms_failure.calibration import Calibrator, centred_steps
-from bms_failure.evaluation import binary_metrics, choose_threshold, lead_times, recall_at_precision
+from bms_failure.evaluation import binary_metrics, lead_times
+from bms_failure.survival import SurvivalDistribution, survival_targets
+from bms_failure.training import monthly_alarm_share, rul_metrics, top_2k_recall
 
 
 def test_lead_time_is_the_start_of_the_sustained_alarm_before_death() -> None:
@@ -28,33 +30,71 @@ def test_lead_time_is_the_start_of_the_sustained_alarm_before_death() -> None:
     assert out["dying_cells"] == 2 and out["caught_cells"] == 1 and out["caught_fraction"] == 0.5
     assert out["lead_time_hours_median"] == 24.0
     assert out["surviving_cells"] == 1 and out["false_alarm_cells"] == 1
+    m = binary_metrics(np.array([0, 1, 1, 0]), np.array([True, True, False, False]))
+    assert (m["precision"], m["recall"], m["alarms"], m["true_alarms"]) == (0.5, 0.5, 2, 1)
 
 
-def test_threshold_recall_at_precision_and_binary_metrics() -> None:
-    label = np.array([0, 0, 0, 0, 1, 0, 1, 1])
-    prob = np.array([0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.8, 0.9])
-    # Highest recall with precision >= 0.75: alarms at >= 0.4 give 3 TP / 1 FP.
-    assert recall_at_precision(label, prob, 0.75) == 1.0
-    assert recall_at_precision(label, prob, 0.9) == pytest.approx(2 / 3)
-    assert choose_threshold(label, prob, 0.75) == pytest.approx(0.4)
-    m = binary_metrics(label, prob >= 0.4)
-    assert (m["precision"], m["recall"], m["alarms"], m["true_alarms"]) == (0.75, 1.0, 4, 3)
-
-
-def test_calibration_methods_roundtrip_and_keep_the_ranking() -> None:
+def test_censored_maximum_likelihood_recovers_the_distribution() -> None:
+    """Log-normal times around a known mu, right-censored at 30 days: the fit finds shift and sigma;
+    treating the censored as deaths (the mistake survival methods avoid) would not."""
     rng = np.random.default_rng(0)
-    margin = rng.normal(0, 2, 4000)
-    label = (rng.random(4000) < 1 / (1 + np.exp(-(margin - 2)))).astype(int)
-    iso = Calibrator.fit(margin, label)
-    assert iso.method == "isotonic"
-    grid = np.linspace(-3, 3, 50)
-    assert (np.diff(iso.transform(grid)) > 0).all(), "centred isotonic is strictly increasing inside its knots"
-    assert Calibrator.from_dict(iso.to_dict()).transform(grid) == pytest.approx(iso.transform(grid))
-    platt = Calibrator.fit(margin[:300], label[:300])
-    assert platt.method == "platt"
-    assert platt.params["a"] == pytest.approx(1.0, abs=0.35) and platt.params["b"] == pytest.approx(-2.0, abs=0.5)
-    one_class = Calibrator.fit(margin[:10], np.zeros(10, dtype=int), scale_pos_weight=np.e ** 2)
-    assert one_class.method == "prior_shift"
-    assert one_class.transform(np.array([2.0]))[0] == pytest.approx(0.5)
-    x, y = centred_steps(np.array([0.0, 1.0, 2.0, 3.0]), np.array([0.1, 0.1, 0.5, 0.5]))
-    assert x.tolist() == [0.5, 2.5] and y.tolist() == [0.1, 0.5]
+    mu = rng.normal(3.0, 0.8, 20_000)
+    truth = np.exp(mu + 0.3 + 0.6 * rng.standard_normal(len(mu)))
+    censor = 30.0
+    lower = np.minimum(truth, censor)
+    upper = np.where(truth <= censor, truth, np.inf)
+    assert 0.3 < np.mean(np.isinf(upper)) < 0.7
+    fit = SurvivalDistribution.fit(mu, lower, upper)
+    assert fit.shift == pytest.approx(0.3, abs=0.03) and fit.sigma == pytest.approx(0.6, abs=0.03)
+    naive = SurvivalDistribution.fit(mu, lower, lower)
+    assert naive.shift < 0.1
+    # One distribution, coherent everywhere: P(7) <= P(14) <= P(30); P(p50) = 0.5; p10 < p50 < p90.
+    m = np.array([1.0, 2.5, 4.0])
+    p = np.stack([fit.probability(m, h) for h in (7, 14, 30)])
+    assert (np.diff(p, axis=0) > 0).all()
+    p50 = fit.quantile(m, 0.5)
+    assert np.array([fit.probability(m[i:i + 1], p50[i])[0] for i in range(3)]) == pytest.approx(0.5)
+    assert (fit.quantile(m, 0.1) < p50).all() and (p50 < fit.quantile(m, 0.9)).all()
+    assert SurvivalDistribution.from_dict(fit.to_dict()) == fit
+
+
+def test_survival_targets_censor_at_the_cut() -> None:
+    t = pd.to_datetime(["2026-01-01", "2026-01-05", "2026-01-09"], utc=True)
+    table = pd.DataFrame({"CellID": ["A", "A", "B"], "Timestamp": t})
+    deaths = pd.Series(pd.to_datetime(["2026-01-08", "2026-01-20"], utc=True), index=["A", "B"])
+    usable, lower, upper = survival_targets(table, deaths, pd.Timestamp("2026-01-10", tz="UTC"))
+    assert usable.tolist() == [True, True, True]
+    assert lower.tolist() == [7.0, 3.0, 1.0]  # A died (seen); B is alive at the cut: censored at 1 day
+    assert upper[:2].tolist() == [7.0, 3.0] and np.isinf(upper[2])
+    # Cut before A's death: A is censored too; rows after the cut are not usable.
+    usable, lower, upper = survival_targets(table, deaths, pd.Timestamp("2026-01-06", tz="UTC"))
+    assert usable.tolist() == [True, True, False] and lower[:2].tolist() == [5.0, 1.0] and np.isinf(upper[:2]).all()
+
+
+def test_top_2k_recall_alarm_share_and_remaining_life_accuracy() -> None:
+    t0, t1 = pd.Timestamp("2026-01-01", tz="UTC"), pd.Timestamp("2026-01-02", tz="UTC")
+    rows = pd.DataFrame({"Timestamp": [t0] * 6 + [t1] * 6, "CellID": list("ABCDEF") * 2})
+    label = np.array([1, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0, 0], dtype=bool)
+    score = np.array([0.1, 0.9, 0.8, 0.0, 0.0, 0.0, 0.9, 0.1, 0.8, 0.7, 0.6, 0.0])
+    # t0: k=1, A ranked 3rd of top-2: missed; t1: k=2, top-4 holds A but not B (5th): 1 of 3 pooled.
+    assert top_2k_recall(rows, label, score) == pytest.approx(1 / 3)
+
+    days = pd.date_range("2026-01-01", periods=60, freq="D", tz="UTC")
+    cells = [f"C{i}" for i in range(10)]
+    frame = pd.DataFrame({"CellID": np.repeat(cells, 60), "Timestamp": np.tile(days, 10)})
+    frame["DeathTime"] = pd.Series(pd.NaT, index=frame.index, dtype="datetime64[ns, UTC]")
+    frame.loc[frame["CellID"] == "C9", "DeathTime"] = days[-1] - pd.Timedelta(days=1)  # dies: not a survivor
+    alarm = np.zeros(len(frame), dtype=bool)
+    alarm[(frame["CellID"] == "C0").to_numpy() & (frame["Timestamp"] < days[30]).to_numpy()] = True  # month 1
+    alarm[(frame["CellID"].isin(["C1", "C2"])).to_numpy() & (frame["Timestamp"] >= days[30]).to_numpy()] = True
+    alarm[(frame["CellID"] == "C9").to_numpy()] = True
+    share = monthly_alarm_share(frame, alarm, days[-1])
+    assert share == pytest.approx((1 / 9 + 2 / 9) / 2)
+
+    rows = pd.DataFrame({"CellID": ["A", "B", "C", "D"], "Timestamp": [t0] * 4,
+                         "DeathTime": [t0 + pd.Timedelta(days=d) for d in (10, 20, 40)] + [pd.NaT]})
+    life = {"p10": np.array([5.0, 25.0, 20.0, 50]), "p50": np.array([12.0, 30.0, 40.0, 99]),
+            "p90": np.array([20.0, 40.0, 60.0, 200])}
+    out = rul_metrics(rows, life)
+    assert out["samples"] == 3 and out["median_relative_error"] == pytest.approx(0.2)
+    assert out["p10_p90_coverage"] == pytest.approx(2 / 3) and out["below_p10"] == pytest.approx(1 / 3)

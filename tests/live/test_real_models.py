@@ -27,29 +27,14 @@ def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """A workspace with anomaly_hybrid, failure_classifier and forecaster trained on a small fleet."""
-    from bms_anomaly.detectors import ForestConfig
-    from bms_anomaly.hybrid import HybridAnomalyDetector, HybridConfig
-    from bms_anomaly.persistence import register_detector
-    from bms_anomaly.vae import VAEConfig
-    from bms_datagen.simulator import simulate_fleet
-    from bms_failure.api import train_and_register
-    from bms_forecast.config import TrainConfig
-    from bms_forecast.persistence import save_forecaster
-    from bms_forecast.training import fit_forecaster
-    from bms_schema.clean import clean_readings
-    from bms_schema.loader import load_canonical
+    from bms_anomaly.persistence import load_detector
+    from bms_live.bootstrap import first_fleet, train_first_models
 
     workspace = tmp_path_factory.mktemp("live-real")
     registry = ModelRegistry(workspace / "models")
-    raw = simulate_fleet(devices=2, cells_per_device=8, days=14, interval_minutes=30, seed=3, failure_rate=0.5)
-    config = HybridConfig(seed=0, vae=VAEConfig(epochs=5), forest=ForestConfig(n_estimators=50))
-    detector = HybridAnomalyDetector(config=config).fit(load_canonical(raw))
-    register_detector(detector, registry=registry)
-    cleaned, _ = clean_readings(raw)
-    train_and_register(cleaned, horizon_days=2, registry=registry)
-    forecaster, report = fit_forecaster(raw, TrainConfig(n_estimators=40, max_train_pairs=20_000,
-                                                         max_backtest_origins=200))
-    save_forecaster(forecaster, report, registry=registry)
+    raw = first_fleet()  # the fleet `bms setup` trains on: 2 strings x 8 cells, 14 days
+    versions = train_first_models(registry, raw)  # what `bms setup` does
+    detector = load_detector(versions["anomaly_hybrid"], registry=registry, cache=False)
     canonical = sort_readings(normalize(raw)[0])
     return {"workspace": workspace, "registry": registry, "detector": detector, "canonical": canonical}
 

@@ -168,3 +168,21 @@ def test_rest_routes_over_the_store(open_app) -> None:
         paths = set(client.get("/openapi.json").json()["paths"])
         assert {"/v1/ingest", "/v1/fleet", "/v1/devices", "/v1/cells", "/v1/readings", "/v1/anomalies", "/v1/risk",
                 "/v1/forecasts", "/v1/alerts", "/v1/feedback/items"} <= paths
+
+
+def test_ingest_publishes_committed_events_to_bounded_subscribers(open_app) -> None:
+    with open_app() as client:
+        service = client.app.state.service
+        everything = service.events.subscribe(maxsize=3)
+        only_b = service.events.subscribe(maxsize=100, devices={"B"})
+        for k in range(5):
+            client.post("/v1/ingest", json={"readings": packet("A", 2, _stamp(k))})
+        client.post("/v1/ingest", json={"readings": packet("B", 2, _stamp(0))})
+        client.post("/v1/ingest", json={"readings": packet("B", 2, _stamp(0))})  # resent: nothing new, no event
+        events = everything.drain()
+        assert len(events) == 3 and everything.dropped == 3  # the slow subscriber lost its oldest events
+        assert [e["devices"] for e in events] == [["A"], ["A"], ["B"]]
+        mine = only_b.drain()
+        assert len(mine) == 1 and [r["CellID"] for r in mine[0]["readings"]] == ["B-1", "B-2"]
+        assert mine[0]["scores"][0]["prediction_id"] and mine[0]["model"]["name"] == "anomaly_hybrid"
+        assert mine[0]["readings"][0]["Timestamp"] == _stamp(0)

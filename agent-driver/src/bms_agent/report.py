@@ -281,7 +281,8 @@ def _anomaly_section(state: PipelineState) -> list[Block]:
 def _risk_section(state: PipelineState) -> list[Block]:
     if not state.ok("failure"):
         return []
-    blocks = [Block("heading", "Failure prediction"), Block("text", state.envelopes("failure")[0].get("message", ""))]
+    last = state.envelopes("failure")[-1]  # the prediction (a training call may come first)
+    blocks = [Block("heading", "Failure prediction"), Block("text", last.get("message", ""))]
     cells = cells_at_risk(state)
     living = [c for c in cells if not c["already_dead"]][:10]
     dead = [c["cell_id"] for c in cells if c["already_dead"]]
@@ -291,7 +292,7 @@ def _risk_section(state: PipelineState) -> list[Block]:
                                   for c in living]))
     if dead:
         blocks.append(Block("text", f"Already dead ({len(dead)}): {', '.join(dead)}."))
-    table = _kv_table({k: v for k, v in first_data(state, "failure").items() if not isinstance(v, list)}, limit=20)
+    table = _kv_table({k: v for k, v in dict(last.get("data") or {}).items() if not isinstance(v, list)}, limit=20)
     if table:
         blocks.append(table)
     return blocks + _stage_plots(state, "failure", limit=2)

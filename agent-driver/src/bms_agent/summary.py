@@ -173,7 +173,7 @@ def _reason(text: str) -> str:
 
 def fleet_summary(state: PipelineState) -> FleetSummary:
     out = FleetSummary()
-    failure = first_data(state, "failure")
+    failure = dict(((state.envelopes("failure") or [{}])[-1]).get("data") or {})  # the prediction, after any training
     out.horizon_days = _num(failure.get("horizon_days"))
     cells = _failure_rows(state) if state.ok("failure") else []
     out.failure_known = bool(cells)

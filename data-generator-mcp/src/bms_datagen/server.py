@@ -50,9 +50,12 @@ def simulate_bms_fleet(args: SimulateFleetArgs, ctx: ToolContext) -> ToolOutput:
     ground-truth labels (IsDead, IsAnomaly, AnomalyType) plus a per-cell ground-truth table (fate, failure
     mode, death time) into the run folder. Physics: float voltage 2.20-2.27 V, SG 1.200-1.240, OCV = SG + 0.84
     (chemistry="vrla": float 2.25-2.30 V, no SG column, dry-out and thermal-runaway failures),
-    daily ambient cycle, I^2R heating, mains-outage discharges and recharges; failures by sulfation, dry-out or
-    internal short with days of precursor drift; real telemetry mess (0xFFFF dropouts, empty fields,
-    duplicate and late packets). Same seed -> byte-identical file."""
+    daily ambient cycle, I^2R heating, mains-outage discharges (discharge_every_days=0: none) and recharges;
+    Arrhenius-accelerated ageing (resistance growth, capacity fade, float drift) with failures by sulfation or
+    dry-out (weeks of trend to the IEEE end-of-life thresholds) or internal short (days of warning); real
+    telemetry mess (0xFFFF dropouts, empty fields, duplicate and late packets). Also writes the survival ground
+    truth: per-cell end-of-life time and mode (censored if alive at the end) and state of health over time.
+    Same seed -> byte-identical file."""
     from .fleet_config import FleetConfig
     from .simulator import simulate_fleet_with_truth, write_simulation
 
@@ -78,6 +81,47 @@ def simulate_bms_fleet(args: SimulateFleetArgs, ctx: ToolContext) -> ToolOutput:
                f"{summary['dropout_rows']} dropout rows")
     return ToolOutput(message=message, data={"path": str(readings_path), "ground_truth_path": str(truth_path),
                                              "soh_path": str(soh_path), **summary})
+
+
+FaultName = Literal["voltage_sag", "hot_spot", "sensor_spike", "stuck_sensor", "loose_connection"]
+
+
+class CycleRecordArgs(ToolArgs):
+    seed: int = Field(default=0, ge=0, description="Random seed: the same seed gives the same record")
+    interval_seconds: float = Field(default=5.0, ge=0.1, le=3600, description="Seconds between readings")
+    chemistry: Literal["vrla", "flooded"] = Field(default="vrla", description="vrla (no SG column) or flooded")
+    cells: int = Field(default=6, ge=1, le=24, description="6: a 12 V monobloc with cell-level sensing; 1: one 2 V cell")
+    steps: int = Field(default=16_000, ge=10, le=2_000_000, description="Readings per cell (16,000 x 5 s = 22.2 h)")
+    faults: list[FaultName] | None = Field(
+        default=None, description="Fault types to inject, one each at its default place; default: a 0.08 V/cell sag in "
+                                  "float, discharge, rest and bulk charge and a +12 degC hot spot in discharge and float; "
+                                  "[] for none")
+    file_name: str = Field(default="cycle_record.csv", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*\.csv$",
+                           description="Name of the readings CSV written into the run folder")
+
+
+@server.tool(CycleRecordArgs, title="Simulate a charge/discharge record with faults", read_only=False, idempotent=True)
+def simulate_cycle_record(args: CycleRecordArgs, ctx: ToolContext) -> ToolOutput:
+    """Simulate one monobloc (or cell) at seconds resolution through float, a discharge, rest, a bulk and
+    absorption recharge and float again, with labelled injected faults (IsAnomaly, AnomalyType) and the true
+    operating state per reading (Phase, TrueState): the benchmark record for state-aware anomaly detection.
+    Writes the readings (minimal table) and the fault table into the run folder."""
+    from .records import simulate_cycle_record as simulate, write_record
+
+    with ctx.run.timed("simulate"):
+        record = simulate(seed=args.seed, interval_seconds=args.interval_seconds, chemistry=args.chemistry,
+                          cells=args.cells, steps=args.steps, faults=args.faults)
+    readings_path = ctx.run.path(args.file_name)
+    faults_path = ctx.run.path(args.file_name[: -len(".csv")] + "_faults.csv")
+    with ctx.run.timed("write"):
+        write_record(record, readings_path, faults_path)
+    ctx.run.add_artifact(readings_path, "table", "charge/discharge record with labelled injected faults")
+    ctx.run.add_artifact(faults_path, "table", "the injected faults: type, cell, phase, start, end, magnitude")
+    summary = record.summary
+    message = (f"simulated {summary['rows']:,} readings ({summary['cells']} cells x {summary['readings_per_cell']} "
+               f"at {summary['interval_seconds']:g} s, {summary['hours']:.1f} h); {summary['anomaly_rows']} fault "
+               f"readings from {len(record.faults)} injected faults")
+    return ToolOutput(message=message, data={"path": str(readings_path), "faults_path": str(faults_path), **summary})
 
 
 SynthesizerName = Literal["auto", "gaussian_copula", "ctgan", "tvae", "par", "hma"]

@@ -2,9 +2,9 @@
 
 ```python
 from bms_failure.api import load_failure_model, predict_failure
-model = load_failure_model("latest")            # registered failure_classifier
-table = model.predict(history_frame)             # per-cell risk, no labels needed
-outcome = predict_failure(frame, horizon_days=7)  # trains first when no model fits
+model = load_failure_model()                     # the champion failure_classifier (survival model)
+table = model.predict(history_frame)             # per-cell risk, remaining life, alarms; no labels needed
+outcome = predict_failure(frame, horizon_days=14) # same logic as the tool (never trains)
 ```
 """
 
@@ -18,13 +18,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from bms_schema import InputError, ModelError, ModelRegistry, read_table
+from bms_schema import InputError, ModelRegistry, read_table
 from bms_schema import columns as C
 
 from .config import LOGGER, MODEL_NAME, FeatureConfig
 from .features import as_canonical, build_feature_grid
-from .labels import death_times, has_dead_labels, label_grid, sample_rows
-from .model import FailureModel, find_version, load_failure_model
+from .labels import death_times, has_dead_labels, label_grid
+from .model import FailureModel, load_failure_model
 from .training import TrainingResult, check_horizon, train_failure_model
 
 log = logging.getLogger(LOGGER)
@@ -67,11 +67,25 @@ def load_anomalies(path: str | Path | None) -> pd.DataFrame | None:
 class PredictionOutcome:
     table: pd.DataFrame
     model: FailureModel
-    trained: TrainingResult | None = None
-    #: When the input carries labels and the model did not train on it: scores over its history.
+    #: When the input carries labels: the registered model scored over its history (no training on it).
     input_evaluation: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
     grid: Any = None
+
+
+@dataclass
+class TrainingOutcome:
+    result: TrainingResult
+    #: ``bms_schema.model_protocol.Registered``: version, alias (champion/challenger), decision.
+    registered: Any
+
+    @property
+    def model(self) -> FailureModel:
+        return self.result.model
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        return self.result.metrics
 
 
 def train_and_register(
@@ -80,57 +94,47 @@ def train_and_register(
     anomalies: pd.DataFrame | None = None,
     config: FeatureConfig | None = None,
     seed: int = 0,
-    target_precision: float = 0.5,
     registry: ModelRegistry | None = None,
     extra_metadata: dict[str, Any] | None = None,
     progress: Callable[[float, str], None] | None = None,
     promote: bool = False,
-) -> TrainingResult:
-    """Train (see :func:`bms_failure.training.train_failure_model`) and register a candidate version.
-
-    The candidate's out-of-fold PR-AUC on the held-out test samples is compared with the champion's
-    PR-AUC on the same samples; the candidate becomes champion only when higher (or ``promote``).
-    """
+    validate: bool = True,
+) -> TrainingOutcome:
+    """Train (see :func:`bms_failure.training.train_failure_model`) and register a candidate version: it
+    becomes champion when it beats the champion on its held-out cells (or with ``promote``)."""
     from bms_schema.coverage import require_inputs
 
     require_inputs(as_canonical(frame), REQUIRED_INPUTS, "train the failure model")
     result = train_failure_model(frame, horizon_days, config=config, anomalies=anomalies, seed=seed,
-                                 target_precision=target_precision, progress=progress)
+                                 progress=progress, validate=validate)
     grid = result.grid
     trained_on = {"rows": int(len(frame)), "cells": int(len(grid.cells)) if grid is not None else None,
                   "time_range": [grid.data_start, grid.data_end] if grid is not None else None,
                   **(extra_metadata or {})}
-    holdout = result.evaluation
-    holdout.attrs["horizon_days"] = float(horizon_days)
-    pooled = result.metrics.get("model", {}) if isinstance(result.metrics.get("model"), dict) else {}
-    candidate = {"pr_auc": pooled.get("pr_auc"), "roc_auc": pooled.get("roc_auc"), "brier": pooled.get("brier"),
-                 "source": "out-of-fold scores of the held-out test samples"}
-    result.model.register(registry, {"trained_on": trained_on, "seed": seed, "metrics": result.metrics},
-                          holdout=holdout if len(holdout) else None, candidate_metrics=candidate, promote=promote)
-    return result
+    if result.model.card is not None and extra_metadata and extra_metadata.get("fingerprint"):
+        result.model.card.data_fingerprint = str(extra_metadata["fingerprint"])
+    registered = result.model.register(result.model.holdout, registry, promote=promote,
+                                       metadata={"trained_on": trained_on, "seed": seed})
+    return TrainingOutcome(result=result, registered=registered)
 
 
 def _evaluate_on_input(model: FailureModel, frame: pd.DataFrame, grid: Any) -> dict[str, Any] | None:
-    """Score a registered model on the labelled history of new data (no training on it)."""
-    from . import evaluation as E
+    """Score a registered model on the labelled history of new data (no training on it), at every
+    horizon, next to the IEEE rules and the trend-to-threshold estimate."""
+    from .labels import sampling_points
+    from .training import horizon_report, rul_metrics
 
     deaths = death_times(frame)
     if deaths.notna().sum() == 0:
         return None
-    try:
-        check_horizon(model.horizon_days, grid)
-    except InputError:
+    labelled = label_grid(grid, deaths, 24.0)
+    rows = labelled.loc[sampling_points(labelled, grid) & labelled["Alive"].to_numpy()].reset_index(drop=True)
+    if len(rows) == 0:
         return None
-    samples = sample_rows(label_grid(grid, deaths, model.horizon_days * 24.0), grid)
-    if len(samples) == 0:
-        return None
-    label = samples["Label"].to_numpy()
-    prob = model.predict_proba(samples)
-    out = E.score_metrics(label, prob)
-    out["brier"] = E.brier(label, prob)
-    out["at_alarm_threshold"] = E.binary_metrics(label, prob >= model.alarm_threshold)
-    out["baseline_rule"] = E.score_metrics(label, E.rule_score(samples))
-    out["baseline_rule"]["at_rule"] = E.binary_metrics(label, E.rule_flags(samples))
+    mu = model.margin(rows)
+    out = horizon_report(rows, lambda h: model.distribution.probability(mu, h), grid.data_end)
+    out["remaining_life"] = rul_metrics(rows, {q: model.distribution.quantile(mu, v)
+                                               for q, v in (("p10", 0.1), ("p50", 0.5), ("p90", 0.9))})
     out["note"] = ("registered model scored on every labelled sample point of this input; optimistic if the "
                    "model was trained on the same data")
     return out
@@ -144,31 +148,34 @@ def predict_failure(
     registry: ModelRegistry | None = None,
     progress: Callable[[float, str], None] | None = None,
 ) -> PredictionOutcome:
-    """Per-cell failure risk as of the last reading of ``frame``, with a registered model.
+    """Per-cell failure probability within ``horizon_days``, remaining life (p10/p50/p90), state of
+    health, alarms and the trend-to-threshold estimate, as of the last reading of ``frame``.
 
-    Uses the champion (or ``model_version``); never trains: with no model registered the error
-    names the ``train_failure_model`` tool.
+    Uses the registered model (``champion`` by default, or ``model_version``); it never trains: with
+    no model registered the error names ``train_failure_model``. No labels are needed.
     """
     check_horizon(horizon_days)
-    registry = registry or ModelRegistry()
-    model = load_failure_model(model_version, horizon_days=horizon_days, registry=registry)
     frame = as_canonical(frame)
+    registry = registry or ModelRegistry()
     step = progress or (lambda fraction, message: None)
+    model = load_failure_model(model_version or "champion", horizon_days=horizon_days, registry=registry)
     grid = build_feature_grid(frame, model.config, anomalies)
     notes = [f"predicted with registered {MODEL_NAME} {model.version}"]
-    step(0.92, "scoring every cell as of the last reading")
-    table = model.predict(frame, anomalies, grid=grid)
+    step(0.6, "scoring every cell as of the last reading")
+    table = model.predict(frame, anomalies, grid=grid, horizon_days=horizon_days)
     table, unknown = _unknown_without_inputs(frame, table)
     if unknown:
         notes.append(f"{len(unknown)} cell(s) unknown: no {', '.join(sorted({c for v in unknown.values() for c in v}))} "
                      "reading (not scored)")
     evaluation = _evaluate_on_input(model, frame, grid) if has_dead_labels(frame) else None
-    return PredictionOutcome(table=table, model=model, trained=None, input_evaluation=evaluation, notes=notes,
-                             grid=grid)
+    return PredictionOutcome(table=table, model=model, input_evaluation=evaluation, notes=notes, grid=grid)
 
 
 #: Measurements a cell needs before the failure model may score it (bms_schema.coverage).
 REQUIRED_INPUTS = (C.VOLTAGE,)
+#: Figures of a cell that become missing when it is unknown.
+UNKNOWN_COLUMNS = ("StateOfHealth", "RemainingLifeDays", "RemainingLifeP10", "RemainingLifeP90", "FailureProbability7d",
+                   "FailureProbability14d", "FailureProbability30d", "AlarmLeadDays", "TrendDaysToThreshold")
 
 
 def _unknown_without_inputs(frame: pd.DataFrame, table: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, list[str]]]:
@@ -178,6 +185,14 @@ def _unknown_without_inputs(frame: pd.DataFrame, table: pd.DataFrame) -> tuple[p
     keep = table["DeadSource"].astype(str).eq("IsDead label") if "DeadSource" in table.columns else None
     table, unknown = mark_unknown(table, input_coverage(frame), REQUIRED_INPUTS, probability="FailureProbability",
                                   band="RiskBand", reasons="TopReasons", keep=keep)
+    if unknown:  # every figure of the cell, not only the probability
+        rows = table[C.CELL_ID].astype(str).isin(list(unknown)).to_numpy() & (table["RiskBand"] == "unknown").to_numpy()
+        for column in UNKNOWN_COLUMNS:
+            if column in table.columns:
+                table.loc[rows, column] = np.nan
+        table.loc[rows, "Alarm"] = False
+        for column in ("AlarmTrigger", "RecommendedAction", "TrendRule"):
+            table.loc[rows, column] = ""
     if unknown and "AlreadyDead" in table.columns:
         rows = table[C.CELL_ID].astype(str).isin(list(unknown)).to_numpy()
         table.loc[rows, "AlreadyDead"] = False
@@ -189,11 +204,29 @@ def _unknown_without_inputs(frame: pd.DataFrame, table: pd.DataFrame) -> tuple[p
 def top_at_risk(table: pd.DataFrame, n: int = 10) -> list[dict[str, Any]]:
     """The ``n`` living cells most likely to fail (JSON-ready)."""
     alive = table.loc[~table["AlreadyDead"] & table["FailureProbability"].notna()].head(n)
+    def num(value: Any, digits: int) -> float | None:
+        return None if value is None or not np.isfinite(value) else round(float(value), digits)
+
     return [
         {"CellID": r.CellID, "DeviceID": r.DeviceID, "CellNumber": int(r.CellNumber),
-         "FailureProbability": round(float(r.FailureProbability), 4), "RiskBand": r.RiskBand,
+         "FailureProbability": num(r.FailureProbability, 4), "RiskBand": r.RiskBand,
+         "StateOfHealth": num(r.StateOfHealth, 1), "RemainingLifeDays": num(r.RemainingLifeDays, 1),
+         "RemainingLifeP10": num(r.RemainingLifeP10, 1), "RemainingLifeP90": num(r.RemainingLifeP90, 1),
+         "Alarm": bool(r.Alarm), "AlarmTrigger": r.AlarmTrigger, "RecommendedAction": r.RecommendedAction,
+         "TrendDaysToThreshold": num(r.TrendDaysToThreshold, 1), "TrendRule": r.TrendRule,
          "TopReasons": r.TopReasons}
         for r in alive.itertuples(index=False)  # at most n rows
+    ]
+
+
+def alarms(table: pd.DataFrame, n: int = 50) -> list[dict[str, Any]]:
+    """The alarmed cells: trigger, lead time (expected remaining life) and the recommended action."""
+    hit = table.loc[table["Alarm"]].head(n)
+    return [
+        {"CellID": r.CellID, "trigger": r.AlarmTrigger, "lead_time_days": round(float(r.AlarmLeadDays), 1),
+         "lead_time_p10_days": round(float(r.RemainingLifeP10), 1), "action": r.RecommendedAction,
+         "probability_30d": round(float(r.FailureProbability30d), 4)}
+        for r in hit.itertuples(index=False)  # at most n rows
     ]
 
 
@@ -207,10 +240,11 @@ def dead_cells(table: pd.DataFrame) -> list[str]:
 
 
 def mean_contributions(model: FailureModel, table: pd.DataFrame, grid_last: pd.DataFrame) -> pd.DataFrame:
-    """Mean |contribution| per feature over the scored cells, and over the high-risk ones (for the plot)."""
+    """Mean |contribution| per feature over the scored cells, and over the high-risk ones (for the plot);
+    contributions are to the log remaining life, so the sign is flipped: positive = shortens life."""
     scored = table.loc[table["FailureProbability"].notna() & ~table["AlreadyDead"], C.CELL_ID]
     rows = grid_last.set_index(C.CELL_ID).loc[scored].reset_index()
-    contribs = model.contributions(rows)[:, :-1] if len(rows) else np.zeros((0, len(model.features)))
+    contribs = -model.contributions(rows)[:, :-1] if len(rows) else np.zeros((0, len(model.features)))
     high = table.set_index(C.CELL_ID).loc[scored, "RiskBand"].to_numpy() == "high"
     return pd.DataFrame({
         "feature": model.features,

@@ -7,7 +7,18 @@ from typing import Any
 
 MODEL_NAME = "failure_classifier"
 MODEL_FILE = "model.ubj"
-CALIBRATION_FILE = "calibration.json"
+#: The survival distribution around the booster's margin (shift, sigma) as JSON.
+DISTRIBUTION_FILE = "survival.json"
+#: Horizons every prediction reports (days) besides the requested one.
+REPORT_HORIZONS: tuple[float, ...] = (7.0, 14.0, 30.0)
+#: Alarms look this far ahead ...
+ALARM_HORIZON_DAYS = 30.0
+#: ... and at most this share of the cells that survive are alarmed in a month (the budget the alarm
+#: threshold is chosen for on held-out cells; the operator's limit is 10 %).
+ALARM_BUDGET = 0.06
+#: An alarm needs the probability above the threshold for this long (the lowest value over the window
+#: counts): a one-day blip of a noisy feature does not page anyone.
+ALARM_SUSTAIN_HOURS = 48.0
 DEAD_STATE_FILE = "dead_state.ubj"
 REFERENCE_FILE = "reference_features.parquet"
 #: Training samples kept with a registered model as the drift-monitoring reference.
@@ -26,6 +37,10 @@ class FeatureConfig:
     step_hours: float = 1.0
     short_window_hours: float = 24.0
     long_window_hours: float = 168.0
+    #: Weeks-long trends (slopes, ohmic rise) use this trailing window ...
+    trend_window_hours: float = 336.0
+    #: ... and compare with the cell's own baseline: the mean over its first ``baseline_hours``.
+    baseline_hours: float = 336.0
     #: Training samples are taken every ``sample_every_hours`` (aligned across cells).
     sample_every_hours: float = 6.0
     #: A cell needs this much history before it is scored.
@@ -42,7 +57,8 @@ class FeatureConfig:
 
         if self.step_hours <= 0:
             raise InputError(f"step_hours must be positive, got {self.step_hours}")
-        for name in ("short_window_hours", "long_window_hours", "sample_every_hours"):
+        for name in ("short_window_hours", "long_window_hours", "sample_every_hours", "trend_window_hours",
+                     "baseline_hours"):
             if getattr(self, name) < self.step_hours:
                 raise InputError(f"{name} ({getattr(self, name)}) must be at least step_hours ({self.step_hours})")
         if self.long_window_hours < self.short_window_hours:
@@ -90,6 +106,16 @@ FEATURES: tuple[str, ...] = (
     "anomaly_rate_short",
     "anomaly_rate_long",
     "data_age_hours",
+    "voltage_dev_slope_trend",
+    "sg_dev_slope_trend",
+    "temp_dev_slope_trend",
+    "voltage_dev_vs_initial_long",
+    "sg_dev_vs_initial_long",
+    "temp_dev_vs_initial_long",
+    "voltage_float_slope_trend",
+    "ohmic_rise",
+    "trend_log_days_to_threshold",
+    "trend_progress",
 )
 
 #: Readable name and unit of every feature (used for TopReasons and plots).
@@ -120,6 +146,16 @@ READABLE: dict[str, tuple[str, str]] = {
     "anomaly_rate_short": ("share of anomalous readings, {short}", ""),
     "anomaly_rate_long": ("share of anomalous readings, {long}", ""),
     "data_age_hours": ("hours since the last valid reading", "h"),
+    "voltage_dev_slope_trend": ("drift of voltage vs string peers, {trend}", "V/day"),
+    "sg_dev_slope_trend": ("drift of specific gravity vs string peers, {trend}", "/day"),
+    "temp_dev_slope_trend": ("drift of temperature vs string peers, {trend}", "degC/day"),
+    "voltage_dev_vs_initial_long": ("voltage vs peers, {long}, relative to the cell's first {baseline}", "V"),
+    "sg_dev_vs_initial_long": ("specific gravity vs peers, {long}, relative to the cell's first {baseline}", ""),
+    "temp_dev_vs_initial_long": ("temperature vs peers, {long}, relative to the cell's first {baseline}", "degC"),
+    "voltage_float_slope_trend": ("float voltage trend over {trend}", "V/day"),
+    "ohmic_rise": ("ohmic resistance rise over the cell's baseline, {trend}", ""),
+    "trend_log_days_to_threshold": ("log(1 + days until a trend crosses an IEEE threshold)", ""),
+    "trend_progress": ("progress towards the nearest IEEE threshold (1 = reached)", ""),
 }
 
 RISK_BANDS = ("dead", "high", "medium", "low", "insufficient_history")
@@ -138,12 +174,15 @@ def readable(feature: str, config: FeatureConfig | None = None) -> str:
     return template.format(
         short=_hours_text(config.short_window_hours),
         long=_hours_text(config.long_window_hours),
+        trend=_hours_text(config.trend_window_hours),
+        baseline=_hours_text(config.baseline_hours),
         step=_hours_text(config.step_hours) + " mean",
     )
 
 
-def format_reason(feature: str, value: float, contribution: float, config: FeatureConfig | None = None) -> str:
-    """``"specific gravity vs string peers, 7 days = -0.031 (+1.20)"``."""
+def format_reason(feature: str, value: float, contribution: float, config: FeatureConfig | None = None,
+                  effect: str | None = None) -> str:
+    """``"specific gravity vs string peers, 7 days = -0.031 (+1.20)"`` (``effect`` replaces the bracket text)."""
     import math
 
     name, unit = readable(feature, config), READABLE.get(feature, (feature, ""))[1]
@@ -154,4 +193,4 @@ def format_reason(feature: str, value: float, contribution: float, config: Featu
         shown = f"{value:.4g}" if magnitude >= 1e-3 or magnitude == 0 else f"{value:.2e}"
         if unit:
             shown = f"{shown} {unit}"
-    return f"{name} = {shown} ({contribution:+.2f})"
+    return f"{name} = {shown} ({effect if effect is not None else f'{contribution:+.2f}'})"

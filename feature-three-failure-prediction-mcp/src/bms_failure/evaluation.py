@@ -1,4 +1,4 @@
-"""Leakage-free splits, metrics, lead time and the IEEE 450 style baseline rule.
+"""Leakage-free splits by cell and time, binary metrics and alarm lead time (the IEEE rules: ``trends``).
 
 Split: cells are divided into ``folds`` groups (stratified by whether and when they die), and
 time is cut at ``split_time``. For each fold, its cells after ``split_time`` are the test set;
@@ -18,10 +18,6 @@ import pandas as pd
 from bms_schema import InputError
 from bms_schema import columns as C
 
-#: IEEE 450 style thresholds: float voltage below this (V) ...
-RULE_FLOAT_VOLTAGE = 2.13
-#: ... or specific gravity more than this below the string mean.
-RULE_SG_BELOW_MEAN = 0.025
 
 
 @dataclass
@@ -125,52 +121,7 @@ def check_no_leakage(train: pd.DataFrame, test: pd.DataFrame, horizon_hours: flo
         )
 
 
-# -- baseline -----------------------------------------------------------------------------
-def rule_flags(table: pd.DataFrame) -> np.ndarray:
-    """IEEE 450 style rule: float voltage < 2.13 V, or SG more than 0.025 below the string mean."""
-    voltage = table["rule_float_voltage"].to_numpy(dtype=np.float64)
-    sg_below = table["rule_sg_below_string_mean"].to_numpy(dtype=np.float64)
-    with np.errstate(invalid="ignore"):
-        return (voltage < RULE_FLOAT_VOLTAGE) | (sg_below > RULE_SG_BELOW_MEAN)
-
-
-def rule_score(table: pd.DataFrame) -> np.ndarray:
-    """A continuous severity of the rule (> 0 exactly when it fires), for ROC/PR curves."""
-    voltage = table["rule_float_voltage"].to_numpy(dtype=np.float64)
-    sg_below = table["rule_sg_below_string_mean"].to_numpy(dtype=np.float64)
-    score = np.fmax((RULE_FLOAT_VOLTAGE - voltage) / 0.05, (sg_below - RULE_SG_BELOW_MEAN) / RULE_SG_BELOW_MEAN)
-    return np.where(np.isnan(score), -1e6, score)
-
-
 # -- metrics ------------------------------------------------------------------------------
-def recall_at_precision(label: np.ndarray, score: np.ndarray, precision: float) -> float | None:
-    """The highest recall reachable with precision >= ``precision`` (None without positives)."""
-    from sklearn.metrics import precision_recall_curve
-
-    if label.sum() == 0:
-        return None
-    prec, rec, _ = precision_recall_curve(label, score)
-    ok = prec >= precision
-    return float(rec[ok].max()) if ok.any() else 0.0
-
-
-def choose_threshold(label: np.ndarray, prob: np.ndarray, target_precision: float) -> float:
-    """Alarm threshold: the lowest probability with precision >= target, else the best-F1 one."""
-    from sklearn.metrics import precision_recall_curve
-
-    if label.sum() == 0 or label.sum() == len(label):
-        return 0.5
-    prec, rec, thr = precision_recall_curve(label, prob)
-    prec, rec = prec[:-1], rec[:-1]
-    ok = prec >= target_precision
-    if ok.any():
-        value = float(thr[ok].min())
-    else:
-        f1 = np.where(prec + rec > 0, 2 * prec * rec / np.maximum(prec + rec, 1e-12), 0.0)
-        value = float(thr[int(np.argmax(f1))])
-    return float(min(max(value, 0.01), 0.95))
-
-
 def binary_metrics(label: np.ndarray, flag: np.ndarray) -> dict[str, Any]:
     tp = int((flag & (label == 1)).sum())
     fp = int((flag & (label == 0)).sum())
@@ -179,27 +130,6 @@ def binary_metrics(label: np.ndarray, flag: np.ndarray) -> dict[str, Any]:
     recall = tp / (tp + fn) if tp + fn else None
     f1 = 2 * precision * recall / (precision + recall) if precision and recall else 0.0
     return {"precision": precision, "recall": recall, "f1": f1, "alarms": tp + fp, "true_alarms": tp}
-
-
-def score_metrics(label: np.ndarray, score: np.ndarray, precisions: tuple[float, ...] = (0.5, 0.8)) -> dict[str, Any]:
-    """ROC-AUC, PR-AUC (average precision) and recall at fixed precisions of a continuous score."""
-    from sklearn.metrics import average_precision_score, roc_auc_score
-
-    label = np.asarray(label, dtype=np.int64)
-    out: dict[str, Any] = {"samples": int(len(label)), "positives": int(label.sum()),
-                           "base_rate": float(label.mean()) if len(label) else None}
-    both = 0 < label.sum() < len(label)
-    out["roc_auc"] = float(roc_auc_score(label, score)) if both else None
-    out["pr_auc"] = float(average_precision_score(label, score)) if both else None
-    for p in precisions:
-        out[f"recall_at_precision_{p:g}"] = recall_at_precision(label, score, p) if both else None
-    return out
-
-
-def brier(label: np.ndarray, prob: np.ndarray) -> float | None:
-    if len(label) == 0:
-        return None
-    return float(np.mean((np.asarray(prob, dtype=np.float64) - label) ** 2))
 
 
 def lead_times(samples: pd.DataFrame, alarm: np.ndarray, window_start: pd.Timestamp) -> dict[str, Any]:

@@ -29,7 +29,10 @@ NS_PER_HOUR = 3_600_000_000_000
 #: ground truth ``IsAnomaly`` is deliberately not accepted: a label must never become a feature.
 ANOMALY_FLAG_COLUMNS = ("AnomalyFlag", "PredictedAnomaly", "Anomaly", "is_anomaly")
 #: Extra (non-model) columns the baseline rule reads.
-RULE_COLUMNS = ("rule_float_voltage", "rule_sg_below_string_mean")
+RULE_COLUMNS = ("rule_float_voltage", "rule_sg_below_string_mean", "rule_ohmic_rise", "ohmic_rise_slope")
+#: Optional per-cell ohmic measurement columns (ohm), most specific first: an ohmic/impedance test value
+#: when the BMS reports one; without it the ohmic rise is estimated from discharges.
+OHMIC_COLUMNS = ("CellResistance", "CellInternalResistance", "InternalResistance", "CellImpedance")
 
 
 @dataclass
@@ -172,6 +175,18 @@ def _expanding_mean(series: np.ndarray, grid: "_Grid") -> np.ndarray:
     return _divide(sums[idx] - sums[start], counts[idx] - counts[start])
 
 
+def _initial_mean(series: np.ndarray, grid: "_Grid", window: int) -> np.ndarray:
+    """Mean of the non-missing values over the cell's first ``window`` buckets (its baseline), as known at
+    each row: up to the row itself while the baseline period lasts, then frozen (causal)."""
+    valid = ~np.isnan(series)
+    start = grid.offset[grid.row_cell] + grid.pad
+    idx = np.arange(len(series))
+    end = np.clip(np.minimum(idx, start + window - 1), start - 1, None) + 1
+    sums = np.concatenate(([0.0], np.cumsum(np.where(valid, series, 0.0))))
+    counts = np.concatenate(([0.0], np.cumsum(valid.astype(np.float64))))
+    return _divide(sums[end] - sums[start], counts[end] - counts[start])
+
+
 def _window_min(series: np.ndarray, window: int) -> np.ndarray:
     return pd.Series(series).rolling(window, min_periods=1).min().to_numpy()
 
@@ -219,6 +234,29 @@ def _anomaly_counts(anomalies: pd.DataFrame, cell_index: pd.Index, grid: _Grid, 
             np.bincount(pos, weights=values, minlength=grid.size).astype(np.float64))
 
 
+def _ohmic_series(frame: pd.DataFrame, codes: np.ndarray, grid: "_Grid", config: FeatureConfig,
+                  vf_b: np.ndarray, vd_b: np.ndarray, id_b: np.ndarray, long: int) -> np.ndarray:
+    """Per grid row, the cell's ohmic resistance (ohm) where known, else NaN.
+
+    A measured ohmic value (one of :data:`OHMIC_COLUMNS`) is used when the data has one. Otherwise the
+    apparent resistance under discharge: (the cell's trailing float voltage - its discharge voltage) /
+    discharge current (the caller divides it by the string median). It includes polarisation, so a rise
+    of the true ohmic part shows diluted, but its change over the cell's own baseline follows the trend
+    IEEE 1188 acts on.
+    """
+    column = next((c for c in OHMIC_COLUMNS if c in frame.columns), None)
+    if column is not None:
+        values = _float(frame, column)
+        ok = ~np.isnan(values) & (values > 0)
+        if ok.any():
+            return _divide(grid.total(values, ok), grid.total(mask=ok))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        float_ref = _window_mean(vf_b, long)
+        ref = np.concatenate(([np.nan], float_ref[:-1]))  # the float level before this bucket
+        apparent = (ref - vd_b) / id_b
+    return np.where(np.isfinite(apparent) & (apparent > 0), apparent, np.nan)
+
+
 def build_feature_grid(
     frame: pd.DataFrame,
     config: FeatureConfig | None = None,
@@ -248,7 +286,9 @@ def build_feature_grid(
     n_cells = len(cell_index)
     t_ns = ts.array.asi8
     bucket = t_ns // step_ns
-    grid = _Grid(codes, bucket, n_cells, pad=long, max_rows=config.max_grid_rows)
+    trend = config.buckets(config.trend_window_hours)
+    baseline = config.buckets(config.baseline_hours)
+    grid = _Grid(codes, bucket, n_cells, pad=max(long, trend), max_rows=config.max_grid_rows)
 
     cell_rows = np.zeros(n_cells, dtype=np.int64)
     np.add.at(cell_rows, codes, 1)
@@ -343,6 +383,24 @@ def build_feature_grid(
         "resistance_proxy_long": _window_mean(resistance, long),
         "missing_rate_short": _divide(_rolling_sum(n_bad, short), _rolling_sum(n_rows, short)),
     }
+    # Weeks-long trends: drift of the cell against its peers and against its own baseline (first weeks).
+    min_trend_points = max(3, trend // 4)
+    for name, dev in (("voltage", v_dev), ("sg", sg_dev), ("temp", t_dev)):
+        features[f"{name}_dev_slope_trend"] = _window_slope(dev, trend, x, min_trend_points) * per_day
+        features[f"{name}_dev_vs_initial_long"] = _window_mean(dev, long) - _initial_mean(dev, grid, baseline)
+    vf_b = _divide(s_vf, n_vf)
+    features["voltage_float_slope_trend"] = _window_slope(vf_b, trend, x, min_trend_points) * per_day
+    ohmic = _ohmic_series(frame, codes, grid, config, vf_b, vd_b, id_b, long)
+    if not any(c in frame.columns for c in OHMIC_COLUMNS):
+        # The apparent resistance varies with each discharge's depth and rate: relative to the string's
+        # median in the same bucket, only the cell's own change remains.
+        ohmic = ohmic / _string_median(grid, device_codes, {"r": ohmic})["r"]
+    ohmic_base = _initial_mean(ohmic, grid, baseline)
+    ohmic_recent = _window_mean(ohmic, trend)
+    features["ohmic_rise"] = _divide(ohmic_recent - ohmic_base, ohmic_base, min_den=1e-9)
+    # Its trend (share of the baseline per day); discharges are days apart, so three points suffice.
+    relative = _divide(ohmic - ohmic_base, ohmic_base, min_den=1e-9)
+    features["ohmic_rise_slope"] = _window_slope(relative, trend, x, 3) * per_day
     # Recent deviation from peers relative to the cell's own usual deviation (removes the
     # manufacturing spread of float voltage, SG and rack-position temperature).
     for name, dev in (("voltage", v_dev), ("sg", sg_dev), ("temp", t_dev)):
@@ -362,8 +420,16 @@ def build_feature_grid(
     seen = last_seen >= cell_first_real
     features["data_age_hours"] = np.where(seen, (idx - last_seen) * config.step_hours, np.nan)
     last_voltage = np.where(seen, v_b[np.maximum(last_seen, 0)], np.nan)
+    # The physics estimate as model input: days until the first trend crosses its IEEE threshold
+    # (log scale; NaN = no trend heads for one) and how far the cell has gone towards any threshold.
+    from .trends import trend_to_threshold
+
+    trend = trend_to_threshold(pd.DataFrame({k: v for k, v in features.items()}))
+    features["trend_log_days_to_threshold"] = np.log1p(trend["TrendDaysToThreshold"].to_numpy())
+    features["trend_progress"] = trend["TrendProgress"].to_numpy()
     features["rule_float_voltage"] = features["voltage_float_mean_short"]
     features["rule_sg_below_string_mean"] = _window_mean(sg_mean - sg_b, short)
+    features["rule_ohmic_rise"] = features["ohmic_rise"]
 
     real = grid.real
     rc = grid.row_cell[real]

@@ -1,7 +1,10 @@
-"""The failure classifier: XGBoost booster + calibration + settings, saved in the model registry.
+"""The failure model: one survival booster (XGBoost AFT) + its time distribution, saved in the registry.
 
 ``FailureModel.predict(history)`` turns a readings table (no labels needed) into the per-cell
-risk table; ``load_failure_model("latest")`` gives live inference the registered model.
+table: failure probability within the requested horizon (and 7/14/30 days), remaining useful life
+p10/p50/p90, state of health, alarm with trigger and recommended action, and the physics
+trend-to-threshold estimate side by side. ``load_failure_model("latest")`` gives live inference
+the registered model.
 """
 
 from __future__ import annotations
@@ -17,42 +20,52 @@ import pandas as pd
 from bms_schema import InputError, ModelError, ModelRegistry
 from bms_schema import columns as C
 
-from .calibration import Calibrator
+from . import trends as T
 from .config import (
-    CALIBRATION_FILE,
+    ALARM_HORIZON_DAYS,
+    ALARM_SUSTAIN_HOURS,
     DEAD_STATE_FILE,
+    DISTRIBUTION_FILE,
     LOGGER,
     MODEL_FILE,
     MODEL_NAME,
     REFERENCE_FILE,
+    REPORT_HORIZONS,
     FeatureConfig,
     format_reason,
 )
 from .features import FeatureGrid, as_canonical, build_feature_grid, feature_matrix
+from .survival import SurvivalDistribution
 
 log = logging.getLogger(LOGGER)
 
-#: A feature is listed as a reason only when it adds at least this much to the log-odds.
+#: A feature is listed as a reason only when it shortens the expected life by at least this factor.
 MIN_REASON_CONTRIBUTION = 0.01
 #: Columns of the per-cell prediction table, in order.
 PREDICTION_COLUMNS = (
-    "Rank", C.DEVICE_ID, C.CELL_NUMBER, C.CELL_ID, "FailureProbability", "RiskBand", "AlreadyDead",
-    "DeadSource", "AsOf", "HorizonDays", "LastReading", "HistoryHours", "TopReasons",
+    "Rank", C.DEVICE_ID, C.CELL_NUMBER, C.CELL_ID, "FailureProbability", "StateOfHealth",
+    "RemainingLifeDays", "RemainingLifeP10", "RemainingLifeP90",
+    "FailureProbability7d", "FailureProbability14d", "FailureProbability30d",
+    "RiskBand", "Alarm", "AlarmTrigger", "AlarmLeadDays", "RecommendedAction",
+    "TrendDaysToThreshold", "TrendRule", "AlreadyDead", "DeadSource", "MissingInputs",
+    "AsOf", "HorizonDays", "LastReading", "HistoryHours", "TopReasons",
 )
+#: Inputs a cell needs in its newest ``short_window_hours`` to be scored (feature column that is
+#: missing without them -> canonical measurement named in ``MissingInputs``).
+REQUIRED_RECENT = {"voltage_mean_short": C.VOLTAGE, "temp_dev_string_short": C.TEMPERATURE}
 
 
 def xgb_params(seed: int = 0) -> dict[str, Any]:
-    """Booster settings (XGBoost 3.x: early stopping is a constructor argument)."""
+    """Settings of the small dead-state classifier (XGBoost 3.x)."""
     from bms_schema.runtime import compute_threads
 
     return {
-        "n_estimators": 500,
-        "learning_rate": 0.05,
-        "max_depth": 4,
+        "n_estimators": 80,
+        "learning_rate": 0.15,
+        "max_depth": 3,
         "min_child_weight": 2.0,
         "subsample": 0.8,
         "colsample_bytree": 0.8,
-        "reg_lambda": 1.0,
         "max_bin": 64,
         "tree_method": "hist",
         "objective": "binary:logistic",
@@ -61,66 +74,45 @@ def xgb_params(seed: int = 0) -> dict[str, Any]:
     }
 
 
+def sustained_minimum(values: np.ndarray, cells: np.ndarray, times: pd.Series,
+                      hours: float = ALARM_SUSTAIN_HOURS) -> np.ndarray:
+    """Per row, the lowest value of its cell over the trailing ``hours`` (rows in any order)."""
+    frame = pd.DataFrame({"cell": cells, "t": pd.DatetimeIndex(times), "v": values, "i": np.arange(len(values))})
+    frame = frame.sort_values(["cell", "t"], kind="stable")
+    rolled = frame.groupby("cell", sort=False).rolling(f"{int(round(hours * 60))}min", on="t")["v"].min()
+    out = np.empty(len(values))
+    out[frame["i"].to_numpy()] = rolled.to_numpy()
+    return out
+
+
+def _days_text(days: float) -> str:
+    return "n/a" if not np.isfinite(days) else (f"{days:.1f} days" if days < 10 else f"{days:.0f} days")
+
+
 @dataclass
 class FailureModel:
-    booster: Any  # xgboost.Booster
-    calibrator: Calibrator
+    booster: Any  # xgboost.Booster, objective survival:aft (margin = location of log days to death)
+    distribution: SurvivalDistribution
     features: list[str]
     config: FeatureConfig
-    horizon_days: float
-    alarm_threshold: float
+    #: The horizon ``FailureProbability`` reports by default (any horizon can be asked for).
+    horizon_days: float = 7.0
+    #: Alarm when P(death within ``alarm_horizon_days``) reaches this.
+    alarm_threshold: float = 0.5
+    alarm_horizon_days: float = ALARM_HORIZON_DAYS
     metadata: dict[str, Any] = field(default_factory=dict)
     version: str | None = None
-    #: Folder of the registered version (set by ``save`` and ``from_version``).
     directory: str | None = None
     #: Optional booster recognising cells that are already dead (used when the input has no IsDead).
     dead_booster: Any = None
     #: A sample of the training feature rows (drift monitoring in live inference); None if not stored.
     reference: pd.DataFrame | None = None
-    #: The model card (``bms_schema.model_protocol.ModelCard``) once registered or loaded.
+    #: The model card (``bms_schema.model_protocol.ModelCard``): set by training and by loading.
     card: Any = None
-    #: The promotion decision of the registration made in this process.
-    decision: dict[str, Any] | None = None
-
-    registry_name: ClassVar[str] = MODEL_NAME
-
-    # -- the model protocol (bms_schema.model_protocol; fit is bms_failure.training.train_failure_model) --
-    def evaluate(self, holdout: pd.DataFrame) -> dict[str, Any]:
-        """PR-AUC, ROC-AUC and Brier of this model on labelled held-out samples (``Label`` + features).
-
-        The samples must be labelled for this model's horizon (``holdout.attrs["horizon_days"]``).
-        """
-        from . import evaluation as E
-
-        horizon = holdout.attrs.get("horizon_days")
-        if horizon is not None and abs(float(horizon) - self.horizon_days) > 1e-9:
-            raise ModelError(f"model {MODEL_NAME}/{self.version} predicts a {self.horizon_days:g}-day horizon; the "
-                             f"held-out samples are labelled for {float(horizon):g} days")
-        missing = [f for f in self.features if f not in holdout.columns]
-        if missing:
-            raise ModelError(f"model {MODEL_NAME}/{self.version} needs feature(s) {', '.join(missing[:5])} that the "
-                             "held-out samples do not have")
-        label = holdout["Label"].to_numpy()
-        prob = self.predict_proba(holdout)
-        out = E.score_metrics(label, prob)
-        out["brier"] = E.brier(label, prob)
-        return out
-
-    def save(self, staging_dir: Path) -> None:
-        """Write the booster(s), calibration and drift reference into ``staging_dir``."""
-        from bms_schema.atomic import atomic_write_json
-
-        staging_dir = Path(staging_dir)
-        self.booster.save_model(str(staging_dir / MODEL_FILE))
-        if self.dead_booster is not None:
-            self.dead_booster.save_model(str(staging_dir / DEAD_STATE_FILE))
-        if self.reference is not None:
-            self.reference.to_parquet(staging_dir / REFERENCE_FILE, index=False)
-        atomic_write_json(staging_dir / CALIBRATION_FILE, self.calibrator.to_dict())
-
-    @classmethod
-    def load(cls, version: str = "champion", registry: ModelRegistry | None = None) -> "FailureModel":
-        return load_failure_model(version, registry=registry)
+    #: Held-out sample rows of the training (calibration cells) and the model's scores on them:
+    #: what a candidate and the champion are compared on when registering.
+    holdout: pd.DataFrame | None = field(default=None, repr=False)
+    holdout_metrics: dict[str, Any] | None = None
 
     # -- scoring ----------------------------------------------------------------------
     def _dmatrix(self, table: pd.DataFrame) -> Any:
@@ -136,31 +128,50 @@ class FailureModel:
         return compute_threads()
 
     def margin(self, table: pd.DataFrame) -> np.ndarray:
+        """The booster's location of log(days to death) per feature row."""
         if len(table) == 0:
             return np.zeros(0)
-        return self.booster.predict(self._dmatrix(table), output_margin=True)
+        return np.asarray(self.booster.predict(self._dmatrix(table), output_margin=True), dtype=np.float64)
 
-    def predict_proba(self, table: pd.DataFrame) -> np.ndarray:
-        """Calibrated probability of death within the horizon for each feature row."""
-        return self.calibrator.transform(self.margin(table))
+    def predict_proba(self, table: pd.DataFrame, horizon_days: float | None = None) -> np.ndarray:
+        """Probability of death within ``horizon_days`` (default: the model's) for each feature row."""
+        return self.distribution.probability(self.margin(table), horizon_days or self.horizon_days)
+
+    def remaining_life(self, table: pd.DataFrame) -> dict[str, np.ndarray]:
+        """Remaining useful life in days: p10, p50, p90 of the same distribution."""
+        mu = self.margin(table)
+        return {q: self.distribution.quantile(mu, v) for q, v in (("p10", 0.1), ("p50", 0.5), ("p90", 0.9))}
 
     def contributions(self, table: pd.DataFrame) -> np.ndarray:
-        """XGBoost per-prediction feature contributions (``pred_contribs=True``); last column is the bias."""
+        """Per-prediction feature contributions to the log-time margin (``pred_contribs=True``; negative =
+        shorter life); the last column is the bias."""
         if len(table) == 0:
             return np.zeros((0, len(self.features) + 1))
         return self.booster.predict(self._dmatrix(table), pred_contribs=True)
 
-    def risk_band(self, prob: np.ndarray) -> np.ndarray:
-        """``high`` at or above the alarm threshold, ``medium`` above a third of it, else ``low``."""
-        return np.where(prob >= self.alarm_threshold, "high",
-                        np.where(prob >= self.alarm_threshold / 3.0, "medium", "low")).astype(object)
+    def sustained_alarm_probability(self, grid: FeatureGrid, last: pd.DataFrame) -> np.ndarray:
+        """P(death within the alarm horizon) held over the last ``ALARM_SUSTAIN_HOURS``: the lowest value
+        over the grid rows of that window (per row of ``last``)."""
+        table = grid.table
+        window = grid.config.buckets(ALARM_SUSTAIN_HOURS)
+        recent = table.loc[(table["Bucket"] > table["Bucket"].max() - window) & table[C.CELL_ID].isin(last[C.CELL_ID])]
+        every = max(1, grid.config.buckets(6.0))  # every 6 h within the window is enough
+        recent = recent.loc[((table["Bucket"].max() - recent["Bucket"]) % every) == 0]
+        p = self.predict_proba(recent, self.alarm_horizon_days)
+        low = pd.Series(p).groupby(recent[C.CELL_ID].to_numpy()).min()
+        return low.reindex(last[C.CELL_ID].to_numpy()).to_numpy()
+
+    def risk_band(self, prob_alarm: np.ndarray) -> np.ndarray:
+        """``high`` (alarm) at or above the alarm threshold, ``medium`` above a third of it, else ``low``."""
+        return np.where(prob_alarm >= self.alarm_threshold, "high",
+                        np.where(prob_alarm >= self.alarm_threshold / 3.0, "medium", "low")).astype(object)
 
     def top_reasons(self, table: pd.DataFrame, contribs: np.ndarray, k: int = 3) -> list[str]:
-        """The ``k`` features pushing each prediction most towards failure, as readable text."""
+        """The ``k`` features shortening each cell's expected life most, as readable text."""
         if len(table) == 0:
             return []
         values = feature_matrix(table, self.features)
-        parts = contribs[:, :-1]
+        parts = -contribs[:, :-1]  # positive = shortens life
         order = np.argsort(-parts, axis=1)[:, :k]
         rows = np.arange(len(table))[:, None]
         top_c = parts[rows, order]
@@ -168,9 +179,9 @@ class FailureModel:
         names = np.asarray(self.features, dtype=object)[order]
         # One string per cell (tens to thousands of cells, not rows of data).
         return [
-            "; ".join(format_reason(n, float(v), float(c), self.config)
+            "; ".join(format_reason(n, float(v), float(c), self.config, effect=f"expected life x{np.exp(-c):.2f}")
                       for n, v, c in zip(names[i], top_v[i], top_c[i]) if c >= MIN_REASON_CONTRIBUTION)
-            or "no feature raises the risk noticeably"
+            or "no feature shortens the expected life noticeably"
             for i in range(len(table))
         ]
 
@@ -178,15 +189,18 @@ class FailureModel:
         """Probability that a cell is already dead at a feature row (NaN without a dead-state booster)."""
         if self.dead_booster is None or len(table) == 0:
             return np.full(len(table), np.nan)
-        return self.dead_booster.predict(self._dmatrix(table))
+        import xgboost as xgb
+
+        dm = xgb.DMatrix(feature_matrix(table, self.features), feature_names=list(self.features), missing=np.nan,
+                         nthread=self._threads())
+        return self.dead_booster.predict(dm)
 
     def already_dead(self, history: pd.DataFrame, last: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """Which cells are dead at the end of ``history``, and why.
 
         With ``IsDead`` labels: the label. Without: the newest hour's mean voltage below
-        ``config.dead_voltage`` (a collapsed cell), or the dead-state classifier (trained on the
-        same features to recognise cells after death: heat, SG loss, voltage off its peers) at
-        probability >= 0.5.
+        ``config.dead_voltage`` (a collapsed cell), or - for cells with enough history to judge - the
+        dead-state classifier at probability >= 0.5.
         """
         from .labels import DEAD_COLUMN, dead_flags
 
@@ -197,8 +211,9 @@ class FailureModel:
         with np.errstate(invalid="ignore"):
             collapsed = last["LastVoltage"].to_numpy() < self.config.dead_voltage
         state = self.dead_state_proba(last)
+        enough = last["HistoryHours"].to_numpy() >= self.config.min_history_hours
         with np.errstate(invalid="ignore"):
-            classified = state >= 0.5
+            classified = (state >= 0.5) & enough
         source = np.full(len(last), "", dtype=object)
         source[classified] = [f"dead-state classifier, p={p:.2f}" for p in state[classified]]
         source[collapsed] = f"voltage below {self.config.dead_voltage:g} V"
@@ -210,14 +225,17 @@ class FailureModel:
         anomalies: pd.DataFrame | None = None,
         top_k: int = 3,
         grid: FeatureGrid | None = None,
+        horizon_days: float | None = None,
     ) -> pd.DataFrame:
-        """Per-cell risk as of the last reading of ``history`` (canonical readings, or raw packets / a minimal
-        table, which are normalised first; no labels needed).
+        """Per-cell risk and remaining life as of the last reading of ``history`` (canonical readings, or
+        raw packets / a minimal table, which are normalised first; no labels needed).
 
-        Cells already dead (see :meth:`already_dead`) are reported dead with probability 1, not
-        predicted. Cells with less than ``config.min_history_hours`` of data get band
-        ``insufficient_history`` and no probability. Sorted by risk, dead cells first.
+        Cells already dead (see :meth:`already_dead`) are reported dead with probability 1. Cells with
+        less than ``config.min_history_hours`` of data get band ``insufficient_history``; cells without a
+        recent voltage or temperature reading get band ``unknown`` (``MissingInputs`` says which):
+        neither gets a probability. Sorted by risk, dead cells first.
         """
+        horizon = float(horizon_days or self.horizon_days)
         history = as_canonical(history)
         grid = grid or build_feature_grid(history, self.config, anomalies)
         last = grid.last_rows()
@@ -231,31 +249,79 @@ class FailureModel:
                 f"{self.config.min_history_hours:g} h per cell (its trailing windows are "
                 f"{self.config.short_window_hours:g} h and {self.config.long_window_hours:g} h)"
             )
-        scored = ~dead & ~short_history
-        prob = np.full(len(last), np.nan)
-        reasons = np.full(len(last), "", dtype=object)
+        missing = np.full(len(last), "", dtype=object)
+        for column, measurement in REQUIRED_RECENT.items():
+            absent = last[column].isna().to_numpy()
+            missing[absent] = np.where(missing[absent] == "", measurement, missing[absent] + ", " + measurement)
+        unknown = (missing != "") & ~dead & ~short_history
+        scored = ~dead & ~short_history & ~unknown
+        n = len(last)
+        prob = np.full(n, np.nan)
+        by_horizon = {h: np.full(n, np.nan) for h in REPORT_HORIZONS}
+        rul = {q: np.full(n, np.nan) for q in ("p10", "p50", "p90")}
+        p_alarm = np.full(n, np.nan)
+        reasons = np.full(n, "", dtype=object)
         if scored.any():
             rows = last.loc[scored]
-            prob[scored] = self.predict_proba(rows)
+            mu = self.margin(rows)
+            prob[scored] = self.distribution.probability(mu, horizon)
+            for h in REPORT_HORIZONS:
+                by_horizon[h][scored] = self.distribution.probability(mu, h)
+            for q, v in (("p10", 0.1), ("p50", 0.5), ("p90", 0.9)):
+                rul[q][scored] = self.distribution.quantile(mu, v)
+            p_alarm[scored] = np.fmin(self.distribution.probability(mu, self.alarm_horizon_days),
+                                      self.sustained_alarm_probability(grid, rows))
             reasons[scored] = self.top_reasons(rows, self.contributions(rows), top_k)
-        band = np.full(len(last), "insufficient_history", dtype=object)
-        band[scored] = self.risk_band(prob[scored])
+        trend = T.trend_to_threshold(last)
+        health = T.indicator_health(last)
+        band = np.full(n, "insufficient_history", dtype=object)
+        band[scored] = self.risk_band(p_alarm[scored])
+        band[unknown] = "unknown"
         band[dead] = "dead"
+        alarm = band == "high"
+        trigger = np.full(n, "", dtype=object)
+        trend_rule = trend["TrendRule"].to_numpy(dtype=object)
+        first_reason = np.asarray([r.split("; ")[0] for r in reasons], dtype=object)
+        trigger[alarm] = np.where(trend_rule[alarm] != "", "trend towards " + trend_rule[alarm].astype(object),
+                                  first_reason[alarm])
+        action = np.full(n, "", dtype=object)
+        action[alarm] = T.recommended_action(trigger[alarm], by_horizon[7.0][alarm],
+                                             last["rule_ohmic_rise"].to_numpy()[alarm])
+        action[dead] = "replace the cell (failed)"
         prob[dead] = 1.0
+        for h in REPORT_HORIZONS:
+            by_horizon[h][dead] = 1.0
+        for q in rul:
+            rul[q][dead] = 0.0
+        health = np.where(dead, 0.0, np.where(scored, health, np.nan))
         reasons[dead] = "already dead (" + source[dead].astype(object) + ")"
-        reasons[short_history & ~dead] = (
-            f"less than {self.config.min_history_hours:g} h of history: not scored"
-        )
+        reasons[short_history & ~dead] = f"less than {self.config.min_history_hours:g} h of history: not scored"
+        reasons[unknown] = ("unknown: no " + missing[unknown].astype(object)
+                            + f" reading in the last {self.config.short_window_hours:g} h")
         table = pd.DataFrame({
             C.DEVICE_ID: last[C.DEVICE_ID].to_numpy(),
             C.CELL_NUMBER: last[C.CELL_NUMBER].to_numpy(),
             C.CELL_ID: last[C.CELL_ID].to_numpy(),
             "FailureProbability": prob,
+            "StateOfHealth": health,
+            "RemainingLifeDays": rul["p50"],
+            "RemainingLifeP10": rul["p10"],
+            "RemainingLifeP90": rul["p90"],
+            "FailureProbability7d": by_horizon[7.0],
+            "FailureProbability14d": by_horizon[14.0],
+            "FailureProbability30d": by_horizon[30.0],
             "RiskBand": band,
+            "Alarm": alarm,
+            "AlarmTrigger": trigger,
+            "AlarmLeadDays": np.where(alarm, rul["p50"], np.nan),
+            "RecommendedAction": action,
+            "TrendDaysToThreshold": np.where(dead, np.nan, trend["TrendDaysToThreshold"].to_numpy()),
+            "TrendRule": np.where(dead, "", trend_rule).astype(object),
             "AlreadyDead": dead,
             "DeadSource": source,
+            "MissingInputs": missing,
             "AsOf": grid.data_end,
-            "HorizonDays": float(self.horizon_days),
+            "HorizonDays": horizon,
             "LastReading": cells["LastReading"].to_numpy(),
             "HistoryHours": last["HistoryHours"].to_numpy(),
             "TopReasons": reasons,
@@ -265,49 +331,82 @@ class FailureModel:
         table.insert(0, "Rank", np.arange(1, len(table) + 1))
         return table.reset_index(drop=True)
 
-    # -- persistence ------------------------------------------------------------------
-    def register(self, registry: ModelRegistry | None = None, metadata: dict[str, Any] | None = None, *,
-                 holdout: pd.DataFrame | None = None, candidate_metrics: dict[str, Any] | None = None,
-                 promote: bool = False) -> str:
-        """Register as a candidate version of ``failure_classifier`` (gated on held-out PR-AUC vs the champion)."""
-        from bms_schema.model_protocol import ModelCard, register_candidate
+    # -- model protocol (bms_schema.model_protocol) ---------------------------------------
+    registry_name: ClassVar[str] = MODEL_NAME
+
+    def fit(self, data: pd.DataFrame, horizon_days: float | None = None, **kwargs: Any) -> "FailureModel":
+        """Train on a labelled readings table (see :func:`bms_failure.training.train_failure_model`);
+        returns the fitted model (this object, updated)."""
+        from .training import train_failure_model
+
+        result = train_failure_model(data, horizon_days or self.horizon_days, config=self.config, **kwargs)
+        self.__dict__.update(result.model.__dict__)
+        return self
+
+    def evaluate(self, holdout: pd.DataFrame) -> dict[str, Any]:
+        """Scores on held-out sample rows (feature rows with ``DeathTime`` and ``CensorAt``, as stored by
+        training): ROC-AUC of dying within 7/14/30 days and remaining-life accuracy. Never changes the model."""
+        from .training import holdout_scores
+
+        return holdout_scores(self, holdout)
+
+    def save(self, staging_dir: Path | str) -> None:
+        """Write the model's files (booster UBJ, distribution JSON, dead-state booster, drift reference)."""
+        from bms_schema.atomic import atomic_write_json
+
+        staging_dir = Path(staging_dir)
+        self.booster.save_model(str(staging_dir / MODEL_FILE))
+        if self.dead_booster is not None:
+            self.dead_booster.save_model(str(staging_dir / DEAD_STATE_FILE))
+        if self.reference is not None:
+            self.reference.to_parquet(staging_dir / REFERENCE_FILE, index=False)
+        atomic_write_json(staging_dir / DISTRIBUTION_FILE, self.distribution.to_dict())
+
+    @classmethod
+    def load(cls, version: str = "champion", registry: ModelRegistry | None = None) -> "FailureModel":
+        return load_failure_model(version, registry=registry)
+
+    def registry_metadata(self) -> dict[str, Any]:
+        """What ``metadata.json`` of a registered version holds besides the card."""
         from bms_schema.runtime import versions
 
-        registry = registry or ModelRegistry()
-        meta = {
+        files = {MODEL_FILE: "XGBoost AFT survival booster (UBJSON)",
+                 DISTRIBUTION_FILE: "time-to-death distribution around the margin (JSON)"}
+        if self.dead_booster is not None:
+            files[DEAD_STATE_FILE] = "XGBoost booster recognising already-dead cells (UBJSON)"
+        if self.reference is not None:
+            files[REFERENCE_FILE] = "a sample of training feature rows (drift reference)"
+        return {
             **self.metadata,
-            **(metadata or {}),
-            "model_type": "xgboost.Booster binary:logistic + calibration",
+            "model_type": "xgboost.Booster survival:aft (log-normal time to death)",
             "features": list(self.features),
             "horizon_days": float(self.horizon_days),
+            "any_horizon": True,
             "alarm_threshold": float(self.alarm_threshold),
+            "alarm_horizon_days": float(self.alarm_horizon_days),
             "feature_config": self.config.to_dict(),
-            "calibration": self.calibrator.method,
-            "library_versions": versions("xgboost", "scikit-learn", "pandas", "numpy"),
-            "files_description": {MODEL_FILE: "XGBoost booster (UBJSON)",
-                                  CALIBRATION_FILE: "probability calibration of the margin (JSON)"},
+            "distribution": self.distribution.to_dict(),
+            "library_versions": versions("xgboost", "scikit-learn", "pandas", "numpy", "scipy"),
+            "files_description": files,
         }
-        if self.dead_booster is not None:
-            meta["files_description"][DEAD_STATE_FILE] = "XGBoost booster recognising already-dead cells (UBJSON)"
-        if self.reference is not None:
-            meta["files_description"][REFERENCE_FILE] = "a sample of training feature rows (drift reference)"
-        cand = candidate_metrics if candidate_metrics is not None else (
-            self.evaluate(holdout) if holdout is not None else {"pr_auc": None})
-        self.card = ModelCard(family="failure", features=list(self.features), metrics=dict(meta.get("metrics") or cand),
-                              primary_metric="pr_auc", higher_is_better=True,
-                              training_rows=(meta.get("trained_on") or {}).get("rows"),
-                              holdout="out-of-fold samples of held-out cells after the split time",
-                              params={"horizon_days": float(self.horizon_days), "feature_config": self.config.to_dict()},
-                              library_versions=meta["library_versions"])
-        registered = register_candidate(self, holdout, registry=registry, promote=promote, candidate_metrics=cand,
-                                        extra_metadata={**meta, "metrics": meta.get("metrics", cand)})
+
+    def register(self, holdout: pd.DataFrame, registry: ModelRegistry | None = None, promote: bool = False,
+                 metadata: dict[str, Any] | None = None) -> Any:
+        """Register as a candidate (``bms_schema.model_protocol.register_candidate``): it becomes champion
+        only when it beats the champion on ``holdout`` (or with ``promote``). Returns the ``Registered``."""
+        from bms_schema.model_protocol import register_candidate
+
+        registry = registry or ModelRegistry()
+        if self.card is None:
+            raise ModelError("the failure model has no model card: train it before registering")
+        registered = register_candidate(self, holdout, registry=registry, promote=promote,
+                                        candidate_metrics=self.holdout_metrics,
+                                        extra_metadata={**self.registry_metadata(), **(metadata or {})})
         self.version = registered.version
         self.directory = str(registry.locate(MODEL_NAME, registered.version))
-        self.metadata = registry.metadata(MODEL_NAME, registered.version)
-        self.decision = registered.summary()
-        log.info("registered %s %s (horizon %g days) as %s", MODEL_NAME, registered.version, self.horizon_days,
-                 registered.alias)
-        return str(registered.version)
+        self.metadata = {**self.metadata, **self.registry_metadata(), **(metadata or {})}
+        log.info("registered %s %s as %s", MODEL_NAME, registered.version, registered.alias)
+        return registered
 
     @classmethod
     def from_version(cls, version: Any) -> "FailureModel":
@@ -315,12 +414,17 @@ class FailureModel:
         import xgboost as xgb
 
         meta = version.metadata
+        if DISTRIBUTION_FILE not in meta.get("files", {}):
+            raise ModelError(f"model {version.name}/{version.version} is an older failure classifier without a "
+                             "survival distribution: train a new one with train_failure_model")
         try:
             features = list(meta["features"])
             horizon = float(meta["horizon_days"])
             threshold = float(meta["alarm_threshold"])
+            alarm_horizon = float(meta.get("alarm_horizon_days", ALARM_HORIZON_DAYS))
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelError(f"model {version.name}/{version.version}: metadata lacks {exc}") from exc
+
         def booster_from(file: str) -> Any:
             booster = xgb.Booster()
             try:
@@ -332,61 +436,40 @@ class FailureModel:
 
         booster = booster_from(MODEL_FILE)
         dead_booster = booster_from(DEAD_STATE_FILE) if DEAD_STATE_FILE in meta.get("files", {}) else None
-        calibration = json.loads(Path(version.file(CALIBRATION_FILE)).read_text())
+        try:
+            distribution = SurvivalDistribution.from_dict(json.loads(Path(version.file(DISTRIBUTION_FILE)).read_text()))
+        except ValueError as exc:
+            raise ModelError(f"model {version.name}/{version.version}: {DISTRIBUTION_FILE} is not JSON") from exc
         reference = None
         if REFERENCE_FILE in meta.get("files", {}):
             reference = pd.read_parquet(version.file(REFERENCE_FILE))
-        return cls(booster=booster, calibrator=Calibrator.from_dict(calibration), features=features,
+        from bms_schema.model_protocol import ModelCard
+
+        return cls(booster=booster, distribution=distribution, features=features, card=ModelCard.from_metadata(meta),
                    config=FeatureConfig.from_dict(meta.get("feature_config")), horizon_days=horizon,
-                   alarm_threshold=threshold, metadata=meta, version=version.version, directory=str(version.dir),
-                   dead_booster=dead_booster, reference=reference)
+                   alarm_threshold=threshold, alarm_horizon_days=alarm_horizon, metadata=meta,
+                   version=version.version, directory=str(version.dir), dead_booster=dead_booster,
+                   reference=reference)
 
 
 def find_version(registry: ModelRegistry, horizon_days: float | None = None, version: str = "champion") -> str | None:
-    """The version to predict with: ``champion`` by default (``None`` when there is none).
-
-    The champion serves one horizon; a request for another horizon is refused with the versions
-    trained for it (pass one as ``model_version`` or promote it).
-    """
-    resolved = registry.resolve(MODEL_NAME, version or "champion")
-    if resolved is None or horizon_days is None or version not in ("champion", "@champion", "", None):
-        return resolved
-    try:
-        meta = registry.metadata(MODEL_NAME, resolved)
-    except ModelError:
-        return resolved
-    champion_horizon = float(meta.get("horizon_days", -1))
-    if abs(champion_horizon - float(horizon_days)) > 1e-9:
-        same = []
-        for candidate in registry.versions(MODEL_NAME):
-            try:
-                if abs(float(registry.metadata(MODEL_NAME, candidate).get("horizon_days", -1)) - horizon_days) < 1e-9:
-                    same.append(candidate)
-            except ModelError:
-                continue
-        raise ModelError(
-            f"the champion {MODEL_NAME} {resolved} predicts a {champion_horizon:g}-day horizon, not {horizon_days:g} "
-            f"days: " + (f"versions trained for {horizon_days:g} days are {', '.join(same)} (pass model_version or "
-                         "promote one with train_failure_model promote=true)" if same else
-                         f"train one with train_failure_model horizon_days={horizon_days:g}"))
-    return resolved
+    """The version ``version`` means (``champion`` by default, ``challenger``, ``latest`` or ``vNNNN``);
+    None when there is none. A survival model answers every horizon, so ``horizon_days`` does not
+    narrow the choice (kept for callers of the former per-horizon classifiers)."""
+    return registry.resolve(MODEL_NAME, version or "champion")
 
 
 def load_failure_model(version: str = "champion", horizon_days: float | None = None,
                        registry: ModelRegistry | None = None) -> FailureModel:
-    """Load a registered failure classifier (the champion by default; checksums verified).
-
-    With no model registered the error names the ``train_failure_model`` tool (predicting never trains).
-    """
-    from bms_schema.model_protocol import ModelCard, no_model_error
-
+    """Load a registered failure model (checksums verified). Any ``horizon_days`` can be predicted:
+    when given, it becomes the model's default horizon."""
     registry = registry or ModelRegistry()
     resolved = find_version(registry, horizon_days, version)
     if resolved is None:
+        from bms_schema.model_protocol import no_model_error
+
         raise no_model_error(MODEL_NAME, "train_failure_model", registry)
     model = FailureModel.from_version(registry.load(MODEL_NAME, resolved))
-    if horizon_days is not None and abs(model.horizon_days - horizon_days) > 1e-9:
-        raise ModelError(f"model {MODEL_NAME}/{resolved} predicts a {model.horizon_days:g}-day horizon, "
-                         f"not {horizon_days:g} days: pick another version or train one")
-    model.card = ModelCard.from_metadata(model.metadata)
+    if horizon_days is not None:
+        model.horizon_days = float(horizon_days)
     return model

@@ -72,27 +72,28 @@ def risk_drivers(contributions: pd.DataFrame, config: FeatureConfig, path: Path,
     return _save(fig, path)
 
 
-def model_vs_rule(evaluation: pd.DataFrame, path: Path) -> Path | None:
-    """Precision-recall curves of the model and the IEEE 450 style rule on the held-out test samples."""
-    from sklearn.metrics import precision_recall_curve
+def model_vs_rule(evaluation: pd.DataFrame, path: Path, horizon: str = "14d") -> Path | None:
+    """ROC curves of the model and the IEEE rules on the held-out test samples at one horizon."""
+    from sklearn.metrics import roc_auc_score, roc_curve
 
-    from .evaluation import binary_metrics
+    from .trends import RULES
 
-    label = evaluation["Label"].to_numpy()
+    if len(evaluation) == 0 or f"Label{horizon}" not in evaluation.columns:
+        return None
+    known = evaluation[f"Label{horizon}"].notna().to_numpy()
+    label = evaluation.loc[known, f"Label{horizon}"].to_numpy(dtype=np.int64)
     if label.sum() == 0 or label.sum() == len(label):
         return None
     fig, ax = _figure(6, 4.5)
-    prec, rec, _ = precision_recall_curve(label, evaluation["Probability"].to_numpy())
-    ax.plot(rec, prec, color="#1f77b4", label="failure model")
-    rule = binary_metrics(label, evaluation["RuleAlarm"].to_numpy(dtype=bool))
-    if rule["precision"] is not None:
-        ax.scatter([rule["recall"]], [rule["precision"]], color="#d62728", zorder=3,
-                   label="IEEE 450 style rule (2.13 V / SG -0.025)")
-    ax.axhline(label.mean(), color="grey", linestyle=":", label=f"base rate {label.mean():.3f}")
-    ax.set_xlabel("recall (deaths within the horizon that were flagged)")
-    ax.set_ylabel("precision")
-    ax.set_xlim(0, 1.02)
-    ax.set_ylim(0, 1.02)
-    ax.set_title("Held-out cells, later period: model vs rule")
-    ax.legend(fontsize=8, loc="lower left")
+    curves = {"survival model": evaluation.loc[known, f"Probability{horizon}"].to_numpy()}
+    curves.update({RULES[name]: evaluation.loc[known, f"Rule_{name}"].to_numpy() for name in RULES
+                   if f"Rule_{name}" in evaluation.columns})
+    for (name, score), colour in zip(curves.items(), ("#1f77b4", "#d62728", "#ff7f0e", "#2ca02c")):
+        fpr, tpr, _ = roc_curve(label, score)
+        ax.plot(fpr, tpr, color=colour, label=f"{name} (AUC {roc_auc_score(label, score):.2f})")
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":")
+    ax.set_xlabel("false positive rate (cells that survive the horizon)")
+    ax.set_ylabel(f"true positive rate (cells dying within {horizon})")
+    ax.set_title(f"Held-out cells, later period: model vs IEEE rules, {horizon}")
+    ax.legend(fontsize=7, loc="lower right")
     return _save(fig, path)

@@ -17,7 +17,7 @@ from .config import MODEL_NAME  # config imports nothing heavy
 server = ToolServer(
     "feature-three-failure-prediction-mcp",
     packages=['pandas', 'numpy', 'scikit-learn', 'xgboost', 'matplotlib', 'mcp'],
-    instructions='Which battery cells are likely to fail soon (XGBoost classifier).',
+    instructions='Which battery cells will fail, when (remaining life p10/p50/p90) and what to do (XGBoost survival model).',
 )
 
 
@@ -41,10 +41,11 @@ server.add_health_check(models=[MODEL_NAME], extra=_health_extra)
 
 class PredictArgs(ToolArgs):
     data_path: str = Field(description="CSV or Parquet readings (raw BMS packets or a minimal/canonical table) "
-                                        "in the workspace (IsDead labels optional: with them the model is also scored)")
-    horizon_days: float = Field(default=7.0, description="Predict death within this many days (> 0)")
+                                        "in the workspace; no labels needed")
+    horizon_days: float = Field(default=7.0, description="FailureProbability is the chance of death within this "
+                                                         "many days (> 0); 7, 14 and 30 days are always reported too")
     model_version: str = Field(default="champion", description="Registered failure_classifier version: 'champion' "
-                                                               "(default), 'challenger', 'latest' or like 'v0003'")
+                                                               "(default), 'challenger', 'latest' or e.g. 'v0003'")
     anomaly_path: str | None = Field(default=None, description="Optional anomaly result table (CellID, Timestamp, "
                                                                 "AnomalyFlag) to add anomaly-rate features")
     top_n: int = Field(default=10, ge=1, le=200, description="How many at-risk cells to list in the result")
@@ -52,15 +53,14 @@ class PredictArgs(ToolArgs):
 
 
 class TrainArgs(ToolArgs):
-    data_path: str = Field(description="CSV or Parquet readings with IsDead labels (1 from the moment a cell is dead)")
-    horizon_days: float = Field(default=7.0, description="Label: does the cell die within this many days (> 0)")
+    data_path: str = Field(description="CSV or Parquet readings with IsDead labels (1 from the moment a cell is "
+                                        "dead), e.g. a simulated fleet")
+    horizon_days: float = Field(default=7.0, description="Default horizon of FailureProbability (> 0); the survival "
+                                                         "model answers any horizon")
     anomaly_path: str | None = Field(default=None, description="Optional anomaly result table for anomaly-rate features")
-    seed: int = Field(default=0, description="Seed of the cell split and the booster")
-    target_precision: float = Field(default=0.5, gt=0.0, lt=1.0,
-                                    description="The alarm threshold is the lowest probability reaching this precision "
-                                                "on the calibration cells")
-    promote: bool = Field(default=False, description="Make the new version the champion even if its held-out PR-AUC "
-                                                     "does not beat the current champion's on the same samples")
+    seed: int = Field(default=0, ge=0, le=2**32 - 1, description="Seed of the cell split and the booster")
+    promote: bool = Field(default=False, description="Make the new version champion even if it does not beat the "
+                                                     "current champion on the held-out cells")
 
 
 def _inputs(args: Any, ctx: ToolContext) -> tuple[Any, Any, dict[str, Any]]:
@@ -92,31 +92,37 @@ def _progress(ctx: ToolContext) -> Any:
 
 
 def _headline(metrics: dict[str, Any]) -> dict[str, Any]:
-    model, rule = metrics.get("model", {}), metrics.get("baseline_rule", {})
-    return {
-        "roc_auc": model.get("roc_auc"), "pr_auc": model.get("pr_auc"), "brier": model.get("brier"),
-        "recall_at_precision_0.8": model.get("recall_at_precision_0.8"),
-        "lead_time_hours_median": model.get("lead_time", {}).get("lead_time_hours_median"),
-        "rule_roc_auc": rule.get("roc_auc"), "rule_pr_auc": rule.get("pr_auc"),
-        "rule_recall": rule.get("at_rule", {}).get("recall"), "rule_precision": rule.get("at_rule", {}).get("precision"),
-        "test_samples": model.get("samples"), "test_positives": model.get("positives"),
-    }
+    """Out-of-fold figures per horizon: model vs the best IEEE rule, remaining life, alarms."""
+    out: dict[str, Any] = {}
+    for key, entry in (metrics.get("horizons") or {}).items():
+        out[f"roc_auc_{key}"] = entry.get("model_roc_auc")
+        out[f"best_rule_roc_auc_{key}"] = entry.get("best_rule_roc_auc")
+        out[f"best_rule_{key}"] = entry.get("best_rule")
+        out[f"top_2k_recall_{key}"] = entry.get("model_top_2k_recall")
+    life = metrics.get("remaining_life") or {}
+    out["rul_median_relative_error"] = life.get("median_relative_error")
+    out["rul_p10_p90_coverage"] = life.get("p10_p90_coverage")
+    alarms = metrics.get("alarms") or {}
+    out["surviving_cells_alarmed_per_month"] = alarms.get("surviving_cells_alarmed_per_month")
+    out["alarm_lead_time_hours_median"] = (alarms.get("lead_time") or {}).get("lead_time_hours_median")
+    return out
 
 
 @server.tool(PredictArgs, title="Predict which cells will fail", read_only=False)
 def predict_cell_failure(args: PredictArgs, ctx: ToolContext) -> ToolOutput:
-    """For every cell, the calibrated probability that it is dead within horizon_days, as of the last reading.
+    """Per cell, as of the last reading: probability of death within horizon_days (and 7/14/30 days), remaining
+    useful life p10/p50/p90 in days, state of health, alarm with its trigger, lead time and recommended action
+    (equalize, re-test, replace in IEEE 450/1188 wording), and the physics trend-to-threshold estimate beside it.
 
-    Uses the champion failure_classifier (or model_version); it never trains: with no model registered,
-    call train_failure_model first (needs IsDead labels with some deaths). Writes the per-cell
-    table (DeviceID, CellNumber, CellID, FailureProbability, RiskBand, AlreadyDead, TopReasons) sorted by
-    risk, a metrics JSON and PNGs (risk ranking, what drives risk). Cells already dead are reported dead.
+    Uses the registered failure_classifier (champion by default); it never trains - train one with
+    train_failure_model. No labels needed. Cells without recent voltage/temperature readings are 'unknown'.
+    Writes the per-cell table sorted by risk, a metrics JSON and PNGs (risk ranking, what drives risk).
     """
     from bms_schema import write_table
     from bms_schema.atomic import atomic_write_json
 
     from . import plots
-    from .api import band_counts, dead_cells, mean_contributions, predict_failure, top_at_risk
+    from .api import alarms, band_counts, dead_cells, mean_contributions, predict_failure, top_at_risk
 
     frame, anomalies, report = _inputs(args, ctx)
     ctx.progress(0.05, f"loaded {len(frame)} readings of {report.get('cells')} cells")
@@ -127,30 +133,31 @@ def predict_cell_failure(args: PredictArgs, ctx: ToolContext) -> ToolOutput:
     ctx.run.add_model(MODEL_NAME, str(model.version), str(model.directory))
 
     table_path = write_table(table, ctx.run.path(f"failure_predictions.{args.output_format}"))
-    ctx.run.add_artifact(table_path, "table", "per-cell failure probability, risk band, dead flag and top reasons")
+    ctx.run.add_artifact(table_path, "table", "per-cell failure probability, remaining life, health, alarm, "
+                                              "trend-to-threshold and reasons")
     with ctx.run.timed("plots"):
         ranking = plots.risk_ranking(table, model.alarm_threshold, ctx.run.path("risk_ranking.png"))
         ctx.run.add_artifact(ranking, "plot", "cells ranked by failure probability")
         drivers = mean_contributions(model, table, outcome.grid.last_rows())
         driver_png = plots.risk_drivers(drivers, model.config, ctx.run.path("risk_drivers.png"))
-        ctx.run.add_artifact(driver_png, "plot", "what drives failure risk (XGBoost contributions)")
-        if outcome.trained is not None:
-            curve = plots.model_vs_rule(outcome.trained.evaluation, ctx.run.path("model_vs_rule.png"))
-            if curve is not None:
-                ctx.run.add_artifact(curve, "plot", "precision-recall of the model vs the IEEE 450 style rule")
+        ctx.run.add_artifact(driver_png, "plot", "what shortens remaining life (XGBoost contributions)")
 
-    training_metrics = outcome.trained.metrics if outcome.trained else model.metadata.get("metrics", {})
+    training_metrics = model.metadata.get("metrics", {})
     top = top_at_risk(table, args.top_n)
+    alarmed = alarms(table)
     failing = table.loc[table["RiskBand"] == "high", "CellID"].astype(str).tolist()
+    unknown = table.loc[table["RiskBand"] == "unknown", "CellID"].astype(str).tolist()
     dead = dead_cells(table)
     metrics = {
         "horizon_days": args.horizon_days,
         "as_of": table["AsOf"].iloc[0] if len(table) else None,
-        "model": {"name": MODEL_NAME, "version": model.version, "trained_now": outcome.trained is not None,
-                  "alarm_threshold": model.alarm_threshold, "calibration": model.calibrator.method},
+        "model": {"name": MODEL_NAME, "version": model.version, "alarm_threshold": model.alarm_threshold,
+                  "alarm_horizon_days": model.alarm_horizon_days, "distribution": model.distribution.to_dict()},
         "input": report,
         "risk_bands": band_counts(table),
+        "alarms": alarmed,
         "failing_cell_ids": failing,
+        "unknown_cell_ids": unknown,
         "dead_cell_ids": dead,
         "top_at_risk": top,
         "training_validation": training_metrics,
@@ -158,20 +165,21 @@ def predict_cell_failure(args: PredictArgs, ctx: ToolContext) -> ToolOutput:
         "notes": outcome.notes,
     }
     metrics_path = atomic_write_json(ctx.run.path("failure_metrics.json"), metrics)
-    ctx.run.add_artifact(metrics_path, "report", "failure prediction metrics (validation, baseline rule, bands)")
-    unknown = int((table["RiskBand"] == "unknown").sum())
-    message = (f"{len(failing)} of {len(table)} cells at high risk of dying within {args.horizon_days:g} days, "
-               f"{len(dead)} already dead (model {model.version}"
-               f"{', trained now' if outcome.trained else ''})"
+    ctx.run.add_artifact(metrics_path, "report", "failure prediction metrics (validation vs IEEE rules, alarms, bands)")
+    message = (f"{len(failing)} of {len(table)} cells alarmed (death within {model.alarm_horizon_days:g} days likely), "
+               f"{len(dead)} already dead, {len(unknown)} unknown (missing inputs); FailureProbability at "
+               f"{args.horizon_days:g} days (model {model.version})"
                + (f"; {'; '.join(n for n in outcome.notes if 'unknown' in n)}" if unknown else ""))
     return ToolOutput(message=message, data={
         "horizon_days": args.horizon_days,
         "as_of": metrics["as_of"],
         "cells": int(len(table)),
         "failing_cell_ids": failing[: args.top_n],
+        "alarms": alarmed[: args.top_n],
         "top_at_risk": top,
         "dead_cells": len(dead),
         "dead_cell_ids": dead[:50],
+        "unknown_cell_ids": unknown[:50],
         "risk_bands": metrics["risk_bands"],
         "model": metrics["model"],
         "validation": _headline(training_metrics),
@@ -182,13 +190,13 @@ def predict_cell_failure(args: PredictArgs, ctx: ToolContext) -> ToolOutput:
 
 @server.tool(TrainArgs, title="Train the failure model", read_only=False, destructive=True)
 def train_failure_model(args: TrainArgs, ctx: ToolContext) -> ToolOutput:
-    """Train, validate (split by cell and by time, no leakage), calibrate and register failure_classifier.
+    """Train, validate (split by cell and by time, no leakage) and register a failure_classifier candidate: one
+    survival model (XGBoost AFT) giving death probability at any horizon and remaining life p10/p50/p90.
 
-    Needs IsDead labels with some deaths. Reports ROC-AUC, PR-AUC, recall at fixed precision, Brier score
-    and lead time on held-out cells in a later period, next to an IEEE 450 style rule (float voltage < 2.13 V
-    or SG more than 0.025 below the string mean). Registers a candidate: it becomes the champion (what
-    predict_cell_failure and the live service use) only when its held-out PR-AUC beats the champion's on the
-    same samples, when it is the first model, or with promote=true.
+    Needs IsDead labels with some deaths (e.g. a simulated fleet); cells alive at the end are censored. The new
+    version becomes champion only if it beats the champion on its held-out cells (or promote=true). Reports
+    ROC-AUC at 7/14/30 days next to the IEEE 450 voltage/SG rules and the IEEE 1188 ohmic rule, remaining-life
+    error and p10-p90 coverage, and the monthly alarm share of surviving cells.
     """
     from bms_schema.atomic import atomic_write_json
 
@@ -197,19 +205,18 @@ def train_failure_model(args: TrainArgs, ctx: ToolContext) -> ToolOutput:
 
     frame, anomalies, report = _inputs(args, ctx)
     with ctx.run.timed("train"):
-        result = train_and_register(frame, args.horizon_days, anomalies, seed=args.seed,
-                                    target_precision=args.target_precision,
-                                    extra_metadata=_training_data(report), progress=_progress(ctx),
-                                    promote=args.promote)
+        outcome = train_and_register(frame, args.horizon_days, anomalies, seed=args.seed, promote=args.promote,
+                                     extra_metadata=_training_data(report), progress=_progress(ctx))
+    result, registered = outcome.result, outcome.registered
     model = result.model
-    decision = model.decision or {}
     ctx.run.add_model(MODEL_NAME, str(model.version), str(model.directory))
-    metrics = {"model": {"name": MODEL_NAME, "version": model.version}, "input": report, **result.metrics}
+    metrics = {"model": {"name": MODEL_NAME, "version": model.version}, "registration": registered.summary(),
+               "input": report, **result.metrics}
     metrics_path = atomic_write_json(ctx.run.path("failure_training_metrics.json"), metrics)
-    ctx.run.add_artifact(metrics_path, "report", "validation metrics of the failure model vs the baseline rule")
+    ctx.run.add_artifact(metrics_path, "report", "validation metrics of the failure model vs the IEEE rules")
     curve = plots.model_vs_rule(result.evaluation, ctx.run.path("model_vs_rule.png"))
     if curve is not None:
-        ctx.run.add_artifact(curve, "plot", "precision-recall of the model vs the IEEE 450 style rule")
+        ctx.run.add_artifact(curve, "plot", "ROC of the model vs the IEEE rules (held-out cells, 14 days)")
     import pandas as pd
 
     importance = pd.DataFrame({"feature": list(result.importance), "mean_abs_all": list(result.importance.values())})
@@ -217,14 +224,15 @@ def train_failure_model(args: TrainArgs, ctx: ToolContext) -> ToolOutput:
     ctx.run.add_artifact(drivers, "plot", "mean |XGBoost contribution| per feature on the test samples")
     headline = _headline(result.metrics)
     return ToolOutput(
-        message=(f"registered {MODEL_NAME} {model.version} ({args.horizon_days:g}-day horizon) as "
-                 f"{decision.get('alias')}: test ROC-AUC "
-                 f"{_fmt(headline['roc_auc'])}, PR-AUC {_fmt(headline['pr_auc'])} vs rule "
-                 f"{_fmt(headline['rule_roc_auc'])}/{_fmt(headline['rule_pr_auc'])}; {decision.get('reason')}"),
-        data={"model": {"name": MODEL_NAME, "version": model.version, "alarm_threshold": model.alarm_threshold},
-              "alias": decision.get("alias"), "promoted": decision.get("promoted"), "decision": decision,
+        message=(f"registered {MODEL_NAME} {model.version} as {registered.alias} ({registered.decision.get('reason')}); "
+                 f"held-out ROC-AUC at 14 days {_fmt(headline.get('roc_auc_14d'))} vs best IEEE rule "
+                 f"{_fmt(headline.get('best_rule_roc_auc_14d'))}, at 30 days {_fmt(headline.get('roc_auc_30d'))} vs "
+                 f"{_fmt(headline.get('best_rule_roc_auc_30d'))}"),
+        data={"model": {"name": MODEL_NAME, "version": model.version, "alias": registered.alias,
+                        "alarm_threshold": model.alarm_threshold},
+              "registration": registered.summary(),
               "horizon_days": args.horizon_days, "validation": headline,
-              "split_time": result.metrics["split_time"], "cells": result.metrics["cells"],
+              "split_time": result.metrics.get("split_time"), "cells": result.metrics["cells"],
               "metrics_path": str(metrics_path)},
     )
 

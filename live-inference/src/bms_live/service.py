@@ -118,6 +118,9 @@ class LiveService:
             for model, prediction_id, predicted, actual in self.store.feedback_pairs(settings.feedback_window):
                 self.feedback_tracker.record(StoredPrediction(prediction_id, model, "", predicted, 0.0), actual)
         self._hydrated: set[str] = set()
+        from .events import EventBus
+
+        self.events = EventBus()  # what ingest committed, for live consumers (stream, alerts)
 
     # -- lifecycle ----------------------------------------------------------------------
     def start(self) -> None:

@@ -87,7 +87,23 @@ def ingest(service: Any, content_type: str, body: bytes) -> dict[str, Any]:
     elif not result.stored:
         out["not_scored"] = "nothing new to score: every reading was already stored"
     service.metrics.readings.inc(result.stored, model="ingest")
+    if result.stored:
+        new = result.new_rows
+        service.events.publish({
+            "type": "ingest", "devices": sorted({str(d) for d in new[C.DEVICE_ID].tolist()}),
+            "readings": _reading_events(new), "scores": answer.get("results", []), "alerts": result.alerts,
+            "model": answer.get("model")})
     return out
+
+
+def _reading_events(new: pd.DataFrame) -> list[dict[str, Any]]:
+    fields = [c for c in (C.VOLTAGE, C.TEMPERATURE, C.SPECIFIC_GRAVITY, C.CURRENT, C.AMBIENT) if c in new]
+    values = new[fields].astype(object).where(new[fields].notna(), None).to_dict("records")
+    stamps = [iso_us(t) for t in new["ts_us"].tolist()]
+    for record, cell, stamp in zip(values, new[C.CELL_ID].tolist(), stamps):
+        record["CellID"] = cell
+        record["Timestamp"] = stamp
+    return values
 
 
 def _cell_filter(frame: pd.DataFrame, cell_number: int | None) -> pd.DataFrame:
