@@ -139,3 +139,29 @@ def test_cli_writes_the_soh_table(tmp_path):
     assert len(table) == 4 * 4 and table.Timestamp.iloc[0] == "2025-01-01T00:00:00"
     assert table.StateOfHealth.between(80, 100).all()
     assert pd.read_csv(truth).Censored.dtype == bool
+
+
+def test_precursor_rows_marks_the_dying_cells_drift():
+    from bms_datagen.simulator import precursor_rows, to_minimal_table
+    from bms_schema import normalize
+
+    sim = simulate_fleet_with_truth(devices=2, cells_per_device=6, days=30, interval_minutes=60, seed=8,
+                                    failure_rate=0.15, **QUIET)
+    mask = precursor_rows(sim.readings, sim.cells)
+    r = sim.readings
+    failed = sim.cells[~sim.cells.Censored]
+    assert len(failed) >= 2 and mask.any()
+    marked = set(zip(r.DeviceID[mask], r.CellNumber[mask]))
+    assert marked == set(zip(failed.DeviceID, failed.CellNumber))
+    assert r.IsDead[mask].sum() == 0  # before end of life only
+    ts = pd.to_datetime(r.PacketDateTime, utc=True)
+    for _, cell in failed.iterrows():
+        mine = (r.DeviceID == cell.DeviceID) & (r.CellNumber == cell.CellNumber)
+        inside = ts.between(pd.Timestamp(cell.PrecursorStart, tz="UTC"), pd.Timestamp(cell.DeathTime, tz="UTC"),
+                            inclusive="left")
+        assert (mask[mine.to_numpy()] == inside[mine].to_numpy()).all(), cell.CellID
+        assert inside[mine].sum() > 0
+    # the same rows on the minimal and the canonical table
+    np.testing.assert_array_equal(precursor_rows(to_minimal_table(r), sim.cells), mask)
+    canon, _ = normalize(r)
+    assert precursor_rows(canon, sim.cells).sum() == mask.sum()

@@ -177,3 +177,25 @@ def test_sdv_works_on_vrla_tables_without_sg(workspace: Path):
     report = evaluate(folder, synthetic_folder=out / "synthetic")
     assert 0.5 < report["quality"]["overall_score"] <= 1.0
     assert report["privacy"]["readings"]["copied_share"] < 0.05
+    # more rows from the registered synthesizer, and a plot of a column
+    from bms_datagen.sdv_data import analysis_view
+    from bms_datagen.sdv_pipeline import load_pair, sample_registered
+    from bms_datagen.sdv_plots import plot_column
+
+    _, more, _ = sample_registered("sdv-vrla", workspace / "runs" / "more", num_rows=40, seed=2)
+    assert len(more["readings"]) == 40 and "CellSpecificGravity" not in more["readings"].columns
+    real_tables, synthetic_tables, metadata, _ = load_pair(folder, None)
+    png, html = workspace / "t.png", workspace / "t.html"
+    summary = plot_column(analysis_view(real_tables["readings"])["CellTemperature"],
+                          analysis_view(synthetic_tables["readings"])["CellTemperature"],
+                          metadata.tables["readings"].columns["CellTemperature"]["sdtype"], "CellTemperature",
+                          png, html, "plotly.min.js")
+    assert summary["kind"] == "numerical" and png.read_bytes()[:4] == b"\x89PNG"
+    # the raw VRLA packet table (72 packet columns, no SG) synthesises too
+    raw_folder = workspace / "data" / "vrla_raw"
+    raw_folder.mkdir(parents=True)
+    write_table(frame, raw_folder / "packets.csv")
+    raw = generate(raw_folder, workspace / "runs" / "vrla-raw", seed=1, num_rows=100, register=False)
+    packets = pd.read_csv(raw.paths["packets"])
+    assert len(packets) == 100 and "CellSpecificGravity" not in packets.columns
+    assert set(packets.columns) == set(frame.columns)

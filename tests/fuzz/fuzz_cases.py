@@ -42,6 +42,7 @@ SEED_TOOLS: list[tuple[str, str, str, dict[str, object]]] = [
     for t in ("preprocess_battery_data_tool", "impute_battery_data_mice", "impute_and_scale_battery_data")
 ] + [
     (DATAGEN, "simulate_bms_fleet", "seed", {}),
+    (DATAGEN, "simulate_cycle_record", "seed", {}),
     (DATAGEN, "sdv_generate", "seed", {"folder_name": "data/sdv_ok"}),
     (DATAGEN, "sdv_sample", "seed", {"model_name": "sdv-x"}),
     (DATAGEN, "sdv_evaluate", "seed", {"folder_name": "data/sdv_ok"}),
@@ -165,6 +166,18 @@ def cases() -> list[Case]:
                         r"WARNING: \d+ of 750 rows .* dropped .* CellNumber is not a number in 750 rows", ok_allowed=True))
     out.append(Case("label_not_boolean", FAILURE, "train_failure_model", {"data_path": "data/isdead_maybe.csv"},
                     r"IsDead is not a boolean label: 375 rows hold values such as 'maybe'"))
+    extremes = [
+        (ANOMALY, "train_anomaly_detector", {"contamination": 1e308}, r"contamination must be"),
+        (ANOMALY, "detect_anomalies", {"contamination": -1}, r"contamination must be"),
+        (FORECAST, "train_forecaster", {"max_steps": 10**12}, r"max_steps must be between"),
+        (FORECAST, "train_forecaster", {"holdout_fraction": 5}, r"holdout_fraction must be between"),
+        (FORECAST, "train_forecaster", {"max_train_pairs": -1}, r"max_train_pairs must be at least"),
+        (FORECAST, "predict_cell_timeseries", {"steps": 10**12, "cell_id": "1"}, r"steps=10+ is above"),
+        (FORECAST, "predict_cell_timeseries", {"coverage": 2, "cell_id": "1"}, r"coverage must be between"),
+        (FAILURE, "train_failure_model", {"horizon_days": -1}, r"horizon_days must be a positive"),
+    ]
+    for server, tool, args, expect in extremes:
+        out.append(Case("numeric_extreme", server, tool, {"data_path": "data/good.csv", **args}, expect))
     for year in ("1500-01-01T00:00:00Z", "9999-01-01T00:00:00Z"):
         out.append(Case("start_year", DATAGEN, "simulate_bms_fleet", {"start": year, "days": 1, "devices": 1,
                                                                        "cells_per_device": 2},

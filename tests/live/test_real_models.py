@@ -207,3 +207,17 @@ def test_ingest_then_bms_analyze_tells_the_cell_story(client, trained, capsys) -
     text = capsys.readouterr().out
     assert code == 0 and f"cell {cell['cell_id']}" in text and "forecast CellVoltage" in text
     assert "failure risk within 2.0 days" in text and "anomalies stored:" in text
+
+
+def test_real_forecast_names_targets_it_cannot_forecast(client, trained) -> None:
+    canonical = trained["canonical"]
+    device = canonical[canonical["DeviceID"] == canonical["DeviceID"].iloc[0]]
+    recent = device[device["Timestamp"] > device["Timestamp"].max() - pd.Timedelta(days=2)]
+    records = _records(recent)
+    for record in records:
+        record["CellVoltage"] = None  # the voltage sensor of the whole string is gone
+    cell = recent["CellID"].iloc[0]
+    body = client.post("/v1/forecast", json={"readings": records, "cell_id": cell, "steps": 3}).json()
+    assert "CellVoltage" not in {row["Target"] for row in body["forecast"]}
+    assert body["unknown_targets"]["CellVoltage"].startswith("unknown: 0 valid CellVoltage value(s)")
+    assert "CellTemperature" not in body["unknown_targets"]

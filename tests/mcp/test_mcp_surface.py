@@ -50,6 +50,10 @@ def test_every_tool_declares_output_schema_resources_prompts(key: str, workspace
                 assert tool.output_schema and tool.output_schema["type"] == "object", tool.name
                 jsonschema.Draft202012Validator.check_schema(tool.output_schema)
                 assert set(tool.output_schema["required"]) == {"status", "message"}
+                # each tool's data is typed: the tool's own fields, or {} in an error envelope
+                typed, empty = tool.output_schema["properties"]["data"]["anyOf"]
+                assert typed["properties"] and "seconds" in typed["properties"], tool.name
+                assert empty == {"type": "object", "maxProperties": 0, "description": "empty when status is 'error'"}
                 # dedented: no docstring indentation left, first line not blank
                 assert tool.description and not tool.description[0].isspace(), tool.name
                 assert not any(line.startswith("    ") for line in tool.description.splitlines()), tool.name

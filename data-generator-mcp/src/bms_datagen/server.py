@@ -12,6 +12,8 @@ from pydantic import Field
 
 from bms_schema.mcp_server import ToolArgs, ToolContext, ToolOutput, ToolServer
 
+from .tool_data import CycleRecordData, SdvEvaluateData, SdvGenerateData, SdvSampleData, SdvVisualizeData, SimulateData
+
 server = ToolServer(
     "data-generator-mcp",
     packages=['pandas', 'numpy', 'sdv', 'matplotlib', 'plotly', 'mcp'],
@@ -44,7 +46,7 @@ class SimulateFleetArgs(ToolArgs):
                            description="Name of the packet CSV written into the run folder")
 
 
-@server.tool(SimulateFleetArgs, title="Simulate a BMS fleet", read_only=False, idempotent=True)
+@server.tool(SimulateFleetArgs, title="Simulate a BMS fleet", read_only=False, idempotent=True, data_model=SimulateData)
 def simulate_bms_fleet(args: SimulateFleetArgs, ctx: ToolContext) -> ToolOutput:
     """Simulate lead-acid battery strings on float service and write raw 73-column BMS packets (CSV) with
     ground-truth labels (IsDead, IsAnomaly, AnomalyType) plus a per-cell ground-truth table (fate, failure
@@ -100,7 +102,8 @@ class CycleRecordArgs(ToolArgs):
                            description="Name of the readings CSV written into the run folder")
 
 
-@server.tool(CycleRecordArgs, title="Simulate a charge/discharge record with faults", read_only=False, idempotent=True)
+@server.tool(CycleRecordArgs, title="Simulate a charge/discharge record with faults", read_only=False, idempotent=True,
+             data_model=CycleRecordData)
 def simulate_cycle_record(args: CycleRecordArgs, ctx: ToolContext) -> ToolOutput:
     """Simulate one monobloc (or cell) at seconds resolution through float, a discharge, rest, a bulk and
     absorption recharge and float again, with labelled injected faults (IsAnomaly, AnomalyType) and the true
@@ -144,7 +147,7 @@ class SdvGenerateArgs(ToolArgs):
                                    description="Registry name of the fitted synthesizer (default: sdv-<folder name>)")
 
 
-@server.tool(SdvGenerateArgs, title="Generate synthetic data with SDV", read_only=False)
+@server.tool(SdvGenerateArgs, title="Generate synthetic data with SDV", read_only=False, data_model=SdvGenerateData)
 def sdv_generate(args: SdvGenerateArgs, ctx: ToolContext) -> ToolOutput:
     """Fit an SDV 2.0 synthesizer on the CSV tables of a folder and write synthetic CSVs into the run folder.
     Without metadata.json, metadata is detected and fixed for battery data (ids, booleans such as IsDead,
@@ -199,7 +202,7 @@ class SdvSampleArgs(ToolArgs):
     seed: int = Field(default=0, ge=0, description="Sampling seed (the generation seed reproduces the first sample)")
 
 
-@server.tool(SdvSampleArgs, title="Sample more rows from a registered SDV synthesizer", read_only=False)
+@server.tool(SdvSampleArgs, title="Sample more rows from a registered SDV synthesizer", read_only=False, data_model=SdvSampleData)
 def sdv_sample(args: SdvSampleArgs, ctx: ToolContext) -> ToolOutput:
     """Sample more synthetic rows from a registered SDV synthesizer into the run folder. Registered models hold
     only safe files (Parquet training data, JSON metadata and parameters, checksums verified): the synthesizer
@@ -232,7 +235,7 @@ class SdvEvaluateArgs(ToolArgs):
     seed: int = Field(default=0, ge=0, description="Seed of the subsample")
 
 
-@server.tool(SdvEvaluateArgs, title="Evaluate synthetic data (quality, diagnostic, privacy)", read_only=False,
+@server.tool(SdvEvaluateArgs, title="Evaluate synthetic data (quality, diagnostic, privacy)", read_only=False, data_model=SdvEvaluateData,
              idempotent=True)
 def sdv_evaluate(args: SdvEvaluateArgs, ctx: ToolContext) -> ToolOutput:
     """Compare synthetic tables with the real ones: SDV quality report (overall score, column shapes, column pair
@@ -271,7 +274,7 @@ class SdvVisualizeArgs(ToolArgs):
     synthetic_folder: str | None = Field(default=None, description="Folder of synthetic CSVs (default: the latest sdv_generate output for this folder)")
 
 
-@server.tool(SdvVisualizeArgs, title="Plot real vs synthetic for one column", read_only=False, idempotent=True)
+@server.tool(SdvVisualizeArgs, title="Plot real vs synthetic for one column", read_only=False, idempotent=True, data_model=SdvVisualizeData)
 def sdv_visualize(args: SdvVisualizeArgs, ctx: ToolContext) -> ToolOutput:
     """Real vs synthetic distribution of one column as a PNG (matplotlib) and an interactive HTML (plotly; plotly.js
     is shared once per run folder, not embedded in every file)."""

@@ -378,6 +378,27 @@ def to_minimal_table(frame: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
+def precursor_rows(frame: pd.DataFrame, cells: pd.DataFrame) -> np.ndarray:
+    """Rows of ``frame`` read while their cell was in its failure precursor (from ``PrecursorStart``
+    up to its end of life): alive, unlabelled readings that drift away from the peers on purpose.
+
+    ``frame``: simulated packets, their minimal table or the canonical table (``DeviceID``,
+    ``CellNumber`` and ``PacketDateTime`` or ``Timestamp``); ``cells``: ``FleetSimulation.cells``.
+    Useful to score an anomaly detector on reading anomalies without counting the (unlabelled)
+    degradation of dying cells against it, or to measure how early it sees them.
+    """
+    time_col = "Timestamp" if "Timestamp" in frame.columns else "PacketDateTime"
+    ts = pd.to_datetime(frame[time_col], utc=True, format="ISO8601")
+    failed = cells.loc[cells["Fate"] == "failed"]
+    key = frame["DeviceID"].astype(str) + "-" + frame["CellNumber"].astype(str)
+    ids = failed["DeviceID"].astype(str) + "-" + failed["CellNumber"].astype(str)
+    onset = pd.Series(pd.to_datetime(failed["PrecursorStart"], utc=True).to_numpy(), index=ids.to_numpy())
+    death = pd.Series(pd.to_datetime(failed["DeathTime"], utc=True).to_numpy(), index=ids.to_numpy())
+    start = pd.to_datetime(key.map(onset), utc=True)
+    end = pd.to_datetime(key.map(death), utc=True)
+    return ((ts >= start) & (ts < end)).fillna(False).to_numpy(dtype=bool)
+
+
 def write_fleet_csv(frame: pd.DataFrame, path: str | Path) -> Path:
     """Write a simulated packet table as CSV (atomic; same frame -> byte-identical file)."""
     return write_packet_csv(frame, path)

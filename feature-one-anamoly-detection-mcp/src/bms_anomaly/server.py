@@ -8,6 +8,8 @@ from pydantic import Field, field_validator
 
 from bms_schema.mcp_server import ToolArgs, ToolContext, ToolOutput, ToolServer
 
+from .tool_data import DetectData, TrainAnomalyData, Visualize3DData
+
 server = ToolServer(
     "feature-one-anamoly-detection-mcp",
     packages=['pandas', 'numpy', 'scikit-learn', 'torch', 'skops', 'matplotlib', 'plotly', 'mcp'],
@@ -43,7 +45,8 @@ class TrainArgs(ToolArgs):
                                                      "the current champion on the held-out readings")
 
 
-@server.tool(TrainArgs, title="Train the hybrid anomaly detector", read_only=False, destructive=True)
+@server.tool(TrainArgs, title="Train the hybrid anomaly detector", read_only=False, destructive=True,
+             data_model=TrainAnomalyData)
 def train_anomaly_detector(args: TrainArgs, ctx: ToolContext) -> ToolOutput:
     """Train the hybrid anomaly detector (Isolation Forest + one-class SVM + VAE) and register it.
 
@@ -100,7 +103,7 @@ class DetectArgs(ToolArgs):
     output_format: Literal["csv", "parquet"] = Field(default="csv", description="format of the result table")
 
 
-@server.tool(DetectArgs, title="Detect anomalies (hybrid IF + OCSVM + VAE)", read_only=False)
+@server.tool(DetectArgs, title="Detect anomalies (hybrid IF + OCSVM + VAE)", read_only=False, data_model=DetectData)
 def detect_anomalies(args: DetectArgs, ctx: ToolContext) -> ToolOutput:
     """Flag anomalous battery readings with the registered hybrid of Isolation Forest, a one-class SVM and a VAE.
 
@@ -190,7 +193,7 @@ class Visualize3DArgs(ToolArgs):
                                                           "a plotly.min.js copied beside it; both work offline")
 
 
-@server.tool(Visualize3DArgs, title="3D scatter of anomalies", read_only=False)
+@server.tool(Visualize3DArgs, title="3D scatter of anomalies", read_only=False, data_model=Visualize3DData)
 def visualize_anomalies_3d(args: Visualize3DArgs, ctx: ToolContext) -> ToolOutput:
     """Interactive 3D scatter (HTML, plotly) and a PNG of a detect_anomalies result, coloured by anomaly kind.
 

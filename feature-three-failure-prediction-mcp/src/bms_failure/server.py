@@ -12,6 +12,8 @@ from pydantic import Field
 
 from bms_schema.mcp_server import ToolArgs, ToolContext, ToolOutput, ToolServer
 
+from .tool_data import PredictFailureData, TrainFailureData
+
 from .config import MODEL_NAME  # config imports nothing heavy
 
 server = ToolServer(
@@ -108,7 +110,7 @@ def _headline(metrics: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-@server.tool(PredictArgs, title="Predict which cells will fail", read_only=False)
+@server.tool(PredictArgs, title="Predict which cells will fail", read_only=False, data_model=PredictFailureData)
 def predict_cell_failure(args: PredictArgs, ctx: ToolContext) -> ToolOutput:
     """Per cell, as of the last reading: probability of death within horizon_days (and 7/14/30 days), remaining
     useful life p10/p50/p90 in days, state of health, alarm with its trigger, lead time and recommended action
@@ -188,7 +190,7 @@ def predict_cell_failure(args: PredictArgs, ctx: ToolContext) -> ToolOutput:
     })
 
 
-@server.tool(TrainArgs, title="Train the failure model", read_only=False, destructive=True)
+@server.tool(TrainArgs, title="Train the failure model", read_only=False, data_model=TrainFailureData, destructive=True)
 def train_failure_model(args: TrainArgs, ctx: ToolContext) -> ToolOutput:
     """Train, validate (split by cell and by time, no leakage) and register a failure_classifier candidate: one
     survival model (XGBoost AFT) giving death probability at any horizon and remaining life p10/p50/p90.

@@ -9,6 +9,8 @@ from pydantic import Field
 
 from bms_schema.mcp_server import ToolArgs, ToolContext, ToolOutput, ToolServer
 
+from .tool_data import PredictForecastData, TrainForecastData
+
 # Only light modules here: xgboost, pandas-heavy logic and matplotlib load inside the tools.
 from .config import DEFAULT_COVERAGE, DEFAULT_MAX_STEPS, DEFAULT_STEPS, MAX_STEPS_LIMIT, MODEL_NAME, TrainConfig
 
@@ -33,7 +35,7 @@ class TrainArgs(ToolArgs):
     promote: bool = Field(default=False, description="Make the new version the champion even if it does not beat the current one on the held-out data")
 
 
-@server.tool(TrainArgs, title="Train the forecaster", read_only=False, destructive=True)
+@server.tool(TrainArgs, title="Train the forecaster", read_only=False, data_model=TrainForecastData, destructive=True)
 def train_forecaster(args: TrainArgs, ctx: ToolContext) -> ToolOutput:
     """Train one global XGBoost model per parameter (CellVoltage, CellTemperature, CellSpecificGravity,
     InstantaneousCurrent, AmbientTemperature - those present) on every cell's history, backtest it
@@ -88,7 +90,7 @@ class PredictArgs(ToolArgs):
     output_format: Literal["csv", "parquet"] = Field(default="csv", description="File format of the forecast table")
 
 
-@server.tool(PredictArgs, title="Forecast a cell's readings", read_only=False)
+@server.tool(PredictArgs, title="Forecast a cell's readings", read_only=False, data_model=PredictForecastData)
 def predict_cell_timeseries(args: PredictArgs, ctx: ToolContext) -> ToolOutput:
     """Forecast the next `steps` readings of one cell for every parameter present (CellVoltage,
     CellTemperature, CellSpecificGravity, InstantaneousCurrent, AmbientTemperature) with the registered

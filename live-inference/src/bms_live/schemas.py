@@ -157,6 +157,8 @@ class ForecastResponse(BaseModel):
     steps: int
     coverage: float
     forecast: list[ForecastRow]
+    unknown_targets: dict[str, str] = Field(
+        default_factory=dict, description="targets the model forecasts that this cell's history cannot, and why")
 
 
 class FeedbackResponse(BaseModel):

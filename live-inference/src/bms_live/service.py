@@ -381,8 +381,16 @@ class LiveService:
         }
         keys = list(rows)
         records = [dict(zip(keys, values)) for values in zip(*rows.values())]
+        # targets the model forecasts but this cell's history cannot: unknown, with the reason
+        served = set(rows["Target"])
+        mine = frame[frame[C.CELL_ID] == cell]
+        unknown = {}
+        for target in list(getattr(loaded.model, "targets", []) or []):
+            if target not in served:
+                have = int(mine[target].notna().sum()) if target in mine else 0
+                unknown[target] = f"unknown: {have} valid {target} value(s) in the {len(mine)} readings of {cell}"
         return {"model": {"name": loaded.name, "version": loaded.version}, "cell_id": cell, "steps": steps,
-                "coverage": coverage, "forecast": records}
+                "coverage": coverage, "forecast": records, "unknown_targets": unknown}
 
     # -- feedback -----------------------------------------------------------------------
     def feedback(self, items: Sequence[tuple[str, bool]]) -> dict[str, Any]:

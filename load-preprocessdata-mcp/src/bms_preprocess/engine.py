@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from bms_schema import InputError, columns as C, sort_readings
-from bms_schema.reader import iter_table, read_table, table_format
+from bms_schema.reader import CSVTableWriter, StreamFailed, count_rows, iter_table, read_table, table_format
 
 from bms_schema.clean import QualityAccumulator, drop_duplicates, reading_intervals, to_canonical
 from bms_schema.features import DEFAULT_WINDOW, FEATURE_COLUMNS, compute_features, skipped_features
@@ -100,109 +100,13 @@ class PreprocessResult:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-# -- reading ---------------------------------------------------------------------------------
-def count_rows(path: Path) -> int:
-    """Data rows of a CSV (line count minus header) or Parquet file (metadata), without parsing."""
-    if table_format(path) == "parquet":
-        import pyarrow.parquet as pq
-
-        return int(pq.ParquetFile(path).metadata.num_rows)
-    import gzip
-
-    opener = gzip.open if path.name.lower().endswith(".gz") else open
-    lines, last = 0, b"\n"
-    with opener(path, "rb") as handle:
-        while block := handle.read(1 << 22):
-            lines += block.count(b"\n")
-            last = block[-1:]
-    if last != b"\n":
-        lines += 1
-    return max(lines - 1, 0)
-
-
-class _ArrowStreamFailed(Exception):
-    """pyarrow's streaming reader met a value its inferred types cannot hold: re-read with pandas."""
-
-
-def _arrow_csv_chunks(path: Path, chunksize: int) -> Iterator[pd.DataFrame]:
-    """Stream a CSV in byte ranges of about ``chunksize`` rows, each parsed by pyarrow's threaded reader.
-
-    Ranges end on a line break. Each range is parsed on its own, so a column can get a different
-    type in two ranges (all empty in one): the assembly step unifies the types.
-    """
-    import pyarrow as pa
-    from bms_schema.reader import NA_VALUES, first_lines
-
-    if path.name.lower().endswith(".gz"):
-        raise _ArrowStreamFailed("compressed CSV: pandas reader")
-    header, first = first_lines(path)
-    if not header or first is None or len(header) != len(set(header)) or len(first) > len(header):
-        raise _ArrowStreamFailed("header needs the pandas reader")
-    names = header[: len(first)]
-    mapper = {pa.large_string(): pd.StringDtype("pyarrow"), pa.string(): pd.StringDtype("pyarrow")}.get
-    with open(path, "rb") as handle:
-        handle.readline()  # header
-        sample = handle.read(1 << 20)
-        row_bytes = max(1, len(sample) // max(1, sample.count(b"\n")))
-        target = max(chunksize * row_bytes, 1)
-        handle.seek(0)
-        handle.readline()
-        carry = b""
-        while True:
-            block = handle.read(target)
-            if not block:
-                break
-            block = carry + block
-            cut = block.rfind(b"\n") + 1
-            if cut == 0:  # no complete line yet: read on
-                carry = block
-                continue
-            carry = block[cut:]
-            yield _parse_block(block[:cut], names, header, first, NA_VALUES, mapper)
-        if carry.strip():
-            yield _parse_block(carry + b"\n", names, header, first, NA_VALUES, mapper)
-
-
-def _parse_block(data: bytes, names: list[str], header: list[str], first: list[str], na: list[str],
-                 mapper: Callable[[Any], Any]) -> pd.DataFrame:
-    import io
-
-    import pyarrow as pa
-    import pyarrow.csv as pacsv
-
-    try:
-        table = pacsv.read_csv(
-            io.BytesIO(data),
-            read_options=pacsv.ReadOptions(column_names=names, block_size=max(len(data) // 2 + 1, 1 << 20)),
-            convert_options=pacsv.ConvertOptions(null_values=na, strings_can_be_null=True),
-        )
-    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-        raise _ArrowStreamFailed(str(exc)) from exc
-    frame = table.to_pandas(types_mapper=mapper, self_destruct=True)
-    for name in header[len(first):]:
-        frame[name] = np.nan
-    return frame
-
-
-def _check_csv_head(path: Path) -> None:
-    """The checks ``read_table`` makes, done before streaming so both modes fail the same way."""
-    from bms_schema.reader import check_file, csv_head
-
-    check_file(path)
-    csv_head(path)
-
-
+# -- reading: the one streaming reader (bms_schema.reader) ------------------------------------
 def read_chunks(path: Path, chunksize: int | None, reader: str = "arrow") -> Iterator[pd.DataFrame]:
     """The input as one frame (``chunksize=None``) or as successive chunks of about ``chunksize`` rows."""
     if chunksize is None:
         yield read_table(path)
         return
-    if table_format(path) == "csv":
-        _check_csv_head(path)
-        if reader == "arrow":
-            yield from _arrow_csv_chunks(path, chunksize)
-            return
-    yield from iter_table(path, chunksize)
+    yield from iter_table(path, chunksize, engine=reader)
 
 
 # -- stage 1: clean stream ---------------------------------------------------------------------
@@ -459,7 +363,6 @@ def assemble(spill: Spill, output: Path, scaler: BMSScaler | None, batch_rows: i
     """Write spilled blocks in cell-then-time order (plus scaled columns) to ``output`` atomically."""
     import pyarrow as pa
     import pyarrow.compute as pc
-    import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
     from bms_schema.atomic import atomic_path
 
@@ -485,7 +388,7 @@ def assemble(spill: Spill, output: Path, scaler: BMSScaler | None, batch_rows: i
     fmt = table_format(output)
     written = 0
     with atomic_path(output) as tmp:
-        writer = pq.ParquetWriter(str(tmp), out_schema) if fmt == "parquet" else pacsv.CSVWriter(str(tmp), out_schema)
+        writer = pq.ParquetWriter(str(tmp), out_schema) if fmt == "parquet" else CSVTableWriter(tmp)
         try:
             batch: list[Any] = []
             size = 0
@@ -539,7 +442,7 @@ def run_preprocess(path: Path, output: Path, options: PreprocessOptions, progres
             return _run(path, output, options, progress, work_dir, reader="arrow")
     try:
         return _run(path, output, options, progress, work_dir, reader="arrow")
-    except _ArrowStreamFailed as exc:
+    except StreamFailed as exc:
         log.info("pyarrow streaming reader gave up (%s): re-reading with pandas", exc)
         return _run(path, output, options, progress, work_dir, reader="pandas")
 
@@ -653,6 +556,20 @@ def _run(path: Path, output: Path, options: PreprocessOptions, progress: Progres
         )
     finally:
         shutil.rmtree(spill_root, ignore_errors=True)
+
+
+def _prefetch(module: str) -> None:
+    """Import a heavy module on a background thread; the later import finds it loaded (or waits for it)."""
+    import importlib
+    import threading
+
+    def load() -> None:
+        try:
+            importlib.import_module(module)
+        except Exception:  # noqa: BLE001 - the real import later reports it
+            pass
+
+    threading.Thread(target=load, name=f"import-{module}", daemon=True).start()
 
 
 def _check_totals(report: dict[str, Any], quality: QualityAccumulator) -> None:

@@ -10,6 +10,8 @@ import logging
 from typing import Any, Literal
 
 from bms_schema.mcp_server import ToolArgs, ToolContext, ToolOutput, ToolServer
+
+from .tool_data import PreprocessData
 from pydantic import Field
 
 log = logging.getLogger("bms.preprocess")
@@ -147,7 +149,7 @@ def _execute(args: _FileArgs, ctx: ToolContext, *, stem: str, impute: str, featu
     return result, data
 
 
-@server.tool(PreprocessArgs, title="Preprocess BMS data (full chain)", read_only=False)
+@server.tool(PreprocessArgs, title="Preprocess BMS data (full chain)", read_only=False, data_model=PreprocessData)
 def preprocess_battery_data_tool(args: PreprocessArgs, ctx: ToolContext) -> ToolOutput:
     """Full preprocessing of a BMS file in one call: normalise, drop duplicate packets, sort by cell and time,
     turn 0xFFFF sentinels and impossible values into flagged gaps, impute (MICE by default, with <col>_Imputed
@@ -160,7 +162,7 @@ def preprocess_battery_data_tool(args: PreprocessArgs, ctx: ToolContext) -> Tool
                               f"columns ({sum(result.imputed_counts.values())} values imputed)", data=data)
 
 
-@server.tool(CleanArgs, title="Clean and filter BMS data", read_only=False)
+@server.tool(CleanArgs, title="Clean and filter BMS data", read_only=False, data_model=PreprocessData)
 def clean_and_filter_data(args: CleanArgs, ctx: ToolContext) -> ToolOutput:
     """Clean a BMS file: normalise to the canonical table, drop exact duplicate packets, sort by cell then time,
     turn 0xFFFF sentinels and physically impossible values into missing values with quality flags. Writes the
@@ -171,7 +173,7 @@ def clean_and_filter_data(args: CleanArgs, ctx: ToolContext) -> ToolOutput:
                               f"duplicates dropped, {data['sentinel_rows']} sentinel rows flagged)", data=data)
 
 
-@server.tool(FeatureArgs, title="Engineer battery features", read_only=False)
+@server.tool(FeatureArgs, title="Engineer battery features", read_only=False, data_model=PreprocessData)
 def engineer_battery_features(args: FeatureArgs, ctx: ToolContext) -> ToolOutput:
     """Add engineered features per cell in time order (never across cells): VoltageRate, TemperatureRate (per
     hour), rolling mean/std of voltage, temperature and SG, TempAboveAmbient, SGCorrected25C, VoltageDevString and
@@ -185,7 +187,7 @@ def engineer_battery_features(args: FeatureArgs, ctx: ToolContext) -> ToolOutput
     return ToolOutput(message=f"added {len(FEATURE_COLUMNS)} features to {result.rows} rows", data=data)
 
 
-@server.tool(ImputeArgs, title="Impute BMS data with MICE", read_only=False)
+@server.tool(ImputeArgs, title="Impute BMS data with MICE", read_only=False, data_model=PreprocessData)
 def impute_battery_data_mice(args: ImputeArgs, ctx: ToolContext) -> ToolOutput:
     """Fill gaps in the measurements with MICE (miceforest / LightGBM) fitted on a bounded sample and applied to
     every row deterministically (random_state). Labels are never imputed; <col>_Imputed flags mark filled values.
@@ -194,7 +196,7 @@ def impute_battery_data_mice(args: ImputeArgs, ctx: ToolContext) -> ToolOutput:
     return ToolOutput(message=f"imputed {sum(result.imputed_counts.values())} values in {result.rows} rows", data=data)
 
 
-@server.tool(ImputeScaleArgs, title="Impute and scale BMS data", read_only=False)
+@server.tool(ImputeScaleArgs, title="Impute and scale BMS data", read_only=False, data_model=PreprocessData)
 def impute_and_scale_battery_data(args: ImputeScaleArgs, ctx: ToolContext) -> ToolOutput:
     """Impute gaps (MICE by default) and standard-scale the measurements (and any feature columns present): raw
     columns keep their names and units, <col>_scaled columns are added, and the fitted scaler is registered as a new

@@ -512,6 +512,8 @@ def output_schema(data_model: type[BaseModel] | None = None) -> dict[str, Any]:
 def _input_schema(model: type[BaseModel]) -> dict[str, Any]:
     schema = model.model_json_schema()
     schema.pop("title", None)
+    for name in SEED_FIELDS & set(schema.get("properties", {})):  # the bound ToolArgs enforces, declared
+        schema["properties"][name].update(minimum=0, maximum=MAX_SEED)
     schema.setdefault("type", "object")
     schema.setdefault("properties", {})
     return schema

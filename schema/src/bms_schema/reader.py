@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -171,6 +172,7 @@ def _read_csv(path: Path, columns: list[str] | None) -> pd.DataFrame:
             null_values=NA_VALUES,
             strings_can_be_null=True,
             include_columns=[c for c in (columns or names) if c in names] if columns else None,
+            column_types=text_columns(path, names),
         ),
     )
     frame = table.to_pandas()
@@ -180,8 +182,149 @@ def _read_csv(path: Path, columns: list[str] | None) -> pd.DataFrame:
     return frame
 
 
-def iter_table(path: str | Path, chunksize: int) -> Iterator[pd.DataFrame]:
-    """Stream a CSV/Parquet file (or dataset folder) in chunks of at most ``chunksize`` rows."""
+class StreamFailed(InputError):
+    """pyarrow's streaming CSV reader met a value its inferred types cannot hold: read with ``engine="pandas"``."""
+
+
+def count_rows(path: str | Path) -> int:
+    """Data rows of a CSV (line count minus header), Parquet file or dataset folder, without parsing."""
+    path = Path(path)
+    if path.is_dir():
+        fmt, files = dataset_files(path)
+        if fmt == "parquet":
+            import pyarrow.dataset as ds
+
+            return int(ds.dataset(path, format="parquet", partitioning="hive").count_rows())
+        return sum(count_rows(f) for f in files)
+    if table_format(path) == "parquet":
+        import pyarrow.parquet as pq
+
+        return int(pq.ParquetFile(path).metadata.num_rows)
+    import gzip
+
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    lines, last = 0, b"\n"
+    with opener(path, "rb") as handle:
+        while block := handle.read(1 << 22):
+            lines += block.count(b"\n")
+            last = block[-1:]
+    if last != b"\n":
+        lines += 1
+    return max(lines - 1, 0)
+
+
+#: Bytes of a CSV parsed to infer which columns hold dates or times.
+PEEK_BYTES = 1 << 20
+
+
+def text_columns(path: Path, names: list[str]) -> dict[str, Any]:
+    """``{column: pa.string()}`` for the date and time columns of a CSV other than its reading time.
+
+    pyarrow would parse ``CellServerTime``, ``ServerTime`` or ``Time`` as timestamps and write them
+    back in its own format; they are pass-through columns, kept as the text they are (also cheaper:
+    no parsing, no formatting). The reading-time column (``PacketDateTime``...) is parsed.
+    """
+    import io
+
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    from .columns import TIMESTAMP, find_alias
+
+    opener: Any = open
+    if path.name.lower().endswith(".gz"):
+        import gzip
+
+        opener = gzip.open
+    with opener(path, "rb") as handle:
+        handle.readline()
+        block = handle.read(PEEK_BYTES)
+    cut = block.rfind(b"\n") + 1
+    if cut == 0:
+        return {}
+    try:
+        peek = pacsv.read_csv(io.BytesIO(block[:cut]), read_options=pacsv.ReadOptions(column_names=names),
+                              convert_options=pacsv.ConvertOptions(null_values=NA_VALUES, strings_can_be_null=True))
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return {}
+    keep = find_alias(names, TIMESTAMP)
+    timelike = (pa.types.is_timestamp, pa.types.is_time, pa.types.is_date)
+    return {f.name: pa.string() for f in peek.schema
+            if f.name != keep and f.name not in ("Date", "Time") and any(t(f.type) for t in timelike)}
+
+
+def _arrow_csv_chunks(path: Path, chunksize: int) -> Iterator[pd.DataFrame]:
+    """Stream a CSV in byte ranges of about ``chunksize`` rows, each parsed by pyarrow's threaded reader.
+
+    Ranges end on a line break. Each range is parsed on its own, so a column can get a different
+    type in two ranges (all empty in one): consumers unify the types (the preprocessing assembly does).
+    """
+    import pyarrow as pa
+
+    if path.name.lower().endswith(".gz"):
+        raise StreamFailed("compressed CSV: pandas reader")
+    header, first = first_lines(path)
+    if not header or first is None or len(header) != len(set(header)) or len(first) > len(header):
+        raise StreamFailed("header needs the pandas reader")
+    names = header[: len(first)]
+    types = text_columns(path, names)
+    mapper = {pa.large_string(): pd.StringDtype("pyarrow"), pa.string(): pd.StringDtype("pyarrow")}.get
+    with open(path, "rb") as handle:
+        handle.readline()  # header
+        sample = handle.read(1 << 20)
+        row_bytes = max(1, len(sample) // max(1, sample.count(b"\n")))
+        target = max(chunksize * row_bytes, 1)
+        handle.seek(0)
+        handle.readline()
+        carry = b""
+        while True:
+            block = handle.read(target)
+            if not block:
+                break
+            block = carry + block
+            cut = block.rfind(b"\n") + 1
+            if cut == 0:  # no complete line yet: read on
+                carry = block
+                continue
+            carry = block[cut:]
+            yield _parse_block(block[:cut], names, header[len(first):], types, mapper)
+        if carry.strip():
+            yield _parse_block(carry + b"\n", names, header[len(first):], types, mapper)
+
+
+def _parse_block(data: bytes, names: list[str], missing: list[str], types: dict[str, Any],
+                 mapper: Any) -> pd.DataFrame:
+    import io
+
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    convert = pacsv.ConvertOptions(null_values=NA_VALUES, strings_can_be_null=True, column_types=types)
+    try:  # pyarrow's 1 MB blocks (types inferred on the first block: cheapest) ...
+        table = pacsv.read_csv(io.BytesIO(data), read_options=pacsv.ReadOptions(column_names=names),
+                               convert_options=convert)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        try:  # ... or, when a later block does not fit those types, types inferred over the whole range
+            table = pacsv.read_csv(
+                io.BytesIO(data),
+                read_options=pacsv.ReadOptions(column_names=names, block_size=max(len(data) // 2 + 1, 1 << 20)),
+                convert_options=convert)
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            raise StreamFailed(str(exc)) from exc
+    frame = table.to_pandas(types_mapper=mapper, self_destruct=True)
+    for name in missing:  # the wire format's 73 header names over 72 fields
+        frame[name] = np.nan
+    return frame
+
+
+def iter_table(path: str | Path, chunksize: int, engine: str = "auto") -> Iterator[pd.DataFrame]:
+    """Stream a CSV/Parquet file (or dataset folder) in chunks of about ``chunksize`` rows.
+
+    CSV files are cut into byte ranges parsed by pyarrow (``engine="arrow"``; raises
+    :class:`StreamFailed` when a range does not fit its inferred types) or read by pandas
+    (``engine="pandas"``: slower, copes with anything pandas reads); ``"auto"``: arrow unless the
+    file is compressed or its header needs pandas (duplicate names, more fields than names).
+    """
     if chunksize <= 0:
         raise InputError(f"chunksize must be a positive number of rows, got {chunksize}")
     path = Path(path)
@@ -189,7 +332,7 @@ def iter_table(path: str | Path, chunksize: int) -> Iterator[pd.DataFrame]:
         fmt, files = dataset_files(path)
         if fmt == "csv":
             for file in files:
-                yield from iter_table(file, chunksize)
+                yield from iter_table(file, chunksize, engine)
             return
         import pyarrow.dataset as ds
 
@@ -215,6 +358,13 @@ def iter_table(path: str | Path, chunksize: int) -> Iterator[pd.DataFrame]:
             if not produced:
                 raise InputError(f"{path.name} has a header but no rows")
             return
+        header, first_row = csv_head(path)  # the checks read_table makes, so both modes fail the same way
+        if engine == "auto":
+            plain = len(header) == len(set(header)) and len(first_row) <= len(header)
+            engine = "arrow" if plain and not path.name.lower().endswith(".gz") else "pandas"
+        if engine == "arrow":
+            yield from _arrow_csv_chunks(path, chunksize)
+            return
         reader = pd.read_csv(path, chunksize=chunksize, na_values=NA_VALUES, low_memory=False)
         first = True
         for chunk in reader:
@@ -224,7 +374,7 @@ def iter_table(path: str | Path, chunksize: int) -> Iterator[pd.DataFrame]:
             yield chunk
         if first:
             raise InputError(f"{path.name} has a header but no rows")
-    except (InputError, PathError):
+    except (InputError, PathError):  # StreamFailed included: the caller switches to engine="pandas"
         raise
     except pd.errors.EmptyDataError as exc:
         raise InputError(f"file is empty: {path.name} has no header and no rows") from exc
@@ -255,13 +405,68 @@ def write_table(frame: pd.DataFrame, path: str | Path) -> Path:
     return path
 
 
+class CSVTableWriter:
+    """Write Arrow tables to one CSV file, formatting row slices in parallel threads.
+
+    pyarrow's CSV writer formats on one thread (numbers and time stamps to text is the cost);
+    slices of a table are formatted to bytes on ``threads`` threads (pyarrow releases the GIL)
+    and written in order, so the file is byte for byte what ``pyarrow.csv.write_csv`` writes.
+    """
+
+    MIN_SLICE_ROWS = 20_000
+
+    def __init__(self, path: str | Path, threads: int | None = None):
+        import pyarrow as pa
+
+        self.threads = max(1, threads if threads is not None else min(2, pa.cpu_count()))
+        self._handle = open(path, "wb")
+        self._header = True
+        self._pool: Any = None
+
+    def _format(self, table: Any, header: bool) -> bytes:
+        import io
+
+        import pyarrow.csv as pacsv
+
+        buffer = io.BytesIO()
+        pacsv.write_csv(table, buffer, write_options=pacsv.WriteOptions(include_header=header))
+        return buffer.getvalue()
+
+    def write_table(self, table: Any) -> None:
+        n = table.num_rows
+        parts = max(1, min(2 * self.threads, n // self.MIN_SLICE_ROWS))
+        if parts == 1 or self.threads == 1:
+            self._handle.write(self._format(table, self._header))
+        else:
+            if self._pool is None:
+                from concurrent.futures import ThreadPoolExecutor
+
+                self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="bms-csv")
+            step = -(-n // parts)
+            heads = [self._header and i == 0 for i in range(parts)]
+            for data in self._pool.map(self._format, [table.slice(i * step, step) for i in range(parts)], heads):
+                self._handle.write(data)
+        self._header = False
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+        self._handle.close()
+
+    def __enter__(self) -> "CSVTableWriter":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def _to_csv(frame: pd.DataFrame, path: Path) -> None:
     import pyarrow as pa
-    import pyarrow.csv as pacsv
 
     try:
         table = pa.Table.from_pandas(frame, preserve_index=False)
-        pacsv.write_csv(table, path)
+        with CSVTableWriter(path) as writer:
+            writer.write_table(table)
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
         frame.to_csv(path, index=False)
 

@@ -1,0 +1,21 @@
+"""Typed ``data`` of load-preprocessdata-mcp's tools (all five share one shape)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from bms_schema.mcp_server import ToolData
+
+
+class PreprocessData(ToolData):
+    output_path: str = Field(description="the cleaned (and imputed/featurised/scaled) table")
+    rows: int = Field(description="rows written")
+    columns: int
+    rows_in: int = Field(description="rows read")
+    duplicates_dropped: int
+    sentinel_rows: int = Field(description="rows with a 0xFFFF register sentinel (no reading)")
+    out_of_range_rows: int = Field(description="rows with a physically impossible value")
+    cells: int
+    time_gaps: int
+    missing_before: dict[str, int] = Field(description="missing values per column before imputation")
+    imputed_values: dict[str, int] = Field(description="values filled in per column")
