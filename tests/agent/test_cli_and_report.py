@@ -178,3 +178,17 @@ def test_sdv_sample_and_recent_history_read_a_real_packet_file(tmp_path: Path) -
     counts = write_sdv_sample(packets, tmp_path / "sdv", rows=50, seed=1)
     assert counts["rows_written"] == 50 and counts["rows_read"] == len(pd.read_csv(packets))
     assert write_recent_history(packets, tmp_path / "recent.parquet", ["1-3"], days=7)["rows_written"] > 0
+
+
+def test_summary_in_a_pipe_is_plain_text_and_never_cut(workspace: Path) -> None:
+    from types import SimpleNamespace
+
+    from bms_agent.cli_pipeline import plain_summary
+
+    state = _state_with_failure_output(workspace)
+    long_note = "0 of 96 cells at high risk of dying within 7 days, 6 already dead, reasons: sensor faults " * 2
+    state.stages["failure"].calls[0].envelope["message"] = long_note.strip()
+    text = plain_summary(SimpleNamespace(state=state))
+    line = next(line for line in text.splitlines() if line.startswith("failure "))
+    assert line.endswith(long_note.strip()) and len(line) > 120  # the whole result on one line
+    assert "\x1b[" not in text and "│" not in text  # no colour codes, no box drawing

@@ -45,9 +45,19 @@ def test_labels_and_raw_packet_fields_pass_through():
 
 
 def test_tables_use_the_same_aliases_and_matching():
-    frame = pd.DataFrame({"device id": ["A", "A"], "Cell": [1, 2], "time stamp": ["2026-01-01T00:00:00Z"] * 2,
-                          "Voltage": [2.2, 2.21], "cell temperature": [25.0, 25.1], "SG": [1.21, 1.22],
-                          "Current": [0.0, 0.0], "Ambient Temperature": [24.0, 24.0], "Note": ["x", "y"]})
+    frame = pd.DataFrame(
+        {
+            "device id": ["A", "A"],
+            "Cell": [1, 2],
+            "time stamp": ["2026-01-01T00:00:00Z"] * 2,
+            "Voltage": [2.2, 2.21],
+            "cell temperature": [25.0, 25.1],
+            "SG": [1.21, 1.22],
+            "Current": [0.0, 0.0],
+            "Ambient Temperature": [24.0, 24.0],
+            "Note": ["x", "y"],
+        }
+    )
     canonical, report = normalize(frame)
     assert canonical["CellID"].tolist() == ["A-1", "A-2"]
     assert canonical["CellVoltage"].tolist() == [2.2, 2.21]

@@ -6,7 +6,6 @@ import numpy as np
 import pandas as pd
 import pytest
 from bms_schema import InputError
-
 from bms_schema.clean import clean_readings
 
 CORE = ["CellVoltage", "CellTemperature", "CellSpecificGravity", "InstantaneousCurrent", "AmbientTemperature"]
@@ -18,8 +17,14 @@ def test_sample_counts(raw_sample):
     assert report["cells"] == 15 and report["devices"] == 3
     assert report["duplicates_dropped"] == 0
     assert report["sentinel_rows"] == 146 == int(cleaned["SensorFault"].sum())
-    assert report["sentinel_by_column"] == {"CellVoltage": 146, "CellTemperature": 146, "CellSpecificGravity": 146,
-                                            "InstantaneousCurrent": 0, "AmbientTemperature": 0, "StringVoltage": 0}
+    assert report["sentinel_by_column"] == {
+        "CellVoltage": 146,
+        "CellTemperature": 146,
+        "CellSpecificGravity": 146,
+        "InstantaneousCurrent": 0,
+        "AmbientTemperature": 0,
+        "StringVoltage": 0,
+    }
     assert report["out_of_range_rows"] == 0
     # sentinels are missing values, never numbers
     assert cleaned["CellVoltage"].isna().sum() == 146 and cleaned["CellVoltage"].max() < 3
@@ -77,8 +82,13 @@ def test_unknown_columns_and_labels_pass_through(raw_sample):
 
 
 def test_time_gaps_per_cell(minimal):
-    times = ["2025-01-01T00:00:00", "2025-01-01T00:05:00", "2025-01-01T00:10:00", "2025-01-01T01:10:00",
-             "2025-01-01T01:15:00"]
+    times = [
+        "2025-01-01T00:00:00",
+        "2025-01-01T00:05:00",
+        "2025-01-01T00:10:00",
+        "2025-01-01T01:10:00",
+        "2025-01-01T01:15:00",
+    ]
     rows = [("A", c, t, 2.1, 25.0, 1.24, 1.0, 24.0) for c in (1, 2) for t in times]
     rows = [r for r in rows if not (r[1] == 2 and r[2] == times[3])]
     _, report = clean_readings(minimal(rows))
@@ -88,8 +98,12 @@ def test_time_gaps_per_cell(minimal):
 
 
 def test_devices_counted_with_text_cell_ids_holding_a_dash(minimal):
-    rows = [(d, c, t, 2.1, 25.0, 1.24, 1.0, 24.0) for d in ("A", "B") for c in ("B1-07", "B2-08")
-            for t in ("2025-01-01T00:00:00", "2025-01-01T00:05:00")]
+    rows = [
+        (d, c, t, 2.1, 25.0, 1.24, 1.0, 24.0)
+        for d in ("A", "B")
+        for c in ("B1-07", "B2-08")
+        for t in ("2025-01-01T00:00:00", "2025-01-01T00:05:00")
+    ]
     cleaned, report = clean_readings(minimal(rows))
     assert sorted(report["per_cell"]) == ["A-B1-07", "A-B2-08", "B-B1-07", "B-B2-08"]
     assert report["devices"] == 2 == cleaned["DeviceID"].nunique() and report["cells"] == 4
@@ -111,8 +125,13 @@ def test_all_missing_specific_gravity_is_accepted_and_reported(raw_sample):
     assert len(cleaned) == 750 and cleaned["CellSpecificGravity"].isna().all()
     assert report["measurements_without_value"] == ["CellSpecificGravity"]
     assert "CellSpecificGravity" not in report["measurements_present"]
-    assert set(report["skipped_features"]) == {"SGRollMean", "SGRollStd", "SGCorrected25C", "SGDevString",
-                                               "StateOfCharge"}
+    assert set(report["skipped_features"]) == {
+        "SGRollMean",
+        "SGRollStd",
+        "SGCorrected25C",
+        "SGDevString",
+        "StateOfCharge",
+    }
     assert "VRLA" in report["skipped_features"]["SGRollMean"]
 
 

@@ -6,7 +6,6 @@ import numpy as np
 import pandas as pd
 import pytest
 from bms_schema import InputError
-
 from bms_schema.clean import clean_readings
 from bms_schema.features import FEATURE_COLUMNS, add_features
 from bms_schema.interpolate import interpolate_readings
@@ -19,9 +18,22 @@ def featured(cleaned_sample) -> pd.DataFrame:
 
 def test_adds_exactly_the_documented_columns(cleaned_sample, featured):
     assert FEATURE_COLUMNS == (
-        "VoltageRate", "TemperatureRate", "VoltageRollMean", "VoltageRollStd", "TemperatureRollMean",
-        "TemperatureRollStd", "SGRollMean", "SGRollStd", "TempAboveAmbient", "SGCorrected25C", "VoltageDevString",
-        "SGDevString", "ResistanceProxy", "StateOfCharge", "HourOfDay")
+        "VoltageRate",
+        "TemperatureRate",
+        "VoltageRollMean",
+        "VoltageRollStd",
+        "TemperatureRollMean",
+        "TemperatureRollStd",
+        "SGRollMean",
+        "SGRollStd",
+        "TempAboveAmbient",
+        "SGCorrected25C",
+        "VoltageDevString",
+        "SGDevString",
+        "ResistanceProxy",
+        "StateOfCharge",
+        "HourOfDay",
+    )
     imputed = interpolate_readings(cleaned_sample)
     assert list(featured.columns) == [*imputed.columns, *FEATURE_COLUMNS]
     assert len(featured) == 750
@@ -34,10 +46,14 @@ def test_rates_and_rolling_match_pandas_groupby(featured):
     g = featured.groupby("CellID", sort=False)
     hours = g["Timestamp"].diff().dt.total_seconds() / 3600
     np.testing.assert_allclose(featured["VoltageRate"], (g["CellVoltage"].diff() / hours).fillna(0.0), atol=1e-9)
-    np.testing.assert_allclose(featured["TemperatureRate"], (g["CellTemperature"].diff() / hours).fillna(0.0),
-                               atol=1e-9)
-    for prefix, column in (("Voltage", "CellVoltage"), ("Temperature", "CellTemperature"),
-                           ("SG", "CellSpecificGravity")):
+    np.testing.assert_allclose(
+        featured["TemperatureRate"], (g["CellTemperature"].diff() / hours).fillna(0.0), atol=1e-9
+    )
+    for prefix, column in (
+        ("Voltage", "CellVoltage"),
+        ("Temperature", "CellTemperature"),
+        ("SG", "CellSpecificGravity"),
+    ):
         rolling = g[column].rolling(12, min_periods=1)
         mean = rolling.mean().reset_index(level=0, drop=True).sort_index()
         std = g[column].rolling(12, min_periods=2).std().reset_index(level=0, drop=True).sort_index().fillna(0.0)
@@ -78,11 +94,11 @@ def test_string_deviation_is_ieee450_median(featured):
 def test_resistance_proxy_on_a_current_step(minimal):
     rows = [
         ("A", 1, "2025-01-01T00:00:00", 2.20, 25, 1.24, 0.0, 24),
-        ("A", 1, "2025-01-01T00:01:00", 2.21, 25, 1.24, 0.5, 24),   # 0.5 A change: below the 1 A threshold
+        ("A", 1, "2025-01-01T00:01:00", 2.21, 25, 1.24, 0.5, 24),  # 0.5 A change: below the 1 A threshold
         ("A", 1, "2025-01-01T00:02:00", 2.10, 25, 1.24, -10.5, 24),  # step of -11 A, voltage -0.11 V
         ("A", 1, "2025-01-01T00:03:00", 2.11, 25, 1.24, -10.4, 24),  # no step: carried forward
-        ("A", 2, "2025-01-01T00:00:00", 2.20, 25, 1.24, 0.0, 24),    # another cell: never inherits
-        ("A", 2, "2025-01-01T00:01:00", 2.30, 25, 1.24, 5.0, 24),    # step of +5 A, +0.1 V
+        ("A", 2, "2025-01-01T00:00:00", 2.20, 25, 1.24, 0.0, 24),  # another cell: never inherits
+        ("A", 2, "2025-01-01T00:01:00", 2.30, 25, 1.24, 5.0, 24),  # step of +5 A, +0.1 V
     ]
     cleaned, _ = clean_readings(minimal(rows))
     out = add_features(cleaned)

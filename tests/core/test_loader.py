@@ -48,7 +48,8 @@ def test_parquet_and_minimal_and_dataframe_agree(sample_csv, raw_sample, tmp_pat
     _same(load_canonical(tmp_path / "raw.parquet"), reference)
     _same(load_canonical(raw_sample), reference)
     minimal = raw_sample[["DeviceID", "CellNumber", "PacketDateTime", *CORE]].rename(
-        columns={"PacketDateTime": "Timestamp"})
+        columns={"PacketDateTime": "Timestamp"}
+    )
     frame, report = load_canonical(minimal, return_report=True)
     assert report["input_format"] == "minimal"
     _same(frame, reference)

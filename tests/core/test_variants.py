@@ -15,8 +15,9 @@ SG_FEATURES = {"SGRollMean", "SGRollStd", "SGCorrected25C", "SGDevString", "Stat
 def vrla_no_discharge() -> pd.DataFrame:
     from bms_datagen.simulator import simulate_fleet
 
-    return simulate_fleet(devices=1, cells_per_device=8, days=3, interval_minutes=15, seed=1,
-                          discharge_every_days=0, chemistry="vrla")
+    return simulate_fleet(
+        devices=1, cells_per_device=8, days=3, interval_minutes=15, seed=1, discharge_every_days=0, chemistry="vrla"
+    )
 
 
 def test_vrla_without_specific_gravity_is_accepted_and_says_what_it_skipped(vrla_no_discharge):
@@ -45,11 +46,16 @@ def _one_string(cells: int, steps: int, device: str = "M1") -> pd.DataFrame:
     rng = np.random.default_rng(3)
     ts = pd.date_range("2026-03-01", periods=steps, freq="5min", tz="UTC")
     n = cells * steps
-    return pd.DataFrame({
-        "DeviceID": device, "CellNumber": np.tile(np.arange(1, cells + 1), steps), "Timestamp": np.repeat(ts, cells),
-        "CellVoltage": 2.25 + rng.normal(0, 0.01, n), "CellTemperature": 24 + rng.normal(0, 0.3, n),
-        "InstantaneousCurrent": np.where(np.arange(n) % 40 < 10, -15.0, 0.3),
-    })
+    return pd.DataFrame(
+        {
+            "DeviceID": device,
+            "CellNumber": np.tile(np.arange(1, cells + 1), steps),
+            "Timestamp": np.repeat(ts, cells),
+            "CellVoltage": 2.25 + rng.normal(0, 0.01, n),
+            "CellTemperature": 24 + rng.normal(0, 0.3, n),
+            "InstantaneousCurrent": np.where(np.arange(n) % 40 < 10, -15.0, 0.3),
+        }
+    )
 
 
 def test_one_cell_string_falls_back_to_its_own_history_and_says_so():
@@ -67,12 +73,19 @@ def test_one_cell_string_falls_back_to_its_own_history_and_says_so():
 
 def test_irregular_sampling_offsets_duplicates_and_late_packets():
     # 1 s to 1 h between readings, local times with their UTC offsets, a duplicate and a late packet
-    local = ["2026-05-01T10:00:00+02:00", "2026-05-01T10:00:01+02:00", "2026-05-01T10:00:11+02:00",
-             "2026-05-01T09:10:11+01:00", "2026-05-01T10:10:11+02:00",  # same instant as the next: conflict
-             "2026-05-01T11:10:11+02:00", "2026-05-01T10:40:11+02:00"]  # the last arrives late
+    local = [
+        "2026-05-01T10:00:00+02:00",
+        "2026-05-01T10:00:01+02:00",
+        "2026-05-01T10:00:11+02:00",
+        "2026-05-01T09:10:11+01:00",
+        "2026-05-01T10:10:11+02:00",  # same instant as the next: conflict
+        "2026-05-01T11:10:11+02:00",
+        "2026-05-01T10:40:11+02:00",
+    ]  # the last arrives late
     voltages = [2.20, 2.21, 2.22, 2.23, 2.99, 2.24, 2.235]
-    rows = pd.DataFrame({"DeviceID": "D", "CellNumber": 1, "Timestamp": local, "CellVoltage": voltages,
-                         "CellTemperature": 25.0})
+    rows = pd.DataFrame(
+        {"DeviceID": "D", "CellNumber": 1, "Timestamp": local, "CellVoltage": voltages, "CellTemperature": 25.0}
+    )
     rows = pd.concat([rows, rows.iloc[[1]]], ignore_index=True)  # an exact duplicate packet
     frame, report = load_canonical(rows, return_report=True)
     assert report["duplicates_dropped"] == 1 and report["conflicting_rows_dropped"] == 1

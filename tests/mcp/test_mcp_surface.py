@@ -223,3 +223,36 @@ def test_streamable_http_with_bearer_token(workspace: Path, tmp_path: Path) -> N
         proc.terminate()
         proc.wait(timeout=10)
     assert proc.stdout.read() == b""  # nothing on stdout
+
+
+def test_resources_list_the_latest_report_and_model_cards(workspace: Path) -> None:
+    from mcp import Client
+
+    from bms_schema.registry import ModelRegistry
+
+    with ModelRegistry().register("anomaly_hybrid", {"metrics": {"f1": 0.71}, "features": ["CellVoltage"]}) as staging:
+        (staging.dir / "card.md").write_text("Trained on the default fleet.\n")
+    old, new = workspace / "runs" / "20261201T100000000Z-aaaaaa", workspace / "runs" / "20261201T110000000Z-bbbbbb"
+    for run, text in ((old, "# old report"), (new, "# new report\n\n**Dead cells (1 of 4):** A-2.")):
+        run.mkdir(parents=True)
+        (run / "report.md").write_text(text)
+    server = ToolServer("res-test")
+    server.add_health_check(models=["anomaly_hybrid", "forecaster"])
+
+    async def main() -> None:
+        async with Client(server.build(), mode="legacy") as client:
+            uris = [str(r.uri) for r in (await client.list_resources()).resources]
+            assert uris == ["bms://data-dictionary", "bms://reports/latest", "bms://models/anomaly_hybrid/card"]
+            report = (await client.read_resource("bms://reports/latest")).contents[0].text
+            assert report.startswith("# new report") and "A-2" in report
+            card = (await client.read_resource("bms://models/anomaly_hybrid/card")).contents[0].text
+            assert card.startswith("# Model card: anomaly_hybrid v0001") and "Trained on the default fleet." in card
+            assert '"f1": 0.71' in card
+            with pytest.raises(Exception, match="no model 'forecaster' is registered yet"):
+                await client.read_resource("bms://models/forecaster/card")
+            with pytest.raises(Exception, match="unknown prompt 'nope'"):
+                await client.get_prompt("nope", {})
+            with pytest.raises(Exception, match="needs the argument"):
+                await client.get_prompt("explain-alarm", {})
+
+    anyio.run(main)

@@ -30,6 +30,7 @@ def test_tags_tell_live_from_dead(dead_tag: str) -> None:
     assert tag_alive("no-tag-here") is None
     pid = owner_tag().split("t")[0][3:]
     assert tag_alive(f"pid{pid}t999999999999") is False  # same pid, other start time: a recycled pid
+    assert tag_alive(f"{dead_tag}h0badc0de") is None  # another host's pid: not judged here (age decides)
 
 
 def _register(registry: ModelRegistry, text: str = "{}") -> str:

@@ -77,7 +77,7 @@ def summary_table(result: Any) -> Any:
     for name, rec in state.stages.items():
         note = rec.line()
         table.add_row(name, f"[{colours.get(rec.status, 'white')}]{rec.status}", str(len(rec.calls)),
-                      f"{rec.seconds:.1f}", f"{rec.tool_seconds:.1f}", note[:90])
+                      f"{rec.seconds:.1f}", f"{rec.tool_seconds:.1f}", note)
     t = timing_summary(state)
     table.caption = (f"total {t['wall_seconds']:.1f} s, outside the tools {t['outside_tools_share']:.0%} "
                      f"(server start {t['server_start_seconds']:.1f} s, protocol {t['protocol_seconds']:.1f} s, "

@@ -183,8 +183,10 @@ def _summary_section(s: FleetSummary) -> list[Block]:
                 [c["cell_id"], _pct(c["probability"]), c["band"], c.get("remaining_life") or "unknown",
                  _reason(c["reasons"]) or "not given"] for c in s.at_risk]))
         else:
-            watch = "; ".join(f"{c['cell_id']} {_pct(c['probability'])}" + (
-                f" (main reason: {_reason(c['reasons']).split('; ')[0]})" if c["reasons"] else "") for c in s.watch)
+            watch = "; ".join(f"{c['cell_id']} {_pct(c['probability'])}"
+                              + (f", remaining life {c['remaining_life']}" if c.get("remaining_life") else "")
+                              + (f" (main reason: {_reason(c['reasons']).split('; ')[0]})" if c["reasons"] else "")
+                              for c in s.watch)
             blocks.append(Block("text", f"**At risk of failing{horizon}:** none at medium or high risk."
                                         + (f" Highest risks among living cells: {watch}." if watch else "")))
     if not s.anomaly_known:

@@ -79,9 +79,15 @@ def _failure_rows(state: PipelineState) -> list[dict[str, Any]]:
         raw = {str(r["CellID"]): r for r in table.to_dict(orient="records")}
     for cell in cells:
         row = raw.get(cell["cell_id"], {})
-        cell["remaining_life"] = remaining_life(row)
-        cell["dead_source"] = str(row.get("DeadSource") or "") if str(row.get("DeadSource")) != "nan" else ""
+        cell["remaining_life"] = "" if cell["already_dead"] else remaining_life(row)
+        cell["dead_source"] = _text(row.get("DeadSource"))
+        cell["alarm"] = str(row.get("Alarm")).lower() in ("true", "1", "1.0")
+        cell["action"] = _text(row.get("RecommendedAction"))
     return cells
+
+
+def _text(value: Any) -> str:
+    return "" if value is None or str(value) in ("nan", "None") else str(value)
 
 
 def _read(art: dict[str, Any] | None) -> Any:
@@ -181,7 +187,7 @@ def fleet_summary(state: PipelineState) -> FleetSummary:
     dead_ids = {c["cell_id"] for c in cells if c["already_dead"]}
     out.dead = [c for c in cells if c["already_dead"]]
     living = [c for c in cells if not c["already_dead"]]
-    out.at_risk = [c for c in living if str(c["band"]).lower() in AT_RISK_BANDS]
+    out.at_risk = [c for c in living if str(c["band"]).lower() in AT_RISK_BANDS or c.get("alarm")]
     if not out.at_risk:
         out.watch = living[:3]
     out.anomaly_known = state.ok("anomaly")
@@ -211,8 +217,11 @@ def _actions(s: FleetSummary, state: PipelineState) -> list[str]:
         modelled = [c["cell_id"] for c in s.dead if c.get("dead_source") and "label" not in c["dead_source"].lower()]
         extra = f" (confirm {', '.join(modelled)} with a capacity test: the model, not a label, says dead)" if modelled else ""
         actions.append(f"Replace the dead cell{'s' if len(s.dead) > 1 else ''} {ids}{extra}.")
-    high = [c["cell_id"] for c in s.at_risk if str(c["band"]).lower() == "high"]
-    medium = [c["cell_id"] for c in s.at_risk if str(c["band"]).lower() == "medium"]
+    for c in s.at_risk:
+        if c.get("action"):
+            actions.append(f"{c['cell_id']}: {c['action']}.")
+    high = [c["cell_id"] for c in s.at_risk if str(c["band"]).lower() == "high" and not c.get("action")]
+    medium = [c["cell_id"] for c in s.at_risk if str(c["band"]).lower() != "high" and not c.get("action")]
     if high:
         actions.append(f"Inspect {', '.join(high)} now (impedance and capacity test) and have replacements ready.")
     if medium:

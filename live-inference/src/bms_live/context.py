@@ -33,7 +33,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-
 from bms_schema import columns as C
 from bms_schema.features import feature_arrays, hour_of_day, peer_deviation, single_cell_strings
 from bms_schema.grouped import StringGroups, string_median

@@ -35,12 +35,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from bms_schema import InputError, columns as C, sort_readings
-from bms_schema.reader import CSVTableWriter, StreamFailed, count_rows, iter_table, read_table, table_format
-
+from bms_schema import InputError, sort_readings
+from bms_schema import columns as C
 from bms_schema.clean import QualityAccumulator, drop_duplicates, reading_intervals, to_canonical
 from bms_schema.features import DEFAULT_WINDOW, FEATURE_COLUMNS, compute_features, skipped_features
 from bms_schema.interpolate import add_imputed_flags, impute_columns, imputed_column
+from bms_schema.reader import CSVTableWriter, StreamFailed, count_rows, iter_table, read_table, table_format
 
 from .impute import IMPUTE_METHODS
 from .mice import DEFAULT_ITERATIONS, DEFAULT_SAMPLE_ROWS, HELPER_PREFIXES, MiceImputer, design_matrix
@@ -329,7 +329,7 @@ def _unified_schema(tables: list[Any]) -> Any:
     try:
         return pa.unify_schemas([t.schema for t in tables], promote_options="permissive")
     except (pa.ArrowInvalid, pa.ArrowTypeError):
-        fields = {}
+        fields: dict[str, Any] = {}
         for t in tables:
             for f in t.schema:
                 if f.name in fields and not fields[f.name].type.equals(f.type):

@@ -10,7 +10,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from bms_schema import columns as C
-
 from bms_schema.grouped import epoch_seconds
 from bms_schema.interpolate import imputed_column
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
 from . import columns as C
 from .columns import Limits
 from .errors import InputError
@@ -31,15 +32,23 @@ def measurement_columns(frame: pd.DataFrame) -> list[str]:
 
 def is_canonical(frame: pd.DataFrame, input_format: str | None = None) -> bool:
     """Canonical columns *and* dtypes (a canonical table read back from CSV has text timestamps)."""
-    if (input_format or detect_format(frame)) != "canonical" or not all(c in frame.columns for c in (*C.ID_COLUMNS, *C.CORE_COLUMNS)):
+    if (input_format or detect_format(frame)) != "canonical" or not all(
+        c in frame.columns for c in (*C.ID_COLUMNS, *C.CORE_COLUMNS)
+    ):
         return False
-    return (isinstance(frame[C.TIMESTAMP].dtype, pd.DatetimeTZDtype)
-            and pd.api.types.is_integer_dtype(frame[C.CELL_NUMBER])
-            and all(pd.api.types.is_float_dtype(frame[c]) for c in C.CORE_COLUMNS))
+    return (
+        isinstance(frame[C.TIMESTAMP].dtype, pd.DatetimeTZDtype)
+        and pd.api.types.is_integer_dtype(frame[C.CELL_NUMBER])
+        and all(pd.api.types.is_float_dtype(frame[c]) for c in C.CORE_COLUMNS)
+    )
 
 
-def to_canonical(frame: pd.DataFrame, limits: Limits | dict[str, tuple[float, float]] | None = None,
-                 input_format: str | None = None, private_input: bool = False) -> pd.DataFrame:
+def to_canonical(
+    frame: pd.DataFrame,
+    limits: Limits | dict[str, tuple[float, float]] | None = None,
+    input_format: str | None = None,
+    private_input: bool = False,
+) -> pd.DataFrame:
     """Normalise ``frame`` unless it already is canonical and no new limits were asked for.
 
     ``input_format`` (from :func:`bms_schema.normalize.detect_format`) saves detecting it again;
@@ -91,8 +100,12 @@ def quality_counts(frame: pd.DataFrame) -> dict[str, dict[str, int]]:
             out[name] = {code: int(counts.get(code, 0)) for code in C.QUALITY_LEVELS}
         else:
             missing = int(frame[name].isna().sum())
-            out[name] = {C.QUALITY_OK: len(frame) - missing, C.QUALITY_MISSING: missing,
-                         C.QUALITY_SENTINEL: 0, C.QUALITY_OUT_OF_RANGE: 0}
+            out[name] = {
+                C.QUALITY_OK: len(frame) - missing,
+                C.QUALITY_MISSING: missing,
+                C.QUALITY_SENTINEL: 0,
+                C.QUALITY_OUT_OF_RANGE: 0,
+            }
     return out
 
 
@@ -128,9 +141,16 @@ class QualityAccumulator:
         n = len(block)
         fault = block[C.SENSOR_FAULT].to_numpy(dtype=bool) if C.SENSOR_FAULT in block.columns else np.zeros(n, bool)
         oor = block[C.OUT_OF_RANGE].to_numpy(dtype=bool) if C.OUT_OF_RANGE in block.columns else np.zeros(n, bool)
-        per = pd.DataFrame({"cell": block[C.CELL_ID].to_numpy(), "device": block[C.DEVICE_ID].to_numpy(),
-                            "number": block[C.CELL_NUMBER].to_numpy(), "rows": 1, "sentinel_rows": fault,
-                            "out_of_range_rows": oor})
+        per = pd.DataFrame(
+            {
+                "cell": block[C.CELL_ID].to_numpy(),
+                "device": block[C.DEVICE_ID].to_numpy(),
+                "number": block[C.CELL_NUMBER].to_numpy(),
+                "rows": 1,
+                "sentinel_rows": fault,
+                "out_of_range_rows": oor,
+            }
+        )
         self._cells.append(per.groupby(["device", "number", "cell"], sort=False).sum().reset_index())
         self._intervals.append(pd.DataFrame({"cell": block[C.CELL_ID].to_numpy(), "delta": intervals}))
         for name, counts in quality_counts(block).items():
@@ -159,8 +179,9 @@ class QualityAccumulator:
         intervals = pd.concat(self._intervals, ignore_index=True)
         median = intervals.groupby("cell", sort=False)["delta"].transform("median")
         intervals["gap"] = intervals["delta"] > self.gap_factor * median
-        gaps = intervals.groupby("cell", sort=False).agg(median_interval_s=("delta", "median"), gaps=("gap", "sum"),
-                                                         longest_interval_s=("delta", "max"))
+        gaps = intervals.groupby("cell", sort=False).agg(
+            median_interval_s=("delta", "median"), gaps=("gap", "sum"), longest_interval_s=("delta", "max")
+        )
         cells = cells.join(gaps)
         cells["sentinel_rate"] = (cells["sentinel_rows"] / cells["rows"]).round(6)
         quality = self._quality
@@ -205,8 +226,14 @@ class QualityAccumulator:
         }
 
 
-def quality_report(frame: pd.DataFrame, rows_in: int, duplicates: int, conflicts: int,
-                   input_format: str, gap_factor: float = GAP_FACTOR) -> dict[str, Any]:
+def quality_report(
+    frame: pd.DataFrame,
+    rows_in: int,
+    duplicates: int,
+    conflicts: int,
+    input_format: str,
+    gap_factor: float = GAP_FACTOR,
+) -> dict[str, Any]:
     """The data-quality report of a cleaned, cell-sorted canonical frame (JSON-ready dict)."""
     acc = QualityAccumulator(gap_factor, input_format)
     acc.rows_in, acc.duplicates, acc.conflicts = rows_in, duplicates, conflicts
@@ -229,8 +256,9 @@ def check_usable(frame: pd.DataFrame) -> None:
             if qcol in frame.columns:
                 codes = frame[qcol].value_counts().to_dict()
                 why = " (" + ", ".join(f"{k}: {v}" for k, v in codes.items()) + ")"
-            raise InputError(f"column '{name}' has no usable value in any of the {len(frame)} rows{why}: "
-                             "nothing to impute from")
+            raise InputError(
+                f"column '{name}' has no usable value in any of the {len(frame)} rows{why}: nothing to impute from"
+            )
 
 
 def clean_readings(
@@ -254,13 +282,17 @@ def clean_readings(
         raise InputError(f"clean_readings needs a pandas DataFrame, got {type(frame).__name__}")
     rows_in = len(frame)
     fmt = input_format or (detect_format(frame) if frame.shape[1] else "empty")
-    canonical = to_canonical(frame, limits, input_format=fmt if fmt != "empty" else None,
-                             private_input=private_input)
+    canonical = to_canonical(frame, limits, input_format=fmt if fmt != "empty" else None, private_input=private_input)
     deduped, duplicates, conflicts = drop_duplicates(canonical)
     cleaned = sort_readings(deduped)
     if check:
         check_usable(cleaned)
     report = quality_report(cleaned, rows_in, duplicates, conflicts, fmt, gap_factor)
-    log.info("cleaned %d rows -> %d (%d duplicates, %d sentinel rows)", rows_in, len(cleaned), duplicates,
-             report["sentinel_rows"])
+    log.info(
+        "cleaned %d rows -> %d (%d duplicates, %d sentinel rows)",
+        rows_in,
+        len(cleaned),
+        duplicates,
+        report["sentinel_rows"],
+    )
     return cleaned, report

@@ -12,9 +12,9 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 import pandas as pd
+
 from . import columns as C
 from .errors import InputError
-
 from .grouped import StringGroups, cell_starts, epoch_seconds, forward_fill, previous, rolling_mean_std
 
 FEATURE_COLUMNS: tuple[str, ...] = (
@@ -71,8 +71,9 @@ _WHY_ABSENT = {
 }
 
 
-def skipped_features(no_value: Iterable[str], all_nan: Iterable[str] = (),
-                     current_step: float = CURRENT_STEP_A) -> dict[str, str]:
+def skipped_features(
+    no_value: Iterable[str], all_nan: Iterable[str] = (), current_step: float = CURRENT_STEP_A
+) -> dict[str, str]:
     """``{feature: why}`` for the features that have no value: their measurement has no value at
     all (``no_value``), or they came out all-NaN for another reason (``all_nan``: no current step)."""
     absent = set(no_value)
@@ -85,11 +86,14 @@ def skipped_features(no_value: Iterable[str], all_nan: Iterable[str] = (),
         if name in out:
             continue
         if name == "ResistanceProxy":
-            out[name] = (f"no change of the current by more than {current_step:g} A between two readings of a cell "
-                         "(no charge or discharge in the data)")
+            out[name] = (
+                f"no change of the current by more than {current_step:g} A between two readings of a cell "
+                "(no charge or discharge in the data)"
+            )
         else:
             out[name] = "no value could be computed (too few readings)"
     return out
+
 
 def _epoch_ns(timestamps: pd.Series) -> np.ndarray:
     """Reading times as int64 nanoseconds since the epoch (UTC)."""
@@ -120,8 +124,13 @@ def rate_per_hour(values: np.ndarray, seconds: np.ndarray, starts: np.ndarray) -
     return rate
 
 
-def resistance_proxy(voltage: np.ndarray, current: np.ndarray, starts: np.ndarray,
-                     step: float = CURRENT_STEP_A, seed: np.ndarray | None = None) -> np.ndarray:
+def resistance_proxy(
+    voltage: np.ndarray,
+    current: np.ndarray,
+    starts: np.ndarray,
+    step: float = CURRENT_STEP_A,
+    seed: np.ndarray | None = None,
+) -> np.ndarray:
     """dV/dI (ohm) at readings where the current changed by more than ``step`` A; carried forward per cell.
 
     NaN until the cell's first current step (no estimate yet). ``seed`` (streaming) marks rows
@@ -162,16 +171,19 @@ def single_cell_strings(devices: np.ndarray, cells: np.ndarray) -> np.ndarray:
         return np.zeros(0, dtype=bool)
     pairs = pd.DataFrame({"d": pd.factorize(devices)[0], "c": pd.factorize(cells)[0]})
     n_cells = pairs.drop_duplicates().groupby("d")["c"].size()
-    return (n_cells.to_numpy()[pairs["d"].to_numpy()] == 1)
+    return n_cells.to_numpy()[pairs["d"].to_numpy()] == 1
 
 
 #: Why a string's peer deviations fall back to the cell's own history.
-PEER_FALLBACK = ("one cell in the string (no peers): VoltageDevString and SGDevString are the deviation from "
-                 "the cell's own rolling mean instead of the string median")
+PEER_FALLBACK = (
+    "one cell in the string (no peers): VoltageDevString and SGDevString are the deviation from "
+    "the cell's own rolling mean instead of the string median"
+)
 
 
-def peer_deviation(values: np.ndarray, groups: StringGroups, own_mean: np.ndarray,
-                   single: np.ndarray | None = None) -> np.ndarray:
+def peer_deviation(
+    values: np.ndarray, groups: StringGroups, own_mean: np.ndarray, single: np.ndarray | None = None
+) -> np.ndarray:
     """A cell's value minus its string's median at that time; for a string of one cell (``single``)
     minus the cell's own rolling mean (:data:`PEER_FALLBACK`)."""
     deviation = values - groups.median(values)
@@ -249,10 +261,13 @@ def sort_order(frame: pd.DataFrame) -> np.ndarray | None:
     return frame.reset_index(drop=True).sort_values([*keys, C.TIMESTAMP], kind="stable").index.to_numpy()
 
 
-def compute_features(frame: pd.DataFrame, window: int = DEFAULT_WINDOW,
-                     current_step: float = CURRENT_STEP_A,
-                     proxy_seed: np.ndarray | None = None,
-                     single_cell_devices: Iterable[str] | None = None) -> dict[str, np.ndarray]:
+def compute_features(
+    frame: pd.DataFrame,
+    window: int = DEFAULT_WINDOW,
+    current_step: float = CURRENT_STEP_A,
+    proxy_seed: np.ndarray | None = None,
+    single_cell_devices: Iterable[str] | None = None,
+) -> dict[str, np.ndarray]:
     """The feature arrays of a cell-sorted canonical frame, keyed by :data:`FEATURE_COLUMNS`.
 
     ``proxy_seed`` (used by the streaming engine for carried-over rows) gives known final
@@ -267,12 +282,14 @@ def compute_features(frame: pd.DataFrame, window: int = DEFAULT_WINDOW,
         single = single_cell_strings(devices, cells)
     else:
         single = np.isin(devices.astype(str), np.asarray(list(single_cell_devices), dtype=str))
-    return feature_arrays(devices, cells, _epoch_ns(frame[C.TIMESTAMP]), core, int(window), current_step,
-                          proxy_seed, single=single)
+    return feature_arrays(
+        devices, cells, _epoch_ns(frame[C.TIMESTAMP]), core, int(window), current_step, proxy_seed, single=single
+    )
 
 
-def add_features(frame: pd.DataFrame, window: int = DEFAULT_WINDOW,
-                 current_step: float = CURRENT_STEP_A) -> pd.DataFrame:
+def add_features(
+    frame: pd.DataFrame, window: int = DEFAULT_WINDOW, current_step: float = CURRENT_STEP_A
+) -> pd.DataFrame:
     """Return a copy of a cleaned, cell-sorted canonical frame with :data:`FEATURE_COLUMNS` added.
 
     ``window`` is the number of readings in the trailing rolling windows. Existing feature

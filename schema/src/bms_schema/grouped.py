@@ -87,7 +87,7 @@ def rolling_mean_std(
         hi = min(n, lo + block)
         base = max(0, lo - window + 1)
         local_starts = np.maximum(starts[base:hi] - base, 0)
-        mat = window_matrix(values[base:hi], local_starts, window)[lo - base:]
+        mat = window_matrix(values[base:hi], local_starts, window)[lo - base :]
         count = np.sum(~np.isnan(mat), axis=1)
         with np.errstate(invalid="ignore", divide="ignore"):
             total = np.nansum(mat, axis=1)

@@ -4,8 +4,9 @@ A tool call killed mid-way (SIGKILL, OOM killer, a closed laptop) leaves what it
 its step ``running`` in the run manifests, temporary files of atomic writes (``*.tmp``), the
 preprocessing spill folder (``.bms-spill-*``), a model being staged (``models/*/.staging-*``)
 or a version registered but not yet published (``models/*/.pending-*``). Every such name
-carries its owner's tag, ``pid<PID>t<START>`` (the process id and its start time, so a
-recycled pid is not mistaken for the owner); :func:`clean_workspace` removes only what belongs
+carries its owner's tag, ``pid<PID>t<START>h<HOST>`` (the process id, its start time - so a
+recycled pid is not mistaken for the owner - and the host, so a workspace shared between
+machines never judges another machine's pids); :func:`clean_workspace` removes only what belongs
 to processes that are gone. Untagged leftovers (written by older versions) are removed once
 older than :data:`UNTAGGED_GRACE_SECONDS`. Nothing of a live process is ever touched.
 """
@@ -24,7 +25,7 @@ from typing import Any
 
 log = logging.getLogger("bms.leftovers")
 
-TAG_PATTERN = re.compile(r"pid(\d+)t(\d+)")
+TAG_PATTERN = re.compile(r"pid(\d+)t(\d+)(?:h([0-9a-f]{8}))?")
 #: Age after which an untagged leftover (no owner recorded) is treated as abandoned.
 UNTAGGED_GRACE_SECONDS = 6 * 3600.0
 
@@ -42,8 +43,17 @@ def _start_time(pid: int) -> int | None:
 
 
 @lru_cache(maxsize=1)
+def host_id() -> str:
+    """8 hex digits naming this machine: a pid is only checked on the host that wrote it (shared workspaces)."""
+    import hashlib
+    import socket
+
+    return hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]
+
+
+@lru_cache(maxsize=1)
 def _own_tag(pid: int) -> str:
-    return f"pid{pid}t{_start_time(pid) or 0}"
+    return f"pid{pid}t{_start_time(pid) or 0}h{host_id()}"
 
 
 def owner_tag() -> str:
@@ -66,9 +76,9 @@ def owner_alive(pid: int, start: int) -> bool:
 
 
 def tag_alive(name: str) -> bool | None:
-    """Whether the owner named in ``name`` lives; None when the name carries no tag."""
+    """Whether the owner named in ``name`` lives; None when unknown (no tag, or written on another host)."""
     match = TAG_PATTERN.search(name)
-    if match is None:
+    if match is None or (match.group(3) is not None and match.group(3) != host_id()):
         return None
     return owner_alive(int(match.group(1)), int(match.group(2)))
 

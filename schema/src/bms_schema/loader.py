@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Literal, overload
+from typing import Any, Literal, TypeAlias, overload
 
 import pandas as pd
 
@@ -29,8 +29,8 @@ from .state import OPERATING_STATE, add_operating_state
 log = logging.getLogger("bms.core")
 
 LOADER_IMPUTE = ("interpolate", "none")
-Source = pd.DataFrame | str | Path
-ColumnChoice = Literal["all", "used"]
+Source: TypeAlias = pd.DataFrame | str | Path
+ColumnChoice: TypeAlias = Literal["all", "used"]
 
 
 def used_columns(names: Iterable[str]) -> list[str]:
@@ -66,15 +66,31 @@ def has_features(frame: pd.DataFrame, input_format: str) -> bool:
 
 
 @overload
-def load_canonical(source: Source, *, features: bool = ..., impute: str = ..., window: int = ...,
-                   limits: dict[str, tuple[float, float]] | None = ..., columns: ColumnChoice = ...,
-                   check: bool = ..., operating_state: bool | None = ...,
-                   return_report: Literal[False] = ...) -> pd.DataFrame: ...
+def load_canonical(
+    source: Source,
+    *,
+    features: bool = ...,
+    impute: str = ...,
+    window: int = ...,
+    limits: dict[str, tuple[float, float]] | None = ...,
+    columns: ColumnChoice = ...,
+    check: bool = ...,
+    operating_state: bool | None = ...,
+    return_report: Literal[False] = ...,
+) -> pd.DataFrame: ...
 @overload
-def load_canonical(source: Source, *, features: bool = ..., impute: str = ..., window: int = ...,
-                   limits: dict[str, tuple[float, float]] | None = ..., columns: ColumnChoice = ...,
-                   check: bool = ..., operating_state: bool | None = ...,
-                   return_report: Literal[True]) -> tuple[pd.DataFrame, dict[str, Any]]: ...
+def load_canonical(
+    source: Source,
+    *,
+    features: bool = ...,
+    impute: str = ...,
+    window: int = ...,
+    limits: dict[str, tuple[float, float]] | None = ...,
+    columns: ColumnChoice = ...,
+    check: bool = ...,
+    operating_state: bool | None = ...,
+    return_report: Literal[True],
+) -> tuple[pd.DataFrame, dict[str, Any]]: ...
 def load_canonical(
     source: Source,
     *,
@@ -101,8 +117,10 @@ def load_canonical(
       ``peer_fallback`` and ``operating_state`` (per-string details).
     """
     if impute not in LOADER_IMPUTE:
-        raise InputError(f"unknown imputation method '{impute}' for the loader: choose one of "
-                         f"{', '.join(LOADER_IMPUTE)} (MICE is the preprocessing server's tool)")
+        raise InputError(
+            f"unknown imputation method '{impute}' for the loader: choose one of "
+            f"{', '.join(LOADER_IMPUTE)} (MICE is the preprocessing server's tool)"
+        )
     frame, private = read_input(source, columns)
     fmt = detect_format(frame) if frame.shape[1] else "empty"
     featured = features and has_features(frame, fmt)
@@ -120,4 +138,3 @@ def load_canonical(
     report["columns_read"] = int(frame.shape[1])
     report["features_added"] = bool(added)
     return (result, report) if return_report else result
-

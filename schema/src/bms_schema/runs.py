@@ -241,7 +241,7 @@ def close_dead_steps(run_dir: Path, grace: float = 6 * 3600.0) -> list[str]:
     def dead(step: dict[str, Any]) -> str | None:
         owner = str(step.get("owner") or "")
         alive = tag_alive(owner)
-        if alive is None:  # no owner recorded: only an old step is presumed abandoned
+        if alive is None:  # no owner recorded (or another host's): only an old step is presumed abandoned
             try:
                 started = datetime.fromisoformat(str(step.get("started"))).timestamp()
             except ValueError:
