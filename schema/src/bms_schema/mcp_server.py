@@ -569,7 +569,7 @@ def health_payload(server: str, packages: list[str], model_names: list[str]) -> 
     except OSError as exc:
         writable, error = False, str(exc)
     registry = ModelRegistry()
-    models = {name: registry.latest_version(name) for name in model_names}
+    models = {name: registry.resolve(name, "champion") for name in model_names}  # what predict tools use
     return {
         "server": server,
         "versions": versions(*packages),
