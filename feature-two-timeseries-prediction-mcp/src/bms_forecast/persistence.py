@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from bms_schema import ModelError, ModelRegistry
 from bms_schema.atomic import atomic_write_json
 from bms_schema.runtime import compute_threads, versions
@@ -27,7 +26,7 @@ from .model import Forecaster, TargetModel
 log = logging.getLogger("bms.forecast")
 
 KIND = "bms_forecast.Forecaster"
-FORMAT = 2
+FORMAT = 3  # 3: operating-state features
 _CACHE: dict[tuple[str, str], Forecaster] = {}
 _CACHE_LOCK = threading.Lock()
 
