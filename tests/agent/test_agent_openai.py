@@ -13,15 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-from mcp_types import Tool as McpTool
-
 from bms_agent.agent.backends import make_openai_chat
 from bms_agent.agent.loop import Agent
 from bms_agent.agent.tools import build_catalogue, estimate_tokens, relevant_servers, select_tools
 from bms_agent.connections import ServerPool
 from bms_schema.mcp_server import _input_schema
-from fake_ollama import answer, last_tool_result, tool_call
+from fake_ollama import answer, tool_call
 from fake_openai import FakeOpenAI
+from mcp_types import Tool as McpTool
 
 ROOT = Path(__file__).resolve().parents[2]
 AGENT = ROOT / "agent-driver" / "agent.py"
