@@ -6,10 +6,8 @@ from __future__ import annotations
 import json
 
 import pandas as pd
-from fastapi.testclient import TestClient
-
 from bms_schema.registry import ModelRegistry
-
+from fastapi.testclient import TestClient
 from live.fakes import ANOMALY_PARAMS, FAKE_LOADERS, anomaly_reference, register
 
 
@@ -34,6 +32,7 @@ def test_setup_replay_status_cleanup(workspace, capsys) -> None:
     register(ModelRegistry(), "anomaly_hybrid", ANOMALY_PARAMS, anomaly_reference())
     raw = simulated_fleet(devices=2, cells=6, days=0.25, interval_minutes=15, seed=1)
     with TestClient(create_app(Settings.from_env(poll_seconds=0), loaders=FAKE_LOADERS)) as client:
+
         def post(batch):
             response = client.post("/v1/ingest", json={"readings": batch})
             assert response.status_code == 200, response.text

@@ -18,13 +18,20 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-
 from bms_schema import columns as C
 
 log = logging.getLogger("bms.replay")
 
-READING_FIELDS = (C.DEVICE_ID, C.CELL_NUMBER, C.VOLTAGE, C.TEMPERATURE, C.SPECIFIC_GRAVITY, C.CURRENT, C.AMBIENT,
-                  C.STRING_VOLTAGE)
+READING_FIELDS = (
+    C.DEVICE_ID,
+    C.CELL_NUMBER,
+    C.VOLTAGE,
+    C.TEMPERATURE,
+    C.SPECIFIC_GRAVITY,
+    C.CURRENT,
+    C.AMBIENT,
+    C.STRING_VOLTAGE,
+)
 
 
 @dataclass
@@ -41,22 +48,32 @@ class ReplayStats:
 
     def summary(self) -> dict[str, Any]:
         lat = np.asarray(self.latencies) * 1000 if self.latencies else np.zeros(1)
-        return {"packets": self.packets, "readings": self.readings, "stored": self.stored,
-                "duplicates": self.duplicates, "flagged": self.flagged, "errors": self.errors,
-                "seconds": round(self.seconds, 3),
-                "readings_per_second": round(self.readings / self.seconds, 1) if self.seconds else None,
-                "latency_ms": {"p50": round(float(np.percentile(lat, 50)), 2),
-                               "p99": round(float(np.percentile(lat, 99)), 2),
-                               "max": round(float(lat.max()), 2)}}
+        return {
+            "packets": self.packets,
+            "readings": self.readings,
+            "stored": self.stored,
+            "duplicates": self.duplicates,
+            "flagged": self.flagged,
+            "errors": self.errors,
+            "seconds": round(self.seconds, 3),
+            "readings_per_second": round(self.readings / self.seconds, 1) if self.seconds else None,
+            "latency_ms": {
+                "p50": round(float(np.percentile(lat, 50)), 2),
+                "p99": round(float(np.percentile(lat, 99)), 2),
+                "max": round(float(lat.max()), 2),
+            },
+        }
 
 
-def simulated_fleet(devices: int = 3, cells: int = 24, days: float = 1.0, interval_minutes: float = 15.0,
-                    seed: int = 0, **params: Any) -> pd.DataFrame:
+def simulated_fleet(
+    devices: int = 3, cells: int = 24, days: float = 1.0, interval_minutes: float = 15.0, seed: int = 0, **params: Any
+) -> pd.DataFrame:
     """The embedded default fleet (packet format, 73+ columns), from the data generator."""
     from bms_datagen.simulator import simulate_fleet
 
-    return simulate_fleet(devices=devices, cells_per_device=cells, days=days, interval_minutes=interval_minutes,
-                          seed=seed, **params)
+    return simulate_fleet(
+        devices=devices, cells_per_device=cells, days=days, interval_minutes=interval_minutes, seed=seed, **params
+    )
 
 
 def packets(raw: pd.DataFrame) -> Iterator[tuple[pd.Timestamp, list[dict[str, Any]]]]:
@@ -82,8 +99,13 @@ def packets(raw: pd.DataFrame) -> Iterator[tuple[pd.Timestamp, list[dict[str, An
             start = i
 
 
-def replay(post: Callable[[list[dict[str, Any]]], dict[str, Any]], raw: pd.DataFrame, speed: float = 0.0,
-           limit: int | None = None, on_packet: Callable[[ReplayStats], None] | None = None) -> ReplayStats:
+def replay(
+    post: Callable[[list[dict[str, Any]]], dict[str, Any]],
+    raw: pd.DataFrame,
+    speed: float = 0.0,
+    limit: int | None = None,
+    on_packet: Callable[[ReplayStats], None] | None = None,
+) -> ReplayStats:
     """Send every packet of ``raw`` through ``post`` (which returns the ingest answer or raises).
     ``speed`` = data seconds per wall second (0 = no waiting)."""
     stats = ReplayStats()
@@ -118,8 +140,9 @@ def replay(post: Callable[[list[dict[str, Any]]], dict[str, Any]], raw: pd.DataF
     return stats
 
 
-def http_poster(url: str, api_key: str | None = None, timeout: float = 30.0) -> Callable[[list[dict[str, Any]]],
-                                                                                          dict[str, Any]]:
+def http_poster(
+    url: str, api_key: str | None = None, timeout: float = 30.0
+) -> Callable[[list[dict[str, Any]]], dict[str, Any]]:
     """``post(batch)`` over one keep-alive HTTP connection to ``{url}/v1/ingest``."""
     import httpx
 
@@ -147,7 +170,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def add_arguments(parser: Any) -> None:
     parser.add_argument("--url", default="http://127.0.0.1:8000", help="the live service")
-    parser.add_argument("--speed", type=float, default=0.0, help="data seconds per wall second (0 = as fast as it answers)")
+    parser.add_argument(
+        "--speed", type=float, default=0.0, help="data seconds per wall second (0 = as fast as it answers)"
+    )
     parser.add_argument("--devices", type=int, default=3, help="strings in the simulated fleet")
     parser.add_argument("--cells", type=int, default=24, help="cells per string")
     parser.add_argument("--days", type=float, default=1.0, help="days of data")

@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-
 from bms_anomaly.features import BASELINE_READINGS, PEER_FEATURES
 from bms_schema import columns as C
 from bms_schema.errors import InputError
@@ -29,7 +28,7 @@ from .context import ReadingHistory, history_columns, live_features
 from .drift import DriftMonitor
 from .errors import UnknownPrediction
 from .feedback import FeedbackTracker, PredictionStore, StoredPrediction
-from .holder import Loader, LoadedModel, ModelHolder, ModelHub, RegistryWatcher
+from .holder import LoadedModel, Loader, ModelHolder, ModelHub, RegistryWatcher
 from .metrics import ServiceMetrics
 from .readings import NUMERIC, readings_to_frame
 from .settings import Settings
