@@ -7,7 +7,7 @@ import pytest
 
 from bms_anomaly.detectors import ForestConfig, ForestDetector, KernelSVMDetector, SVMConfig
 from bms_anomaly.fast_forest import PACKED_MAX_ROWS, PackedForest
-from bms_anomaly.fusion import AUTO, ECDFCalibrator, fuse, parse_contamination, threshold_for
+from bms_anomaly.fusion import AUTO, ECDFCalibrator, episode_flags, fuse, parse_contamination, threshold_for
 from bms_schema.errors import InputError
 
 
@@ -56,7 +56,8 @@ def test_thresholds_and_contamination() -> None:
     fused = fuse(np.column_stack([np.linspace(0, 1, 1000)] * 3))
     assert np.mean(fused > threshold_for(fused, 0.05)) == pytest.approx(0.05, abs=0.002)
     q1, q3 = np.quantile(fused, [0.25, 0.75])
-    assert threshold_for(fused, AUTO) == pytest.approx(q3 + 3 * (q3 - q1))
+    assert threshold_for(fused, AUTO) == pytest.approx(max(q3 + 3 * (q3 - q1), 5.0))
+    assert threshold_for(fused * 10, AUTO) == pytest.approx(10 * (q3 + 3 * (q3 - q1)))  # the fence when higher
     assert parse_contamination("auto") == AUTO and parse_contamination(0.1) == 0.1
     with pytest.raises(InputError, match="contamination must be 'auto' or a fraction between 0 and 0.5, got 0.7"):
         parse_contamination(0.7)
@@ -134,3 +135,18 @@ def test_peer_features_same_for_small_and_large_frames(monkeypatch) -> None:
     large = F.peer_features(frame, names)
     for name in names:
         np.testing.assert_allclose(small[name], large[name], rtol=0, atol=1e-12)
+
+
+def test_episode_flags_extend_over_contiguous_readings_of_one_cell() -> None:
+    scores = np.array([0.1, 3.0, 6.0, 4.0, 2.0, 0.5, 3.5, 0.1, 4.0, 4.0])
+    cells = np.array(["a"] * 8 + ["b"] * 2)
+    times = np.r_[np.arange(8), np.arange(2)]
+    flags = episode_flags(scores, 5.0, cells, times)
+    # the run 3.0, 6.0, 4.0 (> 2.5) holds a reading > 5; 3.5 and cell b's 4.0s have none
+    np.testing.assert_array_equal(flags, [0, 1, 1, 1, 0, 0, 0, 0, 0, 0])
+    shuffled = np.random.default_rng(0).permutation(10)
+    np.testing.assert_array_equal(episode_flags(scores[shuffled], 5.0, cells[shuffled], times[shuffled]),
+                                  flags[shuffled])
+    excluded = episode_flags(scores, 5.0, cells, times, exclude=np.arange(10) == 2)
+    assert not excluded.any()  # the only strong reading excluded: no episode
+    np.testing.assert_array_equal(episode_flags(scores, 5.0, None, None), scores > 5.0)

@@ -202,7 +202,7 @@ def evaluate(detector: HybridAnomalyDetector, frame: pd.DataFrame, result: pd.Da
     anomaly_type = frame["AnomalyType"] if "AnomalyType" in frame.columns else None
     return ground_truth_report(
         truth, result.reset_index(drop=True),
-        detector.detector_flags(result),
+        detector.detector_flags(result, frame),
         SCORE_COLUMNS, raw, quality_mask(frame, C.SENSOR_FAULT), quality_mask(frame, C.OUT_OF_RANGE),
         anomaly_type.reset_index(drop=True) if anomaly_type is not None else None,
         dead=truth_labels(frame, "IsDead"),

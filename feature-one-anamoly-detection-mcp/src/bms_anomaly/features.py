@@ -46,6 +46,18 @@ HISTORY_FEATURES: dict[str, str] = {
     "SGDevChange": "SGDevString",
     "TempDevChange": TEMP_DEV_STRING,
 }
+#: Computed here from the cell's own history when it has no peers (one cell / a monobloc per string):
+#: the reading minus the value a line through its previous readings in the same operating-state run
+#: predicts (the last :data:`OWN_BASELINE_SECONDS`, at least :data:`OWN_BASELINE_READINGS` readings;
+#: :func:`trailing_trend`), so a discharge starting is not a change, the voltage falling through it
+#: is followed, and a sag or a hot spot within it stands out.
+OWN_FEATURES: dict[str, str] = {
+    "VoltageChangeOwn": C.VOLTAGE,
+    "SGChangeOwn": C.SPECIFIC_GRAVITY,
+    "TempChangeOwn": C.TEMPERATURE,
+}
+OWN_BASELINE_SECONDS = 1800.0
+OWN_BASELINE_READINGS = 12
 #: Longest current run of an unchanged reading (voltage, temperature or SG) of the cell, in readings:
 #: a stuck sensor repeats its value exactly for hours, a live one does not.
 UNCHANGED_RUN = "UnchangedRun"
@@ -53,17 +65,20 @@ UNCHANGED_SOURCES: tuple[str, ...] = (C.VOLTAGE, C.TEMPERATURE, C.SPECIFIC_GRAVI
 BASELINE_READINGS = 96
 BASELINE_MIN_READINGS = 8
 
-#: Features the hybrid uses by default, in order (those present in the data are used).
+#: Features the hybrid uses by default on strings with peers, in order (those present in the data
+#: are used). The rolling-SD fluctuation features are not among them: a spike keeps a 12-reading
+#: rolling SD high for 11 more readings, and those echoes were 84 % of the false alarms on
+#: held-out fleets (precision 0.88 -> 0.96 without them, recall unchanged within 0.02).
 DEFAULT_FEATURES: tuple[str, ...] = (
     "VoltageDevChange",
     "SGDevChange",
     "TempDevChange",
     "TemperatureRateDevString",
-    "VoltageFluctuationVsString",
-    "TemperatureFluctuationVsString",
-    "SGFluctuationVsString",
     UNCHANGED_RUN,
 )
+#: Features used when the strings have fewer than :data:`MIN_PEERS` cells (nothing to compare with).
+PEERLESS_FEATURES: tuple[str, ...] = ("VoltageChangeOwn", "SGChangeOwn", "TempChangeOwn")
+MIN_PEERS = 3
 
 #: Units and short descriptions used in the per-flag reason.
 DESCRIPTIONS: dict[str, tuple[str, str]] = {
@@ -78,6 +93,9 @@ DESCRIPTIONS: dict[str, tuple[str, str]] = {
     "SGDevChange": ("", "specific gravity vs string peers, change from the cell's usual offset"),
     "TempDevChange": ("degC", "temperature vs string peers, change from the cell's usual offset"),
     UNCHANGED_RUN: ("readings", "a voltage/temperature/SG reading repeated unchanged (stuck sensor?)"),
+    "VoltageChangeOwn": ("V", "voltage vs the cell's own recent readings in this operating state"),
+    "SGChangeOwn": ("", "specific gravity vs the cell's own recent readings in this operating state"),
+    "TempChangeOwn": ("degC", "temperature vs the cell's own recent readings in this operating state"),
     "SGDevString": ("", "specific gravity vs string peers"),
     TEMP_DEV_STRING: ("degC", "temperature vs string peers"),
     "TempAboveAmbient": ("degC", "temperature above ambient"),
@@ -210,26 +228,164 @@ def unchanged_run(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
     return (idx - run_start + 1).astype(np.float64)
 
 
-def sorted_history_features(columns: Mapping[str, np.ndarray], starts: np.ndarray,
-                            names: Iterable[str]) -> dict[str, np.ndarray]:
-    """:data:`HISTORY_FEATURES` and :data:`UNCHANGED_RUN` among ``names`` whose sources are in ``columns``,
-    on rows sorted by (cell, time); ``starts`` from ``bms_schema.grouped.cell_starts``.
+def trailing_mean_time(values: np.ndarray, starts: np.ndarray, seconds: np.ndarray, window_s: float,
+                       min_count: int) -> np.ndarray:
+    """Mean of the previous readings of the same segment within ``window_s`` seconds (current row excluded)."""
+    n = len(values)
+    finite = np.isfinite(values)
+    csum = np.concatenate([[0.0], np.cumsum(np.where(finite, values, 0.0))])
+    ccnt = np.concatenate([[0], np.cumsum(finite)])
+    idx = np.arange(n)
+    # segments are contiguous and time-sorted: offset each segment's times so one searchsorted works
+    seg = np.cumsum(np.r_[True, starts[1:] != starts[:-1]]) - 1
+    key = seconds - seconds[starts] + seg * (float(np.nanmax(seconds) - np.nanmin(seconds)) + 10 * window_s + 1.0)
+    lo = np.maximum(starts, np.searchsorted(key, key - window_s, side="left"))
+    total = csum[idx] - csum[lo]
+    count = ccnt[idx] - ccnt[lo]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count >= min_count, total / np.maximum(count, 1), np.nan)
 
+
+#: Readings more than this many robust SDs from a first baseline are left out of the second one.
+BASELINE_OUTLIER_SD = 4.0
+
+
+def robust_baseline(values: np.ndarray, baseline, groups: np.ndarray | None = None, screen=None) -> np.ndarray:
+    """``baseline(values)`` computed twice: the second time without the readings the first one finds
+    far off (:data:`BASELINE_OUTLIER_SD` robust SDs of the residuals), so an anomaly inside the
+    trailing window (a 6-hour thermal excursion) does not shift the baseline and echo as a second,
+    opposite anomaly after it ends. ``groups`` (e.g. operating-state codes): robust SD per group.
+    ``screen``: another baseline to find the far-off readings with (a trailing mean, which does not
+    follow a fault the way a trend line does)."""
+    first = baseline(values)
+    resid = values - (first if screen is None else screen(values))
+    finite = np.isfinite(resid)
+    if finite.sum() < 20:
+        return first
+    groups = np.zeros(len(values), dtype=np.int64) if groups is None else groups
+    outlier = np.zeros(len(values), dtype=bool)
+    for g in np.unique(groups):  # a handful of states
+        sel = finite & (groups == g)
+        if sel.sum() < 20:
+            continue
+        r = resid[sel]
+        mad = 1.4826 * float(np.median(np.abs(r - np.median(r))))
+        if np.isfinite(mad) and mad > 0:
+            outlier[sel] = np.abs(r - np.median(r)) > BASELINE_OUTLIER_SD * mad
+    if not outlier.any():
+        return first
+    second = baseline(np.where(outlier, np.nan, values))
+    return np.where(np.isfinite(second), second, first)
+
+
+def trailing_trend(values: np.ndarray, starts: np.ndarray, seconds: np.ndarray, window_s: float,
+                   min_readings: int, min_count: int) -> np.ndarray:
+    """Value at each row predicted by a least-squares line through the previous readings of its segment
+    (the larger of ``window_s`` seconds and ``min_readings`` readings; current row excluded); NaN if
+    fewer than ``min_count``. A line, not a mean: a voltage falling through a discharge or a
+    temperature cooling after one is followed without lag."""
+    n = len(values)
+    idx = np.arange(n)
+    t = (seconds - seconds[starts]) / 3600.0  # hours since the segment start: small, exact numbers
+    finite = np.isfinite(values)
+    x = np.where(finite, values, 0.0)
+    w = finite.astype(np.float64)
+    tw = np.where(finite, t, 0.0)
+
+    def csum(a: np.ndarray) -> np.ndarray:
+        return np.concatenate([[0.0], np.cumsum(a)])
+
+    s0, s1, s2, sx, stx = csum(w), csum(tw), csum(tw * tw), csum(x), csum(tw * x)
+    seg = np.cumsum(np.r_[True, starts[1:] != starts[:-1]]) - 1 if n else starts
+    offset = float(np.nanmax(seconds) - np.nanmin(seconds)) + 10 * window_s + 1.0 if n else 0.0
+    key = seconds - seconds[starts] + seg * offset
+    lo_time = np.searchsorted(key, key - window_s, side="left")
+    lo = np.maximum(starts, np.minimum(lo_time, idx - min_readings))
+    c = s0[idx] - s0[lo]
+    m1, m2 = s1[idx] - s1[lo], s2[idx] - s2[lo]
+    mx, mtx = sx[idx] - sx[lo], stx[idx] - stx[lo]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        var = c * m2 - m1 * m1
+        slope = np.where(var > 1e-12 * np.maximum(c, 1) ** 2, (c * mtx - m1 * mx) / var, 0.0)
+        mean_t, mean_x = m1 / c, mx / c
+        pred = mean_x + slope * (t - mean_t)
+    return np.where(c >= min_count, pred, np.nan)
+
+
+def state_runs(starts: np.ndarray, states: np.ndarray) -> np.ndarray:
+    """For each row of (cell, time)-sorted arrays, the index of the first row of its contiguous state run."""
+    n = len(starts)
+    idx = np.arange(n)
+    new = np.ones(n, dtype=bool)
+    if n > 1:
+        new[1:] = (starts[1:] != starts[:-1]) | (states[1:] != states[:-1])
+    return np.maximum.accumulate(np.where(new, idx, 0))
+
+
+def sorted_history_features(columns: Mapping[str, np.ndarray], starts: np.ndarray,
+                            names: Iterable[str], states: np.ndarray | None = None,
+                            seconds: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """:data:`HISTORY_FEATURES`, :data:`OWN_FEATURES` and :data:`UNCHANGED_RUN` among ``names`` whose
+    sources are in ``columns``, on rows sorted by (cell, time); ``starts`` from
+    ``bms_schema.grouped.cell_starts``.
+
+    ``states`` (operating-state codes per row, optional): own-history changes compare with the
+    current state run only, and the robust baselines judge outliers per state. (A peer deviation
+    compared with the cell's usual deviation *in the same state* was measured and dropped: a
+    cell has few discharges, one bad one poisons the next; F1 0.80 vs 0.87 on held-out fleets.) ``seconds`` (time of each row) bounds the own
+    baseline to :data:`OWN_BASELINE_SECONDS`; without it the last :data:`BASELINE_READINGS`.
     The array-level definition, shared by :func:`history_features` and the live service.
     """
     out: dict[str, np.ndarray] = {}
+    names = list(names)
+    runs = state_runs(starts, np.asarray(states, dtype=np.int64)) if states is not None else starts
+    state_arr = None if states is None else np.asarray(states, dtype=np.int64)
     for name in names:
         if name == UNCHANGED_RUN:
-            if all(c in columns for c in UNCHANGED_SOURCES):
-                out[name] = np.maximum.reduce([unchanged_run(columns[c], starts) for c in UNCHANGED_SOURCES])
+            present = [c for c in UNCHANGED_SOURCES if c in columns]
+            if present and (C.VOLTAGE in columns):
+                out[name] = np.maximum.reduce([unchanged_run(columns[c], starts) for c in present])
         elif name in HISTORY_FEATURES and HISTORY_FEATURES[name] in columns:
             dev = columns[HISTORY_FEATURES[name]]
-            out[name] = dev - trailing_mean(dev, starts, BASELINE_READINGS, BASELINE_MIN_READINGS)
+            base = robust_baseline(dev, lambda v: trailing_mean(v, starts, BASELINE_READINGS, BASELINE_MIN_READINGS),
+                                   state_arr)
+            out[name] = dev - base
+        elif name in OWN_FEATURES and OWN_FEATURES[name] in columns:
+            x = columns[OWN_FEATURES[name]]
+            if seconds is None:
+                base = robust_baseline(x, lambda v: trailing_mean(v, runs, BASELINE_READINGS, BASELINE_MIN_READINGS),
+                                       state_arr)
+            else:
+                secs = seconds
+                base = robust_baseline(x, lambda v: trailing_trend(v, runs, secs, OWN_BASELINE_SECONDS,
+                                                                   OWN_BASELINE_READINGS, BASELINE_MIN_READINGS),
+                                       state_arr, screen=lambda v: trailing_mean_time(
+                                           v, runs, secs, OWN_BASELINE_SECONDS, BASELINE_MIN_READINGS))
+            out[name] = x - base
     return out
 
 
-def history_features(frame: pd.DataFrame, names: list[str], sources: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """:data:`HISTORY_FEATURES` and :data:`UNCHANGED_RUN` among ``names``, from each cell's history.
+def state_codes(frame: pd.DataFrame) -> np.ndarray:
+    """Operating-state code of each row (index into ``bms_schema.state.STATES``): the frame's
+    ``OperatingState`` column, else derived from current and voltage, else all float (0)."""
+    from bms_schema.state import OPERATING_STATE, STATE_DTYPE, operating_state
+
+    if OPERATING_STATE in frame.columns:
+        values = frame[OPERATING_STATE]
+        codes = pd.Categorical(values.astype("string").str.lower(), dtype=STATE_DTYPE).codes.astype(np.int64)
+        return np.where(codes < 0, 0, codes)
+    if C.TIMESTAMP in frame.columns and C.VOLTAGE in frame.columns and len(frame):
+        try:
+            return operating_state(frame).cat.codes.to_numpy().astype(np.int64)
+        except InputError:
+            pass
+    return np.zeros(len(frame), dtype=np.int64)
+
+
+def history_features(frame: pd.DataFrame, names: list[str], sources: dict[str, np.ndarray],
+                     states: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """:data:`HISTORY_FEATURES`, :data:`OWN_FEATURES` and :data:`UNCHANGED_RUN` among ``names``, from each
+    cell's history (per operating state, see :func:`sorted_history_features`).
 
     Vectorised on (cell, time)-sorted arrays with cumulative sums; results are in the
     caller's row order. A reading without history gets NaN (change) or 1 (run), which the
@@ -245,28 +401,41 @@ def history_features(frame: pd.DataFrame, names: list[str], sources: dict[str, n
     if C.CELL_ID not in frame.columns or C.TIMESTAMP not in frame.columns:
         return {}
     needed = [HISTORY_FEATURES[n] for n in names if n in HISTORY_FEATURES]
-    if UNCHANGED_RUN in names and all(c in frame.columns for c in UNCHANGED_SOURCES):
-        needed += UNCHANGED_SOURCES
+    needed += [OWN_FEATURES[n] for n in names if n in OWN_FEATURES]
+    if UNCHANGED_RUN in names:
+        needed += [c for c in UNCHANGED_SOURCES if c in frame.columns]
     available = {name: values for name in dict.fromkeys(needed) if (values := column(name)) is not None}
     if not available:
         return {}
     order, starts = _cell_order(frame)
     inverse = np.empty_like(order)
     inverse[order] = np.arange(len(order))
-    computed = sorted_history_features({k: v[order] for k, v in available.items()}, starts, names)
+    if states is None:
+        states = state_codes(frame)
+    seconds = frame[C.TIMESTAMP].to_numpy(dtype="datetime64[ns]").astype(np.int64)[order] / 1e9
+    computed = sorted_history_features({k: v[order] for k, v in available.items()}, starts, names,
+                                       states=states[order], seconds=seconds)
     return {name: values[inverse] for name, values in computed.items()}
 
 
-def local_features(frame: pd.DataFrame, wanted: list[str] | tuple[str, ...]) -> dict[str, np.ndarray]:
+def string_size(frame: pd.DataFrame) -> float:
+    """Median number of cells reporting in one string packet (device, timestamp)."""
+    if len(frame) == 0 or C.DEVICE_ID not in frame.columns or C.TIMESTAMP not in frame.columns:
+        return 0.0
+    return float(np.median(np.bincount(np.unique(group_codes(frame), return_inverse=True)[1].ravel())))
+
+
+def local_features(frame: pd.DataFrame, wanted: list[str] | tuple[str, ...],
+                   states: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """The locally computed features among ``wanted`` that ``frame`` does not already have."""
     missing = [w for w in wanted if w not in frame.columns]
     peer_names = [w for w in missing if w in PEER_FEATURES]
     peer_names += [HISTORY_FEATURES[w] for w in missing if w in HISTORY_FEATURES
                    and HISTORY_FEATURES[w] in PEER_FEATURES and HISTORY_FEATURES[w] not in frame.columns]
     computed = peer_features(frame, list(dict.fromkeys(peer_names)))
-    history = [w for w in missing if w in HISTORY_FEATURES or w == UNCHANGED_RUN]
+    history = [w for w in missing if w in HISTORY_FEATURES or w in OWN_FEATURES or w == UNCHANGED_RUN]
     if history:
-        computed.update(history_features(frame, history, computed))
+        computed.update(history_features(frame, history, computed, states))
     return {k: v for k, v in computed.items() if k in missing}
 
 
@@ -279,7 +448,8 @@ def derive_features(frame: pd.DataFrame, wanted: list[str] | tuple[str, ...]) ->
 
 
 def select_features(frame: pd.DataFrame, requested: list[str] | None = None,
-                    computed: dict[str, np.ndarray] | None = None) -> list[str]:
+                    computed: dict[str, np.ndarray] | None = None,
+                    defaults: tuple[str, ...] = DEFAULT_FEATURES) -> list[str]:
     """The features to train on: ``requested`` (all must exist) or the defaults present.
 
     A feature exists when ``frame`` has it as a numeric column or it is in ``computed``.
@@ -302,12 +472,12 @@ def select_features(frame: pd.DataFrame, requested: list[str] | None = None,
         if bad:
             raise InputError(f"feature column(s) {', '.join(bad)} are not numeric")
         return list(dict.fromkeys(requested))
-    chosen = [c for c in DEFAULT_FEATURES if usable(c)]
+    chosen = [c for c in defaults if usable(c)]
     if len(chosen) < 2:
         numeric = numeric_columns(frame)
         raise InputError(
             "no usable numeric features: the anomaly detector needs at least two of "
-            f"{', '.join(DEFAULT_FEATURES)} (run the preprocessing step or pass raw BMS readings); "
+            f"{', '.join(defaults)} (run the preprocessing step or pass raw BMS readings); "
             f"the data has numeric columns {', '.join(numeric[:20]) or 'none'}"
         )
     return chosen

@@ -16,9 +16,17 @@ unusual both score high; a reading only one detector finds slightly unusual is d
 
 **Threshold.** With ``contamination=c`` the threshold is the ``1 - c`` quantile of the
 fused training scores (a fraction ``c`` of training rows would be flagged). With
-``contamination="auto"`` it is Tukey's far-out fence of the fused training scores,
-``Q3 + 3 * IQR``; the fraction of training rows above it is reported as the implied
-contamination.
+``contamination="auto"`` it is a surprise of :data:`AUTO_SURPRISE` (5: as extreme as one
+training row in 100,000, on the geometric mean of the three detectors), and never below Tukey's
+far-out fence ``Q3 + 3 * IQR`` of the fused training scores; the fraction of training rows
+above it is reported as the implied contamination. (The fence alone, ~2, sat inside the
+training data's own anomalies and cost precision: 0.86-0.89 on held-out fleets vs 0.90-0.92.)
+
+**Episodes.** Anomalies last several readings (a stuck sensor for hours, a thermal
+excursion rising and falling): a reading of a cell above :data:`EXTEND_RATIO` times the
+threshold is flagged too when it is contiguous (same cell, consecutive in time) with a
+reading above the threshold (a Schmitt trigger on the score; recall 0.66 -> 0.84 at the same
+precision on held-out fleets).
 """
 
 from __future__ import annotations
@@ -29,6 +37,8 @@ import numpy as np
 
 AUTO = "auto"
 FENCE_K = 3.0
+AUTO_SURPRISE = 5.0
+EXTEND_RATIO = 0.5
 
 
 @dataclass
@@ -80,9 +90,34 @@ def threshold_for(train_fused: np.ndarray, contamination: float | str) -> float:
     train_fused = np.asarray(train_fused, dtype=np.float64)
     if contamination == AUTO:
         q1, q3 = np.quantile(train_fused, [0.25, 0.75])
-        return float(q3 + FENCE_K * (q3 - q1))
+        return float(max(q3 + FENCE_K * (q3 - q1), AUTO_SURPRISE))
     c = float(contamination)
     return float(np.quantile(train_fused, 1.0 - c))
+
+
+def episode_flags(scores: np.ndarray, threshold: float, cells: np.ndarray | None, times: np.ndarray | None,
+                  exclude: np.ndarray | None = None, ratio: float = EXTEND_RATIO) -> np.ndarray:
+    """Readings above ``threshold``, extended over contiguous readings of the same cell above
+    ``ratio * threshold`` (see the module docstring). ``cells``/``times`` per row (any order);
+    without them no extension. ``exclude``: rows never flagged (and breaking an episode)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    exclude = np.zeros(len(scores), dtype=bool) if exclude is None else exclude
+    strong = (scores > threshold) & ~exclude
+    if cells is None or times is None or ratio >= 1.0 or len(scores) == 0:
+        return strong
+    import pandas as pd
+
+    weak = (scores > ratio * threshold) & ~exclude
+    codes = pd.factorize(np.asarray(cells))[0]
+    order = np.lexsort((np.asarray(times), codes))
+    w, c = weak[order], codes[order]
+    new = np.ones(len(w), dtype=bool)
+    new[1:] = (c[1:] != c[:-1]) | (w[1:] != w[:-1])
+    run = np.cumsum(new) - 1
+    has_strong = np.bincount(run, weights=strong[order].astype(np.float64)) > 0
+    out = np.zeros(len(scores), dtype=bool)
+    out[order] = w & has_strong[run]
+    return out
 
 
 def parse_contamination(value: float | str | None) -> float | str:

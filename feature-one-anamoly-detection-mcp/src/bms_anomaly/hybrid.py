@@ -27,15 +27,20 @@ import pandas as pd
 from bms_schema import columns as C
 from bms_schema.errors import InputError, ModelError
 
+from .dead import DeadCells, recognise_dead_cells
 from .detectors import ForestConfig, ForestDetector, KernelSVMDetector, SVMConfig
 from .features import (
     DEFAULT_FEATURES,
+    MIN_PEERS,
+    PEERLESS_FEATURES,
     local_features,
+    state_codes,
+    string_size,
     describe_deviation,
     feature_matrix,
     select_features,
 )
-from .fusion import AUTO, ECDFCalibrator, fuse, parse_contamination, threshold_for
+from .fusion import AUTO, EXTEND_RATIO, FENCE_K, ECDFCalibrator, episode_flags, fuse, parse_contamination, threshold_for
 from .vae import VAEConfig, VAEDetector
 
 log = logging.getLogger("bms.anomaly")
@@ -54,6 +59,10 @@ KIND_NORMAL = "normal"
 KIND_STATISTICAL = "statistical"
 KIND_SENSOR_FAULT = "sensor_fault"
 KIND_OUT_OF_RANGE = "out_of_range"
+#: Readings of a cell recognised as dead (:mod:`.dead`): not flagged, not statistical anomalies.
+KIND_DEAD = "dead_cell"
+#: A state needs this many training rows for its own robust centre/scale, else the global ones are used.
+MIN_STATE_ROWS = 200
 
 MIN_TRAIN_ROWS = 100
 
@@ -66,6 +75,9 @@ class HybridConfig:
     clip: float = 1000.0
     calibration_rows: int = 100_000
     reference_rows: int = 5_000
+    #: Share of training rows the first fit finds most anomalous (at least; and all beyond its
+    #: far-out fence), left out of a second fit.
+    trim_fraction: float = 0.02
     forest: ForestConfig = field(default_factory=ForestConfig)
     svm: SVMConfig = field(default_factory=SVMConfig)
     vae: VAEConfig = field(default_factory=VAEConfig)
@@ -83,6 +95,7 @@ class HybridConfig:
             clip=float(data.get("clip", 1000.0)),
             calibration_rows=int(data.get("calibration_rows", 100_000)),
             reference_rows=int(data.get("reference_rows", 5_000)),
+            trim_fraction=float(data.get("trim_fraction", 0.02)),
             forest=ForestConfig(**data.get("forest", {})),
             svm=SVMConfig(**data.get("svm", {})),
             vae=VAEConfig(**data.get("vae", {})),
@@ -95,7 +108,7 @@ def quality_mask(frame: pd.DataFrame, flag: str) -> np.ndarray:
     return frame[flag].fillna(False).astype(bool).to_numpy()
 
 
-def ensure_features(frame: pd.DataFrame, features: list[str]
+def ensure_features(frame: pd.DataFrame, features: list[str], states: np.ndarray | None = None
                     ) -> tuple[pd.DataFrame, dict[str, np.ndarray], list[str]]:
     """Everything needed to build the feature matrix: ``(frame, computed, still_missing)``.
 
@@ -105,11 +118,13 @@ def ensure_features(frame: pd.DataFrame, features: list[str]
     features (:func:`~bms_anomaly.features.local_features`) are computed as arrays without
     copying the frame. A feature still missing is treated as typical (the training median).
     """
-    from .features import HISTORY_FEATURES, PEER_FEATURES, UNCHANGED_RUN, UNCHANGED_SOURCES
+    from .features import HISTORY_FEATURES, OWN_FEATURES, PEER_FEATURES, UNCHANGED_RUN, UNCHANGED_SOURCES
 
     def sources(name: str) -> list[str]:
         if name in HISTORY_FEATURES:
             return sources(HISTORY_FEATURES[name])
+        if name in OWN_FEATURES:
+            return [OWN_FEATURES[name]]
         if name in PEER_FEATURES:
             return [PEER_FEATURES[name][0]]
         return list(UNCHANGED_SOURCES) if name == UNCHANGED_RUN else [name]
@@ -123,7 +138,7 @@ def ensure_features(frame: pd.DataFrame, features: list[str]
             FEATURE_COLUMNS, add_features = (), None
         if add_features is not None and any(c in FEATURE_COLUMNS for c in absent):
             frame = add_features(frame)  # handles any row order, returns the caller's order
-    computed = local_features(frame, features)
+    computed = local_features(frame, features, states)
     return frame, computed, [f for f in features if f not in frame.columns and f not in computed]
 
 
@@ -137,6 +152,10 @@ class HybridAnomalyDetector:
         self.features: list[str] = []
         self.center: np.ndarray | None = None
         self.scale: np.ndarray | None = None
+        #: Robust centre / scale per operating state (rows: ``bms_schema.state.STATES``), ``None`` = global only.
+        self.state_center: np.ndarray | None = None
+        self.state_scale: np.ndarray | None = None
+        self.last_dead: DeadCells | None = None
         self.scaler: Any = None
         self.forest: ForestDetector | None = None
         self.svm: KernelSVMDetector | None = None
@@ -196,23 +215,48 @@ class HybridAnomalyDetector:
         if not isinstance(frame, pd.DataFrame) or len(frame) == 0:
             raise InputError("cannot train the anomaly detector on an empty table")
         cfg = self.config
-        computed = local_features(frame, cfg.features or DEFAULT_FEATURES)
-        self.features = select_features(frame, cfg.features, computed)
-        bad = quality_mask(frame, C.SENSOR_FAULT) | quality_mask(frame, C.OUT_OF_RANGE)
+        states = state_codes(frame)
+        peers = string_size(frame)
+        defaults = DEFAULT_FEATURES if peers >= MIN_PEERS else PEERLESS_FEATURES
+        computed = local_features(frame, cfg.features or defaults, states)
+        self.features = select_features(frame, cfg.features, computed, defaults)
+        dead = recognise_dead_cells(frame, states)
+        bad = quality_mask(frame, C.SENSOR_FAULT) | quality_mask(frame, C.OUT_OF_RANGE) | dead.rows
         raw = feature_matrix(frame, self.features, computed)[~bad]
+        states = states[~bad]
         usable = np.isfinite(raw).any(axis=1)
-        raw = raw[usable]
+        raw, states = raw[usable], states[usable]
         if len(raw) < MIN_TRAIN_ROWS:
             raise InputError(
                 f"too few rows to train the anomaly detector: {len(raw)} usable rows (after leaving out "
-                f"{int(bad.sum())} sensor-fault/out-of-range rows), need at least {MIN_TRAIN_ROWS}"
+                f"{int(bad.sum())} sensor-fault/out-of-range/dead-cell rows), need at least {MIN_TRAIN_ROWS}"
             )
         timings: dict[str, float] = {}
-        self._fit_scaler(raw)
-        Z = self._transform(raw)
+        self._fit_scaler(raw, states)
+        Z = self._transform(raw, states)
         seed = cfg.seed
         cfg.forest.seed = cfg.svm.seed = cfg.vae.seed = seed
         self._fit_detectors(Z, timings)
+        trimmed = 0
+        all_raw, all_states = raw, states
+        if cfg.trim_fraction > 0 and len(Z) * (1 - cfg.trim_fraction) >= MIN_TRAIN_ROWS:
+            # Second pass on the training rows the first pass finds most normal (the top
+            # trim_fraction and everything beyond the far-out fence left out): unlabelled training
+            # data holds its own anomalies (~1 % on simulated fleets), which otherwise calibrate
+            # as "1 in 100 training rows" and crowd at the threshold.
+            t = time.perf_counter()
+            first = self._raw_scores(Z)
+            self.calibrators = {name: ECDFCalibrator.fit(first[:, j]) for j, name in enumerate(DETECTORS)}
+            fused_all = fuse(self._surprises(first))
+            q1, q3 = np.quantile(fused_all, [0.25, 0.75])
+            cut = min(float(np.quantile(fused_all, 1.0 - cfg.trim_fraction)), float(q3 + FENCE_K * (q3 - q1)))
+            keep = fused_all <= cut
+            trimmed = int((~keep).sum())
+            raw, states = raw[keep], states[keep]
+            self._fit_scaler(raw, states)
+            Z = self._transform(raw, states)
+            timings["trim_pass"] = time.perf_counter() - t
+            self._fit_detectors(Z, timings)
 
         t = time.perf_counter()
         rng = np.random.default_rng(seed)
@@ -221,6 +265,11 @@ class HybridAnomalyDetector:
             calib_idx = np.sort(rng.choice(len(Z), cfg.calibration_rows, replace=False))
         raw_scores = self._raw_scores(Z[calib_idx])
         self.calibrators = {name: ECDFCalibrator.fit(raw_scores[:, j]) for j, name in enumerate(DETECTORS)}
+        if trimmed:  # thresholds refer to all training rows (a contamination is a share of them)
+            idx = np.arange(len(all_raw))
+            if len(idx) > cfg.calibration_rows:
+                idx = np.sort(rng.choice(len(idx), cfg.calibration_rows, replace=False))
+            raw_scores = self._raw_scores(self._transform(all_raw[idx], all_states[idx]))
         surprises = self._surprises(raw_scores)
         self.train_fused = np.sort(fuse(surprises))
         self.threshold = threshold_for(self.train_fused, cfg.contamination)
@@ -232,9 +281,19 @@ class HybridAnomalyDetector:
         if len(raw) > cfg.reference_rows:
             ref_idx = np.sort(rng.choice(len(raw), cfg.reference_rows, replace=False))
         self.reference = pd.DataFrame(raw[ref_idx], columns=self.features)
+        from bms_schema.state import STATES
+
         self.training_info = {
             "rows": int(len(raw)),
-            "excluded_quality_rows": int(bad.sum()),
+            "trimmed_rows": trimmed,
+            "excluded_quality_rows": int((bad & ~dead.rows).sum()),
+            "excluded_dead_cell_rows": int(dead.rows.sum()),
+            "dead_cells": dead.cells,
+            "peers_per_string": peers,
+            "feature_mode": ("peer-relative (cells vs their string at the same time)" if defaults is DEFAULT_FEATURES
+                             else f"own history (strings of fewer than {MIN_PEERS} cells: no peers to compare with)"),
+            "rows_per_state": {name: int(np.sum(states == k)) for k, name in enumerate(STATES)},
+            "state_normalised": [name for k, name in enumerate(STATES) if np.sum(states == k) >= MIN_STATE_ROWS],
             "features": list(self.features),
             "threshold": self.threshold,
             "implied_contamination": float(np.mean(self.train_fused > self.threshold)),
@@ -256,34 +315,66 @@ class HybridAnomalyDetector:
         self.vae = VAEDetector(cfg.vae).fit(Z)
         timings["vae"] = time.perf_counter() - t
 
-    def _fit_scaler(self, raw: np.ndarray) -> None:
+    @staticmethod
+    def _robust_center_scale(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Median and robust SD per column: IQR/1.349, else the MAD, else the SD, else 1."""
+        with np.errstate(all="ignore"):
+            import warnings
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                center = np.nan_to_num(np.nanmedian(raw, axis=0))
+                q1, q3 = np.nanpercentile(raw, [25.0, 75.0], axis=0)
+                iqr = (q3 - q1) / 1.349
+                mad = 1.4826 * np.nanmedian(np.abs(raw - center), axis=0)
+                std = np.nanstd(raw, axis=0)
+        scale = np.where(iqr > 1e-12, iqr, np.where(mad > 1e-12, mad, np.where(std > 1e-12, std, 1.0)))
+        return center, np.nan_to_num(scale, nan=1.0)
+
+    def _fit_scaler(self, raw: np.ndarray, states: np.ndarray | None = None) -> None:
+        """Global robust scaling, and per operating state where a state has enough training rows.
+
+        Per-state centring and scaling is how the detectors are conditioned on the state: a
+        feature is judged against the same feature in the same state (a discharge spreads the
+        cells of a string more than float does; that spread is normal in a discharge).
+        """
         from sklearn.preprocessing import RobustScaler
 
+        from bms_schema.state import STATES
+
         scaler = RobustScaler(quantile_range=(25.0, 75.0)).fit(raw)
-        center = np.nan_to_num(np.asarray(scaler.center_, dtype=np.float64))
-        # IQR/1.349 is a standard deviation for Gaussian data; fall back to the MAD and then
-        # the standard deviation for features that are constant over half the rows.
-        with np.errstate(all="ignore"):
-            iqr = np.asarray(scaler.scale_, dtype=np.float64) / 1.349
-            mad = 1.4826 * np.nanmedian(np.abs(raw - center), axis=0)
-            std = np.nanstd(raw, axis=0)
-        scale = np.where(iqr > 1e-12, iqr, np.where(mad > 1e-12, mad, np.where(std > 1e-12, std, 1.0)))
-        scale = np.nan_to_num(scale, nan=1.0)
+        center, scale = self._robust_center_scale(raw)
         scaler.center_, scaler.scale_ = center, scale
         self.scaler, self.center, self.scale = scaler, center, scale
+        self.state_center = np.tile(center, (len(STATES), 1))
+        self.state_scale = np.tile(scale, (len(STATES), 1))
+        if states is not None:
+            for k in range(len(STATES)):
+                rows = states == k
+                if rows.sum() >= MIN_STATE_ROWS:
+                    c, sc = self._robust_center_scale(raw[rows])
+                    self.state_center[k], self.state_scale[k] = c, sc
 
-    def _zscores(self, raw: np.ndarray) -> np.ndarray:
-        return (raw - self.center) / self.scale
+    def _center_scale(self, n: int, states: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        if states is None or self.state_center is None or self.state_scale is None:
+            return self.center, self.scale  # type: ignore[return-value]
+        states = np.clip(np.asarray(states, dtype=np.int64), 0, len(self.state_center) - 1)
+        return self.state_center[states], self.state_scale[states]
 
-    def _transform(self, raw: np.ndarray) -> np.ndarray:
-        """Robust z-scores, compressed with ``sign(z) * log1p(|z|)``; missing values -> 0 (the median).
+    def _zscores(self, raw: np.ndarray, states: np.ndarray | None = None) -> np.ndarray:
+        center, scale = self._center_scale(len(raw), states)
+        return (raw - center) / scale
+
+    def _transform(self, raw: np.ndarray, states: np.ndarray | None = None) -> np.ndarray:
+        """Robust z-scores (per operating state), compressed with ``sign(z) * log1p(|z|)``; missing -> 0.
 
         The compression keeps every feature's order (Isolation Forest is unaffected) but
         stops a single extreme value from saturating the RBF kernel of the SVM (all far
         points would tie) or dominating the VAE's squared error.
         """
-        z = raw - self.center
-        z /= self.scale
+        center, scale = self._center_scale(len(raw), states)
+        z = raw - center
+        z /= scale
         np.nan_to_num(z, copy=False, nan=0.0, posinf=self.config.clip, neginf=-self.config.clip)
         np.clip(z, -self.config.clip, self.config.clip, out=z)
         compressed = np.abs(z)
@@ -302,6 +393,12 @@ class HybridAnomalyDetector:
     def check_fitted(self) -> None:
         if self.threshold is None or self.forest is None:
             raise ModelError("the anomaly detector is not trained: call fit(frame) or load a registered model")
+
+    def extend_ratio(self, contamination: float | str | None = None) -> float:
+        """Episode extension (:func:`.fusion.episode_flags`) under the "auto" rule; none for a fixed
+        contamination, which promises the share of readings flagged."""
+        chosen = self.config.contamination if contamination is None else parse_contamination(contamination)
+        return EXTEND_RATIO if chosen == AUTO else 1.0
 
     def threshold_for(self, contamination: float | str | None) -> float:
         """The stored threshold, or one recomputed from the training scores for ``contamination``."""
@@ -322,20 +419,26 @@ class HybridAnomalyDetector:
         if not isinstance(frame, pd.DataFrame) or len(frame) == 0:
             raise InputError("nothing to score: the table has no rows")
         threshold = self.threshold_for(contamination)
-        frame, computed, missing = ensure_features(frame, self.features)
+        states = state_codes(frame)
+        frame, computed, missing = ensure_features(frame, self.features, states)
         if len(missing) == len(self.features):
             raise ModelError(
                 f"the registered anomaly model needs the features {', '.join(self.features)}; the data has none of "
                 "them (pass preprocessed readings, or raw readings with the canonical columns)"
             )
         raw = feature_matrix(frame, self.features, computed)
-        Z = self._transform(raw)
+        Z = self._transform(raw, states)
         surprises = self._surprises(self._raw_scores(Z))
         fused = fuse(surprises)
-        statistical = fused > threshold
+        dead = recognise_dead_cells(frame, states)
+        self.last_dead = dead
         sensor = quality_mask(frame, C.SENSOR_FAULT)
         out_of_range = quality_mask(frame, C.OUT_OF_RANGE) & ~sensor
+        cells, times = self._cells_times(frame)
+        statistical = episode_flags(fused, threshold, cells, times, exclude=dead.rows,
+                                    ratio=self.extend_ratio(contamination))
         kind = np.full(len(frame), KIND_NORMAL, dtype=object)
+        kind[dead.rows] = KIND_DEAD
         kind[statistical] = KIND_STATISTICAL
         kind[out_of_range] = KIND_OUT_OF_RANGE
         kind[sensor] = KIND_SENSOR_FAULT
@@ -345,7 +448,10 @@ class HybridAnomalyDetector:
         columns[FLAG] = flag.astype(np.int8)
         columns[KIND] = kind
         if reasons:
-            columns[TOP_FEATURE], columns[REASON] = self._reasons(frame, raw, statistical, sensor | out_of_range)
+            columns[TOP_FEATURE], columns[REASON] = self._reasons(frame, raw, statistical, sensor | out_of_range, states)
+            dead_only = dead.rows & ~(sensor | out_of_range)
+            if dead_only.any():
+                columns[REASON][dead_only] = dead.reason_by_row(frame)[dead_only]
         else:
             columns[TOP_FEATURE] = columns[REASON] = np.full(len(frame), None, dtype=object)
         out = pd.DataFrame(columns, index=frame.index)
@@ -355,16 +461,28 @@ class HybridAnomalyDetector:
     def raw_scores(self, frame: pd.DataFrame) -> np.ndarray:
         """Uncalibrated scores ``[n_rows, 3]`` of the three detectors (higher = more anomalous)."""
         self.check_fitted()
-        frame, computed, _ = ensure_features(frame, self.features)
-        return self._raw_scores(self._transform(feature_matrix(frame, self.features, computed)))
+        states = state_codes(frame)
+        frame, computed, _ = ensure_features(frame, self.features, states)
+        return self._raw_scores(self._transform(feature_matrix(frame, self.features, computed), states))
 
-    def detector_flags(self, result: pd.DataFrame) -> dict[str, np.ndarray]:
-        """Each single detector's flags under the same threshold rule (for comparisons)."""
-        return {name: (result[SCORE_COLUMNS[name]].to_numpy() > self.detector_thresholds[name]).astype(np.int8)
+    @staticmethod
+    def _cells_times(frame: pd.DataFrame) -> tuple[np.ndarray | None, np.ndarray | None]:
+        if C.CELL_ID not in frame.columns or C.TIMESTAMP not in frame.columns:
+            return None, None
+        return (frame[C.CELL_ID].to_numpy(dtype=object),
+                frame[C.TIMESTAMP].to_numpy(dtype="datetime64[ns]").astype(np.int64))
+
+    def detector_flags(self, result: pd.DataFrame, frame: pd.DataFrame | None = None) -> dict[str, np.ndarray]:
+        """Each single detector's flags under the same threshold rule (for comparisons); with ``frame``
+        (the scored readings) also the same episode extension and dead-cell exclusion."""
+        cells, times = self._cells_times(frame) if frame is not None else (None, None)
+        exclude = (result[KIND].to_numpy() == KIND_DEAD) if KIND in result.columns else None
+        return {name: episode_flags(result[SCORE_COLUMNS[name]].to_numpy(), self.detector_thresholds[name], cells,
+                                    times, exclude=exclude, ratio=self.extend_ratio()).astype(np.int8)
                 for name in DETECTORS}
 
     def _reasons(self, frame: pd.DataFrame, raw: np.ndarray, statistical: np.ndarray,
-                 quality: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                 quality: np.ndarray, states: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top feature and a readable reason for flagged rows (None elsewhere).
 
         Statistical flags name the feature with the largest robust z-score; only flagged rows
@@ -375,7 +493,7 @@ class HybridAnomalyDetector:
         reason = np.full(n, None, dtype=object)
         rows = np.flatnonzero(statistical & ~quality)
         if len(rows):
-            z = self._zscores(raw[rows])
+            z = self._zscores(raw[rows], None if states is None else states[rows])
             absz = np.where(np.isfinite(z), np.abs(z), -1.0)
             best = absz.argmax(axis=1)
             zbest = z[np.arange(len(rows)), best]
@@ -415,6 +533,6 @@ def _quality_reasons(rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
 
 
 __all__ = [
-    "DEFAULT_FEATURES", "DETECTORS", "FLAG", "HybridAnomalyDetector", "HybridConfig", "KIND", "OUTPUT_COLUMNS",
+    "DEFAULT_FEATURES", "DETECTORS", "FLAG", "HybridAnomalyDetector", "KIND_DEAD", "HybridConfig", "KIND", "OUTPUT_COLUMNS",
     "REASON", "SCORE", "SCORE_COLUMNS", "TOP_FEATURE", "ensure_features",
 ]

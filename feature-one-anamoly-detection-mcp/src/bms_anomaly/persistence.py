@@ -57,6 +57,8 @@ def save_detector(detector: HybridAnomalyDetector, folder: Path) -> dict[str, An
     detector.vae.save(folder / "vae.pt")  # type: ignore[union-attr]
     arrays: dict[str, np.ndarray] = {"train_fused": np.asarray(detector.train_fused, dtype=np.float64),
                                      "center": detector.center, "scale": detector.scale}  # type: ignore[dict-item]
+    if detector.state_center is not None and detector.state_scale is not None:
+        arrays["state_center"], arrays["state_scale"] = detector.state_center, detector.state_scale
     for name in DETECTORS:
         arrays[f"ecdf_{name}"] = detector.calibrators[name].sorted_scores
         arrays[f"tail_{name}"] = np.array([detector.calibrators[name].tail_scale])
@@ -98,6 +100,8 @@ def read_detector(folder: Path, files: dict[str, Any] | None = None) -> HybridAn
     detector.vae = VAEDetector.load(folder / "vae.pt", config["vae"])
     arrays = load_arrays(folder / "calibration.npz")
     detector.center, detector.scale = arrays["center"], arrays["scale"]
+    detector.state_center = arrays.get("state_center")
+    detector.state_scale = arrays.get("state_scale")
     detector.train_fused = arrays["train_fused"]
     detector.calibrators = {
         name: ECDFCalibrator(sorted_scores=arrays[f"ecdf_{name}"], tail_scale=float(arrays[f"tail_{name}"][0]))

@@ -79,6 +79,9 @@ def _inputs(args: Any, ctx: ToolContext) -> tuple[Any, Any, dict[str, Any]]:
         anomalies = load_anomalies(anomaly_path)
     with ctx.run.timed("load"):
         frame, report = load_readings_frame(path)
+    from bms_schema.coverage import dropped_rows_warning
+
+    ctx.warn(dropped_rows_warning(path, int(report.get("rows_in") or 0), int(report.get("conflicting_rows_dropped") or 0)))
     report["path"] = str(path)
     report["fingerprint"] = ctx.run.manifest.inputs[0] if ctx.run.manifest.inputs else None
     return frame, anomalies, report

@@ -15,7 +15,10 @@ Feature groups (names in :func:`feature_names`):
 - calendar: time of day (sine/cosine) at the origin and at the forecast time;
 - daily seasonality: the value one day before the forecast time, and the change over the same
   lead one day earlier;
-- identity: the cell's position in its string and its long-run offset from its peers.
+- identity: the cell's position in its string and its long-run offset from its peers;
+- operating state of the string at the origin (float, charge, discharge, rest, equalize as
+  one-hot columns, all 0 when unknown) and how many readings it has lasted (capped): a
+  discharge under way or a recharge just started changes where voltage and temperature go.
 """
 
 from __future__ import annotations
@@ -40,7 +43,31 @@ def feature_names(target: str, targets: list[str]) -> list[str]:
             names += [f"{other}_now", f"{other}_change"]
     names += ["cell_number", "origin_tod_sin", "origin_tod_cos"]
     names += ["horizon", "target_tod_sin", "target_tod_cos", "season_level", "season_delta"]
+    names += [f"state_{s}" for s in STATE_NAMES] + ["state_age"]
     return names
+
+
+#: Operating states (``bms_schema.state.STATES``, same order) used as features.
+STATE_NAMES: tuple[str, ...] = ("float", "charge", "discharge", "rest", "equalize")
+#: The state's age (readings since it began) is capped here.
+MAX_STATE_AGE = 4 * WINDOW
+
+
+def state_age(panel: Panel) -> np.ndarray:
+    """Readings since the string's state last changed, per position (capped at ``MAX_STATE_AGE``)."""
+    state = panel.state if panel.state is not None else np.full(panel.size, -1, dtype=np.int8)
+    pos = np.arange(panel.size)
+    change = np.ones(panel.size, dtype=bool)
+    change[1:] = (state[1:] != state[:-1]) | (panel.cell[1:] != panel.cell[:-1])
+    began = np.maximum.accumulate(np.where(change, pos, 0))
+    return np.minimum(pos - began, MAX_STATE_AGE).astype(float)
+
+
+def state_columns(panel: Panel, origin: np.ndarray, age: np.ndarray | None = None) -> list[np.ndarray]:
+    state = panel.state[origin] if panel.state is not None else np.full(origin.size, -1, dtype=np.int8)
+    cols = [(state == i).astype(float) for i in range(len(STATE_NAMES))]
+    cols.append((age if age is not None else state_age(panel))[origin])
+    return cols
 
 
 def rolling_mean(values: np.ndarray, panel: Panel, window: np.ndarray) -> np.ndarray:
@@ -61,6 +88,7 @@ class TargetContext:
 
     long_mean: np.ndarray
     peer_offset_long: np.ndarray
+    state_age: np.ndarray | None = None
 
 
 def target_context(panel: Panel, target: str) -> TargetContext:
@@ -68,6 +96,7 @@ def target_context(panel: Panel, target: str) -> TargetContext:
     return TargetContext(
         long_mean=rolling_mean(values, panel, panel.long_window),
         peer_offset_long=rolling_mean(values - panel.peer_median[target], panel, panel.long_window),
+        state_age=state_age(panel),
     )
 
 
@@ -153,4 +182,5 @@ def build_features(
     seasonal = (period > 0) & (season_base >= start) & (season_at <= origin)
     season_value = _gather(values, season_at, seasonal)
     cols += [season_value - level, season_value - _gather(values, season_base, seasonal)]
+    cols += state_columns(panel, origin, context.state_age)
     return np.column_stack(cols).astype(np.float32)

@@ -50,6 +50,9 @@ class Panel:
     values: dict[str, np.ndarray]  # (n,) forward-filled values per target
     observed: dict[str, np.ndarray]  # (n,) True where a real reading is behind the value
     peer_median: dict[str, np.ndarray]  # (n,) median of the device's cells at the same slot
+    #: (n,) operating state code of the string at each slot (index into ``bms_schema.state.STATES``,
+    #: forward-filled; -1 where unknown)
+    state: np.ndarray | None = None
 
     @property
     def size(self) -> int:
@@ -184,6 +187,8 @@ def build_panel(frame: pd.DataFrame, targets: list[str] | None = None) -> Panel:
     medians = pd.DataFrame(values).groupby(slot_key).transform("median")
     peer = {t: medians[t].to_numpy() for t in targets}
 
+    state = operating_state_codes(frame, position, total, cell, start)
+
     cell_step = step[device_of_cell_code]
     period = np.where(cell_step <= MAX_SEASONAL_STEP_SECONDS, np.rint(DAY_SECONDS / cell_step), 0).astype(np.int64)
     long_window = np.where(period > 1, period, FALLBACK_LONG_WINDOW).astype(np.int64)
@@ -204,4 +209,28 @@ def build_panel(frame: pd.DataFrame, targets: list[str] | None = None) -> Panel:
         values=values,
         observed=observed,
         peer_median=peer,
+        state=state,
     )
+
+
+def operating_state_codes(frame: pd.DataFrame, position: np.ndarray, total: int, cell: np.ndarray,
+                          start: np.ndarray) -> np.ndarray:
+    """The string's operating state at every grid slot (``OperatingState`` column, else derived here).
+
+    Derived with :func:`bms_schema.state.operating_state` from current and voltage when the
+    column is absent; -1 (unknown) when neither is possible. Forward-filled within each cell.
+    """
+    from bms_schema.errors import InputError
+    from bms_schema.state import OPERATING_STATE, STATES, operating_state
+
+    try:
+        states = frame[OPERATING_STATE] if OPERATING_STATE in frame.columns else operating_state(frame)
+    except InputError as exc:
+        log.info("no operating state for the forecaster: %s", exc)
+        return np.full(total, -1, dtype=np.int8)
+    codes = pd.Categorical(states.astype("object"), categories=list(STATES)).codes.astype(np.int64)
+    grid = np.full(total, -1, dtype=np.int64)
+    known = codes >= 0
+    grid[position[known]] = codes[known]  # several rows of one slot: the same string state
+    filled = forward_fill(np.where(grid >= 0, grid, np.nan).astype(float), cell, start)
+    return np.where(np.isfinite(filled), filled, -1).astype(np.int8)

@@ -27,7 +27,7 @@ from .model import Forecaster, TargetModel
 log = logging.getLogger("bms.forecast")
 
 KIND = "bms_forecast.Forecaster"
-FORMAT = 2
+FORMAT = 3  # 3: operating-state features
 _CACHE: dict[tuple[str, str], Forecaster] = {}
 _CACHE_LOCK = threading.Lock()
 

@@ -33,6 +33,8 @@ def train_first_models(
     """Train and register ``anomaly_hybrid``, ``failure_classifier`` and ``forecaster`` on ``raw``
     (default: :data:`FIRST_FLEET`); returns the registered version of each."""
     say = progress or (lambda message: log.info("%s", message))
+    from bms_schema.loader import load_canonical
+
     raw = first_fleet() if raw is None else raw
     versions: dict[str, str] = {}
     if "anomaly" in models:
@@ -40,18 +42,15 @@ def train_first_models(
         from bms_anomaly.hybrid import HybridAnomalyDetector, HybridConfig
         from bms_anomaly.persistence import register_detector
         from bms_anomaly.vae import VAEConfig
-        from bms_schema.loader import load_canonical
-
         say("training the anomaly detector (isolation forest, one-class SVM, VAE)")
         config = HybridConfig(seed=0, vae=VAEConfig(epochs=5), forest=ForestConfig(n_estimators=50))
         detector = HybridAnomalyDetector(config=config).fit(load_canonical(raw))
         versions["anomaly_hybrid"], _ = register_detector(detector, registry=registry)
     if "failure" in models:
         from bms_failure.api import train_and_register
-        from bms_schema.clean import clean_readings
 
         say("training the failure model (XGBoost, calibrated)")
-        cleaned, _ = clean_readings(raw)
+        cleaned = load_canonical(raw, features=False, impute="none")
         result = train_and_register(cleaned, horizon_days=2, registry=registry)
         versions["failure_classifier"] = str(
             getattr(result.model, "version", None) or registry.latest_version("failure_classifier")

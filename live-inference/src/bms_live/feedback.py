@@ -106,21 +106,55 @@ class FeedbackTracker:
     def __init__(self, window: int):
         self.window = window
         self._items: dict[str, OrderedDict[str, tuple[bool, bool]]] = {}
+        #: the same per (model, version): "is the served version getting worse" needs its own figures
+        self._by_version: dict[tuple[str, str], OrderedDict[str, tuple[bool, bool]]] = {}
         self._lock = threading.Lock()
 
     def record(self, prediction: StoredPrediction, actual: bool) -> None:
         with self._lock:
-            items = self._items.setdefault(prediction.model, OrderedDict())
-            items.pop(prediction.prediction_id, None)
-            items[prediction.prediction_id] = (prediction.predicted, bool(actual))
-            while len(items) > self.window:
-                items.popitem(last=False)
+            for items in (self._items.setdefault(prediction.model, OrderedDict()),
+                          self._by_version.setdefault((prediction.model, prediction.version), OrderedDict())):
+                items.pop(prediction.prediction_id, None)
+                items[prediction.prediction_id] = (prediction.predicted, bool(actual))
+                while len(items) > self.window:
+                    items.popitem(last=False)
+
+    def version_metrics(self, model: str, version: str) -> dict[str, Any]:
+        """Rolling figures of one served version (``n == 0`` when it has no feedback yet)."""
+        with self._lock:
+            pairs = list(self._by_version.get((model, version), OrderedDict()).values())
+        arr = np.asarray(pairs, dtype=bool).reshape(-1, 2)
+        return {"window": self.window, **classification_metrics(arr[:, 0], arr[:, 1])}
 
     def metrics(self, model: str | None = None) -> dict[str, dict[str, Any]]:
         with self._lock:
             snapshot = {m: list(items.values()) for m, items in self._items.items() if model in (None, m)}
+            versions = {m: sorted({v for (k, v) in self._by_version if k == m}) for m in snapshot}
         out: dict[str, dict[str, Any]] = {}
         for name, pairs in snapshot.items():
             arr = np.asarray(pairs, dtype=bool).reshape(-1, 2)
-            out[name] = {"window": self.window, **classification_metrics(arr[:, 0], arr[:, 1])}
+            out[name] = {"window": self.window, **classification_metrics(arr[:, 0], arr[:, 1]),
+                         "by_version": {v: self.version_metrics(name, v) for v in versions[name]}}
         return out
+
+
+#: Feedback items a served version needs before its live F1 is compared with its held-out F1.
+MIN_FEEDBACK_FOR_TREND = 30
+#: Live F1 this far below the held-out F1 of the model card counts as "getting worse".
+WORSE_BY = 0.1
+
+
+def served_health(version_metrics: dict[str, Any], holdout: dict[str, Any] | None) -> dict[str, Any]:
+    """Is the served version getting worse: its live F1 (feedback) against its held-out F1 (model card)."""
+    f1_holdout = (holdout or {}).get("f1")
+    live, n = version_metrics.get("f1"), int(version_metrics.get("n", 0))
+    out: dict[str, Any] = {"live": version_metrics, "holdout_f1": f1_holdout, "getting_worse": None}
+    if n < MIN_FEEDBACK_FOR_TREND:
+        out["reason"] = f"{n} feedback items for this version (need {MIN_FEEDBACK_FOR_TREND})"
+    elif f1_holdout is None or live is None:
+        out["reason"] = "no F1 to compare (no held-out F1 in the model card, or no positive in the feedback)"
+    else:
+        out["getting_worse"] = bool(live < f1_holdout - WORSE_BY)
+        out["reason"] = (f"live F1 {live:.3f} over the last {n} feedback items vs held-out F1 {f1_holdout:.3f} "
+                         f"({'more' if out['getting_worse'] else 'not more'} than {WORSE_BY} below)")
+    return out

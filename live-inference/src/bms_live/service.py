@@ -431,7 +431,21 @@ class LiveService:
         return {"accepted": accepted, "unknown_ids": unknown, "metrics": metrics}
 
     def feedback_metrics(self) -> dict[str, Any]:
-        return {"metrics": self.feedback_tracker.metrics(), "window": self.settings.feedback_window}
+        """Rolling feedback figures per model and per version, and whether each served version is
+        getting worse than its held-out figures said."""
+        from .feedback import served_health
+
+        served: dict[str, Any] = {}
+        for key, holder in self.hub.holders.items():
+            loaded = holder.current()
+            if loaded is None or key == "forecast":
+                continue
+            card = loaded.metadata.get("card") if isinstance(loaded.metadata.get("card"), dict) else {}
+            served[key] = {"version": loaded.version,
+                           **served_health(self.feedback_tracker.version_metrics(key, loaded.version),
+                                           card.get("metrics") or loaded.metadata.get("metrics"))}
+        return {"metrics": self.feedback_tracker.metrics(), "window": self.settings.feedback_window,
+                "served": served}
 
     # -- drift --------------------------------------------------------------------------
     def drift_report(self) -> dict[str, Any]:

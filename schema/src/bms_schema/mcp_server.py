@@ -128,6 +128,13 @@ class ToolContext:
     run: Any  # bms_schema.runs.Run, or None for tools that write nothing
     server: "ToolServer"
     _progress: Callable[[float, str | None], None] | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def warn(self, text: str | None) -> None:
+        """A warning the user must read (rows dropped, inputs ignored): appended to a successful call's message."""
+        if text:
+            self.warnings.append(str(text))
+            log.warning("%s", text)
 
     def progress(self, fraction: float, message: str | None = None) -> None:
         """Report progress in [0, 1]; forwarded as MCP progress when the caller asked for it."""
@@ -296,8 +303,10 @@ class ToolServer:
                 status, message, data = "error", f"internal error in {name}: {type(exc).__name__}: {exc}", {}
                 log.error("%s crashed:\n%s", name, traceback.format_exc())
         data = dict(data)
-        if status == "ok" and data.get("warnings"):  # rows lost or inputs ignored: said in the message itself
-            message = f"{message}. WARNING: {' '.join(str(w) for w in data['warnings'])}"
+        if status == "ok" and (ctx.warnings or data.get("warnings")):  # rows lost, inputs ignored: in the message
+            warnings = list(dict.fromkeys([*ctx.warnings, *(str(w) for w in data.get("warnings") or [])]))
+            data["warnings"] = warnings
+            message = f"{message}. WARNING: {' '.join(warnings)}"
         if status == "ok":
             data.setdefault("seconds", round(time.perf_counter() - start, 3))
             if tool.data_model is not None:
@@ -560,7 +569,7 @@ def health_payload(server: str, packages: list[str], model_names: list[str]) -> 
     except OSError as exc:
         writable, error = False, str(exc)
     registry = ModelRegistry()
-    models = {name: registry.latest_version(name) for name in model_names}
+    models = {name: registry.resolve(name, "champion") for name in model_names}  # what predict tools use
     return {
         "server": server,
         "versions": versions(*packages),

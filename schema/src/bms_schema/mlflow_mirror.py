@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -67,6 +68,7 @@ def _log(uri: str, registry: "ModelRegistry", registered: "Registered", card: "M
     try:
         import mlflow
         from mlflow import MlflowClient
+        from mlflow.entities import Metric, Param
         from mlflow.exceptions import MlflowException
     except ImportError as exc:
         raise RuntimeError("MLFLOW_TRACKING_URI is set but mlflow is not installed: "
@@ -87,12 +89,15 @@ def _log(uri: str, registry: "ModelRegistry", registered: "Registered", card: "M
         params.update({"family": card.family, "features": ",".join(card.features)[:6000],
                        "training_rows": card.training_rows, "data_fingerprint": card.data_fingerprint,
                        "primary_metric": card.primary_metric})
-        for key, value in params.items():
-            client.log_param(run_id, key[:250], str(value)[:6000])
         ev = registered.evaluation
         metrics = {**_numeric(ev.candidate_metrics or card.metrics), **_numeric(ev.champion_metrics, "champion_")}
-        for key, value in metrics.items():
-            client.log_metric(run_id, key, value)
+        stamp = int(time.time() * 1000)
+        items = list(params.items())
+        for start in range(0, max(len(items), 1), 100):  # MLflow takes at most 100 params per batch
+            client.log_batch(run_id, params=[Param(k[:250], str(v)[:6000]) for k, v in items[start:start + 100]])
+        listed = list(metrics.items())
+        for start in range(0, len(listed), 1000):
+            client.log_batch(run_id, metrics=[Metric(k, v, stamp, 0) for k, v in listed[start:start + 1000]])
         client.log_dict(run_id, card.to_dict(), "model_card.json")
         client.log_dict(run_id, json.loads(json.dumps(registered.decision, default=str)), "decision.json")
         client.log_artifacts(run_id, str(registry.locate(name, version)), artifact_path="model")

@@ -1,0 +1,90 @@
+"""State-aware detection: dead cells are a state, VRLA strings without SG, a monobloc through charge and discharge."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bms_anomaly.dead import recognise_dead_cells
+from bms_anomaly.features import state_codes
+from bms_anomaly.hybrid import HybridAnomalyDetector
+from bms_anomaly.metrics import binary_metrics
+
+
+def _fleet(**kw) -> pd.DataFrame:
+    from bms_datagen.simulator import simulate_fleet
+    from bms_preprocess.pipeline import prepare_readings
+
+    return prepare_readings(simulate_fleet(**kw)).reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def dying() -> pd.DataFrame:
+    return _fleet(devices=2, cells_per_device=12, days=8, seed=4, failure_rate=0.4, anomaly_rate=0.01)
+
+
+def test_dead_cells_are_recognised_once_with_when_and_why(dying: pd.DataFrame) -> None:
+    dead = recognise_dead_cells(dying, state_codes(dying))
+    truth = dying.groupby("CellID")["IsDead"].max().astype(bool)
+    assert truth.sum() >= 2
+    assert sorted(dead.cells) == sorted(truth[truth].index)  # every dead cell, and only those, once
+    first = dying[dying["IsDead"].astype(bool)].groupby("CellID")["Timestamp"].min()
+    lag = (dead.table.set_index("CellID")["dead_since"] - first.reindex(dead.table["CellID"])).abs()
+    assert (lag <= pd.Timedelta(hours=12)).all() and (lag <= pd.Timedelta(hours=1)).mean() >= 0.5, lag
+    assert dead.table["reason"].str.contains("its string peers|V/cell").all()
+    is_dead = dying["IsDead"].astype(bool).to_numpy()
+    assert dead.rows[is_dead].mean() > 0.95 and dead.rows[~is_dead].mean() < 0.01
+
+
+def test_readings_of_dead_cells_are_not_statistical_anomalies(dying: pd.DataFrame) -> None:
+    from bms_anomaly.hybrid import HybridConfig
+    from bms_anomaly.vae import VAEConfig
+
+    detector = HybridAnomalyDetector(config=HybridConfig(vae=VAEConfig(max_steps=150))).fit(dying)
+    assert detector.training_info["excluded_dead_cell_rows"] > 0
+    result = detector.score(dying)
+    dead_rows = detector.last_dead.rows
+    assert (result.loc[dead_rows & ~dying["SensorFault"].to_numpy(bool), "AnomalyKind"] == "dead_cell").all()
+    assert not (result.loc[dead_rows, "AnomalyKind"] == "statistical").any()
+    assert result.loc[result["AnomalyKind"] == "dead_cell", "AnomalyReason"].str.startswith("dead cell since").all()
+    assert (result.loc[result["AnomalyKind"] == "dead_cell", "AnomalyFlag"] == 0).all()
+
+
+def test_vrla_fleet_without_sg_on_a_fleet_it_did_not_train_on() -> None:
+    train = _fleet(devices=2, cells_per_device=12, days=10, seed=1, chemistry="vrla")
+    test = _fleet(devices=2, cells_per_device=12, days=10, seed=2, chemistry="vrla")
+    assert "CellSpecificGravity" not in train.columns or train["CellSpecificGravity"].isna().all()
+    detector = HybridAnomalyDetector(seed=0).fit(train)
+    assert not any(f.startswith("SG") for f in detector.features)
+    result = detector.score(test)
+    keep = ~test["SensorFault"].to_numpy(bool) & ~test["IsDead"].astype(bool).to_numpy()
+    flags = result["AnomalyFlag"].to_numpy().astype(bool) & (result["AnomalyKind"] != "sensor_fault").to_numpy()
+    m = binary_metrics(test["IsAnomaly"].astype(bool).to_numpy()[keep], flags[keep])
+    assert m["precision"] >= 0.8 and m["f1"] >= 0.8, m  # bench/bench_anomaly.py: the full-size figures
+    # discharges and recharges are not anomalies: flags in them are no denser than on float
+    state = state_codes(test)
+    clean = keep & ~test["IsAnomaly"].astype(bool).to_numpy()
+    fp_float = flags[clean & (state == 0)].mean()
+    fp_busy = flags[clean & np.isin(state, [1, 2])].mean()
+    assert fp_busy < max(5 * fp_float, 0.01), (fp_float, fp_busy)
+
+
+def test_monobloc_charge_discharge_record() -> None:
+    """One 12 V VRLA battery at 5 s (no peers): trained on its first 12 h, scored on the rest."""
+    from anomaly_record import CLEAN_HOURS, charge_discharge_record
+    from bms_preprocess.pipeline import prepare_readings
+
+    record = prepare_readings(charge_discharge_record(seed=2, hours=24))
+    cut = record["Timestamp"].min() + pd.Timedelta(hours=CLEAN_HOURS)
+    train, test = record[record["Timestamp"] < cut], record[record["Timestamp"] >= cut]
+    states = state_codes(record)
+    assert {0, 1, 2} <= set(np.unique(states[: len(train)]))  # float, charge and discharge to learn from
+    detector = HybridAnomalyDetector(seed=0).fit(train)
+    assert detector.features == ["VoltageChangeOwn", "TempChangeOwn"]
+    assert "own history" in detector.training_info["feature_mode"]
+    result = detector.score(record).loc[test.index]
+    truth = test["IsAnomaly"].astype(bool).to_numpy()
+    flags = result["AnomalyFlag"].to_numpy().astype(bool)
+    assert flags[truth].mean() >= 0.85
+    assert flags[~truth].mean() <= 0.10  # measured 5-9 %: short of the 2 % target, see the README
