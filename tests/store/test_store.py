@@ -182,7 +182,7 @@ def test_predictions_alerts_feedback_and_retention(store) -> None:
         ]
     )
     pairs = store.feedback_pairs(window=10)
-    assert sorted(pairs) == [("anomaly", "p-0", True, True), ("anomaly", "p-1", False, False)]
+    assert sorted(pairs) == [("anomaly", "p-0", True, True, "v0001"), ("anomaly", "p-1", False, False, "v0001")]
     assert store.prediction("p-5")["flag"] is True
 
     # retention: with "now" one day after the data, keeping 0.5 days deletes everything but feedback

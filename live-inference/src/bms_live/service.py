@@ -114,8 +114,9 @@ class LiveService:
 
             self.store = Store(url=settings.database_url, workspace=settings.workspace)
             # the rolling feedback survives a restart: replay the stored items, oldest first
-            for model, prediction_id, predicted, actual in self.store.feedback_pairs(settings.feedback_window):
-                self.feedback_tracker.record(StoredPrediction(prediction_id, model, "", predicted, 0.0), actual)
+            for model, prediction_id, predicted, actual, version in self.store.feedback_pairs(
+                    settings.feedback_window):
+                self.feedback_tracker.record(StoredPrediction(prediction_id, model, version, predicted, 0.0), actual)
         self._hydrated: set[str] = set()
         from .events import EventBus
 

@@ -376,25 +376,28 @@ class Store:
         with self._write_lock, self.engine.begin() as conn:
             conn.execute(stmt, rows)
 
-    def feedback_pairs(self, window: int) -> list[tuple[str, str, bool, bool]]:
-        """The newest ``window`` feedback items per model, oldest first: (model, id, predicted, actual)."""
+    def feedback_pairs(self, window: int) -> list[tuple[str, str, bool, bool, str]]:
+        """The newest ``window`` feedback items of each model and of each (model, version), oldest
+        first: (model, id, predicted, actual, version) - replayed in order they rebuild both windows."""
         import sqlalchemy as sa
 
         f = T.feedback
+        order = (f.c.created_us.desc(), f.c.feedback_key.desc())
         ranked = sa.select(
-            f, sa.func.row_number().over(partition_by=f.c.model, order_by=f.c.created_us.desc()).label("rank")
+            f,
+            sa.func.row_number().over(partition_by=f.c.model, order_by=order).label("rank"),
+            sa.func.row_number().over(partition_by=(f.c.model, f.c.model_version), order_by=order).label("vrank"),
         ).subquery()
+        query = (
+            sa.select(ranked)
+            .where((ranked.c.rank <= window) | (ranked.c.vrank <= window))
+            .order_by(ranked.c.created_us, ranked.c.feedback_key)
+        )
         with self.engine.connect() as conn:
-            rows = (
-                conn.execute(
-                    sa.select(ranked)
-                    .where(ranked.c.rank <= window)
-                    .order_by(ranked.c.created_us, ranked.c.feedback_key)
-                )
-                .mappings()
-                .all()
-            )
-        return [(r["model"], r["prediction_id"], bool(r["predicted"]), bool(r["actual"])) for r in rows]
+            rows = conn.execute(query).mappings().all()
+        return [
+            (r["model"], r["prediction_id"], bool(r["predicted"]), bool(r["actual"]), r["model_version"]) for r in rows
+        ]
 
     def record_decision(
         self, model_name: str, version: str, decision: str, previous: str | None = None, detail: str | None = None
