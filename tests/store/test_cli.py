@@ -40,10 +40,12 @@ def test_setup_replay_status_cleanup(workspace, capsys) -> None:
 
         stats = replay(post, raw)
         again = replay(post, raw, limit=3)
+        batched = replay(post, raw, batch=4, limit=10)
     unique = raw.drop_duplicates(["DeviceID", "CellNumber", "PacketDateTime"])
     assert stats.errors == 0 and stats.packets == raw.groupby(["DeviceID", "PacketDateTime"]).ngroups
     assert stats.stored == len(unique) and stats.readings == len(raw)
     assert again.stored == 0 and again.packets == 3
+    assert batched.packets == 10 and len(batched.latencies) == 3 and batched.stored == 0
     assert stats.summary()["latency_ms"]["p99"] >= stats.summary()["latency_ms"]["p50"]
 
     status = _run(capsys, "status", "--workspace", str(workspace), "--url", "http://127.0.0.1:9")

@@ -105,15 +105,27 @@ def replay(
     speed: float = 0.0,
     limit: int | None = None,
     on_packet: Callable[[ReplayStats], None] | None = None,
+    batch: int = 1,
 ) -> ReplayStats:
     """Send every packet of ``raw`` through ``post`` (which returns the ingest answer or raises).
-    ``speed`` = data seconds per wall second (0 = no waiting)."""
+    ``speed`` = data seconds per wall second (0 = no waiting); ``batch`` packets per request
+    (a feed catching up sends several at once)."""
     stats = ReplayStats()
     t0 = time.perf_counter()
     first: pd.Timestamp | None = None
-    for when, batch in packets(raw):
-        if limit is not None and stats.packets >= limit:
+    stream = packets(raw)
+    while True:
+        chunk = []
+        for item in stream:  # the next `batch` packets (fewer at the end or at the limit)
+            if limit is not None and stats.packets + len(chunk) >= limit:
+                break
+            chunk.append(item)
+            if len(chunk) >= max(1, batch):
+                break
+        if not chunk:
             break
+        when = chunk[0][0]
+        rows = [r for _, p in chunk for r in p]
         if speed > 0:
             first = first if first is not None else when
             due = (when - first).total_seconds() / speed
@@ -122,20 +134,22 @@ def replay(
                 time.sleep(wait)
         start = time.perf_counter()
         try:
-            answer = post(batch)
-        except Exception as exc:  # a failed packet is counted and reported, the replay goes on
+            answer = post(rows)
+        except Exception as exc:  # a failed request is counted and reported, the replay goes on
             stats.errors += 1
-            log.warning("packet %s %s failed: %s", batch[0][C.DEVICE_ID], batch[0][C.TIMESTAMP], exc)
+            log.warning("packet %s %s failed: %s", rows[0][C.DEVICE_ID], rows[0][C.TIMESTAMP], exc)
             continue
         stats.latencies.append(time.perf_counter() - start)
-        stats.packets += 1
-        stats.readings += len(batch)
+        stats.packets += len(chunk)
+        stats.readings += len(rows)
         stats.stored += int(answer.get("stored", 0))
         stats.duplicates += int(answer.get("duplicates", 0))
         stats.flagged += int(answer.get("flagged", 0))
-        stats.acknowledged.extend((r[C.DEVICE_ID], r[C.CELL_NUMBER], r[C.TIMESTAMP]) for r in batch)
+        stats.acknowledged.extend((r[C.DEVICE_ID], r[C.CELL_NUMBER], r[C.TIMESTAMP]) for r in rows)
         if on_packet is not None:
             on_packet(stats)
+        if limit is not None and stats.packets >= limit:
+            break
     stats.seconds = time.perf_counter() - t0
     return stats
 
@@ -179,6 +193,7 @@ def add_arguments(parser: Any) -> None:
     parser.add_argument("--interval-minutes", type=float, default=15.0, help="minutes between packets")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--packets", type=int, default=None, help="stop after this many packets")
+    parser.add_argument("--batch", type=int, default=1, help="packets per request")
 
 
 def run(args: Any) -> int:
@@ -186,6 +201,6 @@ def run(args: Any) -> int:
 
     raw = simulated_fleet(args.devices, args.cells, args.days, args.interval_minutes, args.seed)
     post = http_poster(args.url, os.environ.get("BMS_API_KEY"))
-    stats = replay(post, raw, speed=args.speed, limit=args.packets)
+    stats = replay(post, raw, speed=args.speed, limit=args.packets, batch=args.batch)
     sys.stdout.write(json.dumps(stats.summary(), indent=2) + "\n")
     return 0 if stats.errors == 0 else 1
