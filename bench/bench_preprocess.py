@@ -2,9 +2,9 @@
 
 Measured in the same run, each step in its own subprocess (so peak memory is that step's):
 
-* ``pyarrow_read_write_s``: pyarrow reads the input CSV and writes the output table back (the I/O
-  floor of producing that output: the goal is ``preprocess_s <= 4 x`` this); also reported, a pyarrow
-  read + write of the input file itself (``pyarrow_read_write_input_s``);
+* ``pyarrow_read_write_input_s``: pyarrow reads the input CSV and writes it back out as CSV; the goal
+  (issue 14) is ``preprocess_s <= 3 x`` this (``ratio``); also reported, pyarrow reading the input
+  and writing the (wider) output table (``pyarrow_read_write_s``, ``ratio_to_pyarrow``);
 * ``preprocess_s``: ``preprocess_battery_data_tool``'s engine (clean, MICE impute, features, scale,
   CSV out) streaming with ``--chunksize`` rows; ``preprocess_peak_rss_mb`` its peak memory;
 * ``seed_iterative_imputer_100k_s``: the seed's approach (scikit-learn IterativeImputer over every
@@ -48,7 +48,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--chunksize", type=int, default=200_000)
-    parser.add_argument("--seed-rows", type=int, default=100_000)
+    parser.add_argument("--seed-rows", type=int, default=100_000, help="0 skips the seed comparison")
     args = parser.parse_args()
     path = build_packet_csv(args.rows, Path(__file__).resolve().parent / "out" / f"packets_{args.rows}.csv")
     work = Path(tempfile.mkdtemp(prefix="bench-preprocess-"))
@@ -84,7 +84,7 @@ def main() -> None:
         RESULT = {{"seconds": read_s + write_output_s, "read_s": read_s, "write_output_s": write_output_s,
                   "read_write_input_s": read_s + write_input_s}}
     """)
-    seed = _measure(f"""
+    seed = {"seconds": None, "numeric_columns": None, "ours_mice_s": None} if args.seed_rows <= 0 else _measure(f"""
         import time, numpy as np, pandas as pd
         from sklearn.experimental import enable_iterative_imputer  # noqa: F401
         from sklearn.impute import IterativeImputer
@@ -102,7 +102,7 @@ def main() -> None:
         MiceImputer(random_state=0).fit_transform(cleaned)
         RESULT = {{"seconds": seed_s, "numeric_columns": numeric.shape[1], "ours_mice_s": time.perf_counter() - t}}
     """)
-    ratio = ours["seconds"] / arrow["seconds"]
+    ratio = ours["seconds"] / arrow["read_write_input_s"]
     print(json.dumps({
         "benchmark": "preprocess_full_chain",
         "rows": ours["rows"],
@@ -118,18 +118,18 @@ def main() -> None:
         "pyarrow_read_write_input_s": round(arrow["read_write_input_s"], 2),
         "preprocess_s": round(ours["seconds"], 2),
         "preprocess_stages_s": ours["timings"],
-        "ratio_to_pyarrow_read_write_input": round(ours["seconds"] / arrow["read_write_input_s"], 2),
+        "ratio": round(ratio, 2),
+        "goal_ratio": 3.0,
+        "goal_ratio_met": ratio <= 3.0,
+        "ratio_to_pyarrow": round(ours["seconds"] / arrow["seconds"], 2),
         "preprocess_peak_rss_mb": ours["peak_rss_mb"],
-        "ratio_to_pyarrow": round(ratio, 2),
-        "goal_ratio": 4.0,
-        "goal_ratio_met": ratio <= 4.0,
         "goal_peak_rss_mb": 3072,
         "goal_memory_met": ours["peak_rss_mb"] <= 3072,
         "mice_quality": ours["mice_quality"],
         "seed_iterative_imputer_rows": args.seed_rows,
         "seed_iterative_imputer_numeric_columns": seed["numeric_columns"],
-        "seed_iterative_imputer_s": round(seed["seconds"], 2),
-        "ours_mice_same_rows_s": round(seed["ours_mice_s"], 2),
+        "seed_iterative_imputer_s": None if seed["seconds"] is None else round(seed["seconds"], 2),
+        "ours_mice_same_rows_s": None if seed["ours_mice_s"] is None else round(seed["ours_mice_s"], 2),
     }, indent=1))
     for name in ("arrow.csv", "out.csv"):
         (work / name).unlink(missing_ok=True)

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from bms_forecast.config import TrainConfig
 from bms_forecast.model import Forecaster
 from bms_forecast.persistence import load_forecaster

@@ -16,7 +16,6 @@ from typing import Any
 
 import pandas as pd
 import pytest
-
 from anomaly.anomaly_synthetic import make_readings
 from bms_schema.registry import ModelRegistry
 from live.fakes import packet
@@ -32,10 +31,9 @@ def _train(frame: pd.DataFrame, promote: bool = False) -> Any:
 
 @pytest.fixture
 def app_client(workspace: Path):
-    from fastapi.testclient import TestClient
-
     from bms_live.app import create_app
     from bms_live.settings import Settings
+    from fastapi.testclient import TestClient
 
     def factory() -> TestClient:
         return TestClient(create_app(Settings.from_env(poll_seconds=POLL)))

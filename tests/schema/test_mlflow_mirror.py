@@ -24,8 +24,8 @@ import pytest
 
 mlflow = pytest.importorskip("mlflow", reason="the optional 'mlflow' dependency group is not installed")
 
-from bms_schema.registry import ModelRegistry  # noqa: E402
 from bms_schema.model_protocol import fingerprint_frame, register_candidate  # noqa: E402
+from bms_schema.registry import ModelRegistry  # noqa: E402
 from schema.test_registry_aliases import MeanModel, _data  # noqa: E402
 
 

@@ -11,7 +11,6 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 import pytest
-
 from bms_schema import ModelError, ModelRegistry
 from bms_schema.model_protocol import Model, ModelCard, fingerprint_frame, no_model_error, register_candidate
 from bms_schema.registry import Evaluation, decide

@@ -1,10 +1,10 @@
-"""bms_failure: which battery cells will die soon (XGBoost classifier over trailing-window features).
+"""bms_failure: which battery cells will fail and when (one XGBoost AFT survival model over weeks-long trends).
 
 Public API (imported lazily, so ``import bms_failure`` stays cheap for the MCP server)::
 
     from bms_failure import load_failure_model, predict_failure, train_and_register
-    model = load_failure_model("latest")          # or load_failure_model(horizon_days=7)
-    table = model.predict(history_frame)           # per-cell risk table, no labels needed
+    model = load_failure_model()                  # the champion; any horizon
+    table = model.predict(history_frame)           # per-cell risk, remaining life, alarms; no labels needed
 """
 
 from __future__ import annotations
@@ -21,5 +21,7 @@ __getattr__, __all__ = lazy_exports(__name__, {
     "build_feature_grid": "bms_failure.features",
     "FeatureConfig": "bms_failure.config",
     "FEATURES": "bms_failure.config",
+    "SurvivalDistribution": "bms_failure.survival",
+    "trend_to_threshold": "bms_failure.trends",
     "MODEL_NAME": "bms_failure.config",
 })

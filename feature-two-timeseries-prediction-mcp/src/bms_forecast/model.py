@@ -17,11 +17,17 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
-
 from bms_schema import InputError, resolve_cell_id
 
-from .config import (DAY_SECONDS, DEFAULT_COVERAGE, DEFAULT_STEPS, FALLBACK_LONG_WINDOW, MAX_SEASONAL_STEP_SECONDS,
-                     QUANTILE_LEVELS, WINDOW)
+from .config import (
+    DAY_SECONDS,
+    DEFAULT_COVERAGE,
+    DEFAULT_STEPS,
+    FALLBACK_LONG_WINDOW,
+    MAX_SEASONAL_STEP_SECONDS,
+    QUANTILE_LEVELS,
+    WINDOW,
+)
 from .features import build_features, history_window, target_context
 from .panel import Panel, build_panel, canonical
 

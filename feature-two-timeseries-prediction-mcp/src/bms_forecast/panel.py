@@ -18,9 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-
-from bms_schema import grouped
-from bms_schema import InputError
+from bms_schema import InputError, grouped
 from bms_schema import columns as C
 
 from .config import DAY_SECONDS, FALLBACK_LONG_WINDOW, MAX_SEASONAL_STEP_SECONDS, TARGETS

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from bms_schema import ModelError, ModelRegistry
 from bms_schema.atomic import atomic_write_json
 from bms_schema.runtime import compute_threads, versions

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
-
 from bms_schema import columns as C
 from bms_schema.atomic import atomic_savefig
 

@@ -5,14 +5,12 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import Field
-
 from bms_schema.mcp_server import ToolArgs, ToolContext, ToolOutput, ToolServer
-
-from .tool_data import PredictForecastData, TrainForecastData
+from pydantic import Field
 
 # Only light modules here: xgboost, pandas-heavy logic and matplotlib load inside the tools.
 from .config import DEFAULT_COVERAGE, DEFAULT_MAX_STEPS, DEFAULT_STEPS, MAX_STEPS_LIMIT, MODEL_NAME, TrainConfig
+from .tool_data import PredictForecastData, TrainForecastData
 
 server = ToolServer(
     "feature-two-timeseries-prediction-mcp",

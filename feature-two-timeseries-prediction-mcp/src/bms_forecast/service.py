@@ -10,7 +10,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-
 from bms_schema import InputError, ModelRegistry, resolve_cell_id
 from bms_schema import columns as C
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field
-
 from bms_schema.mcp_server import ToolData
+from pydantic import Field
 
 
 class TrainForecastData(ToolData):
@@ -15,6 +14,10 @@ class TrainForecastData(ToolData):
     model_dir: str
     targets: dict[str, dict[str, Any]] = Field(description="per measurement: strategy and backtest metrics")
     backtest_path: str
+    alias: str | None = Field(default=None, description="champion or challenger after the promotion decision")
+    promoted: bool | None = None
+    decision: dict[str, Any] = Field(default_factory=dict, description="the promotion decision: both models' "
+                                     "held-out MASE, the champion compared with, the reason")
 
 
 class PredictForecastData(ToolData):

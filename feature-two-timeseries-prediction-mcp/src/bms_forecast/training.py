@@ -19,13 +19,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-
 from bms_schema import InputError
 from bms_schema import columns as C
 from bms_schema.runtime import compute_threads
 
 from . import metrics as M
-from .config import QUANTILE_LEVELS, STRATEGIES, TARGETS as TARGET_COLUMNS, WINDOW, TrainConfig
+from .config import QUANTILE_LEVELS, STRATEGIES, WINDOW, TrainConfig
+from .config import TARGETS as TARGET_COLUMNS
 from .features import build_features, feature_names, target_context
 from .model import Forecaster, TargetModel, combine_paths, forecast_paths
 from .panel import Panel, build_panel, canonical

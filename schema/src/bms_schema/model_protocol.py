@@ -58,7 +58,8 @@ class ModelCard:
 
     @classmethod
     def from_metadata(cls, metadata: dict[str, Any]) -> "ModelCard":
-        card = metadata.get("card") if isinstance(metadata.get("card"), dict) else metadata
+        raw = metadata.get("card")
+        card: dict[str, Any] = raw if isinstance(raw, dict) else metadata
         known = {k: card[k] for k in cls.__dataclass_fields__ if k in card}
         known.setdefault("family", str(metadata.get("name", "unknown")))
         known.setdefault("features", list(metadata.get("features", [])))
@@ -167,6 +168,7 @@ def register_candidate(model: Model, holdout: Any, *, registry: ModelRegistry | 
         except BMSError as exc:
             champ = {"error": f"champion {champion_version} could not score the held-out data: {exc}"}
             log.warning("%s", champ["error"])
+    dataset: str | None
     if hasattr(holdout, "fingerprint"):
         dataset = str(holdout.fingerprint())
     else:
