@@ -189,6 +189,7 @@ def detect(
         "flagged": int(result[FLAG].sum()),
         "kinds": {str(k): int(v) for k, v in result[KIND].value_counts().items()},
         "features": detector.features,
+        "dead_cells": dead_cells_records(detector),
         "seconds": round(time.perf_counter() - start, 3),
     })
     return DetectionResult(table=table, detector=detector, trained=False, model_version=detector.model_version,
@@ -207,6 +208,17 @@ def evaluate(detector: HybridAnomalyDetector, frame: pd.DataFrame, result: pd.Da
         anomaly_type.reset_index(drop=True) if anomaly_type is not None else None,
         dead=truth_labels(frame, "IsDead"),
     )
+
+
+def dead_cells_records(detector: HybridAnomalyDetector) -> list[dict[str, Any]]:
+    """The cells the last ``score`` recognised as dead: one record each (cell, since, recognised at, reason)."""
+    dead = detector.last_dead
+    if dead is None or dead.table.empty:
+        return []
+    table = dead.table.copy()
+    for col in ("dead_since", "recognised_at"):
+        table[col] = table[col].astype(str)
+    return table.to_dict(orient="records")
 
 
 def summarise(table: pd.DataFrame, threshold: float, top: int = 20) -> tuple[pd.DataFrame, pd.DataFrame]:

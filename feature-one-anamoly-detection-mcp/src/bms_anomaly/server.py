@@ -136,6 +136,12 @@ def detect_anomalies(args: DetectArgs, ctx: ToolContext) -> ToolOutput:
                                         "per-cell anomaly rate, counts by kind, episodes, peak score")
         episodes_path = run.add_artifact(write_table(outcome.episodes, run.path("worst_episodes.csv")), "table",
                                          "worst anomaly episodes (runs of flagged readings of one cell)")
+        dead_cells = outcome.info.get("dead_cells") or []
+        if dead_cells:
+            import pandas as pd
+
+            run.add_artifact(write_table(pd.DataFrame(dead_cells), run.path("dead_cells.csv")), "table",
+                             "cells recognised as dead: since when, why (their later readings are not anomalies)")
         threshold = outcome.info["threshold"]
         report = {
             "model": {"name": "anomaly_hybrid", "version": outcome.model_version, "trained_now": outcome.trained,
@@ -175,6 +181,9 @@ def detect_anomalies(args: DetectArgs, ctx: ToolContext) -> ToolOutput:
                f"anomalies, {kinds.get('sensor_fault', 0)} sensor faults (0xFFFF dropouts) and "
                f"{kinds.get('out_of_range', 0)} out-of-range readings among {outcome.info['rows']} readings"
                ).replace("  ", " ")
+    if dead_cells:
+        message += (f"; {len(dead_cells)} cell(s) recognised as dead, their later readings not counted as anomalies: "
+                    + ", ".join(f"{d['CellID']} since {d['dead_since'][:16]}" for d in dead_cells[:6]))
     if outcome.metrics:
         message += f"; hybrid F1 {outcome.metrics['hybrid']['f1']:.3f} on {outcome.metrics['scope']}"
     return ToolOutput(message=message, data=data)
