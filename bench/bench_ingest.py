@@ -48,8 +48,12 @@ def start_server(workspace: Path, port: int) -> subprocess.Popen:
     env = {**os.environ, "BMS_WORKSPACE": str(workspace), "BMS_LIVE_POLL_SECONDS": "0"}
     env.pop("BMS_DATABASE_URL", None)
     env.pop("BMS_API_KEY", None)
-    proc = subprocess.Popen([sys.executable, "-m", "bms_live.cli", "start", "--port", str(port), "--log-level",
-                             "warning"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bms_live.cli", "start", "--port", str(port), "--log-level", "warning"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 120
     while time.time() < deadline:
         try:
@@ -57,7 +61,7 @@ def start_server(workspace: Path, port: int) -> subprocess.Popen:
                 return proc
         except httpx.HTTPError:
             if proc.poll() is not None:
-                raise RuntimeError("the service exited during start-up")
+                raise RuntimeError("the service exited during start-up") from None
             time.sleep(0.2)
     proc.kill()
     raise RuntimeError("the service did not start")
@@ -74,7 +78,7 @@ def stop(proc: subprocess.Popen) -> None:
 def bodies(packets: list[tuple[Any, list[dict[str, Any]]]], batch: int) -> list[tuple[bytes, int]]:
     out = []
     for lo in range(0, len(packets), batch):
-        rows = [r for _, p in packets[lo:lo + batch] for r in p]
+        rows = [r for _, p in packets[lo : lo + batch] for r in p]
         out.append((json.dumps({"readings": rows}).encode(), len(rows)))
     return out
 
@@ -87,8 +91,9 @@ def run_phase(port: int, pid: int, payloads: list[tuple[bytes, int]]) -> dict[st
     stored = 0
     cpu0 = _cpu_seconds(pid)
     t0 = time.perf_counter()
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60,
-                      headers={"content-type": "application/json"}) as client:
+    with httpx.Client(
+        base_url=f"http://127.0.0.1:{port}", timeout=60, headers={"content-type": "application/json"}
+    ) as client:
         for body, _ in payloads:
             before = _cpu_seconds(pid)
             start = time.perf_counter()
@@ -102,19 +107,28 @@ def run_phase(port: int, pid: int, payloads: list[tuple[bytes, int]]) -> dict[st
     lat = np.asarray(latencies) * 1000
     cpu_ms = np.asarray(cpus) * 1000
     readings = sum(n for _, n in payloads)
-    return {"requests": len(payloads), "readings": readings, "stored": stored, "seconds": round(wall, 2),
-            "readings_per_second": round(readings / wall, 1),
-            "readings_per_server_cpu_second": round(readings / cpu, 1) if cpu > 0 else None,
-            "latency_ms": {"p50": round(float(np.percentile(lat, 50)), 2), "p99": round(float(np.percentile(lat, 99)), 2),
-                           "max": round(float(lat.max()), 2)},
-            "server_cpu_ms_per_request": {"mean": round(cpu / len(payloads) * 1000, 2),
-                                          "p50": round(float(np.percentile(cpu_ms, 50)), 2),
-                                          "p99": round(float(np.percentile(cpu_ms, 99)), 2)}}
+    return {
+        "requests": len(payloads),
+        "readings": readings,
+        "stored": stored,
+        "seconds": round(wall, 2),
+        "readings_per_second": round(readings / wall, 1),
+        "readings_per_server_cpu_second": round(readings / cpu, 1) if cpu > 0 else None,
+        "latency_ms": {
+            "p50": round(float(np.percentile(lat, 50)), 2),
+            "p99": round(float(np.percentile(lat, 99)), 2),
+            "max": round(float(lat.max()), 2),
+        },
+        "server_cpu_ms_per_request": {
+            "mean": round(cpu / len(payloads) * 1000, 2),
+            "p50": round(float(np.percentile(cpu_ms, 50)), 2),
+            "p99": round(float(np.percentile(cpu_ms, 99)), 2),
+        },
+    }
 
 
 def kill9(workspace: Path, packets: list[tuple[Any, list[dict[str, Any]]]]) -> dict[str, Any]:
     import httpx
-
     from bms_live.store import Store
 
     port = _free_port()
@@ -124,8 +138,9 @@ def kill9(workspace: Path, packets: list[tuple[Any, list[dict[str, Any]]]]) -> d
     target = len(payloads) // 3
 
     def send() -> None:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30,
-                          headers={"content-type": "application/json"}) as client:
+        with httpx.Client(
+            base_url=f"http://127.0.0.1:{port}", timeout=30, headers={"content-type": "application/json"}
+        ) as client:
             for (body, _), (_, rows) in zip(payloads, packets):
                 try:
                     response = client.post("/v1/ingest", content=body)
@@ -149,8 +164,13 @@ def kill9(workspace: Path, packets: list[tuple[Any, list[dict[str, Any]]]]) -> d
         for device in sorted({r["DeviceID"] for _, p in packets for r in p}):
             history = store.cell_history(device)
             rows += len(history)
-            stored |= set(zip(history["DeviceID"], history["CellNumber"].astype(int),
-                              history["Timestamp"].dt.strftime("%Y-%m-%dT%H:%M:%SZ")))
+            stored |= set(
+                zip(
+                    history["DeviceID"],
+                    history["CellNumber"].astype(int),
+                    history["Timestamp"].dt.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                )
+            )
         acked = set(acknowledged)
         lost = len(acked - stored)
         duplicated_after_restart = rows - len(stored)
@@ -160,23 +180,26 @@ def kill9(workspace: Path, packets: list[tuple[Any, list[dict[str, Any]]]]) -> d
         store.close()
     finally:
         stop(proc)
-    return {"acknowledged_before_kill": len(acked), "stored_at_restart": len(stored),
-            "acknowledged_lost": lost, "duplicated": duplicated_after_restart + max(0, total - expected),
-            "after_resending_everything": {"stored": total, "expected": expected,
-                                           "new_in_resend": resent["stored"]}}
+    return {
+        "acknowledged_before_kill": len(acked),
+        "stored_at_restart": len(stored),
+        "acknowledged_lost": lost,
+        "duplicated": duplicated_after_restart + max(0, total - expected),
+        "after_resending_everything": {"stored": total, "expected": expected, "new_in_resend": resent["stored"]},
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--days", type=float, default=3.0, help="days of the default fleet (3 x 24 cells, 15 min)")
-    parser.add_argument("--batch", type=int, default=3, help="packets per request in the throughput phase")
+    parser.add_argument("--batch", type=int, default=12, help="packets per request in the throughput phase (12 = 4 fleet time steps)")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
 
-    from bms_schema.registry import ModelRegistry
     from bms_live.bootstrap import train_first_models
     from bms_live.replay import packets as to_packets
     from bms_live.replay import simulated_fleet
+    from bms_schema.registry import ModelRegistry
 
     root = Path(tempfile.mkdtemp(prefix="bms-bench-ingest-"))
     os.environ["BMS_WORKSPACE"] = str(root / "ws")
@@ -186,10 +209,18 @@ def main() -> None:
     raw = simulated_fleet(devices=3, cells=24, days=args.days, interval_minutes=15, seed=7)
     packets = list(to_packets(raw))
     half = len(packets) // 2
-    result: dict[str, Any] = {"fleet": {"devices": 3, "cells_per_device": 24, "days": args.days,
-                                        "interval_minutes": 15, "packets": len(packets),
-                                        "readings": sum(len(p) for _, p in packets)},
-                              "train_seconds": round(train_seconds, 1), "load_average": os.getloadavg()}
+    result: dict[str, Any] = {
+        "fleet": {
+            "devices": 3,
+            "cells_per_device": 24,
+            "days": args.days,
+            "interval_minutes": 15,
+            "packets": len(packets),
+            "readings": sum(len(p) for _, p in packets),
+        },
+        "train_seconds": round(train_seconds, 1),
+        "load_average": os.getloadavg(),
+    }
     port = _free_port()
     proc = start_server(root / "ws", port)
     try:

@@ -85,7 +85,8 @@ def test_agent_cli_calls_a_tool_sends_the_result_back_and_prints_the_answer(work
     assert len(fake.requests) == 2 and all(r["stream"] for r in fake.requests)  # streaming by default
     offered = {t["function"]["name"] for t in fake.requests[0]["tools"]}
     # the context budget: only the simulator is relevant to "simulate ...", and Ollama is told num_ctx
-    assert offered == {"datagen__simulate_bms_fleet"}
+    assert "datagen__simulate_bms_fleet" in offered
+    assert all(n.startswith("datagen__simulate_") for n in offered)  # no health checks, SDV or other servers
     assert all(r["options"]["num_ctx"] == 8192 for r in fake.requests)
     sent_back = [m for m in fake.requests[1]["messages"] if m["role"] == "tool"]
     assert sent_back[0]["tool_name"] == "datagen__simulate_bms_fleet"

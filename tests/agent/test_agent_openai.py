@@ -13,15 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-from mcp_types import Tool as McpTool
-
 from bms_agent.agent.backends import make_openai_chat
 from bms_agent.agent.loop import Agent
 from bms_agent.agent.tools import build_catalogue, estimate_tokens, relevant_servers, select_tools
 from bms_agent.connections import ServerPool
 from bms_schema.mcp_server import _input_schema
-from fake_ollama import answer, last_tool_result, tool_call
+from fake_ollama import answer, tool_call
 from fake_openai import FakeOpenAI
+from mcp_types import Tool as McpTool
 
 ROOT = Path(__file__).resolve().parents[2]
 AGENT = ROOT / "agent-driver" / "agent.py"
@@ -54,7 +53,8 @@ def test_cli_over_an_openai_compatible_api_streams_and_calls_tools(workspace: Pa
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr
     assert len(fake.requests) == 2 and all(r["stream"] is True for r in fake.requests)
-    assert [t["function"]["name"] for t in fake.requests[0]["tools"]] == ["datagen__simulate_bms_fleet"]
+    offered = [t["function"]["name"] for t in fake.requests[0]["tools"]]
+    assert "datagen__simulate_bms_fleet" in offered and all(n.startswith("datagen__simulate_") for n in offered)
     second = fake.requests[1]["messages"]
     call = next(m for m in second if m["role"] == "assistant" and m.get("tool_calls"))["tool_calls"][0]
     assert json.loads(call["function"]["arguments"]) == {"devices": 1, "cells_per_device": 2, "days": 1, "seed": 3}

@@ -7,10 +7,8 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
-
 from bms_schema.registry import ModelRegistry
-
+from fastapi.testclient import TestClient
 from live.fakes import FAKE_LOADERS
 
 

@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-
 from bms_schema.registry import ModelRegistry
 
 REFERENCE_ROWS = 2_000

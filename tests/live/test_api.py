@@ -7,7 +7,6 @@ import time
 
 import numpy as np
 import pytest
-
 from live.fakes import ANOMALY_PARAMS, anomaly_reference, packet, register
 
 

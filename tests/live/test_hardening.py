@@ -7,7 +7,6 @@ import tracemalloc
 
 import numpy as np
 import pytest
-
 from live.fakes import ANOMALY_PARAMS, anomaly_reference, packet, register
 
 STAMP = "2026-01-01T00:00:00Z"
@@ -71,7 +70,9 @@ def test_failure_refuses_cells_without_inputs_or_history(make_client, registry) 
         assert response.status_code == 422 and "too little history" in response.json()["detail"]
         assert "needs at least 24 h" in response.json()["detail"]
         # a cell with 30 h of history is scored; the one seen once is unknown, named, no alarm
-        history = [row for h in range(0, 31, 3) for row in packet("A", 2, f"2026-01-0{1 + h // 24}T{h % 24:02d}:00:00Z")]
+        history = [
+            row for h in range(0, 31, 3) for row in packet("A", 2, f"2026-01-0{1 + h // 24}T{h % 24:02d}:00:00Z")
+        ]
         lone = packet("A", 3, "2026-01-02T06:00:00Z")[2:]
         body = client.post("/v1/failure", json={"readings": history + lone}).json()
         by_cell = {r["CellID"]: r for r in body["results"]}
@@ -81,16 +82,19 @@ def test_failure_refuses_cells_without_inputs_or_history(make_client, registry) 
 
 
 # -- bounded, strictly typed inputs --------------------------------------------------------------
-@pytest.mark.parametrize("change, field, reason", [
-    ({"CellNumber": 2**70}, "readings.0.CellNumber", "Input should be less than or equal to 1000000"),
-    ({"CellNumber": True}, "readings.0.CellNumber", "Input should be a valid integer"),
-    ({"CellVoltage": True}, "readings.0.CellVoltage", "Input should be a valid number"),
-    ({"CellTemperature": "25"}, "readings.0.CellTemperature", "Input should be a valid number"),
-    ({"Timestamp": "1500-01-01T00:00:00Z"}, "readings.0.Timestamp", "Value error, timestamp 1500-01-01"),
-    ({"Timestamp": "2263-01-01T00:00:00Z"}, "readings.0.Timestamp", "Value error, timestamp 2263-01-01"),
-    ({"Timestamp": "9999-12-31T00:00:00"}, "readings.0.Timestamp", "Value error, timestamp 9999-12-31"),
-    ({"DeviceID": "x" * 129}, "readings.0.DeviceID", "String should have at most 128 characters"),
-])
+@pytest.mark.parametrize(
+    "change, field, reason",
+    [
+        ({"CellNumber": 2**70}, "readings.0.CellNumber", "Input should be less than or equal to 1000000"),
+        ({"CellNumber": True}, "readings.0.CellNumber", "Input should be a valid integer"),
+        ({"CellVoltage": True}, "readings.0.CellVoltage", "Input should be a valid number"),
+        ({"CellTemperature": "25"}, "readings.0.CellTemperature", "Input should be a valid number"),
+        ({"Timestamp": "1500-01-01T00:00:00Z"}, "readings.0.Timestamp", "Value error, timestamp 1500-01-01"),
+        ({"Timestamp": "2263-01-01T00:00:00Z"}, "readings.0.Timestamp", "Value error, timestamp 2263-01-01"),
+        ({"Timestamp": "9999-12-31T00:00:00"}, "readings.0.Timestamp", "Value error, timestamp 9999-12-31"),
+        ({"DeviceID": "x" * 129}, "readings.0.DeviceID", "String should have at most 128 characters"),
+    ],
+)
 @pytest.mark.parametrize("path", ["/v1/anomaly", "/v1/failure"])
 def test_out_of_range_and_boolean_inputs_are_422(make_client, registry, path, change, field, reason) -> None:
     _models(registry)
@@ -131,8 +135,9 @@ def test_history_is_bounded_by_bytes() -> None:
     for d in range(200):  # 200 devices x 24 cells x 1 row
         name = f"dev{d:03d}" + "x" * 100
         cells = np.asarray([f"{name}-{n}" for n in range(24)], dtype=object)
-        history.update(np.full(24, name, dtype=object), cells, np.arange(24), np.full(24, d, dtype=np.int64),
-                       np.ones((24, 1)))
+        history.update(
+            np.full(24, name, dtype=object), cells, np.arange(24), np.full(24, d, dtype=np.int64), np.ones((24, 1))
+        )
     assert 0 < history.nbytes <= 200_000
     assert len(history) < 200 * 24
     newest = history.context(np.asarray(["dev199" + "x" * 100], dtype=object))

@@ -5,8 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-
-from bms_schema import Reading, load_limits, normalize, sort_readings
 from bms_live.context import ReadingHistory, history_columns, live_features, sorted_features, string_median
 from bms_live.drift import InputWindow, compare_feature, drift_report, psi
 from bms_live.feedback import FeedbackTracker, PredictionStore, classification_metrics
@@ -14,7 +12,7 @@ from bms_live.holder import ModelHolder, ModelSpec
 from bms_live.metrics import Counter, Histogram, ServiceMetrics
 from bms_live.readings import readings_to_frame
 from bms_live.settings import DriftThresholds
-
+from bms_schema import Reading, load_limits, normalize, sort_readings
 from live.fakes import ANOMALY_PARAMS, anomaly_reference, load_fake_anomaly, register
 
 
@@ -308,8 +306,7 @@ def test_holder_swaps_and_keeps_serving_when_a_new_version_is_broken(registry) -
 def test_live_anomaly_features_equal_bms_anomaly_features_packet_by_packet() -> None:
     """The anomaly model's peer and history features, computed live over remembered rows with
     bms_anomaly's array-level functions, equal ``derive_features`` on the whole table."""
-    from bms_anomaly.features import BASELINE_READINGS, HISTORY_FEATURES, PEER_FEATURES, UNCHANGED_RUN, \
-        derive_features
+    from bms_anomaly.features import BASELINE_READINGS, HISTORY_FEATURES, PEER_FEATURES, UNCHANGED_RUN, derive_features
     from bms_schema.features import add_features
 
     frame = pd.concat([_fleet(4, 30, "A", 0), _fleet(3, 30, "B", 1)], ignore_index=True)

@@ -9,9 +9,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from fastapi.testclient import TestClient
-
 from bms_schema import ModelRegistry, normalize, sort_readings
+from fastapi.testclient import TestClient
 
 CORE = ["CellVoltage", "CellTemperature", "CellSpecificGravity", "InstantaneousCurrent", "AmbientTemperature"]
 

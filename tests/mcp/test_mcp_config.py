@@ -14,7 +14,6 @@ from typing import Any
 
 import anyio
 import pytest
-
 from bms_agent.mcp_config import SCRIPTS, is_shim, remote_urls, resolve_uv
 from bms_agent.servers import SERVER_FOLDERS
 

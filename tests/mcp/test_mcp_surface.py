@@ -22,7 +22,6 @@ import jsonschema
 import numpy as np
 import pandas as pd
 import pytest
-
 from bms_schema.mcp_server import ToolArgs, ToolContext, ToolData, ToolOutput, ToolServer, output_schema
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -226,9 +225,8 @@ def test_streamable_http_with_bearer_token(workspace: Path, tmp_path: Path) -> N
 
 
 def test_resources_list_the_latest_report_and_model_cards(workspace: Path) -> None:
-    from mcp import Client
-
     from bms_schema.registry import ModelRegistry
+    from mcp import Client
 
     with ModelRegistry().register("anomaly_hybrid", {"metrics": {"f1": 0.71}, "features": ["CellVoltage"]}) as staging:
         (staging.dir / "card.md").write_text("Trained on the default fleet.\n")

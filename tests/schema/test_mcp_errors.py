@@ -71,3 +71,30 @@ def test_warnings_are_in_the_message_of_a_successful_call_only(workspace: Path, 
                                     "CellNumber is text in 3 rows."]
     env = server.call("tool", {"fail": "input"})
     assert env.status == "error" and env.message == "bad"
+
+
+def test_rows_the_data_core_drops_are_counted_into_the_message(workspace: Path, sample_csv: Path) -> None:
+    """A tool that never looks at the quality report still tells the user what the loader dropped."""
+    import numpy as np
+    import pandas as pd
+
+    from bms_schema.loader import load_canonical
+
+    server = ToolServer("test-server")
+
+    class Args(ToolArgs):
+        pass
+
+    @server.tool(Args, title="load")
+    def load(args: Args, ctx: ToolContext) -> ToolOutput:
+        raw = pd.read_csv(sample_csv)
+        two = pd.concat([raw, raw.assign(DeviceID=raw["DeviceID"].astype(str) + "b")], ignore_index=True)
+        frame = load_canonical(two.assign(DeviceID=np.nan), features=False, impute="none")
+        return ToolOutput(message=f"loaded {len(frame)} rows")
+
+    env = server.call("load", {})
+    assert env.status == "ok"
+    # 750 exact copies (the two devices became one) and 480 conflicting readings dropped: 270 rows left
+    assert env.message == ("loaded 270 rows. WARNING: 480 of 1500 rows were dropped as conflicting readings of one "
+                           "cell at one time (same cell and timestamp, different values); 480 of them have no "
+                           "DeviceID, so cells of different devices collide: fill in DeviceID.")

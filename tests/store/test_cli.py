@@ -6,10 +6,8 @@ from __future__ import annotations
 import json
 
 import pandas as pd
-from fastapi.testclient import TestClient
-
 from bms_schema.registry import ModelRegistry
-
+from fastapi.testclient import TestClient
 from live.fakes import ANOMALY_PARAMS, FAKE_LOADERS, anomaly_reference, register
 
 
@@ -34,6 +32,7 @@ def test_setup_replay_status_cleanup(workspace, capsys) -> None:
     register(ModelRegistry(), "anomaly_hybrid", ANOMALY_PARAMS, anomaly_reference())
     raw = simulated_fleet(devices=2, cells=6, days=0.25, interval_minutes=15, seed=1)
     with TestClient(create_app(Settings.from_env(poll_seconds=0), loaders=FAKE_LOADERS)) as client:
+
         def post(batch):
             response = client.post("/v1/ingest", json={"readings": batch})
             assert response.status_code == 200, response.text
@@ -41,10 +40,12 @@ def test_setup_replay_status_cleanup(workspace, capsys) -> None:
 
         stats = replay(post, raw)
         again = replay(post, raw, limit=3)
+        batched = replay(post, raw, batch=4, limit=10)
     unique = raw.drop_duplicates(["DeviceID", "CellNumber", "PacketDateTime"])
     assert stats.errors == 0 and stats.packets == raw.groupby(["DeviceID", "PacketDateTime"]).ngroups
     assert stats.stored == len(unique) and stats.readings == len(raw)
     assert again.stored == 0 and again.packets == 3
+    assert batched.packets == 10 and len(batched.latencies) == 3 and batched.stored == 0
     assert stats.summary()["latency_ms"]["p99"] >= stats.summary()["latency_ms"]["p50"]
 
     status = _run(capsys, "status", "--workspace", str(workspace), "--url", "http://127.0.0.1:9")

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import httpx
 import pandas as pd
-
 from live.fakes import packet
 
 
@@ -29,8 +28,12 @@ def _start(workspace: Path, port: int) -> subprocess.Popen:
     env = {**os.environ, "BMS_WORKSPACE": str(workspace), "BMS_LIVE_POLL_SECONDS": "0"}
     env.pop("BMS_API_KEY", None)
     env.pop("BMS_DATABASE_URL", None)
-    proc = subprocess.Popen([sys.executable, "-m", "bms_live.cli", "start", "--port", str(port), "--log-level",
-                             "warning"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bms_live.cli", "start", "--port", str(port), "--log-level", "warning"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.time() + 60
     while time.time() < deadline:
         try:
@@ -45,8 +48,9 @@ def _start(workspace: Path, port: int) -> subprocess.Popen:
 
 def _packets(n: int) -> list[list[dict]]:
     start = pd.Timestamp("2026-03-01T00:00:00Z")
-    return [packet(f"K{k % 2}", 24, (start + pd.Timedelta(minutes=k // 2)).strftime("%Y-%m-%dT%H:%M:%SZ"))
-            for k in range(n)]
+    return [
+        packet(f"K{k % 2}", 24, (start + pd.Timedelta(minutes=k // 2)).strftime("%Y-%m-%dT%H:%M:%SZ")) for k in range(n)
+    ]
 
 
 def test_kill_9_mid_stream_loses_no_acknowledged_reading(workspace) -> None:
@@ -92,8 +96,13 @@ def test_kill_9_mid_stream_loses_no_acknowledged_reading(workspace) -> None:
         store = Store(workspace=workspace)
         stored = store.cell_history("K0")
         stored = pd.concat([stored, store.cell_history("K1")], ignore_index=True)
-        keys = list(zip(stored["DeviceID"], stored["CellNumber"].astype(int),
-                        stored["Timestamp"].dt.strftime("%Y-%m-%dT%H:%M:%SZ")))
+        keys = list(
+            zip(
+                stored["DeviceID"],
+                stored["CellNumber"].astype(int),
+                stored["Timestamp"].dt.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            )
+        )
         assert len(keys) == len(set(keys))  # 0 duplicated
         assert acked <= set(keys)  # 0 acknowledged readings lost
         before = len(keys)

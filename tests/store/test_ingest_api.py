@@ -9,10 +9,8 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from fastapi.testclient import TestClient
-
 from bms_schema.registry import ModelRegistry
-
+from fastapi.testclient import TestClient
 from live.fakes import ANOMALY_PARAMS, FAKE_LOADERS, anomaly_reference, packet, register
 
 #: The stand-in anomaly model scores the 12-reading rolling mean of the voltage: its answers
@@ -78,8 +76,11 @@ def test_ingest_formats_idempotency_and_scores(open_app) -> None:
         for bad, field, reason in [
             ({"readings": packet("A", 1, _stamp(1)), "rows": [{}]}, "body", "exactly one of"),
             ({}, "body", "exactly one of"),
-            ({"readings": [dict(packet("A", 1, _stamp(1))[0], CellVoltage=True)]}, "readings.0.CellVoltage",
-             "Input should be a valid number"),
+            (
+                {"readings": [dict(packet("A", 1, _stamp(1))[0], CellVoltage=True)]},
+                "readings.0.CellVoltage",
+                "Input should be a valid number",
+            ),
             ({"rows": [dict(rows[0], CellVoltage=True)]}, "body", "true/false"),
             ({"rows": [dict(rows[0], DeviceID="x" * 200)]}, "rows.0.DeviceID", "at most 128"),
         ]:
@@ -118,7 +119,7 @@ def test_restart_changes_no_answer_and_keeps_feedback(open_app, database_url, tm
         assert client.get("/v1/feedback").json()["metrics"] == before
         assert client.get("/health").json()["history_rows"] == 0  # nothing in memory until a device is seen
         got = answers(client, packets[5:])
-        assert got == expected[5 * 4:]
+        assert got == expected[5 * 4 :]
         assert any(flag for *_, flag in got) and not all(flag for *_, flag in got)
         # feedback on a prediction made before the restart comes from the store
         again = client.post("/v1/feedback", json={"feedback": [{"prediction_id": flagged_id, "actual": False}]})
@@ -166,8 +167,18 @@ def test_rest_routes_over_the_store(open_app) -> None:
         missing = client.post("/v1/risk/refresh", params={"device_id": "nobody"})
         assert missing.status_code == 422 and "no stored readings" in missing.json()["detail"]
         paths = set(client.get("/openapi.json").json()["paths"])
-        assert {"/v1/ingest", "/v1/fleet", "/v1/devices", "/v1/cells", "/v1/readings", "/v1/anomalies", "/v1/risk",
-                "/v1/forecasts", "/v1/alerts", "/v1/feedback/items"} <= paths
+        assert {
+            "/v1/ingest",
+            "/v1/fleet",
+            "/v1/devices",
+            "/v1/cells",
+            "/v1/readings",
+            "/v1/anomalies",
+            "/v1/risk",
+            "/v1/forecasts",
+            "/v1/alerts",
+            "/v1/feedback/items",
+        } <= paths
 
 
 def test_ingest_publishes_committed_events_to_bounded_subscribers(open_app) -> None:

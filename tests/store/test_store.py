@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-
 from bms_schema import normalize
 
 START = pd.Timestamp("2026-01-01T00:00:00Z")
@@ -16,10 +15,18 @@ def _canonical(devices: int = 2, cells: int = 3, packets: int = 4, minutes: int 
     for d in range(devices):
         for k in range(packets):
             for n in range(1, cells + 1):
-                rows.append({"DeviceID": f"D{d}", "CellNumber": n,
-                             "Timestamp": START + pd.Timedelta(minutes=minutes * k),
-                             "CellVoltage": 2.23 + 0.001 * n + 0.0001 * k, "CellTemperature": 25.0 + 0.1 * n,
-                             "CellSpecificGravity": 1.22, "InstantaneousCurrent": 0.5, "AmbientTemperature": 24.0})
+                rows.append(
+                    {
+                        "DeviceID": f"D{d}",
+                        "CellNumber": n,
+                        "Timestamp": START + pd.Timedelta(minutes=minutes * k),
+                        "CellVoltage": 2.23 + 0.001 * n + 0.0001 * k,
+                        "CellTemperature": 25.0 + 0.1 * n,
+                        "CellSpecificGravity": 1.22,
+                        "InstantaneousCurrent": 0.5,
+                        "AmbientTemperature": 24.0,
+                    }
+                )
     frame, _ = normalize(pd.DataFrame(rows))
     return frame
 
@@ -27,7 +34,6 @@ def _canonical(devices: int = 2, cells: int = 3, packets: int = 4, minutes: int 
 def test_migrations_create_exactly_the_declared_schema(store) -> None:
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
-
     from bms_live.store import tables as T
     from bms_live.store.engine import head_revision
 
@@ -67,8 +73,11 @@ def test_readings_range_pagination_and_values(store) -> None:
     store.ingest(frame, "readings")
     page = store.readings("D0", 1, limit=3)
     assert page["count"] == 3 and page["next_offset"] == 3
-    assert [r["timestamp"] for r in page["items"]] == ["2026-01-01T00:00:00Z", "2026-01-01T00:15:00Z",
-                                                       "2026-01-01T00:30:00Z"]
+    assert [r["timestamp"] for r in page["items"]] == [
+        "2026-01-01T00:00:00Z",
+        "2026-01-01T00:15:00Z",
+        "2026-01-01T00:30:00Z",
+    ]
     assert page["items"][1]["CellVoltage"] == pytest.approx(2.2311)
     start = int(pd.Timestamp("2026-01-01T01:00:00Z").value // 1000)
     end = int(pd.Timestamp("2026-01-01T01:30:00Z").value // 1000)
@@ -94,17 +103,42 @@ def test_predictions_alerts_feedback_and_retention(store) -> None:
     def score(conn, new_rows):
         keys = new_rows["cell_key"].tolist()
         ts = new_rows["ts_us"].tolist()
-        preds = [{"prediction_id": f"p-{i}", "kind": "anomaly", "cell_key": k, "ts_us": t, "model_name": "m",
-                  "model_version": "v0001", "score": float(i), "flag": i % 5 == 0, "label": "statistical"
-                  if i % 5 == 0 else "normal", "reason": None, "created_us": 1} for i, (k, t) in enumerate(zip(keys, ts))]
-        alerts = [{"cell_key": keys[0], "device_id": "D0", "kind": "anomaly:statistical", "severity": "warning",
-                   "message": "m", "first_us": ts[0], "last_us": ts[i], "prediction_id": f"p-{i}"} for i in (0, 5)]
+        preds = [
+            {
+                "prediction_id": f"p-{i}",
+                "kind": "anomaly",
+                "cell_key": k,
+                "ts_us": t,
+                "model_name": "m",
+                "model_version": "v0001",
+                "score": float(i),
+                "flag": i % 5 == 0,
+                "label": "statistical" if i % 5 == 0 else "normal",
+                "reason": None,
+                "created_us": 1,
+            }
+            for i, (k, t) in enumerate(zip(keys, ts))
+        ]
+        alerts = [
+            {
+                "cell_key": keys[0],
+                "device_id": "D0",
+                "kind": "anomaly:statistical",
+                "severity": "warning",
+                "message": "m",
+                "first_us": ts[0],
+                "last_us": ts[i],
+                "prediction_id": f"p-{i}",
+            }
+            for i in (0, 5)
+        ]
         return preds, alerts
 
     result = store.ingest(frame, "readings", score)
     assert result.predictions == 24
-    assert [a["new"] for a in result.alerts] == [True, False] and result.alerts[0]["alert_id"] == \
-        result.alerts[1]["alert_id"]
+    assert [a["new"] for a in result.alerts] == [True, False] and result.alerts[0]["alert_id"] == result.alerts[1][
+        "alert_id"
+    ]
     flagged = store.predictions_page("anomaly", flagged=True)
     assert flagged["count"] == 5 and {p["label"] for p in flagged["items"]} == {"statistical"}
     assert store.predictions_page("anomaly", device="D1", flagged=True)["count"] == 2
@@ -115,14 +149,40 @@ def test_predictions_alerts_feedback_and_retention(store) -> None:
     assert store.set_alert_status(999, "resolved") is None
     assert store.fleet()["open_alerts"] == 1  # acknowledged is not resolved
 
-    store.record_feedback([{"prediction_id": "p-0", "model": "anomaly", "model_version": "v0001",
-                            "predicted": True, "actual": False, "score": 0.0}])
-    store.record_feedback([{"prediction_id": "p-0", "model": "anomaly", "model_version": "v0001",
-                            "predicted": True, "actual": True, "score": 0.0},
-                           {"prediction_id": "p-1", "model": "anomaly", "model_version": "v0001",
-                            "predicted": False, "actual": False, "score": 1.0}])
+    store.record_feedback(
+        [
+            {
+                "prediction_id": "p-0",
+                "model": "anomaly",
+                "model_version": "v0001",
+                "predicted": True,
+                "actual": False,
+                "score": 0.0,
+            }
+        ]
+    )
+    store.record_feedback(
+        [
+            {
+                "prediction_id": "p-0",
+                "model": "anomaly",
+                "model_version": "v0001",
+                "predicted": True,
+                "actual": True,
+                "score": 0.0,
+            },
+            {
+                "prediction_id": "p-1",
+                "model": "anomaly",
+                "model_version": "v0001",
+                "predicted": False,
+                "actual": False,
+                "score": 1.0,
+            },
+        ]
+    )
     pairs = store.feedback_pairs(window=10)
-    assert sorted(pairs) == [("anomaly", "p-0", True, True), ("anomaly", "p-1", False, False)]
+    assert sorted(pairs) == [("anomaly", "p-0", True, True, "v0001"), ("anomaly", "p-1", False, False, "v0001")]
     assert store.prediction("p-5")["flag"] is True
 
     # retention: with "now" one day after the data, keeping 0.5 days deletes everything but feedback

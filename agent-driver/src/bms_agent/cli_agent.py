@@ -135,9 +135,8 @@ async def run_agent(args: argparse.Namespace, console: Any) -> int:
     import httpx
     import ollama
     import openai
-    from rich.markup import escape
-
     from bms_schema.runs import new_run_id
+    from rich.markup import escape
 
     from .agent.loop import Agent, ToolEvent
     from .agent.tools import build_catalogue, estimate_tokens, select_tools

@@ -130,10 +130,9 @@ def run_pipeline(options: PipelineOptions, workspace: Path, resume: str | None =
 
 
 def main(argv: list[str] | None = None) -> int:
+    from bms_schema import BMSError
     from rich.console import Console
     from rich.markup import escape
-
-    from bms_schema import BMSError
 
     from .pipeline import PipelineError
 

@@ -42,7 +42,7 @@ class ToolCallError(Exception):
         self.detail = message
         text = f"{server} server, tool {tool}: {message}"
         if stderr_tail:
-            text += f"\n  last lines of the server's stderr:\n    " + "\n    ".join(stderr_tail.splitlines())
+            text += "\n  last lines of the server's stderr:\n    " + "\n    ".join(stderr_tail.splitlines())
         super().__init__(text)
 
 

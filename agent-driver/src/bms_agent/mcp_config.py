@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         urls = remote_urls(args.remote, args.base_port)
         token = args.token or os.environ.get(TOKEN_ENV)
         configs = {c: remote_config(c, urls, token) for c in clients}
-        for (name, url), script in zip(urls.items(), SCRIPTS.values()):
+        for url, script in zip(urls.values(), SCRIPTS.values()):
             port = url.rsplit(":", 1)[1].split("/")[0]
             sys.stderr.write(f"start on the server host: {script} --transport streamable-http --host 0.0.0.0 "
                              f"--port {port} --token \"${TOKEN_ENV}\"\n")

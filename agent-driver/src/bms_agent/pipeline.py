@@ -58,8 +58,8 @@ def server_env(options: PipelineOptions, workspace: Path) -> dict[str, str]:
 
 def prepare_state(options: PipelineOptions, workspace: Path, resume: str | None = None) -> PipelineState:
     """A fresh state with a new run id, or the saved state of the run to resume."""
-    from bms_schema.runs import check_run_id, new_run_id
     from bms_schema import BMSError
+    from bms_schema.runs import check_run_id, new_run_id
 
     runs = workspace / "runs"
     if resume:

@@ -62,7 +62,6 @@ def write_recent_history(table: Path, target: Path, cell_ids: list[str], days: f
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
-
     from bms_schema.atomic import atomic_path
     from bms_schema.reader import read_table
 

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
-
 from bms_schema.mcp_server import ToolArgs, ToolContext, ToolOutput, ToolServer
+from pydantic import Field
 
 from .tool_data import CycleRecordData, SdvEvaluateData, SdvGenerateData, SdvSampleData, SdvVisualizeData, SimulateData
 
@@ -109,7 +108,8 @@ def simulate_cycle_record(args: CycleRecordArgs, ctx: ToolContext) -> ToolOutput
     absorption recharge and float again, with labelled injected faults (IsAnomaly, AnomalyType) and the true
     operating state per reading (Phase, TrueState): the benchmark record for state-aware anomaly detection.
     Writes the readings (minimal table) and the fault table into the run folder."""
-    from .records import simulate_cycle_record as simulate, write_record
+    from .records import simulate_cycle_record as simulate
+    from .records import write_record
 
     with ctx.run.timed("simulate"):
         record = simulate(seed=args.seed, interval_seconds=args.interval_seconds, chemistry=args.chemistry,

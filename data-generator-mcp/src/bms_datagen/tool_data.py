@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
-
 from bms_schema.mcp_server import ToolData
+from pydantic import BaseModel, Field
 
 
 class SimulateData(ToolData):

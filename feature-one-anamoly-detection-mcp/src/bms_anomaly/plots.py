@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
 from bms_schema import columns as C
 from bms_schema.atomic import atomic_path, atomic_savefig
 from bms_schema.errors import InputError
@@ -119,7 +118,6 @@ def plot_3d(frame: pd.DataFrame, axes: tuple[str, str, str], html_path: Path, pn
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import plotly.graph_objects as go
-
     from bms_schema.offline import PLOTLY_JS, plotly_js_beside
 
     x, y, z = axes

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
-
 from bms_schema.mcp_server import ToolArgs, ToolContext, ToolOutput, ToolServer
+from pydantic import Field, field_validator
 
 from .tool_data import DetectData, TrainAnomalyData, Visualize3DData
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field
-
 from bms_schema.mcp_server import ToolData
+from pydantic import Field
 
 
 class DetectData(ToolData):

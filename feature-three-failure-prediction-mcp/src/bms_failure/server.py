@@ -8,13 +8,11 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from bms_schema.mcp_server import ToolArgs, ToolContext, ToolOutput, ToolServer
 from pydantic import Field
 
-from bms_schema.mcp_server import ToolArgs, ToolContext, ToolOutput, ToolServer
-
-from .tool_data import PredictFailureData, TrainFailureData
-
 from .config import MODEL_NAME  # config imports nothing heavy
+from .tool_data import PredictFailureData, TrainFailureData
 
 server = ToolServer(
     "feature-three-failure-prediction-mcp",

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+from bms_schema.errors import BMSError, InputError, ModelError, PathError
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
@@ -19,8 +20,6 @@ from fastapi.security import APIKeyHeader
 from fastapi_offline import FastAPIOffline
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
-
-from bms_schema.errors import BMSError, InputError, ModelError, PathError
 
 from .errors import ModelUnavailable, UnknownAlert, UnknownPrediction
 from .holder import Loader

@@ -9,15 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-
 from bms_schema.registry import ModelRegistry
 
 log = logging.getLogger("bms.setup")
 
 #: The simulated fleet the first models learn from: small enough to train in about a minute on
 #: two cores, long enough (14 days, some cells failing) for the failure model's windows.
-FIRST_FLEET = {"devices": 2, "cells_per_device": 8, "days": 14, "interval_minutes": 30, "seed": 3,
-               "failure_rate": 0.5}
+FIRST_FLEET = {"devices": 2, "cells_per_device": 8, "days": 14, "interval_minutes": 30, "seed": 3, "failure_rate": 0.5}
 
 
 def first_fleet(**overrides: Any) -> pd.DataFrame:
@@ -26,9 +24,12 @@ def first_fleet(**overrides: Any) -> pd.DataFrame:
     return simulate_fleet(**{**FIRST_FLEET, **overrides})
 
 
-def train_first_models(registry: ModelRegistry, raw: pd.DataFrame | None = None,
-                       models: tuple[str, ...] = ("anomaly", "failure", "forecast"),
-                       progress: Callable[[str], None] | None = None) -> dict[str, str]:
+def train_first_models(
+    registry: ModelRegistry,
+    raw: pd.DataFrame | None = None,
+    models: tuple[str, ...] = ("anomaly", "failure", "forecast"),
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, str]:
     """Train and register ``anomaly_hybrid``, ``failure_classifier`` and ``forecaster`` on ``raw``
     (default: :data:`FIRST_FLEET`); returns the registered version of each."""
     say = progress or (lambda message: log.info("%s", message))
@@ -51,16 +52,18 @@ def train_first_models(registry: ModelRegistry, raw: pd.DataFrame | None = None,
         say("training the failure model (XGBoost, calibrated)")
         cleaned = load_canonical(raw, features=False, impute="none")
         result = train_and_register(cleaned, horizon_days=2, registry=registry)
-        versions["failure_classifier"] = str(getattr(result.model, "version", None)
-                                             or registry.latest_version("failure_classifier"))
+        versions["failure_classifier"] = str(
+            getattr(result.model, "version", None) or registry.latest_version("failure_classifier")
+        )
     if "forecast" in models:
         from bms_forecast.config import TrainConfig
         from bms_forecast.persistence import save_forecaster
         from bms_forecast.training import fit_forecaster
 
         say("training the forecaster (XGBoost per target)")
-        forecaster, report = fit_forecaster(raw, TrainConfig(n_estimators=40, max_train_pairs=20_000,
-                                                             max_backtest_origins=200))
+        forecaster, report = fit_forecaster(
+            raw, TrainConfig(n_estimators=40, max_train_pairs=20_000, max_backtest_origins=200)
+        )
         versions["forecaster"], _ = save_forecaster(forecaster, report, registry=registry)
     return versions
 

@@ -63,8 +63,11 @@ def cmd_setup(args: argparse.Namespace) -> int:
         path = write_table(raw, ws / "data" / "simulated_fleet.csv")
         result["data"] = {"path": str(path), "rows": len(raw)}
     have = {name: registry.latest_version(name) for name in ("anomaly_hybrid", "failure_classifier", "forecaster")}
-    wanted = tuple(key for key, name in (("anomaly", "anomaly_hybrid"), ("failure", "failure_classifier"),
-                                         ("forecast", "forecaster")) if args.retrain or have[name] is None)
+    wanted = tuple(
+        key
+        for key, name in (("anomaly", "anomaly_hybrid"), ("failure", "failure_classifier"), ("forecast", "forecaster"))
+        if args.retrain or have[name] is None
+    )
     if wanted and not args.no_models:
         result["models"] = train_first_models(registry, raw, wanted, progress=lambda m: log.info("%s", m))
     result["models_present"] = {name: registry.latest_version(name) for name in have}
@@ -94,8 +97,9 @@ def cmd_start(args: argparse.Namespace) -> int:
         os.environ["BMS_DATABASE_URL"] = args.database_url
     settings = Settings.from_env(host=args.host, port=args.port)
     app = create_app(settings)
-    server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port, log_level=args.log_level,
-                                           access_log=False))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host=settings.host, port=settings.port, log_level=args.log_level, access_log=False)
+    )
     if args.demo:
         thread = threading.Thread(target=_demo, args=(server, settings, args), name="bms-demo-replay", daemon=True)
         thread.start()
@@ -112,8 +116,13 @@ def _demo(server: Any, settings: Any, args: argparse.Namespace) -> None:
         time.sleep(0.1)
     url = f"http://{settings.host}:{settings.port}"
     raw = simulated_fleet(devices=args.demo_devices, days=args.demo_days, interval_minutes=15)
-    log.info("demo: replaying %d readings of %d strings into %s/v1/ingest at %gx", len(raw), args.demo_devices,
-             url, args.speed)
+    log.info(
+        "demo: replaying %d readings of %d strings into %s/v1/ingest at %gx",
+        len(raw),
+        args.demo_devices,
+        url,
+        args.speed,
+    )
     stats = replay(http_poster(url, settings.api_key), raw, speed=args.speed)
     log.info("demo replay finished: %s", json.dumps(stats.summary()))
 
@@ -144,13 +153,17 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def _story_text(story: dict[str, Any]) -> str:
-    lines = [f"cell {story['cell_id']}: last reading {story['last_reading']}, "
-             f"{story['readings_last_24h']} readings in the 24 h before it"]
+    lines = [
+        f"cell {story['cell_id']}: last reading {story['last_reading']}, "
+        f"{story['readings_last_24h']} readings in the 24 h before it"
+    ]
     latest = story.get("latest") or {}
     if latest:
         lines.append("latest: " + ", ".join(f"{k}={'n/a' if v is None else round(v, 4)}" for k, v in latest.items()))
-    lines.append(f"operating state: {story.get('state') or 'unknown'}" +
-                 (f" ({story['state_note']})" if story.get("state_note") else ""))
+    lines.append(
+        f"operating state: {story.get('state') or 'unknown'}"
+        + (f" ({story['state_note']})" if story.get("state_note") else "")
+    )
     anomalies = story.get("anomalies") or []
     lines.append(f"anomalies stored: {len(anomalies)} (newest first)")
     for a in anomalies[:10]:
@@ -163,17 +176,21 @@ def _story_text(story: dict[str, Any]) -> str:
         for target in dict.fromkeys(r["Target"] for r in rows):
             mine = [r for r in rows if r["Target"] == target]
             end = mine[-1]
-            lines.append(f"forecast {target}: {mine[0]['Forecast']:.4g} next, {end['Forecast']:.4g} at step "
-                         f"{end['Step']} ({end['Timestamp']}), interval {end['Lower']:.4g} .. {end['Upper']:.4g}")
+            lines.append(
+                f"forecast {target}: {mine[0]['Forecast']:.4g} next, {end['Forecast']:.4g} at step "
+                f"{end['Step']} ({end['Timestamp']}), interval {end['Lower']:.4g} .. {end['Upper']:.4g}"
+            )
     risk = story.get("risk") or {}
     if "unknown" in risk:
         lines.append(f"failure risk: unknown ({risk['unknown']})")
     else:
         for r in risk.get("results", []):
             p = r["FailureProbability"]
-            lines.append(f"failure risk within {risk.get('horizon_days')} days: "
-                         f"{'n/a' if p is None else f'{p:.3f}'} ({r['RiskBand']}"
-                         f"{', ALARM' if r['alarm'] else ''}); " + "; ".join(r["reasons"]))
+            lines.append(
+                f"failure risk within {risk.get('horizon_days')} days: "
+                f"{'n/a' if p is None else f'{p:.3f}'} ({r['RiskBand']}"
+                f"{', ALARM' if r['alarm'] else ''}); " + "; ".join(r["reasons"])
+            )
     return "\n".join(lines)
 
 
@@ -190,8 +207,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     except Exception as exc:  # report, do not crash: status is what an operator runs when things are wrong
         out["database"] = {"error": f"{type(exc).__name__}: {exc}"}
     registry = ModelRegistry(ws / "models")
-    out["models"] = {name: registry.latest_version(name) for name in ("anomaly_hybrid", "failure_classifier",
-                                                                        "forecaster")}
+    out["models"] = {
+        name: registry.latest_version(name) for name in ("anomaly_hybrid", "failure_classifier", "forecaster")
+    }
     url = args.url or f"http://{os.environ.get('BMS_LIVE_HOST', '127.0.0.1')}:{os.environ.get('BMS_LIVE_PORT', '8000')}"
     try:
         import httpx
@@ -207,8 +225,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     else:
         rows = db["rows"]
         lines.append(f"database: {db['url']} (schema {db['revision']}, head {db['head']})")
-        lines.append(f"  {rows['readings']} readings of {rows['cells']} cells, {rows['predictions']} predictions, "
-                     f"{rows['alerts']} alerts, {rows['feedback']} feedback")
+        lines.append(
+            f"  {rows['readings']} readings of {rows['cells']} cells, {rows['predictions']} predictions, "
+            f"{rows['alerts']} alerts, {rows['feedback']} feedback"
+        )
         lines.append(f"  last reading {db['last_reading']}, last ingest {db['last_ingest']}")
     lines.append("models: " + ", ".join(f"{k} {v or 'none'}" for k, v in out["models"].items()))
     service = out["service"]
@@ -234,8 +254,11 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
     finally:
         store.close()
     deleted = result["deleted"]
-    _out(args, result, f"deleted data from before {result['before']}: " +
-         ", ".join(f"{v} {k}" for k, v in deleted.items()))
+    _out(
+        args,
+        result,
+        f"deleted data from before {result['before']}: " + ", ".join(f"{v} {k}" for k, v in deleted.items()),
+    )
     return 0
 
 
@@ -252,8 +275,9 @@ def parser() -> argparse.ArgumentParser:
 
     def common(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         p.add_argument("--workspace", default=None, help="workspace folder (default: BMS_WORKSPACE)")
-        p.add_argument("--database-url", default=None, help="database (default: BMS_DATABASE_URL, else SQLite in "
-                                                            "the workspace)")
+        p.add_argument(
+            "--database-url", default=None, help="database (default: BMS_DATABASE_URL, else SQLite in the workspace)"
+        )
         p.add_argument("--json", action="store_true", help="print JSON")
         return p
 
@@ -285,8 +309,11 @@ def parser() -> argparse.ArgumentParser:
 
     p = common(sub.add_parser("cleanup", help="delete stored data older than N days"))
     p.add_argument("--days", type=float, required=True)
-    p.add_argument("--from-latest", action="store_true",
-                   help="count the days back from the newest stored reading instead of from now")
+    p.add_argument(
+        "--from-latest",
+        action="store_true",
+        help="count the days back from the newest stored reading instead of from now",
+    )
     p.set_defaults(func=cmd_cleanup)
 
     from .replay import add_arguments

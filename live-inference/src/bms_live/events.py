@@ -50,8 +50,9 @@ class EventBus:
         self._lock = threading.Lock()
         self.published = 0
 
-    def subscribe(self, maxsize: int = 1000, devices: set[str] | None = None,
-                  notify: Callable[[], None] | None = None) -> Subscription:
+    def subscribe(
+        self, maxsize: int = 1000, devices: set[str] | None = None, notify: Callable[[], None] | None = None
+    ) -> Subscription:
         sub = Subscription(maxsize=maxsize, devices=frozenset(devices) if devices else None, notify=notify)
         with self._lock:
             self._subscriptions.append(sub)

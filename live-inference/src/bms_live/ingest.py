@@ -23,10 +23,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-
 from bms_schema import columns as C
 from bms_schema.errors import InputError
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .schemas import MAX_CELL_NUMBER, MAX_ID_LENGTH, MAX_TIMESTAMP, MIN_TIMESTAMP, LiveReading
 
@@ -39,17 +38,37 @@ MAX_ROWS_JSON_FIELDS = 200
 class IngestRequest(BaseModel):
     """Either ``readings`` (canonical, validated) or ``rows`` (raw packet rows, any BMS column names)."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"readings": [{
-        "DeviceID": "A", "CellNumber": 3, "Timestamp": "2026-01-01T00:15:00Z", "CellVoltage": 2.231,
-        "CellTemperature": 25.4, "CellSpecificGravity": 1.221, "InstantaneousCurrent": 0.4,
-        "AmbientTemperature": 24.1}]}]})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "readings": [
+                        {
+                            "DeviceID": "A",
+                            "CellNumber": 3,
+                            "Timestamp": "2026-01-01T00:15:00Z",
+                            "CellVoltage": 2.231,
+                            "CellTemperature": 25.4,
+                            "CellSpecificGravity": 1.221,
+                            "InstantaneousCurrent": 0.4,
+                            "AmbientTemperature": 24.1,
+                        }
+                    ]
+                }
+            ]
+        },
+    )
 
-    readings: list[LiveReading] | None = Field(default=None, min_length=1,
-                                               description="canonical readings (as for /v1/anomaly)")
+    readings: list[LiveReading] | None = Field(
+        default=None, min_length=1, description="canonical readings (as for /v1/anomaly)"
+    )
     rows: list[dict[str, Any]] | None = Field(
-        default=None, min_length=1,
+        default=None,
+        min_length=1,
         description="raw packet rows: one JSON object per cell row with the packet's column names "
-                    "(PacketDateTime, DeviceID, CellNumber, CellVoltage, ...), as in the CSV format")
+        "(PacketDateTime, DeviceID, CellNumber, CellVoltage, ...), as in the CSV format",
+    )
 
     @model_validator(mode="after")
     def _one_of(self) -> "IngestRequest":
@@ -123,8 +142,9 @@ def frame_from_rows(rows: list[dict[str, Any]], limits: Any) -> tuple[pd.DataFra
     """JSON packet rows -> canonical frame, via ``bms_schema.normalize``."""
     wide = [i for i, row in enumerate(rows) if len(row) > MAX_ROWS_JSON_FIELDS]
     if wide:
-        raise InputError(f"rows.{wide[0]}: {len(rows[wide[0]])} fields, a packet row has at most "
-                         f"{MAX_ROWS_JSON_FIELDS}")
+        raise InputError(
+            f"rows.{wide[0]}: {len(rows[wide[0]])} fields, a packet row has at most {MAX_ROWS_JSON_FIELDS}"
+        )
     return _normalized(pd.DataFrame.from_records(rows), limits)
 
 
@@ -138,10 +158,18 @@ def alert_rows(new_rows: pd.DataFrame, answer: dict[str, Any]) -> list[dict[str,
         if not result["AnomalyFlag"]:
             continue
         kind = result["AnomalyKind"] or "anomaly"
-        out.append({"cell_key": int(keys[i]), "device_id": devices[i], "kind": f"anomaly:{kind}",
-                    "severity": ALERT_SEVERITY.get(kind, DEFAULT_SEVERITY),
-                    "message": f"{result['CellID']} at {result['Timestamp']}: {result['reason'] or kind}",
-                    "first_us": int(ts[i]), "last_us": int(ts[i]), "prediction_id": result["prediction_id"]})
+        out.append(
+            {
+                "cell_key": int(keys[i]),
+                "device_id": devices[i],
+                "kind": f"anomaly:{kind}",
+                "severity": ALERT_SEVERITY.get(kind, DEFAULT_SEVERITY),
+                "message": f"{result['CellID']} at {result['Timestamp']}: {result['reason'] or kind}",
+                "first_us": int(ts[i]),
+                "last_us": int(ts[i]),
+                "prediction_id": result["prediction_id"],
+            }
+        )
     return out
 
 
@@ -149,8 +177,19 @@ def prediction_rows(new_rows: pd.DataFrame, answer: dict[str, Any], created_us: 
     model = answer["model"]
     keys = new_rows["cell_key"].to_numpy(dtype=np.int64).tolist()
     ts = new_rows["ts_us"].to_numpy(dtype=np.int64).tolist()
-    return [{"prediction_id": r["prediction_id"], "kind": "anomaly", "cell_key": keys[i], "ts_us": ts[i],
-             "model_name": model["name"], "model_version": model["version"], "score": r["AnomalyScore"],
-             "flag": None if r["AnomalyFlag"] is None else bool(r["AnomalyFlag"]), "label": r["AnomalyKind"],
-             "reason": r["reason"], "created_us": created_us}
-            for i, r in enumerate(answer["results"])]
+    return [
+        {
+            "prediction_id": r["prediction_id"],
+            "kind": "anomaly",
+            "cell_key": keys[i],
+            "ts_us": ts[i],
+            "model_name": model["name"],
+            "model_version": model["version"],
+            "score": r["AnomalyScore"],
+            "flag": None if r["AnomalyFlag"] is None else bool(r["AnomalyFlag"]),
+            "label": r["AnomalyKind"],
+            "reason": r["reason"],
+            "created_us": created_us,
+        }
+        for i, r in enumerate(answer["results"])
+    ]

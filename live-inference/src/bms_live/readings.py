@@ -15,7 +15,6 @@ from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import pandas as pd
-
 from bms_schema import columns as C
 from bms_schema.models import Reading
 from bms_schema.normalize import flag_values

@@ -11,12 +11,11 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
+from bms_schema.errors import InputError
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
-
-from bms_schema.errors import InputError
 
 from . import stored
 from .ingest import IngestRequest, IngestResponse
@@ -67,16 +66,30 @@ END = Query(None, description="until this time (exclusive, ISO 8601)")
 
 def build_router(service: Any, secured: list[Any], errors: dict[int | str, dict[str, Any]]) -> APIRouter:
     router = APIRouter(dependencies=secured, responses=errors)
-    store_errors = {**errors, 422: {"model": ErrorResponse,
-                                    "description": "invalid input, or no stored data for the device/cell"}}
+    store_errors = {
+        **errors,
+        422: {"model": ErrorResponse, "description": "invalid input, or no stored data for the device/cell"},
+    }
 
     @router.post(
-        "/v1/ingest", tags=["store"], response_model=IngestResponse, responses=store_errors,
+        "/v1/ingest",
+        tags=["store"],
+        response_model=IngestResponse,
+        responses=store_errors,
         summary="Store raw packets or readings (idempotent), score them, answer after the commit",
-        openapi_extra={"requestBody": {"required": True, "content": {
-            "application/json": {"schema": IngestRequest.model_json_schema(ref_template="#/components/schemas/{model}")},
-            "text/csv": {"schema": {"type": "string", "description": "the 73-column BMS packet CSV (header + rows)"}},
-        }}},
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": IngestRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+                    },
+                    "text/csv": {
+                        "schema": {"type": "string", "description": "the 73-column BMS packet CSV (header + rows)"}
+                    },
+                },
+            }
+        },
     )
     async def ingest(request: Request) -> Response:
         body = await request.body()
@@ -96,53 +109,102 @@ def build_router(service: Any, secured: list[Any], errors: dict[int | str, dict[
         return stored.require_store(service).cells(device_id, limit=limit, offset=offset)
 
     @router.get("/v1/readings", tags=["store"], response_model=Page, summary="Stored readings over a time range")
-    def readings(device_id: str = DEVICE, cell_number: int | None = CELL_OPT, start: datetime | None = START,
-                 end: datetime | None = END, limit: int = Query(1000, ge=1, le=10_000, description="page size"),
-                 offset: int = OFFSET) -> dict[str, Any]:
-        return stored.require_store(service).readings(device_id, cell_number, _us(start, "start"), _us(end, "end"),
-                                                      limit=limit, offset=offset)
+    def readings(
+        device_id: str = DEVICE,
+        cell_number: int | None = CELL_OPT,
+        start: datetime | None = START,
+        end: datetime | None = END,
+        limit: int = Query(1000, ge=1, le=10_000, description="page size"),
+        offset: int = OFFSET,
+    ) -> dict[str, Any]:
+        return stored.require_store(service).readings(
+            device_id, cell_number, _us(start, "start"), _us(end, "end"), limit=limit, offset=offset
+        )
 
-    @router.get("/v1/anomalies", tags=["store"], response_model=Page,
-                summary="Stored anomaly predictions (flagged ones unless flagged=false)")
-    def anomalies(device_id: str | None = DEVICE_OPT, cell_number: int | None = CELL_OPT,
-                  start: datetime | None = START, end: datetime | None = END,
-                  flagged: bool | None = Query(True, description="true: anomalies; false: normal readings"),
-                  kind: str | None = Query(None, max_length=32, description="AnomalyKind, e.g. sensor_fault"),
-                  limit: int = LIMIT, offset: int = OFFSET) -> dict[str, Any]:
+    @router.get(
+        "/v1/anomalies",
+        tags=["store"],
+        response_model=Page,
+        summary="Stored anomaly predictions (flagged ones unless flagged=false)",
+    )
+    def anomalies(
+        device_id: str | None = DEVICE_OPT,
+        cell_number: int | None = CELL_OPT,
+        start: datetime | None = START,
+        end: datetime | None = END,
+        flagged: bool | None = Query(True, description="true: anomalies; false: normal readings"),
+        kind: str | None = Query(None, max_length=32, description="AnomalyKind, e.g. sensor_fault"),
+        limit: int = LIMIT,
+        offset: int = OFFSET,
+    ) -> dict[str, Any]:
         return stored.require_store(service).predictions_page(
-            "anomaly", device_id, cell_number, _us(start, "start"), _us(end, "end"), flagged, kind,
-            limit=limit, offset=offset)
+            "anomaly",
+            device_id,
+            cell_number,
+            _us(start, "start"),
+            _us(end, "end"),
+            flagged,
+            kind,
+            limit=limit,
+            offset=offset,
+        )
 
-    @router.get("/v1/risk", tags=["store"], response_model=Page,
-                summary="Latest stored failure risk of each cell, riskiest first")
-    def risk(device_id: str | None = DEVICE_OPT, cell_number: int | None = CELL_OPT,
-             band: str | None = Query(None, max_length=32, description="RiskBand, e.g. high"),
-             limit: int = LIMIT, offset: int = OFFSET) -> dict[str, Any]:
+    @router.get(
+        "/v1/risk",
+        tags=["store"],
+        response_model=Page,
+        summary="Latest stored failure risk of each cell, riskiest first",
+    )
+    def risk(
+        device_id: str | None = DEVICE_OPT,
+        cell_number: int | None = CELL_OPT,
+        band: str | None = Query(None, max_length=32, description="RiskBand, e.g. high"),
+        limit: int = LIMIT,
+        offset: int = OFFSET,
+    ) -> dict[str, Any]:
         return stored.require_store(service).predictions_page(
-            "failure", device_id, cell_number, label=band, latest_per_cell=True, limit=limit, offset=offset)
+            "failure", device_id, cell_number, label=band, latest_per_cell=True, limit=limit, offset=offset
+        )
 
-    @router.post("/v1/risk/refresh", tags=["store"], responses=store_errors,
-                 summary="Score a device's cells for failure risk from their stored history now (stored)")
+    @router.post(
+        "/v1/risk/refresh",
+        tags=["store"],
+        responses=store_errors,
+        summary="Score a device's cells for failure risk from their stored history now (stored)",
+    )
     def risk_refresh(device_id: str = DEVICE, cell_number: int | None = CELL_OPT) -> Response:
         return JSONResponse(stored.risk_from_store(service, device_id, cell_number))
 
     @router.get("/v1/forecasts", tags=["store"], response_model=Page, summary="Latest stored forecast per cell")
-    def forecasts(device_id: str = DEVICE, cell_number: int | None = CELL_OPT,
-                  limit: int = Query(1000, ge=1, le=10_000, description="page size"),
-                  offset: int = OFFSET) -> dict[str, Any]:
+    def forecasts(
+        device_id: str = DEVICE,
+        cell_number: int | None = CELL_OPT,
+        limit: int = Query(1000, ge=1, le=10_000, description="page size"),
+        offset: int = OFFSET,
+    ) -> dict[str, Any]:
         return stored.require_store(service).forecasts_page(device_id, cell_number, limit=limit, offset=offset)
 
-    @router.post("/v1/forecasts/refresh", tags=["store"], responses=store_errors,
-                 summary="Forecast a cell from its stored history now (stored)")
-    def forecast_refresh(device_id: str = DEVICE,
-                         cell_number: int = Query(ge=0, le=MAX_CELL_NUMBER, description="cell number"),
-                         steps: int = Query(25, ge=1, le=96, description="future readings"),
-                         coverage: float = Query(0.8, ge=0.5, le=0.98, description="interval coverage")) -> Response:
+    @router.post(
+        "/v1/forecasts/refresh",
+        tags=["store"],
+        responses=store_errors,
+        summary="Forecast a cell from its stored history now (stored)",
+    )
+    def forecast_refresh(
+        device_id: str = DEVICE,
+        cell_number: int = Query(ge=0, le=MAX_CELL_NUMBER, description="cell number"),
+        steps: int = Query(25, ge=1, le=96, description="future readings"),
+        coverage: float = Query(0.8, ge=0.5, le=0.98, description="interval coverage"),
+    ) -> Response:
         return JSONResponse(stored.forecast_from_store(service, device_id, cell_number, steps, coverage))
 
     @router.get("/v1/alerts", tags=["store"], response_model=Page, summary="Alerts, newest first")
-    def alerts(status: str | None = Query(None, pattern="^(open|acknowledged|resolved)$"),
-               device_id: str | None = DEVICE_OPT, limit: int = LIMIT, offset: int = OFFSET) -> dict[str, Any]:
+    def alerts(
+        status: str | None = Query(None, pattern="^(open|acknowledged|resolved)$"),
+        device_id: str | None = DEVICE_OPT,
+        limit: int = LIMIT,
+        offset: int = OFFSET,
+    ) -> dict[str, Any]:
         return stored.require_store(service).alerts(status, device_id, limit=limit, offset=offset)
 
     not_found = {**errors, 404: {"model": ErrorResponse, "description": "no alert with that id"}}
@@ -155,8 +217,9 @@ def build_router(service: Any, secured: list[Any], errors: dict[int | str, dict[
             raise UnknownAlert(f"no alert {alert_id}: ids come from GET /v1/alerts or the ingest answer")
         return alert
 
-    @router.post("/v1/alerts/{alert_id}/acknowledge", tags=["store"], responses=not_found,
-                 summary="Acknowledge an alert")
+    @router.post(
+        "/v1/alerts/{alert_id}/acknowledge", tags=["store"], responses=not_found, summary="Acknowledge an alert"
+    )
     def acknowledge(alert_id: int = Path(ge=1, le=2**62), body: AlertAction | None = None) -> dict[str, Any]:
         return _set(alert_id, "acknowledged", body.by if body else None)
 
@@ -165,14 +228,20 @@ def build_router(service: Any, secured: list[Any], errors: dict[int | str, dict[
         return _set(alert_id, "resolved", None)
 
     @router.get("/v1/feedback/items", tags=["store"], response_model=Page, summary="Stored feedback, newest first")
-    def feedback_items(model: str | None = Query(None, pattern="^(anomaly|failure)$"), limit: int = LIMIT,
-                       offset: int = OFFSET) -> dict[str, Any]:
+    def feedback_items(
+        model: str | None = Query(None, pattern="^(anomaly|failure)$"), limit: int = LIMIT, offset: int = OFFSET
+    ) -> dict[str, Any]:
         return stored.require_store(service).feedback_page(model, limit=limit, offset=offset)
 
-    @router.get("/v1/cells/analyze", tags=["store"], responses=store_errors,
-                summary="One cell's story from the store: state, anomalies, forecast, failure risk")
-    def analyze(device_id: str = DEVICE,
-                cell_number: int = Query(ge=0, le=MAX_CELL_NUMBER, description="cell number")) -> Response:
+    @router.get(
+        "/v1/cells/analyze",
+        tags=["store"],
+        responses=store_errors,
+        summary="One cell's story from the store: state, anomalies, forecast, failure risk",
+    )
+    def analyze(
+        device_id: str = DEVICE, cell_number: int = Query(ge=0, le=MAX_CELL_NUMBER, description="cell number")
+    ) -> Response:
         return JSONResponse(stored.analyze(service, device_id, cell_number))
 
     return router

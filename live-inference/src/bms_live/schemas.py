@@ -5,9 +5,8 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, Strict, field_validator
-
 from bms_schema.models import Reading, reading_alias
+from pydantic import BaseModel, ConfigDict, Field, Strict, field_validator
 
 #: Longest accepted device id (characters): ids are kept in memory and in the store.
 MAX_ID_LENGTH = 128

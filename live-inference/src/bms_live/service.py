@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-
 from bms_anomaly.features import BASELINE_READINGS, PEER_FEATURES
 from bms_schema import columns as C
 from bms_schema.errors import InputError
@@ -29,7 +28,7 @@ from .context import ReadingHistory, history_columns, live_features
 from .drift import DriftMonitor
 from .errors import UnknownPrediction
 from .feedback import FeedbackTracker, PredictionStore, StoredPrediction
-from .holder import Loader, LoadedModel, ModelHolder, ModelHub, RegistryWatcher
+from .holder import LoadedModel, Loader, ModelHolder, ModelHub, RegistryWatcher
 from .metrics import ServiceMetrics
 from .readings import NUMERIC, readings_to_frame
 from .settings import Settings
@@ -115,8 +114,9 @@ class LiveService:
 
             self.store = Store(url=settings.database_url, workspace=settings.workspace)
             # the rolling feedback survives a restart: replay the stored items, oldest first
-            for model, prediction_id, predicted, actual in self.store.feedback_pairs(settings.feedback_window):
-                self.feedback_tracker.record(StoredPrediction(prediction_id, model, "", predicted, 0.0), actual)
+            for model, prediction_id, predicted, actual, version in self.store.feedback_pairs(
+                    settings.feedback_window):
+                self.feedback_tracker.record(StoredPrediction(prediction_id, model, version, predicted, 0.0), actual)
         self._hydrated: set[str] = set()
         from .events import EventBus
 

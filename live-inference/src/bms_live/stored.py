@@ -8,7 +8,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-
 from bms_schema import columns as C
 from bms_schema.errors import InputError
 
@@ -27,8 +26,10 @@ FORECAST_LOOKBACK_HOURS = 48.0
 
 def require_store(service: Any) -> Any:
     if service.store is None:
-        raise InputError("store: this service runs without a database (BMS_LIVE_STORE=0); "
-                         "start it with the store enabled to ingest and query stored data")
+        raise InputError(
+            "store: this service runs without a database (BMS_LIVE_STORE=0); "
+            "start it with the store enabled to ingest and query stored data"
+        )
     return service.store
 
 
@@ -50,16 +51,21 @@ def ingest(service: Any, content_type: str, body: bytes) -> dict[str, Any]:
         else:
             assert request.rows is not None
             if len(request.rows) > service.settings.max_readings:
-                raise InputError(f"rows: {len(request.rows)} rows in one request, the limit is "
-                                 f"{service.settings.max_readings}; split the batch")
+                raise InputError(
+                    f"rows: {len(request.rows)} rows in one request, the limit is "
+                    f"{service.settings.max_readings}; split the batch"
+                )
             frame, dropped = frame_from_rows(request.rows, service.limits)
             source = "packet_rows"
     else:
-        raise InputError(f"content-type: {media!r} is not accepted; send text/csv (the packet format) or "
-                         "application/json ({\"readings\": [...]} or {\"rows\": [...]})")
+        raise InputError(
+            f"content-type: {media!r} is not accepted; send text/csv (the packet format) or "
+            'application/json ({"readings": [...]} or {"rows": [...]})'
+        )
     if len(frame) > service.settings.max_readings:
-        raise InputError(f"body: {len(frame)} readings in one request, the limit is "
-                         f"{service.settings.max_readings}; split the batch")
+        raise InputError(
+            f"body: {len(frame)} readings in one request, the limit is {service.settings.max_readings}; split the batch"
+        )
     holder = service.hub["anomaly"] if "anomaly" in service.hub.holders else None
     loaded = holder.current() if holder is not None else None
     answer: dict[str, Any] = {}
@@ -73,26 +79,42 @@ def ingest(service: Any, content_type: str, body: bytes) -> dict[str, Any]:
 
     result = store.ingest(frame, source, score)
     out: dict[str, Any] = {
-        "received": result.received, "stored": result.stored, "duplicates": result.duplicates,
-        "packets": result.packets, "scored": answer.get("count", 0), "flagged": answer.get("flagged", 0),
-        "unknown": answer.get("unknown", 0), "model": answer.get("model"),
-        "anomalies": [{k: r[k] for k in ("prediction_id", "CellID", "Timestamp", "AnomalyScore", "AnomalyKind",
-                                         "reason")}
-                      for r in answer.get("results", []) if r["AnomalyFlag"]],
-        "alerts": result.alerts, "dropped_rows": dropped,
+        "received": result.received,
+        "stored": result.stored,
+        "duplicates": result.duplicates,
+        "packets": result.packets,
+        "scored": answer.get("count", 0),
+        "flagged": answer.get("flagged", 0),
+        "unknown": answer.get("unknown", 0),
+        "model": answer.get("model"),
+        "anomalies": [
+            {k: r[k] for k in ("prediction_id", "CellID", "Timestamp", "AnomalyScore", "AnomalyKind", "reason")}
+            for r in answer.get("results", [])
+            if r["AnomalyFlag"]
+        ],
+        "alerts": result.alerts,
+        "dropped_rows": dropped,
     }
     if result.stored and loaded is None:
-        out["not_scored"] = ("no anomaly model loaded yet: readings are stored but not scored "
-                             "(run `bms setup` or the pipeline to train one)")
+        out["not_scored"] = (
+            "no anomaly model loaded yet: readings are stored but not scored "
+            "(run `bms setup` or the pipeline to train one)"
+        )
     elif not result.stored:
         out["not_scored"] = "nothing new to score: every reading was already stored"
     service.metrics.readings.inc(result.stored, model="ingest")
     if result.stored:
         new = result.new_rows
-        service.events.publish({
-            "type": "ingest", "devices": sorted({str(d) for d in new[C.DEVICE_ID].tolist()}),
-            "readings": _reading_events(new), "scores": answer.get("results", []), "alerts": result.alerts,
-            "model": answer.get("model")})
+        service.events.publish(
+            {
+                "type": "ingest",
+                "devices": sorted({str(d) for d in new[C.DEVICE_ID].tolist()}),
+                "readings": _reading_events(new),
+                "scores": answer.get("results", []),
+                "alerts": result.alerts,
+                "model": answer.get("model"),
+            }
+        )
     return out
 
 
@@ -116,8 +138,10 @@ def risk_from_store(service: Any, device: str, cell_number: int | None = None) -
     loaded = service.hub["failure"].require()
     last = store.last_time(device, cell_number)
     if last is None:
-        raise InputError(f"device_id: no stored readings for {device!r}" +
-                         (f" cell {cell_number}" if cell_number is not None else ""))
+        raise InputError(
+            f"device_id: no stored readings for {device!r}"
+            + (f" cell {cell_number}" if cell_number is not None else "")
+        )
     since = last - int(FAILURE_LOOKBACK_HOURS * 3_600_000_000)
     history = store.cell_history(device, since_us=since)  # the whole string: peers matter
     answer = service.failure_frame(history)
@@ -131,17 +155,29 @@ def risk_from_store(service: Any, device: str, cell_number: int | None = None) -
         key = store.cell_key(r["DeviceID"], int(r["CellNumber"]))
         if key is None:
             continue
-        rows.append({"prediction_id": r["prediction_id"], "kind": "failure", "cell_key": key, "ts_us": last,
-                     "model_name": loaded.name, "model_version": loaded.version,
-                     "score": r["FailureProbability"], "flag": None if r["RiskBand"] == "unknown" else bool(r["alarm"]),
-                     "label": r["RiskBand"], "reason": "; ".join(r["reasons"]), "created_us": created})
+        rows.append(
+            {
+                "prediction_id": r["prediction_id"],
+                "kind": "failure",
+                "cell_key": key,
+                "ts_us": last,
+                "model_name": loaded.name,
+                "model_version": loaded.version,
+                "score": r["FailureProbability"],
+                "flag": None if r["RiskBand"] == "unknown" else bool(r["alarm"]),
+                "label": r["RiskBand"],
+                "reason": "; ".join(r["reasons"]),
+                "created_us": created,
+            }
+        )
     store.store_predictions(rows)
     answer["as_of"] = iso_us(last)
     return answer
 
 
-def forecast_from_store(service: Any, device: str, cell_number: int, steps: int = 25,
-                        coverage: float = 0.8) -> dict[str, Any]:
+def forecast_from_store(
+    service: Any, device: str, cell_number: int, steps: int = 25, coverage: float = 0.8
+) -> dict[str, Any]:
     """A cell's forecast from its string's stored history; stored in ``forecasts``."""
     store = require_store(service)
     loaded = service.hub["forecast"].require()
@@ -152,10 +188,23 @@ def forecast_from_store(service: Any, device: str, cell_number: int, steps: int 
     answer = service.forecast_frame(history, f"{device}-{cell_number}", steps, coverage)
     key = store.cell_key(device, cell_number)
     created = now_us()
-    rows = [{"cell_key": key, "origin_us": last, "ts_us": int(to_us(pd.DatetimeIndex([row["Timestamp"]]))[0]),
-             "target": row["Target"], "step": int(row["Step"]), "forecast": row["Forecast"], "lower": row["Lower"],
-             "upper": row["Upper"], "coverage": coverage, "model_name": loaded.name,
-             "model_version": loaded.version, "created_us": created} for row in answer["forecast"]]
+    rows = [
+        {
+            "cell_key": key,
+            "origin_us": last,
+            "ts_us": int(to_us(pd.DatetimeIndex([row["Timestamp"]]))[0]),
+            "target": row["Target"],
+            "step": int(row["Step"]),
+            "forecast": row["Forecast"],
+            "lower": row["Lower"],
+            "upper": row["Upper"],
+            "coverage": coverage,
+            "model_name": loaded.name,
+            "model_version": loaded.version,
+            "created_us": created,
+        }
+        for row in answer["forecast"]
+    ]
     store.store_forecast(rows)
     answer["origin"] = iso_us(last)
     return answer
@@ -168,17 +217,24 @@ def analyze(service: Any, device: str, cell_number: int, anomalies: int = 20, st
     store = require_store(service)
     last = store.last_time(device, cell_number)
     if last is None:
-        raise InputError(f"no stored readings for device {device!r} cell {cell_number}: ingest data first "
-                         "(bms start --demo, or POST /v1/ingest)")
+        raise InputError(
+            f"no stored readings for device {device!r} cell {cell_number}: ingest data first "
+            "(bms start --demo, or POST /v1/ingest)"
+        )
     recent = store.cell_history(device, since_us=last - 24 * 3_600_000_000)
     cell = _cell_filter(recent, cell_number)
-    story: dict[str, Any] = {"cell_id": f"{device}-{cell_number}", "last_reading": iso_us(last),
-                             "readings_last_24h": int(len(cell))}
+    story: dict[str, Any] = {
+        "cell_id": f"{device}-{cell_number}",
+        "last_reading": iso_us(last),
+        "readings_last_24h": int(len(cell)),
+    }
     if len(cell):
         latest = cell.iloc[-1]
-        story["latest"] = {name: (None if pd.isna(latest[name]) else float(latest[name]))
-                           for name in (C.VOLTAGE, C.TEMPERATURE, C.SPECIFIC_GRAVITY, C.CURRENT, C.AMBIENT)
-                           if name in cell}
+        story["latest"] = {
+            name: (None if pd.isna(latest[name]) else float(latest[name]))
+            for name in (C.VOLTAGE, C.TEMPERATURE, C.SPECIFIC_GRAVITY, C.CURRENT, C.AMBIENT)
+            if name in cell
+        }
         try:
             state = operating_state(recent)
             mine = state[(recent[C.CELL_NUMBER] == cell_number).to_numpy()]
@@ -188,8 +244,10 @@ def analyze(service: Any, device: str, cell_number: int, anomalies: int = 20, st
             story["state_note"] = f"operating state unknown: {exc}"
     page = store.predictions_page("anomaly", device=device, cell_number=cell_number, flagged=True, limit=anomalies)
     story["anomalies"] = page["items"]
-    for key, call in (("forecast", lambda: forecast_from_store(service, device, cell_number, steps)),
-                      ("risk", lambda: risk_from_store(service, device, cell_number))):
+    for key, call in (
+        ("forecast", lambda: forecast_from_store(service, device, cell_number, steps)),
+        ("risk", lambda: risk_from_store(service, device, cell_number)),
+    ):
         try:
             story[key] = call()
         except (InputError, ModelUnavailable) as exc:

@@ -137,10 +137,15 @@ class BMSScaler:
 
 def register_scaler(scaler: BMSScaler, metadata: dict[str, Any] | None = None,
                     registry: ModelRegistry | None = None) -> tuple[str, str]:
-    """Register ``scaler`` as a new version of ``bms_scaler``; returns ``(version, folder)``."""
+    """Register ``scaler`` as a new version of ``bms_scaler``; returns ``(version, folder)``.
+
+    A scaler is the transform of the data just preprocessed (its ``<col>_scaled`` columns), not a
+    model competing on a held-out evaluation: the new version is promoted to champion so the
+    scaled output and the served scaler agree.
+    """
     registry = registry or ModelRegistry()
     meta = {"kind": "scaler", "format": "json", "features": list(scaler.columns), **(metadata or {})}
-    with registry.register(SCALER_MODEL, meta) as staging:
+    with registry.register(SCALER_MODEL, meta, promote=True) as staging:
         (staging.dir / SCALER_FILE).write_text(json.dumps(scaler.to_dict(), indent=2) + "\n")
     assert staging.version is not None
     return staging.version, str(registry.locate(SCALER_MODEL, staging.version))

@@ -10,9 +10,9 @@ import logging
 from typing import Any, Literal
 
 from bms_schema.mcp_server import ToolArgs, ToolContext, ToolOutput, ToolServer
+from pydantic import Field
 
 from .tool_data import PreprocessData
-from pydantic import Field
 
 log = logging.getLogger("bms.preprocess")
 

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from pydantic import Field
-
 from bms_schema.mcp_server import ToolData
+from pydantic import Field
 
 
 class PreprocessData(ToolData):

@@ -281,9 +281,12 @@ class ToolServer:
 
         ctx = ToolContext(run=run, server=self, _progress=progress)
         start = time.perf_counter()
+        from .notices import collecting, render
+
         pending: list[Any] = []
+        tally: dict[str, dict[str, int]] = {}
         try:
-            with deferred_publication() as pending:  # models registered now are published only if the call succeeds
+            with deferred_publication() as pending, collecting() as tally:  # publish only if the call succeeds
                 output = tool.func(args, ctx)
             status, message, data = "ok", output.message, output.data
         except BMSError as exc:
@@ -303,8 +306,11 @@ class ToolServer:
                 status, message, data = "error", f"internal error in {name}: {type(exc).__name__}: {exc}", {}
                 log.error("%s crashed:\n%s", name, traceback.format_exc())
         data = dict(data)
-        if status == "ok" and (ctx.warnings or data.get("warnings")):  # rows lost, inputs ignored: in the message
-            warnings = list(dict.fromkeys([*ctx.warnings, *(str(w) for w in data.get("warnings") or [])]))
+        explicit = [*ctx.warnings, *(str(w) for w in data.get("warnings") or [])] if status == "ok" else []
+        if status == "ok" and not any("conflicting readings" in w for w in explicit):
+            explicit += render(tally)  # what the data core dropped, unless the tool already explained it
+        if status == "ok" and explicit:  # rows lost, inputs ignored: in the message
+            warnings = list(dict.fromkeys(explicit))
             data["warnings"] = warnings
             message = f"{message}. WARNING: {' '.join(warnings)}"
         if status == "ok":

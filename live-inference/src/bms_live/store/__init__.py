@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-
 from bms_schema import columns as C
 
 from . import tables as T
@@ -27,8 +26,12 @@ __all__ = ["Store", "IngestResult", "now_us", "QUALITY_BITS", "VALUE_COLUMNS"]
 
 #: Canonical measurement -> column of ``readings``.
 VALUE_COLUMNS: dict[str, str] = {
-    C.VOLTAGE: "voltage", C.TEMPERATURE: "temperature", C.SPECIFIC_GRAVITY: "specific_gravity",
-    C.CURRENT: "current", C.AMBIENT: "ambient", C.STRING_VOLTAGE: "string_voltage",
+    C.VOLTAGE: "voltage",
+    C.TEMPERATURE: "temperature",
+    C.SPECIFIC_GRAVITY: "specific_gravity",
+    C.CURRENT: "current",
+    C.AMBIENT: "ambient",
+    C.STRING_VOLTAGE: "string_voltage",
 }
 #: ``readings.quality`` bits.
 QUALITY_BITS = {C.SENSOR_FAULT: 1, C.OUT_OF_RANGE: 2}
@@ -84,8 +87,7 @@ class Store:
 
     # -- plumbing ---------------------------------------------------------------------------
     def describe(self) -> dict[str, Any]:
-        return {"url": redact(self.url), "dialect": self.dialect, "revision": self.revision,
-                "head": head_revision()}
+        return {"url": redact(self.url), "dialect": self.dialect, "revision": self.revision, "head": head_revision()}
 
     def close(self) -> None:
         self.engine.dispose()
@@ -111,13 +113,17 @@ class Store:
                 span = missing.setdefault(pair, [t, t])
                 span[0], span[1] = min(span[0], t), max(span[1], t)
         if missing:
-            rows = [{"device_id": d, "cell_number": n, "first_us": lo, "last_us": hi}
-                    for (d, n), (lo, hi) in missing.items()]
-            conn.execute(self._insert(T.cells).on_conflict_do_nothing(
-                index_elements=["device_id", "cell_number"]), rows)
+            rows = [
+                {"device_id": d, "cell_number": n, "first_us": lo, "last_us": hi}
+                for (d, n), (lo, hi) in missing.items()
+            ]
+            conn.execute(
+                self._insert(T.cells).on_conflict_do_nothing(index_elements=["device_id", "cell_number"]), rows
+            )
             for device in {d for d, _ in missing}:  # a query per new device, not per row
-                found = conn.execute(sa.select(T.cells.c.cell_key, T.cells.c.cell_number)
-                                     .where(T.cells.c.device_id == device)).all()
+                found = conn.execute(
+                    sa.select(T.cells.c.cell_key, T.cells.c.cell_number).where(T.cells.c.device_id == device)
+                ).all()
                 for key, number in found:
                     keys_of[(device, int(number))] = int(key)
         keys = [keys_of[p] for p in pairs]
@@ -125,13 +131,17 @@ class Store:
         for k, t in zip(keys, ts_us):
             by_time.setdefault(t, set()).add(k)
         for t, members in by_time.items():
-            conn.execute(T.cells.update().where(T.cells.c.cell_key.in_(sorted(members)), T.cells.c.last_us < t)
-                         .values(last_us=t))
+            conn.execute(
+                T.cells.update().where(T.cells.c.cell_key.in_(sorted(members)), T.cells.c.last_us < t).values(last_us=t)
+            )
         return keys
 
-    def ingest(self, frame: pd.DataFrame, source: str,
-               score: Callable[[Any, pd.DataFrame], tuple[list[dict[str, Any]], list[dict[str, Any]]]] | None = None
-               ) -> IngestResult:
+    def ingest(
+        self,
+        frame: pd.DataFrame,
+        source: str,
+        score: Callable[[Any, pd.DataFrame], tuple[list[dict[str, Any]], list[dict[str, Any]]]] | None = None,
+    ) -> IngestResult:
         """Store canonical readings idempotently (a reading already stored for its (cell, time) is
         skipped), then ``score(conn, new_rows)`` -> (prediction rows, alert rows) stored in the
         same transaction. Returns after the commit: what it reports is durable."""
@@ -160,16 +170,26 @@ class Store:
             counts: dict[tuple[str, int], int] = {}
             for pair in zip(devices, ts_us):
                 counts[pair] = counts.get(pair, 0) + 1
-            packet_rows = [{"device_id": d, "ts_us": t, "received_us": received, "cells": c, "source": source}
-                           for (d, t), c in counts.items()]
+            packet_rows = [
+                {"device_id": d, "ts_us": t, "received_us": received, "cells": c, "source": source}
+                for (d, t), c in counts.items()
+            ]
             new_packets = conn.execute(
-                self._insert(T.packets).on_conflict_do_nothing(index_elements=["device_id", "ts_us"])
-                .returning(T.packets.c.packet_key, T.packets.c.device_id, T.packets.c.ts_us), packet_rows).all()
+                self._insert(T.packets)
+                .on_conflict_do_nothing(index_elements=["device_id", "ts_us"])
+                .returning(T.packets.c.packet_key, T.packets.c.device_id, T.packets.c.ts_us),
+                packet_rows,
+            ).all()
             packet_keys = {(d, int(t)): int(k) for k, d, t in new_packets}
             for pair in counts:  # resent packets: look their keys up (rare)
                 if pair not in packet_keys:
-                    packet_keys[pair] = int(conn.execute(sa.select(T.packets.c.packet_key).where(
-                        T.packets.c.device_id == pair[0], T.packets.c.ts_us == pair[1])).scalar())
+                    packet_keys[pair] = int(
+                        conn.execute(
+                            sa.select(T.packets.c.packet_key).where(
+                                T.packets.c.device_id == pair[0], T.packets.c.ts_us == pair[1]
+                            )
+                        ).scalar()
+                    )
             columns = list(values)
             rows = []
             seen: set[tuple[int, int]] = set()
@@ -180,20 +200,34 @@ class Store:
                     continue  # a (cell, time) repeated inside one request: the first one counts
                 seen.add(key)
                 first[i] = True
-                row = {"cell_key": keys[i], "ts_us": ts_us[i], "packet_key": packet_keys[(devices[i], ts_us[i])],
-                       "quality": quality_list[i], "received_us": received}
+                row = {
+                    "cell_key": keys[i],
+                    "ts_us": ts_us[i],
+                    "packet_key": packet_keys[(devices[i], ts_us[i])],
+                    "quality": quality_list[i],
+                    "received_us": received,
+                }
                 for c in columns:
                     row[c] = values[c][i]
                 rows.append(row)
             inserted = conn.execute(
-                self._insert(T.readings).on_conflict_do_nothing(index_elements=["cell_key", "ts_us"])
-                .returning(T.readings.c.cell_key, T.readings.c.ts_us), rows).all()
+                self._insert(T.readings)
+                .on_conflict_do_nothing(index_elements=["cell_key", "ts_us"])
+                .returning(T.readings.c.cell_key, T.readings.c.ts_us),
+                rows,
+            ).all()
             stored = {(int(k), int(t)) for k, t in inserted}
             is_new = first & np.fromiter(((k, t) in stored for k, t in zip(keys, ts_us)), dtype=bool, count=n)
-            new_rows = frame.loc[is_new].assign(cell_key=np.asarray(keys, dtype=np.int64)[is_new],
-                                                ts_us=np.asarray(ts_us, dtype=np.int64)[is_new])
-            result = IngestResult(received=n, stored=int(is_new.sum()), duplicates=int(n - is_new.sum()),
-                                  packets=len(new_packets), new_rows=new_rows)
+            new_rows = frame.loc[is_new].assign(
+                cell_key=np.asarray(keys, dtype=np.int64)[is_new], ts_us=np.asarray(ts_us, dtype=np.int64)[is_new]
+            )
+            result = IngestResult(
+                received=n,
+                stored=int(is_new.sum()),
+                duplicates=int(n - is_new.sum()),
+                packets=len(new_packets),
+                new_rows=new_rows,
+            )
             if score is not None and len(new_rows):
                 prediction_rows, alert_rows = score(conn, new_rows)
                 if prediction_rows:
@@ -208,17 +242,31 @@ class Store:
 
         out = []
         for row in alert_rows:  # a loop over alerts (rare), not readings
-            existing = conn.execute(sa.select(T.alerts.c.alert_key, T.alerts.c.occurrences).where(
-                T.alerts.c.cell_key == row["cell_key"], T.alerts.c.kind == row["kind"],
-                T.alerts.c.status != "resolved")).first()
+            existing = conn.execute(
+                sa.select(T.alerts.c.alert_key, T.alerts.c.occurrences).where(
+                    T.alerts.c.cell_key == row["cell_key"],
+                    T.alerts.c.kind == row["kind"],
+                    T.alerts.c.status != "resolved",
+                )
+            ).first()
             if existing is not None:
-                conn.execute(T.alerts.update().where(T.alerts.c.alert_key == existing.alert_key).values(
-                    occurrences=existing.occurrences + 1, last_us=sa.func.max(T.alerts.c.last_us, row["last_us"])
-                    if self.dialect == "sqlite" else sa.func.greatest(T.alerts.c.last_us, row["last_us"])))
+                conn.execute(
+                    T.alerts.update()
+                    .where(T.alerts.c.alert_key == existing.alert_key)
+                    .values(
+                        occurrences=existing.occurrences + 1,
+                        last_us=sa.func.max(T.alerts.c.last_us, row["last_us"])
+                        if self.dialect == "sqlite"
+                        else sa.func.greatest(T.alerts.c.last_us, row["last_us"]),
+                    )
+                )
                 out.append({"alert_id": int(existing.alert_key), "new": False, **_public_alert(row)})
                 continue
-            key = conn.execute(T.alerts.insert().values(status="open", occurrences=1, created_us=now_us(), **row)
-                               .returning(T.alerts.c.alert_key)).scalar()
+            key = conn.execute(
+                T.alerts.insert()
+                .values(status="open", occurrences=1, created_us=now_us(), **row)
+                .returning(T.alerts.c.alert_key)
+            ).scalar()
             out.append({"alert_id": int(key), "new": True, **_public_alert(row)})
         return out
 
@@ -229,23 +277,34 @@ class Store:
         import sqlalchemy as sa
 
         r, c = T.readings, T.cells
-        ranked = (sa.select(r, c.c.device_id, c.c.cell_number,
-                            sa.func.row_number().over(partition_by=r.c.cell_key, order_by=r.c.ts_us.desc())
-                            .label("rank"))
-                  .join(c, c.c.cell_key == r.c.cell_key).where(c.c.device_id == device).subquery())
+        ranked = (
+            sa.select(
+                r,
+                c.c.device_id,
+                c.c.cell_number,
+                sa.func.row_number().over(partition_by=r.c.cell_key, order_by=r.c.ts_us.desc()).label("rank"),
+            )
+            .join(c, c.c.cell_key == r.c.cell_key)
+            .where(c.c.device_id == device)
+            .subquery()
+        )
         query = sa.select(ranked).where(ranked.c.rank <= per_cell).order_by(ranked.c.ts_us, ranked.c.cell_number)
         with self.engine.connect() as conn:
             rows = conn.execute(query).mappings().all()
         return self._canonical(rows)
 
-    def cell_history(self, device: str, cell_number: int | None = None, since_us: int | None = None,
-                     until_us: int | None = None) -> pd.DataFrame:
+    def cell_history(
+        self, device: str, cell_number: int | None = None, since_us: int | None = None, until_us: int | None = None
+    ) -> pd.DataFrame:
         """Stored readings of a device (or one cell) as a canonical frame, oldest first."""
         import sqlalchemy as sa
 
         r, c = T.readings, T.cells
-        query = sa.select(r, c.c.device_id, c.c.cell_number).join(c, c.c.cell_key == r.c.cell_key) \
+        query = (
+            sa.select(r, c.c.device_id, c.c.cell_number)
+            .join(c, c.c.cell_key == r.c.cell_key)
             .where(c.c.device_id == device)
+        )
         if cell_number is not None:
             query = query.where(c.c.cell_number == cell_number)
         if since_us is not None:
@@ -273,10 +332,13 @@ class Store:
         if not rows:
             return pd.DataFrame()
         frame = pd.DataFrame([dict(r) for r in rows])
-        out = pd.DataFrame({
-            C.DEVICE_ID: frame["device_id"].astype(object), C.CELL_NUMBER: frame["cell_number"].astype(np.int64),
-            C.TIMESTAMP: from_us(frame["ts_us"]),
-        })
+        out = pd.DataFrame(
+            {
+                C.DEVICE_ID: frame["device_id"].astype(object),
+                C.CELL_NUMBER: frame["cell_number"].astype(np.int64),
+                C.TIMESTAMP: from_us(frame["ts_us"]),
+            }
+        )
         for name, column in VALUE_COLUMNS.items():
             out[name] = pd.to_numeric(frame[column], errors="coerce").astype(np.float64)
         canonical, _ = normalize(out, load_limits())
@@ -290,8 +352,11 @@ class Store:
         import sqlalchemy as sa
 
         with self.engine.connect() as conn:
-            row = conn.execute(sa.select(T.predictions).where(T.predictions.c.prediction_id == prediction_id)) \
-                .mappings().first()
+            row = (
+                conn.execute(sa.select(T.predictions).where(T.predictions.c.prediction_id == prediction_id))
+                .mappings()
+                .first()
+            )
         return dict(row) if row else None
 
     def record_feedback(self, items: Iterable[dict[str, Any]]) -> None:
@@ -300,28 +365,54 @@ class Store:
         if not rows:
             return
         stmt = self._insert(T.feedback)
-        stmt = stmt.on_conflict_do_update(index_elements=["prediction_id"], set_={
-            "actual": stmt.excluded.actual, "predicted": stmt.excluded.predicted, "created_us": stmt.excluded.created_us})
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["prediction_id"],
+            set_={
+                "actual": stmt.excluded.actual,
+                "predicted": stmt.excluded.predicted,
+                "created_us": stmt.excluded.created_us,
+            },
+        )
         with self._write_lock, self.engine.begin() as conn:
             conn.execute(stmt, rows)
 
-    def feedback_pairs(self, window: int) -> list[tuple[str, str, bool, bool]]:
-        """The newest ``window`` feedback items per model, oldest first: (model, id, predicted, actual)."""
+    def feedback_pairs(self, window: int) -> list[tuple[str, str, bool, bool, str]]:
+        """The newest ``window`` feedback items of each model and of each (model, version), oldest
+        first: (model, id, predicted, actual, version) - replayed in order they rebuild both windows."""
         import sqlalchemy as sa
 
         f = T.feedback
-        ranked = sa.select(f, sa.func.row_number().over(partition_by=f.c.model, order_by=f.c.created_us.desc())
-                           .label("rank")).subquery()
+        order = (f.c.created_us.desc(), f.c.feedback_key.desc())
+        ranked = sa.select(
+            f,
+            sa.func.row_number().over(partition_by=f.c.model, order_by=order).label("rank"),
+            sa.func.row_number().over(partition_by=(f.c.model, f.c.model_version), order_by=order).label("vrank"),
+        ).subquery()
+        query = (
+            sa.select(ranked)
+            .where((ranked.c.rank <= window) | (ranked.c.vrank <= window))
+            .order_by(ranked.c.created_us, ranked.c.feedback_key)
+        )
         with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(ranked).where(ranked.c.rank <= window)
-                                .order_by(ranked.c.created_us, ranked.c.feedback_key)).mappings().all()
-        return [(r["model"], r["prediction_id"], bool(r["predicted"]), bool(r["actual"])) for r in rows]
+            rows = conn.execute(query).mappings().all()
+        return [
+            (r["model"], r["prediction_id"], bool(r["predicted"]), bool(r["actual"]), r["model_version"]) for r in rows
+        ]
 
-    def record_decision(self, model_name: str, version: str, decision: str, previous: str | None = None,
-                        detail: str | None = None) -> None:
+    def record_decision(
+        self, model_name: str, version: str, decision: str, previous: str | None = None, detail: str | None = None
+    ) -> None:
         with self._write_lock, self.engine.begin() as conn:
-            conn.execute(T.model_decisions.insert().values(model_name=model_name, version=version, decision=decision,
-                                                            previous=previous, detail=detail, created_us=now_us()))
+            conn.execute(
+                T.model_decisions.insert().values(
+                    model_name=model_name,
+                    version=version,
+                    decision=decision,
+                    previous=previous,
+                    detail=detail,
+                    created_us=now_us(),
+                )
+            )
 
     # -- stored predictions written outside ingest ------------------------------------------------
     def store_predictions(self, rows: list[dict[str, Any]]) -> None:
@@ -332,7 +423,8 @@ class Store:
     def store_forecast(self, rows: list[dict[str, Any]]) -> None:
         if rows:
             stmt = self._insert(T.forecasts).on_conflict_do_nothing(
-                index_elements=["cell_key", "origin_us", "target", "step", "model_version"])
+                index_elements=["cell_key", "origin_us", "target", "step", "model_version"]
+            )
             with self._write_lock, self.engine.begin() as conn:
                 conn.execute(stmt, rows)
 
@@ -342,8 +434,9 @@ class Store:
         if (device, cell_number) in self._cell_keys:
             return self._cell_keys[(device, cell_number)]
         with self.engine.connect() as conn:
-            key = conn.execute(sa.select(T.cells.c.cell_key).where(
-                T.cells.c.device_id == device, T.cells.c.cell_number == cell_number)).scalar()
+            key = conn.execute(
+                sa.select(T.cells.c.cell_key).where(T.cells.c.device_id == device, T.cells.c.cell_number == cell_number)
+            ).scalar()
         return int(key) if key is not None else None
 
     # -- alerts -------------------------------------------------------------------------------
@@ -375,37 +468,74 @@ class Store:
         import sqlalchemy as sa
 
         with self.engine.connect() as conn:
-            cells = conn.execute(sa.select(sa.func.count(), sa.func.count(sa.distinct(T.cells.c.device_id)),
-                                           sa.func.min(T.cells.c.first_us), sa.func.max(T.cells.c.last_us))
-                                 .select_from(T.cells)).one()
+            cells = conn.execute(
+                sa.select(
+                    sa.func.count(),
+                    sa.func.count(sa.distinct(T.cells.c.device_id)),
+                    sa.func.min(T.cells.c.first_us),
+                    sa.func.max(T.cells.c.last_us),
+                ).select_from(T.cells)
+            ).one()
             packets = conn.execute(sa.select(sa.func.count()).select_from(T.packets)).scalar()
-            open_alerts = conn.execute(sa.select(sa.func.count()).select_from(T.alerts)
-                                       .where(T.alerts.c.status != "resolved")).scalar()
+            open_alerts = conn.execute(
+                sa.select(sa.func.count()).select_from(T.alerts).where(T.alerts.c.status != "resolved")
+            ).scalar()
             last = cells[3]
             recent = 0
             if last is not None:
-                recent = conn.execute(sa.select(sa.func.count()).select_from(T.predictions).where(
-                    T.predictions.c.kind == "anomaly", T.predictions.c.flag.is_(True),
-                    T.predictions.c.ts_us >= int(last) - 86_400_000_000)).scalar()
-        return {"devices": int(cells[1]), "cells": int(cells[0]), "packets": int(packets or 0),
-                "first_reading": iso_us(cells[2]), "last_reading": iso_us(last),
-                "open_alerts": int(open_alerts or 0), "anomalies_last_24h": int(recent or 0)}
+                recent = conn.execute(
+                    sa.select(sa.func.count())
+                    .select_from(T.predictions)
+                    .where(
+                        T.predictions.c.kind == "anomaly",
+                        T.predictions.c.flag.is_(True),
+                        T.predictions.c.ts_us >= int(last) - 86_400_000_000,
+                    )
+                ).scalar()
+        return {
+            "devices": int(cells[1]),
+            "cells": int(cells[0]),
+            "packets": int(packets or 0),
+            "first_reading": iso_us(cells[2]),
+            "last_reading": iso_us(last),
+            "open_alerts": int(open_alerts or 0),
+            "anomalies_last_24h": int(recent or 0),
+        }
 
     def devices(self, limit: int = 100, offset: int = 0) -> dict[str, Any]:
         import sqlalchemy as sa
 
         c = T.cells
-        open_alerts = sa.select(T.alerts.c.device_id, sa.func.count().label("open_alerts")) \
-            .where(T.alerts.c.status != "resolved").group_by(T.alerts.c.device_id).subquery()
-        query = (sa.select(c.c.device_id, sa.func.count().label("cells"), sa.func.min(c.c.first_us).label("first_us"),
-                           sa.func.max(c.c.last_us).label("last_us"),
-                           sa.func.coalesce(sa.func.max(open_alerts.c.open_alerts), 0).label("open_alerts"))
-                 .outerjoin(open_alerts, open_alerts.c.device_id == c.c.device_id)
-                 .group_by(c.c.device_id).order_by(c.c.device_id))
+        open_alerts = (
+            sa.select(T.alerts.c.device_id, sa.func.count().label("open_alerts"))
+            .where(T.alerts.c.status != "resolved")
+            .group_by(T.alerts.c.device_id)
+            .subquery()
+        )
+        query = (
+            sa.select(
+                c.c.device_id,
+                sa.func.count().label("cells"),
+                sa.func.min(c.c.first_us).label("first_us"),
+                sa.func.max(c.c.last_us).label("last_us"),
+                sa.func.coalesce(sa.func.max(open_alerts.c.open_alerts), 0).label("open_alerts"),
+            )
+            .outerjoin(open_alerts, open_alerts.c.device_id == c.c.device_id)
+            .group_by(c.c.device_id)
+            .order_by(c.c.device_id)
+        )
         with self.engine.connect() as conn:
             rows, nxt = self._page(conn, query, limit, offset)
-        items = [{"device_id": r["device_id"], "cells": int(r["cells"]), "first_reading": iso_us(r["first_us"]),
-                  "last_reading": iso_us(r["last_us"]), "open_alerts": int(r["open_alerts"])} for r in rows]
+        items = [
+            {
+                "device_id": r["device_id"],
+                "cells": int(r["cells"]),
+                "first_reading": iso_us(r["first_us"]),
+                "last_reading": iso_us(r["last_us"]),
+                "open_alerts": int(r["open_alerts"]),
+            }
+            for r in rows
+        ]
         return self._envelope(items, limit, offset, nxt)
 
     def cells(self, device: str | None = None, limit: int = 100, offset: int = 0) -> dict[str, Any]:
@@ -420,25 +550,48 @@ class Store:
             keys = [r_["cell_key"] for r_ in rows]
             last_rows = {}
             if keys:
-                found = conn.execute(sa.select(r).join(c, (c.c.cell_key == r.c.cell_key) & (c.c.last_us == r.c.ts_us))
-                                     .where(r.c.cell_key.in_(keys))).mappings().all()
+                found = (
+                    conn.execute(
+                        sa.select(r)
+                        .join(c, (c.c.cell_key == r.c.cell_key) & (c.c.last_us == r.c.ts_us))
+                        .where(r.c.cell_key.in_(keys))
+                    )
+                    .mappings()
+                    .all()
+                )
                 last_rows = {f["cell_key"]: f for f in found}
         items = []
         for row in rows:
             last = last_rows.get(row["cell_key"], {})
-            items.append({"cell_id": f"{row['device_id']}-{row['cell_number']}", "device_id": row["device_id"],
-                          "cell_number": int(row["cell_number"]), "first_reading": iso_us(row["first_us"]),
-                          "last_reading": iso_us(row["last_us"]),
-                          "last": {name: last.get(column) for name, column in VALUE_COLUMNS.items()}})
+            items.append(
+                {
+                    "cell_id": f"{row['device_id']}-{row['cell_number']}",
+                    "device_id": row["device_id"],
+                    "cell_number": int(row["cell_number"]),
+                    "first_reading": iso_us(row["first_us"]),
+                    "last_reading": iso_us(row["last_us"]),
+                    "last": {name: last.get(column) for name, column in VALUE_COLUMNS.items()},
+                }
+            )
         return self._envelope(items, limit, offset, nxt)
 
-    def readings(self, device: str, cell_number: int | None = None, start_us: int | None = None,
-                 end_us: int | None = None, limit: int = 1000, offset: int = 0) -> dict[str, Any]:
+    def readings(
+        self,
+        device: str,
+        cell_number: int | None = None,
+        start_us: int | None = None,
+        end_us: int | None = None,
+        limit: int = 1000,
+        offset: int = 0,
+    ) -> dict[str, Any]:
         import sqlalchemy as sa
 
         r, c = T.readings, T.cells
-        query = sa.select(r, c.c.device_id, c.c.cell_number).join(c, c.c.cell_key == r.c.cell_key) \
+        query = (
+            sa.select(r, c.c.device_id, c.c.cell_number)
+            .join(c, c.c.cell_key == r.c.cell_key)
             .where(c.c.device_id == device)
+        )
         if cell_number is not None:
             query = query.where(c.c.cell_number == cell_number)
         if start_us is not None:
@@ -448,22 +601,39 @@ class Store:
         query = query.order_by(r.c.ts_us, c.c.cell_number)
         with self.engine.connect() as conn:
             rows, nxt = self._page(conn, query, limit, offset)
-        items = [{"cell_id": f"{row['device_id']}-{row['cell_number']}", "device_id": row["device_id"],
-                  "cell_number": int(row["cell_number"]), "timestamp": iso_us(row["ts_us"]),
-                  **{name: row[column] for name, column in VALUE_COLUMNS.items()},
-                  "sensor_fault": bool(row["quality"] & 1), "out_of_range": bool(row["quality"] & 2)}
-                 for row in rows]
+        items = [
+            {
+                "cell_id": f"{row['device_id']}-{row['cell_number']}",
+                "device_id": row["device_id"],
+                "cell_number": int(row["cell_number"]),
+                "timestamp": iso_us(row["ts_us"]),
+                **{name: row[column] for name, column in VALUE_COLUMNS.items()},
+                "sensor_fault": bool(row["quality"] & 1),
+                "out_of_range": bool(row["quality"] & 2),
+            }
+            for row in rows
+        ]
         return self._envelope(items, limit, offset, nxt)
 
-    def predictions_page(self, kind: str, device: str | None = None, cell_number: int | None = None,
-                         start_us: int | None = None, end_us: int | None = None, flagged: bool | None = None,
-                         label: str | None = None, latest_per_cell: bool = False, limit: int = 100,
-                         offset: int = 0) -> dict[str, Any]:
+    def predictions_page(
+        self,
+        kind: str,
+        device: str | None = None,
+        cell_number: int | None = None,
+        start_us: int | None = None,
+        end_us: int | None = None,
+        flagged: bool | None = None,
+        label: str | None = None,
+        latest_per_cell: bool = False,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> dict[str, Any]:
         import sqlalchemy as sa
 
         p, c = T.predictions, T.cells
-        query = sa.select(p, c.c.device_id, c.c.cell_number).join(c, c.c.cell_key == p.c.cell_key) \
-            .where(p.c.kind == kind)
+        query = (
+            sa.select(p, c.c.device_id, c.c.cell_number).join(c, c.c.cell_key == p.c.cell_key).where(p.c.kind == kind)
+        )
         if device is not None:
             query = query.where(c.c.device_id == device)
         if cell_number is not None:
@@ -477,47 +647,80 @@ class Store:
         if label is not None:
             query = query.where(p.c.label == label)
         if latest_per_cell:
-            newest = sa.select(p.c.cell_key, sa.func.max(p.c.prediction_key).label("k")).where(p.c.kind == kind) \
-                .group_by(p.c.cell_key).subquery()
+            newest = (
+                sa.select(p.c.cell_key, sa.func.max(p.c.prediction_key).label("k"))
+                .where(p.c.kind == kind)
+                .group_by(p.c.cell_key)
+                .subquery()
+            )
             query = query.join(newest, newest.c.k == p.c.prediction_key)
             query = query.order_by(p.c.score.desc().nulls_last(), c.c.device_id, c.c.cell_number)
         else:
             query = query.order_by(p.c.ts_us.desc(), c.c.device_id, c.c.cell_number)
         with self.engine.connect() as conn:
             rows, nxt = self._page(conn, query, limit, offset)
-        items = [{"prediction_id": row["prediction_id"], "cell_id": f"{row['device_id']}-{row['cell_number']}",
-                  "device_id": row["device_id"], "cell_number": int(row["cell_number"]),
-                  "timestamp": iso_us(row["ts_us"]), "model": {"name": row["model_name"],
-                                                                "version": row["model_version"]},
-                  "score": row["score"], "flag": row["flag"], "label": row["label"], "reason": row["reason"]}
-                 for row in rows]
+        items = [
+            {
+                "prediction_id": row["prediction_id"],
+                "cell_id": f"{row['device_id']}-{row['cell_number']}",
+                "device_id": row["device_id"],
+                "cell_number": int(row["cell_number"]),
+                "timestamp": iso_us(row["ts_us"]),
+                "model": {"name": row["model_name"], "version": row["model_version"]},
+                "score": row["score"],
+                "flag": row["flag"],
+                "label": row["label"],
+                "reason": row["reason"],
+            }
+            for row in rows
+        ]
         return self._envelope(items, limit, offset, nxt)
 
-    def forecasts_page(self, device: str, cell_number: int | None = None, limit: int = 1000,
-                       offset: int = 0) -> dict[str, Any]:
+    def forecasts_page(
+        self, device: str, cell_number: int | None = None, limit: int = 1000, offset: int = 0
+    ) -> dict[str, Any]:
         """The newest stored forecast of each cell of ``device`` (or of one cell)."""
         import sqlalchemy as sa
 
         f, c = T.forecasts, T.cells
-        newest = sa.select(f.c.cell_key, sa.func.max(f.c.created_us).label("created")).group_by(f.c.cell_key) \
-            .subquery()
-        query = (sa.select(f, c.c.device_id, c.c.cell_number).join(c, c.c.cell_key == f.c.cell_key)
-                 .join(newest, (newest.c.cell_key == f.c.cell_key) & (newest.c.created == f.c.created_us))
-                 .where(c.c.device_id == device))
+        newest = sa.select(f.c.cell_key, sa.func.max(f.c.created_us).label("created")).group_by(f.c.cell_key).subquery()
+        query = (
+            sa.select(f, c.c.device_id, c.c.cell_number)
+            .join(c, c.c.cell_key == f.c.cell_key)
+            .join(newest, (newest.c.cell_key == f.c.cell_key) & (newest.c.created == f.c.created_us))
+            .where(c.c.device_id == device)
+        )
         if cell_number is not None:
             query = query.where(c.c.cell_number == cell_number)
         query = query.order_by(c.c.cell_number, f.c.target, f.c.step)
         with self.engine.connect() as conn:
             rows, nxt = self._page(conn, query, limit, offset)
-        items = [{"cell_id": f"{row['device_id']}-{row['cell_number']}", "origin": iso_us(row["origin_us"]),
-                  "timestamp": iso_us(row["ts_us"]), "target": row["target"], "step": int(row["step"]),
-                  "forecast": row["forecast"], "lower": row["lower"], "upper": row["upper"],
-                  "coverage": row["coverage"], "model": {"name": row["model_name"], "version": row["model_version"]},
-                  "created": iso_us(row["created_us"])} for row in rows]
+        items = [
+            {
+                "cell_id": f"{row['device_id']}-{row['cell_number']}",
+                "origin": iso_us(row["origin_us"]),
+                "timestamp": iso_us(row["ts_us"]),
+                "target": row["target"],
+                "step": int(row["step"]),
+                "forecast": row["forecast"],
+                "lower": row["lower"],
+                "upper": row["upper"],
+                "coverage": row["coverage"],
+                "model": {"name": row["model_name"], "version": row["model_version"]},
+                "created": iso_us(row["created_us"]),
+            }
+            for row in rows
+        ]
         return self._envelope(items, limit, offset, nxt)
 
-    def alerts(self, status: str | None = None, device: str | None = None, alert_id: int | None = None,
-               limit: int = 100, offset: int = 0) -> dict[str, Any]:
+    def alerts(
+        self,
+        status: str | None = None,
+        device: str | None = None,
+        alert_id: int | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> dict[str, Any]:
         import sqlalchemy as sa
 
         a, c = T.alerts, T.cells
@@ -534,20 +737,42 @@ class Store:
             keys = [r["alert_key"] for r in rows]
             deliveries: dict[int, list[dict[str, Any]]] = {}
             if keys:
-                for d in conn.execute(sa.select(T.alert_deliveries).where(T.alert_deliveries.c.alert_key.in_(keys))
-                                      .order_by(T.alert_deliveries.c.delivery_key)).mappings():
-                    deliveries.setdefault(d["alert_key"], []).append({
-                        "channel": d["channel"], "target": d["target"], "status": d["status"],
-                        "attempts": d["attempts"], "last_error": d["last_error"],
-                        "delivered": iso_us(d["delivered_us"])})
-        items = [{"alert_id": int(r["alert_key"]), "device_id": r["device_id"],
-                  "cell_id": f"{r['device_id']}-{r['cell_number']}" if r["cell_number"] is not None else None,
-                  "kind": r["kind"], "severity": r["severity"], "message": r["message"], "status": r["status"],
-                  "first_seen": iso_us(r["first_us"]), "last_seen": iso_us(r["last_us"]),
-                  "occurrences": int(r["occurrences"]), "prediction_id": r["prediction_id"],
-                  "created": iso_us(r["created_us"]), "acknowledged": iso_us(r["acknowledged_us"]),
-                  "acknowledged_by": r["acknowledged_by"], "resolved": iso_us(r["resolved_us"]),
-                  "deliveries": deliveries.get(r["alert_key"], [])} for r in rows]
+                for d in conn.execute(
+                    sa.select(T.alert_deliveries)
+                    .where(T.alert_deliveries.c.alert_key.in_(keys))
+                    .order_by(T.alert_deliveries.c.delivery_key)
+                ).mappings():
+                    deliveries.setdefault(d["alert_key"], []).append(
+                        {
+                            "channel": d["channel"],
+                            "target": d["target"],
+                            "status": d["status"],
+                            "attempts": d["attempts"],
+                            "last_error": d["last_error"],
+                            "delivered": iso_us(d["delivered_us"]),
+                        }
+                    )
+        items = [
+            {
+                "alert_id": int(r["alert_key"]),
+                "device_id": r["device_id"],
+                "cell_id": f"{r['device_id']}-{r['cell_number']}" if r["cell_number"] is not None else None,
+                "kind": r["kind"],
+                "severity": r["severity"],
+                "message": r["message"],
+                "status": r["status"],
+                "first_seen": iso_us(r["first_us"]),
+                "last_seen": iso_us(r["last_us"]),
+                "occurrences": int(r["occurrences"]),
+                "prediction_id": r["prediction_id"],
+                "created": iso_us(r["created_us"]),
+                "acknowledged": iso_us(r["acknowledged_us"]),
+                "acknowledged_by": r["acknowledged_by"],
+                "resolved": iso_us(r["resolved_us"]),
+                "deliveries": deliveries.get(r["alert_key"], []),
+            }
+            for r in rows
+        ]
         return self._envelope(items, limit, offset, nxt)
 
     def feedback_page(self, model: str | None = None, limit: int = 100, offset: int = 0) -> dict[str, Any]:
@@ -559,9 +784,18 @@ class Store:
             query = query.where(f.c.model == model)
         with self.engine.connect() as conn:
             rows, nxt = self._page(conn, query, limit, offset)
-        items = [{"prediction_id": r["prediction_id"], "model": r["model"], "model_version": r["model_version"],
-                  "predicted": bool(r["predicted"]), "actual": bool(r["actual"]), "score": r["score"],
-                  "created": iso_us(r["created_us"])} for r in rows]
+        items = [
+            {
+                "prediction_id": r["prediction_id"],
+                "model": r["model"],
+                "model_version": r["model_version"],
+                "predicted": bool(r["predicted"]),
+                "actual": bool(r["actual"]),
+                "score": r["score"],
+                "created": iso_us(r["created_us"]),
+            }
+            for r in rows
+        ]
         return self._envelope(items, limit, offset, nxt)
 
     # -- status and retention -------------------------------------------------------------------
@@ -570,8 +804,16 @@ class Store:
 
         counts = {}
         with self.engine.connect() as conn:
-            for table in (T.cells, T.packets, T.readings, T.predictions, T.forecasts, T.alerts, T.feedback,
-                          T.model_decisions):
+            for table in (
+                T.cells,
+                T.packets,
+                T.readings,
+                T.predictions,
+                T.forecasts,
+                T.alerts,
+                T.feedback,
+                T.model_decisions,
+            ):
                 counts[table.name] = int(conn.execute(sa.select(sa.func.count()).select_from(table)).scalar() or 0)
             last = conn.execute(sa.select(sa.func.max(T.cells.c.last_us))).scalar()
             received = conn.execute(sa.select(sa.func.max(T.packets.c.received_us))).scalar()
@@ -593,14 +835,18 @@ class Store:
             out["forecasts"] = conn.execute(sa.delete(T.forecasts).where(T.forecasts.c.ts_us < horizon)).rowcount
             out["readings"] = conn.execute(sa.delete(T.readings).where(T.readings.c.ts_us < horizon)).rowcount
             used = sa.select(T.readings.c.packet_key).where(T.readings.c.packet_key == T.packets.c.packet_key)
-            out["packets"] = conn.execute(sa.delete(T.packets).where(T.packets.c.ts_us < horizon, ~used.exists())) \
-                .rowcount
-            resolved = sa.select(T.alerts.c.alert_key).where(T.alerts.c.status == "resolved",
-                                                             T.alerts.c.last_us < horizon)
-            out["alert_deliveries"] = conn.execute(sa.delete(T.alert_deliveries).where(
-                T.alert_deliveries.c.alert_key.in_(resolved))).rowcount
-            out["alerts"] = conn.execute(sa.delete(T.alerts).where(T.alerts.c.status == "resolved",
-                                                                   T.alerts.c.last_us < horizon)).rowcount
+            out["packets"] = conn.execute(
+                sa.delete(T.packets).where(T.packets.c.ts_us < horizon, ~used.exists())
+            ).rowcount
+            resolved = sa.select(T.alerts.c.alert_key).where(
+                T.alerts.c.status == "resolved", T.alerts.c.last_us < horizon
+            )
+            out["alert_deliveries"] = conn.execute(
+                sa.delete(T.alert_deliveries).where(T.alert_deliveries.c.alert_key.in_(resolved))
+            ).rowcount
+            out["alerts"] = conn.execute(
+                sa.delete(T.alerts).where(T.alerts.c.status == "resolved", T.alerts.c.last_us < horizon)
+            ).rowcount
         return {"deleted": out, "before": iso_us(horizon), "days": days}
 
     def _newest_us(self) -> int:
@@ -609,5 +855,4 @@ class Store:
 
 
 def _public_alert(row: dict[str, Any]) -> dict[str, Any]:
-    return {"kind": row["kind"], "severity": row["severity"], "message": row["message"],
-            "device_id": row["device_id"]}
+    return {"kind": row["kind"], "severity": row["severity"], "message": row["message"], "device_id": row["device_id"]}

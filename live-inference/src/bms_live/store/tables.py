@@ -31,15 +31,18 @@ from sqlalchemy import (
 #: An auto-incrementing 64-bit key (SQLite only auto-increments an ``INTEGER PRIMARY KEY``).
 Key = BigInteger().with_variant(Integer(), "sqlite")
 
-metadata = MetaData(naming_convention={
-    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
-    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-})
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
 
 cells = Table(
-    "cells", metadata,
+    "cells",
+    metadata,
     Column("cell_key", Key, primary_key=True, autoincrement=True),
     Column("device_id", String(128), nullable=False),
     Column("cell_number", Integer, nullable=False),
@@ -49,7 +52,8 @@ cells = Table(
 )
 
 packets = Table(
-    "packets", metadata,
+    "packets",
+    metadata,
     Column("packet_key", Key, primary_key=True, autoincrement=True),
     Column("device_id", String(128), nullable=False),
     Column("ts_us", BigInteger, nullable=False),
@@ -61,7 +65,8 @@ packets = Table(
 )
 
 readings = Table(
-    "readings", metadata,
+    "readings",
+    metadata,
     Column("reading_key", Key, primary_key=True, autoincrement=True),
     Column("cell_key", BigInteger, ForeignKey("cells.cell_key"), nullable=False),
     Column("ts_us", BigInteger, nullable=False),
@@ -79,7 +84,8 @@ readings = Table(
 )
 
 predictions = Table(
-    "predictions", metadata,
+    "predictions",
+    metadata,
     Column("prediction_key", Key, primary_key=True, autoincrement=True),
     Column("prediction_id", String(64), nullable=False),
     Column("kind", String(16), nullable=False),  # anomaly | failure
@@ -99,7 +105,8 @@ predictions = Table(
 )
 
 forecasts = Table(
-    "forecasts", metadata,
+    "forecasts",
+    metadata,
     Column("forecast_key", Key, primary_key=True, autoincrement=True),
     Column("cell_key", BigInteger, ForeignKey("cells.cell_key"), nullable=False),
     Column("origin_us", BigInteger, nullable=False),  # time of the last reading the forecast starts from
@@ -118,7 +125,8 @@ forecasts = Table(
 )
 
 alerts = Table(
-    "alerts", metadata,
+    "alerts",
+    metadata,
     Column("alert_key", Key, primary_key=True, autoincrement=True),
     Column("cell_key", BigInteger, ForeignKey("cells.cell_key"), nullable=True),
     Column("device_id", String(128), nullable=False),
@@ -139,7 +147,8 @@ alerts = Table(
 )
 
 alert_deliveries = Table(
-    "alert_deliveries", metadata,
+    "alert_deliveries",
+    metadata,
     Column("delivery_key", Key, primary_key=True, autoincrement=True),
     Column("alert_key", BigInteger, ForeignKey("alerts.alert_key", ondelete="CASCADE"), nullable=False),
     Column("channel", String(16), nullable=False),  # webhook | slack | email
@@ -153,7 +162,8 @@ alert_deliveries = Table(
 )
 
 feedback = Table(
-    "feedback", metadata,
+    "feedback",
+    metadata,
     Column("feedback_key", Key, primary_key=True, autoincrement=True),
     Column("prediction_id", String(64), nullable=False),
     Column("model", String(16), nullable=False),  # anomaly | failure
@@ -167,7 +177,8 @@ feedback = Table(
 )
 
 model_decisions = Table(
-    "model_decisions", metadata,
+    "model_decisions",
+    metadata,
     Column("decision_key", Key, primary_key=True, autoincrement=True),
     Column("model_name", String(64), nullable=False),
     Column("version", String(32), nullable=False),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from alembic import context
-
 from bms_live.store.tables import metadata
 
 config = context.config

@@ -1,0 +1,145 @@
+"""Spill files of the file engine (Arrow IPC, memory-mapped on read) and the final assembly."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from bms_schema import columns as C
+from bms_schema.reader import CSVTableWriter, table_format
+
+from .scaling import BMSScaler, scaled_column
+
+Progress = Callable[[float, str], None]
+
+
+# -- spill files (Arrow IPC, memory-mapped on read) ----------------------------------------------
+class Spill:
+    def __init__(self, folder: Path, prefix: str):
+        self.folder = folder
+        self.prefix = prefix
+        self.paths: list[Path] = []
+
+    def write(self, frame: pd.DataFrame, extra: dict[str, np.ndarray] | None = None,
+              exclude: set[str] | frozenset[str] = frozenset()) -> None:
+        """Spill ``frame`` without the ``exclude`` columns, plus ``extra`` arrays as columns."""
+        import pyarrow as pa
+
+        keep = [c for c in frame.columns if c not in exclude and c not in (extra or {})]
+        table = pa.Table.from_pandas(frame, columns=keep, preserve_index=False)
+        for name, values in (extra or {}).items():
+            table = table.append_column(name, pa.array(values))
+        path = self.folder / f"{self.prefix}-{len(self.paths):05d}.arrow"
+        with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+            writer.write_table(table)
+        self.paths.append(path)
+
+    def frames(self) -> Iterator[pd.DataFrame]:
+        for path in self.paths:
+            yield _read_arrow(path).to_pandas()
+
+
+def _read_arrow(path: Path) -> Any:
+    import pyarrow as pa
+
+    return pa.ipc.open_file(pa.memory_map(str(path), "r")).read_all()
+
+
+def _unified_schema(tables: list[Any]) -> Any:
+    import pyarrow as pa
+
+    try:
+        return pa.unify_schemas([t.schema for t in tables], promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        fields: dict[str, Any] = {}
+        for t in tables:
+            for f in t.schema:
+                if f.name in fields and not fields[f.name].type.equals(f.type):
+                    fields[f.name] = pa.field(f.name, pa.large_string())
+                else:
+                    fields.setdefault(f.name, f)
+        return pa.schema(list(fields.values()))
+
+
+def _cast(table: Any, schema: Any) -> Any:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if table.schema.equals(schema):
+        return table
+    arrays = []
+    for f in schema:
+        if f.name in table.column_names:
+            col = table[f.name]
+            if not col.type.equals(f.type):
+                col = pc.cast(col, f.type) if not pa.types.is_large_string(f.type) else pc.cast(
+                    pc.cast(col, pa.string()) if not pa.types.is_string(col.type) else col, f.type)
+            arrays.append(col)
+        else:
+            arrays.append(pa.nulls(table.num_rows, f.type))
+    return pa.table(arrays, schema=schema)
+
+
+def assemble(spill: Spill, output: Path, scaler: BMSScaler | None, batch_rows: int,
+             progress: Progress | None = None) -> tuple[int, list[str]]:
+    """Write spilled blocks in cell-then-time order (plus scaled columns) to ``output`` atomically."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+    from bms_schema.atomic import atomic_path
+
+    tables = [_read_arrow(p) for p in spill.paths]
+    schema = _unified_schema(tables)
+    tables = [_cast(t, schema) for t in tables]
+    # (device, cell number) runs of every block
+    runs: dict[tuple[str, int], list[tuple[int, int, int]]] = {}
+    for i, table in enumerate(tables):
+        keys = pd.DataFrame({"d": table[C.DEVICE_ID].to_pandas().astype(str), "n": table[C.CELL_NUMBER].to_numpy()})
+        change = np.flatnonzero((keys["d"].to_numpy()[1:] != keys["d"].to_numpy()[:-1]) |
+                                (keys["n"].to_numpy()[1:] != keys["n"].to_numpy()[:-1])) + 1
+        starts = np.concatenate([[0], change])
+        ends = np.concatenate([change, [len(keys)]])
+        for s, e in zip(starts, ends):  # one entry per cell and block, not per row
+            runs.setdefault((keys["d"].iat[s], int(keys["n"].iat[s])), []).append((i, int(s), int(e - s)))
+    order = sorted(runs)
+    out_schema = schema
+    scale = scaler.scale_ if scaler is not None else {}
+    if scaler is not None:
+        for name in scaler.columns:
+            out_schema = out_schema.append(pa.field(scaled_column(name), pa.float64()))
+    fmt = table_format(output)
+    written = 0
+    with atomic_path(output) as tmp:
+        writer = pq.ParquetWriter(str(tmp), out_schema) if fmt == "parquet" else CSVTableWriter(tmp)
+        try:
+            batch: list[Any] = []
+            size = 0
+
+            def flush() -> None:
+                nonlocal batch, size, written
+                if not batch:
+                    return
+                table = pa.concat_tables(batch)
+                if scaler is not None:
+                    for name in scaler.columns:
+                        values = pc.divide(pc.subtract(pc.cast(table[name], pa.float64()), scaler.mean_[name]), scale[name])
+                        table = table.append_column(scaled_column(name), values)
+                writer.write_table(table)
+                written += table.num_rows
+                batch, size = [], 0
+
+            for k, key in enumerate(order):  # per cell (not per row): slices are zero-copy views
+                for i, start, length in runs[key]:
+                    batch.append(tables[i].slice(start, length))
+                    size += length
+                if size >= batch_rows:
+                    flush()
+                    if progress is not None:
+                        progress(0.85 + 0.14 * (k + 1) / len(order), f"writing cell {k + 1} of {len(order)}")
+            flush()
+        finally:
+            writer.close()
+    return written, list(out_schema.names)

@@ -1,0 +1,210 @@
+"""Stages 1 and 2 of the file engine: the clean stream and the impute + features stream.
+
+See :mod:`bms_preprocess.engine` for how the stages fit together.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+from bms_schema import InputError, sort_readings
+from bms_schema import columns as C
+from bms_schema.clean import QualityAccumulator, drop_duplicates, reading_intervals, to_canonical
+from bms_schema.features import compute_features
+from bms_schema.interpolate import add_imputed_flags, impute_columns, imputed_column
+
+from .mice import HELPER_PREFIXES, MiceImputer, design_matrix
+
+if TYPE_CHECKING:
+    from .engine import PreprocessOptions
+
+log = logging.getLogger("bms.preprocess")
+
+
+class _OrderError(InputError):
+    """Rows of a device are not in time order: chunked processing cannot give the one-pass result."""
+
+
+# -- stage 1: clean stream ---------------------------------------------------------------------
+def _ns(frame: pd.DataFrame) -> np.ndarray:
+    return frame[C.TIMESTAMP].dt.as_unit("ns").array.asi8
+
+
+class CleanStream:
+    """Normalise chunks, hold back rows that later input could still change, finalise the rest."""
+
+    def __init__(self, options: PreprocessOptions, quality: QualityAccumulator, max_held: int | None):
+        self.options = options
+        self.quality = quality
+        self.max_held = max_held
+        self.held: pd.DataFrame | None = None
+        self.context: pd.DataFrame | None = None
+        self.watermark: dict[str, int] = {}
+        self.columns: list[str] | None = None
+        self.schema_columns: list[str] | None = None
+        self.seen_valid: set[str] = set()  # measurements with at least one value so far
+
+    def _normalise(self, raw: pd.DataFrame) -> pd.DataFrame:
+        canonical = to_canonical(raw, self.options.limits)
+        if self.columns is None:
+            self.columns = impute_columns(canonical)
+            self.schema_columns = list(canonical.columns)
+        elif list(canonical.columns) != self.schema_columns:
+            canonical = canonical.reindex(columns=self.schema_columns)
+        return canonical
+
+    def _check_order(self, canonical: pd.DataFrame) -> None:
+        if not self.watermark:
+            return
+        marks = canonical[C.DEVICE_ID].map(self.watermark)
+        ts = _ns(canonical)
+        late = marks.notna().to_numpy() & (ts < marks.fillna(np.iinfo(np.int64).min).to_numpy(dtype=np.int64))
+        if late.any():
+            row = canonical.loc[late].iloc[0]
+            raise _OrderError(
+                f"chunked processing needs the rows of each device in time order (as the BMS writes them), but "
+                f"device '{row[C.DEVICE_ID]}' has a reading at {row[C.TIMESTAMP]} after later readings were "
+                "processed: sort the file by time, or run without chunksize"
+            )
+
+    def _cutoffs(self, buffer: pd.DataFrame, final: bool) -> np.ndarray:
+        """Boolean mask of buffer rows to finalise now."""
+        if final:
+            return np.ones(len(buffer), dtype=bool)
+        ts = _ns(buffer)
+        cells = buffer[C.CELL_ID].to_numpy()
+        devices = buffer[C.DEVICE_ID].to_numpy()
+        frame = pd.DataFrame({"cell": cells, "device": devices, "ts": ts})
+        safe = None
+        for name in self.columns or []:
+            if name not in self.seen_valid:  # never reported yet (an absent optional column): nothing to wait for
+                continue
+            valid_ts = np.where(buffer[name].notna().to_numpy(), ts, np.iinfo(np.int64).min)
+            last = pd.Series(valid_ts).groupby(cells, sort=False).transform("max").to_numpy()
+            safe = last if safe is None else np.minimum(safe, last)
+        device_max = frame.groupby("device", sort=False)["ts"].transform("max").to_numpy()
+        cut = device_max if safe is None else np.minimum(device_max, safe)
+        device_cut = pd.Series(cut).groupby(devices, sort=False).transform("min").to_numpy()
+        finalise = ts < device_cut
+        if self.max_held is not None and (len(buffer) - int(finalise.sum())) > self.max_held:
+            forced = ts < device_max
+            self.quality.forced_flushes += int((forced & ~finalise).sum())
+            log.warning("look-ahead buffer over %d rows: finalising %d rows without it", self.max_held,
+                        int((forced & ~finalise).sum()))
+            finalise = forced
+        cuts = pd.Series(np.where(finalise, device_cut, np.iinfo(np.int64).min)).groupby(devices).max()
+        for device, value in cuts.items():
+            if value > np.iinfo(np.int64).min:
+                self.watermark[str(device)] = int(max(self.watermark.get(str(device), value), value))
+        return finalise
+
+    def feed(self, raw: pd.DataFrame | None, final: bool = False) -> pd.DataFrame | None:
+        """Add a raw chunk (``None`` at the end with ``final=True``); return newly finalised rows."""
+        parts = [] if self.held is None else [self.held]
+        if raw is not None:
+            self.quality.rows_in += len(raw)
+            canonical = self._normalise(raw)
+            self._check_order(canonical)
+            self.seen_valid.update(c for c in self.columns or [] if canonical[c].notna().any())
+            parts.append(canonical)
+        if not parts:
+            return None
+        buffer = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
+        buffer, dups, conflicts = drop_duplicates(buffer)
+        self.quality.duplicates += dups
+        self.quality.conflicts += conflicts
+        buffer = sort_readings(buffer)
+        finalise = self._cutoffs(buffer, final)
+        self.held = buffer.loc[~finalise].reset_index(drop=True) if (~finalise).any() else None
+        if not finalise.any():
+            return None
+        return self._finalise(buffer, finalise)
+
+    def _finalise(self, buffer: pd.DataFrame, finalise: np.ndarray) -> pd.DataFrame:
+        """Helpers for the rows to finalise, computed on a narrow frame with the carried context."""
+        columns = self.columns or []
+        narrow_cols = [C.CELL_ID, C.DEVICE_ID, C.CELL_NUMBER, C.TIMESTAMP, *columns]
+        narrow = buffer[narrow_cols].assign(__part=np.where(finalise, 1, 2).astype(np.int8))
+        if self.context is not None:
+            narrow = pd.concat([self.context.assign(__part=np.int8(0)), narrow], ignore_index=True)
+        # context rows are older than the buffer rows of their cell, so buffer rows keep their order
+        work = sort_readings(narrow)
+        design = design_matrix(work, columns)
+        intervals = reading_intervals(work)
+        part = work["__part"].to_numpy()
+        done = part == 1
+        helpers = design.loc[done, [c for c in design.columns if c.startswith(HELPER_PREFIXES)]]
+        block = buffer.loc[finalise].reset_index(drop=True)
+        block = pd.concat([block, helpers.reset_index(drop=True)], axis=1, copy=False)
+        self.quality.add(block, intervals[done])
+        # carry: per cell, the last row and the last row with a value of each measurement
+        kept = work.loc[part != 2, narrow_cols]
+        cells = kept[C.CELL_ID]
+        positions = [kept.groupby(cells, sort=False).tail(1).index.to_numpy()]
+        for name in columns:
+            valid = kept[name].notna()
+            positions.append(kept.loc[valid].groupby(cells[valid], sort=False).tail(1).index.to_numpy())
+        idx = np.unique(np.concatenate(positions))
+        self.context = work.loc[idx, narrow_cols].reset_index(drop=True)
+        return block
+
+
+# -- stage 2: impute + features ----------------------------------------------------------------
+class FeatureStream:
+    """Impute spilled blocks and add features with each cell's last readings carried over."""
+
+    def __init__(self, options: PreprocessOptions, columns: list[str], imputer: MiceImputer | None):
+        self.options = options
+        self.columns = columns
+        self.imputer = imputer
+        self.context: pd.DataFrame | None = None
+        self.imputed_counts: dict[str, int] = {}
+        self.single_cell_devices: list[str] = []  # strings of one cell in the whole input
+
+    def _impute(self, block: pd.DataFrame) -> pd.DataFrame:
+        """Fill gaps in ``block`` (modified in place: spilled blocks are not used again)."""
+        method = self.options.impute
+        if method == "none":
+            return block
+        if method == "mice" and self.imputer is not None:
+            design = block[[*self.columns, *[c for c in block.columns if c.startswith(HELPER_PREFIXES)]]]
+            out = self.imputer.transform(block, design=design, copy=False)
+        else:
+            out = block
+            before = {}
+            for name in self.columns:
+                values = out[name].to_numpy(dtype=np.float64)
+                missing = np.isnan(values)
+                before[name] = missing
+                if missing.any():
+                    values = values.copy()
+                    values[missing] = out[f"nbr__{name}"].to_numpy()[missing]
+                    out[name] = values
+            out = add_imputed_flags(out, before)
+        for name in self.columns:
+            flag = imputed_column(name)
+            if flag in out.columns:
+                self.imputed_counts[name] = self.imputed_counts.get(name, 0) + int(out[flag].sum())
+        return out
+
+    def _features(self, block: pd.DataFrame) -> dict[str, np.ndarray]:
+        window = int(self.options.window)
+        need = [C.CELL_ID, C.DEVICE_ID, C.CELL_NUMBER, C.TIMESTAMP, *C.CORE_COLUMNS]
+        new = block[need].assign(__new=True, ResistanceProxy=np.nan)
+        work = new if self.context is None else pd.concat([self.context, new], ignore_index=True)
+        work = sort_readings(work)
+        seed = work["ResistanceProxy"].to_numpy(dtype=np.float64)
+        feats = compute_features(work, window, proxy_seed=seed, single_cell_devices=self.single_cell_devices)
+        is_new = work["__new"].to_numpy(dtype=bool)
+        # carry the last window-1 readings (at least one) of each cell with their final ResistanceProxy
+        work = work.assign(ResistanceProxy=feats["ResistanceProxy"], __new=False)
+        self.context = work.groupby(C.CELL_ID, sort=False).tail(max(window - 1, 1)).reset_index(drop=True)
+        return {k: v[is_new] for k, v in feats.items()}
+
+    def process(self, block: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+        """Impute ``block`` and compute its features: ``(imputed block with helpers, feature arrays)``."""
+        out = self._impute(block)
+        return out, (self._features(out) if self.options.features else {})
