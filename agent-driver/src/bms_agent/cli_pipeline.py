@@ -31,6 +31,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=DEFAULTS.seed, help="seed for simulation, sampling and synthesis")
     p.add_argument("--failure-rate", type=float, help="simulator: share of cells dying per 30 days (default: its own)")
     p.add_argument("--anomaly-rate", type=float, help="simulator: share of readings with a labelled anomaly")
+    p.add_argument("--chemistry", choices=("flooded", "vrla"), default=DEFAULTS.chemistry,
+                   help="simulator: flooded cells (with specific gravity) or sealed VRLA (no SG column)")
+    p.add_argument("--discharge-every-days", type=float,
+                   help="simulator: mean days between mains outages; 0 = no discharge in the span")
+    p.add_argument("--no-labels", action="store_true",
+                   help="drop the simulator's IsDead/IsAnomaly/AnomalyType columns, as in a real fleet's data")
     p.add_argument("--skip", action="append", default=[], metavar="STAGE", choices=STAGE_NAMES,
                    help=f"skip a stage (repeatable): {', '.join(STAGE_NAMES)}")
     p.add_argument("--workspace", help="BMS workspace (default: $BMS_WORKSPACE or ~/.bms-flux/workspace)")
@@ -61,7 +67,9 @@ def options_from(args: argparse.Namespace) -> PipelineOptions:
                            days=args.days, interval_minutes=args.interval_minutes, seed=args.seed, skip=args.skip,
                            timeout=args.timeout, start_timeout=args.start_timeout, sdv_rows=args.sdv_rows,
                            horizon_days=args.horizon_days, forecast_cells=args.forecast_cells,
-                           forecast_train_pairs=args.forecast_train_pairs, failure_rate=args.failure_rate, anomaly_rate=args.anomaly_rate, parallel=args.parallel)
+                           forecast_train_pairs=args.forecast_train_pairs, failure_rate=args.failure_rate, anomaly_rate=args.anomaly_rate, parallel=args.parallel,
+                           chemistry=args.chemistry, discharge_every_days=args.discharge_every_days,
+                           no_labels=args.no_labels)
 
 
 def summary_table(result: Any) -> Any:

@@ -200,6 +200,12 @@ class PipelineRunner:
         state.stages[stage.name] = record
         started = time.perf_counter()
         try:
+            late = stage.skip_late(state) if stage.skip_late is not None else None
+            if late is not None:
+                record.status, record.reason = "skipped", late
+                record.seconds = round(time.perf_counter() - started, 4)
+                self.reporter.stage_finished(stage.name, "skipped", record.seconds, _short(late))
+                return None
             if stage.prepare is not None:
                 t0 = time.perf_counter()
                 await anyio.to_thread.run_sync(stage.prepare, state)

@@ -37,6 +37,9 @@ class Stage:
     calls: Callable[[PipelineState], list[Call]]
     prepare: Callable[[PipelineState], None] | None = None  # driver work before the calls (timed apart)
     skip_when: Callable[[PipelineState], str | None] | None = None  # a reason to skip, or None
+    #: a reason to skip decided when the stage is about to start (its ``after`` stages done), for
+    #: decisions that read earlier outputs (e.g. whether the readings hold a cell death)
+    skip_late: Callable[[PipelineState], str | None] | None = None
     needs: tuple[str, ...] = ()  # stages whose outputs this one reads (skipped with them)
     after: tuple[str, ...] = ()  # stages that must be done (ok or skipped) before this one starts
     summary: Callable[[list[dict[str, Any]]], str] | None = None  # one line from the envelopes (default: last message)
@@ -44,18 +47,103 @@ class Stage:
 
 
 # -- where earlier outputs are ------------------------------------------------------------------
+LABEL_COLUMNS = ("IsDead", "IsAnomaly", "AnomalyType")
+
+
+def unlabelled_table(state: PipelineState) -> Path:
+    return state.dir / "no-labels" / "readings.csv"
+
+
 def input_table(state: PipelineState) -> str:
-    """The readings the pipeline works on: the user's ``--data`` or the simulator's CSV."""
+    """The readings the pipeline works on: the user's ``--data`` or the simulator's CSV (without its
+    label columns under ``--no-labels``, once the preprocess stage has written that copy)."""
     if state.options.data:
         return str(Path(state.options.data).expanduser().resolve())
-    path = data_value(state, "simulate", "path")
+    if state.options.no_labels and unlabelled_table(state).is_file():
+        return str(unlabelled_table(state))
+    return simulated_table(state)
+
+
+def _prepare_preprocess(state: PipelineState) -> None:
+    """Under ``--no-labels``: the simulated readings without ``IsDead``/``IsAnomaly``/``AnomalyType``."""
+    if not state.options.no_labels or state.options.data:
+        return
+    import pyarrow.csv as pacsv
+
+    from bms_schema.atomic import atomic_path
+
+    table = pacsv.read_csv(simulated_table(state))
+    table = table.drop_columns([c for c in LABEL_COLUMNS if c in table.column_names])
+    target = unlabelled_table(state)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(target) as tmp:
+        pacsv.write_csv(table, tmp)
+
+
+def simulated_table(state: PipelineState, stage: str = "simulate") -> str:
+    path = data_value(state, stage, "path")
     if isinstance(path, str) and path.endswith(TABLE_SUFFIXES):
         return path
-    art = find_artifact(state.envelopes("simulate"), suffixes=TABLE_SUFFIXES, kinds=("data", "table"),
-                        exclude=("truth",))
+    art = find_artifact(state.envelopes(stage), suffixes=TABLE_SUFFIXES, kinds=("data", "table"),
+                        exclude=("truth", "soh"))
     if art is None:
-        raise StageInputError("the simulate stage returned no CSV/Parquet artifact of kind 'data'/'table'")
+        raise StageInputError(f"the {stage} stage returned no CSV/Parquet artifact of kind 'data'/'table'")
     return art["path"]
+
+
+def has_deaths(table: Path) -> bool:
+    """Whether ``table`` has an ``IsDead`` column with at least one dead reading."""
+    from .sampling import table_columns
+
+    if not table.is_file() or "IsDead" not in table_columns(table):
+        return False
+    import pyarrow.compute as pc
+
+    if table.suffix.lower() == ".parquet":
+        import pyarrow.parquet as pq
+
+        column = pq.read_table(table, columns=["IsDead"]).column("IsDead")
+    else:
+        import pyarrow.csv as pacsv
+
+        column = pacsv.read_csv(table, convert_options=pacsv.ConvertOptions(include_columns=["IsDead"])).column("IsDead")
+    text = pc.utf8_lower(pc.cast(column, "string"))
+    return bool(pc.any(pc.is_in(text, value_set=__import__("pyarrow").array(["1", "1.0", "true", "yes"]))).as_py())
+
+
+#: The embedded simulated fleet a failure model is trained on when the readings have no death to learn
+#: from and the workspace has no failure model yet.
+FAILURE_FLEET = {"devices": 2, "cells_per_device": 12, "days": 20, "interval_minutes": 15, "failure_rate": 0.3,
+                 "file_name": "failure_training_fleet.csv"}
+
+
+def _failure_champion(state: PipelineState) -> str | None:
+    from bms_schema.registry import ModelRegistry
+
+    return ModelRegistry(state.run_dir.parent.parent / "models").resolve("failure_classifier", "champion")
+
+
+def _deaths_in_readings(state: PipelineState) -> bool:
+    return has_deaths(Path(processed_table(state)))
+
+
+def _skip_failure_fleet(state: PipelineState) -> str | None:
+    if _deaths_in_readings(state):
+        return "the readings hold cell deaths to train the failure model on"
+    champion = _failure_champion(state)
+    if champion:
+        return f"no cell dies in the readings: the registered failure_classifier {champion} predicts"
+    return None
+
+
+def _skip_failure_training(state: PipelineState) -> str | None:
+    if _deaths_in_readings(state):
+        return _skip_training("failure_classifier", "train_failure_model")(state)
+    champion = _failure_champion(state)
+    if champion:
+        return (f"no cell dies in the readings (no IsDead deaths to learn from): the registered "
+                f"failure_classifier {champion} predicts, with the IEEE 450/1188 rules")
+    return None  # trained on the embedded simulated fleet (stage failure_fleet)
 
 
 def processed_table(state: PipelineState) -> str:
@@ -137,9 +225,11 @@ def _simulate_args(s: PipelineState) -> dict[str, Any]:
     o = s.options
     args: dict[str, Any] = {"devices": o.devices, "cells_per_device": o.cells_per_device, "days": o.days,
                             "interval_minutes": o.interval_minutes, "seed": o.seed}
-    for name in ("failure_rate", "anomaly_rate"):
+    for name in ("failure_rate", "anomaly_rate", "discharge_every_days"):
         if getattr(o, name) is not None:
             args[name] = getattr(o, name)
+    if o.chemistry != "flooded":
+        args["chemistry"] = o.chemistry
     return args
 
 
@@ -149,7 +239,7 @@ def _skip_training(name: str, training_tool: str, labels: bool = False) -> Calla
     def reason(state: PipelineState) -> str | None:
         from bms_schema.registry import ModelRegistry
 
-        if state.options.data:  # the user's readings: train a candidate on them (labels permitting)
+        if state.options.data or state.options.no_labels:  # the user's readings: a candidate (labels permitting)
             if labels:
                 from .sampling import table_columns
 
@@ -165,6 +255,10 @@ def _skip_training(name: str, training_tool: str, labels: bool = False) -> Calla
 
 
 def _failure_train_args(s: PipelineState) -> dict[str, Any]:
+    record = s.stages.get("failure_fleet")
+    if record is not None and record.status == "ok":  # no death in the readings: the embedded simulated fleet
+        return {"data_path": simulated_table(s, "failure_fleet"), "horizon_days": s.options.horizon_days,
+                "seed": s.options.seed}
     args: dict[str, Any] = {"data_path": processed_table(s), "horizon_days": s.options.horizon_days,
                             "seed": s.options.seed}
     anomalies = anomaly_table(s)
@@ -212,7 +306,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("preprocess", "Preprocess", ("preprocess",),
           lambda s: [Call("preprocess", "preprocess_battery_data_tool",
                           {"data_path": input_table(s), "output_format": "parquet"})],
-          after=("simulate",)),
+          prepare=_prepare_preprocess, after=("simulate",)),
     Stage("anomaly_train", "Anomaly detector training", ("anomaly",),
           lambda s: [Call("anomaly", "train_anomaly_detector", {"data_path": processed_table(s),
                                                                 "seed": s.options.seed})],
@@ -220,9 +314,14 @@ STAGES: tuple[Stage, ...] = (
     Stage("anomaly", "Anomaly detection", ("anomaly",),
           lambda s: [Call("anomaly", "detect_anomalies", {"data_path": processed_table(s), "output_format": "parquet"})],
           after=("anomaly_train",)),
+    Stage("failure_fleet", "Simulated fleet for the failure model", ("datagen",),
+          lambda s: [Call("datagen", "simulate_bms_fleet", {**FAILURE_FLEET, "seed": s.options.seed})],
+          summary=lambda envs: "no cell dies in the readings and no failure model is registered: "
+                               + (envs[0].get("message", "") if envs else "") + " (to train one on)",
+          skip_late=_skip_failure_fleet, after=("preprocess",)),
     Stage("failure_train", "Failure model training", ("failure",),
           lambda s: [Call("failure", "train_failure_model", _failure_train_args(s))],
-          skip_when=_skip_training("failure_classifier", "train_failure_model", labels=True), after=("anomaly",)),
+          skip_late=_skip_failure_training, after=("anomaly", "failure_fleet")),
     Stage("failure", "Failure prediction", ("failure",),
           lambda s: [Call("failure", "predict_cell_failure", _failure_args(s))], after=("failure_train",)),
     Stage("forecast_train", "Forecaster training", ("forecast",),

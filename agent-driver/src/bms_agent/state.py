@@ -36,6 +36,9 @@ class PipelineOptions:
     parallel: int = 2  # stages run at once when independent (one per core)
     failure_rate: float | None = None  # simulator: share of cells dying per 30 days (None: its default)
     anomaly_rate: float | None = None  # simulator: share of labelled anomalies (None: its default)
+    chemistry: str = "flooded"  # simulator: "flooded" (with SG) or "vrla" (no SG column)
+    discharge_every_days: float | None = None  # simulator: mean days between outages; 0 = no discharge
+    no_labels: bool = False  # drop IsDead/IsAnomaly/AnomalyType from the simulated readings (as real data)
 
     @property
     def expected_readings(self) -> int:
