@@ -23,10 +23,10 @@ from live.fakes import packet
 POLL = 0.2
 
 
-def _train(frame: pd.DataFrame, promote: bool = False) -> Any:
+def _train(frame: pd.DataFrame, promote: bool = False, holdout_fraction: float = 0.3) -> Any:
     from bms_anomaly.detect import train_detector
 
-    return train_detector(frame, contamination=0.03, seed=0, promote=promote)
+    return train_detector(frame, contamination=0.03, seed=0, promote=promote, holdout_fraction=holdout_fraction)
 
 
 @pytest.fixture
@@ -47,14 +47,15 @@ def test_worse_candidate_is_not_served_promote_is_followed_under_load(workspace:
     champion = _train(make_readings(devices=2, cells=6, steps=300, seed=1))
     assert (champion.model_version, champion.decision["alias"]) == ("v0001", "champion")
 
-    # tiny data: one string, 30 hours (8 cells x 120 readings = 960 rows, the latest 30 % held out)
-    tiny = make_readings(devices=1, cells=8, steps=120, seed=2, anomaly_rate=0.05)
-    worse = _train(tiny)
+    # tiny data: one string's first 7.5 hours (8 cells x 30 readings, never a discharge) trains it;
+    # the next 30 hours (960 readings, with daily discharges) are held out and score both models
+    tiny = make_readings(devices=1, cells=8, steps=150, seed=2, anomaly_rate=0.05)
+    worse = _train(tiny, holdout_fraction=0.8)
     record = registry.decisions("anomaly_hybrid")[-1]
     assert worse.model_version == "v0002" and record["decision"] == "challenger", record
     ev = record["evaluation"]
     assert ev["metric"] == "f1" and ev["champion_version"] == "v0001"
-    assert ev["candidate"] < ev["champion"] - 0.1, ev  # F1 on the same 288 held-out readings
+    assert ev["candidate"] < ev["champion"] - 0.1, ev  # F1 on the same 960 held-out readings
     assert ev["candidate_metrics"]["rows"] == ev["champion_metrics"]["rows"] == worse.info["holdout_rows"]
     assert "does not beat champion v0001 f1" in record["reason"]
 
@@ -83,7 +84,7 @@ def test_worse_candidate_is_not_served_promote_is_followed_under_load(workspace:
         for t in threads:
             t.start()
         time.sleep(0.3)
-        promoted = _train(tiny, promote=True)  # the user insists
+        promoted = _train(tiny, promote=True, holdout_fraction=0.8)  # the user insists
         moved_at = time.time()
         assert promoted.decision["alias"] == "champion" and registry.resolve("anomaly_hybrid") == "v0003"
         followed = None
