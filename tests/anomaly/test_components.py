@@ -137,16 +137,26 @@ def test_peer_features_same_for_small_and_large_frames(monkeypatch) -> None:
         np.testing.assert_allclose(small[name], large[name], rtol=0, atol=1e-12)
 
 
-def test_episode_flags_extend_over_contiguous_readings_of_one_cell() -> None:
+def test_episode_flags_extend_causally_over_contiguous_readings_of_one_cell() -> None:
     scores = np.array([0.1, 3.0, 6.0, 4.0, 2.0, 0.5, 3.5, 0.1, 4.0, 4.0])
     cells = np.array(["a"] * 8 + ["b"] * 2)
     times = np.r_[np.arange(8), np.arange(2)]
     flags = episode_flags(scores, 5.0, cells, times)
-    # the run 3.0, 6.0, 4.0 (> 2.5) holds a reading > 5; 3.5 and cell b's 4.0s have none
-    np.testing.assert_array_equal(flags, [0, 1, 1, 1, 0, 0, 0, 0, 0, 0])
+    # the run 3.0, 6.0, 4.0 (> 2.5) holds a reading > 5: it and what follows it are flagged, not the 3.0
+    # before it (causal); 3.5 and cell b's 4.0s follow none
+    np.testing.assert_array_equal(flags, [0, 0, 1, 1, 0, 0, 0, 0, 0, 0])
     shuffled = np.random.default_rng(0).permutation(10)
     np.testing.assert_array_equal(episode_flags(scores[shuffled], 5.0, cells[shuffled], times[shuffled]),
                                   flags[shuffled])
     excluded = episode_flags(scores, 5.0, cells, times, exclude=np.arange(10) == 2)
     assert not excluded.any()  # the only strong reading excluded: no episode
     np.testing.assert_array_equal(episode_flags(scores, 5.0, None, None), scores > 5.0)
+    # a stream scored in two pieces flags what one batch flags, carrying each cell's open episode
+    first, rest = np.arange(10) < 3, np.arange(10) >= 3
+    head = episode_flags(scores[first], 5.0, cells[first], times[first])
+    carried = np.isin(cells[rest], ["a"] if head[-1] else [])
+    tail = episode_flags(scores[rest], 5.0, cells[rest], times[rest], open_cells=carried)
+    np.testing.assert_array_equal(np.r_[head, tail], flags)
+    # an episode open before the rows continues over the cell's first contiguous weak readings
+    np.testing.assert_array_equal(episode_flags(scores[8:], 5.0, cells[8:], times[8:], open_cells=np.ones(2, bool)),
+                                  [1, 1])

@@ -27,7 +27,7 @@ class FakeAnomalyModel:
         self.reference = reference
         self.delay = float(params.get("delay", 0.0))
 
-    def score(self, frame: pd.DataFrame) -> pd.DataFrame:
+    def score(self, frame: pd.DataFrame, open_cells: object = None) -> pd.DataFrame:
         if self.delay:
             time.sleep(self.delay)
         v = frame[self.params.get("score_column", "CellVoltage")].to_numpy(dtype=float)

@@ -306,7 +306,7 @@ def test_holder_swaps_and_keeps_serving_when_a_new_version_is_broken(registry) -
 def test_live_anomaly_features_equal_bms_anomaly_features_packet_by_packet() -> None:
     """The anomaly model's peer and history features, computed live over remembered rows with
     bms_anomaly's array-level functions, equal ``derive_features`` on the whole table."""
-    from bms_anomaly.features import BASELINE_READINGS, HISTORY_FEATURES, PEER_FEATURES, UNCHANGED_RUN, derive_features
+    from bms_anomaly.features import HISTORY_FEATURES, HISTORY_REACH, PEER_FEATURES, UNCHANGED_RUN, derive_features
     from bms_schema.features import add_features
 
     frame = pd.concat([_fleet(4, 30, "A", 0), _fleet(3, 30, "B", 1)], ignore_index=True)
@@ -314,7 +314,7 @@ def test_live_anomaly_features_equal_bms_anomaly_features_packet_by_packet() -> 
     canonical = readings_to_frame(_readings(frame), load_limits())
     names = [*PEER_FEATURES, *HISTORY_FEATURES, UNCHANGED_RUN]
     batch = derive_features(add_features(sort_readings(canonical)), names)
-    history = ReadingHistory(per_cell=BASELINE_READINGS + 1, columns=history_columns(PEER_FEATURES))
+    history = ReadingHistory(per_cell=HISTORY_REACH, columns=history_columns(PEER_FEATURES))
     parts = [live_features(canonical.loc[index].reset_index(drop=True), history, window=12,
                            peer_features=PEER_FEATURES, history_features=names).frame
              for _, index in canonical.groupby("Timestamp", sort=True).groups.items()]  # one packet per request

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -408,12 +409,14 @@ class HybridAnomalyDetector:
         return threshold_for(self.train_fused, parse_contamination(contamination))  # type: ignore[arg-type]
 
     def score(self, frame: pd.DataFrame, contamination: float | str | None = None,
-              reasons: bool = True) -> pd.DataFrame:
+              reasons: bool = True, open_cells: Collection[str] | None = None) -> pd.DataFrame:
         """Score readings; returns :data:`OUTPUT_COLUMNS` on ``frame``'s index. Never changes the model.
 
         ``contamination`` overrides the threshold chosen at training time (recomputed from
         the stored training scores, no retraining). Features the data lacks (and that could
-        not be derived) are listed in ``result.attrs["missing_features"]``.
+        not be derived) are listed in ``result.attrs["missing_features"]``. ``open_cells``: cells whose
+        anomaly episode was still open at their last reading before ``frame`` (a stream scored in
+        pieces, see :func:`.fusion.episode_flags`).
         """
         self.check_fitted()
         if not isinstance(frame, pd.DataFrame) or len(frame) == 0:
@@ -435,8 +438,9 @@ class HybridAnomalyDetector:
         sensor = quality_mask(frame, C.SENSOR_FAULT)
         out_of_range = quality_mask(frame, C.OUT_OF_RANGE) & ~sensor
         cells, times = self._cells_times(frame)
+        carried = None if not open_cells or cells is None else np.isin(cells, list(open_cells))
         statistical = episode_flags(fused, threshold, cells, times, exclude=dead.rows,
-                                    ratio=self.extend_ratio(contamination))
+                                    ratio=self.extend_ratio(contamination), open_cells=carried)
         kind = np.full(len(frame), KIND_NORMAL, dtype=object)
         kind[dead.rows] = KIND_DEAD
         kind[statistical] = KIND_STATISTICAL

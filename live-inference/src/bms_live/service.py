@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from bms_anomaly.features import BASELINE_READINGS, PEER_FEATURES
+from bms_anomaly.features import HISTORY_REACH, PEER_FEATURES
 from bms_schema import columns as C
 from bms_schema.errors import InputError
 from bms_schema.models import Reading
@@ -99,12 +99,15 @@ class LiveService:
         self.registry = registry
         self.hub = ModelHub({spec.key: ModelHolder(spec, registry, on_change=self._on_model_change)
                              for spec in model_specs(settings.models, loaders)})
-        per_cell = max(settings.history_per_cell, DEFAULT_WINDOW + 1, BASELINE_READINGS + 1)
+        per_cell = max(settings.history_per_cell, DEFAULT_WINDOW + 1, HISTORY_REACH)
         self.history = ReadingHistory(per_cell=per_cell, columns=history_columns(PEER_FEATURES),
                                       max_rows=settings.history_rows, max_bytes=settings.history_bytes)
         self.predictions = PredictionStore(settings.prediction_capacity)
         self.feedback_tracker = FeedbackTracker(settings.feedback_window)
         self.drift = DriftMonitor(settings.drift_window, settings.drift)
+        #: Cells whose anomaly episode is open at their newest scored reading: the detector's
+        #: causal episode rule carries over from one request to the next as it does in batch.
+        self.open_episodes: set[str] = set()
         self.limits = load_limits()
         self.watcher = RegistryWatcher(self.hub, settings.poll_seconds)
         self.started = time.time()
@@ -204,7 +207,8 @@ class LiveService:
             unfilled = np.zeros(len(rows), dtype=bool)
             for name in ANOMALY_REQUIRED:
                 unfilled |= live.frame[name].isna().to_numpy() & missing[rows, NUMERIC_INDEX[name]]
-            scored = model.score(live.frame)
+            scored = model.score(live.frame, open_cells=self.open_episodes)
+            self._track_episodes(live.frame, scored)
             score[rows] = scored["AnomalyScore"].to_numpy(dtype=np.float64)
             flag[rows] = scored["AnomalyFlag"].to_numpy().astype(np.int64)
             imputed[rows] = live.imputed
@@ -262,6 +266,17 @@ class LiveService:
         ]
         return {"model": {"name": loaded.name, "version": loaded.version}, "count": len(results),
                 "flagged": n_flagged, "unknown": n_unknown, "results": results}
+
+    def _track_episodes(self, frame: pd.DataFrame, scored: pd.DataFrame) -> None:
+        """Remember which cells end this request inside a statistical anomaly episode."""
+        if "AnomalyKind" not in scored.columns or not len(frame):
+            return
+        last = frame[[C.CELL_ID, C.TIMESTAMP]].assign(_open=(scored["AnomalyKind"] == "statistical").to_numpy())
+        last = last.sort_values(C.TIMESTAMP, kind="stable").drop_duplicates(C.CELL_ID, keep="last")
+        cells = last[C.CELL_ID].to_numpy(dtype=object)
+        is_open = last["_open"].to_numpy(dtype=bool)
+        self.open_episodes.difference_update(cells[~is_open].tolist())
+        self.open_episodes.update(cells[is_open].tolist())
 
     def _hydrate(self, devices: np.ndarray, window: int, features: list[str]) -> None:
         """Rebuild the remembered readings of devices the service has not seen since it started
