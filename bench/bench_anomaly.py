@@ -46,16 +46,18 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--svm-rows", type=int, default=100_000, help="rows for the SVM comparison")
-    parser.add_argument("--quality-only", action="store_true",
-                        help="only the held-out detection quality (flooded, VRLA, charge/discharge record)")
+    parser.add_argument(
+        "--quality-only",
+        action="store_true",
+        help="only the held-out detection quality (flooded, VRLA, charge/discharge record)",
+    )
     args = parser.parse_args()
     os.environ.setdefault("BMS_WORKSPACE", tempfile.mkdtemp(prefix="bench-anomaly-"))
-
-    from bms_schema.loader import load_canonical
 
     from bms_anomaly.hybrid import HybridAnomalyDetector
     from bms_anomaly.metrics import pr_auc, truth_labels
     from bms_anomaly.persistence import load_detector, register_detector
+    from bms_schema.loader import load_canonical
 
     out: dict = {"threads": int(os.environ["BMS_THREADS"])}
     out["held_out_quality"] = held_out_quality()
@@ -93,17 +95,33 @@ def main() -> None:
             t = time.perf_counter()
             loaded.score(frame)
             times.append((time.perf_counter() - t) * 1e3)
-        out[label] = {"p50": round(float(np.median(times)), 3), "p95": round(float(np.percentile(times, 95)), 3),
-                      "rows": len(frame)}
-    raw_one = one[["CellID", "DeviceID", "CellNumber", "Timestamp", "CellVoltage", "CellTemperature",
-                   "CellSpecificGravity", "InstantaneousCurrent", "AmbientTemperature"]]
+        out[label] = {
+            "p50": round(float(np.median(times)), 3),
+            "p95": round(float(np.percentile(times, 95)), 3),
+            "rows": len(frame),
+        }
+    raw_one = one[
+        [
+            "CellID",
+            "DeviceID",
+            "CellNumber",
+            "Timestamp",
+            "CellVoltage",
+            "CellTemperature",
+            "CellSpecificGravity",
+            "InstantaneousCurrent",
+            "AmbientTemperature",
+        ]
+    ]
     times = []
     for _ in range(100):
         t = time.perf_counter()
         loaded.score(raw_one)
         times.append((time.perf_counter() - t) * 1e3)
-    out["single_raw_reading_ms"] = {"p50": round(float(np.median(times)), 3),
-                                    "note": "canonical columns only; features derived per call"}
+    out["single_raw_reading_ms"] = {
+        "p50": round(float(np.median(times)), 3),
+        "note": "canonical columns only; features derived per call",
+    }
 
     out["svm_choice"] = svm_comparison(detector, prepared, args.svm_rows, truth_labels, pr_auc)
     out["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
@@ -126,9 +144,13 @@ def _cell_behaviour(frame, result) -> dict:
     truth = truth_labels(frame)
     out = binary_metrics(truth[keep], flags[keep])
     types = frame["AnomalyType"].astype("string").fillna("").to_numpy()
-    out["recall_by_type"] = {t: round(float(flags[keep & truth & (types == t)].mean()), 3)
-                             for t in sorted(set(types[truth & keep]) - {"", "none"})}
-    out["statistical_flags_on_labelled_dead_cells"] = int(((kind == "statistical") & truth_labels(frame, "IsDead")).sum())
+    out["recall_by_type"] = {
+        t: round(float(flags[keep & truth & (types == t)].mean()), 3)
+        for t in sorted(set(types[truth & keep]) - {"", "none"})
+    }
+    out["statistical_flags_on_labelled_dead_cells"] = int(
+        ((kind == "statistical") & truth_labels(frame, "IsDead")).sum()
+    )
     out["dead_cell_rows"] = int((kind == "dead_cell").sum())
     return out
 
@@ -136,21 +158,27 @@ def _cell_behaviour(frame, result) -> dict:
 def held_out_quality() -> dict:
     """Train on one simulated fleet, score fleets of other seeds (flooded and VRLA), and the charge/discharge
     record of one 12 V VRLA battery (trained on its own first 12 h, scored on the rest)."""
+    from bms_anomaly.hybrid import HybridAnomalyDetector
     from bms_datagen.simulator import simulate_fleet
     from bms_preprocess.pipeline import prepare_readings
 
-    from bms_anomaly.hybrid import HybridAnomalyDetector
-
-    out: dict = {"protocol": f"train on seed {TRAIN_SEED}, score seeds {list(HELD_OUT_SEEDS)}; 3 strings x 24 cells "
-                             "x 30 days at 15 min each; contamination auto"}
+    out: dict = {
+        "protocol": f"train on seed {TRAIN_SEED}, score seeds {list(HELD_OUT_SEEDS)}; 3 strings x 24 cells "
+        "x 30 days at 15 min each; contamination auto"
+    }
     for chemistry in ("flooded", "vrla"):
+
         def fleet(seed: int):
-            return prepare_readings(simulate_fleet(devices=3, cells_per_device=24, days=30, seed=seed,
-                                                   chemistry=chemistry)).reset_index(drop=True)
+            return prepare_readings(
+                simulate_fleet(devices=3, cells_per_device=24, days=30, seed=seed, chemistry=chemistry)
+            ).reset_index(drop=True)
+
         detector = HybridAnomalyDetector(seed=0).fit(fleet(TRAIN_SEED))
-        out[chemistry] = {"features": detector.features, "threshold": detector.threshold,
-                          "seeds": {seed: _cell_behaviour(f, detector.score(f))
-                                    for seed in HELD_OUT_SEEDS for f in [fleet(seed)]}}
+        out[chemistry] = {
+            "features": detector.features,
+            "threshold": detector.threshold,
+            "seeds": {seed: _cell_behaviour(f, detector.score(f)) for seed in HELD_OUT_SEEDS for f in [fleet(seed)]},
+        }
     out["record"] = record_quality()
     return out
 
@@ -160,9 +188,8 @@ def record_quality(seeds: tuple[int, ...] = (1, 2, 3)) -> dict:
 
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "anomaly"))
     from anomaly_record import CLEAN_HOURS, charge_discharge_record
-    from bms_preprocess.pipeline import prepare_readings
-
     from bms_anomaly.hybrid import HybridAnomalyDetector
+    from bms_preprocess.pipeline import prepare_readings
 
     out = {}
     for seed in seeds:
@@ -173,11 +200,15 @@ def record_quality(seeds: tuple[int, ...] = (1, 2, 3)) -> dict:
         truth = test["IsAnomaly"].astype(bool).to_numpy()
         flags = result["AnomalyFlag"].to_numpy().astype(bool)
         types = test["AnomalyType"].astype("string").fillna("").to_numpy()
-        out[seed] = {"readings_scored": int(len(test)), "injected": int(truth.sum()),
-                     "flagged_share_of_clean_pct": round(100 * float(flags[~truth].mean()), 2),
-                     "recall_injected": round(float(flags[truth].mean()), 3),
-                     "recall_by_type": {t: round(float(flags[truth & (types == t)].mean()), 3)
-                                        for t in ("voltage_sag", "hot_spot")}}
+        out[seed] = {
+            "readings_scored": int(len(test)),
+            "injected": int(truth.sum()),
+            "flagged_share_of_clean_pct": round(100 * float(flags[~truth].mean()), 2),
+            "recall_injected": round(float(flags[truth].mean()), 3),
+            "recall_by_type": {
+                t: round(float(flags[truth & (types == t)].mean()), 3) for t in ("voltage_sag", "hot_spot")
+            },
+        }
     return out
 
 
@@ -202,9 +233,12 @@ def svm_comparison(detector, prepared, rows: int, truth_labels, pr_auc) -> dict:
         t = time.perf_counter()
         scores = model.score(Z)
         score = time.perf_counter() - t
-        results[name] = {"fit_seconds": round(fit, 2), f"score_{len(Z) // 1000}k_seconds": round(score, 2),
-                         "score_1M_seconds_est": round(score * 1_000_000 / len(Z), 1),
-                         "pr_auc": round(pr_auc(truth[clean], scores[clean]), 4)}
+        results[name] = {
+            "fit_seconds": round(fit, 2),
+            f"score_{len(Z) // 1000}k_seconds": round(score, 2),
+            "score_1M_seconds_est": round(score * 1_000_000 / len(Z), 1),
+            "pr_auc": round(pr_auc(truth[clean], scores[clean]), 4),
+        }
         n_sv = getattr(getattr(model, "model", None), "support_vectors_", None)
         if n_sv is not None:
             results[name]["support_vectors"] = int(len(n_sv))

@@ -22,13 +22,12 @@ os.environ.setdefault("BMS_THREADS", "1")
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["BMS_WORKSPACE"] = tmp
+        import sdv.metadata  # noqa: F401 - warm the heavy imports: the figure is fit + sample, not import
+        import sdv.single_table  # noqa: F401
         from bms_datagen.sdv_pipeline import evaluate, generate
         from bms_datagen.simulator import simulate_fleet, to_minimal_table, write_fleet_csv
         from bms_schema.paths import workspace
         from bms_schema.reader import write_table
-
-        import sdv.metadata  # noqa: F401 - warm the heavy imports: the figure is fit + sample, not import
-        import sdv.single_table  # noqa: F401
 
         root = workspace()
         minimal = root / "data" / "minimal"

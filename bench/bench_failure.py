@@ -28,17 +28,25 @@ from typing import Any
 
 import numpy as np
 
-GOALS = {"roc_auc_14d": 0.90, "roc_auc_30d": 0.85, "margin_over_best_rule": 0.05, "top_2k_recall_14d": 0.80,
-         "rul_median_relative_error": 0.25, "rul_p10_p90_coverage": [0.70, 0.90], "no_labels_roc_auc_14d": 0.85,
-         "surviving_cells_alarmed_per_month": 0.10}
+GOALS = {
+    "roc_auc_14d": 0.90,
+    "roc_auc_30d": 0.85,
+    "margin_over_best_rule": 0.05,
+    "top_2k_recall_14d": 0.80,
+    "rul_median_relative_error": 0.25,
+    "rul_p10_p90_coverage": [0.70, 0.90],
+    "no_labels_roc_auc_14d": 0.85,
+    "surviving_cells_alarmed_per_month": 0.10,
+}
 
 
 def _fleet(seed: int, days: float, devices: int, **kwargs: Any) -> tuple[Any, Any]:
     from bms_datagen.simulator import simulate_fleet_with_truth
     from bms_schema.clean import clean_readings
 
-    sim = simulate_fleet_with_truth(devices=devices, cells_per_device=24, days=days, interval_minutes=60, seed=seed,
-                                    failure_rate=0.08, **kwargs)
+    sim = simulate_fleet_with_truth(
+        devices=devices, cells_per_device=24, days=days, interval_minutes=60, seed=seed, failure_rate=0.08, **kwargs
+    )
     frame, _ = clean_readings(sim.readings)
     return frame, sim
 
@@ -50,10 +58,9 @@ def _r(x: Any, digits: int = 3) -> Any:
 def score_at_cut(model: Any, history: Any, frame: Any, sim: Any, cut: Any) -> dict[str, Any]:
     """The model's table as of ``cut`` against what happened next (``frame`` is the full fleet)."""
     import pandas as pd
-    from sklearn.metrics import roc_auc_score
-
     from bms_failure.features import build_feature_grid
     from bms_failure.trends import rule_scores, trend_score
+    from sklearn.metrics import roc_auc_score
 
     table = model.predict(history)
     last = build_feature_grid(history, model.config).last_rows().set_index("CellID").loc[table["CellID"]].reset_index()
@@ -70,9 +77,14 @@ def score_at_cut(model: Any, history: Any, frame: Any, sim: Any, cut: Any) -> di
         auc = roc_auc_score(y, p) if both else None
         rule_auc = {k: _r(roc_auc_score(y, v[alive])) for k, v in rules.items()} if both else {}
         best = max(rule_auc, key=lambda k: rule_auc[k]) if rule_auc else None
-        out[f"{h}d"] = {"dying": int(y.sum()), "model_roc_auc": _r(auc), "rules_roc_auc": rule_auc,
-                        "best_rule": best, "model_minus_best_rule": _r(auc - rule_auc[best]) if best else None,
-                        "trend_to_threshold_roc_auc": _r(roc_auc_score(y, trend[alive])) if both else None}
+        out[f"{h}d"] = {
+            "dying": int(y.sum()),
+            "model_roc_auc": _r(auc),
+            "rules_roc_auc": rule_auc,
+            "best_rule": best,
+            "model_minus_best_rule": _r(auc - rule_auc[best]) if best else None,
+            "trend_to_threshold_roc_auc": _r(roc_auc_score(y, trend[alive])) if both else None,
+        }
         if h == 14 and y.sum():
             k = int(y.sum())
             out[f"{h}d"]["top_2k_recall"] = _r(y[np.argsort(-p)[: 2 * k]].sum() / k)
@@ -83,8 +95,11 @@ def score_at_cut(model: Any, history: Any, frame: Any, sim: Any, cut: Any) -> di
         "cells": int(near.sum()),
         "median_relative_error": _r(np.median(np.abs(p50 - truth) / truth)) if near.any() else None,
         "p10_p90_coverage": _r(((p10 <= truth) & (truth <= p90)).mean()) if near.any() else None,
-        "trend_to_threshold_median_relative_error": _r(np.nanmedian(
-            np.abs(table["TrendDaysToThreshold"].to_numpy()[near] - truth) / truth)) if near.any() else None,
+        "trend_to_threshold_median_relative_error": _r(
+            np.nanmedian(np.abs(table["TrendDaysToThreshold"].to_numpy()[near] - truth) / truth)
+        )
+        if near.any()
+        else None,
     }
     if sim.soh is not None:
         soh = sim.soh.loc[sim.soh["Timestamp"] <= cut].sort_values("Timestamp").groupby("CellID").tail(1)
@@ -95,8 +110,11 @@ def score_at_cut(model: Any, history: Any, frame: Any, sim: Any, cut: Any) -> di
         out["state_of_health_truth_range"] = [_r(np.min(soh[ok]), 1), _r(np.max(soh[ok]), 1)]
     alarmed = table.loc[table["Alarm"]]
     out["alarms_at_cut"] = int(len(alarmed))
-    out["alarm_example"] = (alarmed.iloc[0][["CellID", "AlarmTrigger", "AlarmLeadDays", "RecommendedAction"]]
-                            .to_dict() if len(alarmed) else None)
+    out["alarm_example"] = (
+        alarmed.iloc[0][["CellID", "AlarmTrigger", "AlarmLeadDays", "RecommendedAction"]].to_dict()
+        if len(alarmed)
+        else None
+    )
     if out["alarm_example"]:
         out["alarm_example"]["AlarmLeadDays"] = _r(out["alarm_example"]["AlarmLeadDays"], 1)
     _ = pd
@@ -119,11 +137,14 @@ def alarm_month(model: Any, frame: Any, sim: Any, cut: Any, every_days: int = 3)
     dying = death.loc[(death > cut) & (death <= cut + pd.Timedelta(days=30))]
     caught = [c for c in dying.index if c in first and first[c] < dying[c]]
     leads = [(dying[c] - first[c]).total_seconds() / 86400.0 for c in caught]
-    return {"surviving_cells": len(healthy),
-            "surviving_cells_alarmed_in_the_month": _r(len(healthy & set(first)) / max(len(healthy), 1)),
-            "cells_dying_in_the_month": int(len(dying)), "caught_before_death": len(caught),
-            "lead_days_median": _r(np.median(leads), 1) if leads else None,
-            "other_alarmed_cells": len(set(first) - healthy - set(dying.index))}
+    return {
+        "surviving_cells": len(healthy),
+        "surviving_cells_alarmed_in_the_month": _r(len(healthy & set(first)) / max(len(healthy), 1)),
+        "cells_dying_in_the_month": int(len(dying)),
+        "caught_before_death": len(caught),
+        "lead_days_median": _r(np.median(leads), 1) if leads else None,
+        "other_alarmed_cells": len(set(first) - healthy - set(dying.index)),
+    }
 
 
 def main() -> None:
@@ -132,9 +153,12 @@ def main() -> None:
     from bms_failure.training import train_failure_model
 
     days, devices = (120, 4) if quick else (180, 6)
-    figures: dict[str, Any] = {"threads": int(os.environ.get("BMS_THREADS", "1")), "goals": GOALS,
-                               "fleet": f"{devices} strings x 24 cells, {days} days hourly, failure_rate 0.08/month, "
-                                        "seeds 7301 (scored), 7302 (training fleet for the unlabelled case)"}
+    figures: dict[str, Any] = {
+        "threads": int(os.environ.get("BMS_THREADS", "1")),
+        "goals": GOALS,
+        "fleet": f"{devices} strings x 24 cells, {days} days hourly, failure_rate 0.08/month, "
+        "seeds 7301 (scored), 7302 (training fleet for the unlabelled case)",
+    }
     t0 = time.perf_counter()
     frame, sim = _fleet(7301, days, devices)
     other, other_sim = _fleet(7302, days, devices)
@@ -154,11 +178,17 @@ def main() -> None:
     figures["predict_s"] = round(time.perf_counter() - t0, 2)
     oof = own.metrics.get("horizons", {})
     figures["with_labels"]["out_of_fold_validation"] = {
-        k: {"model_roc_auc": _r(v.get("model_roc_auc")), "best_rule": v.get("best_rule"),
-            "best_rule_roc_auc": _r(v.get("best_rule_roc_auc")), "positives": v.get("positives")}
-        for k, v in oof.items()}
+        k: {
+            "model_roc_auc": _r(v.get("model_roc_auc")),
+            "best_rule": v.get("best_rule"),
+            "best_rule_roc_auc": _r(v.get("best_rule_roc_auc")),
+            "positives": v.get("positives"),
+        }
+        for k, v in oof.items()
+    }
     figures["with_labels"]["out_of_fold_remaining_life"] = {
-        k: _r(v) if isinstance(v, float) else v for k, v in (own.metrics.get("remaining_life") or {}).items()}
+        k: _r(v) if isinstance(v, float) else v for k, v in (own.metrics.get("remaining_life") or {}).items()
+    }
 
     t0 = time.perf_counter()
     sim_model = train_failure_model(other, 7.0, seed=0, validate=False).model
@@ -168,8 +198,10 @@ def main() -> None:
 
     if not quick:
         variants: dict[str, Any] = {}
-        for name, kwargs, seeds in (("vrla", {"chemistry": "vrla"}, (7303, 7304)),
-                                    ("no_discharge", {"discharge_every_days": 0.0}, (7305, 7306))):
+        for name, kwargs, seeds in (
+            ("vrla", {"chemistry": "vrla"}, (7303, 7304)),
+            ("no_discharge", {"discharge_every_days": 0.0}, (7305, 7306)),
+        ):
             v_frame, v_sim = _fleet(seeds[0], days, 4, **kwargs)
             v_train, _ = _fleet(seeds[1], days, 4, **kwargs)
             v_model = train_failure_model(v_train, 7.0, seed=0, validate=False).model

@@ -40,7 +40,6 @@ def main() -> None:
 
     limit_threads()
     import numpy as np
-
     from bms_datagen.simulator import simulate_fleet
     from bms_forecast.persistence import load_forecaster, save_forecaster
     from bms_forecast.training import fit_forecaster
@@ -75,8 +74,11 @@ def main() -> None:
         table = loaded.forecast(history, cell, 25)
         latencies.append((time.perf_counter() - t) * 1000)
         assert len(table) == 25 * len(loaded.targets)
-    out["forecast_ms"] = {"median": round(float(np.median(latencies)), 1), "max": round(float(np.max(latencies)), 1),
-                          "history_rows_per_call": int(len(history))}
+    out["forecast_ms"] = {
+        "median": round(float(np.median(latencies)), 1),
+        "max": round(float(np.max(latencies)), 1),
+        "history_rows_per_call": int(len(history)),
+    }
 
     backtest = {}
     for target, m in report["metrics"].items():

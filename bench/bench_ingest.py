@@ -192,7 +192,9 @@ def kill9(workspace: Path, packets: list[tuple[Any, list[dict[str, Any]]]]) -> d
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--days", type=float, default=3.0, help="days of the default fleet (3 x 24 cells, 15 min)")
-    parser.add_argument("--batch", type=int, default=12, help="packets per request in the throughput phase (12 = 4 fleet time steps)")
+    parser.add_argument(
+        "--batch", type=int, default=12, help="packets per request in the throughput phase (12 = 4 fleet time steps)"
+    )
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
 

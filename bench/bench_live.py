@@ -49,8 +49,8 @@ def train_model(days: float, seed: int) -> tuple[Any, list[dict[str, Any]], dict
     from bms_anomaly.hybrid import HybridAnomalyDetector
     from bms_anomaly.persistence import register_detector
     from bms_datagen.simulator import simulate_fleet
-    from bms_schema.loader import load_canonical
     from bms_schema import normalize, sort_readings
+    from bms_schema.loader import load_canonical
 
     start = time.perf_counter()
     raw = simulate_fleet(devices=3, cells_per_device=24, days=days, interval_minutes=15, seed=seed)
@@ -61,22 +61,45 @@ def train_model(days: float, seed: int) -> tuple[Any, list[dict[str, Any]], dict
     detector = HybridAnomalyDetector(seed=seed).fit(train)
     version, _ = register_detector(detector, {"bench": True})
     later = canonical[canonical["Timestamp"] > cut]
-    cols = ["DeviceID", "CellNumber", "CellVoltage", "CellTemperature", "CellSpecificGravity",
-            "InstantaneousCurrent", "AmbientTemperature"]
+    cols = [
+        "DeviceID",
+        "CellNumber",
+        "CellVoltage",
+        "CellTemperature",
+        "CellSpecificGravity",
+        "InstantaneousCurrent",
+        "AmbientTemperature",
+    ]
     records = later[cols].astype(object).where(later[cols].notna(), None).to_dict("records")
     stamps = later["Timestamp"].dt.strftime("%Y-%m-%dT%H:%M:%SZ").tolist()
     for record, stamp in zip(records, stamps):
         record["Timestamp"] = stamp
-    info = {"training_rows": int(len(train)), "request_pool": len(records), "version": version,
-            "seconds": round(time.perf_counter() - start, 2)}
+    info = {
+        "training_rows": int(len(train)),
+        "request_pool": len(records),
+        "version": version,
+        "seconds": round(time.perf_counter() - start, 2),
+    }
     return detector, records, info
 
 
 def start_server(port: int, env: dict[str, str]) -> subprocess.Popen:
     proc = subprocess.Popen(
-        [sys.executable, str(SERVER), "--host", "127.0.0.1", "--port", str(port), "--poll-seconds", "0.5",
-         "--log-level", "warning"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        [
+            sys.executable,
+            str(SERVER),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--poll-seconds",
+            "0.5",
+            "--log-level",
+            "warning",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     import httpx
 
@@ -97,9 +120,13 @@ def start_server(port: int, env: dict[str, str]) -> subprocess.Popen:
 
 def percentiles(values: list[float]) -> dict[str, float]:
     arr = np.asarray(values) * 1000
-    return {"p50_ms": round(float(np.percentile(arr, 50)), 3), "p90_ms": round(float(np.percentile(arr, 90)), 3),
-            "p99_ms": round(float(np.percentile(arr, 99)), 3), "max_ms": round(float(arr.max()), 3),
-            "n": int(arr.size)}
+    return {
+        "p50_ms": round(float(np.percentile(arr, 50)), 3),
+        "p90_ms": round(float(np.percentile(arr, 90)), 3),
+        "p99_ms": round(float(np.percentile(arr, 99)), 3),
+        "max_ms": round(float(arr.max()), 3),
+        "n": int(arr.size),
+    }
 
 
 def cpu_seconds(pid: int) -> float:
@@ -126,20 +153,24 @@ def batch_latency(client: Any, records: list[dict[str, Any]], n: int, size: int,
     cpu0 = cpu_seconds(pid)
     for i in range(n):
         lo = (i * size) % max(1, len(records) - size)
-        body = {"readings": records[lo:lo + size]}
+        body = {"readings": records[lo : lo + size]}
         t0 = time.perf_counter()
         response = client.post("/v1/anomaly", json=body)
         times.append(time.perf_counter() - t0)
         errors += response.status_code != 200
     server_cpu = (cpu_seconds(pid) - cpu0) / n * 1000
-    return {**percentiles(times), "errors": errors, "batch_size": size,
-            "server_cpu_ms_per_request": round(server_cpu, 3)}
+    return {
+        **percentiles(times),
+        "errors": errors,
+        "batch_size": size,
+        "server_cpu_ms_per_request": round(server_cpu, 3),
+    }
 
 
-def swap_under_load(base_url: str, records: list[dict[str, Any]], detector: Any, seconds: float,
-                    threads: int, versions: int) -> dict[str, Any]:
+def swap_under_load(
+    base_url: str, records: list[dict[str, Any]], detector: Any, seconds: float, threads: int, versions: int
+) -> dict[str, Any]:
     import httpx
-
     from bms_anomaly.persistence import register_detector
 
     stop = threading.Event()
@@ -152,7 +183,7 @@ def swap_under_load(base_url: str, records: list[dict[str, Any]], detector: Any,
         with httpx.Client(base_url=base_url, timeout=30) as client:
             i = offset
             while not stop.is_set():
-                body = {"readings": records[i % len(records): i % len(records) + 8]}
+                body = {"readings": records[i % len(records) : i % len(records) + 8]}
                 i += 8 * threads
                 try:
                     response = client.post("/v1/anomaly", json=body)
@@ -182,8 +213,13 @@ def swap_under_load(base_url: str, records: list[dict[str, Any]], detector: Any,
     stop.set()
     for t in pool:
         t.join()
-    return {"threads": threads, **counts, "versions_registered": registered, "versions_served": seen,
-            "error_examples": error_examples}
+    return {
+        "threads": threads,
+        **counts,
+        "versions_registered": registered,
+        "versions_served": seen,
+        "error_examples": error_examples,
+    }
 
 
 def main() -> None:
@@ -213,7 +249,7 @@ def main() -> None:
             with httpx.Client(base_url=base_url, timeout=30) as client:
                 # warm up: feed the first packets so every cell has history, and JIT-free code paths are hot
                 for lo in range(0, min(len(records), 72 * 16), 72):
-                    client.post("/v1/anomaly", json={"readings": records[lo:lo + 72]})
+                    client.post("/v1/anomaly", json={"readings": records[lo : lo + 72]})
                 single = single_latency(client, records, args.requests, proc.pid)
                 batch = batch_latency(client, records, args.batches, args.batch_size, proc.pid)
             swap = swap_under_load(base_url, records, detector, args.swap_seconds, args.swap_threads, 3)

@@ -22,7 +22,6 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     import pyarrow.csv as pacsv
-
     from bms_schema import load_readings
 
     path = build_packet_csv(args.rows, Path(__file__).resolve().parent / "out" / f"packets_{args.rows}.csv")
@@ -35,17 +34,22 @@ def main() -> None:
         frame, report = load_readings(path)
         ours.append(time.perf_counter() - t)
     best_arrow, best_ours = min(arrow), min(ours)
-    print(json.dumps({
-        "benchmark": "normalize_raw_packets",
-        "rows": len(frame),
-        "file_mb": round(path.stat().st_size / 1e6, 1),
-        "pyarrow_read_to_pandas_s": round(best_arrow, 3),
-        "normalize_s": round(best_ours, 3),
-        "rows_per_s": int(len(frame) / best_ours),
-        "ratio_to_pyarrow": round(best_ours / best_arrow, 2),
-        "goal_ratio": 2.0,
-        "sentinel_rows": report.sentinel_rows,
-    }, indent=1))
+    print(
+        json.dumps(
+            {
+                "benchmark": "normalize_raw_packets",
+                "rows": len(frame),
+                "file_mb": round(path.stat().st_size / 1e6, 1),
+                "pyarrow_read_to_pandas_s": round(best_arrow, 3),
+                "normalize_s": round(best_ours, 3),
+                "rows_per_s": int(len(frame) / best_ours),
+                "ratio_to_pyarrow": round(best_ours / best_arrow, 2),
+                "goal_ratio": 2.0,
+                "sentinel_rows": report.sentinel_rows,
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -56,9 +56,15 @@ def main() -> int:
         "report_seconds": result.extra.get("report_seconds"),
         "goal_seconds": 180,
         "within_goal": total <= 180,
-        "stages": {name: {"status": rec.status, "wall_seconds": round(rec.seconds, 2),
-                          "tool_seconds": round(rec.tool_seconds, 2), "calls": len(rec.calls)}
-                   for name, rec in state.stages.items()},
+        "stages": {
+            name: {
+                "status": rec.status,
+                "wall_seconds": round(rec.seconds, 2),
+                "tool_seconds": round(rec.tool_seconds, 2),
+                "calls": len(rec.calls),
+            }
+            for name, rec in state.stages.items()
+        },
         "server_start_seconds": state.server_start_seconds,
         **{k: v for k, v in timing.items() if k != "wall_seconds"},
         "cpu_count": os.cpu_count(),

@@ -30,8 +30,13 @@ def main() -> None:
 
     simulate_fleet_with_truth(devices=1, cells_per_device=2, days=1)  # warm imports
     t0 = time.perf_counter()
-    sim = simulate_fleet_with_truth(devices=args.devices, cells_per_device=args.cells_per_device, days=args.days,
-                                    interval_minutes=args.interval_minutes, seed=0)
+    sim = simulate_fleet_with_truth(
+        devices=args.devices,
+        cells_per_device=args.cells_per_device,
+        days=args.days,
+        interval_minutes=args.interval_minutes,
+        seed=0,
+    )
     t_sim = time.perf_counter() - t0
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "fleet.csv"
@@ -48,8 +53,9 @@ def main() -> None:
     long = simulate_fleet_with_truth(devices=4, cells_per_device=24, days=180, interval_minutes=60, seed=1)
     t_long = time.perf_counter() - t0
     t0 = time.perf_counter()
-    vrla = simulate_fleet_with_truth(devices=4, cells_per_device=24, days=180, interval_minutes=60, seed=1,
-                                     chemistry="vrla")
+    vrla = simulate_fleet_with_truth(
+        devices=4, cells_per_device=24, days=180, interval_minutes=60, seed=1, chemistry="vrla"
+    )
     t_vrla = time.perf_counter() - t0
     from bms_datagen.records import simulate_cycle_record
 
@@ -67,13 +73,21 @@ def main() -> None:
         "failed_cells": sim.summary["failed_cells"],
         "anomaly_share": round(sim.summary["anomaly_rows"] / rows, 4),
         "history_180d_hourly": {
-            "rows": len(long.readings), "simulate_seconds": round(t_long, 3),
-            "failed_cells": long.summary["failed_cells"], "censored_cells": long.summary["censored_cells"],
-            "eol_criteria": long.summary["eol_criteria"], "soh_rows": len(long.soh),
-            "vrla_simulate_seconds": round(t_vrla, 3), "vrla_eol_criteria": vrla.summary["eol_criteria"],
+            "rows": len(long.readings),
+            "simulate_seconds": round(t_long, 3),
+            "failed_cells": long.summary["failed_cells"],
+            "censored_cells": long.summary["censored_cells"],
+            "eol_criteria": long.summary["eol_criteria"],
+            "soh_rows": len(long.soh),
+            "vrla_simulate_seconds": round(t_vrla, 3),
+            "vrla_eol_criteria": vrla.summary["eol_criteria"],
         },
-        "cycle_record_5s": {"rows": record.summary["rows"], "simulate_seconds": round(t_record, 3),
-                            "anomaly_rows": record.summary["anomaly_rows"], "faults": record.summary["faults"]},
+        "cycle_record_5s": {
+            "rows": record.summary["rows"],
+            "simulate_seconds": round(t_record, 3),
+            "anomaly_rows": record.summary["anomaly_rows"],
+            "faults": record.summary["faults"],
+        },
     }
     sys.stdout.write(json.dumps(result, indent=1) + "\n")
 

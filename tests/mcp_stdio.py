@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from bms_agent.servers import ROOT, SERVER_FOLDERS as SERVERS, ServerSpec
+from bms_agent.servers import ROOT, ServerSpec
 
 
 def server_params(folder: str, env: dict[str, str] | None = None) -> Any:

@@ -65,29 +65,62 @@ class FakeOllama:
         message = self.script.pop(0)(body)
         base = {"model": body["model"], "created_at": CREATED}
         if not body.get("stream"):
-            parts = [{**base, "message": {"role": "assistant", **message}, "done": True, "done_reason": "stop",
-                      "total_duration": 1_000_000, "eval_count": 5}]
+            parts = [
+                {
+                    **base,
+                    "message": {"role": "assistant", **message},
+                    "done": True,
+                    "done_reason": "stop",
+                    "total_duration": 1_000_000,
+                    "eval_count": 5,
+                }
+            ]
         else:
             parts = []
             content = message.get("content") or ""
-            chunks = [content[i:i + 7] for i in range(0, len(content), 7)]
+            chunks = [content[i : i + 7] for i in range(0, len(content), 7)]
             for chunk in chunks:
                 parts.append({**base, "message": {"role": "assistant", "content": chunk}, "done": False})
             if message.get("tool_calls"):
-                parts.append({**base, "message": {"role": "assistant", "content": "",
-                                                  "tool_calls": message["tool_calls"]}, "done": False})
-            parts.append({**base, "message": {"role": "assistant", "content": ""}, "done": True,
-                          "done_reason": "stop", "eval_count": 5})
+                parts.append(
+                    {
+                        **base,
+                        "message": {"role": "assistant", "content": "", "tool_calls": message["tool_calls"]},
+                        "done": False,
+                    }
+                )
+            parts.append(
+                {
+                    **base,
+                    "message": {"role": "assistant", "content": ""},
+                    "done": True,
+                    "done_reason": "stop",
+                    "eval_count": 5,
+                }
+            )
         for part in parts:
             ChatResponse.model_validate(part)
         return parts
 
     def tags(self) -> dict[str, Any]:
-        payload = {"models": [{"name": m, "model": m, "modified_at": CREATED, "size": 4_683_087_332,
-                               "digest": "a" * 64, "details": {"format": "gguf", "family": "qwen2",
-                                                               "parameter_size": "7.6B",
-                                                               "quantization_level": "Q4_K_M"}}
-                              for m in self.models]}
+        payload = {
+            "models": [
+                {
+                    "name": m,
+                    "model": m,
+                    "modified_at": CREATED,
+                    "size": 4_683_087_332,
+                    "digest": "a" * 64,
+                    "details": {
+                        "format": "gguf",
+                        "family": "qwen2",
+                        "parameter_size": "7.6B",
+                        "quantization_level": "Q4_K_M",
+                    },
+                }
+                for m in self.models
+            ]
+        }
         ListResponse.model_validate(payload)
         return payload
 

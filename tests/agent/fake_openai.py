@@ -37,7 +37,9 @@ CREATED = 1_764_000_000
 
 
 class FakeOpenAI:
-    def __init__(self, script: list[Any], models: tuple[str, ...] = ("qwen2.5-7b-instruct",), api_key: str | None = None):
+    def __init__(
+        self, script: list[Any], models: tuple[str, ...] = ("qwen2.5-7b-instruct",), api_key: str | None = None
+    ):
         self.script = list(script)
         self.models = models
         self.api_key = api_key
@@ -78,34 +80,55 @@ class FakeOpenAI:
             raise AssertionError("the scripted model was asked more often than scripted")
         reply = self.script.pop(0)(body)
         content = reply.get("content") or ""
-        calls = [{"id": f"call_{len(self.requests)}_{i}", "type": "function",
-                  "function": {"name": c["function"]["name"], "arguments": json.dumps(c["function"]["arguments"])}}
-                 for i, c in enumerate(reply.get("tool_calls") or [])]
+        calls = [
+            {
+                "id": f"call_{len(self.requests)}_{i}",
+                "type": "function",
+                "function": {"name": c["function"]["name"], "arguments": json.dumps(c["function"]["arguments"])},
+            }
+            for i, c in enumerate(reply.get("tool_calls") or [])
+        ]
         base = {"id": f"chatcmpl-{len(self.requests)}", "created": CREATED, "model": body["model"]}
         if not body.get("stream"):
             message: dict[str, Any] = {"role": "assistant", "content": content or None}
             if calls:
                 message["tool_calls"] = calls
-            payload = {**base, "object": "chat.completion", "choices": [{
-                "index": 0, "message": message, "finish_reason": "tool_calls" if calls else "stop"}]}
+            payload = {
+                **base,
+                "object": "chat.completion",
+                "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls" if calls else "stop"}],
+            }
             ChatCompletion.model_validate(payload)
             return [payload]
         chunks: list[dict[str, Any]] = []
 
         def chunk(delta: dict[str, Any], finish: str | None = None) -> None:
-            part = {**base, "object": "chat.completion.chunk",
-                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+            part = {
+                **base,
+                "object": "chat.completion.chunk",
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            }
             ChatCompletionChunk.model_validate(part)
             chunks.append(part)
 
         chunk({"role": "assistant", "content": ""})
         for i in range(0, len(content), 5):
-            chunk({"content": content[i:i + 5]})
+            chunk({"content": content[i : i + 5]})
         for index, call in enumerate(calls):
             args = call["function"]["arguments"]
             half = len(args) // 2
-            chunk({"tool_calls": [{"index": index, "id": call["id"], "type": "function",
-                                   "function": {"name": call["function"]["name"], "arguments": args[:half]}}]})
+            chunk(
+                {
+                    "tool_calls": [
+                        {
+                            "index": index,
+                            "id": call["id"],
+                            "type": "function",
+                            "function": {"name": call["function"]["name"], "arguments": args[:half]},
+                        }
+                    ]
+                }
+            )
             chunk({"tool_calls": [{"index": index, "function": {"arguments": args[half:]}}]})
         chunk({}, "tool_calls" if calls else "stop")
         return chunks

@@ -10,9 +10,8 @@ from __future__ import annotations
 import os
 import time
 
-from pydantic import Field
-
 from bms_schema.mcp_server import ToolArgs, ToolContext, ToolOutput, ToolServer
+from pydantic import Field
 
 server = ToolServer("stub-mcp", packages=["mcp"])
 server.add_health_check()

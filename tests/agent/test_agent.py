@@ -11,26 +11,33 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-from mcp_types import Tool as McpTool
-from ollama._types import Tool as OllamaTool
-from pydantic import Field
-
 from bms_agent.agent.loop import Agent, make_chat
 from bms_agent.agent.summarise import summarise_envelope
 from bms_agent.agent.tools import build_catalogue, split
 from bms_agent.connections import ServerPool
 from bms_schema.mcp_server import ToolArgs, _input_schema
 from fake_ollama import FakeOllama, answer, last_tool_result, tool_call
+from mcp_types import Tool as McpTool
+from ollama._types import Tool as OllamaTool
+from pydantic import Field
 
 ROOT = Path(__file__).resolve().parents[2]
 AGENT = ROOT / "agent-driver" / "agent.py"
 
 
-def run_agent_cli(question: str, host: str, workspace: Path, *extra: str, timeout: float = 90) -> subprocess.CompletedProcess:
+def run_agent_cli(
+    question: str, host: str, workspace: Path, *extra: str, timeout: float = 90
+) -> subprocess.CompletedProcess:
     env = {**os.environ, "OLLAMA_HOST": host, "BMS_WORKSPACE": str(workspace)}
     env.pop("OLLAMA_MODEL", None)
-    return subprocess.run([sys.executable, str(AGENT), question, *extra], capture_output=True, text=True, env=env,
-                          timeout=timeout, cwd=str(ROOT))
+    return subprocess.run(
+        [sys.executable, str(AGENT), question, *extra],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        cwd=str(ROOT),
+    )
 
 
 class DemoArgs(ToolArgs):
@@ -42,24 +49,31 @@ class DemoArgs(ToolArgs):
 
 def test_tool_catalogue_is_namespaced_and_valid_for_ollama() -> None:
     tool = McpTool(name="predict", description="Forecast a cell.", input_schema=_input_schema(DemoArgs))
-    tools, routes = build_catalogue({"forecast": [tool], "anomaly": [McpTool(name="predict", input_schema={"type": "object"})]})
+    tools, routes = build_catalogue(
+        {"forecast": [tool], "anomaly": [McpTool(name="predict", input_schema={"type": "object"})]}
+    )
     assert sorted(routes) == ["anomaly__predict", "forecast__predict"]  # same tool name, no clash
     assert split("forecast__predict") == ("forecast", "predict")
     fn = OllamaTool.model_validate(tools[0]).function  # what the ollama client itself will send
     props = fn.parameters.properties
     assert "run_id" not in props  # the agent supplies the run id itself
     assert fn.parameters.required == ["data_path"]
-    assert props["steps"].type == "integer" and props["steps"].description == "readings ahead (default 25, >= 1, <= 200)"
+    assert (
+        props["steps"].type == "integer" and props["steps"].description == "readings ahead (default 25, >= 1, <= 200)"
+    )
     assert props["cell_id"].type == "string" and "optional" in props["cell_id"].description
     assert list(props["mode"].enum) == ["fast", "exact"]
     assert fn.description.startswith("[forecast server] Forecast a cell.")
 
 
 def test_summary_keeps_paths_and_cuts_bulk() -> None:
-    envelope = {"status": "ok", "message": "done", "run_id": "r", "data": {"rows": 10, "cells": list(range(5000)),
-                                                                            "blob": "x" * 100_000},
-                "artifacts": [{"path": f"/ws/runs/r/01-t/file{i}.csv", "kind": "table", "description": "t"}
-                              for i in range(30)]}
+    envelope = {
+        "status": "ok",
+        "message": "done",
+        "run_id": "r",
+        "data": {"rows": 10, "cells": list(range(5000)), "blob": "x" * 100_000},
+        "artifacts": [{"path": f"/ws/runs/r/01-t/file{i}.csv", "kind": "table", "description": "t"} for i in range(30)],
+    }
     text = summarise_envelope(envelope)
     assert len(text) <= 4000
     summary = json.loads(text)
@@ -114,8 +128,16 @@ def test_agent_loop_non_streaming_with_a_failing_and_an_unknown_tool(workspace: 
         async with ServerPool({"stub": stub_spec()}, log_dir=workspace / "logs") as pool:
             tools, routes = build_catalogue({"stub": await pool.list_tools("stub")})
             chat = make_chat(ollama.AsyncClient(host=host, timeout=10), "qwen2.5:7b", timeout=10, stream=False)
-            agent = Agent(chat, pool, tools, routes, run_id="20261125T070000000Z-abcdef", workspace=str(workspace),
-                          max_steps=5, tool_timeout=20)
+            agent = Agent(
+                chat,
+                pool,
+                tools,
+                routes,
+                run_id="20261125T070000000Z-abcdef",
+                workspace=str(workspace),
+                max_steps=5,
+                tool_timeout=20,
+            )
             return await agent.ask("double 21")
 
     with FakeOllama(script) as fake:
@@ -129,7 +151,9 @@ def test_agent_loop_non_streaming_with_a_failing_and_an_unknown_tool(workspace: 
     second = [m for m in fake.requests[1]["messages"] if m["role"] == "tool"]
     assert json.loads(second[0]["content"])["status"] == "error"
     written = workspace / "runs" / "20261125T070000000Z-abcdef"
-    assert (written / "01-write_value").is_dir() and json.loads((written / "manifest.json").read_text())["steps"][-1]["status"] == "ok"
+    assert (written / "01-write_value").is_dir() and json.loads((written / "manifest.json").read_text())["steps"][-1][
+        "status"
+    ] == "ok"
 
 
 def test_agent_stops_after_max_steps(workspace: Path, stub_spec) -> None:
@@ -141,8 +165,9 @@ def test_agent_stops_after_max_steps(workspace: Path, stub_spec) -> None:
         async with ServerPool({"stub": stub_spec()}) as pool:
             tools, routes = build_catalogue({"stub": await pool.list_tools("stub")})
             chat = make_chat(ollama.AsyncClient(host=host), "qwen2.5:7b", timeout=10, stream=True)
-            return await Agent(chat, pool, tools, routes, run_id="20261125T070000000Z-abcdef",
-                               workspace=str(workspace), max_steps=2).ask("loop")
+            return await Agent(
+                chat, pool, tools, routes, run_id="20261125T070000000Z-abcdef", workspace=str(workspace), max_steps=2
+            ).ask("loop")
 
     with FakeOllama(script) as fake:
         result = anyio.run(scenario, fake.host)
@@ -176,13 +201,20 @@ def test_every_real_server_tool_converts_without_losing_arguments() -> None:
     """All tools of the five servers (in-process, same schemas as tools/list) fit Ollama's Tool model."""
     import importlib
 
-    modules = {"datagen": "bms_datagen.server", "preprocess": "bms_preprocess.server", "anomaly": "bms_anomaly.server",
-               "failure": "bms_failure.server", "forecast": "bms_forecast.server"}
+    modules = {
+        "datagen": "bms_datagen.server",
+        "preprocess": "bms_preprocess.server",
+        "anomaly": "bms_anomaly.server",
+        "failure": "bms_failure.server",
+        "forecast": "bms_forecast.server",
+    }
     tools_by_server = {}
     for name, module in modules.items():
         server = importlib.import_module(module).server
-        tools_by_server[name] = [McpTool(name=t.name, description=t.description, input_schema=_input_schema(t.args_model))
-                                 for t in server.tools.values()]
+        tools_by_server[name] = [
+            McpTool(name=t.name, description=t.description, input_schema=_input_schema(t.args_model))
+            for t in server.tools.values()
+        ]
     tools, routes = build_catalogue(tools_by_server)
     assert len(tools) == sum(len(v) for v in tools_by_server.values()) == len(routes)
     for definition, (name, route) in zip(tools, routes.items()):
@@ -191,11 +223,15 @@ def test_every_real_server_tool_converts_without_losing_arguments() -> None:
         assert set(fn.parameters.properties) == set(original["properties"]) - {"run_id"}, name
         assert all(p.type for p in fn.parameters.properties.values()), name
     if "anomaly__detect_anomalies" in routes:
-        props = OllamaTool.model_validate(tools[list(routes).index("anomaly__detect_anomalies")]).function.parameters.properties
+        props = OllamaTool.model_validate(
+            tools[list(routes).index("anomaly__detect_anomalies")]
+        ).function.parameters.properties
         assert list(props["contamination"].type) == ["number", "string"]
         assert "or 'auto'" in props["contamination"].description
     if "anomaly__train_anomaly_detector" in routes:
-        props = OllamaTool.model_validate(tools[list(routes).index("anomaly__train_anomaly_detector")]).function.parameters.properties
+        props = OllamaTool.model_validate(
+            tools[list(routes).index("anomaly__train_anomaly_detector")]
+        ).function.parameters.properties
         assert props["features"].type == "array" and props["features"].items == {"type": "string"}
 
 
@@ -211,8 +247,9 @@ def test_a_model_call_that_takes_too_long_times_out(stub_spec) -> None:
 
         chat = make_chat(ollama.AsyncClient(host=host), "qwen2.5:7b", timeout=1, stream=False)
         async with ServerPool({"stub": stub_spec()}) as pool:
-            await Agent(chat, pool, [], {}, run_id="20261125T070000000Z-abcdef", workspace="/tmp",
-                        max_steps=2).ask("hello")
+            await Agent(chat, pool, [], {}, run_id="20261125T070000000Z-abcdef", workspace="/tmp", max_steps=2).ask(
+                "hello"
+            )
 
     with FakeOllama([slow]) as fake:
         start = time.perf_counter()
@@ -232,7 +269,10 @@ def test_a_model_without_tool_support_is_reported_with_a_hint(workspace: Path) -
     with FakeOllama([refuse], models=("gemma:2b",)) as fake:
         done = run_agent_cli("anything", fake.host, workspace, "--model", "gemma:2b", "--no-stream")
     assert done.returncode == 1 and "Traceback" not in done.stderr
-    assert "Ollama refused the request: registry.ollama.ai/library/gemma:2b does not support tools (HTTP 400)" in done.stderr
+    assert (
+        "Ollama refused the request: registry.ollama.ai/library/gemma:2b does not support tools (HTTP 400)"
+        in done.stderr
+    )
     assert "choose a model with tool support, e.g. qwen2.5 or llama3.1" in done.stderr
 
 
@@ -245,8 +285,16 @@ def test_a_hung_tool_is_cut_off_and_the_model_told(workspace: Path, stub_spec) -
         async with ServerPool({"stub": stub_spec()}) as pool:
             tools, routes = build_catalogue({"stub": await pool.list_tools("stub")})
             chat = make_chat(ollama.AsyncClient(host=host), "qwen2.5:7b", timeout=10, stream=False)
-            return await Agent(chat, pool, tools, routes, run_id="20261125T070000000Z-abcdef",
-                               workspace=str(workspace), max_steps=3, tool_timeout=1).ask("hang")
+            return await Agent(
+                chat,
+                pool,
+                tools,
+                routes,
+                run_id="20261125T070000000Z-abcdef",
+                workspace=str(workspace),
+                max_steps=3,
+                tool_timeout=1,
+            ).ask("hang")
 
     with FakeOllama(script) as fake:
         result = anyio.run(scenario, fake.host)

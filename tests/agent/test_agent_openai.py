@@ -27,12 +27,20 @@ AGENT = ROOT / "agent-driver" / "agent.py"
 MODEL = "qwen2.5-7b-instruct"
 
 
-def run_cli(question: str, base_url: str, workspace: Path, *extra: str, timeout: float = 90) -> subprocess.CompletedProcess:
+def run_cli(
+    question: str, base_url: str, workspace: Path, *extra: str, timeout: float = 90
+) -> subprocess.CompletedProcess:
     env = {**os.environ, "BMS_WORKSPACE": str(workspace)}
     for name in ("OLLAMA_MODEL", "OPENAI_BASE_URL", "OPENAI_API_KEY"):
         env.pop(name, None)
-    return subprocess.run([sys.executable, str(AGENT), question, "--base-url", base_url, "--model", MODEL, *extra],
-                          capture_output=True, text=True, env=env, timeout=timeout, cwd=str(ROOT))
+    return subprocess.run(
+        [sys.executable, str(AGENT), question, "--base-url", base_url, "--model", MODEL, *extra],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        cwd=str(ROOT),
+    )
 
 
 def _openai_tool_result(body: dict[str, Any]) -> dict[str, Any]:
@@ -45,8 +53,10 @@ def test_cli_over_an_openai_compatible_api_streams_and_calls_tools(workspace: Pa
         result = _openai_tool_result(body)
         return f"Simulated {result['data']['rows']} readings."
 
-    script = [tool_call("datagen__simulate_bms_fleet", {"devices": 1, "cells_per_device": 2, "days": 1, "seed": 3}),
-              answer(reply)]
+    script = [
+        tool_call("datagen__simulate_bms_fleet", {"devices": 1, "cells_per_device": 2, "days": 1, "seed": 3}),
+        answer(reply),
+    ]
     with FakeOpenAI(script, api_key="sk-local") as fake:
         done = run_cli("Simulate one small string", fake.base_url, workspace, "--api-key", "sk-local")
     assert fake.errors == [], fake.errors
@@ -69,23 +79,36 @@ def test_cli_over_an_openai_compatible_api_streams_and_calls_tools(workspace: Pa
 def test_loop_non_streaming_over_openai_with_tool_errors(workspace: Path, stub_spec) -> None:
     import openai
 
-    script = [tool_call("stub__write_value", {"value": "x"}), tool_call("stub__write_value", {"value": 4}),
-              answer(lambda body: f"doubled is {_openai_tool_result(body)['data']['doubled']}")]
+    script = [
+        tool_call("stub__write_value", {"value": "x"}),
+        tool_call("stub__write_value", {"value": 4}),
+        answer(lambda body: f"doubled is {_openai_tool_result(body)['data']['doubled']}"),
+    ]
 
     async def scenario(base_url: str) -> Any:
         async with ServerPool({"stub": stub_spec()}, log_dir=workspace / "logs") as pool:
             tools, routes = build_catalogue({"stub": await pool.list_tools("stub")})
             client = openai.AsyncOpenAI(base_url=base_url, api_key="none", max_retries=0)
             chat = make_openai_chat(client, MODEL, timeout=10, stream=False)
-            agent = Agent(chat, pool, tools, routes, run_id="20261125T070000000Z-abcdef", workspace=str(workspace),
-                          max_steps=4, tool_timeout=20)
+            agent = Agent(
+                chat,
+                pool,
+                tools,
+                routes,
+                run_id="20261125T070000000Z-abcdef",
+                workspace=str(workspace),
+                max_steps=4,
+                tool_timeout=20,
+            )
             return await agent.ask("double 4")
 
     with FakeOpenAI(script) as fake:
         result = anyio.run(scenario, fake.base_url)
     assert fake.errors == [] and all(r["stream"] is False for r in fake.requests)
     assert result.text == "doubled is 8" and [e.status for e in result.tool_events] == ["error", "ok"]
-    assert json.loads([m for m in fake.requests[1]["messages"] if m["role"] == "tool"][0]["content"])["status"] == "error"
+    assert (
+        json.loads([m for m in fake.requests[1]["messages"] if m["role"] == "tool"][0]["content"])["status"] == "error"
+    )
 
 
 def test_a_server_that_is_not_an_openai_api_is_reported(workspace: Path) -> None:
@@ -116,21 +139,30 @@ def test_a_model_the_api_does_not_serve_is_reported(workspace: Path) -> None:
 def _real_catalogue() -> tuple[list[dict[str, Any]], dict[str, Any]]:
     import importlib
 
-    modules = {"datagen": "bms_datagen.server", "preprocess": "bms_preprocess.server", "anomaly": "bms_anomaly.server",
-               "failure": "bms_failure.server", "forecast": "bms_forecast.server"}
+    modules = {
+        "datagen": "bms_datagen.server",
+        "preprocess": "bms_preprocess.server",
+        "anomaly": "bms_anomaly.server",
+        "failure": "bms_failure.server",
+        "forecast": "bms_forecast.server",
+    }
     by_server = {}
     for name, module in modules.items():
         server = importlib.import_module(module).server
-        by_server[name] = [McpTool(name=t.name, description=t.description, input_schema=_input_schema(t.args_model))
-                           for t in server.tools.values()]
+        by_server[name] = [
+            McpTool(name=t.name, description=t.description, input_schema=_input_schema(t.args_model))
+            for t in server.tools.values()
+        ]
     return build_catalogue(by_server)
 
 
 def test_context_budget_sends_only_relevant_tools() -> None:
     tools, routes = _real_catalogue()
     everything = estimate_tokens(tools)
-    assert relevant_servers("Which cells will fail soon?", list(dict.fromkeys(r.server for r in routes.values()))) \
-        == ["datagen", "failure"]
+    assert relevant_servers("Which cells will fail soon?", list(dict.fromkeys(r.server for r in routes.values()))) == [
+        "datagen",
+        "failure",
+    ]
     chosen = select_tools(tools, routes, "Which cells will fail soon?", max_tokens=2048)
     names = {t["function"]["name"] for t in chosen}
     assert "failure__predict_cell_failure" in names and "datagen__simulate_bms_fleet" in names
@@ -144,6 +176,11 @@ def test_context_budget_sends_only_relevant_tools() -> None:
     assert [t["function"]["name"] for t in tight] == ["forecast__predict_cell_timeseries"]
     # an unrelated question falls back to every server (still compact, no health checks)
     vague = select_tools(tools, routes, "hello", max_tokens=None)
-    assert {routes[t["function"]["name"]].server for t in vague} == {"datagen", "preprocess", "anomaly", "failure",
-                                                                     "forecast"}
+    assert {routes[t["function"]["name"]].server for t in vague} == {
+        "datagen",
+        "preprocess",
+        "anomaly",
+        "failure",
+        "forecast",
+    }
     assert all(len(t["function"]["description"]) <= 430 for t in vague)

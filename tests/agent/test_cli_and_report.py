@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from bms_agent.cli_pipeline import main as pipeline_main
 from bms_agent.mcp_config import client_config, server_entries
 from bms_agent.outputs import cells_at_risk
@@ -19,7 +18,9 @@ from bms_agent.report import write_report
 from bms_agent.servers import ROOT, SERVER_FOLDERS
 from bms_agent.state import CallRecord, PipelineOptions, PipelineState, StageRecord
 
-PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==")
+PNG = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+)
 
 
 def test_mcp_config_uses_absolute_paths_for_every_server() -> None:
@@ -35,12 +36,19 @@ def test_mcp_config_uses_absolute_paths_for_every_server() -> None:
     vscode = client_config("vscode", entries)["servers"]["bms-anomaly"]
     assert vscode["type"] == "stdio" and vscode["command"] == "/opt/bin/uv"
     direct = server_entries(python=sys.executable)["bms-failure"]
-    assert direct == {"command": sys.executable, "args": [str(ROOT / "feature-three-failure-prediction-mcp" / "server.py")]}
+    assert direct == {
+        "command": sys.executable,
+        "args": [str(ROOT / "feature-three-failure-prediction-mcp" / "server.py")],
+    }
 
 
 def test_config_command_prints_valid_json() -> None:
-    done = subprocess.run([sys.executable, "-m", "bms_agent.mcp_config", "--client", "cursor", "--python"],
-                          capture_output=True, text=True, timeout=30)
+    done = subprocess.run(
+        [sys.executable, "-m", "bms_agent.mcp_config", "--client", "cursor", "--python"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert done.returncode == 0, done.stderr
     config = json.loads(done.stdout)
     assert sorted(config["mcpServers"]) == sorted(f"bms-{n}" for n in SERVER_FOLDERS)
@@ -77,18 +85,42 @@ def _state_with_failure_output(workspace: Path) -> PipelineState:
     step = state.run_dir / "05-predict_cell_failure"
     step.mkdir(parents=True)
     table = step / "failure_predictions.csv"
-    pd.DataFrame({
-        "DeviceID": ["A", "A", "B"], "CellNumber": [1, 2, 3], "CellID": ["A-1", "A-2", "B-3"],
-        "FailureProbability": [0.12, float("nan"), 0.81], "RiskBand": ["low", "dead", "high"],
-        "AlreadyDead": [False, True, False], "TopReasons": ["", "", "SG 0.03 below string; voltage falling"],
-    }).to_csv(table, index=False)
+    pd.DataFrame(
+        {
+            "DeviceID": ["A", "A", "B"],
+            "CellNumber": [1, 2, 3],
+            "CellID": ["A-1", "A-2", "B-3"],
+            "FailureProbability": [0.12, float("nan"), 0.81],
+            "RiskBand": ["low", "dead", "high"],
+            "AlreadyDead": [False, True, False],
+            "TopReasons": ["", "", "SG 0.03 below string; voltage falling"],
+        }
+    ).to_csv(table, index=False)
     (step / "risk_ranking.png").write_bytes(PNG)
-    envelope = {"status": "ok", "message": "1 of 3 cells at high risk", "data": {"cells": 3, "seconds": 1.5},
-                "artifacts": [{"path": str(table), "kind": "table", "description": "per-cell"},
-                              {"path": str(step / "risk_ranking.png"), "kind": "plot", "description": "ranking"}]}
-    state.stages["failure"] = StageRecord(name="failure", status="ok", seconds=2.0, calls=[
-        CallRecord(server="failure", tool="predict_cell_failure", arguments={}, envelope=envelope, seconds=1.75,
-                   tool_seconds=1.5)])
+    envelope = {
+        "status": "ok",
+        "message": "1 of 3 cells at high risk",
+        "data": {"cells": 3, "seconds": 1.5},
+        "artifacts": [
+            {"path": str(table), "kind": "table", "description": "per-cell"},
+            {"path": str(step / "risk_ranking.png"), "kind": "plot", "description": "ranking"},
+        ],
+    }
+    state.stages["failure"] = StageRecord(
+        name="failure",
+        status="ok",
+        seconds=2.0,
+        calls=[
+            CallRecord(
+                server="failure",
+                tool="predict_cell_failure",
+                arguments={},
+                envelope=envelope,
+                seconds=1.75,
+                tool_seconds=1.5,
+            )
+        ],
+    )
     state.wall_seconds = 4.0
     return state
 
@@ -96,8 +128,13 @@ def _state_with_failure_output(workspace: Path) -> PipelineState:
 def test_cells_at_risk_come_from_the_failure_table(workspace: Path) -> None:
     cells = cells_at_risk(_state_with_failure_output(workspace))
     assert [c["cell_id"] for c in cells] == ["B-3", "A-1", "A-2"]
-    assert cells[0] == {"cell_id": "B-3", "probability": 0.81, "band": "high", "already_dead": False,
-                        "reasons": "SG 0.03 below string; voltage falling"}
+    assert cells[0] == {
+        "cell_id": "B-3",
+        "probability": 0.81,
+        "band": "high",
+        "already_dead": False,
+        "reasons": "SG 0.03 below string; voltage falling",
+    }
     assert cells[2]["already_dead"] is True
 
 
@@ -125,10 +162,15 @@ def test_human_labels_and_remaining_life() -> None:
     from bms_agent.report import human_label
     from bms_agent.summary import remaining_life
 
-    assert human_label("privacy.readings.dcr_p05") == "privacy (readings): distance to the closest real row, 5th percentile"
+    assert (
+        human_label("privacy.readings.dcr_p05")
+        == "privacy (readings): distance to the closest real row, 5th percentile"
+    )
     assert human_label("missing_before.CellVoltage") == "missing before imputation: cell voltage"
     assert human_label("overall_score") == "SDV quality score (0-1)"
-    assert remaining_life({"RUL_p10_days": 4.2, "RUL_p50_days": 11.6, "RUL_p90_days": 30.1}) == "12 d (p10 4 d - p90 30 d)"
+    assert (
+        remaining_life({"RUL_p10_days": 4.2, "RUL_p50_days": 11.6, "RUL_p90_days": 30.1}) == "12 d (p10 4 d - p90 30 d)"
+    )
     assert remaining_life({"TopReasons": "x"}) == ""
 
 
@@ -145,22 +187,35 @@ def test_servers_get_the_workspace_and_the_users_data_folder(tmp_path: Path, mon
 
 def test_sdv_sample_and_recent_history_are_written_from_the_table(tmp_path: Path) -> None:
     import pyarrow.parquet as pq
-
     from bms_agent.sampling import write_recent_history, write_sdv_sample
 
     stamps = pd.date_range("2025-01-01", periods=200, freq="h", tz="UTC")
-    frame = pd.DataFrame({
-        "DeviceID": ["A"] * 200 + ["B"] * 200, "CellNumber": [1] * 200 + [2] * 200,
-        "CellID": ["A-1"] * 200 + ["B-2"] * 200, "Timestamp": list(stamps) * 2,
-        "CellVoltage": [2.2] * 399 + [None], "CellTemperature": 25.0, "IsDead": 0, "VoltageRate": 0.1,
-    })
+    frame = pd.DataFrame(
+        {
+            "DeviceID": ["A"] * 200 + ["B"] * 200,
+            "CellNumber": [1] * 200 + [2] * 200,
+            "CellID": ["A-1"] * 200 + ["B-2"] * 200,
+            "Timestamp": list(stamps) * 2,
+            "CellVoltage": [2.2] * 399 + [None],
+            "CellTemperature": 25.0,
+            "IsDead": 0,
+            "VoltageRate": 0.1,
+        }
+    )
     table = tmp_path / "processed.parquet"
     frame.to_parquet(table)
     counts = write_sdv_sample(table, tmp_path / "sdv", rows=50, seed=1)
     sample = pd.read_csv(tmp_path / "sdv" / "readings.csv")
     assert counts == {"rows_read": 400, "rows_written": 50} and len(sample) == 50
-    assert list(sample.columns) == ["DeviceID", "CellNumber", "CellID", "Timestamp", "CellVoltage", "CellTemperature",
-                                    "IsDead"]  # features are not synthesised
+    assert list(sample.columns) == [
+        "DeviceID",
+        "CellNumber",
+        "CellID",
+        "Timestamp",
+        "CellVoltage",
+        "CellTemperature",
+        "IsDead",
+    ]  # features are not synthesised
     assert sample["Timestamp"].str.endswith("+00:00").all()  # canonical UTC timestamps, offset kept
     assert sample["CellVoltage"].notna().all()
 

@@ -6,7 +6,6 @@ import json
 import time
 
 import anyio
-
 from bms_agent.pipeline import PipelineRunner, prepare_state
 from bms_agent.report import timing_summary, write_report
 from bms_agent.stages import Call, Stage
@@ -49,12 +48,18 @@ def test_crash_mid_call_names_stage_keeps_work_and_resume_finishes(workspace, st
     specs["other"] = stub_spec("other")
     result2, reporter2 = run(resumed, workspace, specs)
     assert result2.ok and result2.exit_code == 0
-    assert resumed.stages["two"].calls[0].envelope["data"] == {"value": 5, "doubled": 10,
-                                                               "seconds": resumed.stages["two"].calls[0].envelope["data"]["seconds"]}
+    assert resumed.stages["two"].calls[0].envelope["data"] == {
+        "value": 5,
+        "doubled": 10,
+        "seconds": resumed.stages["two"].calls[0].envelope["data"]["seconds"],
+    }
     recorded = steps(resumed)
     # stage one ran once; the driver closed the crashed call's step as 'error'; the resumed call finished
     assert [(s["step"], s["status"]) for s in recorded] == [
-        ("01-write_value", "ok"), ("02-write_value", "error"), ("03-write_value", "ok")]
+        ("01-write_value", "ok"),
+        ("02-write_value", "error"),
+        ("03-write_value", "ok"),
+    ]
     assert ("finish", "one", "ok", 0.0, "done in an earlier attempt") in reporter2.events
     assert all(c.arguments["run_id"] == state.run_id for r in resumed.stages.values() for c in r.calls)
 
@@ -95,8 +100,9 @@ def test_server_that_never_answers_initialize_is_cut_off(workspace, stub_spec):
 
 
 def test_skip_and_needs(workspace, stub_spec):
-    stages = STAGES + (Stage("three", "Three", ("stub",), lambda s: [Call("stub", "write_value", {"value": 1})],
-                             needs=("two",)),)
+    stages = STAGES + (
+        Stage("three", "Three", ("stub",), lambda s: [Call("stub", "write_value", {"value": 1})], needs=("two",)),
+    )
     state = prepare_state(PipelineOptions(timeout=30, skip=["two"]), workspace)
     result, _ = run(state, workspace, {"stub": stub_spec(), "other": stub_spec("other")}, stages)
     assert result.ok
@@ -117,10 +123,10 @@ def test_unknown_tool_fails_with_the_servers_message(workspace, stub_spec):
 
 
 def test_independent_stages_overlap_and_dependent_ones_wait(workspace, stub_spec):
-    pause = lambda server: (lambda s: [Call(server, "pause", {"seconds": 1.5})])  # noqa: E731
+    pause = lambda server: lambda s: [Call(server, "pause", {"seconds": 1.5})]  # noqa: E731
     stages = (
         Stage("a", "A", ("stub",), pause("stub")),
-        Stage("b", "B", ("other",), pause("other")),          # independent of a: overlaps it
+        Stage("b", "B", ("other",), pause("other")),  # independent of a: overlaps it
         Stage("c", "C", ("other",), pause("other"), after=("a",)),  # waits for a (and for b: same server)
     )
     state = prepare_state(PipelineOptions(timeout=30, parallel=2), workspace)

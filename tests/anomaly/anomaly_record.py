@@ -32,22 +32,45 @@ SAG_V = 0.08
 HOT_SPOT_C = 12.0
 
 
-def charge_discharge_record(seed: int = 0, faults: bool = True, hours: float = HOURS,
-                            interval_s: float = INTERVAL_S, sags: int = 6, hot_spots: int = 3,
-                            clean_hours: float = CLEAN_HOURS) -> pd.DataFrame:
+def charge_discharge_record(
+    seed: int = 0,
+    faults: bool = True,
+    hours: float = HOURS,
+    interval_s: float = INTERVAL_S,
+    sags: int = 6,
+    hot_spots: int = 3,
+    clean_hours: float = CLEAN_HOURS,
+) -> pd.DataFrame:
     from bms_datagen.simulator import simulate_fleet
     from bms_schema.normalize import normalize
 
-    raw = simulate_fleet(devices=1, cells_per_device=CELLS_PER_BLOCK, days=hours / 24.0,
-                         interval_minutes=interval_s / 60.0, seed=seed, failure_rate=0.0, anomaly_rate=0.0,
-                         dropout_rate=0.0, missing_rate=0.0, duplicate_rate=0.0, out_of_order_rate=0.0,
-                         discharge_every_days=0.12, chemistry="vrla")
+    raw = simulate_fleet(
+        devices=1,
+        cells_per_device=CELLS_PER_BLOCK,
+        days=hours / 24.0,
+        interval_minutes=interval_s / 60.0,
+        seed=seed,
+        failure_rate=0.0,
+        anomaly_rate=0.0,
+        dropout_rate=0.0,
+        missing_rate=0.0,
+        duplicate_rate=0.0,
+        out_of_order_rate=0.0,
+        discharge_every_days=0.12,
+        chemistry="vrla",
+    )
     cells = normalize(raw)
     cells = cells[0] if isinstance(cells, tuple) else cells
-    block = cells.groupby("Timestamp", sort=True).agg(
-        CellVoltage=("CellVoltage", "mean"), CellTemperature=("CellTemperature", "mean"),
-        InstantaneousCurrent=("InstantaneousCurrent", "median"),
-        AmbientTemperature=("AmbientTemperature", "median")).reset_index()
+    block = (
+        cells.groupby("Timestamp", sort=True)
+        .agg(
+            CellVoltage=("CellVoltage", "mean"),
+            CellTemperature=("CellTemperature", "mean"),
+            InstantaneousCurrent=("InstantaneousCurrent", "median"),
+            AmbientTemperature=("AmbientTemperature", "median"),
+        )
+        .reset_index()
+    )
     n = len(block)
     rng = np.random.default_rng(seed + 1000)
     label = np.zeros(n, dtype=bool)

@@ -13,8 +13,14 @@ import numpy as np
 import pandas as pd
 
 
-def make_readings(devices: int = 3, cells: int = 8, steps: int = 400, anomaly_rate: float = 0.03,
-                  sensor_faults: int = 6, seed: int = 0) -> pd.DataFrame:
+def make_readings(
+    devices: int = 3,
+    cells: int = 8,
+    steps: int = 400,
+    anomaly_rate: float = 0.03,
+    sensor_faults: int = 6,
+    seed: int = 0,
+) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     times = pd.date_range("2026-01-01", periods=steps, freq="15min", tz="UTC")
     dev = np.repeat(np.arange(devices), cells * steps)
@@ -39,7 +45,7 @@ def make_readings(devices: int = 3, cells: int = 8, steps: int = 400, anomaly_ra
     lengths = rng.integers(2, 7, episodes)
     chosen = kinds[rng.integers(0, 4, episodes)]
     offsets = np.arange(7)
-    rows = (series[:, None] * steps + starts[:, None] + offsets[None, :])
+    rows = series[:, None] * steps + starts[:, None] + offsets[None, :]
     valid = offsets[None, :] < lengths[:, None]
     rows, which = rows[valid], np.repeat(chosen, lengths)
     sizes = rng.uniform(0.6, 1.4, len(rows))
@@ -56,15 +62,17 @@ def make_readings(devices: int = 3, cells: int = 8, steps: int = 400, anomaly_ra
     label[fault_rows] = True
     kind[fault_rows] = "sensor_fault"
 
-    return pd.DataFrame({
-        "DeviceID": np.array([f"D{d}" for d in range(devices)])[dev],
-        "CellNumber": cell,
-        "Timestamp": times[t],
-        "CellVoltage": voltage,
-        "CellTemperature": temperature,
-        "CellSpecificGravity": sg,
-        "InstantaneousCurrent": current,
-        "AmbientTemperature": ambient,
-        "IsAnomaly": label.astype(np.int8),
-        "AnomalyType": pd.array(np.where(kind == "", None, kind), dtype="string"),
-    })
+    return pd.DataFrame(
+        {
+            "DeviceID": np.array([f"D{d}" for d in range(devices)])[dev],
+            "CellNumber": cell,
+            "Timestamp": times[t],
+            "CellVoltage": voltage,
+            "CellTemperature": temperature,
+            "CellSpecificGravity": sg,
+            "InstantaneousCurrent": current,
+            "AmbientTemperature": ambient,
+            "IsAnomaly": label.astype(np.int8),
+            "AnomalyType": pd.array(np.where(kind == "", None, kind), dtype="string"),
+        }
+    )

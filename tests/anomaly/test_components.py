@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from bms_anomaly.detectors import ForestConfig, ForestDetector, KernelSVMDetector, SVMConfig
 from bms_anomaly.fast_forest import PACKED_MAX_ROWS, PackedForest
 from bms_anomaly.fusion import AUTO, ECDFCalibrator, episode_flags, fuse, parse_contamination, threshold_for
@@ -80,7 +79,6 @@ def test_vae_is_deterministic_for_a_seed(gaussian) -> None:
 
 def test_group_median_matches_pandas() -> None:
     import pandas as pd
-
     from bms_anomaly.features import group_median
 
     rng = np.random.default_rng(5)
@@ -94,41 +92,49 @@ def test_group_median_matches_pandas() -> None:
 
 def test_history_features_respect_cell_boundaries_and_order() -> None:
     import pandas as pd
-
     from bms_anomaly.features import local_features
 
     ts = pd.date_range("2026-01-01", periods=12, freq="15min", tz="UTC")
-    frame = pd.DataFrame({
-        "CellID": ["A-1"] * 12 + ["A-2"] * 12, "DeviceID": "A", "Timestamp": list(ts) * 2,
-        "CellVoltage": [2.25] * 12 + list(2.25 + 0.001 * np.arange(12)),
-        "CellTemperature": np.r_[np.full(12, 25.0), 25 + 0.1 * np.arange(12)],
-        "CellSpecificGravity": np.r_[np.full(12, 1.24), 1.24 + 1e-4 * np.arange(12)],
-    })
+    frame = pd.DataFrame(
+        {
+            "CellID": ["A-1"] * 12 + ["A-2"] * 12,
+            "DeviceID": "A",
+            "Timestamp": list(ts) * 2,
+            "CellVoltage": [2.25] * 12 + list(2.25 + 0.001 * np.arange(12)),
+            "CellTemperature": np.r_[np.full(12, 25.0), 25 + 0.1 * np.arange(12)],
+            "CellSpecificGravity": np.r_[np.full(12, 1.24), 1.24 + 1e-4 * np.arange(12)],
+        }
+    )
     shuffled = frame.sample(frac=1.0, random_state=0)
     out = local_features(shuffled, ["UnchangedRun"])["UnchangedRun"]
     by_row = pd.Series(out, index=shuffled.index).sort_index().to_numpy()
     np.testing.assert_array_equal(by_row[:12], np.arange(1, 13))  # a stuck cell: the run grows
-    np.testing.assert_array_equal(by_row[12:], np.ones(12))       # a live cell never repeats
+    np.testing.assert_array_equal(by_row[12:], np.ones(12))  # a live cell never repeats
 
 
 def test_large_batch_forest_path_matches_sklearn(gaussian) -> None:
     train, _ = gaussian
     forest = ForestDetector(ForestConfig(n_estimators=30, max_samples=512)).fit(train)
     big = np.random.default_rng(9).normal(size=(3000, 6)) * 2
-    np.testing.assert_allclose(forest.score(big), -forest.model.score_samples(big.astype(np.float32)),
-                               rtol=0, atol=1e-12)
+    np.testing.assert_allclose(
+        forest.score(big), -forest.model.score_samples(big.astype(np.float32)), rtol=0, atol=1e-12
+    )
 
 
 def test_peer_features_same_for_small_and_large_frames(monkeypatch) -> None:
-    import pandas as pd
-
     import bms_anomaly.features as F
+    import pandas as pd
 
     rng = np.random.default_rng(2)
     n = 600
-    frame = pd.DataFrame({"DeviceID": rng.choice(["A", "B"], n),
-                          "Timestamp": pd.Timestamp("2026-01-01", tz="UTC") + pd.to_timedelta(rng.integers(0, 20, n), "min"),
-                          "CellTemperature": rng.normal(25, 1, n), "VoltageRollStd": rng.gamma(2, 0.001, n)})
+    frame = pd.DataFrame(
+        {
+            "DeviceID": rng.choice(["A", "B"], n),
+            "Timestamp": pd.Timestamp("2026-01-01", tz="UTC") + pd.to_timedelta(rng.integers(0, 20, n), "min"),
+            "CellTemperature": rng.normal(25, 1, n),
+            "VoltageRollStd": rng.gamma(2, 0.001, n),
+        }
+    )
     names = ["TempDevString", "VoltageFluctuationVsString"]
     small = F.peer_features(frame, names)
     monkeypatch.setattr(F, "PANDAS_GROUPBY_ROWS", 10)
@@ -146,8 +152,9 @@ def test_episode_flags_extend_causally_over_contiguous_readings_of_one_cell() ->
     # before it (causal); 3.5 and cell b's 4.0s follow none
     np.testing.assert_array_equal(flags, [0, 0, 1, 1, 0, 0, 0, 0, 0, 0])
     shuffled = np.random.default_rng(0).permutation(10)
-    np.testing.assert_array_equal(episode_flags(scores[shuffled], 5.0, cells[shuffled], times[shuffled]),
-                                  flags[shuffled])
+    np.testing.assert_array_equal(
+        episode_flags(scores[shuffled], 5.0, cells[shuffled], times[shuffled]), flags[shuffled]
+    )
     excluded = episode_flags(scores, 5.0, cells, times, exclude=np.arange(10) == 2)
     assert not excluded.any()  # the only strong reading excluded: no episode
     np.testing.assert_array_equal(episode_flags(scores, 5.0, None, None), scores > 5.0)
@@ -158,5 +165,6 @@ def test_episode_flags_extend_causally_over_contiguous_readings_of_one_cell() ->
     tail = episode_flags(scores[rest], 5.0, cells[rest], times[rest], open_cells=carried)
     np.testing.assert_array_equal(np.r_[head, tail], flags)
     # an episode open before the rows continues over the cell's first contiguous weak readings
-    np.testing.assert_array_equal(episode_flags(scores[8:], 5.0, cells[8:], times[8:], open_cells=np.ones(2, bool)),
-                                  [1, 1])
+    np.testing.assert_array_equal(
+        episode_flags(scores[8:], 5.0, cells[8:], times[8:], open_cells=np.ones(2, bool)), [1, 1]
+    )

@@ -5,13 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-
+from anomaly_synthetic import make_readings
 from bms_anomaly.detect import detect
 from bms_anomaly.hybrid import DETECTORS, OUTPUT_COLUMNS, HybridAnomalyDetector
 from bms_anomaly.metrics import binary_metrics, seed_rule
 from bms_anomaly.persistence import load_detector, register_detector
 from bms_schema.errors import InputError, ModelError
-from anomaly_synthetic import make_readings
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +31,11 @@ def test_hybrid_finds_injected_anomalies(prepared: pd.DataFrame, fitted: HybridA
     assert result.index.equals(prepared.index)
     truth = prepared["IsAnomaly"].to_numpy().astype(bool)
     clean = ~prepared["SensorFault"].to_numpy(bool)
-    hybrid = binary_metrics(truth[clean], (result["AnomalyKind"] == "statistical").to_numpy()[clean],
-                            result["AnomalyScore"].to_numpy()[clean])
+    hybrid = binary_metrics(
+        truth[clean],
+        (result["AnomalyKind"] == "statistical").to_numpy()[clean],
+        result["AnomalyScore"].to_numpy()[clean],
+    )
     assert hybrid["f1"] >= 0.6, hybrid
     assert hybrid["pr_auc"] >= 0.8, hybrid
     flags = fitted.detector_flags(result)
@@ -69,25 +71,41 @@ def test_sensor_faults_are_their_own_kind(prepared: pd.DataFrame, fitted: Hybrid
     # readable reason on statistical flags: feature name, value with unit, robust SD
     stat = result[result["AnomalyKind"] == "statistical"]
     assert stat["AnomalyReason"].notna().all()
-    assert stat["AnomalyReason"].str.match(r"^\w+ = -?[\d.e+-]+( \S+)? \(.+, \d+\.\d robust SD (above|below) normal\)$").all()
+    assert (
+        stat["AnomalyReason"]
+        .str.match(r"^\w+ = -?[\d.e+-]+( \S+)? \(.+, \d+\.\d robust SD (above|below) normal\)$")
+        .all()
+    )
     assert (result.loc[result["AnomalyFlag"] == 0, "AnomalyReason"].isna()).all()
 
 
 def test_thermal_anomalies_are_explained_by_temperature(prepared: pd.DataFrame, fitted: HybridAnomalyDetector) -> None:
     result = fitted.score(prepared)
-    thermal = prepared["AnomalyType"].eq("thermal").fillna(False).to_numpy(bool) & (result["AnomalyFlag"] == 1).to_numpy()
+    thermal = (
+        prepared["AnomalyType"].eq("thermal").fillna(False).to_numpy(bool) & (result["AnomalyFlag"] == 1).to_numpy()
+    )
     assert thermal.sum() >= 5
     top = result.loc[thermal, "AnomalyFeature"]
     assert top.isin(["TempDevChange", "TemperatureRateDevString", "TemperatureFluctuationVsString"]).mean() >= 0.8
 
 
-def test_registered_model_gives_the_same_flags(workspace, prepared: pd.DataFrame,
-                                               fitted: HybridAnomalyDetector) -> None:
+def test_registered_model_gives_the_same_flags(
+    workspace, prepared: pd.DataFrame, fitted: HybridAnomalyDetector
+) -> None:
     version, folder = register_detector(fitted)
     assert version == "v0001"
     files = {p.name for p in folder.iterdir()}
-    assert {"config.json", "scaler.skops", "isolation_forest.skops", "nystroem.skops", "sgd_ocsvm.skops", "vae.pt",
-            "calibration.npz", "reference_features.parquet", "metadata.json"} <= files
+    assert {
+        "config.json",
+        "scaler.skops",
+        "isolation_forest.skops",
+        "nystroem.skops",
+        "sgd_ocsvm.skops",
+        "vae.pt",
+        "calibration.npz",
+        "reference_features.parquet",
+        "metadata.json",
+    } <= files
     reference = pd.read_parquet(folder / "reference_features.parquet")
     assert list(reference.columns) == fitted.features and len(reference) == min(5000, fitted.training_info["rows"])
     loaded = load_detector("latest", cache=False)
@@ -98,8 +116,17 @@ def test_registered_model_gives_the_same_flags(workspace, prepared: pd.DataFrame
 
 
 def test_scores_a_single_raw_reading(workspace, prepared: pd.DataFrame, fitted: HybridAnomalyDetector) -> None:
-    raw_cols = ["CellID", "DeviceID", "CellNumber", "Timestamp", "CellVoltage", "CellTemperature",
-                "CellSpecificGravity", "InstantaneousCurrent", "AmbientTemperature"]
+    raw_cols = [
+        "CellID",
+        "DeviceID",
+        "CellNumber",
+        "Timestamp",
+        "CellVoltage",
+        "CellTemperature",
+        "CellSpecificGravity",
+        "InstantaneousCurrent",
+        "AmbientTemperature",
+    ]
     one = prepared.loc[[100], raw_cols]
     result = fitted.score(one)
     assert len(result) == 1 and result.index[0] == 100
@@ -138,12 +165,17 @@ def test_seed_rule_flags_top_five_percent() -> None:
 def test_bad_inputs(workspace, prepared: pd.DataFrame) -> None:
     with pytest.raises(InputError, match="no usable numeric features: the anomaly detector needs at least two of"):
         HybridAnomalyDetector().fit(pd.DataFrame({"CellID": ["a"] * 500, "Note": ["x"] * 500}))
-    with pytest.raises(InputError, match=r"too few rows to train the anomaly detector: \d+ usable rows .* need at least 100"):
+    with pytest.raises(
+        InputError, match=r"too few rows to train the anomaly detector: \d+ usable rows .* need at least 100"
+    ):
         HybridAnomalyDetector().fit(prepared.iloc[:50])
     with pytest.raises(InputError, match=r"feature column\(s\) Nope not in the data"):
         HybridAnomalyDetector(features=["VoltageDevString", "Nope"]).fit(prepared)
-    with pytest.raises(ModelError, match="no 'anomaly_hybrid' model is registered in this workspace: train one first "
-                                         "with the train_anomaly_detector tool"):
+    with pytest.raises(
+        ModelError,
+        match="no 'anomaly_hybrid' model is registered in this workspace: train one first "
+        "with the train_anomaly_detector tool",
+    ):
         load_detector("latest", cache=False)
     with pytest.raises(ModelError, match="not trained"):
         HybridAnomalyDetector().score(prepared)
@@ -166,6 +198,6 @@ def test_forest_scores_do_not_depend_on_batch_size() -> None:
     X = rng.normal(size=(3000, 6)).astype(np.float32)
     forest = ForestDetector().fit(X)
     whole = forest.score(X[:2000])
-    parts = np.concatenate([forest.score(X[i:i + 100]) for i in range(0, 2000, 100)])
+    parts = np.concatenate([forest.score(X[i : i + 100]) for i in range(0, 2000, 100)])
     assert 100 <= PACKED_MAX_ROWS < 2000
     np.testing.assert_array_equal(whole, parts)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-
 from bms_anomaly.dead import recognise_dead_cells
 from bms_anomaly.features import state_codes
 from bms_anomaly.hybrid import HybridAnomalyDetector

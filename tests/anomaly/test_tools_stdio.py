@@ -7,7 +7,6 @@ from pathlib import Path
 
 import anyio
 import pandas as pd
-
 from anomaly_synthetic import make_readings
 from mcp_stdio import connect, envelope
 
@@ -28,8 +27,9 @@ def test_detect_and_visualise_over_stdio(workspace: Path) -> None:
             assert result.is_error and "train_anomaly_detector" in envelope(result)["message"]
             assert not (workspace / "models" / "anomaly_hybrid").exists()
 
-            result = await client.call_tool("train_anomaly_detector", {"data_path": "data/readings.csv",
-                                                                       "contamination": 0.03})
+            result = await client.call_tool(
+                "train_anomaly_detector", {"data_path": "data/readings.csv", "contamination": 0.03}
+            )
             fit = envelope(result)
             assert not result.is_error, fit["message"]
             assert fit["data"]["model_version"] == "v0001" and fit["data"]["alias"] == "champion"
@@ -43,11 +43,25 @@ def test_detect_and_visualise_over_stdio(workspace: Path) -> None:
             assert not result.is_error, trained["message"]
             assert trained["status"] == "ok" and trained["data"]["model_version"] == "v0001"
             kinds = {a["path"].rsplit("/", 1)[-1]: a["kind"] for a in trained["artifacts"]}
-            assert kinds == {"anomalies.csv": "table", "cell_summary.csv": "table", "worst_episodes.csv": "table",
-                             "metrics.json": "report", "scores_over_time.png": "plot"}
+            assert kinds == {
+                "anomalies.csv": "table",
+                "cell_summary.csv": "table",
+                "worst_episodes.csv": "table",
+                "metrics.json": "report",
+                "scores_over_time.png": "plot",
+            }
             table = pd.read_csv(trained["data"]["result_path"])
-            assert len(table) == 3600 and {"IsAnomaly", "AnomalyType", "AnomalyScore", "AnomalyFlag", "AnomalyKind",
-                                           "AnomalyReason", "IForestScore", "OCSVMScore", "VAEScore"} <= set(table.columns)
+            assert len(table) == 3600 and {
+                "IsAnomaly",
+                "AnomalyType",
+                "AnomalyScore",
+                "AnomalyFlag",
+                "AnomalyKind",
+                "AnomalyReason",
+                "IForestScore",
+                "OCSVMScore",
+                "VAEScore",
+            } <= set(table.columns)
             assert (table.loc[table["AnomalyKind"] == "sensor_fault", "AnomalyFlag"] == 1).all()
             truth = json.loads(Path(trained["data"]["metrics_path"]).read_text())["ground_truth"]
             assert truth["scope"].startswith("all rows")
@@ -55,24 +69,27 @@ def test_detect_and_visualise_over_stdio(workspace: Path) -> None:
             assert set(truth["detectors"]) == {"IsolationForest", "OneClassSVM", "VAE"}
             assert trained["data"]["ground_truth"]["seed_rule_top5pct"]["f1"] == truth["seed_rule_top5pct"]["f1"]
 
-            result = await client.call_tool("detect_anomalies", {"data_path": "data/readings.csv",
-                                                                 "model_version": "v0001"})
+            result = await client.call_tool(
+                "detect_anomalies", {"data_path": "data/readings.csv", "model_version": "v0001"}
+            )
             scored = envelope(result)
             assert not result.is_error, scored["message"]
             assert scored["data"]["trained"] is False and scored["data"]["model_version"] == "v0001"
             again = pd.read_csv(scored["data"]["result_path"])
             assert (again["AnomalyFlag"].to_numpy() == table["AnomalyFlag"].to_numpy()).all()
 
-            result = await client.call_tool("visualize_anomalies_3d", {"result_csv": trained["data"]["result_path"],
-                                                                       "max_points": 1000})
+            result = await client.call_tool(
+                "visualize_anomalies_3d", {"result_csv": trained["data"]["result_path"], "max_points": 1000}
+            )
             plot = envelope(result)
             assert not result.is_error, plot["message"]
             assert plot["data"]["points"] == 1000 and plot["data"]["rows"] == 3600
             assert plot["data"]["html_bytes"] < 400_000
             assert Path(plot["data"]["png_path"]).stat().st_size > 10_000
 
-            result = await client.call_tool("visualize_anomalies_3d", {"result_csv": trained["data"]["result_path"],
-                                                                       "z": "Humidity"})
+            result = await client.call_tool(
+                "visualize_anomalies_3d", {"result_csv": trained["data"]["result_path"], "z": "Humidity"}
+            )
             assert result.is_error
             assert "z axis column 'Humidity' is not in the result table" in envelope(result)["message"]
 
@@ -80,8 +97,9 @@ def test_detect_and_visualise_over_stdio(workspace: Path) -> None:
             assert result.is_error
             assert "outside the workspace and allowed directories" in envelope(result)["message"]
 
-            result = await client.call_tool("train_anomaly_detector", {"data_path": "data/readings.csv",
-                                                                       "contamination": 0.9})
+            result = await client.call_tool(
+                "train_anomaly_detector", {"data_path": "data/readings.csv", "contamination": 0.9}
+            )
             assert result.is_error and "contamination" in envelope(result)["message"]
 
     anyio.run(scenario)

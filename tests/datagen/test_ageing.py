@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-
 from bms_datagen.fleet_physics import arrhenius, state_of_health
 from bms_datagen.simulator import main, simulate_fleet_with_truth
 
@@ -15,18 +14,50 @@ QUIET = dict(anomaly_rate=0.0, dropout_rate=0.0, missing_rate=0.0, duplicate_rat
 @pytest.fixture(scope="module")
 def aged():
     """120 days at 2-hour packets, SOH at every reading, many failures."""
-    return simulate_fleet_with_truth(devices=10, cells_per_device=8, days=120, interval_minutes=120, seed=21,
-                                     failure_rate=0.08, soh_interval_hours=2, **QUIET)
+    return simulate_fleet_with_truth(
+        devices=10,
+        cells_per_device=8,
+        days=120,
+        interval_minutes=120,
+        seed=21,
+        failure_rate=0.08,
+        soh_interval_hours=2,
+        **QUIET,
+    )
 
 
 def test_truth_tables_have_the_documented_columns(aged):
     cells, soh = aged.cells, aged.soh
-    for col in ("DeviceID", "CellNumber", "CellID", "EndOfLifeTime", "EndOfLifeHours", "FailureMode", "EOLCriterion",
-                "Censored", "ObservedHours", "CapacityPercentStart", "CapacityPercentEnd", "ResistanceRatioStart",
-                "ResistanceRatioEnd", "StateOfHealthStart", "StateOfHealthEnd", "AgeDaysAtStart", "AgeingSpeed"):
+    for col in (
+        "DeviceID",
+        "CellNumber",
+        "CellID",
+        "EndOfLifeTime",
+        "EndOfLifeHours",
+        "FailureMode",
+        "EOLCriterion",
+        "Censored",
+        "ObservedHours",
+        "CapacityPercentStart",
+        "CapacityPercentEnd",
+        "ResistanceRatioStart",
+        "ResistanceRatioEnd",
+        "StateOfHealthStart",
+        "StateOfHealthEnd",
+        "AgeDaysAtStart",
+        "AgeingSpeed",
+    ):
         assert col in cells.columns, col
-    assert list(soh.columns) == ["Timestamp", "CellID", "DeviceID", "CellNumber", "CapacityPercent",
-                                 "ResistanceRatio", "StateOfHealth", "IsDead"]
+    assert list(soh.columns) == [
+        "Timestamp",
+        "CellID",
+        "DeviceID",
+        "CellNumber",
+        "CapacityPercent",
+        "ResistanceRatio",
+        "StateOfHealth",
+        "IsDead",
+    ]
     assert len(soh) == 80 * aged.config.steps  # every reading (soh_interval_hours = the interval)
     assert str(soh.Timestamp.dtype) == "datetime64[ns, UTC]"
     # censoring: healthy cells are censored at the end of the data, failed ones have an EOL time
@@ -56,13 +87,13 @@ def test_end_of_life_is_the_threshold_crossing(aged):
         assert before.StateOfHealth > 80.0 >= after.StateOfHealth, cell_id
         eol = pd.Timestamp(row.EndOfLifeTime, tz="UTC")
         assert before.Timestamp < eol <= after.Timestamp
-        if row.EOLCriterion == "capacity":      # IEEE 450: below 80 % of rated capacity
+        if row.EOLCriterion == "capacity":  # IEEE 450: below 80 % of rated capacity
             assert 80.0 < before.CapacityPercent < 80.6, cell_id
             assert before.ResistanceRatio < 1.5
         elif row.EOLCriterion == "resistance":  # IEEE 1188: ohmic value +50 % over baseline
             assert 1.485 < before.ResistanceRatio < 1.5, cell_id
             assert before.CapacityPercent > 80.0
-        else:                                   # a sudden short: the cell was healthy just before
+        else:  # a sudden short: the cell was healthy just before
             assert before.StateOfHealth > 85.0, cell_id
     # cells alive at the end never crossed a threshold
     alive = soh[soh.CellID.isin(cells.index[cells.Censored])]
@@ -89,7 +120,7 @@ def test_wear_out_trends_are_long_and_monotone_sudden_shorts_are_short(aged):
     drops = []
     for cell_id in ids:
         track = soh[soh.CellID == cell_id].set_index("Timestamp").StateOfHealth
-        drops.append(track.iloc[0] - track[:eol[cell_id] - pd.Timedelta("14D")].iloc[-1])
+        drops.append(track.iloc[0] - track[: eol[cell_id] - pd.Timedelta("14D")].iloc[-1])
     assert len(drops) >= 5 and np.median(drops) > 2.0
 
 
@@ -103,8 +134,9 @@ def test_temperature_accelerates_ageing(aged):
     span_years = aged.config.steps * 2.0 / 8766
     assert per_speed.median() == pytest.approx(0.5 * span_years / 20.0, rel=0.25)
     assert arrhenius(34.0) == pytest.approx(2.0) and arrhenius(25.0) == pytest.approx(1.0)
-    big = simulate_fleet_with_truth(devices=40, cells_per_device=10, days=60, interval_minutes=240, seed=3,
-                                    failure_rate=0.1, **QUIET)
+    big = simulate_fleet_with_truth(
+        devices=40, cells_per_device=10, days=60, interval_minutes=240, seed=3, failure_rate=0.1, **QUIET
+    )
     failed = big.cells[~big.cells.Censored]
     assert len(failed) > 60
     assert failed.AgeingSpeed.median() > 1.2 * big.cells[big.cells.Censored].AgeingSpeed.median()
@@ -117,8 +149,16 @@ def test_state_of_health_definition():
 
 
 def test_vrla_and_one_cell_truth():
-    vrla = simulate_fleet_with_truth(devices=6, cells_per_device=6, days=90, interval_minutes=180, seed=4,
-                                     chemistry="vrla", failure_rate=0.06, **QUIET)
+    vrla = simulate_fleet_with_truth(
+        devices=6,
+        cells_per_device=6,
+        days=90,
+        interval_minutes=180,
+        seed=4,
+        chemistry="vrla",
+        failure_rate=0.06,
+        **QUIET,
+    )
     failed = vrla.cells[~vrla.cells.Censored]
     assert len(failed) > 5
     assert set(failed.EOLCriterion) <= {"capacity", "resistance", "internal_short", "thermal_runaway"}
@@ -133,8 +173,25 @@ def test_vrla_and_one_cell_truth():
 
 def test_cli_writes_the_soh_table(tmp_path):
     out, truth, soh = tmp_path / "f.csv", tmp_path / "cells.csv", tmp_path / "soh.csv"
-    assert main(["--devices", "1", "--cells-per-device", "4", "--days", "3", "--out", str(out), "--truth", str(truth),
-                 "--soh", str(soh)]) == 0
+    assert (
+        main(
+            [
+                "--devices",
+                "1",
+                "--cells-per-device",
+                "4",
+                "--days",
+                "3",
+                "--out",
+                str(out),
+                "--truth",
+                str(truth),
+                "--soh",
+                str(soh),
+            ]
+        )
+        == 0
+    )
     table = pd.read_csv(soh)
     assert len(table) == 4 * 4 and table.Timestamp.iloc[0] == "2025-01-01T00:00:00"
     assert table.StateOfHealth.between(80, 100).all()
@@ -145,8 +202,9 @@ def test_precursor_rows_marks_the_dying_cells_drift():
     from bms_datagen.simulator import precursor_rows, to_minimal_table
     from bms_schema import normalize
 
-    sim = simulate_fleet_with_truth(devices=2, cells_per_device=6, days=30, interval_minutes=60, seed=8,
-                                    failure_rate=0.15, **QUIET)
+    sim = simulate_fleet_with_truth(
+        devices=2, cells_per_device=6, days=30, interval_minutes=60, seed=8, failure_rate=0.15, **QUIET
+    )
     mask = precursor_rows(sim.readings, sim.cells)
     r = sim.readings
     failed = sim.cells[~sim.cells.Censored]
@@ -157,8 +215,9 @@ def test_precursor_rows_marks_the_dying_cells_drift():
     ts = pd.to_datetime(r.PacketDateTime, utc=True)
     for _, cell in failed.iterrows():
         mine = (r.DeviceID == cell.DeviceID) & (r.CellNumber == cell.CellNumber)
-        inside = ts.between(pd.Timestamp(cell.PrecursorStart, tz="UTC"), pd.Timestamp(cell.DeathTime, tz="UTC"),
-                            inclusive="left")
+        inside = ts.between(
+            pd.Timestamp(cell.PrecursorStart, tz="UTC"), pd.Timestamp(cell.DeathTime, tz="UTC"), inclusive="left"
+        )
         assert (mask[mine.to_numpy()] == inside[mine].to_numpy()).all(), cell.CellID
         assert inside[mine].sum() > 0
     # the same rows on the minimal and the canonical table

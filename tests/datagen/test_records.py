@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-
 from bms_datagen.records import PHASES, simulate_cycle_record, write_record
 from bms_datagen.simulator import main as simulator_main
 from bms_schema import InputError
@@ -19,9 +18,21 @@ def record():
 def test_default_record_shape_and_phases(record):
     r = record.readings
     assert len(r) == 6 * 16_000 and record.summary["readings_per_cell"] == 16_000
-    assert list(r.columns) == ["Timestamp", "DeviceID", "CellNumber", "CellVoltage", "CellTemperature",
-                               "InstantaneousCurrent", "AmbientTemperature", "StringVoltage", "Phase", "TrueState",
-                               "IsDead", "IsAnomaly", "AnomalyType"]
+    assert list(r.columns) == [
+        "Timestamp",
+        "DeviceID",
+        "CellNumber",
+        "CellVoltage",
+        "CellTemperature",
+        "InstantaneousCurrent",
+        "AmbientTemperature",
+        "StringVoltage",
+        "Phase",
+        "TrueState",
+        "IsDead",
+        "IsAnomaly",
+        "AnomalyType",
+    ]
     step = r.Timestamp.drop_duplicates().diff().dropna().dt.total_seconds()
     assert (step == 5.0).all()
     order = r.Phase.drop_duplicates().tolist()
@@ -37,11 +48,11 @@ def test_physics_per_phase(record):
     clean = r[r.IsAnomaly == 0]
     by = clean.groupby("Phase")
     cur = by.InstantaneousCurrent.median()
-    assert cur["discharge"] == pytest.approx(-12.5, abs=0.1)            # C/8 of 100 Ah
-    assert cur["bulk"] == pytest.approx(15.0, abs=0.1)                  # 0.15 C constant current
+    assert cur["discharge"] == pytest.approx(-12.5, abs=0.1)  # C/8 of 100 Ah
+    assert cur["bulk"] == pytest.approx(15.0, abs=0.1)  # 0.15 C constant current
     assert abs(cur["rest"]) < 0.05 and 0.05 < cur["float_before"] < 0.3  # float current ~1.5 mA/Ah
     v = by.CellVoltage
-    assert v.quantile(0.01)["float_before"] > 2.24 and v.quantile(0.99)["float_before"] < 2.31   # VRLA float
+    assert v.quantile(0.01)["float_before"] > 2.24 and v.quantile(0.99)["float_before"] < 2.31  # VRLA float
     assert v.median()["absorption"] == pytest.approx(2.40, abs=0.01)
     assert v.max()["discharge"] < 2.14 and 1.90 < v.min()["discharge"]
     # the discharge voltage falls as the charge is taken out; the rest voltage recovers towards OCV
@@ -56,7 +67,9 @@ def test_physics_per_phase(record):
     one_time = r[r.Timestamp == r.Timestamp.iloc[6 * 100]]
     assert one_time.StringVoltage.iloc[0] == pytest.approx(one_time.CellVoltage.sum(), abs=0.01)
     # VRLA heats at the end of charge (recombination) and under the discharge current
-    t = clean.groupby("Phase").apply(lambda f: (f.CellTemperature - f.AmbientTemperature).median(), include_groups=False)
+    t = clean.groupby("Phase").apply(
+        lambda f: (f.CellTemperature - f.AmbientTemperature).median(), include_groups=False
+    )
     assert t["absorption"] > t["float_before"] + 0.3
 
 
@@ -75,34 +88,48 @@ def test_injected_faults_are_labelled_and_visible(record):
         others = [c for c in wide_v.columns if c != cell]
         if f.type == "voltage_sag":
             inside = (wide_v.iloc[idx][cell] - wide_v.iloc[idx][others].mean(axis=1)).mean()
-            before = (wide_v.iloc[f.start_index - 30:f.start_index][cell]
-                      - wide_v.iloc[f.start_index - 30:f.start_index][others].mean(axis=1)).mean()
+            before = (
+                wide_v.iloc[f.start_index - 30 : f.start_index][cell]
+                - wide_v.iloc[f.start_index - 30 : f.start_index][others].mean(axis=1)
+            ).mean()
             assert before - inside == pytest.approx(0.08, abs=0.01), f.phase
         else:
             plateau = slice(f.start_index + 20, f.end_index - 20)
             inside = (wide_t.iloc[plateau][cell] - wide_t.iloc[plateau][others].mean(axis=1)).mean()
-            before = (wide_t.iloc[f.start_index - 30:f.start_index][cell]
-                      - wide_t.iloc[f.start_index - 30:f.start_index][others].mean(axis=1)).mean()
+            before = (
+                wide_t.iloc[f.start_index - 30 : f.start_index][cell]
+                - wide_t.iloc[f.start_index - 30 : f.start_index][others].mean(axis=1)
+            ).mean()
             assert inside - before == pytest.approx(12.0, abs=0.3), f.phase
 
 
 def test_options_one_cell_flooded_other_faults_and_jitter(tmp_path):
-    one = simulate_cycle_record(seed=1, cells=1, chemistry="flooded", interval_seconds=10, steps=9000,
-                                faults=["stuck_sensor", "loose_connection", "sensor_spike"])
+    one = simulate_cycle_record(
+        seed=1,
+        cells=1,
+        chemistry="flooded",
+        interval_seconds=10,
+        steps=9000,
+        faults=["stuck_sensor", "loose_connection", "sensor_spike"],
+    )
     r = one.readings
     assert (r.CellNumber == 1).all() and len(r) == 9000
     assert set(one.faults.type) == {"stuck_sensor", "loose_connection", "sensor_spike"}
     stuck = one.faults.set_index("type").loc["stuck_sensor"]
-    assert r.CellVoltage.iloc[stuck.start_index:stuck.end_index].nunique() == 1
+    assert r.CellVoltage.iloc[stuck.start_index : stuck.end_index].nunique() == 1
     loose = one.faults.set_index("type").loc["loose_connection"]
-    window = r.iloc[loose.start_index:loose.end_index]
+    window = r.iloc[loose.start_index : loose.end_index]
     assert (window.Phase == "discharge").all()  # current flows: the extra I x R shows (-12.5 A x 4 mOhm)
     assert one.faults.set_index("type").loc["sensor_spike", "rows"] == 1
     fl = r[(r.Phase == "float_before") & (r.IsAnomaly == 0)].CellVoltage
     assert fl.between(2.19, 2.28).mean() > 0.99  # flooded float window
     # explicit placement, clear errors
-    rec = simulate_cycle_record(seed=2, cells=2, steps=18_000, faults=[
-        {"type": "hot_spot", "cell": 2, "phase": "rest", "at": 0.1, "minutes": 5, "magnitude": 8.0}])
+    rec = simulate_cycle_record(
+        seed=2,
+        cells=2,
+        steps=18_000,
+        faults=[{"type": "hot_spot", "cell": 2, "phase": "rest", "at": 0.1, "minutes": 5, "magnitude": 8.0}],
+    )
     assert rec.faults.iloc[0].rows == 60 and rec.faults.iloc[0].phase == "rest"
     with pytest.raises(InputError, match="type must be one of voltage_sag"):
         simulate_cycle_record(faults=["meltdown"])

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from bms_datagen.sdv_data import read_folder
 from bms_datagen.sdv_pipeline import evaluate, generate, load_registered, sample_registered
 from bms_datagen.sdv_privacy import privacy_check
@@ -23,12 +22,26 @@ def digest(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def minimal_folder(root: Path, name: str = "minimal", devices: int = 1, cells: int = 4, days: float = 2.0,
-                   interval: float = 60.0, seed: int = 0) -> Path:
+def minimal_folder(
+    root: Path,
+    name: str = "minimal",
+    devices: int = 1,
+    cells: int = 4,
+    days: float = 2.0,
+    interval: float = 60.0,
+    seed: int = 0,
+) -> Path:
     folder = root / "data" / name
     folder.mkdir(parents=True)
-    frame = simulate_fleet(devices=devices, cells_per_device=cells, days=days, interval_minutes=interval, seed=seed,
-                           duplicate_rate=0.0, out_of_order_rate=0.0)
+    frame = simulate_fleet(
+        devices=devices,
+        cells_per_device=cells,
+        days=days,
+        interval_minutes=interval,
+        seed=seed,
+        duplicate_rate=0.0,
+        out_of_order_rate=0.0,
+    )
     write_table(to_minimal_table(frame), folder / "readings.csv")
     return folder
 
@@ -50,8 +63,13 @@ def test_single_table_round_trip_with_detected_metadata(workspace: Path) -> None
     assert any(f.startswith("readings.IsDead") for f in result.fixes)
     # battery physics survive: values within the real range, labels stay 0/1, timestamps parse
     ok = synthetic.CellVoltage < 60
-    assert synthetic.CellVoltage[ok].between(real.CellVoltage[real.CellVoltage < 60].min() - 1e-9,
-                                              real.CellVoltage[real.CellVoltage < 60].max() + 1e-9).all()
+    assert (
+        synthetic.CellVoltage[ok]
+        .between(
+            real.CellVoltage[real.CellVoltage < 60].min() - 1e-9, real.CellVoltage[real.CellVoltage < 60].max() + 1e-9
+        )
+        .all()
+    )
     assert set(synthetic.IsDead.unique()) <= {0, 1}
     assert pd.to_datetime(synthetic.Timestamp, format="%Y-%m-%dT%H:%M:%S").notna().all()
     # sentinels are written back as 0xFFFF triples in about the real share
@@ -123,15 +141,26 @@ def test_hma_devices_and_readings(workspace: Path) -> None:
     folder = workspace / "data" / "multi"
     folder.mkdir(parents=True)
     frame = to_minimal_table(simulate_fleet(devices=4, cells_per_device=2, days=1, interval_minutes=120, seed=4))
-    devices = pd.DataFrame({"DeviceID": [1, 2, 3, 4], "CapacityAh": [100.0, 200.0, 200.0, 400.0],
-                            "Site": ["north", "south", "south", "east"]})
+    devices = pd.DataFrame(
+        {
+            "DeviceID": [1, 2, 3, 4],
+            "CapacityAh": [100.0, 200.0, 200.0, 400.0],
+            "Site": ["north", "south", "south", "east"],
+        }
+    )
     write_table(devices, folder / "devices.csv")
     write_table(frame, folder / "readings.csv")
     result = generate(folder, workspace / "runs" / "hma", seed=2, scale=1.0)
     assert result.synthesizer == "hma"
     meta = json.loads(Path(result.paths["metadata"]).read_text())
-    assert meta["relationships"] == [{"parent_table_name": "devices", "parent_primary_key": "DeviceID",
-                                      "child_table_name": "readings", "child_foreign_key": "DeviceID"}]
+    assert meta["relationships"] == [
+        {
+            "parent_table_name": "devices",
+            "parent_primary_key": "DeviceID",
+            "child_table_name": "readings",
+            "child_foreign_key": "DeviceID",
+        }
+    ]
     syn_devices = pd.read_csv(result.paths["devices"])
     syn_readings = pd.read_csv(result.paths["readings"])
     assert len(syn_devices) == 4
@@ -155,12 +184,22 @@ def test_quality_bar_on_simulated_readings(workspace: Path) -> None:
 
 
 def test_privacy_check_catches_copied_rows() -> None:
-    frame = to_minimal_table(simulate_fleet(devices=1, cells_per_device=4, days=3, interval_minutes=30, seed=1,
-                                            duplicate_rate=0.0))
-    types = {"Timestamp": "datetime", "DeviceID": "categorical", "CellNumber": "categorical",
-             "CellVoltage": "numerical", "CellTemperature": "numerical", "CellSpecificGravity": "numerical",
-             "InstantaneousCurrent": "numerical", "AmbientTemperature": "numerical", "IsDead": "boolean",
-             "IsAnomaly": "boolean", "AnomalyType": "categorical"}
+    frame = to_minimal_table(
+        simulate_fleet(devices=1, cells_per_device=4, days=3, interval_minutes=30, seed=1, duplicate_rate=0.0)
+    )
+    types = {
+        "Timestamp": "datetime",
+        "DeviceID": "categorical",
+        "CellNumber": "categorical",
+        "CellVoltage": "numerical",
+        "CellTemperature": "numerical",
+        "CellSpecificGravity": "numerical",
+        "InstantaneousCurrent": "numerical",
+        "AmbientTemperature": "numerical",
+        "IsDead": "boolean",
+        "IsAnomaly": "boolean",
+        "AnomalyType": "categorical",
+    }
     copied = frame.sample(n=300, random_state=0)
     report = privacy_check(frame, copied, types)
     assert report["copied_share"] == 1.0 and report["dcr_zero_share"] == 1.0
@@ -191,19 +230,22 @@ def test_bad_inputs_are_clear_errors(workspace: Path, tmp_path: Path) -> None:
     (folder / "metadata.json").write_text("{not json")
     with pytest.raises(InputError, match="metadata.json in .* is not valid JSON"):
         generate(folder, workspace / "runs" / "x")
-    (folder / "metadata.json").write_text(json.dumps({"tables": {"other": {"columns": {}}}, "relationships": [],
-                                                      "METADATA_SPEC_VERSION": "V1"}))
+    (folder / "metadata.json").write_text(
+        json.dumps({"tables": {"other": {"columns": {}}}, "relationships": [], "METADATA_SPEC_VERSION": "V1"})
+    )
     with pytest.raises(InputError, match=r"describes table\(s\) \['other'\] but the folder has no CSV"):
         generate(folder, workspace / "runs" / "x")
     columns = {c: {"sdtype": "numerical"} for c in pd.read_csv(folder / "readings.csv").columns if c != "IsDead"}
-    (folder / "metadata.json").write_text(json.dumps({"tables": {"readings": {"columns": columns}},
-                                                      "relationships": [], "METADATA_SPEC_VERSION": "V1"}))
+    (folder / "metadata.json").write_text(
+        json.dumps({"tables": {"readings": {"columns": columns}}, "relationships": [], "METADATA_SPEC_VERSION": "V1"})
+    )
     with pytest.raises(InputError, match=r"table 'readings' does not describe column\(s\) \['IsDead'\]"):
         generate(folder, workspace / "runs" / "x")
     columns["IsDead"] = {"sdtype": "numerical"}
     columns["Timestamp"] = {"sdtype": "numerical"}
-    (folder / "metadata.json").write_text(json.dumps({"tables": {"readings": {"columns": columns}},
-                                                      "relationships": [], "METADATA_SPEC_VERSION": "V1"}))
+    (folder / "metadata.json").write_text(
+        json.dumps({"tables": {"readings": {"columns": columns}}, "relationships": [], "METADATA_SPEC_VERSION": "V1"})
+    )
     with pytest.raises(InputError, match="metadata.json does not match the CSV data"):
         generate(folder, workspace / "runs" / "x")
     (folder / "metadata.json").unlink()
@@ -235,8 +277,11 @@ def test_dead_cells_get_their_own_copula(workspace: Path) -> None:
     """Dead cells form a narrow cluster (low SG); one copula per IsDead regime keeps it."""
     folder = workspace / "data" / "dead"
     folder.mkdir(parents=True)
-    frame = to_minimal_table(simulate_fleet(devices=1, cells_per_device=8, days=4, interval_minutes=30, seed=3,
-                                            failure_rate=0.6, anomaly_rate=0.0))
+    frame = to_minimal_table(
+        simulate_fleet(
+            devices=1, cells_per_device=8, days=4, interval_minutes=30, seed=3, failure_rate=0.6, anomaly_rate=0.0
+        )
+    )
     write_table(frame, folder / "readings.csv")
     assert (frame.IsDead == 1).sum() >= 50
     result = generate(folder, workspace / "runs" / "dead", seed=0, register=False)

@@ -13,7 +13,6 @@ import anyio
 import numpy as np
 import pandas as pd
 import pytest
-
 from bms_datagen.sdv_data import analysis_view, read_folder
 from bms_datagen.sdv_pipeline import evaluate, generate, load_pair, sample_registered
 from bms_datagen.sdv_plots import plot_column
@@ -24,30 +23,43 @@ from bms_schema.registry import ModelRegistry
 from mcp_stdio import connect, envelope
 
 #: The canonical columns the pipeline driver samples for SDV.
-SDV_COLUMNS = ["DeviceID", "CellNumber", "CellID", "Timestamp", "CellVoltage", "CellTemperature",
-               "CellSpecificGravity", "InstantaneousCurrent", "AmbientTemperature", "IsDead"]
+SDV_COLUMNS = [
+    "DeviceID",
+    "CellNumber",
+    "CellID",
+    "Timestamp",
+    "CellVoltage",
+    "CellTemperature",
+    "CellSpecificGravity",
+    "InstantaneousCurrent",
+    "AmbientTemperature",
+    "IsDead",
+]
 ISO_COLON = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\+00:00$"
 ISO_Z = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$"
 
 
 # -- the style, unit level -------------------------------------------------------------------------
-@pytest.mark.parametrize("text, model", [
-    ("2025-01-01T00:15:00+00:00", "2025-01-01T00:15:00"),
-    ("2025-01-01 00:15:00+00:00", "2025-01-01T00:15:00"),
-    ("2025-01-01T00:15:00Z", "2025-01-01T00:15:00"),
-    ("2025-01-01T00:15:00+0000", "2025-01-01T00:15:00"),
-    ("2025-01-01 00:15:00.000000000Z", "2025-01-01T00:15:00.000000"),   # pyarrow's CSV writer
-    ("2025-01-01T05:45:00.123+05:30", "2025-01-01T00:15:00.123000"),    # local time, one offset
-    ("2024-12-31T19:15:00-05:00", "2025-01-01T00:15:00"),
-    ("01/01/2025 05:45:00+0530", "2025-01-01T00:15:00"),                 # non-ISO layout, offset format
-])
+@pytest.mark.parametrize(
+    "text, model",
+    [
+        ("2025-01-01T00:15:00+00:00", "2025-01-01T00:15:00"),
+        ("2025-01-01 00:15:00+00:00", "2025-01-01T00:15:00"),
+        ("2025-01-01T00:15:00Z", "2025-01-01T00:15:00"),
+        ("2025-01-01T00:15:00+0000", "2025-01-01T00:15:00"),
+        ("2025-01-01 00:15:00.000000000Z", "2025-01-01T00:15:00.000000"),  # pyarrow's CSV writer
+        ("2025-01-01T05:45:00.123+05:30", "2025-01-01T00:15:00.123000"),  # local time, one offset
+        ("2024-12-31T19:15:00-05:00", "2025-01-01T00:15:00"),
+        ("01/01/2025 05:45:00+0530", "2025-01-01T00:15:00"),  # non-ISO layout, offset format
+    ],
+)
 def test_offset_text_round_trips_exactly(text: str, model: str) -> None:
     values = pd.Series([text, None, text])
     fmt = "%d/%m/%Y %H:%M:%S%z" if text.startswith("01/") else None
     style = learn_style(values, fmt)
     assert style is not None
     modelled = to_model_text(values, style)
-    assert modelled.tolist() == [model, None, model]            # naive UTC: all SDV ever sees
+    assert modelled.tolist() == [model, None, model]  # naive UTC: all SDV ever sees
     assert from_model_text(modelled, style).tolist() == [text, None, text]
 
 
@@ -55,10 +67,18 @@ def test_several_offsets_are_written_in_utc_and_naive_columns_are_left_alone() -
     mixed = pd.Series(["2025-01-01T05:30:00+05:30", "2025-01-01T00:15:00Z", None, "2025-01-01T01:15:00+01:00"])
     style = learn_style(mixed, "%Y-%m-%dT%H:%M:%S%z")
     assert style is not None and style.offset_minutes == 0 and style.offset_notation == "colon"
-    assert to_utc(mixed, style).tolist() == [pd.Timestamp("2025-01-01T00:00:00"), pd.Timestamp("2025-01-01T00:15:00"),
-                                             pd.NaT, pd.Timestamp("2025-01-01T00:15:00")]
+    assert to_utc(mixed, style).tolist() == [
+        pd.Timestamp("2025-01-01T00:00:00"),
+        pd.Timestamp("2025-01-01T00:15:00"),
+        pd.NaT,
+        pd.Timestamp("2025-01-01T00:15:00"),
+    ]
     assert from_model_text(to_model_text(mixed, style), style).tolist() == [
-        "2025-01-01T00:00:00+00:00", "2025-01-01T00:15:00+00:00", None, "2025-01-01T00:15:00+00:00"]
+        "2025-01-01T00:00:00+00:00",
+        "2025-01-01T00:15:00+00:00",
+        None,
+        "2025-01-01T00:15:00+00:00",
+    ]
     assert learn_style(pd.Series(["2025-01-01T00:15:00", "2025-01-01T00:30:00"]), "%Y-%m-%dT%H:%M:%S") is None
     assert learn_style(pd.Series(["2025-01-01T00:15:00Z", "2025-01-01T00:30:00"]), None) is None
     assert learn_style(pd.Series([1.5, 2.5]), None) is None
@@ -89,15 +109,19 @@ def offset_folder(workspace: Path, notation: str, name: str) -> tuple[Path, pd.D
     return folder, frame
 
 
-@pytest.mark.parametrize("notation, pattern, fmt", [
-    ("+00:00", ISO_COLON, "%Y-%m-%dT%H:%M:%S%z"),
-    ("Z", ISO_Z, "%Y-%m-%dT%H:%M:%SZ"),
-])
-def test_generate_evaluate_visualize_with_offset_timestamps(workspace: Path, notation: str, pattern: str,
-                                                            fmt: str) -> None:
+@pytest.mark.parametrize(
+    "notation, pattern, fmt",
+    [
+        ("+00:00", ISO_COLON, "%Y-%m-%dT%H:%M:%S%z"),
+        ("Z", ISO_Z, "%Y-%m-%dT%H:%M:%SZ"),
+    ],
+)
+def test_generate_evaluate_visualize_with_offset_timestamps(
+    workspace: Path, notation: str, pattern: str, fmt: str
+) -> None:
     folder, frame = offset_folder(workspace, notation, "tz")
     real_text = pd.read_csv(folder / "readings.csv").Timestamp
-    assert real_text.str.match(pattern).all()            # the input really carries the offset
+    assert real_text.str.match(pattern).all()  # the input really carries the offset
     real = pd.to_datetime(real_text, utc=True)
 
     result = generate(folder, workspace / "runs" / "gen", seed=2)
@@ -108,7 +132,7 @@ def test_generate_evaluate_visualize_with_offset_timestamps(workspace: Path, not
     stamps = pd.to_datetime(synthetic.Timestamp, utc=True)
     assert stamps.notna().all()
     assert stamps.min() >= real.min() and stamps.max() <= real.max()
-    assert stamps.nunique() > 50                          # modelled, not a constant
+    assert stamps.nunique() > 50  # modelled, not a constant
     # spread like the real timestamps (two days of readings)
     assert abs((stamps.median() - real.median()).total_seconds()) < 6 * 3600
     # the published metadata keeps the real format (evaluation parses the written text with it) ...
@@ -119,7 +143,8 @@ def test_generate_evaluate_visualize_with_offset_timestamps(workspace: Path, not
     model_meta = json.loads((version_dir / "metadata_model.json").read_text())
     assert model_meta["tables"]["readings"]["columns"]["Timestamp"]["datetime_format"] == "%Y-%m-%dT%H:%M:%S"
     assert json.loads((version_dir / "prep.json").read_text())["readings"]["timestamps"]["Timestamp"][
-        "offset_notation"] == ("Z" if notation == "Z" else "colon")
+        "offset_notation"
+    ] == ("Z" if notation == "Z" else "colon")
 
     # sampling again from the registry keeps the notation too
     _, more, _ = sample_registered("sdv-tz", workspace / "runs" / "more", num_rows=40, seed=3)
@@ -134,10 +159,15 @@ def test_generate_evaluate_visualize_with_offset_timestamps(workspace: Path, not
 
     real_tables, synthetic_tables, metadata, _ = load_pair(folder, None)
     png, html = workspace / "ts.png", workspace / "ts.html"
-    summary = plot_column(analysis_view(real_tables["readings"])["Timestamp"],
-                          analysis_view(synthetic_tables["readings"])["Timestamp"],
-                          metadata.tables["readings"].columns["Timestamp"]["sdtype"], "Timestamp", png, html,
-                          "plotly.min.js")
+    summary = plot_column(
+        analysis_view(real_tables["readings"])["Timestamp"],
+        analysis_view(synthetic_tables["readings"])["Timestamp"],
+        metadata.tables["readings"].columns["Timestamp"]["sdtype"],
+        "Timestamp",
+        png,
+        html,
+        "plotly.min.js",
+    )
     assert summary == {"kind": "datetime", "real_count": len(frame), "synthetic_count": len(frame)}
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -148,12 +178,14 @@ def test_derived_date_and_time_follow_a_local_offset(workspace: Path) -> None:
     folder.mkdir(parents=True)
     rng = np.random.default_rng(0)
     local = pd.date_range("2025-01-01 05:30", periods=240, freq="15min", tz="Asia/Kolkata")
-    frame = pd.DataFrame({
-        "PacketDateTime": local.map(lambda t: t.isoformat()),
-        "Date": local.strftime("%d/%m/%Y"),
-        "Time": local.strftime("%H:%M:%S"),
-        "CellVoltage": rng.normal(2.2, 0.05, len(local)).round(3),
-    })
+    frame = pd.DataFrame(
+        {
+            "PacketDateTime": local.map(lambda t: t.isoformat()),
+            "Date": local.strftime("%d/%m/%Y"),
+            "Time": local.strftime("%H:%M:%S"),
+            "CellVoltage": rng.normal(2.2, 0.05, len(local)).round(3),
+        }
+    )
     frame.to_csv(folder / "readings.csv", index=False)
     result = generate(folder, workspace / "runs" / "ist", seed=0, register=False)
     assert set(result.preps["readings"].derived) == {"Date", "Time"}
@@ -171,14 +203,17 @@ def test_sdv_tools_over_stdio_with_offset_timestamps(workspace: Path) -> None:
     folder = workspace / "data" / "sdv-input"
     folder.mkdir(parents=True)
     frame = canonical_sample(rows=240, seed=1)
-    frame.to_csv(folder / "readings.csv", index=False)                 # pandas: 'YYYY-mm-dd HH:MM:SS+00:00'
+    frame.to_csv(folder / "readings.csv", index=False)  # pandas: 'YYYY-mm-dd HH:MM:SS+00:00'
     tables, _ = read_folder(folder)
     assert tables["readings"].Timestamp.str.endswith("+00:00").all()
 
     async def scenario() -> None:
         async with connect("data-generator-mcp") as client:
-            gen = envelope(await client.call_tool("sdv_generate", {"folder_name": "data/sdv-input", "seed": 0,
-                                                                   "model_name": "sdv-bms-readings"}))
+            gen = envelope(
+                await client.call_tool(
+                    "sdv_generate", {"folder_name": "data/sdv-input", "seed": 0, "model_name": "sdv-bms-readings"}
+                )
+            )
             assert gen["status"] == "ok", gen["message"]
             synthetic_folder = gen["data"]["synthetic_folder"]
             written = pd.read_csv(Path(synthetic_folder) / "readings.csv").Timestamp
@@ -188,8 +223,9 @@ def test_sdv_tools_over_stdio_with_offset_timestamps(workspace: Path) -> None:
             assert ev["status"] == "ok", ev["message"]
             assert ev["data"]["overall_score"] > 0.75 and ev["data"]["diagnostic_score"] > 0.95
             for column, kind in (("Timestamp", "datetime"), ("CellVoltage", "numerical")):
-                vis = envelope(await client.call_tool("sdv_visualize", {**args, "table_name": "readings",
-                                                                        "column_name": column}))
+                vis = envelope(
+                    await client.call_tool("sdv_visualize", {**args, "table_name": "readings", "column_name": column})
+                )
                 assert vis["status"] == "ok", vis["message"]
                 assert vis["data"]["kind"] == kind and vis["data"]["synthetic_count"] == len(frame)
                 assert Path(vis["data"]["png_path"]).is_file()

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from bms_datagen.anomalies import ANOMALY_TYPES
 from bms_datagen.fleet_config import FleetConfig
 from bms_datagen.packet_format import LABEL_COLUMNS, RAW_COLUMNS
@@ -25,8 +24,9 @@ def sha(path: Path) -> str:
 
 @pytest.fixture(scope="module")
 def sim():
-    return simulate_fleet_with_truth(devices=4, cells_per_device=12, days=30, interval_minutes=30, seed=7,
-                                     failure_rate=0.1, anomaly_rate=0.02)
+    return simulate_fleet_with_truth(
+        devices=4, cells_per_device=12, days=30, interval_minutes=30, seed=7, failure_rate=0.1, anomaly_rate=0.02
+    )
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +54,13 @@ def test_columns_match_the_real_packet_format(sim, tmp_path):
     # string-level fields are repeated on every cell row of a packet
     packet = sim.readings[(sim.readings.DeviceID == 2) & (sim.readings.PacketID == 100)].drop_duplicates("CellNumber")
     assert len(packet) == 12
-    for col in ("StringVoltage", "InstantaneousCurrent", "AmbientTemperature", "SerialNumber", "SocLatestValueForEveryCycle"):
+    for col in (
+        "StringVoltage",
+        "InstantaneousCurrent",
+        "AmbientTemperature",
+        "SerialNumber",
+        "SocLatestValueForEveryCycle",
+    ):
         assert packet[col].nunique() == 1
 
 
@@ -71,10 +77,28 @@ def test_same_seed_gives_byte_identical_csv(tmp_path):
 
 
 def test_changing_a_mess_rate_keeps_the_physics(tmp_path):
-    clean = simulate_fleet(devices=1, cells_per_device=4, days=3, seed=5, dropout_rate=0.0, anomaly_rate=0.0,
-                           duplicate_rate=0.0, out_of_order_rate=0.0, missing_rate=0.0)
-    messy = simulate_fleet(devices=1, cells_per_device=4, days=3, seed=5, dropout_rate=0.3, anomaly_rate=0.0,
-                           duplicate_rate=0.0, out_of_order_rate=0.0, missing_rate=0.0)
+    clean = simulate_fleet(
+        devices=1,
+        cells_per_device=4,
+        days=3,
+        seed=5,
+        dropout_rate=0.0,
+        anomaly_rate=0.0,
+        duplicate_rate=0.0,
+        out_of_order_rate=0.0,
+        missing_rate=0.0,
+    )
+    messy = simulate_fleet(
+        devices=1,
+        cells_per_device=4,
+        days=3,
+        seed=5,
+        dropout_rate=0.3,
+        anomaly_rate=0.0,
+        duplicate_rate=0.0,
+        out_of_order_rate=0.0,
+        missing_rate=0.0,
+    )
     ok = messy.CellVoltage < 60
     assert ok.mean() == pytest.approx(0.7, abs=0.05)
     np.testing.assert_array_equal(clean.CellVoltage[ok], messy.CellVoltage[ok])
@@ -117,8 +141,12 @@ def test_physical_ranges(canon):
     healthy = (frame.IsAnomaly == 0) & (frame.IsDead == 0) & ~frame.SensorFault
     # a dead cell in the string pushes its peers up (the charger holds the string voltage): leave those packets out
     string_has_dead = frame.groupby(["DeviceID", "Timestamp"]).IsDead.transform("max") == 1
-    on_float = (healthy & frame.InstantaneousCurrent.between(0.0, 2.0) & (frame.SocLatestValueForEveryCycle > 99.5)
-                & ~string_has_dead)
+    on_float = (
+        healthy
+        & frame.InstantaneousCurrent.between(0.0, 2.0)
+        & (frame.SocLatestValueForEveryCycle > 99.5)
+        & ~string_has_dead
+    )
     v = frame.loc[on_float, "CellVoltage"].dropna()
     assert v.between(2.18, 2.31).mean() > 0.99
     assert v.between(2.20, 2.27).mean() > 0.90
@@ -126,7 +154,9 @@ def test_physical_ranges(canon):
     assert sg.between(1.185, 1.245).mean() > 0.99
     # measured SG falls ~0.0007 per degC (fit within cells, on float at full charge)
     sub = frame.loc[on_float, ["CellID", "CellSpecificGravity", "CellTemperature"]].dropna()
-    centred = sub[["CellSpecificGravity", "CellTemperature"]] - sub.groupby("CellID")[["CellSpecificGravity", "CellTemperature"]].transform("mean")
+    centred = sub[["CellSpecificGravity", "CellTemperature"]] - sub.groupby("CellID")[
+        ["CellSpecificGravity", "CellTemperature"]
+    ].transform("mean")
     slope = np.polyfit(centred.CellTemperature, centred.CellSpecificGravity, 1)[0]
     assert -0.0009 < slope < -0.0005
     # cell temperature = ambient + small rack offset + I^2R heating
@@ -150,8 +180,9 @@ def test_failure_rate_and_death_labels(sim, canon):
     failed = cells[cells.Fate == "failed"]
     assert len(failed) in (4, 5)
     assert set(failed.FailureMode) <= {"sulfation", "dry_out", "internal_short"}
-    big = simulate_fleet_with_truth(devices=10, cells_per_device=30, days=60, interval_minutes=240, seed=2,
-                                    failure_rate=0.05, dropout_rate=0.0)
+    big = simulate_fleet_with_truth(
+        devices=10, cells_per_device=30, days=60, interval_minutes=240, seed=2, failure_rate=0.05, dropout_rate=0.0
+    )
     n_failed = int((big.cells.Fate == "failed").sum())
     assert n_failed == pytest.approx(300 * (1 - 0.95**2), abs=1.0)
     dead_cells = set(frame.loc[frame.IsDead == 1, "CellID"])
@@ -170,8 +201,11 @@ def test_degradation_shows_before_death(sim, canon):
     frame, _ = canon
     ok = (frame.IsAnomaly == 0) & ~frame.SensorFault
     failed = sim.cells[sim.cells.Fate == "failed"].set_index("CellID")
-    signals = {"sulfation": ("CellSpecificGravity", -1), "dry_out": ("CellTemperature", +1),
-               "internal_short": ("CellVoltage", -1)}
+    signals = {
+        "sulfation": ("CellSpecificGravity", -1),
+        "dry_out": ("CellTemperature", +1),
+        "internal_short": ("CellVoltage", -1),
+    }
     checked = 0
     for cell_id, row in failed.iterrows():
         death = pd.Timestamp(row.DeathTime, tz="UTC")
@@ -258,8 +292,22 @@ def test_bad_parameters_are_clear_errors(params, message):
 
 def test_cli_writes_csv_and_truth(tmp_path, capsys):
     out, truth = tmp_path / "cli.csv", tmp_path / "truth.csv"
-    code = main(["--devices", "2", "--cells-per-device", "3", "--days", "2", "--seed", "9",
-                 "--out", str(out), "--truth", str(truth)])
+    code = main(
+        [
+            "--devices",
+            "2",
+            "--cells-per-device",
+            "3",
+            "--days",
+            "2",
+            "--seed",
+            "9",
+            "--out",
+            str(out),
+            "--truth",
+            str(truth),
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert '"rows"' in printed

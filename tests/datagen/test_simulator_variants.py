@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from bms_datagen.fleet_config import FleetConfig
 from bms_datagen.simulator import main, simulate_fleet, simulate_fleet_with_truth, to_minimal_table, write_fleet_csv
 from bms_schema import InputError
@@ -16,8 +15,16 @@ from bms_schema import InputError
 
 @pytest.fixture(scope="module")
 def vrla():
-    return simulate_fleet_with_truth(devices=4, cells_per_device=12, days=30, interval_minutes=30, seed=11,
-                                     chemistry="vrla", failure_rate=0.2, anomaly_rate=0.02)
+    return simulate_fleet_with_truth(
+        devices=4,
+        cells_per_device=12,
+        days=30,
+        interval_minutes=30,
+        seed=11,
+        chemistry="vrla",
+        failure_rate=0.2,
+        anomaly_rate=0.02,
+    )
 
 
 def test_vrla_has_no_specific_gravity_anywhere(vrla, tmp_path):
@@ -28,9 +35,18 @@ def test_vrla_has_no_specific_gravity_anywhere(vrla, tmp_path):
     assert vrla.summary["chemistry"] == "vrla" and vrla.summary["anomaly_types"]["sg_drop"] == 0
     assert "FullChargeSG" not in vrla.cells.columns
     minimal = to_minimal_table(readings)
-    assert list(minimal.columns) == ["Timestamp", "DeviceID", "CellNumber", "CellVoltage", "CellTemperature",
-                                     "InstantaneousCurrent", "AmbientTemperature", "IsDead", "IsAnomaly",
-                                     "AnomalyType"]
+    assert list(minimal.columns) == [
+        "Timestamp",
+        "DeviceID",
+        "CellNumber",
+        "CellVoltage",
+        "CellTemperature",
+        "InstantaneousCurrent",
+        "AmbientTemperature",
+        "IsDead",
+        "IsAnomaly",
+        "AnomalyType",
+    ]
     path = write_fleet_csv(readings.head(300), tmp_path / "vrla.csv")
     with open(path, newline="") as handle:
         rows = list(csv.reader(handle))
@@ -42,16 +58,23 @@ def test_vrla_has_no_specific_gravity_anywhere(vrla, tmp_path):
 
 
 def test_vrla_floats_higher_than_flooded():
-    params = dict(devices=4, cells_per_device=12, days=20, interval_minutes=30, seed=11, failure_rate=0.0,
-                  anomaly_rate=0.0)
+    params = dict(
+        devices=4, cells_per_device=12, days=20, interval_minutes=30, seed=11, failure_rate=0.0, anomaly_rate=0.0
+    )
     flooded = simulate_fleet(**params)
     healthy_vrla = simulate_fleet(chemistry="vrla", **params)
 
     def on_float(frame: pd.DataFrame) -> pd.Series:
         # a dead cell in the string pushes its peers up (the string voltage is held): leave those packets out
         string_has_dead = frame.groupby(["DeviceID", "PacketID"]).IsDead.transform("max") == 1
-        ok = ((frame.IsAnomaly == 0) & (frame.IsDead == 0) & (frame.CellVoltage < 60) & ~string_has_dead
-              & frame.InstantaneousCurrent.between(0.0, 2.0) & (frame.SocLatestValueForEveryCycle > 99.5))
+        ok = (
+            (frame.IsAnomaly == 0)
+            & (frame.IsDead == 0)
+            & (frame.CellVoltage < 60)
+            & ~string_has_dead
+            & frame.InstantaneousCurrent.between(0.0, 2.0)
+            & (frame.SocLatestValueForEveryCycle > 99.5)
+        )
         return frame.loc[ok, "CellVoltage"].dropna()
 
     v, f = on_float(healthy_vrla), on_float(flooded)
@@ -62,15 +85,28 @@ def test_vrla_floats_higher_than_flooded():
     # the charger holds the string in the VRLA float window of 2.25-2.30 V per cell
     r = healthy_vrla
     per_cell = r.StringVoltage / 12
-    floating = (r.SocLatestValueForEveryCycle > 99.5) & (r.IsDead.groupby([r.DeviceID, r.PacketID]).transform("max") == 0)
+    floating = (r.SocLatestValueForEveryCycle > 99.5) & (
+        r.IsDead.groupby([r.DeviceID, r.PacketID]).transform("max") == 0
+    )
     assert per_cell[floating].between(2.248, 2.302).mean() > 0.99
 
 
 def test_vrla_failure_physics_dry_out_and_thermal_runaway():
-    sim = simulate_fleet_with_truth(devices=16, cells_per_device=6, days=60, interval_minutes=60, seed=7,
-                                    chemistry="vrla", failure_rate=0.08, anomaly_rate=0.0, dropout_rate=0.0,
-                                    missing_rate=0.0, duplicate_rate=0.0, out_of_order_rate=0.0,
-                                    discharge_every_days=0)
+    sim = simulate_fleet_with_truth(
+        devices=16,
+        cells_per_device=6,
+        days=60,
+        interval_minutes=60,
+        seed=7,
+        chemistry="vrla",
+        failure_rate=0.08,
+        anomaly_rate=0.0,
+        dropout_rate=0.0,
+        missing_rate=0.0,
+        duplicate_rate=0.0,
+        out_of_order_rate=0.0,
+        discharge_every_days=0,
+    )
     assert set(sim.cells.FailureMode) <= {"none", "sulfation", "dry_out", "internal_short", "thermal_runaway"}
     r = sim.readings.assign(Timestamp=pd.to_datetime(sim.readings.PacketDateTime, utc=True))
     failing_per_string = sim.cells.groupby("DeviceID").Censored.apply(lambda c: int((~c).sum()))
@@ -84,8 +120,11 @@ def test_vrla_failure_physics_dry_out_and_thermal_runaway():
         start = dev.Timestamp.min()
         # baseline: before the precursor when it starts inside the data, else the first day
         # (a dry-out may have begun before the data; at least half of its drift is observed)
-        before = dev[dev.Timestamp < onset] if onset - start > pd.Timedelta("12h") else \
-            dev[dev.Timestamp < start + pd.Timedelta("1D")]
+        before = (
+            dev[dev.Timestamp < onset]
+            if onset - start > pd.Timedelta("12h")
+            else dev[dev.Timestamp < start + pd.Timedelta("1D")]
+        )
         late = dev[dev.Timestamp.between(death - pd.Timedelta("12h"), death - pd.Timedelta("1h"))]
         mine = dev.CellNumber == cell.CellNumber
 
@@ -123,8 +162,9 @@ def test_no_discharge_option():
 
 def test_one_cell_without_failures_vrla_and_flooded():
     for chemistry in ("flooded", "vrla"):
-        sim = simulate_fleet_with_truth(devices=1, cells_per_device=1, days=5, interval_minutes=15, seed=2,
-                                        failure_rate=0.0, chemistry=chemistry)
+        sim = simulate_fleet_with_truth(
+            devices=1, cells_per_device=1, days=5, interval_minutes=15, seed=2, failure_rate=0.0, chemistry=chemistry
+        )
         r = sim.readings
         assert (r.CellNumber == 1).all() and r.DeviceID.nunique() == 1
         assert r.IsDead.sum() == 0 and sim.summary["failed_cells"] == 0
@@ -137,11 +177,27 @@ def test_one_cell_without_failures_vrla_and_flooded():
 
 
 def test_intervals_and_jitter():
-    minute = simulate_fleet(devices=1, cells_per_device=2, days=1, interval_minutes=1, seed=0,
-                            duplicate_rate=0, out_of_order_rate=0, chemistry="vrla")
+    minute = simulate_fleet(
+        devices=1,
+        cells_per_device=2,
+        days=1,
+        interval_minutes=1,
+        seed=0,
+        duplicate_rate=0,
+        out_of_order_rate=0,
+        chemistry="vrla",
+    )
     assert len(minute) == 2 * 1440
-    hourly = simulate_fleet(devices=2, cells_per_device=3, days=10, interval_minutes=60, seed=0,
-                            duplicate_rate=0, out_of_order_rate=0, timestamp_jitter_seconds=900)
+    hourly = simulate_fleet(
+        devices=2,
+        cells_per_device=3,
+        days=10,
+        interval_minutes=60,
+        seed=0,
+        duplicate_rate=0,
+        out_of_order_rate=0,
+        timestamp_jitter_seconds=900,
+    )
     ts = pd.to_datetime(hourly[hourly.CellNumber == 1].groupby("DeviceID").PacketDateTime.apply(list).iloc[0])
     gaps = np.diff(ts.astype("int64")) / 1e9
     assert len(set(gaps)) > 10 and gaps.min() >= 3600 - 900 and gaps.max() <= 3600 + 900
@@ -151,8 +207,25 @@ def test_chemistry_errors_and_cli(tmp_path):
     with pytest.raises(InputError, match="chemistry must be one of 'flooded', 'vrla', got 'agm'"):
         FleetConfig(chemistry="agm")
     out = tmp_path / "v.csv"
-    assert main(["--devices", "1", "--cells-per-device", "6", "--days", "1", "--chemistry", "vrla",
-                 "--discharge-every-days", "0", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "--devices",
+                "1",
+                "--cells-per-device",
+                "6",
+                "--days",
+                "1",
+                "--chemistry",
+                "vrla",
+                "--discharge-every-days",
+                "0",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     frame = pd.read_csv(out)
     assert frame.shape == (6 * 96, 75) and "CellSpecificGravity" not in frame.columns
     with pytest.raises(SystemExit):
@@ -165,8 +238,16 @@ def test_sdv_works_on_vrla_tables_without_sg(workspace: Path):
 
     folder = workspace / "data" / "vrla"
     folder.mkdir(parents=True)
-    frame = simulate_fleet(devices=1, cells_per_device=4, days=2, interval_minutes=60, seed=0, chemistry="vrla",
-                           duplicate_rate=0.0, out_of_order_rate=0.0)
+    frame = simulate_fleet(
+        devices=1,
+        cells_per_device=4,
+        days=2,
+        interval_minutes=60,
+        seed=0,
+        chemistry="vrla",
+        duplicate_rate=0.0,
+        out_of_order_rate=0.0,
+    )
     write_table(to_minimal_table(frame), folder / "readings.csv")
     out = workspace / "runs" / "vrla-gen"
     result = generate(folder, out, seed=1, num_rows=150)
@@ -186,10 +267,15 @@ def test_sdv_works_on_vrla_tables_without_sg(workspace: Path):
     assert len(more["readings"]) == 40 and "CellSpecificGravity" not in more["readings"].columns
     real_tables, synthetic_tables, metadata, _ = load_pair(folder, None)
     png, html = workspace / "t.png", workspace / "t.html"
-    summary = plot_column(analysis_view(real_tables["readings"])["CellTemperature"],
-                          analysis_view(synthetic_tables["readings"])["CellTemperature"],
-                          metadata.tables["readings"].columns["CellTemperature"]["sdtype"], "CellTemperature",
-                          png, html, "plotly.min.js")
+    summary = plot_column(
+        analysis_view(real_tables["readings"])["CellTemperature"],
+        analysis_view(synthetic_tables["readings"])["CellTemperature"],
+        metadata.tables["readings"].columns["CellTemperature"]["sdtype"],
+        "CellTemperature",
+        png,
+        html,
+        "plotly.min.js",
+    )
     assert summary["kind"] == "numerical" and png.read_bytes()[:4] == b"\x89PNG"
     # the raw VRLA packet table (72 packet columns, no SG) synthesises too
     raw_folder = workspace / "data" / "vrla_raw"

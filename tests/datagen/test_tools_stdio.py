@@ -7,7 +7,6 @@ from pathlib import Path
 
 import anyio
 import pandas as pd
-
 from mcp_stdio import connect, envelope
 
 FOLDER = "data-generator-mcp"
@@ -18,16 +17,25 @@ def test_simulate_bms_fleet_over_stdio(workspace: Path) -> None:
         async with connect(FOLDER) as client:
             names = {t.name for t in (await client.list_tools()).tools}
             assert {"health_check", "simulate_bms_fleet"} <= names
-            args = {"devices": 2, "cells_per_device": 5, "days": 3, "interval_minutes": 30, "seed": 11,
-                    "failure_rate": 0.2, "anomaly_rate": 0.02}
+            args = {
+                "devices": 2,
+                "cells_per_device": 5,
+                "days": 3,
+                "interval_minutes": 30,
+                "seed": 11,
+                "failure_rate": 0.2,
+                "anomaly_rate": 0.02,
+            }
             first = envelope(await client.call_tool("simulate_bms_fleet", args))
             second = envelope(await client.call_tool("simulate_bms_fleet", args))
             assert first["status"] == "ok", first["message"]
             data = first["data"]
             path, truth = Path(data["path"]), Path(data["ground_truth_path"])
             assert path.parent.parent.parent == workspace / "runs"
-            assert hashlib.sha256(path.read_bytes()).digest() == hashlib.sha256(
-                Path(second["data"]["path"]).read_bytes()).digest()
+            assert (
+                hashlib.sha256(path.read_bytes()).digest()
+                == hashlib.sha256(Path(second["data"]["path"]).read_bytes()).digest()
+            )
             frame = pd.read_csv(path)
             assert len(frame) == data["rows"] and frame.shape[1] == 76
             assert data["base_rows"] == 2 * 5 * 144
@@ -37,12 +45,18 @@ def test_simulate_bms_fleet_over_stdio(workspace: Path) -> None:
             assert kinds == {"bms_fleet.csv", "bms_fleet_cells_truth.csv", "bms_fleet_soh.csv"}
             soh = pd.read_csv(data["soh_path"])
             assert len(soh) == 10 * 4 and soh.StateOfHealth.between(0, 100).all()  # daily over 3 days + the last
-            vrla = envelope(await client.call_tool("simulate_bms_fleet", {
-                "devices": 1, "cells_per_device": 6, "days": 1, "chemistry": "vrla", "discharge_every_days": 0}))
+            vrla = envelope(
+                await client.call_tool(
+                    "simulate_bms_fleet",
+                    {"devices": 1, "cells_per_device": 6, "days": 1, "chemistry": "vrla", "discharge_every_days": 0},
+                )
+            )
             assert vrla["status"] == "ok", vrla["message"]
             assert "CellSpecificGravity" not in pd.read_csv(vrla["data"]["path"]).columns
             assert vrla["data"]["discharge_events"] == 0 and vrla["data"]["chemistry"] == "vrla"
-            rec = envelope(await client.call_tool("simulate_cycle_record", {"cells": 1, "faults": ["voltage_sag", "hot_spot"]}))
+            rec = envelope(
+                await client.call_tool("simulate_cycle_record", {"cells": 1, "faults": ["voltage_sag", "hot_spot"]})
+            )
             assert rec["status"] == "ok", rec["message"]
             readings = pd.read_csv(rec["data"]["path"])
             assert len(readings) == 16_000 and set(readings.AnomalyType) == {"none", "voltage_sag", "hot_spot"}
@@ -66,8 +80,10 @@ def test_sdv_tools_over_stdio(workspace: Path) -> None:
 
     folder = workspace / "data" / "fleet"
     folder.mkdir(parents=True)
-    write_table(to_minimal_table(simulate_fleet(devices=1, cells_per_device=4, days=1, interval_minutes=30, seed=2)),
-                folder / "readings.csv")
+    write_table(
+        to_minimal_table(simulate_fleet(devices=1, cells_per_device=4, days=1, interval_minutes=30, seed=2)),
+        folder / "readings.csv",
+    )
 
     async def scenario() -> None:
         async with connect(FOLDER) as client:
@@ -78,8 +94,9 @@ def test_sdv_tools_over_stdio(workspace: Path) -> None:
             assert early.is_error
             assert "no synthetic data has been generated from" in envelope(early)["message"]
 
-            gen = envelope(await client.call_tool("sdv_generate", {"folder_name": "data/fleet", "seed": 4,
-                                                                   "num_rows": 120}))
+            gen = envelope(
+                await client.call_tool("sdv_generate", {"folder_name": "data/fleet", "seed": 4, "num_rows": 120})
+            )
             assert gen["status"] == "ok", gen["message"]
             data = gen["data"]
             assert data["synthesizer"] == "gaussian_copula" and data["metadata_detected"] is True
@@ -88,11 +105,14 @@ def test_sdv_tools_over_stdio(workspace: Path) -> None:
             assert data["model"] == {"name": "sdv-fleet", "version": "v0001"}
             assert Path(data["synthetic_folder"]).parent.parent.parent == workspace / "runs"
 
-            more = envelope(await client.call_tool("sdv_sample", {"model_name": "sdv-fleet", "num_rows": 120,
-                                                                  "seed": 4}))
+            more = envelope(
+                await client.call_tool("sdv_sample", {"model_name": "sdv-fleet", "num_rows": 120, "seed": 4})
+            )
             assert more["status"] == "ok", more["message"]
-            assert Path(more["data"]["paths"]["readings"]).read_bytes() == \
-                Path(data["tables"]["readings"]["path"]).read_bytes()
+            assert (
+                Path(more["data"]["paths"]["readings"]).read_bytes()
+                == Path(data["tables"]["readings"]["path"]).read_bytes()
+            )
 
             ev = envelope(await client.call_tool("sdv_evaluate", {"folder_name": "data/fleet"}))
             assert ev["status"] == "ok", ev["message"]
@@ -104,8 +124,17 @@ def test_sdv_tools_over_stdio(workspace: Path) -> None:
             run_id = ev["run_id"]
             plots = []
             for column in ("CellVoltage", "AnomalyType"):
-                vis = envelope(await client.call_tool("sdv_visualize", {
-                    "folder_name": "data/fleet", "table_name": "readings", "column_name": column, "run_id": run_id}))
+                vis = envelope(
+                    await client.call_tool(
+                        "sdv_visualize",
+                        {
+                            "folder_name": "data/fleet",
+                            "table_name": "readings",
+                            "column_name": column,
+                            "run_id": run_id,
+                        },
+                    )
+                )
                 assert vis["status"] == "ok", vis["message"]
                 plots.append(vis["data"])
             run_dir = workspace / "runs" / run_id
@@ -119,8 +148,10 @@ def test_sdv_tools_over_stdio(workspace: Path) -> None:
 
             for args, expected in [
                 ({"folder_name": "data/fleet", "table_name": "nope", "column_name": "x"}, "table 'nope' not found"),
-                ({"folder_name": "data/fleet", "table_name": "readings", "column_name": "Nope"},
-                 "column 'Nope' not found in table 'readings'"),
+                (
+                    {"folder_name": "data/fleet", "table_name": "readings", "column_name": "Nope"},
+                    "column 'Nope' not found in table 'readings'",
+                ),
                 ({"folder_name": "/etc", "table_name": "readings", "column_name": "x"}, "outside the workspace"),
             ]:
                 bad = await client.call_tool("sdv_visualize", args)

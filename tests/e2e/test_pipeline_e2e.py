@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from bms_agent.cli_pipeline import run_pipeline
 from bms_agent.outputs import cells_at_risk
 from bms_agent.servers import ServerSpec, default_specs
@@ -24,14 +23,29 @@ from bms_agent.state import PipelineOptions
 HERE = Path(__file__).resolve().parent
 
 # small, but with cells dying inside the span so the failure model can be trained (4 of 12 die)
-TINY = dict(devices=1, cells_per_device=12, days=5, interval_minutes=15, seed=2, failure_rate=0.9,
-            sdv_rows=300, forecast_cells=2, forecast_steps=6, horizon_days=2, timeout=120)
+TINY = dict(
+    devices=1,
+    cells_per_device=12,
+    days=5,
+    interval_minutes=15,
+    seed=2,
+    failure_rate=0.9,
+    sdv_rows=300,
+    forecast_cells=2,
+    forecast_steps=6,
+    horizon_days=2,
+    timeout=120,
+)
 
 
 def crashing_forecast() -> ServerSpec:
     real = default_specs()["forecast"]
-    return ServerSpec("forecast", sys.executable,
-                      (str(HERE / "crash_on_call.py"), "bms_forecast.server", "predict_cell_timeseries"), real.cwd)
+    return ServerSpec(
+        "forecast",
+        sys.executable,
+        (str(HERE / "crash_on_call.py"), "bms_forecast.server", "predict_cell_timeseries"),
+        real.cwd,
+    )
 
 
 @pytest.mark.slow
@@ -41,8 +55,10 @@ def test_pipeline_end_to_end_with_crash_and_resume(workspace: Path) -> None:
 
     state = first.state
     assert first.exit_code == 1 and first.failed_stage == "forecast", first.error
-    assert "stage 'forecast' failed: forecast server, tool predict_cell_timeseries: the server process exited " \
-           "during the call" in first.error
+    assert (
+        "stage 'forecast' failed: forecast server, tool predict_cell_timeseries: the server process exited "
+        "during the call" in first.error
+    )
     status = {n: r.status for n, r in state.stages.items()}
     assert all(status[n] == "ok" for n in ("health", "simulate", "preprocess", "anomaly", "failure", "forecast_train"))
     # the SDV stages overlap the others: finished before the crash, or not started after it (never half-done)
@@ -76,12 +92,16 @@ def test_pipeline_end_to_end_with_crash_and_resume(workspace: Path) -> None:
     assert f"| flagged readings | {anomaly['flagged']} |" in md and f"| rows | {anomaly['rows']} |" in md
     table = pd.read_csv(state.stages["failure"].calls[-1].envelope["data"]["table_path"])
     assert [c["cell_id"] for c in cells_at_risk(state)] == table.sort_values(
-        "FailureProbability", ascending=False, kind="stable")["CellID"].tolist()
+        "FailureProbability", ascending=False, kind="stable"
+    )["CellID"].tolist()
     dead = table[table["AlreadyDead"].astype(bool)]
     living = table[~table["AlreadyDead"].astype(bool)].sort_values("FailureProbability", ascending=False, kind="stable")
     top = living.iloc[0]
     assert f"| {top['CellID']} | {top['FailureProbability']:.3f} | {top['RiskBand']} |" in md
-    assert f"Already dead ({len(dead)}): " in md and len(dead) == state.stages["failure"].calls[-1].envelope["data"]["dead_cells"]
+    assert (
+        f"Already dead ({len(dead)}): " in md
+        and len(dead) == state.stages["failure"].calls[-1].envelope["data"]["dead_cells"]
+    )
     # the answer first: the first screen of the report names every dead cell and every at-risk cell
     first_screen = "\n".join(md.splitlines()[:40])
     assert f"**Dead cells ({len(dead)} of {len(table)}):** " + ", ".join(dead["CellID"].astype(str)) in first_screen
@@ -91,8 +111,10 @@ def test_pipeline_end_to_end_with_crash_and_resume(workspace: Path) -> None:
     assert forecast_cells == living["CellID"].tolist()[: TINY["forecast_cells"]]
     fc = pd.read_csv(state.stages["forecast"].calls[0].envelope["data"]["forecast_path"])
     volt = fc[fc["Target"] == "CellVoltage"].sort_values("Step")
-    assert f"| {forecast_cells[0]} | CellVoltage | {TINY['forecast_steps']} | {volt['Forecast'].iloc[0]:.4g} | " \
-           f"{volt['Forecast'].iloc[-1]:.4g} |" in md
+    assert (
+        f"| {forecast_cells[0]} | CellVoltage | {TINY['forecast_steps']} | {volt['Forecast'].iloc[0]:.4g} | "
+        f"{volt['Forecast'].iloc[-1]:.4g} |" in md
+    )
     for name in ("anomaly_hybrid", "failure_classifier", "forecaster"):
         version = (models / name / "latest").resolve().name
         assert re.search(rf"\| {name} \| {version} \| yes \|", md), name

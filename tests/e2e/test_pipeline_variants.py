@@ -6,12 +6,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from bms_agent.cli_pipeline import run_pipeline
 from bms_agent.state import PipelineOptions
 
-FAST = dict(skip=["synthetic", "synthetic_eval", "synthetic_plot"], forecast_cells=1, forecast_steps=4,
-            horizon_days=2, timeout=180, seed=3)
+FAST = dict(
+    skip=["synthetic", "synthetic_eval", "synthetic_plot"],
+    forecast_cells=1,
+    forecast_steps=4,
+    horizon_days=2,
+    timeout=180,
+    seed=3,
+)
 
 
 def _run(workspace: Path, **variant):
@@ -25,8 +30,16 @@ def _run(workspace: Path, **variant):
 
 @pytest.mark.slow
 def test_vrla_hourly_healthy_fleet_without_labels(workspace: Path) -> None:
-    result, status, lines = _run(workspace, devices=1, cells_per_device=6, days=5, interval_minutes=60,
-                                 chemistry="vrla", no_labels=True, failure_rate=0.0)
+    result, status, lines = _run(
+        workspace,
+        devices=1,
+        cells_per_device=6,
+        days=5,
+        interval_minutes=60,
+        chemistry="vrla",
+        no_labels=True,
+        failure_rate=0.0,
+    )
     # no death and no failure model in the workspace: one is trained on the embedded simulated fleet
     assert status["failure_fleet"] == "ok" and "no cell dies in the readings" in lines["failure_fleet"]
     assert status["failure_train"] == "ok" and "failure_classifier v0001" in lines["failure_train"]
@@ -41,16 +54,26 @@ def test_vrla_hourly_healthy_fleet_without_labels(workspace: Path) -> None:
     assert "CellSpecificGravity" not in first.columns
 
     # a second run in the same workspace uses the registered failure model instead of training one
-    again, status2, lines2 = _run(workspace, devices=1, cells_per_device=6, days=5, interval_minutes=60,
-                                  chemistry="vrla", no_labels=True, failure_rate=0.0, seed=4)
+    again, status2, lines2 = _run(
+        workspace,
+        devices=1,
+        cells_per_device=6,
+        days=5,
+        interval_minutes=60,
+        chemistry="vrla",
+        no_labels=True,
+        failure_rate=0.0,
+        seed=4,
+    )
     assert status2["failure_fleet"] == "skipped" and status2["failure_train"] == "skipped"
     assert "the registered failure_classifier v0001 predicts" in lines2["failure_train"]
 
 
 @pytest.mark.slow
 def test_one_cell_one_minute_no_discharge(workspace: Path) -> None:
-    _, status, lines = _run(workspace, devices=1, cells_per_device=1, days=1, interval_minutes=1,
-                            discharge_every_days=0.0)
+    _, status, lines = _run(
+        workspace, devices=1, cells_per_device=1, days=1, interval_minutes=1, discharge_every_days=0.0
+    )
     assert all(status[n] in ("ok", "skipped") for n in status)
     assert "1 devices x 1 cells x 1440 readings" in lines["simulate"]
     assert "of 1 cells" in lines["failure"] and status["forecast"] == "ok"

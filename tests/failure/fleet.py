@@ -28,7 +28,9 @@ def synthetic_fleet(
     ``with_sg=False`` drops the SG column (VRLA); ``discharges=False`` keeps the string on float."""
     rng = np.random.default_rng(seed)
     n_cells = devices * cells_per_device
-    times = pd.date_range(start, periods=int(days * 24 * 60 / interval_minutes), freq=f"{interval_minutes}min", tz="UTC")
+    times = pd.date_range(
+        start, periods=int(days * 24 * 60 / interval_minutes), freq=f"{interval_minutes}min", tz="UTC"
+    )
     n_t = len(times)
     hours = (times - times[0]).total_seconds().to_numpy() / 3600.0
     ambient_t = 25.0 + 3.0 * np.sin(2 * np.pi * hours / 24.0)
@@ -55,28 +57,31 @@ def synthetic_fleet(
     sulf = (mode == 0)[:, None]
     dry = (mode == 1)[:, None]
     short = (mode == 2)[:, None]
-    v = v - np.where(sulf, 0.10 * progress, 0.0) - np.where(short, 0.25 * progress ** 2, 0.0)
+    v = v - np.where(sulf, 0.10 * progress, 0.0) - np.where(short, 0.25 * progress**2, 0.0)
     sg = sg - np.where(sulf, 0.05 * progress, 0.0)
     temp = temp + np.where(dry, 9.0 * progress, 0.0)
     v = np.where(dead, 1.0 + rng.normal(0, 0.02, (n_cells, n_t)), v)
 
     device = np.repeat([f"D{d + 1}" for d in range(devices)], cells_per_device)
     number = np.tile(np.arange(1, cells_per_device + 1), devices)
-    frame = pd.DataFrame({
-        "DeviceID": np.repeat(device, n_t),
-        "CellNumber": np.repeat(number, n_t),
-        "Timestamp": np.tile(times, n_cells),
-        "CellVoltage": v.ravel(),
-        "CellTemperature": temp.ravel(),
-        "CellSpecificGravity": sg.ravel(),
-        "InstantaneousCurrent": np.tile(current_t, n_cells),
-        "AmbientTemperature": np.tile(ambient_t, n_cells),
-        "IsDead": dead.ravel().astype(np.int8),
-    })
+    frame = pd.DataFrame(
+        {
+            "DeviceID": np.repeat(device, n_t),
+            "CellNumber": np.repeat(number, n_t),
+            "Timestamp": np.tile(times, n_cells),
+            "CellVoltage": v.ravel(),
+            "CellTemperature": temp.ravel(),
+            "CellSpecificGravity": sg.ravel(),
+            "InstantaneousCurrent": np.tile(current_t, n_cells),
+            "AmbientTemperature": np.tile(ambient_t, n_cells),
+            "IsDead": dead.ravel().astype(np.int8),
+        }
+    )
     frame = frame if with_sg else frame.drop(columns="CellSpecificGravity")
     # Ground truth, also for cells that die after the end of the data: {CellID: hours from start or None}.
-    frame.attrs["death_hours"] = {f"{d}-{c}": (float(h) if np.isfinite(h) else None)
-                                  for d, c, h in zip(device, number, death_h)}
+    frame.attrs["death_hours"] = {
+        f"{d}-{c}": (float(h) if np.isfinite(h) else None) for d, c, h in zip(device, number, death_h)
+    }
     return frame
 
 

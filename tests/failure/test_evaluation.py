@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-
 from bms_failure.evaluation import binary_metrics, lead_times
 from bms_failure.survival import SurvivalDistribution, survival_targets
 from bms_failure.training import monthly_alarm_share, rul_metrics, top_2k_recall
@@ -15,11 +14,13 @@ from bms_failure.training import monthly_alarm_share, rul_metrics, top_2k_recall
 def test_lead_time_is_the_start_of_the_sustained_alarm_before_death() -> None:
     t = pd.date_range("2026-01-01", periods=8, freq="6h", tz="UTC")
     death = t[-1] + pd.Timedelta(hours=6)
-    samples = pd.DataFrame({
-        "CellID": ["A"] * 8 + ["B"] * 8 + ["C"] * 8,
-        "Timestamp": list(t) * 3,
-        "DeathTime": [death] * 8 + [death] * 8 + [pd.NaT] * 8,
-    })
+    samples = pd.DataFrame(
+        {
+            "CellID": ["A"] * 8 + ["B"] * 8 + ["C"] * 8,
+            "Timestamp": list(t) * 3,
+            "DeathTime": [death] * 8 + [death] * 8 + [pd.NaT] * 8,
+        }
+    )
     alarm = np.array(
         [1, 0, 0, 0, 1, 1, 1, 1]  # A: an early blip, then alarmed from t[4] until death: 24 h lead
         + [1, 1, 1, 1, 1, 1, 1, 0]  # B: alarm dropped before death: missed
@@ -53,7 +54,7 @@ def test_censored_maximum_likelihood_recovers_the_distribution() -> None:
     p = np.stack([fit.probability(m, h) for h in (7, 14, 30)])
     assert (np.diff(p, axis=0) > 0).all()
     p50 = fit.quantile(m, 0.5)
-    assert np.array([fit.probability(m[i:i + 1], p50[i])[0] for i in range(3)]) == pytest.approx(0.5)
+    assert np.array([fit.probability(m[i : i + 1], p50[i])[0] for i in range(3)]) == pytest.approx(0.5)
     assert (fit.quantile(m, 0.1) < p50).all() and (p50 < fit.quantile(m, 0.9)).all()
     assert SurvivalDistribution.from_dict(fit.to_dict()) == fit
 
@@ -91,10 +92,18 @@ def test_top_2k_recall_alarm_share_and_remaining_life_accuracy() -> None:
     share = monthly_alarm_share(frame, alarm, days[-1])
     assert share == pytest.approx((1 / 9 + 2 / 9) / 2)
 
-    rows = pd.DataFrame({"CellID": ["A", "B", "C", "D"], "Timestamp": [t0] * 4,
-                         "DeathTime": [t0 + pd.Timedelta(days=d) for d in (10, 20, 40)] + [pd.NaT]})
-    life = {"p10": np.array([5.0, 25.0, 20.0, 50]), "p50": np.array([12.0, 30.0, 40.0, 99]),
-            "p90": np.array([20.0, 40.0, 60.0, 200])}
+    rows = pd.DataFrame(
+        {
+            "CellID": ["A", "B", "C", "D"],
+            "Timestamp": [t0] * 4,
+            "DeathTime": [t0 + pd.Timedelta(days=d) for d in (10, 20, 40)] + [pd.NaT],
+        }
+    )
+    life = {
+        "p10": np.array([5.0, 25.0, 20.0, 50]),
+        "p50": np.array([12.0, 30.0, 40.0, 99]),
+        "p90": np.array([20.0, 40.0, 60.0, 200]),
+    }
     out = rul_metrics(rows, life)
     assert out["samples"] == 3 and out["median_relative_error"] == pytest.approx(0.2)
     assert out["p10_p90_coverage"] == pytest.approx(2 / 3) and out["below_p10"] == pytest.approx(1 / 3)

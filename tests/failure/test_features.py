@@ -5,11 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from bms_schema import InputError, normalize, sort_readings
-
 from bms_failure.config import FEATURES, FeatureConfig, format_reason, readable
 from bms_failure.features import build_feature_grid
-
+from bms_schema import InputError, normalize, sort_readings
 from failure.fleet import canonical_fleet
 
 
@@ -17,16 +15,18 @@ def _frame(hours: int = 72, cells: int = 4, **overrides) -> pd.DataFrame:
     """Cells of one string, hourly readings, flat values; ``overrides`` maps column -> per-(cell, hour) array."""
     times = pd.date_range("2026-01-01", periods=hours, freq="h", tz="UTC")
     n = hours * cells
-    frame = pd.DataFrame({
-        "DeviceID": "A",
-        "CellNumber": np.repeat(np.arange(1, cells + 1), hours),
-        "Timestamp": np.tile(times, cells),
-        "CellVoltage": np.full(n, 2.23),
-        "CellTemperature": np.full(n, 26.0),
-        "CellSpecificGravity": np.full(n, 1.215),
-        "InstantaneousCurrent": np.full(n, 0.5),
-        "AmbientTemperature": np.full(n, 25.0),
-    })
+    frame = pd.DataFrame(
+        {
+            "DeviceID": "A",
+            "CellNumber": np.repeat(np.arange(1, cells + 1), hours),
+            "Timestamp": np.tile(times, cells),
+            "CellVoltage": np.full(n, 2.23),
+            "CellTemperature": np.full(n, 26.0),
+            "CellSpecificGravity": np.full(n, 1.215),
+            "InstantaneousCurrent": np.full(n, 0.5),
+            "AmbientTemperature": np.full(n, 25.0),
+        }
+    )
     for column, values in overrides.items():
         frame[column] = np.asarray(values, dtype=float).reshape(-1)
     canonical, _ = normalize(frame)
@@ -127,7 +127,9 @@ def test_cells_are_per_device_and_reasons_are_readable() -> None:
     assert sorted(grid.cells["CellID"]) == ["D1-1", "D1-2", "D1-3", "D2-1", "D2-2", "D2-3"]
     assert readable("sg_dev_string_long") == "specific gravity vs string peers, 7 days"
     assert readable("voltage_mean_short", FeatureConfig(short_window_hours=12)) == "cell voltage, 12 h mean"
-    assert format_reason("voltage_dev_string_short", -0.0512, 0.83) == "voltage vs string peers, 24 h = -0.0512 V (+0.83)"
+    assert (
+        format_reason("voltage_dev_string_short", -0.0512, 0.83) == "voltage vs string peers, 24 h = -0.0512 V (+0.83)"
+    )
 
 
 def test_bad_inputs_are_clear() -> None:
@@ -144,8 +146,19 @@ def test_bad_inputs_are_clear() -> None:
 def test_canonical_names_without_quality_codes_are_still_normalised() -> None:
     """A table that only uses the canonical column names still has its 0xFFFF sentinels turned into gaps."""
     flat = _frame(hours=30, cells=2)
-    plain = flat[["CellID", "DeviceID", "CellNumber", "Timestamp", "CellVoltage", "CellTemperature",
-                  "CellSpecificGravity", "InstantaneousCurrent", "AmbientTemperature"]].copy()
+    plain = flat[
+        [
+            "CellID",
+            "DeviceID",
+            "CellNumber",
+            "Timestamp",
+            "CellVoltage",
+            "CellTemperature",
+            "CellSpecificGravity",
+            "InstantaneousCurrent",
+            "AmbientTemperature",
+        ]
+    ].copy()
     plain.loc[plain.index[-1], "CellVoltage"] = 65.535  # a sentinel, no CellVoltage_Quality column to say so
     last = build_feature_grid(plain).last_rows().set_index("CellID")
     assert last["voltage_mean_short"].to_numpy() == pytest.approx([2.23, 2.23])

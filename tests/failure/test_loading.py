@@ -5,10 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
-from bms_schema import write_table
-
 from bms_failure.api import load_readings_frame
-
+from bms_schema import write_table
 from failure.fleet import synthetic_fleet
 
 

@@ -7,15 +7,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from bms_schema import InputError, ModelError, ModelRegistry, load_readings
-from sklearn.metrics import roc_auc_score
-
 from bms_failure.api import predict_failure, train_and_register
 from bms_failure.config import FEATURES, MODEL_NAME
 from bms_failure.model import PREDICTION_COLUMNS, load_failure_model
 from bms_failure.training import train_failure_model
-
+from bms_schema import InputError, ModelError, ModelRegistry, load_readings
 from failure.fleet import canonical_fleet
+from sklearn.metrics import roc_auc_score
 
 FLEET = dict(devices=6, cells_per_device=12, days=120, failing_fraction=0.5, ramp_days=(20, 45))
 
@@ -82,8 +80,12 @@ def test_ranks_cells_dying_within_14_and_30_days_above_the_rules(fleet, cut, his
         entry = trained.metrics["horizons"][key]
         if key != "30d":  # 30 days after a split of an 84-day history: every known label is a death
             assert entry["model_roc_auc"] >= 0.85
-        assert set(entry["rules_roc_auc"]) == {"ieee450_float_voltage", "ieee450_sg", "ieee1188_ohmic",
-                                               "trend_to_threshold"}
+        assert set(entry["rules_roc_auc"]) == {
+            "ieee450_float_voltage",
+            "ieee450_sg",
+            "ieee1188_ohmic",
+            "trend_to_threshold",
+        }
 
 
 def test_remaining_life_and_one_coherent_distribution(fleet, cut, history, trained) -> None:
@@ -103,7 +105,9 @@ def test_remaining_life_and_one_coherent_distribution(fleet, cut, history, train
     # Cells early in their ageing look healthy, so the error is larger than the benchmark's goal on
     # the project simulator; the trend carries the ranking, the band has to hold the truth.
     assert np.median(np.abs(p50 - truth) / truth) <= 0.75  # measured 0.66 on this fleet
-    inside = (table["RemainingLifeP10"].to_numpy()[dying] <= truth) & (truth <= table["RemainingLifeP90"].to_numpy()[dying])
+    inside = (table["RemainingLifeP10"].to_numpy()[dying] <= truth) & (
+        truth <= table["RemainingLifeP90"].to_numpy()[dying]
+    )
     assert inside.mean() >= 0.5
     life = trained.metrics["remaining_life"]
     assert life["samples"] > 0 and 0.0 <= life["p10_p90_coverage"] <= 1.0
@@ -170,7 +174,9 @@ def test_table_shape_unknown_inputs_and_vrla(history, trained) -> None:
     last_day = silent["Timestamp"] > silent["Timestamp"].max() - pd.Timedelta(hours=30)
     silent.loc[last_day & (silent["CellID"] == cell), "CellVoltage"] = np.nan
     row = trained.model.predict(silent).set_index("CellID").loc[cell]
-    assert row["RiskBand"] == "unknown" and np.isnan(row["FailureProbability"]) and row["MissingInputs"] == "CellVoltage"
+    assert (
+        row["RiskBand"] == "unknown" and np.isnan(row["FailureProbability"]) and row["MissingInputs"] == "CellVoltage"
+    )
     assert np.isnan(row["RemainingLifeDays"]) and "unknown: no CellVoltage" in row["TopReasons"]
     # Without SG (VRLA) every cell is still scored from voltage, temperature and ohmic trends.
     vrla = trained.model.predict(history.drop(columns=["IsDead"]).assign(CellSpecificGravity=np.nan))
@@ -191,8 +197,9 @@ def test_register_champion_challenger_and_load(workspace, history, trained) -> N
     assert load_failure_model(horizon_days=30).predict(unlabelled)["HorizonDays"].iloc[0] == 30
     # A worse candidate (a week of data from a few cells) stays challenger; the champion keeps serving.
     few = history.loc[history["CellID"].isin(history["CellID"].unique()[:24])]
-    worse = train_and_register(few.loc[few["Timestamp"] <= few["Timestamp"].min() + pd.Timedelta(days=60)], 7.0,
-                               validate=False)
+    worse = train_and_register(
+        few.loc[few["Timestamp"] <= few["Timestamp"].min() + pd.Timedelta(days=60)], 7.0, validate=False
+    )
     assert worse.registered.version == "v0002"
     assert worse.registered.alias == "challenger", worse.registered.decision
     assert load_failure_model().version == "v0001"

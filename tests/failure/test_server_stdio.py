@@ -8,9 +8,7 @@ from pathlib import Path
 import anyio
 import pandas as pd
 from bms_schema import write_table
-
 from mcp_stdio import connect, envelope
-
 
 FOLDER = "feature-three-failure-prediction-mcp"
 
@@ -23,9 +21,14 @@ def test_tools_over_stdio(workspace: Path) -> None:
     write_table(fleet, workspace / "data" / "fleet.parquet")
     write_table(fleet.drop(columns=["IsDead", "IsAnomaly", "AnomalyType"]), workspace / "data" / "unlabelled.csv")
     # An anomaly result table as bms_anomaly writes it (CellID, Timestamp, AnomalyFlag, ...).
-    anomalies = pd.DataFrame({"CellID": fleet["DeviceID"].astype(str) + "-" + fleet["CellNumber"].astype(str),
-                              "Timestamp": fleet["PacketDateTime"], "AnomalyFlag": fleet["CellNumber"] == 3,
-                              "AnomalyScore": 0.5})
+    anomalies = pd.DataFrame(
+        {
+            "CellID": fleet["DeviceID"].astype(str) + "-" + fleet["CellNumber"].astype(str),
+            "Timestamp": fleet["PacketDateTime"],
+            "AnomalyFlag": fleet["CellNumber"] == 3,
+            "AnomalyScore": 0.5,
+        }
+    )
     write_table(anomalies, workspace / "data" / "anomalies.parquet")
 
     async def scenario() -> None:
@@ -39,9 +42,12 @@ def test_tools_over_stdio(workspace: Path) -> None:
             assert result.is_error and env["status"] == "error"
             assert "train_failure_model" in env["message"]
             assert not (workspace / "models" / "failure_classifier").exists() or not any(
-                p.name.startswith("v") for p in (workspace / "models" / "failure_classifier").iterdir())
+                p.name.startswith("v") for p in (workspace / "models" / "failure_classifier").iterdir()
+            )
 
-            result = await client.call_tool("train_failure_model", {"data_path": "data/fleet.parquet", "horizon_days": 7})
+            result = await client.call_tool(
+                "train_failure_model", {"data_path": "data/fleet.parquet", "horizon_days": 7}
+            )
             env = envelope(result)
             assert not result.is_error, env["message"]
             assert env["data"]["model"]["version"] == "v0001" and env["data"]["model"]["alias"] == "champion"
@@ -55,9 +61,15 @@ def test_tools_over_stdio(workspace: Path) -> None:
             health = envelope(await client.call_tool("health_check", {}))
             assert health["data"]["models"] == {"failure_classifier": "v0001"}
 
-            result = await client.call_tool("predict_cell_failure", {"data_path": "data/unlabelled.csv", "top_n": 5,
-                                                                     "horizon_days": 14,
-                                                                     "anomaly_path": "data/anomalies.parquet"})
+            result = await client.call_tool(
+                "predict_cell_failure",
+                {
+                    "data_path": "data/unlabelled.csv",
+                    "top_n": 5,
+                    "horizon_days": 14,
+                    "anomaly_path": "data/anomalies.parquet",
+                },
+            )
             env = envelope(result)
             assert not result.is_error, env["message"]
             data = env["data"]
@@ -67,8 +79,19 @@ def test_tools_over_stdio(workspace: Path) -> None:
             high = [c["CellID"] for c in data["top_at_risk"] if c["RiskBand"] == "high"]
             assert data["failing_cell_ids"][: len(high)] == high
             table = pd.read_csv(data["table_path"])
-            for column in ("DeviceID", "CellNumber", "FailureProbability", "StateOfHealth", "RemainingLifeDays",
-                           "RemainingLifeP10", "RemainingLifeP90", "RiskBand", "AlreadyDead", "TrendRule", "TopReasons"):
+            for column in (
+                "DeviceID",
+                "CellNumber",
+                "FailureProbability",
+                "StateOfHealth",
+                "RemainingLifeDays",
+                "RemainingLifeP10",
+                "RemainingLifeP90",
+                "RiskBand",
+                "AlreadyDead",
+                "TrendRule",
+                "TopReasons",
+            ):
                 assert column in table.columns
             assert (table["HorizonDays"] == 14).all()
             dead = fleet.loc[fleet["IsDead"] == 1]
@@ -77,8 +100,12 @@ def test_tools_over_stdio(workspace: Path) -> None:
             assert set(table.loc[table["AlreadyDead"], "CellID"]) == dead_truth
             assert data["dead_cells"] == len(dead_truth)
             kinds = {Path(a["path"]).name: a["kind"] for a in env["artifacts"]}
-            assert kinds == {"failure_predictions.csv": "table", "risk_ranking.png": "plot",
-                             "risk_drivers.png": "plot", "failure_metrics.json": "report"}
+            assert kinds == {
+                "failure_predictions.csv": "table",
+                "risk_ranking.png": "plot",
+                "risk_drivers.png": "plot",
+                "failure_metrics.json": "report",
+            }
             for artifact in env["artifacts"]:
                 assert Path(artifact["path"]).stat().st_size > 0
             manifest = json.loads((Path(env["log_path"]).parent / "manifest.json").read_text())
@@ -87,7 +114,9 @@ def test_tools_over_stdio(workspace: Path) -> None:
 
             bad = await client.call_tool("predict_cell_failure", {"data_path": "/etc/hosts"})
             assert bad.is_error and "outside the workspace" in envelope(bad)["message"]
-            bad = await client.call_tool("predict_cell_failure", {"data_path": "data/fleet.parquet", "horizon_days": -1})
+            bad = await client.call_tool(
+                "predict_cell_failure", {"data_path": "data/fleet.parquet", "horizon_days": -1}
+            )
             assert bad.is_error and "horizon_days must be a positive number of days, got -1" in envelope(bad)["message"]
             bad = await client.call_tool("train_failure_model", {"data_path": "data/unlabelled.csv"})
             assert bad.is_error and "training needs the label column 'IsDead'" in envelope(bad)["message"]

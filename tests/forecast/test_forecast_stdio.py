@@ -7,7 +7,6 @@ from pathlib import Path
 
 import anyio
 import pandas as pd
-
 from bms_schema import write_table
 from forecast.synthetic import synthetic_readings
 from mcp_stdio import connect, envelope
@@ -29,19 +28,26 @@ def test_train_and_predict_over_stdio(workspace: Path) -> None:
             names = {t.name for t in (await client.list_tools()).tools}
             assert {"train_forecaster", "predict_cell_timeseries", "health_check"} <= names
 
-            result = await client.call_tool("train_forecaster", {"data_path": "data/strings.csv", "max_steps": 25,
-                                                                 "max_train_pairs": 5000})
+            result = await client.call_tool(
+                "train_forecaster", {"data_path": "data/strings.csv", "max_steps": 25, "max_train_pairs": 5000}
+            )
             env = envelope(result)
             assert not result.is_error, env["message"]
             assert env["data"]["version"] == "v0001"
-            assert set(env["data"]["targets"]) == {"CellVoltage", "CellTemperature", "CellSpecificGravity",
-                                                   "InstantaneousCurrent", "AmbientTemperature"}
+            assert set(env["data"]["targets"]) == {
+                "CellVoltage",
+                "CellTemperature",
+                "CellSpecificGravity",
+                "InstantaneousCurrent",
+                "AmbientTemperature",
+            }
             backtest = json.loads(Path(env["data"]["backtest_path"]).read_text())
             assert len(backtest["metrics"]["CellVoltage"]["by_horizon"]["model"]["mae"]) == 25
             assert list((workspace / "models" / "forecaster" / "v0001").glob("CellVoltage.*.ubj"))
 
-            result = await client.call_tool("predict_cell_timeseries",
-                                            {"data_path": "data/strings.csv", "cell_id": "D2-3", "steps": 25})
+            result = await client.call_tool(
+                "predict_cell_timeseries", {"data_path": "data/strings.csv", "cell_id": "D2-3", "steps": 25}
+            )
             env = envelope(result)
             assert not result.is_error, env["message"]
             assert env["data"]["model_version"] == "v0001" and env["data"]["trained_now"] is False
@@ -68,7 +74,10 @@ def test_train_and_predict_over_stdio(workspace: Path) -> None:
             others = {
                 "outside the workspace": {"data_path": "/etc/hostname", "cell_id": "D1-1"},
                 "'Timestamp' is missing": {"data_path": "data/no_time.csv", "cell_id": "D1-1"},
-                "has only 8 readings: the forecaster needs at least 12": {"data_path": "data/short.csv", "cell_id": "D1-1"},
+                "has only 8 readings: the forecaster needs at least 12": {
+                    "data_path": "data/short.csv",
+                    "cell_id": "D1-1",
+                },
             }
             for expected, args in others.items():
                 result = await client.call_tool("predict_cell_timeseries", args)
@@ -91,15 +100,20 @@ def test_predict_without_a_model_names_the_training_tool_and_writes_nothing(work
             assert tools["train_forecaster"].annotations.destructive_hint is True
             assert tools["predict_cell_timeseries"].annotations.destructive_hint is False
             assert "train_if_missing" not in tools["predict_cell_timeseries"].input_schema["properties"]
-            result = await client.call_tool("predict_cell_timeseries", {"data_path": "data/one.parquet", "cell_id": "2",
-                                                                        "steps": 6, "output_format": "parquet"})
+            result = await client.call_tool(
+                "predict_cell_timeseries",
+                {"data_path": "data/one.parquet", "cell_id": "2", "steps": 6, "output_format": "parquet"},
+            )
             env = envelope(result)
             assert result.is_error
-            assert env["message"] == ("no 'forecaster' model is registered in this workspace: train one first with "
-                                      "the train_forecaster tool (predict tools never train)")
+            assert env["message"] == (
+                "no 'forecaster' model is registered in this workspace: train one first with "
+                "the train_forecaster tool (predict tools never train)"
+            )
             assert env["artifacts"] == []
-            refused = await client.call_tool("predict_cell_timeseries", {"data_path": "data/one.parquet", "cell_id": "2",
-                                                                         "model_version": "v0009"})
+            refused = await client.call_tool(
+                "predict_cell_timeseries", {"data_path": "data/one.parquet", "cell_id": "2", "model_version": "v0009"}
+            )
             assert refused.is_error and "has no version v0009" in envelope(refused)["message"]
         assert not (workspace / "models").exists() or list((workspace / "models").rglob("*")) == []
 
@@ -114,10 +128,14 @@ def test_train_tool_bad_inputs_in_process(workspace: Path, sample_csv: Path) -> 
     assert env.status == "error" and env.message == "max_steps must be between 1 and 96, got 200"
     env = server.call("train_forecaster", {"data_path": str(sample_csv)})  # 50 readings per cell
     assert env.status == "error"
-    assert env.message == ("not enough history to train: each cell needs at least 86 readings for max_steps=48 "
-                           "(the longest cell has 50); give more history or a smaller max_steps")
+    assert env.message == (
+        "not enough history to train: each cell needs at least 86 readings for max_steps=48 "
+        "(the longest cell has 50); give more history or a smaller max_steps"
+    )
     env = server.call("train_forecaster", {"data_path": str(sample_csv), "strategy": "magic"})
     assert env.status == "error" and "'strategy'" in env.message
     env = server.call("train_forecaster", {"data_path": "../outside.csv"})
     assert env.status == "error" and "outside the workspace" in env.message
-    assert not (workspace / "models" / "forecaster").exists() or not any((workspace / "models" / "forecaster").glob("v*"))
+    assert not (workspace / "models" / "forecaster").exists() or not any(
+        (workspace / "models" / "forecaster").glob("v*")
+    )

@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from bms_forecast.config import WINDOW, TrainConfig
 from bms_forecast.model import FORECAST_COLUMNS, describe_strategy
 from bms_forecast.persistence import load_forecaster, save_forecaster
@@ -75,8 +74,13 @@ def test_forecast_table_has_exact_shape_and_columns(trained) -> None:
     table = forecaster.forecast(history, "1-3", 7)
     assert list(table.columns) == list(FORECAST_COLUMNS)
     assert len(table) == 7 * 5 and table.groupby("Target").size().eq(7).all()
-    assert set(table["Target"]) == {"CellVoltage", "CellTemperature", "CellSpecificGravity",
-                                    "InstantaneousCurrent", "AmbientTemperature"}
+    assert set(table["Target"]) == {
+        "CellVoltage",
+        "CellTemperature",
+        "CellSpecificGravity",
+        "InstantaneousCurrent",
+        "AmbientTemperature",
+    }
     assert table["Step"].tolist()[:7] == list(range(1, 8))
     assert (table["Lower"] <= table["Forecast"]).all() and (table["Forecast"] <= table["Upper"]).all()
     last = history.loc[history["CellID"] == "1-3", "Timestamp"].max()
@@ -141,10 +145,13 @@ def test_registry_round_trip_gives_identical_forecasts(trained, workspace: Path)
     version, folder = save_forecaster(forecaster, report)
     assert version == "v0001"
     boosters = [f"{t}.{s}.ubj" for t, m in forecaster.models.items() for s in m.boosters]
-    assert sorted(p.name for p in folder.iterdir()) == sorted(boosters + ["intervals.json", "backtest.json", "metadata.json"])
-    for t, m in forecaster.models.items():  # only the boosters the strategy uses are saved
-        assert set(m.boosters) == {s for s, used in (("recursive", m.recursive_steps > 0),
-                                                     ("direct", m.recursive_steps < HIDDEN)) if used}
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        boosters + ["intervals.json", "backtest.json", "metadata.json"]
+    )
+    for m in forecaster.models.values():  # only the boosters the strategy uses are saved
+        assert set(m.boosters) == {
+            s for s, used in (("recursive", m.recursive_steps > 0), ("direct", m.recursive_steps < HIDDEN)) if used
+        }
     loaded = load_forecaster("latest")
     assert loaded.version == "v0001" and loaded.targets == forecaster.targets
     meta = loaded.metadata
@@ -199,8 +206,16 @@ def test_a_parameter_without_recent_readings_is_skipped_not_fatal(workspace: Pat
     frame.loc[late, "CellSpecificGravity"] = np.nan  # the SG sensors stopped half way
     forecaster, report = fit_forecaster(frame, TrainConfig(max_steps=12, max_train_pairs=5000))
     assert list(report["skipped_targets"]) == ["CellSpecificGravity"]
-    assert "no real CellSpecificGravity readings in the calibration window" in report["skipped_targets"]["CellSpecificGravity"]
+    assert (
+        "no real CellSpecificGravity readings in the calibration window"
+        in report["skipped_targets"]["CellSpecificGravity"]
+    )
     save_forecaster(forecaster, report)
     table = load_forecaster("latest").forecast(frame, "D1-2", 12)
-    assert sorted(set(table["Target"])) == ["AmbientTemperature", "CellTemperature", "CellVoltage", "InstantaneousCurrent"]
+    assert sorted(set(table["Target"])) == [
+        "AmbientTemperature",
+        "CellTemperature",
+        "CellVoltage",
+        "InstantaneousCurrent",
+    ]
     assert len(table) == 4 * 12

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from bms_forecast import metrics as M
 from bms_forecast.training import residual_quantiles
 

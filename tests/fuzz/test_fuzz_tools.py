@@ -15,7 +15,6 @@ from pathlib import Path
 
 import anyio
 import pytest
-
 from bms_schema import ModelRegistry
 from fuzz_cases import NO_TRACE, SERVERS, cases, make_files
 from mcp_stdio import connect, envelope
@@ -27,12 +26,23 @@ def test_every_class_reaches_every_kind_of_tool() -> None:
     classes = Counter(c.cls for c in ALL)
     assert len(ALL) >= 90 and len(classes) >= 15, classes
     for cls in ("nul_path", "corrupt_parquet", "binary_csv", "traversal"):
-        assert {c.server for c in ALL if c.cls == cls} >= set(SERVERS) - {"data-generator-mcp"} , cls
+        assert {c.server for c in ALL if c.cls == cls} >= set(SERVERS) - {"data-generator-mcp"}, cls
     assert {c.tool for c in ALL if c.cls == "nul_path"} >= {
-        "preprocess_battery_data_tool", "clean_and_filter_data", "engineer_battery_features",
-        "impute_battery_data_mice", "impute_and_scale_battery_data", "detect_anomalies", "visualize_anomalies_3d",
-        "train_forecaster", "predict_cell_timeseries", "predict_cell_failure", "train_failure_model",
-        "sdv_generate", "sdv_evaluate", "sdv_visualize"}
+        "preprocess_battery_data_tool",
+        "clean_and_filter_data",
+        "engineer_battery_features",
+        "impute_battery_data_mice",
+        "impute_and_scale_battery_data",
+        "detect_anomalies",
+        "visualize_anomalies_3d",
+        "train_forecaster",
+        "predict_cell_timeseries",
+        "predict_cell_failure",
+        "train_failure_model",
+        "sdv_generate",
+        "sdv_evaluate",
+        "sdv_visualize",
+    }
 
 
 @pytest.mark.parametrize("server", SERVERS)
@@ -56,7 +66,9 @@ def test_bad_inputs_over_stdio(workspace: Path, sample_csv: Path, server: str) -
                 if env["status"] == "error" and not result.is_error:
                     problems.append(f"{case.label}: error envelope not marked as an MCP error")
                 if not re.search(case.expect, message, re.S):
-                    problems.append(f"{case.label}: message does not name the problem ({case.expect!r}): {message[:300]}")
+                    problems.append(
+                        f"{case.label}: message does not name the problem ({case.expect!r}): {message[:300]}"
+                    )
                 if env["status"] == "error" and env.get("log_path"):
                     left = sorted(p.name for p in Path(env["log_path"]).parent.iterdir())
                     if left != ["manifest.json", "tool.log"]:

@@ -19,8 +19,6 @@ import time
 from pathlib import Path
 
 import anyio
-import pytest
-
 from bms_agent.servers import ROOT
 from bms_schema import ModelRegistry
 from failure_fleet import synthetic_fleet
@@ -30,17 +28,31 @@ LEFTOVER_MARKERS = (".pending-", ".staging-", ".bms-spill-", ".latest-")
 
 
 def _start(folder: str) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen([sys.executable, str(ROOT / folder / "server.py")], cwd=ROOT / folder,
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                            env=dict(os.environ))
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / folder / "server.py")],
+        cwd=ROOT / folder,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=dict(os.environ),
+    )
     assert proc.stdin is not None and proc.stdout is not None
 
     def send(message: dict[str, object]) -> None:
         proc.stdin.write((json.dumps({"jsonrpc": "2.0", **message}) + "\n").encode())  # type: ignore[union-attr]
         proc.stdin.flush()  # type: ignore[union-attr]
 
-    send({"id": 1, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {},
-                                                       "clientInfo": {"name": "kill-test", "version": "0"}}})
+    send(
+        {
+            "id": 1,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": "2025-06-18",
+                "capabilities": {},
+                "clientInfo": {"name": "kill-test", "version": "0"},
+            },
+        }
+    )
     reply = json.loads(proc.stdout.readline())
     assert reply.get("id") == 1 and "result" in reply, reply
     send({"method": "notifications/initialized"})
@@ -63,8 +75,11 @@ def _kill_when(proc: subprocess.Popen[bytes], seen: callable, timeout: float = 6
 
 
 def _leftovers(workspace: Path) -> list[str]:
-    return sorted(str(p.relative_to(workspace)) for p in workspace.rglob("*")
-                  if p.name.startswith(LEFTOVER_MARKERS) or (p.name.startswith(".") and p.name.endswith(".tmp")))
+    return sorted(
+        str(p.relative_to(workspace))
+        for p in workspace.rglob("*")
+        if p.name.startswith(LEFTOVER_MARKERS) or (p.name.startswith(".") and p.name.endswith(".tmp"))
+    )
 
 
 def _running_steps(workspace: Path) -> list[str]:
@@ -81,8 +96,13 @@ def test_sigkill_during_training_and_preprocessing(workspace: Path) -> None:
 
     # 1. the failure model is on disk but its call has not finished: kill
     server = _start("feature-three-failure-prediction-mcp")
-    server.send({"id": 2, "method": "tools/call",  # type: ignore[attr-defined]
-                 "params": {"name": "train_failure_model", "arguments": {"data_path": "data/fleet.csv"}}})
+    server.send(
+        {
+            "id": 2,
+            "method": "tools/call",  # type: ignore[attr-defined]
+            "params": {"name": "train_failure_model", "arguments": {"data_path": "data/fleet.csv"}},
+        }
+    )
     marker = _kill_when(server, lambda: next(models.glob(".pending-*"), None) if models.is_dir() else None)
     assert marker is not None, "the training call finished before its version could be caught pending"
     registry = ModelRegistry()
@@ -92,9 +112,16 @@ def test_sigkill_during_training_and_preprocessing(workspace: Path) -> None:
 
     # 2. the preprocessing server dies while its spill folder exists
     server = _start("load-preprocessdata-mcp")
-    server.send({"id": 2, "method": "tools/call",  # type: ignore[attr-defined]
-                 "params": {"name": "clean_and_filter_data", "arguments": {"data_path": "data/fleet.csv",
-                                                                           "chunksize": 2000}}})
+    server.send(
+        {
+            "id": 2,
+            "method": "tools/call",  # type: ignore[attr-defined]
+            "params": {
+                "name": "clean_and_filter_data",
+                "arguments": {"data_path": "data/fleet.csv", "chunksize": 2000},
+            },
+        }
+    )
     spill = _kill_when(server, lambda: next((workspace / "runs").glob("*/*/.bms-spill-*"), None))
     assert spill is not None, "the preprocessing call finished before its spill folder was seen"
     # (this server's start may already have closed the failure server's dead step in the background)
@@ -118,7 +145,8 @@ def test_sigkill_during_training_and_preprocessing(workspace: Path) -> None:
         assert manifest["status"] == "error" and "stopped during the call" in manifest["message"]
         assert sorted(p.name for p in step_dir.iterdir()) == ["manifest.json", "tool.log"]
     assert ModelRegistry().versions("failure_classifier") == [] and not any(
-        p.name.startswith("v") for p in models.iterdir())
+        p.name.startswith("v") for p in models.iterdir()
+    )
 
     # 4. the killed version's number is free again: the next registration is v0001
     with ModelRegistry().register("failure_classifier") as staging:

@@ -8,7 +8,6 @@ from pathlib import Path
 import anyio
 import numpy as np
 import pytest
-
 from bms_schema import ModelError, ModelRegistry
 from bms_schema.safe_io import ALLOWED_TYPES, audit_skops, load_sklearn, save_sklearn
 from mcp_stdio import connect, envelope
@@ -35,15 +34,21 @@ def test_every_type_the_project_saves_loads_back(tmp_path: Path) -> None:
 
     X = np.random.default_rng(0).normal(size=(200, 4))
     mapped = Nystroem(n_components=10, random_state=0).fit(X)
-    objects = [RobustScaler(quantile_range=(25.0, 75.0)).fit(X), IsolationForest(n_estimators=5, random_state=0).fit(X),
-               mapped, SGDOneClassSVM(nu=0.05, random_state=0).fit(mapped.transform(X))]
+    objects = [
+        RobustScaler(quantile_range=(25.0, 75.0)).fit(X),
+        IsolationForest(n_estimators=5, random_state=0).fit(X),
+        mapped,
+        SGDOneClassSVM(nu=0.05, random_state=0).fit(mapped.transform(X)),
+    ]
     for i, obj in enumerate(objects):
         path = save_sklearn(obj, tmp_path / f"{i}.skops")
         back = load_sklearn(path)
         assert type(back) is type(obj)
         if hasattr(obj, "score_samples"):
-            np.testing.assert_allclose(back.score_samples(mapped.transform(X) if i == 3 else X),
-                                       obj.score_samples(mapped.transform(X) if i == 3 else X))
+            np.testing.assert_allclose(
+                back.score_samples(mapped.transform(X) if i == 3 else X),
+                obj.score_samples(mapped.transform(X) if i == 3 else X),
+            )
     assert not any(t.endswith((".eval", ".exec", ".getattr", ".__import__")) for t in ALLOWED_TYPES)
     assert all(not t.endswith(".") for t in ALLOWED_TYPES)  # exact names, never a module prefix
 
@@ -73,9 +78,18 @@ def _register_evil_anomaly_model(marker: Path | None) -> str:
 
     registry = ModelRegistry()
     with registry.register(MODEL_NAME, {"features": ["CellVoltage"]}) as staging:
-        (staging.dir / "config.json").write_text(json.dumps({
-            "format_version": FORMAT_VERSION, "features": ["CellVoltage"], "hybrid": HybridConfig().to_dict(),
-            "vae": {}, "threshold": 1.0, "detector_thresholds": {}}))
+        (staging.dir / "config.json").write_text(
+            json.dumps(
+                {
+                    "format_version": FORMAT_VERSION,
+                    "features": ["CellVoltage"],
+                    "hybrid": HybridConfig().to_dict(),
+                    "vae": {},
+                    "threshold": 1.0,
+                    "detector_thresholds": {},
+                }
+            )
+        )
         if marker is None:
             from sklearn.preprocessing import RobustScaler
 

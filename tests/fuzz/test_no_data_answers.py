@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-
 from bms_schema import InputError, ModelRegistry
 from bms_schema.coverage import input_coverage, mark_unknown, require_inputs
 from failure_fleet import synthetic_fleet
@@ -14,8 +13,13 @@ CORE = ["CellVoltage", "CellTemperature", "CellSpecificGravity", "InstantaneousC
 
 
 def test_coverage_counts_values_per_cell() -> None:
-    frame = pd.DataFrame({"CellID": ["A-1"] * 3 + ["A-2"] * 2, "CellVoltage": [2.2, np.nan, 2.21, np.nan, np.inf],
-                          "CellTemperature": [25.0, 25.1, None, 24.0, 24.2]})
+    frame = pd.DataFrame(
+        {
+            "CellID": ["A-1"] * 3 + ["A-2"] * 2,
+            "CellVoltage": [2.2, np.nan, 2.21, np.nan, np.inf],
+            "CellTemperature": [25.0, 25.1, None, 24.0, 24.2],
+        }
+    )
     coverage = input_coverage(frame, ("CellVoltage", "CellTemperature", "CellSpecificGravity"))
     assert coverage.counts.loc["A-1"].tolist() == [2, 2, 0] and coverage.counts.loc["A-2"].tolist() == [0, 2, 0]
     assert coverage.missing_by_cell(["CellVoltage"]) == {"A-2": ["CellVoltage"]}
@@ -25,8 +29,11 @@ def test_coverage_counts_values_per_cell() -> None:
     assert marked == {"A-2": ["CellVoltage"]}
     assert out["Band"].tolist() == ["low", "unknown"] and np.isnan(out["P"].iloc[1])
     assert out["Why"].iloc[1] == "unknown: no CellVoltage reading for this cell"
-    with pytest.raises(InputError, match=r"cannot train X: column\(s\) CellSpecificGravity have no value in any of "
-                                         r"the 5 readings \(2 cells"):
+    with pytest.raises(
+        InputError,
+        match=r"cannot train X: column\(s\) CellSpecificGravity have no value in any of "
+        r"the 5 readings \(2 cells",
+    ):
         require_inputs(frame.assign(CellSpecificGravity=np.nan), ["CellSpecificGravity"], "train X")
     with pytest.raises(InputError, match=r"column\(s\) StringVoltage are not in the table"):
         require_inputs(frame, ["StringVoltage"], "train X", measurements=())

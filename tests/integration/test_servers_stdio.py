@@ -6,7 +6,6 @@ import time
 
 import anyio
 import pytest
-
 from mcp_stdio import SERVERS, connect, envelope
 
 

@@ -24,8 +24,9 @@ def make_client(workspace) -> Callable[..., Any]:
     from bms_live.settings import Settings
 
     @contextmanager
-    def factory(loaders: dict[str, Any] | None = None, raise_server_exceptions: bool = True,
-                **overrides: Any) -> Iterator[TestClient]:
+    def factory(
+        loaders: dict[str, Any] | None = None, raise_server_exceptions: bool = True, **overrides: Any
+    ) -> Iterator[TestClient]:
         overrides.setdefault("poll_seconds", 0)
         settings = Settings.from_env(**overrides)
         app = create_app(settings, loaders=FAKE_LOADERS if loaders is None else loaders)

@@ -59,11 +59,16 @@ class FakeFailureModel:
         grouped = history.groupby(["DeviceID", "CellNumber"], sort=True)["CellVoltage"].mean().reset_index()
         prob = np.clip((2.25 - grouped["CellVoltage"].to_numpy()) * 10, 0, 1)
         band = np.where(prob >= 0.5, "high", np.where(prob >= 0.2, "medium", "low"))
-        return pd.DataFrame({
-            "DeviceID": grouped["DeviceID"], "CellNumber": grouped["CellNumber"], "FailureProbability": prob,
-            "RiskBand": band, "TopReasons": ["cell voltage, 24 h mean low; voltage vs string peers"] * len(prob),
-            "IsDead": False,
-        })
+        return pd.DataFrame(
+            {
+                "DeviceID": grouped["DeviceID"],
+                "CellNumber": grouped["CellNumber"],
+                "FailureProbability": prob,
+                "RiskBand": band,
+                "TopReasons": ["cell voltage, 24 h mean low; voltage vs string peers"] * len(prob),
+                "IsDead": False,
+            }
+        )
 
 
 class FakeForecaster:
@@ -82,24 +87,42 @@ class FakeForecaster:
         parts = []
         for target in ("CellVoltage", "CellTemperature"):
             value = float(last[target])
-            parts.append(pd.DataFrame({"Timestamp": times, "Target": target, "Step": np.arange(1, steps + 1),
-                                       "Forecast": value, "Lower": value - 0.01, "Upper": value + 0.01}))
+            parts.append(
+                pd.DataFrame(
+                    {
+                        "Timestamp": times,
+                        "Target": target,
+                        "Step": np.arange(1, steps + 1),
+                        "Forecast": value,
+                        "Lower": value - 0.01,
+                        "Upper": value + 0.01,
+                    }
+                )
+            )
         return pd.concat(parts, ignore_index=True)
 
 
 def anomaly_reference(seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
-    return pd.DataFrame({
-        "CellVoltage": rng.normal(2.23, 0.01, REFERENCE_ROWS),
-        "TempAboveAmbient": rng.normal(1.0, 0.3, REFERENCE_ROWS),
-    })
+    return pd.DataFrame(
+        {
+            "CellVoltage": rng.normal(2.23, 0.01, REFERENCE_ROWS),
+            "TempAboveAmbient": rng.normal(1.0, 0.3, REFERENCE_ROWS),
+        }
+    )
 
 
-def register(registry: ModelRegistry, name: str, params: dict[str, Any], reference: pd.DataFrame | None = None,
-             promote: bool = True) -> str:
+def register(
+    registry: ModelRegistry,
+    name: str,
+    params: dict[str, Any],
+    reference: pd.DataFrame | None = None,
+    promote: bool = True,
+) -> str:
     """Register a stand-in version; by default it becomes the champion (what the service serves)."""
-    with registry.register(name, {"metrics": {"f1": params.get("f1", 0.5)}, "features": params.get("features", [])},
-                           promote=promote) as staging:
+    with registry.register(
+        name, {"metrics": {"f1": params.get("f1", 0.5)}, "features": params.get("features", [])}, promote=promote
+    ) as staging:
         (staging.dir / "model.json").write_text(json.dumps(params))
         if reference is not None:
             reference.to_parquet(staging.dir / "reference.parquet")
@@ -131,17 +154,29 @@ def load_fake_forecast(version: str, registry: ModelRegistry) -> FakeForecaster:
 
 FAKE_LOADERS = {"anomaly": load_fake_anomaly, "failure": load_fake_failure, "forecast": load_fake_forecast}
 
-ANOMALY_PARAMS = {"tag": "first", "centre": 2.23, "spread": 0.01, "threshold": 4.0,
-                  "features": ["CellVoltage", "TempAboveAmbient"]}
+ANOMALY_PARAMS = {
+    "tag": "first",
+    "centre": 2.23,
+    "spread": 0.01,
+    "threshold": 4.0,
+    "features": ["CellVoltage", "TempAboveAmbient"],
+}
 
 
 def packet(device: str, cells: int, when: str, voltage: float = 2.23, **overrides: Any) -> list[dict[str, Any]]:
     """One packet: every cell of a string at one time, canonical field names."""
     rows = []
     for n in range(1, cells + 1):
-        row = {"DeviceID": device, "CellNumber": n, "Timestamp": when, "CellVoltage": voltage + 0.001 * n,
-               "CellTemperature": 25.0 + 0.1 * n, "CellSpecificGravity": 1.22, "InstantaneousCurrent": 0.5,
-               "AmbientTemperature": 24.0}
+        row = {
+            "DeviceID": device,
+            "CellNumber": n,
+            "Timestamp": when,
+            "CellVoltage": voltage + 0.001 * n,
+            "CellTemperature": 25.0 + 0.1 * n,
+            "CellSpecificGravity": 1.22,
+            "InstantaneousCurrent": 0.5,
+            "AmbientTemperature": 24.0,
+        }
         row.update(overrides)
         rows.append(row)
     return rows

@@ -32,11 +32,14 @@ def _history(cells: int = 3, packets: int = 8, low_cell: int | None = None) -> l
 
 
 # -- no model yet ---------------------------------------------------------------------------
-@pytest.mark.parametrize("path, body", [
-    ("/v1/anomaly", {"readings": packet("A", 2, "2026-01-01T00:00:00Z")}),
-    ("/v1/failure", {"readings": packet("A", 2, "2026-01-01T00:00:00Z")}),
-    ("/v1/forecast", {"readings": packet("A", 2, "2026-01-01T00:00:00Z"), "cell_id": "A-1"}),
-])
+@pytest.mark.parametrize(
+    "path, body",
+    [
+        ("/v1/anomaly", {"readings": packet("A", 2, "2026-01-01T00:00:00Z")}),
+        ("/v1/failure", {"readings": packet("A", 2, "2026-01-01T00:00:00Z")}),
+        ("/v1/forecast", {"readings": packet("A", 2, "2026-01-01T00:00:00Z"), "cell_id": "A-1"}),
+    ],
+)
 def test_no_model_is_503_with_how_to_train(make_client, path, body) -> None:
     with make_client() as client:
         response = client.post(path, json=body)
@@ -74,25 +77,46 @@ def test_anomaly_scores_each_reading_with_flag_and_reason(make_client, registry)
 
 def test_raw_packet_names_are_accepted_over_http(make_client, registry) -> None:
     _anomaly_models(registry)
-    raw = {"Device ID": "B", "Cell ID": 1, "PacketDateTime": "2026-01-01T00:00:00", "Cell Voltage": 2.23,
-           "Cell Temperature": 25, "Cell Specific Gravity": 1.22, "Instantaneous Current": 0,
-           "Ambient Temperature": 24, "SerialNumber": "X1"}
+    raw = {
+        "Device ID": "B",
+        "Cell ID": 1,
+        "PacketDateTime": "2026-01-01T00:00:00",
+        "Cell Voltage": 2.23,
+        "Cell Temperature": 25,
+        "Cell Specific Gravity": 1.22,
+        "Instantaneous Current": 0,
+        "Ambient Temperature": 24,
+        "SerialNumber": "X1",
+    }
     with make_client() as client:
         response = client.post("/v1/anomaly", json={"readings": [raw]})
         assert response.status_code == 200, response.text
         assert response.json()["results"][0]["CellID"] == "B-1"
 
 
-@pytest.mark.parametrize("body, field, reason", [
-    ({"readings": []}, "readings", "List should have at least 1 item"),
-    ({"readings": [{"CellNumber": 1, "Timestamp": "2026-01-01T00:00:00Z", "CellVoltage": "high"}]},
-     "readings.0.CellVoltage", "Input should be a valid number"),
-    ({"readings": [{"CellNumber": -1, "Timestamp": "2026-01-01T00:00:00Z"}]},
-     "readings.0.CellNumber", "Input should be greater than or equal to 0"),
-    ({"readings": [{"CellNumber": 1, "Timestamp": "yesterday"}]}, "readings.0.Timestamp", "Input should be a valid"),
-    ({"readings": [{"CellNumber": 1}]}, "readings.0.Timestamp", "Field required"),
-    ({"readings": packet("A", 1, "2026-01-01T00:00:00Z"), "extra": 1}, "extra", "Extra inputs are not permitted"),
-])
+@pytest.mark.parametrize(
+    "body, field, reason",
+    [
+        ({"readings": []}, "readings", "List should have at least 1 item"),
+        (
+            {"readings": [{"CellNumber": 1, "Timestamp": "2026-01-01T00:00:00Z", "CellVoltage": "high"}]},
+            "readings.0.CellVoltage",
+            "Input should be a valid number",
+        ),
+        (
+            {"readings": [{"CellNumber": -1, "Timestamp": "2026-01-01T00:00:00Z"}]},
+            "readings.0.CellNumber",
+            "Input should be greater than or equal to 0",
+        ),
+        (
+            {"readings": [{"CellNumber": 1, "Timestamp": "yesterday"}]},
+            "readings.0.Timestamp",
+            "Input should be a valid",
+        ),
+        ({"readings": [{"CellNumber": 1}]}, "readings.0.Timestamp", "Field required"),
+        ({"readings": packet("A", 1, "2026-01-01T00:00:00Z"), "extra": 1}, "extra", "Extra inputs are not permitted"),
+    ],
+)
 def test_anomaly_422_names_field_and_reason(make_client, registry, body, field, reason) -> None:
     _anomaly_models(registry)
     with make_client() as client:
@@ -130,10 +154,13 @@ def test_api_key_is_required_when_configured(make_client, registry) -> None:
     _anomaly_models(registry)
     body = {"readings": packet("A", 1, "2026-01-01T00:00:00Z")}
     with make_client(api_key="s3cret") as client:
-        for method, path, kwargs in (("post", "/v1/anomaly", {"json": body}), ("get", "/models", {}),
-                                     ("get", "/metrics", {}), ("get", "/v1/monitoring/drift", {}),
-                                     ("post", "/v1/feedback", {"json": {"feedback": [{"prediction_id": "ab-1",
-                                                                                     "actual": True}]}})):
+        for method, path, kwargs in (
+            ("post", "/v1/anomaly", {"json": body}),
+            ("get", "/models", {}),
+            ("get", "/metrics", {}),
+            ("get", "/v1/monitoring/drift", {}),
+            ("post", "/v1/feedback", {"json": {"feedback": [{"prediction_id": "ab-1", "actual": True}]}}),
+        ):
             response = getattr(client, method)(path, **kwargs)
             assert response.status_code == 401, path
             assert "missing or wrong API key" in response.json()["detail"]
@@ -263,8 +290,16 @@ def test_models_and_metrics_endpoints(make_client, registry) -> None:
         assert 'bms_live_anomaly_score_count{version="v0001"} 3' in text
         assert 'bms_live_model_info{model="anomaly_hybrid",version="v0001"} 1' in text
         docs = client.get("/openapi.json").json()
-        assert {"/v1/anomaly", "/v1/failure", "/v1/forecast", "/v1/feedback", "/v1/monitoring/drift",
-                "/metrics", "/health", "/models"} <= set(docs["paths"])
+        assert {
+            "/v1/anomaly",
+            "/v1/failure",
+            "/v1/forecast",
+            "/v1/feedback",
+            "/v1/monitoring/drift",
+            "/metrics",
+            "/health",
+            "/models",
+        } <= set(docs["paths"])
         assert client.get("/docs").status_code == 200
 
 
@@ -274,11 +309,15 @@ def test_reload_endpoint_picks_up_a_new_version(make_client, registry) -> None:
     with make_client() as client:
         body = {"readings": packet("A", 1, "2026-01-01T00:00:00Z", voltage=2.30)}
         assert client.post("/v1/anomaly", json=body).json()["model"]["version"] == "v0001"
-        register(registry, "anomaly_hybrid", {**ANOMALY_PARAMS, "centre": 2.30, "tag": "second"},
-                 anomaly_reference())
+        register(registry, "anomaly_hybrid", {**ANOMALY_PARAMS, "centre": 2.30, "tag": "second"}, anomaly_reference())
         results = client.post("/v1/models/reload").json()["results"]
-        assert results[0] == {"key": "anomaly", "name": "anomaly_hybrid", "status": "loaded", "version": "v0002",
-                              "previous": "v0001"}
+        assert results[0] == {
+            "key": "anomaly",
+            "name": "anomaly_hybrid",
+            "status": "loaded",
+            "version": "v0002",
+            "previous": "v0001",
+        }
         second = client.post("/v1/anomaly", json=body).json()
         assert second["model"]["version"] == "v0002"
         assert second["results"][0]["AnomalyScore"] == pytest.approx(0.1)  # centre moved to 2.30
@@ -313,8 +352,7 @@ def test_hot_swap_under_concurrent_requests_never_fails(make_client, registry) -
             t.start()
         for version in ("v0002", "v0003", "v0004"):
             time.sleep(0.3)
-            params = {**ANOMALY_PARAMS, "centre": centres[version], "tag": version, "delay": 0.002,
-                      "load_seconds": 0.1}
+            params = {**ANOMALY_PARAMS, "centre": centres[version], "tag": version, "delay": 0.002, "load_seconds": 0.1}
             assert register(registry, "anomaly_hybrid", params, anomaly_reference()) == version
         deadline = time.time() + 5
         while client.get("/health").status_code == 200 and time.time() < deadline:
@@ -339,7 +377,7 @@ def test_chunked_body_over_the_limit_is_413(make_client, registry) -> None:
 
     def chunks():
         for i in range(0, len(payload), 512):
-            yield payload[i:i + 512]
+            yield payload[i : i + 512]
 
     with make_client(max_body_bytes=2048) as client:
         response = client.post("/v1/anomaly", content=chunks(), headers={"content-type": "application/json"})
@@ -351,8 +389,12 @@ def test_chunked_body_over_the_limit_is_413(make_client, registry) -> None:
 
 
 def test_model_failure_is_a_json_500_and_the_service_keeps_serving(make_client, registry) -> None:
-    register(registry, "anomaly_hybrid", {**ANOMALY_PARAMS, "features": ["CellVoltage"], "centre": "oops"},
-             anomaly_reference())
+    register(
+        registry,
+        "anomaly_hybrid",
+        {**ANOMALY_PARAMS, "features": ["CellVoltage"], "centre": "oops"},
+        anomaly_reference(),
+    )
     with make_client(raise_server_exceptions=False) as client:
         response = client.post("/v1/anomaly", json={"readings": packet("A", 1, "2026-01-01T00:00:00Z")})
         assert response.status_code == 500
@@ -377,8 +419,9 @@ def test_big_anomaly_batches_run_in_the_thread_pool(make_client, registry, monke
         service = client.app.state.service
         seen: list[str] = []
         original = service.anomaly
-        monkeypatch.setattr(service, "anomaly", lambda readings: seen.append(th.current_thread().name) or
-                            original(readings))
+        monkeypatch.setattr(
+            service, "anomaly", lambda readings: seen.append(th.current_thread().name) or original(readings)
+        )
         small = client.post("/v1/anomaly", json={"readings": packet("A", 2, "2026-01-01T00:00:00Z")})
         big = client.post("/v1/anomaly", json={"readings": packet("A", 3, "2026-01-01T00:15:00Z")})
         assert small.status_code == big.status_code == 200 and big.json()["count"] == 3

@@ -41,8 +41,7 @@ def app_client(workspace: Path):
     return factory
 
 
-def test_worse_candidate_is_not_served_promote_is_followed_under_load(workspace: Path, app_client,
-                                                                       monkeypatch) -> None:
+def test_worse_candidate_is_not_served_promote_is_followed_under_load(workspace: Path, app_client, monkeypatch) -> None:
     registry = ModelRegistry()
     champion = _train(make_readings(devices=2, cells=6, steps=300, seed=1))
     assert (champion.model_version, champion.decision["alias"]) == ("v0001", "champion")
@@ -117,8 +116,9 @@ def test_feedback_is_kept_per_version_and_says_when_the_served_one_gets_worse(ma
     register(registry, "anomaly_hybrid", {**ANOMALY_PARAMS, "f1": 0.8}, anomaly_reference())  # held-out F1 0.8
     with make_client() as client:
         # 40 readings of one string: 20 flagged (2.40 V), 20 normal; the ground truth says the model is poor
-        readings = [dict(r, CellVoltage=2.40 if i < 20 else 2.23)
-                    for i, r in enumerate(packet("W", 40, "2026-01-02T00:00:00Z"))]
+        readings = [
+            dict(r, CellVoltage=2.40 if i < 20 else 2.23) for i, r in enumerate(packet("W", 40, "2026-01-02T00:00:00Z"))
+        ]
         results = client.post("/v1/anomaly", json={"readings": readings}).json()["results"]
         assert sum(r["AnomalyFlag"] for r in results) == 20
         actual = [i < 2 or i >= 20 for i in range(40)]  # tp 2, fp 18, fn 20, tn 0
@@ -136,8 +136,9 @@ def test_feedback_is_kept_per_version_and_says_when_the_served_one_gets_worse(ma
         register(registry, "anomaly_hybrid", {**ANOMALY_PARAMS, "f1": 0.8, "tag": "second"}, anomaly_reference())
         assert client.post("/v1/models/reload").json()["results"][0]["version"] == "v0002"
         again = client.post("/v1/anomaly", json={"readings": readings[:4]}).json()["results"]
-        client.post("/v1/feedback", json={"feedback": [{"prediction_id": r["prediction_id"], "actual": True}
-                                                       for r in again]})
+        client.post(
+            "/v1/feedback", json={"feedback": [{"prediction_id": r["prediction_id"], "actual": True} for r in again]}
+        )
         report = client.get("/v1/feedback").json()
         assert report["served"]["anomaly"]["version"] == "v0002"
         assert report["served"]["anomaly"]["getting_worse"] is None  # 4 items: too few to say

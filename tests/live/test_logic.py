@@ -152,13 +152,18 @@ def _fleet(cells: int, steps: int, device: str, seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     ts = pd.date_range("2026-01-01", periods=steps, freq="15min", tz="UTC")
     n = cells * steps
-    return pd.DataFrame({
-        "DeviceID": device, "CellNumber": np.tile(np.arange(1, cells + 1), steps), "Timestamp": np.repeat(ts, cells),
-        "CellVoltage": 2.23 + rng.normal(0, 0.01, n), "CellTemperature": 25 + rng.normal(0, 0.5, n),
-        "CellSpecificGravity": 1.22 + rng.normal(0, 0.002, n),
-        "InstantaneousCurrent": rng.choice([0.0, 0.0, -20.0, 5.0], n) + rng.normal(0, 0.1, n),
-        "AmbientTemperature": 24 + rng.normal(0, 0.2, n),
-    })
+    return pd.DataFrame(
+        {
+            "DeviceID": device,
+            "CellNumber": np.tile(np.arange(1, cells + 1), steps),
+            "Timestamp": np.repeat(ts, cells),
+            "CellVoltage": 2.23 + rng.normal(0, 0.01, n),
+            "CellTemperature": 25 + rng.normal(0, 0.5, n),
+            "CellSpecificGravity": 1.22 + rng.normal(0, 0.002, n),
+            "InstantaneousCurrent": rng.choice([0.0, 0.0, -20.0, 5.0], n) + rng.normal(0, 0.1, n),
+            "AmbientTemperature": 24 + rng.normal(0, 0.2, n),
+        }
+    )
 
 
 def _readings(frame: pd.DataFrame) -> list[Reading]:
@@ -183,8 +188,16 @@ def test_readings_to_frame_matches_bms_schema_normalize() -> None:
 
 
 def test_raw_packet_field_names_are_accepted() -> None:
-    raw = {"Device ID": 7, "Cell ID": 2, "PacketDateTime": "2026-01-01T00:00:00", "Cell Voltage": 2.2,
-           "Cell Temperature": 25, "SG": 1.2, "Instantaneous Current": 0, "Ambient Temperature": 24}
+    raw = {
+        "Device ID": 7,
+        "Cell ID": 2,
+        "PacketDateTime": "2026-01-01T00:00:00",
+        "Cell Voltage": 2.2,
+        "Cell Temperature": 25,
+        "SG": 1.2,
+        "Instantaneous Current": 0,
+        "Ambient Temperature": 24,
+    }
     frame = readings_to_frame([Reading.model_validate(raw)], load_limits())
     assert frame.loc[0, "CellID"] == "7-2"
     assert frame.loc[0, "Timestamp"] == pd.Timestamp("2026-01-01T00:00:00Z")  # naive = UTC
@@ -202,8 +215,9 @@ def test_live_features_equal_batch_features_packet_by_packet() -> None:
         parts.append(live_features(canonical.loc[index].reset_index(drop=True), history, window=12).frame)
     live = sort_readings(pd.concat(parts, ignore_index=True))
     for name in FEATURE_COLUMNS:
-        np.testing.assert_allclose(live[name].to_numpy(), batch[name].to_numpy(), rtol=1e-12, atol=1e-12,
-                                   equal_nan=True, err_msg=name)
+        np.testing.assert_allclose(
+            live[name].to_numpy(), batch[name].to_numpy(), rtol=1e-12, atol=1e-12, equal_nan=True, err_msg=name
+        )
 
 
 TEMP_PEER = {"TempDevString": ("CellTemperature", None)}
@@ -270,10 +284,18 @@ def test_sorted_features_equal_compute_features() -> None:
     from bms_schema.features import compute_features
 
     canonical = sort_readings(readings_to_frame(_readings(_fleet(5, 20, "A")), load_limits()))
-    core = {c: canonical[c].to_numpy(dtype=float) for c in
-            ("CellVoltage", "CellTemperature", "CellSpecificGravity", "InstantaneousCurrent", "AmbientTemperature")}
-    ours = sorted_features(canonical["DeviceID"].to_numpy(object), canonical["CellID"].to_numpy(object),
-                           canonical["CellNumber"].to_numpy(), canonical["Timestamp"].array.asi8, core, 12)
+    core = {
+        c: canonical[c].to_numpy(dtype=float)
+        for c in ("CellVoltage", "CellTemperature", "CellSpecificGravity", "InstantaneousCurrent", "AmbientTemperature")
+    }
+    ours = sorted_features(
+        canonical["DeviceID"].to_numpy(object),
+        canonical["CellID"].to_numpy(object),
+        canonical["CellNumber"].to_numpy(),
+        canonical["Timestamp"].array.asi8,
+        core,
+        12,
+    )
     theirs = compute_features(canonical, window=12)
     assert list(ours) == list(theirs)
     for name in theirs:
@@ -315,14 +337,22 @@ def test_live_anomaly_features_equal_bms_anomaly_features_packet_by_packet() -> 
     names = [*PEER_FEATURES, *HISTORY_FEATURES, UNCHANGED_RUN]
     batch = derive_features(add_features(sort_readings(canonical)), names)
     history = ReadingHistory(per_cell=HISTORY_REACH, columns=history_columns(PEER_FEATURES))
-    parts = [live_features(canonical.loc[index].reset_index(drop=True), history, window=12,
-                           peer_features=PEER_FEATURES, history_features=names).frame
-             for _, index in canonical.groupby("Timestamp", sort=True).groups.items()]  # one packet per request
+    parts = [
+        live_features(
+            canonical.loc[index].reset_index(drop=True),
+            history,
+            window=12,
+            peer_features=PEER_FEATURES,
+            history_features=names,
+        ).frame
+        for _, index in canonical.groupby("Timestamp", sort=True).groups.items()
+    ]  # one packet per request
     live = sort_readings(pd.concat(parts, ignore_index=True))
     assert batch[UNCHANGED_RUN].max() > 2 and batch["TempDevChange"].notna().sum() > 100
     for name in names:
-        np.testing.assert_allclose(live[name].to_numpy(), batch[name].to_numpy(), rtol=1e-12, atol=1e-12,
-                                   equal_nan=True, err_msg=name)
+        np.testing.assert_allclose(
+            live[name].to_numpy(), batch[name].to_numpy(), rtol=1e-12, atol=1e-12, equal_nan=True, err_msg=name
+        )
 
 
 def test_iso_timestamps() -> None:

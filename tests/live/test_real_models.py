@@ -60,19 +60,35 @@ def test_live_anomaly_scores_equal_batch_scores(client, trained) -> None:
     from bms_datagen.simulator import simulate_fleet
     from bms_schema.loader import load_canonical
 
-    raw = simulate_fleet(devices=1, cells_per_device=6, days=1.5, interval_minutes=30, seed=11, dropout_rate=0.0,
-                         missing_rate=0.0, duplicate_rate=0.0, out_of_order_rate=0.0, anomaly_rate=0.05)
+    raw = simulate_fleet(
+        devices=1,
+        cells_per_device=6,
+        days=1.5,
+        interval_minutes=30,
+        seed=11,
+        dropout_rate=0.0,
+        missing_rate=0.0,
+        duplicate_rate=0.0,
+        out_of_order_rate=0.0,
+        anomaly_rate=0.05,
+    )
     batch = load_canonical(raw)
     expected = trained["detector"].score(batch)
     batch = batch.assign(Score=expected["AnomalyScore"].to_numpy(), Flag=expected["AnomalyFlag"].to_numpy())
     records = _records(batch.sort_values(["Timestamp", "CellNumber"], kind="stable"))
     got = []
     for lo in range(0, len(records), 18):  # three packets per request
-        response = client.post("/v1/anomaly", json={"readings": records[lo:lo + 18]})
+        response = client.post("/v1/anomaly", json={"readings": records[lo : lo + 18]})
         assert response.status_code == 200, response.text
         got.extend(response.json()["results"])
-    live = pd.DataFrame({"CellID": [r["CellID"] for r in got], "Timestamp": pd.to_datetime([r["Timestamp"] for r in got]),
-                         "LiveScore": [r["AnomalyScore"] for r in got], "LiveFlag": [r["AnomalyFlag"] for r in got]})
+    live = pd.DataFrame(
+        {
+            "CellID": [r["CellID"] for r in got],
+            "Timestamp": pd.to_datetime([r["Timestamp"] for r in got]),
+            "LiveScore": [r["AnomalyScore"] for r in got],
+            "LiveFlag": [r["AnomalyFlag"] for r in got],
+        }
+    )
     merged = live.merge(batch[["CellID", "Timestamp", "Score", "Flag"]], on=["CellID", "Timestamp"])
     assert len(merged) == len(batch) == len(records)
     # bms_anomaly scores <= 256 rows with a NumPy forest walk and more with scikit-learn; the two
@@ -87,9 +103,19 @@ def test_live_anomaly_scores_equal_batch_scores(client, trained) -> None:
 
 
 def test_sensor_fault_reading_is_flagged_with_its_reason(client) -> None:
-    readings = [{"DeviceID": "Z", "CellNumber": n, "Timestamp": "2026-02-01T00:00:00Z", "CellVoltage": 2.23,
-                 "CellTemperature": 25.0, "CellSpecificGravity": 1.22, "InstantaneousCurrent": 0.2,
-                 "AmbientTemperature": 24.0} for n in (1, 2, 3)]
+    readings = [
+        {
+            "DeviceID": "Z",
+            "CellNumber": n,
+            "Timestamp": "2026-02-01T00:00:00Z",
+            "CellVoltage": 2.23,
+            "CellTemperature": 25.0,
+            "CellSpecificGravity": 1.22,
+            "InstantaneousCurrent": 0.2,
+            "AmbientTemperature": 24.0,
+        }
+        for n in (1, 2, 3)
+    ]
     readings[1]["CellVoltage"] = 65.535
     results = client.post("/v1/anomaly", json={"readings": readings}).json()["results"]
     assert results[1]["AnomalyFlag"] == 1 and results[1]["AnomalyKind"] == "sensor_fault"
@@ -130,8 +156,14 @@ def test_real_forecast(client, trained) -> None:
     assert response.status_code == 200, response.text
     body = response.json()
     rows = pd.DataFrame(body["forecast"])
-    assert body["cell_id"] == cell and list(rows.columns) == ["Timestamp", "Target", "Step", "Forecast", "Lower",
-                                                                 "Upper"]
+    assert body["cell_id"] == cell and list(rows.columns) == [
+        "Timestamp",
+        "Target",
+        "Step",
+        "Forecast",
+        "Lower",
+        "Upper",
+    ]
     assert set(rows["Target"]) <= set(CORE) and "CellVoltage" in set(rows["Target"])
     assert rows.groupby("Target")["Step"].apply(list).map(lambda s: s == [1, 2, 3, 4, 5]).all()
     assert (rows["Lower"] <= rows["Forecast"]).all() and (rows["Forecast"] <= rows["Upper"]).all()
@@ -150,25 +182,43 @@ def test_real_model_hot_reload_and_drift(client, trained) -> None:
     first = client.post("/v1/anomaly", json={"readings": records}).json()
     version, _ = register_detector(trained["detector"], registry=trained["registry"], promote=True)
     reload = client.post("/v1/models/reload").json()["results"]
-    assert {"key": "anomaly", "name": "anomaly_hybrid", "status": "loaded", "version": version,
-            "previous": first["model"]["version"]} in reload
+    assert {
+        "key": "anomaly",
+        "name": "anomaly_hybrid",
+        "status": "loaded",
+        "version": version,
+        "previous": first["model"]["version"],
+    } in reload
     drift = client.get("/v1/monitoring/drift").json()["models"]["anomaly"]
     assert drift["version"] == version and drift["window"] == len(records)
     assert drift["features"] and all(f["method"] == "ks" for f in drift["features"].values())
     assert drift["status"] in ("ok", "drift")
     failure = client.get("/v1/monitoring/drift").json()["models"]["failure"]
-    assert failure["status"] == ("no_reference" if client.app.state.service.hub["failure"].require().model.reference
-                                 is None else "insufficient_data")
+    assert failure["status"] == (
+        "no_reference"
+        if client.app.state.service.hub["failure"].require().model.reference is None
+        else "insufficient_data"
+    )
 
 
 def test_real_failure_does_not_call_fresh_cells_dead(client) -> None:
     """24 cells x 1 healthy reading: too little history, a refusal, never "dead" (issue 12)."""
-    readings = [{"DeviceID": "H", "CellNumber": n, "Timestamp": "2026-02-01T00:00:00Z", "CellVoltage": 2.231,
-                 "CellTemperature": 25.4, "CellSpecificGravity": 1.221} for n in range(1, 25)]
+    readings = [
+        {
+            "DeviceID": "H",
+            "CellNumber": n,
+            "Timestamp": "2026-02-01T00:00:00Z",
+            "CellVoltage": 2.231,
+            "CellTemperature": 25.4,
+            "CellSpecificGravity": 1.221,
+        }
+        for n in range(1, 25)
+    ]
     response = client.post("/v1/failure", json={"readings": readings})
     assert response.status_code == 422 and "too little history" in response.json()["detail"]
-    ids_only = [{"DeviceID": "H", "CellNumber": n, "Timestamp": f"2026-02-0{d}T00:00:00Z"}
-                for n in (1, 2) for d in (1, 3)]
+    ids_only = [
+        {"DeviceID": "H", "CellNumber": n, "Timestamp": f"2026-02-0{d}T00:00:00Z"} for n in (1, 2) for d in (1, 3)
+    ]
     response = client.post("/v1/failure", json={"readings": ids_only})
     assert response.status_code == 422 and "no valid CellVoltage, CellTemperature" in response.json()["detail"]
 
@@ -185,14 +235,24 @@ def test_ingest_then_bms_analyze_tells_the_cell_story(client, trained, capsys) -
     recent = canonical[canonical["Timestamp"] > end - pd.Timedelta(days=3)]
     records = _records(recent)
     for lo in range(0, len(records), 400):
-        response = client.post("/v1/ingest", json={"readings": records[lo:lo + 400]})
+        response = client.post("/v1/ingest", json={"readings": records[lo : lo + 400]})
         assert response.status_code == 200, response.text
     flagged = client.get("/v1/anomalies", params={"limit": 1000}).json()["items"]
     assert flagged, "the simulated fleet has anomalies"
     cell = flagged[0]
     capsys.readouterr()
-    code = main(["analyze", "--workspace", str(trained["workspace"]), "--device-id", cell["device_id"],
-                 "--cell-number", str(cell["cell_number"]), "--json"])
+    code = main(
+        [
+            "analyze",
+            "--workspace",
+            str(trained["workspace"]),
+            "--device-id",
+            cell["device_id"],
+            "--cell-number",
+            str(cell["cell_number"]),
+            "--json",
+        ]
+    )
     assert code == 0
     story = json.loads(capsys.readouterr().out)
     assert story["cell_id"] == cell["cell_id"] and story["anomalies"]
@@ -201,8 +261,17 @@ def test_ingest_then_bms_analyze_tells_the_cell_story(client, trained, capsys) -
     risk = story["risk"]["results"][0]
     assert risk["CellID"] == cell["cell_id"] and risk["RiskBand"] in ("dead", "high", "medium", "low", "unknown")
     assert story["state"] in ("float", "charge", "discharge", "rest", "equalize")
-    code = main(["analyze", "--workspace", str(trained["workspace"]), "--device-id", cell["device_id"],
-                 "--cell-number", str(cell["cell_number"])])
+    code = main(
+        [
+            "analyze",
+            "--workspace",
+            str(trained["workspace"]),
+            "--device-id",
+            cell["device_id"],
+            "--cell-number",
+            str(cell["cell_number"]),
+        ]
+    )
     text = capsys.readouterr().out
     assert code == 0 and f"cell {cell['cell_id']}" in text and "forecast CellVoltage" in text
     assert "failure risk within 2.0 days" in text and "anomalies stored:" in text

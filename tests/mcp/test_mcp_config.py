@@ -124,15 +124,29 @@ def test_remote_variant_connects_with_the_configured_header(tmp_path: Path) -> N
         assert len(servers) == 5
     vscode = _config("--remote", "http://127.0.0.1", "--base-port", str(base), "--client", "vscode")
     assert vscode["inputs"][0]["password"] is True  # no token given: VS Code asks for it
-    cursor = _config("--remote", "http://127.0.0.1", "--base-port", str(base), "--client", "cursor",
-                     "--token", token)["mcpServers"]
+    cursor = _config("--remote", "http://127.0.0.1", "--base-port", str(base), "--client", "cursor", "--token", token)[
+        "mcpServers"
+    ]
     assert remote_urls("http://127.0.0.1", base)["failure"] == cursor["bms-failure"]["url"]
     index = list(SERVER_FOLDERS).index("failure")
     entry = cursor["bms-failure"]
     assert entry["url"] == f"http://127.0.0.1:{base + index}/mcp"
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "bms-failure-mcp"), "--transport", "streamable-http",
-                             "--port", str(base + index), "--token", token, "--workspace", str(tmp_path / "ws")],
-                            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "bms-failure-mcp"),
+            "--transport",
+            "streamable-http",
+            "--port",
+            str(base + index),
+            "--token",
+            token,
+            "--workspace",
+            str(tmp_path / "ws"),
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         from mcp import Client
         from mcp.client.streamable_http import streamable_http_client

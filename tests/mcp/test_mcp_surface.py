@@ -29,8 +29,13 @@ from mcp_stdio import SERVERS, connect, envelope  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-SHORT_NAMES = {"datagen": "bms-datagen-mcp", "preprocess": "bms-preprocess-mcp", "anomaly": "bms-anomaly-mcp",
-               "failure": "bms-failure-mcp", "forecast": "bms-forecast-mcp"}
+SHORT_NAMES = {
+    "datagen": "bms-datagen-mcp",
+    "preprocess": "bms-preprocess-mcp",
+    "anomaly": "bms-anomaly-mcp",
+    "failure": "bms-failure-mcp",
+    "forecast": "bms-forecast-mcp",
+}
 
 
 def _validate(tool: Any, result: Any) -> dict[str, Any]:
@@ -82,13 +87,18 @@ def test_plot_tool_returns_image_block_and_resource_link(workspace: Path) -> Non
     rng = np.random.default_rng(0)
     n = 400
     kinds = np.where(np.arange(n) < 20, "statistical", "normal")
-    frame = pd.DataFrame({
-        "CellID": [f"A-{i % 8 + 1}" for i in range(n)],
-        "Timestamp": pd.date_range("2025-01-01", periods=n, freq="15min", tz="UTC").astype(str),
-        "CellVoltage": rng.normal(2.23, 0.02, n), "InstantaneousCurrent": rng.normal(0, 5, n),
-        "CellTemperature": rng.normal(25, 1, n), "AnomalyScore": rng.random(n),
-        "AnomalyFlag": (kinds != "normal").astype(int), "AnomalyKind": kinds,
-    })
+    frame = pd.DataFrame(
+        {
+            "CellID": [f"A-{i % 8 + 1}" for i in range(n)],
+            "Timestamp": pd.date_range("2025-01-01", periods=n, freq="15min", tz="UTC").astype(str),
+            "CellVoltage": rng.normal(2.23, 0.02, n),
+            "InstantaneousCurrent": rng.normal(0, 5, n),
+            "CellTemperature": rng.normal(25, 1, n),
+            "AnomalyScore": rng.random(n),
+            "AnomalyFlag": (kinds != "normal").astype(int),
+            "AnomalyKind": kinds,
+        }
+    )
     path = workspace / "data" / "scored.csv"
     frame.to_csv(path, index=False)
 
@@ -162,8 +172,9 @@ def test_help_and_version_do_not_serve(key: str, tmp_path: Path) -> None:
     exe = BIN / SHORT_NAMES[key]
     assert exe.exists(), f"console script {exe.name} not installed"
     # stdin left open: a server that started serving instead of printing help would hang here
-    proc = subprocess.run([str(exe), "--help"], cwd=tmp_path, capture_output=True, text=True, timeout=20,
-                          stdin=subprocess.PIPE)
+    proc = subprocess.run(
+        [str(exe), "--help"], cwd=tmp_path, capture_output=True, text=True, timeout=20, stdin=subprocess.PIPE
+    )
     assert proc.returncode == 0 and "--transport {stdio,streamable-http}" in proc.stdout
     assert "--workspace" in proc.stdout and "--token" in proc.stdout
     version = subprocess.run([str(exe), "--version"], capture_output=True, text=True, timeout=20)
@@ -181,12 +192,28 @@ def test_streamable_http_with_bearer_token(workspace: Path, tmp_path: Path) -> N
 
     port, token = _free_port(), "test-token-123"
     env = {**os.environ, "BMS_MCP_TOKEN": token}
-    proc = subprocess.Popen([str(BIN / "bms-failure-mcp"), "--transport", "streamable-http", "--port", str(port),
-                             "--workspace", str(workspace)], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [
+            str(BIN / "bms-failure-mcp"),
+            "--transport",
+            "streamable-http",
+            "--port",
+            str(port),
+            "--workspace",
+            str(workspace),
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     url = f"http://127.0.0.1:{port}/mcp"
-    init = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
-            "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}
+    init = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
+    }
     headers = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
     try:
         deadline = time.monotonic() + 30

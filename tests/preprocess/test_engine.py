@@ -7,11 +7,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from bms_schema import InputError
-
 from bms_preprocess.engine import PreprocessOptions, count_rows, run_preprocess
-from bms_schema.features import FEATURE_COLUMNS
 from bms_preprocess.pipeline import prepare_readings
+from bms_schema import InputError
+from bms_schema.features import FEATURE_COLUMNS
 
 CORE = ["CellVoltage", "CellTemperature", "CellSpecificGravity", "InstantaneousCurrent", "AmbientTemperature"]
 
@@ -36,7 +35,7 @@ def _assert_same(a: pd.DataFrame, b: pd.DataFrame) -> None:
 def test_chunked_equals_one_pass(sample_csv, tmp_path, impute):
     one, r1 = _run(sample_csv, tmp_path / "one.csv", impute=impute)
     assert r1.chunks == 1 and len(one) == 750
-    for chunksize in ((45, 160) if impute == "interpolate" else (120,)):
+    for chunksize in (45, 160) if impute == "interpolate" else (120,):
         chunked, r2 = _run(sample_csv, tmp_path / f"c{chunksize}.csv", impute=impute, chunksize=chunksize)
         assert r2.chunks > 3  # really streamed
         _assert_same(one, chunked)
@@ -133,16 +132,18 @@ def test_big_files_stream_without_a_chunksize(sample_csv, raw_sample, tmp_path, 
 
 
 def test_minimal_table_with_labels(raw_sample, tmp_path):
-    minimal = pd.DataFrame({
-        "Cell ID": raw_sample["CellNumber"] + 10 * raw_sample["DeviceID"].astype(int),  # 15 cells, one string
-        "Timestamp": raw_sample["PacketDateTime"],
-        "Cell Voltage": raw_sample["CellVoltage"],
-        "Cell Temperature": raw_sample["CellTemperature"],
-        "Cell Specific Gravity": raw_sample["CellSpecificGravity"],
-        "Instantaneous Current": raw_sample["InstantaneousCurrent"],
-        "Ambient Temperature": raw_sample["AmbientTemperature"],
-        "IsDead": (raw_sample["CellNumber"] == 3).astype(int),
-    }).sort_values("Timestamp", kind="stable")
+    minimal = pd.DataFrame(
+        {
+            "Cell ID": raw_sample["CellNumber"] + 10 * raw_sample["DeviceID"].astype(int),  # 15 cells, one string
+            "Timestamp": raw_sample["PacketDateTime"],
+            "Cell Voltage": raw_sample["CellVoltage"],
+            "Cell Temperature": raw_sample["CellTemperature"],
+            "Cell Specific Gravity": raw_sample["CellSpecificGravity"],
+            "Instantaneous Current": raw_sample["InstantaneousCurrent"],
+            "Ambient Temperature": raw_sample["AmbientTemperature"],
+            "IsDead": (raw_sample["CellNumber"] == 3).astype(int),
+        }
+    ).sort_values("Timestamp", kind="stable")
     src = tmp_path / "minimal.csv"
     minimal.to_csv(src, index=False)
     one, r1 = _run(src, tmp_path / "one.csv", impute="mice")
@@ -151,7 +152,8 @@ def test_minimal_table_with_labels(raw_sample, tmp_path):
     assert r1.report["input_format"] == "minimal" and r1.report["cells"] == 15 and r1.report["devices"] == 1
     assert one[CORE].isna().sum().sum() == 0 and "IsDead_scaled" not in one and "IsDead_Imputed" not in one
     assert one.groupby("CellNumber")["IsDead"].first().to_dict() == {
-        n: int(n % 10 == 3) for n in sorted(one["CellNumber"].unique())}
+        n: int(n % 10 == 3) for n in sorted(one["CellNumber"].unique())
+    }
 
 
 def test_optional_column_never_reported(raw_sample, tmp_path, monkeypatch):

@@ -5,10 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-
-from bms_schema.interpolate import interpolate_readings
 from bms_preprocess.mice import MiceImputer, neighbour_estimate
 from bms_preprocess.pipeline import prepare_readings
+from bms_schema.interpolate import interpolate_readings
 
 CORE = ["CellVoltage", "CellTemperature", "CellSpecificGravity", "InstantaneousCurrent", "AmbientTemperature"]
 
@@ -55,7 +54,7 @@ def test_mice_is_deterministic_complete_and_reports_quality(cleaned_sample):
     assert imputed.between(1.9, 2.5).all()  # plausible cell voltages, not sentinels
     q = imputer.quality_
     assert set(q) == {"CellVoltage", "CellTemperature", "CellSpecificGravity"}
-    for column, entry in q.items():
+    for entry in q.values():
         assert entry["masked_values"] == 60  # 10 % of the 604 known values of the 750-row sample
         assert entry["mice"]["n"] == 60 and entry["interpolation"]["n"] == 60
         assert entry["mice"]["mae"] > 0 and entry["interpolation"]["mae"] > 0

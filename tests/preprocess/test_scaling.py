@@ -7,9 +7,8 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from bms_schema import ModelError, ModelRegistry
-
 from bms_preprocess.scaling import BMSScaler, load_scaler, register_scaler
+from bms_schema import ModelError, ModelRegistry
 
 
 @pytest.fixture
@@ -22,7 +21,7 @@ def test_fit_matches_numpy_and_partial_fit(frame):
     whole = BMSScaler(columns=["a", "b", "c"]).fit(frame)
     parts = BMSScaler(columns=["a", "b", "c"])
     for lo in range(0, 1000, 137):
-        parts.partial_fit(frame.iloc[lo:lo + 137])
+        parts.partial_fit(frame.iloc[lo : lo + 137])
     for name in ("a", "b"):
         assert whole.mean_[name] == pytest.approx(frame[name].mean(), rel=1e-12)
         assert whole.scale_[name] == pytest.approx(frame[name].std(ddof=0), rel=1e-12)

@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from bms_schema import InputError, ModelError, ModelRegistry
 from bms_schema.leftovers import clean_workspace, owner_tag, tag_alive
 from bms_schema.mcp_server import ToolArgs, ToolContext, ToolOutput, ToolServer
@@ -19,8 +18,9 @@ from bms_schema.runs import Run
 
 @pytest.fixture(scope="module")
 def dead_tag() -> str:
-    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
-                          check=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True
+    )
     return f"pid{int(proc.stdout)}t1"
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from bms_schema import InputError
 from bms_schema.mcp_server import ToolArgs, ToolContext, ToolOutput, ToolServer
 
@@ -65,10 +64,13 @@ def test_library_failures_on_inputs_are_named_bugs_stay_internal(workspace: Path
 def test_warnings_are_in_the_message_of_a_successful_call_only(workspace: Path, server: ToolServer) -> None:
     env = server.call("tool", {})
     assert env.status == "ok"
-    assert env.message == ("did it. WARNING: 12 of 100 rows were dropped because DeviceID is empty. "
-                           "CellNumber is text in 3 rows.")
-    assert env.data["warnings"] == ["12 of 100 rows were dropped because DeviceID is empty.",
-                                    "CellNumber is text in 3 rows."]
+    assert env.message == (
+        "did it. WARNING: 12 of 100 rows were dropped because DeviceID is empty. CellNumber is text in 3 rows."
+    )
+    assert env.data["warnings"] == [
+        "12 of 100 rows were dropped because DeviceID is empty.",
+        "CellNumber is text in 3 rows.",
+    ]
     env = server.call("tool", {"fail": "input"})
     assert env.status == "error" and env.message == "bad"
 
@@ -77,7 +79,6 @@ def test_rows_the_data_core_drops_are_counted_into_the_message(workspace: Path, 
     """A tool that never looks at the quality report still tells the user what the loader dropped."""
     import numpy as np
     import pandas as pd
-
     from bms_schema.loader import load_canonical
 
     server = ToolServer("test-server")
@@ -95,6 +96,8 @@ def test_rows_the_data_core_drops_are_counted_into_the_message(workspace: Path, 
     env = server.call("load", {})
     assert env.status == "ok"
     # 750 exact copies (the two devices became one) and 480 conflicting readings dropped: 270 rows left
-    assert env.message == ("loaded 270 rows. WARNING: 480 of 1500 rows were dropped as conflicting readings of one "
-                           "cell at one time (same cell and timestamp, different values); 480 of them have no "
-                           "DeviceID, so cells of different devices collide: fill in DeviceID.")
+    assert env.message == (
+        "loaded 270 rows. WARNING: 480 of 1500 rows were dropped as conflicting readings of one "
+        "cell at one time (same cell and timestamp, different values); 480 of them have no "
+        "DeviceID, so cells of different devices collide: fill in DeviceID."
+    )

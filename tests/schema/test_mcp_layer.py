@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
-
 from bms_schema import InputError
 from bms_schema.mcp_server import ToolArgs, ToolContext, ToolOutput, ToolServer
+from pydantic import Field
 
 
 class EchoArgs(ToolArgs):

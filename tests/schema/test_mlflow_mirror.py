@@ -43,11 +43,26 @@ def tracking_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     assert exe, "the mlflow command is not installed"
     log = open(root / "server.log", "wb")
     proc = subprocess.Popen(
-        [exe, "server", "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
-         "--artifacts-destination", str(root / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
-         "--workers", "1"],
-        stdout=log, stderr=subprocess.STDOUT, cwd=root, env={**os.environ, "MLFLOW_TRACKING_URI": ""},
-        start_new_session=True)
+        [
+            exe,
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{root / 'mlflow.db'}",
+            "--artifacts-destination",
+            str(root / "artifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=root,
+        env={**os.environ, "MLFLOW_TRACKING_URI": ""},
+        start_new_session=True,
+    )
     uri = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 90
@@ -77,8 +92,9 @@ def tracking_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         log.close()
 
 
-def test_training_runs_and_versions_appear_in_mlflow(workspace: Path, tracking_uri: str, monkeypatch,
-                                                     tmp_path: Path) -> None:
+def test_training_runs_and_versions_appear_in_mlflow(
+    workspace: Path, tracking_uri: str, monkeypatch, tmp_path: Path
+) -> None:
     from mlflow import MlflowClient
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri)

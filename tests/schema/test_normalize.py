@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from bms_schema import InputError, Limits, PathError, load_readings, normalize, read_table
 from bms_schema import columns as C
 
@@ -22,8 +21,12 @@ def test_sample_counts_exact(sample_csv: Path) -> None:
     assert report.sentinel_rows == 146
     assert int(frame[C.SENSOR_FAULT].sum()) == 146
     assert report.sentinel_by_column == {
-        "CellVoltage": 146, "CellTemperature": 146, "CellSpecificGravity": 146,
-        "InstantaneousCurrent": 0, "AmbientTemperature": 0, "StringVoltage": 0,
+        "CellVoltage": 146,
+        "CellTemperature": 146,
+        "CellSpecificGravity": 146,
+        "InstantaneousCurrent": 0,
+        "AmbientTemperature": 0,
+        "StringVoltage": 0,
     }
     # sentinels are missing values, never numbers
     assert frame[C.VOLTAGE].max() < 3.0
@@ -48,17 +51,19 @@ def test_cells_identified_per_device(sample_csv: Path) -> None:
 
 
 def minimal_frame(n: int = 6) -> pd.DataFrame:
-    return pd.DataFrame({
-        "Cell ID": [1, 2] * (n // 2),
-        "Timestamp": pd.date_range("2025-01-01", periods=n, freq="15min").astype(str),
-        "CellVoltage": [2.23] * n,
-        "CellTemperature": [25.0] * n,
-        "InstantaneousCurrent": [0.5] * n,
-        "AmbientTemperature": [24.0] * n,
-        "CellSpecificGravity": [1.215] * n,
-        "IsDead": [0, 1] * (n // 2),
-        "MyNote": ["keep me"] * n,
-    })
+    return pd.DataFrame(
+        {
+            "Cell ID": [1, 2] * (n // 2),
+            "Timestamp": pd.date_range("2025-01-01", periods=n, freq="15min").astype(str),
+            "CellVoltage": [2.23] * n,
+            "CellTemperature": [25.0] * n,
+            "InstantaneousCurrent": [0.5] * n,
+            "AmbientTemperature": [24.0] * n,
+            "CellSpecificGravity": [1.215] * n,
+            "IsDead": [0, 1] * (n // 2),
+            "MyNote": ["keep me"] * n,
+        }
+    )
 
 
 def test_minimal_shape_and_labels_untouched() -> None:
@@ -143,7 +148,9 @@ def test_gzip_csv(sample_csv: Path, tmp_path: Path) -> None:
 # ---------------------------------------------------------------- errors
 def test_missing_required_column_names_it_and_aliases() -> None:
     src = minimal_frame().drop(columns=["CellTemperature"])
-    with pytest.raises(InputError, match="required column 'CellTemperature' is missing: accepted names are 'CellTemperature'"):
+    with pytest.raises(
+        InputError, match="required column 'CellTemperature' is missing: accepted names are 'CellTemperature'"
+    ):
         normalize(src)
 
 
@@ -164,7 +171,10 @@ def test_missing_timestamp_mentions_date_time() -> None:
 def test_text_where_numbers_belong() -> None:
     src = minimal_frame()
     src["CellVoltage"] = ["2.2", "abc", "2.3", "x", "2.1", "2.2"]
-    with pytest.raises(InputError, match=r"column 'CellVoltage' holds text where numbers belong: 2 of 6 values are not numbers \(first: 'abc' at row 1\)"):
+    with pytest.raises(
+        InputError,
+        match=r"column 'CellVoltage' holds text where numbers belong: 2 of 6 values are not numbers \(first: 'abc' at row 1\)",
+    ):
         normalize(src)
 
 

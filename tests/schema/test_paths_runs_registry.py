@@ -8,7 +8,6 @@ import os
 from pathlib import Path
 
 import pytest
-
 from bms_schema import InputError, ModelError, ModelRegistry, PathError, Run, resolve_cell_id, resolve_input
 from bms_schema.runs import RUN_ID_PATTERN, list_steps, new_run_id
 
@@ -202,7 +201,6 @@ def test_atomic_savefig_writes_png_and_always_closes_the_figure(tmp_path: Path) 
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
     from bms_schema.atomic import atomic_savefig
 
     fig, ax = plt.subplots()

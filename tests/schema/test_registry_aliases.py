@@ -30,8 +30,15 @@ class MeanModel:
         bins = data["x"].round().astype(int)
         self.table = data.groupby(bins)["y"].mean().to_dict()
         self.overall = float(data["y"].mean())
-        self.card = ModelCard(family="toy", features=["x"], metrics={}, primary_metric="mae", higher_is_better=False,
-                              data_fingerprint=fingerprint_frame(data), training_rows=len(data))
+        self.card = ModelCard(
+            family="toy",
+            features=["x"],
+            metrics={},
+            primary_metric="mae",
+            higher_is_better=False,
+            data_fingerprint=fingerprint_frame(data),
+            training_rows=len(data),
+        )
         return self
 
     def predict(self, data: pd.DataFrame) -> np.ndarray:

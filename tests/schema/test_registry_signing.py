@@ -8,7 +8,6 @@ import stat
 from pathlib import Path
 
 import pytest
-
 from bms_schema import ModelError, ModelRegistry
 from bms_schema.signing import KEY_ENV, key_id
 
@@ -47,8 +46,11 @@ def test_file_changed_with_its_checksum_rewritten_is_refused(workspace: Path) ->
     meta = json.loads((folder / "metadata.json").read_text())
     meta["files"]["model.json"] = hashlib.sha256(b'{"a": 666}').hexdigest()
     (folder / "metadata.json").write_text(json.dumps(meta))
-    with pytest.raises(ModelError, match=r"model demo/v0001 is refused: its metadata.json .* was changed after it "
-                                         r"was registered - the registry signature does not match"):
+    with pytest.raises(
+        ModelError,
+        match=r"model demo/v0001 is refused: its metadata.json .* was changed after it "
+        r"was registered - the registry signature does not match",
+    ):
         registry.load("demo", "v0001")
 
 

@@ -5,20 +5,34 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-
 from bms_schema.errors import InputError
 from bms_schema.state import OPERATING_STATE, STATES, add_operating_state, operating_state
 
 FLOAT_V = {"flooded": 2.23, "vrla": 2.27}
 REST_V = {"flooded": 2.07, "vrla": 2.14}
 EQUALIZE_V = {"flooded": 2.36, "vrla": 2.40}
-SEGMENTS = [("float", 2.0), ("discharge", 1.0), ("charge", 3.0), ("float", 2.0), ("rest", 2.0),
-            ("equalize", 3.0), ("float", 1.0)]
+SEGMENTS = [
+    ("float", 2.0),
+    ("discharge", 1.0),
+    ("charge", 3.0),
+    ("float", 2.0),
+    ("rest", 2.0),
+    ("equalize", 3.0),
+    ("float", 1.0),
+]
 
 
-def string_record(segments=SEGMENTS, interval_s: float = 15.0, chemistry: str = "flooded", cells: int = 4,
-                  capacity: float = 100.0, device: str = "A", jitter: float = 0.0, seed: int = 0,
-                  cells_per_unit: int = 1) -> pd.DataFrame:
+def string_record(
+    segments=SEGMENTS,
+    interval_s: float = 15.0,
+    chemistry: str = "flooded",
+    cells: int = 4,
+    capacity: float = 100.0,
+    device: str = "A",
+    jitter: float = 0.0,
+    seed: int = 0,
+    cells_per_unit: int = 1,
+) -> pd.DataFrame:
     """One string through ``segments`` (state, hours); column ``TrueState`` holds the truth."""
     rng = np.random.default_rng(seed)
     total_h = sum(h for _, h in segments)
@@ -33,23 +47,37 @@ def string_record(segments=SEGMENTS, interval_s: float = 15.0, chemistry: str = 
     float_i = 0.001 * capacity
     current = np.select(
         [state == "float", state == "discharge", state == "charge", state == "rest", state == "equalize"],
-        [np.full(n, float_i), np.full(n, -0.15 * capacity), 0.2 * capacity * np.exp(-since / 1.0) + 0.02 * capacity,
-         np.zeros(n), np.full(n, 5 * float_i)])
+        [
+            np.full(n, float_i),
+            np.full(n, -0.15 * capacity),
+            0.2 * capacity * np.exp(-since / 1.0) + 0.02 * capacity,
+            np.zeros(n),
+            np.full(n, 5 * float_i),
+        ],
+    )
     current = current + rng.normal(0, 0.0002 * capacity, n)
     v = np.select(
         [state == "float", state == "discharge", state == "charge", state == "rest", state == "equalize"],
-        [np.full(n, FLOAT_V[chemistry]), 2.00 - 0.08 * since, np.minimum(2.15 + 0.1 * since, 2.38),
-         np.full(n, REST_V[chemistry]), np.full(n, EQUALIZE_V[chemistry])])
+        [
+            np.full(n, FLOAT_V[chemistry]),
+            2.00 - 0.08 * since,
+            np.minimum(2.15 + 0.1 * since, 2.38),
+            np.full(n, REST_V[chemistry]),
+            np.full(n, EQUALIZE_V[chemistry]),
+        ],
+    )
     times = pd.Timestamp("2026-03-01", tz="UTC") + pd.to_timedelta(t_s, unit="s")
-    frame = pd.DataFrame({
-        "DeviceID": device,
-        "CellNumber": np.tile(np.arange(1, cells + 1), n),
-        "Timestamp": np.repeat(times, cells),
-        "CellVoltage": (np.repeat(v, cells) + rng.normal(0, 0.003, n * cells)) * cells_per_unit,
-        "CellTemperature": 25.0 + rng.normal(0, 0.2, n * cells),
-        "InstantaneousCurrent": np.repeat(current, cells),
-        "TrueState": np.repeat(state, cells),
-    })
+    frame = pd.DataFrame(
+        {
+            "DeviceID": device,
+            "CellNumber": np.tile(np.arange(1, cells + 1), n),
+            "Timestamp": np.repeat(times, cells),
+            "CellVoltage": (np.repeat(v, cells) + rng.normal(0, 0.003, n * cells)) * cells_per_unit,
+            "CellTemperature": 25.0 + rng.normal(0, 0.2, n * cells),
+            "InstantaneousCurrent": np.repeat(current, cells),
+            "TrueState": np.repeat(state, cells),
+        }
+    )
     frame["CellID"] = frame["DeviceID"] + "-" + frame["CellNumber"].astype(str)
     if chemistry == "flooded":
         frame["CellSpecificGravity"] = 1.215

@@ -14,8 +14,14 @@ def artifacts_of(envelope: dict[str, Any]) -> list[dict[str, Any]]:
     return [a for a in envelope.get("artifacts") or [] if isinstance(a, dict) and a.get("path")]
 
 
-def find_artifact(envelopes: Iterable[dict[str, Any]], *, kinds: Iterable[str] = (), suffixes: Iterable[str] = (),
-                  contains: Iterable[str] = (), exclude: Iterable[str] = ()) -> dict[str, Any] | None:
+def find_artifact(
+    envelopes: Iterable[dict[str, Any]],
+    *,
+    kinds: Iterable[str] = (),
+    suffixes: Iterable[str] = (),
+    contains: Iterable[str] = (),
+    exclude: Iterable[str] = (),
+) -> dict[str, Any] | None:
     """The first artifact matching every given criterion.
 
     ``kinds``: accepted ``kind`` values; ``suffixes``: accepted file endings; ``contains``: words of

@@ -36,8 +36,15 @@ class ToolCallError(Exception):
     ``start`` (the server could not be started / did not answer ``initialize``).
     """
 
-    def __init__(self, server: str, tool: str, kind: str, message: str, envelope: dict[str, Any] | None = None,
-                 stderr_tail: str = ""):
+    def __init__(
+        self,
+        server: str,
+        tool: str,
+        kind: str,
+        message: str,
+        envelope: dict[str, Any] | None = None,
+        stderr_tail: str = "",
+    ):
         self.server, self.tool, self.kind, self.envelope, self.stderr_tail = server, tool, kind, envelope, stderr_tail
         self.detail = message
         text = f"{server} server, tool {tool}: {message}"
@@ -76,7 +83,9 @@ class _Connection:
     tools: list[Any] = field(default_factory=list)
     stderr_offset: int = 0
     stopped_because: str = ""
-    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)  # cancels a server stuck before/after the protocol
+    scope: anyio.CancelScope = field(
+        default_factory=anyio.CancelScope
+    )  # cancels a server stuck before/after the protocol
 
     def stderr_tail(self) -> str:
         return tail(self.stderr_path, offset=self.stderr_offset)
@@ -116,8 +125,13 @@ class ServerPool:
     Use as ``async with ServerPool(specs, env, log_dir) as pool: await pool.call(...)``.
     """
 
-    def __init__(self, specs: dict[str, ServerSpec], env: dict[str, str] | None = None, log_dir: Path | None = None,
-                 start_timeout: float = 60.0):
+    def __init__(
+        self,
+        specs: dict[str, ServerSpec],
+        env: dict[str, str] | None = None,
+        log_dir: Path | None = None,
+        start_timeout: float = 60.0,
+    ):
         self.specs = specs
         self.env = dict(env or {})
         self.log_dir = log_dir
@@ -198,13 +212,23 @@ class ServerPool:
             conn.failure = TimeoutError(f"no answer to initialize within {self.start_timeout:g} s")
             conn.stop.set()
             conn.scope.cancel()  # stop.wait() is never reached while initialize hangs
-            raise ToolCallError(name, "initialize", "start",
-                                f"the server did not answer initialize within {self.start_timeout:g} s "
-                                f"({conn.spec.command} {' '.join(conn.spec.args)})", stderr_tail=conn.stderr_tail())
+            raise ToolCallError(
+                name,
+                "initialize",
+                "start",
+                f"the server did not answer initialize within {self.start_timeout:g} s "
+                f"({conn.spec.command} {' '.join(conn.spec.args)})",
+                stderr_tail=conn.stderr_tail(),
+            )
         if conn.client is None or conn.failure is not None:
-            raise ToolCallError(name, "initialize", "start",
-                                f"the server could not be started ({conn.spec.command} {' '.join(conn.spec.args)}): "
-                                f"{_describe(conn.failure)}", stderr_tail=conn.stderr_tail())
+            raise ToolCallError(
+                name,
+                "initialize",
+                "start",
+                f"the server could not be started ({conn.spec.command} {' '.join(conn.spec.args)}): "
+                f"{_describe(conn.failure)}",
+                stderr_tail=conn.stderr_tail(),
+            )
         return conn
 
     async def list_tools(self, name: str) -> list[Any]:
@@ -218,47 +242,62 @@ class ServerPool:
         conn = self._connections.get(name)
         return conn.stderr_path if conn else None
 
-    async def call(self, server: str, tool: str, arguments: dict[str, Any], timeout: float,
-                   progress: ProgressFn | None = None) -> CallResult:
+    async def call(
+        self, server: str, tool: str, arguments: dict[str, Any], timeout: float, progress: ProgressFn | None = None
+    ) -> CallResult:
         """Call one tool; an error envelope, a timeout or a dead server raise :class:`ToolCallError`."""
         from mcp.shared.exceptions import MCPError
 
         conn = await self.connect(server)
         if conn.closed.is_set() or conn.stop.is_set():
             reason = conn.stopped_because or "the server is no longer running"
-            raise ToolCallError(server, tool, "crashed", reason,
-                                stderr_tail=conn.stderr_tail())
+            raise ToolCallError(server, tool, "crashed", reason, stderr_tail=conn.stderr_tail())
         start = time.perf_counter()
         try:
-            result = await conn.client.call_tool(tool, arguments, read_timeout_seconds=timeout,
-                                                 progress_callback=progress)
+            result = await conn.client.call_tool(
+                tool, arguments, read_timeout_seconds=timeout, progress_callback=progress
+            )
         except MCPError as exc:
             from mcp_types import REQUEST_TIMEOUT
 
             if exc.code == REQUEST_TIMEOUT:
                 conn.stopped_because = f"the server was stopped after {tool} timed out"
                 conn.stop.set()  # a hung server is stopped (stdin closed, then killed)
-                raise ToolCallError(server, tool, "timeout",
-                                    f"no answer within {timeout:g} s: the server is hung or the call needs a longer "
-                                    "timeout (--timeout); the server was stopped",
-                                    stderr_tail=conn.stderr_tail()) from None
+                raise ToolCallError(
+                    server,
+                    tool,
+                    "timeout",
+                    f"no answer within {timeout:g} s: the server is hung or the call needs a longer "
+                    "timeout (--timeout); the server was stopped",
+                    stderr_tail=conn.stderr_tail(),
+                ) from None
             from mcp_types import CONNECTION_CLOSED
 
             if exc.code == CONNECTION_CLOSED:
                 conn.stopped_because = f"the server process exited during {tool}"
                 await self._wait_closed(conn)
-                raise ToolCallError(server, tool, "crashed",
-                                    f"the server process exited during the call ({exc.message})",
-                                    stderr_tail=conn.stderr_tail()) from None
+                raise ToolCallError(
+                    server,
+                    tool,
+                    "crashed",
+                    f"the server process exited during the call ({exc.message})",
+                    stderr_tail=conn.stderr_tail(),
+                ) from None
             raise ToolCallError(server, tool, "error", f"protocol error {exc.code}: {exc.message}") from None
         except (anyio.ClosedResourceError, anyio.BrokenResourceError, anyio.EndOfStream) as exc:
-            raise ToolCallError(server, tool, "crashed", f"the connection to the server broke ({type(exc).__name__})",
-                                stderr_tail=conn.stderr_tail()) from None
+            raise ToolCallError(
+                server,
+                tool,
+                "crashed",
+                f"the connection to the server broke ({type(exc).__name__})",
+                stderr_tail=conn.stderr_tail(),
+            ) from None
         seconds = time.perf_counter() - start
         envelope = envelope_of(result)
         if result.is_error or envelope.get("status") != "ok":
-            raise ToolCallError(server, tool, "error", envelope.get("message") or "the tool reported an error",
-                                envelope=envelope)
+            raise ToolCallError(
+                server, tool, "error", envelope.get("message") or "the tool reported an error", envelope=envelope
+            )
         return CallResult(server=server, tool=tool, arguments=dict(arguments), envelope=envelope, seconds=seconds)
 
     @staticmethod

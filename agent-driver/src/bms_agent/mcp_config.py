@@ -29,7 +29,7 @@ from .servers import ROOT, SERVER_FOLDERS
 CLIENTS = ("claude", "cursor", "vscode")
 WHERE = {
     "claude": "Claude Desktop: claude_desktop_config.json (macOS ~/Library/Application Support/Claude/, "
-              "Windows %APPDATA%\\Claude\\, Linux ~/.config/Claude/)",
+    "Windows %APPDATA%\\Claude\\, Linux ~/.config/Claude/)",
     "cursor": "Cursor: ~/.cursor/mcp.json (all projects) or <project>/.cursor/mcp.json",
     "vscode": "VS Code: <project>/.vscode/mcp.json (or the 'MCP: Open User Configuration' command)",
 }
@@ -86,8 +86,13 @@ def scripts_dir() -> Path:
     return Path(sysconfig.get_path("scripts"))
 
 
-def server_entries(root: Path = ROOT, uv: str | None = None, python: str | None = None,
-                   workspace: str | None = None, scripts: Path | None = None) -> dict[str, dict[str, Any]]:
+def server_entries(
+    root: Path = ROOT,
+    uv: str | None = None,
+    python: str | None = None,
+    workspace: str | None = None,
+    scripts: Path | None = None,
+) -> dict[str, dict[str, Any]]:
     """One stdio entry per server, named ``bms-<namespace>``.
 
     ``uv``: ``<uv> --directory <folder> run server.py``; ``python``: ``<python> <folder>/server.py``;
@@ -117,30 +122,46 @@ def remote_urls(base_url: str, base_port: int) -> dict[str, str]:
     host = parts.hostname or "127.0.0.1"
     if ":" in host:
         host = f"[{host}]"
-    return {name: urlunsplit((parts.scheme or "http", f"{host}:{base_port + i}", "/mcp", "", ""))
-            for i, name in enumerate(SERVER_FOLDERS)}
+    return {
+        name: urlunsplit((parts.scheme or "http", f"{host}:{base_port + i}", "/mcp", "", ""))
+        for i, name in enumerate(SERVER_FOLDERS)
+    }
 
 
 def remote_config(client: str, urls: dict[str, str], token: str | None) -> dict[str, Any]:
     """Host configuration for servers running with ``--transport streamable-http``."""
     if client == "vscode":
         header = f"Bearer {token}" if token else "Bearer ${input:bms-mcp-token}"
-        config: dict[str, Any] = {"servers": {f"bms-{n}": {"type": "http", "url": u, "headers": {"Authorization": header}}
-                                              for n, u in urls.items()}}
+        config: dict[str, Any] = {
+            "servers": {
+                f"bms-{n}": {"type": "http", "url": u, "headers": {"Authorization": header}} for n, u in urls.items()
+            }
+        }
         if not token:
-            config["inputs"] = [{"type": "promptString", "id": "bms-mcp-token", "password": True,
-                                 "description": "BMS-Flux MCP bearer token (the servers' --token / BMS_MCP_TOKEN)"}]
+            config["inputs"] = [
+                {
+                    "type": "promptString",
+                    "id": "bms-mcp-token",
+                    "password": True,
+                    "description": "BMS-Flux MCP bearer token (the servers' --token / BMS_MCP_TOKEN)",
+                }
+            ]
         return config
     if client == "cursor":
         header = f"Bearer {token}" if token else "Bearer ${env:" + TOKEN_ENV + "}"
         return {"mcpServers": {f"bms-{n}": {"url": u, "headers": {"Authorization": header}} for n, u in urls.items()}}
     # Claude Desktop's config file starts local processes only: bridge with mcp-remote (stdio <-> HTTP).
     npx = shutil.which("npx") or "npx"
-    return {"mcpServers": {f"bms-{n}": {
-        "command": str(Path(npx).resolve()) if shutil.which("npx") else npx,
-        "args": ["-y", "mcp-remote", u, "--header", "Authorization:${BMS_AUTH_HEADER}"],
-        "env": {"BMS_AUTH_HEADER": f"Bearer {token or '<token>'}"},
-    } for n, u in urls.items()}}
+    return {
+        "mcpServers": {
+            f"bms-{n}": {
+                "command": str(Path(npx).resolve()) if shutil.which("npx") else npx,
+                "args": ["-y", "mcp-remote", u, "--header", "Authorization:${BMS_AUTH_HEADER}"],
+                "env": {"BMS_AUTH_HEADER": f"Bearer {token or '<token>'}"},
+            }
+            for n, u in urls.items()
+        }
+    }
 
 
 def client_config(client: str, entries: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -153,17 +174,29 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="bms-mcp-config",
         description="Print MCP client configuration for the five BMS-Flux servers: one JSON document on stdout "
-                    "(where to paste it is written to stderr).")
-    p.add_argument("--client", choices=(*CLIENTS, "all"), default="claude",
-                   help="which host's format (default: claude); 'all' prints one object keyed by host")
+        "(where to paste it is written to stderr).",
+    )
+    p.add_argument(
+        "--client",
+        choices=(*CLIENTS, "all"),
+        default="claude",
+        help="which host's format (default: claude); 'all' prints one object keyed by host",
+    )
     p.add_argument("--workspace", help="set BMS_WORKSPACE for the servers (made absolute)")
     how = p.add_mutually_exclusive_group()
     how.add_argument("--uv", action="store_true", help="start servers with the real uv binary (uv run server.py)")
     how.add_argument("--python", action="store_true", help="start servers with this environment's Python")
-    how.add_argument("--remote", metavar="URL",
-                     help="servers already running over streamable HTTP at this host, e.g. http://10.0.0.5")
-    p.add_argument("--base-port", type=int, default=DEFAULT_BASE_PORT,
-                   help=f"with --remote: port of the first server, the others follow (default {DEFAULT_BASE_PORT})")
+    how.add_argument(
+        "--remote",
+        metavar="URL",
+        help="servers already running over streamable HTTP at this host, e.g. http://10.0.0.5",
+    )
+    p.add_argument(
+        "--base-port",
+        type=int,
+        default=DEFAULT_BASE_PORT,
+        help=f"with --remote: port of the first server, the others follow (default {DEFAULT_BASE_PORT})",
+    )
     p.add_argument("--token", help=f"with --remote: the bearer token (default: ${TOKEN_ENV}; else a placeholder)")
     args = p.parse_args(argv)
     clients = CLIENTS if args.client == "all" else (args.client,)
@@ -174,23 +207,32 @@ def main(argv: list[str] | None = None) -> int:
         configs = {c: remote_config(c, urls, token) for c in clients}
         for url, script in zip(urls.values(), SCRIPTS.values()):
             port = url.rsplit(":", 1)[1].split("/")[0]
-            sys.stderr.write(f"start on the server host: {script} --transport streamable-http --host 0.0.0.0 "
-                             f"--port {port} --token \"${TOKEN_ENV}\"\n")
+            sys.stderr.write(
+                f"start on the server host: {script} --transport streamable-http --host 0.0.0.0 "
+                f'--port {port} --token "${TOKEN_ENV}"\n'
+            )
     else:
         python = sys.executable if args.python else None
         uv = None
         if args.uv:
             uv = resolve_uv()
             if uv is None:
-                sys.stderr.write("bms-mcp-config: no real uv binary found (only shims or nothing on PATH); install uv "
-                                 "(pip install uv) or drop --uv to use this environment's console scripts\n")
+                sys.stderr.write(
+                    "bms-mcp-config: no real uv binary found (only shims or nothing on PATH); install uv "
+                    "(pip install uv) or drop --uv to use this environment's console scripts\n"
+                )
                 return 2
         elif not python:
-            missing = [s for s in SCRIPTS.values() if not (scripts_dir() / s).exists()
-                       and not (scripts_dir() / f"{s}.exe").exists()]
+            missing = [
+                s
+                for s in SCRIPTS.values()
+                if not (scripts_dir() / s).exists() and not (scripts_dir() / f"{s}.exe").exists()
+            ]
             if missing:
-                sys.stderr.write(f"bms-mcp-config: console scripts {', '.join(missing)} are not installed in "
-                                 f"{scripts_dir()}: run 'uv sync' first, or use --python\n")
+                sys.stderr.write(
+                    f"bms-mcp-config: console scripts {', '.join(missing)} are not installed in "
+                    f"{scripts_dir()}: run 'uv sync' first, or use --python\n"
+                )
                 return 2
         workspace = str(Path(args.workspace).expanduser().resolve()) if args.workspace else None
         entries = server_entries(uv=uv, python=python, workspace=workspace)

@@ -88,13 +88,15 @@ def cells_at_risk(state: PipelineState, limit: int | None = None) -> list[dict[s
     cells = []
     for row in table.to_dict(orient="records"):
         reasons = [str(row[c]) for c in reason_cols if row.get(c) not in (None, "") and str(row[c]) != "nan"]
-        cells.append({
-            "cell_id": _cell_id(row),
-            "probability": float(row[prob]),
-            "band": str(row[band_col]) if band_col else "",
-            "already_dead": bool(row[dead_col]) if dead_col and str(row[dead_col]) != "nan" else False,
-            "reasons": "; ".join(reasons),
-        })
+        cells.append(
+            {
+                "cell_id": _cell_id(row),
+                "probability": float(row[prob]),
+                "band": str(row[band_col]) if band_col else "",
+                "already_dead": bool(row[dead_col]) if dead_col and str(row[dead_col]) != "nan" else False,
+                "reasons": "; ".join(reasons),
+            }
+        )
     return cells
 
 
@@ -108,12 +110,16 @@ def forecasts(state: PipelineState) -> list[dict[str, Any]]:
             for target, group in table.groupby("Target", sort=True):
                 group = group.sort_values("Step")
                 last = group.iloc[-1]
-                entry["targets"].append({
-                    "target": str(target), "steps": int(group["Step"].max()),
-                    "first": float(group["Forecast"].iloc[0]), "last": float(last["Forecast"]),
-                    "lower": float(last["Lower"]) if "Lower" in group else None,
-                    "upper": float(last["Upper"]) if "Upper" in group else None,
-                })
+                entry["targets"].append(
+                    {
+                        "target": str(target),
+                        "steps": int(group["Step"].max()),
+                        "first": float(group["Forecast"].iloc[0]),
+                        "last": float(last["Forecast"]),
+                        "lower": float(last["Lower"]) if "Lower" in group else None,
+                        "upper": float(last["Upper"]) if "Upper" in group else None,
+                    }
+                )
         entry["message"] = call.envelope.get("message", "")
         out.append(entry)
     return out
@@ -133,8 +139,12 @@ def models_registered(state: PipelineState, workspace: Path) -> list[dict[str, A
         for model in step.get("models") or []:
             if (model["name"], model["version"]) in found:  # keep the step that wrote it first
                 continue
-            found[(model["name"], model["version"])] = {"name": model["name"], "version": model["version"],
-                                                         "step": step.get("step"), "path": model.get("path")}
+            found[(model["name"], model["version"])] = {
+                "name": model["name"],
+                "version": model["version"],
+                "step": step.get("step"),
+                "path": model.get("path"),
+            }
     registry = ModelRegistry(workspace / "models")
     for (name, version), entry in found.items():
         try:
@@ -142,8 +152,12 @@ def models_registered(state: PipelineState, workspace: Path) -> list[dict[str, A
         except ModelError:
             meta = {}
         entry["metrics"] = meta.get("metrics", {})
-        entry["facts"] = {k: v for k, v in meta.items() if isinstance(v, (int, float, str)) and k not in
-                          ("name", "version", "created", "schema_version", "reference_features")}
+        entry["facts"] = {
+            k: v
+            for k, v in meta.items()
+            if isinstance(v, (int, float, str))
+            and k not in ("name", "version", "created", "schema_version", "reference_features")
+        }
         entry["latest"] = registry.latest_version(name) == version
     return sorted(found.values(), key=lambda m: (m["name"], m["version"]))
 
@@ -158,8 +172,11 @@ def scalar_items(data: Any, prefix: str = "", limit: int = 40) -> list[tuple[str
         if isinstance(value, dict):
             for k, v in value.items():
                 walk(v, f"{key}.{k}" if key else str(k))
-        elif isinstance(value, (int, float, str, bool)) and not isinstance(value, str) or (
-                isinstance(value, str) and len(value) <= 80):
+        elif (
+            isinstance(value, (int, float, str, bool))
+            and not isinstance(value, str)
+            or (isinstance(value, str) and len(value) <= 80)
+        ):
             items.append((key, value))
 
     walk(data, prefix)

@@ -70,8 +70,10 @@ def prepare_state(options: PipelineOptions, workspace: Path, resume: str | None 
         run_dir = runs / resume
         if not (run_dir / "pipeline" / "state.json").exists():
             known = sorted(p.name for p in runs.glob("*/pipeline/state.json")) if runs.exists() else []
-            raise PipelineError(f"no pipeline run '{resume}' in {runs} to resume"
-                                + (f"; pipeline runs there: {', '.join(p.split('/')[0] for p in known[-5:])}" if known else ""))
+            raise PipelineError(
+                f"no pipeline run '{resume}' in {runs} to resume"
+                + (f"; pipeline runs there: {', '.join(p.split('/')[0] for p in known[-5:])}" if known else "")
+            )
         state = PipelineState.load(run_dir)
         state.options.skip = options.skip or state.options.skip
         state.options.timeout = options.timeout
@@ -92,8 +94,14 @@ def prepare_state(options: PipelineOptions, workspace: Path, resume: str | None 
 class PipelineRunner:
     """Drive the stages against the servers for one run."""
 
-    def __init__(self, state: PipelineState, workspace: Path, specs: dict[str, ServerSpec] | None = None,
-                 reporter: Reporter | None = None, stages: tuple[Stage, ...] = STAGES):
+    def __init__(
+        self,
+        state: PipelineState,
+        workspace: Path,
+        specs: dict[str, ServerSpec] | None = None,
+        reporter: Reporter | None = None,
+        stages: tuple[Stage, ...] = STAGES,
+    ):
         self.state = state
         self.workspace = workspace
         self.specs = specs or default_specs()
@@ -130,8 +138,9 @@ class PipelineRunner:
         result = PipelineResult(state=self.state)
         needed = [name for name in self.specs if any(name in stage.servers for stage in todo)]
         env = server_env(self.state.options, self.workspace)
-        pool = ServerPool(self.specs, env=env, log_dir=self.state.dir / "servers",
-                          start_timeout=self.state.options.start_timeout)
+        pool = ServerPool(
+            self.specs, env=env, log_dir=self.state.dir / "servers", start_timeout=self.state.options.start_timeout
+        )
         async with pool:
             pool.start(*needed)  # every needed server starts now, concurrently
             for stage in self.stages:
@@ -225,25 +234,36 @@ class PipelineRunner:
                 self.reporter.call_progress(stage.name, _i, fraction, message)
 
             try:
-                done = await pool.call(call.server, call.tool, arguments, timeout=state.options.timeout,
-                                       progress=progress)
+                done = await pool.call(
+                    call.server, call.tool, arguments, timeout=state.options.timeout, progress=progress
+                )
             except ToolCallError as exc:
                 from bms_schema.runs import close_running_steps
 
                 close_running_steps(state.run_dir, call.tool, f"{call.server} server stopped or timed out: {exc}")
                 return self._fail(record, started, f"stage '{stage.name}' failed: {exc}")
-            record.calls.append(CallRecord(server=call.server, tool=call.tool, arguments=arguments,
-                                           envelope=done.envelope, seconds=round(done.seconds, 4),
-                                           tool_seconds=round(done.tool_seconds, 4)))
+            record.calls.append(
+                CallRecord(
+                    server=call.server,
+                    tool=call.tool,
+                    arguments=arguments,
+                    envelope=done.envelope,
+                    seconds=round(done.seconds, 4),
+                    tool_seconds=round(done.tool_seconds, 4),
+                )
+            )
             self.reporter.call_progress(stage.name, index, 1.0, call.label or done.envelope.get("message"))
             problem = check_envelope(stage.name, done.envelope)
             if problem:
-                return self._fail(record, started, f"stage '{stage.name}' failed: {call.server} server, tool "
-                                                   f"{call.tool}: {problem}")
+                return self._fail(
+                    record, started, f"stage '{stage.name}' failed: {call.server} server, tool {call.tool}: {problem}"
+                )
         record.status = "ok"
         record.seconds = round(time.perf_counter() - started, 4)
         envelopes = [c.envelope for c in record.calls]
-        record.note = stage.summary(envelopes) if stage.summary else (envelopes[-1].get("message", "") if envelopes else "")
+        record.note = (
+            stage.summary(envelopes) if stage.summary else (envelopes[-1].get("message", "") if envelopes else "")
+        )
         self.reporter.stage_finished(stage.name, "ok", record.seconds, _short(record.note))
         return None
 

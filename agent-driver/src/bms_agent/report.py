@@ -76,34 +76,76 @@ LABELS = {
     "holdout_dcr_p05": "held-out real rows' distance to the training rows, 5th percentile (baseline)",
     "holdout_copied_share": "held-out real rows found in the training rows (baseline)",
     "dcr_ratio": "distance ratio synthetic / held-out (above 1: further from the real rows than real data is)",
-    "copied_rows": "synthetic rows copied from the real data", "copied_share": "share of synthetic rows copied",
-    "copies_real_rows": "copies real rows", "synthetic_rows": "synthetic rows", "real_rows": "real rows",
-    "overall_score": "SDV quality score (0-1)", "diagnostic_score": "SDV diagnostic score (0-1)",
-    "real": "real rows", "synthetic": "synthetic rows", "rows_in": "rows read", "rows": "rows",
-    "duplicates_dropped": "duplicate packets dropped", "sentinel_rows": "rows with 0xFFFF dropouts",
-    "out_of_range_rows": "rows with impossible values", "time_gaps": "gaps in the time series",
-    "columns": "columns", "cells": "cells", "devices": "devices", "f1": "F1", "pr_auc": "PR-AUC",
-    "roc_auc": "ROC-AUC", "mae": "MAE", "rmse": "RMSE", "mase": "MASE", "brier": "Brier score",
-    "precision": "precision", "recall": "recall", "threshold": "threshold", "coverage": "interval coverage",
-    "conflicting_rows_dropped": "conflicting rows dropped", "input_format": "input format",
-    "readings_per_cell": "readings per cell", "failed_cells": "cells that fail",
-    "expected_failed_cells": "cells expected to fail", "dead_rows": "readings of dead cells",
-    "anomaly_rows": "anomalous readings (ground truth)", "anomaly_events": "anomaly events (ground truth)",
-    "base_rows": "rows before duplicates", "chemistry": "chemistry", "flagged": "flagged readings",
-    "horizon_days": "horizon (days)", "seconds": "seconds",
+    "copied_rows": "synthetic rows copied from the real data",
+    "copied_share": "share of synthetic rows copied",
+    "copies_real_rows": "copies real rows",
+    "synthetic_rows": "synthetic rows",
+    "real_rows": "real rows",
+    "overall_score": "SDV quality score (0-1)",
+    "diagnostic_score": "SDV diagnostic score (0-1)",
+    "real": "real rows",
+    "synthetic": "synthetic rows",
+    "rows_in": "rows read",
+    "rows": "rows",
+    "duplicates_dropped": "duplicate packets dropped",
+    "sentinel_rows": "rows with 0xFFFF dropouts",
+    "out_of_range_rows": "rows with impossible values",
+    "time_gaps": "gaps in the time series",
+    "columns": "columns",
+    "cells": "cells",
+    "devices": "devices",
+    "f1": "F1",
+    "pr_auc": "PR-AUC",
+    "roc_auc": "ROC-AUC",
+    "mae": "MAE",
+    "rmse": "RMSE",
+    "mase": "MASE",
+    "brier": "Brier score",
+    "precision": "precision",
+    "recall": "recall",
+    "threshold": "threshold",
+    "coverage": "interval coverage",
+    "conflicting_rows_dropped": "conflicting rows dropped",
+    "input_format": "input format",
+    "readings_per_cell": "readings per cell",
+    "failed_cells": "cells that fail",
+    "expected_failed_cells": "cells expected to fail",
+    "dead_rows": "readings of dead cells",
+    "anomaly_rows": "anomalous readings (ground truth)",
+    "anomaly_events": "anomaly events (ground truth)",
+    "base_rows": "rows before duplicates",
+    "chemistry": "chemistry",
+    "flagged": "flagged readings",
+    "horizon_days": "horizon (days)",
+    "seconds": "seconds",
 }
 PREFIXES = {
-    "privacy": "privacy", "properties": "quality", "diagnostic_properties": "diagnostic",
-    "missing_before": "missing before imputation", "imputed_values": "values imputed",
-    "sentinel_by_column": "0xFFFF dropouts", "out_of_range_by_column": "impossible values",
-    "missing_by_column": "missing", "failure_modes": "failure mode", "anomaly_types": "anomaly type",
-    "detected_types": "detected type", "rows_compared": "rows compared", "tables": "table",
-    "kinds": "readings by kind", "ground_truth": "vs ground truth", "hybrid": "hybrid detector",
+    "privacy": "privacy",
+    "properties": "quality",
+    "diagnostic_properties": "diagnostic",
+    "missing_before": "missing before imputation",
+    "imputed_values": "values imputed",
+    "sentinel_by_column": "0xFFFF dropouts",
+    "out_of_range_by_column": "impossible values",
+    "missing_by_column": "missing",
+    "failure_modes": "failure mode",
+    "anomaly_types": "anomaly type",
+    "detected_types": "detected type",
+    "rows_compared": "rows compared",
+    "tables": "table",
+    "kinds": "readings by kind",
+    "ground_truth": "vs ground truth",
+    "hybrid": "hybrid detector",
     "mice_quality": "MICE imputation check",
 }
-COLUMN_WORDS = {"CellVoltage": "cell voltage", "CellTemperature": "cell temperature",
-                "CellSpecificGravity": "specific gravity", "InstantaneousCurrent": "current",
-                "AmbientTemperature": "ambient temperature", "StringVoltage": "string voltage"}
+COLUMN_WORDS = {
+    "CellVoltage": "cell voltage",
+    "CellTemperature": "cell temperature",
+    "CellSpecificGravity": "specific gravity",
+    "InstantaneousCurrent": "current",
+    "AmbientTemperature": "ambient temperature",
+    "StringVoltage": "string voltage",
+}
 
 
 def human_label(key: str) -> str:
@@ -124,16 +166,24 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def build_blocks(state: PipelineState, workspace: Path, wall_seconds: float | None = None,
-                 failed: str | None = None) -> list[Block]:
+def build_blocks(
+    state: PipelineState, workspace: Path, wall_seconds: float | None = None, failed: str | None = None
+) -> list[Block]:
     """The answer first (summary, one screen), then per-cell detail, then the technical appendix."""
     opts = state.options
     blocks = [Block("heading", "BMS-Flux battery report")]
     status = "finished" if failed is None else f"stopped at stage '{failed}'"
-    source = opts.data or (f"simulated fleet: {opts.devices} devices x {opts.cells_per_device} cells x {opts.days} "
-                           f"days at {opts.interval_minutes} min, seed {opts.seed}")
-    blocks.append(Block("text", f"Run `{state.run_id}` - {status}. Data: {source}. "
-                                f"Written {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}."))
+    source = opts.data or (
+        f"simulated fleet: {opts.devices} devices x {opts.cells_per_device} cells x {opts.days} "
+        f"days at {opts.interval_minutes} min, seed {opts.seed}"
+    )
+    blocks.append(
+        Block(
+            "text",
+            f"Run `{state.run_id}` - {status}. Data: {source}. "
+            f"Written {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}.",
+        )
+    )
     if failed is not None:
         blocks.append(Block("text", "**Error:** " + (state.stages[failed].error or "").replace("\n", " ")))
     summary = fleet_summary(state)
@@ -141,18 +191,29 @@ def build_blocks(state: PipelineState, workspace: Path, wall_seconds: float | No
     blocks += _cells_section(summary)
 
     blocks.append(Block("heading", "Technical appendix"))
-    blocks.append(Block("text", "Stage timings, the tools' figures, synthetic data (SDV), validation against ground "
-                                "truth and the models registered in this run."))
+    blocks.append(
+        Block(
+            "text",
+            "Stage timings, the tools' figures, synthetic data (SDV), validation against ground "
+            "truth and the models registered in this run.",
+        )
+    )
     rows = []
     for name, rec in state.stages.items():
         rows.append([name, rec.status, len(rec.calls), f"{rec.seconds:.1f}", f"{rec.tool_seconds:.1f}", rec.line()])
     blocks.append(Block("table", header=["stage", "status", "calls", "wall s", "tool s", "note"], rows=rows))
     timing = timing_summary(state, wall_seconds)
-    blocks.append(Block("text", (
-        f"Total {timing['wall_seconds']:.1f} s; inside the tools {timing['tool_seconds']:.1f} s; outside the tools "
-        f"{timing['outside_tools_seconds']:.1f} s ({timing['outside_tools_share']:.0%}: server start "
-        f"{timing['server_start_seconds']:.1f} s, protocol {timing['protocol_seconds']:.1f} s, driver work "
-        f"{timing['driver_seconds']:.1f} s).")))
+    blocks.append(
+        Block(
+            "text",
+            (
+                f"Total {timing['wall_seconds']:.1f} s; inside the tools {timing['tool_seconds']:.1f} s; outside the tools "
+                f"{timing['outside_tools_seconds']:.1f} s ({timing['outside_tools_share']:.0%}: server start "
+                f"{timing['server_start_seconds']:.1f} s, protocol {timing['protocol_seconds']:.1f} s, driver work "
+                f"{timing['driver_seconds']:.1f} s)."
+            ),
+        )
+    )
 
     blocks += _data_section(state)
     blocks += _anomaly_section(state)
@@ -179,24 +240,48 @@ def _summary_section(s: FleetSummary) -> list[Block]:
         blocks.append(Block("text", f"**Dead cells ({len(s.dead)} of {s.cells}):** {dead}."))
         if s.at_risk:
             blocks.append(Block("text", f"**At risk of failing{horizon} ({len(s.at_risk)}):**"))
-            blocks.append(Block("table", header=["cell", "risk", "band", "remaining life", "why"], rows=[
-                [c["cell_id"], _pct(c["probability"]), c["band"], c.get("remaining_life") or "unknown",
-                 _reason(c["reasons"]) or "not given"] for c in s.at_risk]))
+            blocks.append(
+                Block(
+                    "table",
+                    header=["cell", "risk", "band", "remaining life", "why"],
+                    rows=[
+                        [
+                            c["cell_id"],
+                            _pct(c["probability"]),
+                            c["band"],
+                            c.get("remaining_life") or "unknown",
+                            _reason(c["reasons"]) or "not given",
+                        ]
+                        for c in s.at_risk
+                    ],
+                )
+            )
         else:
-            watch = "; ".join(f"{c['cell_id']} {_pct(c['probability'])}"
-                              + (f", remaining life {c['remaining_life']}" if c.get("remaining_life") else "")
-                              + (f" (main reason: {_reason(c['reasons']).split('; ')[0]})" if c["reasons"] else "")
-                              for c in s.watch)
-            blocks.append(Block("text", f"**At risk of failing{horizon}:** none at medium or high risk."
-                                        + (f" Highest risks among living cells: {watch}." if watch else "")))
+            watch = "; ".join(
+                f"{c['cell_id']} {_pct(c['probability'])}"
+                + (f", remaining life {c['remaining_life']}" if c.get("remaining_life") else "")
+                + (f" (main reason: {_reason(c['reasons']).split('; ')[0]})" if c["reasons"] else "")
+                for c in s.watch
+            )
+            blocks.append(
+                Block(
+                    "text",
+                    f"**At risk of failing{horizon}:** none at medium or high risk."
+                    + (f" Highest risks among living cells: {watch}." if watch else ""),
+                )
+            )
     if not s.anomaly_known:
         blocks.append(Block("text", "**Abnormal behaviour:** unknown (anomaly detection did not run)."))
     elif s.abnormal:
-        items = [f"{a['cell_id']}: {a['statistical']} anomalous readings"
-                 + (f" ({a['share']:.1%} of {a['readings']:,})" if a["share"] is not None else "")
-                 + (f", e.g. {a['reason']}" if a["reason"] else "") for a in s.abnormal]
-        blocks.append(Block("text", f"**Living cells behaving abnormally ({len(s.abnormal)}):** "
-                                    + "; ".join(items) + "."))
+        items = [
+            f"{a['cell_id']}: {a['statistical']} anomalous readings"
+            + (f" ({a['share']:.1%} of {a['readings']:,})" if a["share"] is not None else "")
+            + (f", e.g. {a['reason']}" if a["reason"] else "")
+            for a in s.abnormal
+        ]
+        blocks.append(
+            Block("text", f"**Living cells behaving abnormally ({len(s.abnormal)}):** " + "; ".join(items) + ".")
+        )
     else:
         blocks.append(Block("text", "**Living cells behaving abnormally:** none stand out from the fleet."))
     if s.quality:
@@ -215,13 +300,35 @@ def _cells_section(s: FleetSummary) -> list[Block]:
     cells = sorted(s.per_cell, key=lambda c: (order.get(c["state"], 4), -(c.get("probability") or 0)))
     rows = []
     for c in cells:
-        rows.append([c["cell_id"], c["state"], _pct(c.get("probability")) if c.get("probability") is not None else "",
-                     c.get("band", ""), c.get("remaining_life") or "",
-                     "" if c.get("statistical") is None else c["statistical"],
-                     "" if c.get("sensor_fault") is None else c["sensor_fault"], _reason(c.get("reasons", ""))])
-    return [Block("heading", "Per-cell detail"),
-            Block("table", header=["cell", "state", "failure risk", "band", "remaining life", "anomalous readings",
-                                   "sensor dropouts", "model's reasons"], rows=rows)]
+        rows.append(
+            [
+                c["cell_id"],
+                c["state"],
+                _pct(c.get("probability")) if c.get("probability") is not None else "",
+                c.get("band", ""),
+                c.get("remaining_life") or "",
+                "" if c.get("statistical") is None else c["statistical"],
+                "" if c.get("sensor_fault") is None else c["sensor_fault"],
+                _reason(c.get("reasons", "")),
+            ]
+        )
+    return [
+        Block("heading", "Per-cell detail"),
+        Block(
+            "table",
+            header=[
+                "cell",
+                "state",
+                "failure risk",
+                "band",
+                "remaining life",
+                "anomalous readings",
+                "sensor dropouts",
+                "model's reasons",
+            ],
+            rows=rows,
+        ),
+    ]
 
 
 def _kv_table(data: dict[str, Any], limit: int = 30) -> Block | None:
@@ -289,9 +396,13 @@ def _risk_section(state: PipelineState) -> list[Block]:
     living = [c for c in cells if not c["already_dead"]][:10]
     dead = [c["cell_id"] for c in cells if c["already_dead"]]
     if living:
-        blocks.append(Block("table", header=["cell", "P(fail)", "band", "reasons"],
-                            rows=[[c["cell_id"], f"{c['probability']:.3f}", c["band"], _reason(c["reasons"])]
-                                  for c in living]))
+        blocks.append(
+            Block(
+                "table",
+                header=["cell", "P(fail)", "band", "reasons"],
+                rows=[[c["cell_id"], f"{c['probability']:.3f}", c["band"], _reason(c["reasons"])] for c in living],
+            )
+        )
     if dead:
         blocks.append(Block("text", f"Already dead ({len(dead)}): {', '.join(dead)}."))
     table = _kv_table({k: v for k, v in dict(last.get("data") or {}).items() if not isinstance(v, list)}, limit=20)
@@ -323,14 +434,32 @@ def _model_section(state: PipelineState, workspace: Path) -> list[Block]:
         return []
     rows = []
     for m in models:
-        metrics = ", ".join(f"{human_label(k)} {_fmt(v)}" for k, v in headline_metrics(m["metrics"] or m.get("facts", {})))
+        metrics = ", ".join(
+            f"{human_label(k)} {_fmt(v)}" for k, v in headline_metrics(m["metrics"] or m.get("facts", {}))
+        )
         rows.append([m["name"], m["version"], "yes" if m["latest"] else "", m["step"], metrics])
-    return [Block("heading", "Models registered in this run"),
-            Block("table", header=["model", "version", "latest", "step", "metrics"], rows=rows)]
+    return [
+        Block("heading", "Models registered in this run"),
+        Block("table", header=["model", "version", "latest", "step", "metrics"], rows=rows),
+    ]
 
 
-HEADLINE = ("f1", "pr_auc", "roc_auc", "brier", "mae", "mae_mean", "rmse", "mase", "coverage", "overall_score",
-            "precision", "recall", "threshold", "alarm_threshold")
+HEADLINE = (
+    "f1",
+    "pr_auc",
+    "roc_auc",
+    "brier",
+    "mae",
+    "mae_mean",
+    "rmse",
+    "mase",
+    "coverage",
+    "overall_score",
+    "precision",
+    "recall",
+    "threshold",
+    "alarm_threshold",
+)
 
 
 def headline_metrics(metrics: dict[str, Any], limit: int = 6) -> list[tuple[str, Any]]:
@@ -362,10 +491,12 @@ def render_markdown(blocks: list[Block], base: Path) -> str:
     return "\n".join(out)
 
 
-CSS = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
-       "table{border-collapse:collapse;margin:.5em 0 1em}td,th{border:1px solid #ccc;padding:3px 8px;"
-       "font-size:14px;text-align:left}th{background:#f0f0f0}img{max-width:100%;border:1px solid #ddd;margin:.5em 0}"
-       "code{background:#f4f4f4;padding:1px 4px}")
+CSS = (
+    "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
+    "table{border-collapse:collapse;margin:.5em 0 1em}td,th{border:1px solid #ccc;padding:3px 8px;"
+    "font-size:14px;text-align:left}th{background:#f0f0f0}img{max-width:100%;border:1px solid #ddd;margin:.5em 0}"
+    "code{background:#f4f4f4;padding:1px 4px}"
+)
 
 
 def _inline(text: str) -> str:
@@ -377,8 +508,10 @@ def _inline(text: str) -> str:
 
 
 def render_html(blocks: list[Block]) -> str:
-    out = ["<!doctype html><html><head><meta charset='utf-8'><title>BMS-Flux report</title>",
-           f"<style>{CSS}</style></head><body>"]
+    out = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>BMS-Flux report</title>",
+        f"<style>{CSS}</style></head><body>",
+    ]
     first = True
     for b in blocks:
         if b.kind == "heading":
@@ -399,14 +532,17 @@ def render_html(blocks: list[Block]) -> str:
                 suffix = path.suffix.lower().lstrip(".")
                 mime = {"svg": "image/svg+xml", "jpg": "image/jpeg"}.get(suffix, f"image/{suffix}")
                 data = base64.b64encode(path.read_bytes()).decode("ascii")
-                out.append(f"<figure><img alt='{html.escape(b.text)}' src='data:{mime};base64,{data}'>"
-                           f"<figcaption>{html.escape(b.text)}</figcaption></figure>")
+                out.append(
+                    f"<figure><img alt='{html.escape(b.text)}' src='data:{mime};base64,{data}'>"
+                    f"<figcaption>{html.escape(b.text)}</figcaption></figure>"
+                )
     out.append("</body></html>")
     return "\n".join(out)
 
 
-def write_report(state: PipelineState, workspace: Path, wall_seconds: float | None = None,
-                 failed: str | None = None) -> tuple[Path, Path]:
+def write_report(
+    state: PipelineState, workspace: Path, wall_seconds: float | None = None, failed: str | None = None
+) -> tuple[Path, Path]:
     blocks = build_blocks(state, workspace, wall_seconds, failed)
     md_path, html_path = state.run_dir / "report.md", state.run_dir / "report.html"
     atomic_write_text(md_path, render_markdown(blocks, state.run_dir))

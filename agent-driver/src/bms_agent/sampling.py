@@ -5,8 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 
 #: Columns of the canonical table worth synthesising (those present are kept).
-SDV_COLUMNS = ("DeviceID", "CellNumber", "CellID", "Timestamp", "CellVoltage", "CellTemperature",
-               "CellSpecificGravity", "InstantaneousCurrent", "AmbientTemperature", "IsDead")
+SDV_COLUMNS = (
+    "DeviceID",
+    "CellNumber",
+    "CellID",
+    "Timestamp",
+    "CellVoltage",
+    "CellTemperature",
+    "CellSpecificGravity",
+    "InstantaneousCurrent",
+    "AmbientTemperature",
+    "IsDead",
+)
 
 
 def write_sdv_sample(table: Path, folder: Path, rows: int, seed: int, name: str = "readings") -> dict[str, int]:
@@ -25,7 +35,9 @@ def write_sdv_sample(table: Path, folder: Path, rows: int, seed: int, name: str 
 
         raise InputError(f"{table} has none of the columns {', '.join(SDV_COLUMNS)} to sample for SDV")
     frame = read_table(table, columns=keep)[keep]
-    measured = [c for c in keep if c.startswith(("Cell", "Instantaneous", "Ambient")) and c not in ("CellID", "CellNumber")]
+    measured = [
+        c for c in keep if c.startswith(("Cell", "Instantaneous", "Ambient")) and c not in ("CellID", "CellNumber")
+    ]
     clean = frame.dropna(subset=measured) if measured else frame
     sample = clean.sample(n=min(rows, len(clean)), random_state=seed) if len(clean) else clean
     if "CellID" in sample.columns and "Timestamp" in sample.columns:

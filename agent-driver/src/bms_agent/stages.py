@@ -69,7 +69,6 @@ def _prepare_preprocess(state: PipelineState) -> None:
     if not state.options.no_labels or state.options.data:
         return
     import pyarrow.csv as pacsv
-
     from bms_schema.atomic import atomic_path
 
     table = pacsv.read_csv(simulated_table(state))
@@ -84,8 +83,9 @@ def simulated_table(state: PipelineState, stage: str = "simulate") -> str:
     path = data_value(state, stage, "path")
     if isinstance(path, str) and path.endswith(TABLE_SUFFIXES):
         return path
-    art = find_artifact(state.envelopes(stage), suffixes=TABLE_SUFFIXES, kinds=("data", "table"),
-                        exclude=("truth", "soh"))
+    art = find_artifact(
+        state.envelopes(stage), suffixes=TABLE_SUFFIXES, kinds=("data", "table"), exclude=("truth", "soh")
+    )
     if art is None:
         raise StageInputError(f"the {stage} stage returned no CSV/Parquet artifact of kind 'data'/'table'")
     return art["path"]
@@ -106,15 +106,23 @@ def has_deaths(table: Path) -> bool:
     else:
         import pyarrow.csv as pacsv
 
-        column = pacsv.read_csv(table, convert_options=pacsv.ConvertOptions(include_columns=["IsDead"])).column("IsDead")
+        column = pacsv.read_csv(table, convert_options=pacsv.ConvertOptions(include_columns=["IsDead"])).column(
+            "IsDead"
+        )
     text = pc.utf8_lower(pc.cast(column, "string"))
     return bool(pc.any(pc.is_in(text, value_set=__import__("pyarrow").array(["1", "1.0", "true", "yes"]))).as_py())
 
 
 #: The embedded simulated fleet a failure model is trained on when the readings have no death to learn
 #: from and the workspace has no failure model yet.
-FAILURE_FLEET = {"devices": 2, "cells_per_device": 12, "days": 20, "interval_minutes": 15, "failure_rate": 0.3,
-                 "file_name": "failure_training_fleet.csv"}
+FAILURE_FLEET = {
+    "devices": 2,
+    "cells_per_device": 12,
+    "days": 20,
+    "interval_minutes": 15,
+    "failure_rate": 0.3,
+    "file_name": "failure_training_fleet.csv",
+}
 
 
 def _failure_champion(state: PipelineState) -> str | None:
@@ -141,8 +149,10 @@ def _skip_failure_training(state: PipelineState) -> str | None:
         return _skip_training("failure_classifier", "train_failure_model")(state)
     champion = _failure_champion(state)
     if champion:
-        return (f"no cell dies in the readings (no IsDead deaths to learn from): the registered "
-                f"failure_classifier {champion} predicts, with the IEEE 450/1188 rules")
+        return (
+            f"no cell dies in the readings (no IsDead deaths to learn from): the registered "
+            f"failure_classifier {champion} predicts, with the IEEE 450/1188 rules"
+        )
     return None  # trained on the embedded simulated fleet (stage failure_fleet)
 
 
@@ -155,8 +165,13 @@ def processed_table(state: PipelineState) -> str:
     path = data_value(state, "preprocess", "output_path")
     if isinstance(path, str) and path.endswith(TABLE_SUFFIXES):
         return path
-    art = find_artifact(state.envelopes("preprocess"), suffixes=TABLE_SUFFIXES, kinds=("table", "data"),
-                        contains=("preprocessed", "processed", "scaled", "clean", ""), exclude=("quality", "report"))
+    art = find_artifact(
+        state.envelopes("preprocess"),
+        suffixes=TABLE_SUFFIXES,
+        kinds=("table", "data"),
+        contains=("preprocessed", "processed", "scaled", "clean", ""),
+        exclude=("quality", "report"),
+    )
     if art is None:
         raise StageInputError("the preprocess stage returned no table artifact (CSV/Parquet)")
     return art["path"]
@@ -181,8 +196,9 @@ def risky_cells(state: PipelineState) -> list[str]:
 def _prepare_sdv_sample(state: PipelineState) -> None:
     from .sampling import write_sdv_sample
 
-    write_sdv_sample(Path(processed_table(state)), sdv_folder(state), state.options.sdv_rows, state.options.seed,
-                     name=SDV_TABLE)
+    write_sdv_sample(
+        Path(processed_table(state)), sdv_folder(state), state.options.sdv_rows, state.options.seed, name=SDV_TABLE
+    )
 
 
 def _skip_simulate(state: PipelineState) -> str | None:
@@ -223,8 +239,13 @@ def _synthetic_args(s: PipelineState) -> dict[str, Any]:
 
 def _simulate_args(s: PipelineState) -> dict[str, Any]:
     o = s.options
-    args: dict[str, Any] = {"devices": o.devices, "cells_per_device": o.cells_per_device, "days": o.days,
-                            "interval_minutes": o.interval_minutes, "seed": o.seed}
+    args: dict[str, Any] = {
+        "devices": o.devices,
+        "cells_per_device": o.cells_per_device,
+        "days": o.days,
+        "interval_minutes": o.interval_minutes,
+        "seed": o.seed,
+    }
     for name in ("failure_rate", "anomaly_rate", "discharge_every_days"):
         if getattr(o, name) is not None:
             args[name] = getattr(o, name)
@@ -236,6 +257,7 @@ def _simulate_args(s: PipelineState) -> dict[str, Any]:
 def _skip_training(name: str, training_tool: str, labels: bool = False) -> Callable[[PipelineState], str | None]:
     """Train only when the workspace has no champion of ``name`` (or the user gave data: then a candidate,
     promoted only if it beats the champion); predict tools never train."""
+
     def reason(state: PipelineState) -> str | None:
         from bms_schema.registry import ModelRegistry
 
@@ -251,16 +273,23 @@ def _skip_training(name: str, training_tool: str, labels: bool = False) -> Calla
         if champion:
             return f"{name} {champion} is the champion in this workspace ({training_tool} trains a candidate)"
         return None
+
     return reason
 
 
 def _failure_train_args(s: PipelineState) -> dict[str, Any]:
     record = s.stages.get("failure_fleet")
     if record is not None and record.status == "ok":  # no death in the readings: the embedded simulated fleet
-        return {"data_path": simulated_table(s, "failure_fleet"), "horizon_days": s.options.horizon_days,
-                "seed": s.options.seed}
-    args: dict[str, Any] = {"data_path": processed_table(s), "horizon_days": s.options.horizon_days,
-                            "seed": s.options.seed}
+        return {
+            "data_path": simulated_table(s, "failure_fleet"),
+            "horizon_days": s.options.horizon_days,
+            "seed": s.options.seed,
+        }
+    args: dict[str, Any] = {
+        "data_path": processed_table(s),
+        "horizon_days": s.options.horizon_days,
+        "seed": s.options.seed,
+    }
     anomalies = anomaly_table(s)
     if anomalies:
         args["anomaly_path"] = anomalies
@@ -282,8 +311,9 @@ def forecast_history(state: PipelineState) -> Path:
 def _prepare_forecast_history(state: PipelineState) -> None:
     from .sampling import write_recent_history
 
-    write_recent_history(Path(processed_table(state)), forecast_history(state), risky_cells(state),
-                         state.options.forecast_history_days)
+    write_recent_history(
+        Path(processed_table(state)), forecast_history(state), risky_cells(state), state.options.forecast_history_days
+    )
 
 
 def _forecast_args(s: PipelineState, cell: str) -> dict[str, Any]:
@@ -294,57 +324,147 @@ def _forecast_args(s: PipelineState, cell: str) -> dict[str, Any]:
 #: In order of priority: when several stages are ready, the first listed starts first (the long chain
 #: anomaly -> failure -> forecast and the forecaster training before the SDV stages).
 STAGES: tuple[Stage, ...] = (
-    Stage("health", "Health checks", tuple(SERVER_FOLDERS),
-          lambda s: [Call(name, "health_check", {}, label=name) for name in SERVER_FOLDERS],
-          summary=lambda envs: f"{len(envs)} servers healthy; registered models: "
-                               + (", ".join(f"{k} {v}" for e in envs for k, v in (e["data"].get("models") or {}).items()
-                                            if v) or "none yet"),
-          every_attempt=True),
-    Stage("simulate", "Simulate fleet", ("datagen",),
-          lambda s: [Call("datagen", "simulate_bms_fleet", _simulate_args(s))],
-          skip_when=_skip_simulate, after=("health",)),
-    Stage("preprocess", "Preprocess", ("preprocess",),
-          lambda s: [Call("preprocess", "preprocess_battery_data_tool",
-                          {"data_path": input_table(s), "output_format": "parquet"})],
-          prepare=_prepare_preprocess, after=("simulate",)),
-    Stage("anomaly_train", "Anomaly detector training", ("anomaly",),
-          lambda s: [Call("anomaly", "train_anomaly_detector", {"data_path": processed_table(s),
-                                                                "seed": s.options.seed})],
-          skip_when=_skip_training("anomaly_hybrid", "train_anomaly_detector"), after=("preprocess",)),
-    Stage("anomaly", "Anomaly detection", ("anomaly",),
-          lambda s: [Call("anomaly", "detect_anomalies", {"data_path": processed_table(s), "output_format": "parquet"})],
-          after=("anomaly_train",)),
-    Stage("failure_fleet", "Simulated fleet for the failure model", ("datagen",),
-          lambda s: [Call("datagen", "simulate_bms_fleet", {**FAILURE_FLEET, "seed": s.options.seed})],
-          summary=lambda envs: "no cell dies in the readings and no failure model is registered: "
-                               + (envs[0].get("message", "") if envs else "") + " (to train one on)",
-          skip_late=_skip_failure_fleet, after=("preprocess",)),
-    Stage("failure_train", "Failure model training", ("failure",),
-          lambda s: [Call("failure", "train_failure_model", _failure_train_args(s))],
-          skip_late=_skip_failure_training, after=("anomaly", "failure_fleet")),
-    Stage("failure", "Failure prediction", ("failure",),
-          lambda s: [Call("failure", "predict_cell_failure", _failure_args(s))], after=("failure_train",)),
-    Stage("forecast_train", "Forecaster training", ("forecast",),
-          lambda s: [Call("forecast", "train_forecaster", {"data_path": processed_table(s),
-                                                           "max_train_pairs": s.options.forecast_train_pairs})],
-          skip_when=_skip_training("forecaster", "train_forecaster"), after=("preprocess",)),
-    Stage("synthetic", "SDV generate", ("datagen",),
-          lambda s: [Call("datagen", "sdv_generate", {"folder_name": str(sdv_folder(s)), "seed": s.options.seed,
-                                                      "model_name": "sdv-bms-readings"})],
-          prepare=_prepare_sdv_sample, after=("preprocess",)),
-    Stage("synthetic_eval", "SDV evaluate", ("datagen",),
-          lambda s: [Call("datagen", "sdv_evaluate", _synthetic_args(s))],
-          needs=("synthetic",), after=("synthetic",)),
-    Stage("synthetic_plot", "SDV real vs synthetic", ("datagen",),
-          lambda s: [Call("datagen", "sdv_visualize", {**_synthetic_args(s), "table_name": SDV_TABLE,
-                                                       "column_name": "CellVoltage"})],
-          needs=("synthetic",), after=("synthetic_eval",)),
-    Stage("forecast", "Forecasts (riskiest)", ("forecast",),
-          lambda s: [Call("forecast", "predict_cell_timeseries", _forecast_args(s, cell), label=cell)
-                     for cell in risky_cells(s)],
-          summary=lambda envs: "; ".join(e.get("message", "") for e in envs),
-          prepare=_prepare_forecast_history,
-          needs=("failure",), after=("failure", "forecast_train")),
+    Stage(
+        "health",
+        "Health checks",
+        tuple(SERVER_FOLDERS),
+        lambda s: [Call(name, "health_check", {}, label=name) for name in SERVER_FOLDERS],
+        summary=lambda envs: (
+            f"{len(envs)} servers healthy; registered models: "
+            + (
+                ", ".join(f"{k} {v}" for e in envs for k, v in (e["data"].get("models") or {}).items() if v)
+                or "none yet"
+            )
+        ),
+        every_attempt=True,
+    ),
+    Stage(
+        "simulate",
+        "Simulate fleet",
+        ("datagen",),
+        lambda s: [Call("datagen", "simulate_bms_fleet", _simulate_args(s))],
+        skip_when=_skip_simulate,
+        after=("health",),
+    ),
+    Stage(
+        "preprocess",
+        "Preprocess",
+        ("preprocess",),
+        lambda s: [
+            Call(
+                "preprocess", "preprocess_battery_data_tool", {"data_path": input_table(s), "output_format": "parquet"}
+            )
+        ],
+        prepare=_prepare_preprocess,
+        after=("simulate",),
+    ),
+    Stage(
+        "anomaly_train",
+        "Anomaly detector training",
+        ("anomaly",),
+        lambda s: [
+            Call("anomaly", "train_anomaly_detector", {"data_path": processed_table(s), "seed": s.options.seed})
+        ],
+        skip_when=_skip_training("anomaly_hybrid", "train_anomaly_detector"),
+        after=("preprocess",),
+    ),
+    Stage(
+        "anomaly",
+        "Anomaly detection",
+        ("anomaly",),
+        lambda s: [Call("anomaly", "detect_anomalies", {"data_path": processed_table(s), "output_format": "parquet"})],
+        after=("anomaly_train",),
+    ),
+    Stage(
+        "failure_fleet",
+        "Simulated fleet for the failure model",
+        ("datagen",),
+        lambda s: [Call("datagen", "simulate_bms_fleet", {**FAILURE_FLEET, "seed": s.options.seed})],
+        summary=lambda envs: (
+            "no cell dies in the readings and no failure model is registered: "
+            + (envs[0].get("message", "") if envs else "")
+            + " (to train one on)"
+        ),
+        skip_late=_skip_failure_fleet,
+        after=("preprocess",),
+    ),
+    Stage(
+        "failure_train",
+        "Failure model training",
+        ("failure",),
+        lambda s: [Call("failure", "train_failure_model", _failure_train_args(s))],
+        skip_late=_skip_failure_training,
+        after=("anomaly", "failure_fleet"),
+    ),
+    Stage(
+        "failure",
+        "Failure prediction",
+        ("failure",),
+        lambda s: [Call("failure", "predict_cell_failure", _failure_args(s))],
+        after=("failure_train",),
+    ),
+    Stage(
+        "forecast_train",
+        "Forecaster training",
+        ("forecast",),
+        lambda s: [
+            Call(
+                "forecast",
+                "train_forecaster",
+                {"data_path": processed_table(s), "max_train_pairs": s.options.forecast_train_pairs},
+            )
+        ],
+        skip_when=_skip_training("forecaster", "train_forecaster"),
+        after=("preprocess",),
+    ),
+    Stage(
+        "synthetic",
+        "SDV generate",
+        ("datagen",),
+        lambda s: [
+            Call(
+                "datagen",
+                "sdv_generate",
+                {"folder_name": str(sdv_folder(s)), "seed": s.options.seed, "model_name": "sdv-bms-readings"},
+            )
+        ],
+        prepare=_prepare_sdv_sample,
+        after=("preprocess",),
+    ),
+    Stage(
+        "synthetic_eval",
+        "SDV evaluate",
+        ("datagen",),
+        lambda s: [Call("datagen", "sdv_evaluate", _synthetic_args(s))],
+        needs=("synthetic",),
+        after=("synthetic",),
+    ),
+    Stage(
+        "synthetic_plot",
+        "SDV real vs synthetic",
+        ("datagen",),
+        lambda s: [
+            Call(
+                "datagen",
+                "sdv_visualize",
+                {**_synthetic_args(s), "table_name": SDV_TABLE, "column_name": "CellVoltage"},
+            )
+        ],
+        needs=("synthetic",),
+        after=("synthetic_eval",),
+    ),
+    Stage(
+        "forecast",
+        "Forecasts (riskiest)",
+        ("forecast",),
+        lambda s: [
+            Call("forecast", "predict_cell_timeseries", _forecast_args(s, cell), label=cell) for cell in risky_cells(s)
+        ],
+        summary=lambda envs: "; ".join(e.get("message", "") for e in envs),
+        prepare=_prepare_forecast_history,
+        needs=("failure",),
+        after=("failure", "forecast_train"),
+    ),
 )
 
 STAGE_NAMES: tuple[str, ...] = tuple(stage.name for stage in STAGES)

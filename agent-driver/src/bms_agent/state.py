@@ -77,7 +77,9 @@ class StageRecord:
 
     def line(self) -> str:
         """What to show for this stage in a summary: the error, the skip reason, or the note."""
-        text = self.error or self.reason or self.note or (self.calls[-1].envelope.get("message", "") if self.calls else "")
+        text = (
+            self.error or self.reason or self.note or (self.calls[-1].envelope.get("message", "") if self.calls else "")
+        )
         return text.splitlines()[0] if text else ""
 
     @property
@@ -136,9 +138,14 @@ class PipelineState:
     def load(cls, run_dir: Path) -> "PipelineState":
         path = run_dir / "pipeline" / "state.json"
         values = json.loads(path.read_text())
-        state = cls(run_id=values["run_id"], run_dir=run_dir, options=PipelineOptions.from_dict(values["options"]),
-                    started=values.get("started", time.time()), attempts=values.get("attempts", 1) + 1,
-                    server_start_seconds=values.get("server_start_seconds", {}),
-                    wall_seconds=values.get("wall_seconds", 0.0))
+        state = cls(
+            run_id=values["run_id"],
+            run_dir=run_dir,
+            options=PipelineOptions.from_dict(values["options"]),
+            started=values.get("started", time.time()),
+            attempts=values.get("attempts", 1) + 1,
+            server_start_seconds=values.get("server_start_seconds", {}),
+            wall_seconds=values.get("wall_seconds", 0.0),
+        )
         state.stages = {name: StageRecord.from_dict(rec) for name, rec in values.get("stages", {}).items()}
         return state

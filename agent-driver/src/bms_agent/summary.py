@@ -17,9 +17,14 @@ from .outputs import cells_at_risk, first_data, read_json_artifact
 from .state import PipelineState
 
 AT_RISK_BANDS = ("high", "medium")
-COLUMN_NAMES = {"CellVoltage": "cell voltage", "CellTemperature": "cell temperature",
-                "CellSpecificGravity": "specific gravity", "InstantaneousCurrent": "current",
-                "AmbientTemperature": "ambient temperature", "StringVoltage": "string voltage"}
+COLUMN_NAMES = {
+    "CellVoltage": "cell voltage",
+    "CellTemperature": "cell temperature",
+    "CellSpecificGravity": "specific gravity",
+    "InstantaneousCurrent": "current",
+    "AmbientTemperature": "ambient temperature",
+    "StringVoltage": "string voltage",
+}
 
 
 @dataclass
@@ -59,8 +64,16 @@ def remaining_life(row: dict[str, Any]) -> str:
 
     p50 = pick("p50") if pick("p50") is not None else pick("median")
     if p50 is None:
-        p50 = next((v for low, key in cols.items() if low in ("rul_days", "remaininglifedays", "rul")
-                    for v in [_num(row[key])] if v is not None), None)
+        p50 = next(
+            (
+                v
+                for low, key in cols.items()
+                if low in ("rul_days", "remaininglifedays", "rul")
+                for v in [_num(row[key])]
+                if v is not None
+            ),
+            None,
+        )
     if p50 is None:
         return ""
     p10, p90 = pick("p10"), pick("p90")
@@ -72,8 +85,11 @@ def remaining_life(row: dict[str, Any]) -> str:
 
 def _failure_rows(state: PipelineState) -> list[dict[str, Any]]:
     cells = cells_at_risk(state)
-    table = _read(find_artifact(state.envelopes("failure"), suffixes=(".csv", ".parquet"),
-                                contains=("prediction", "failure", "risk")))
+    table = _read(
+        find_artifact(
+            state.envelopes("failure"), suffixes=(".csv", ".parquet"), contains=("prediction", "failure", "risk")
+        )
+    )
     raw: dict[str, dict[str, Any]] = {}
     if table is not None and "CellID" in table.columns:
         raw = {str(r["CellID"]): r for r in table.to_dict(orient="records")}
@@ -119,10 +135,17 @@ def _abnormal(state: PipelineState, dead: set[str]) -> tuple[list[dict[str, Any]
     out = []
     for row in flagged.head(8).to_dict(orient="records"):
         readings = int(row.get("readings") or 0)
-        out.append({"cell_id": row["CellID"], "statistical": int(row["statistical"]), "readings": readings,
-                    "share": row["statistical"] / readings if readings else None,
-                    "peak_score": _num(row.get("max_score")), "fleet_median": median,
-                    "reason": reasons.get(row["CellID"], "")})
+        out.append(
+            {
+                "cell_id": row["CellID"],
+                "statistical": int(row["statistical"]),
+                "readings": readings,
+                "share": row["statistical"] / readings if readings else None,
+                "peak_score": _num(row.get("max_score")),
+                "fleet_median": median,
+                "reason": reasons.get(row["CellID"], ""),
+            }
+        )
     return out, by_cell
 
 
@@ -149,8 +172,11 @@ def _quality(state: PipelineState) -> list[str]:
     sentinel = data.get("sentinel_rows", report.get("sentinel_rows"))
     if sentinel is not None:
         cols = [COLUMN_NAMES.get(k, k) for k, v in (report.get("sentinel_by_column") or {}).items() if v]
-        lines.append(f"Sensor dropouts (0xFFFF, no reading): {sentinel:,} rows{share(sentinel)}"
-                     + (f", in {', '.join(cols)}" if cols else "") + ".")
+        lines.append(
+            f"Sensor dropouts (0xFFFF, no reading): {sentinel:,} rows{share(sentinel)}"
+            + (f", in {', '.join(cols)}" if cols else "")
+            + "."
+        )
     oor = data.get("out_of_range_rows", report.get("out_of_range_rows"))
     if oor is not None:
         lines.append(f"Physically impossible readings: {oor:,} rows{share(oor)}.")
@@ -167,8 +193,10 @@ def _quality(state: PipelineState) -> list[str]:
     if not lines:
         kinds = first_data(state, "anomaly").get("kinds") or {}
         if kinds:
-            lines.append(f"Sensor faults seen by the anomaly detector: {kinds.get('sensor_fault', 0):,} readings; "
-                         f"impossible values: {kinds.get('out_of_range', 0):,}.")
+            lines.append(
+                f"Sensor faults seen by the anomaly detector: {kinds.get('sensor_fault', 0):,} readings; "
+                f"impossible values: {kinds.get('out_of_range', 0):,}."
+            )
     return lines
 
 
@@ -196,16 +224,39 @@ def fleet_summary(state: PipelineState) -> FleetSummary:
     abnormal_ids = {a["cell_id"] for a in out.abnormal}
     for c in cells:
         a = anomaly_by_cell.get(c["cell_id"], {})
-        state_word = ("dead" if c["already_dead"] else "at risk" if c in out.at_risk
-                      else "abnormal" if c["cell_id"] in abnormal_ids else "ok")
-        out.per_cell.append({**c, "state": state_word, "statistical": a.get("statistical"),
-                             "sensor_fault": a.get("sensor_fault"), "readings": a.get("readings")})
+        state_word = (
+            "dead"
+            if c["already_dead"]
+            else "at risk"
+            if c in out.at_risk
+            else "abnormal"
+            if c["cell_id"] in abnormal_ids
+            else "ok"
+        )
+        out.per_cell.append(
+            {
+                **c,
+                "state": state_word,
+                "statistical": a.get("statistical"),
+                "sensor_fault": a.get("sensor_fault"),
+                "readings": a.get("readings"),
+            }
+        )
     if not cells:
         for cell_id, a in anomaly_by_cell.items():
-            out.per_cell.append({"cell_id": cell_id, "state": "abnormal" if cell_id in abnormal_ids else "ok",
-                                 "probability": None, "band": "", "remaining_life": "", "reasons": "",
-                                 "statistical": a.get("statistical"), "sensor_fault": a.get("sensor_fault"),
-                                 "readings": a.get("readings")})
+            out.per_cell.append(
+                {
+                    "cell_id": cell_id,
+                    "state": "abnormal" if cell_id in abnormal_ids else "ok",
+                    "probability": None,
+                    "band": "",
+                    "remaining_life": "",
+                    "reasons": "",
+                    "statistical": a.get("statistical"),
+                    "sensor_fault": a.get("sensor_fault"),
+                    "readings": a.get("readings"),
+                }
+            )
     out.actions = _actions(out, state)
     return out
 
@@ -215,7 +266,11 @@ def _actions(s: FleetSummary, state: PipelineState) -> list[str]:
     if s.dead:
         ids = ", ".join(c["cell_id"] for c in s.dead)
         modelled = [c["cell_id"] for c in s.dead if c.get("dead_source") and "label" not in c["dead_source"].lower()]
-        extra = f" (confirm {', '.join(modelled)} with a capacity test: the model, not a label, says dead)" if modelled else ""
+        extra = (
+            f" (confirm {', '.join(modelled)} with a capacity test: the model, not a label, says dead)"
+            if modelled
+            else ""
+        )
         actions.append(f"Replace the dead cell{'s' if len(s.dead) > 1 else ''} {ids}{extra}.")
     for c in s.at_risk:
         if c.get("action"):
@@ -227,12 +282,16 @@ def _actions(s: FleetSummary, state: PipelineState) -> list[str]:
     if medium:
         actions.append(f"Schedule an impedance/capacity test for {', '.join(medium)}.")
     if s.abnormal:
-        actions.append(f"Look at the anomaly episodes of {', '.join(a['cell_id'] for a in s.abnormal[:5])} "
-                       "(worst_episodes.csv of the anomaly step): connections, temperature, sensor.")
+        actions.append(
+            f"Look at the anomaly episodes of {', '.join(a['cell_id'] for a in s.abnormal[:5])} "
+            "(worst_episodes.csv of the anomaly step): connections, temperature, sensor."
+        )
     data = first_data(state, "preprocess")
     rows_in, sentinel = data.get("rows_in"), data.get("sentinel_rows")
     if rows_in and sentinel and sentinel / rows_in > 0.05:
-        actions.append(f"Check the BMS sensor wiring/firmware: {sentinel / rows_in:.0%} of the rows are 0xFFFF dropouts.")
+        actions.append(
+            f"Check the BMS sensor wiring/firmware: {sentinel / rows_in:.0%} of the rows are 0xFFFF dropouts."
+        )
     if not actions and (s.failure_known or s.anomaly_known):
         actions.append("No action needed: no dead, at-risk or abnormal cells.")
     return actions

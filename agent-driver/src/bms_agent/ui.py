@@ -58,8 +58,7 @@ class RichReporter:
     def call_progress(self, name: str, index: int, fraction: float, message: str | None) -> None:
         task = self.tasks.get(name)
         if task is not None:
-            self.progress.update(task, completed=index + min(max(fraction, 0.0), 1.0),
-                                 message=(message or "")[:60])
+            self.progress.update(task, completed=index + min(max(fraction, 0.0), 1.0), message=(message or "")[:60])
 
     def stage_finished(self, name: str, status: str, seconds: float, note: str = "") -> None:
         mark = {"ok": "[green]✓", "error": "[red]✗", "skipped": "[yellow]-"}.get(status, "?")
@@ -67,6 +66,10 @@ class RichReporter:
         if task is None:
             task = self.tasks[name] = self.progress.add_task(name, total=1, mark=mark, message="")
         total = self.progress.tasks[task].total or 1
-        self.progress.update(task, completed=total if status == "ok" else self.progress.tasks[task].completed,
-                             mark=mark, message=note[:60])
+        self.progress.update(
+            task,
+            completed=total if status == "ok" else self.progress.tasks[task].completed,
+            mark=mark,
+            message=note[:60],
+        )
         self.progress.stop_task(task)

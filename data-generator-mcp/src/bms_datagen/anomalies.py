@@ -31,8 +31,8 @@ IMPOSSIBLE_SHARE = 0.10
 
 @dataclass
 class AnomalyResult:
-    is_anomaly: np.ndarray   # bool, flat
-    type_code: np.ndarray    # int8, 0 = none, i + 1 = ANOMALY_TYPES[i]
+    is_anomaly: np.ndarray  # bool, flat
+    type_code: np.ndarray  # int8, 0 = none, i + 1 = ANOMALY_TYPES[i]
     events: int
 
 

@@ -25,8 +25,14 @@ EPSILON = 1e-6
 class EmpiricalNormalizer(FloatFormatter):
     """``x -> Phi^-1(F_n(x))`` with ``F_n`` the piecewise-linear empirical CDF over quantile knots."""
 
-    def __init__(self, knots: int = 1000, learn_rounding_scheme: bool = True, enforce_min_max_values: bool = True,
-                 missing_value_generation: str | None = "from_column", seed: int = 0):
+    def __init__(
+        self,
+        knots: int = 1000,
+        learn_rounding_scheme: bool = True,
+        enforce_min_max_values: bool = True,
+        missing_value_generation: str | None = "from_column",
+        seed: int = 0,
+    ):
         super().__init__(
             missing_value_replacement="mean",
             learn_rounding_scheme=learn_rounding_scheme,
@@ -35,9 +41,9 @@ class EmpiricalNormalizer(FloatFormatter):
         )
         self.knots = int(knots)
         self.seed = int(seed)
-        self._values: np.ndarray | None = None   # unique knot values, increasing
-        self._p_low: np.ndarray | None = None    # probability where each value's band starts
-        self._p_high: np.ndarray | None = None   # ... and ends
+        self._values: np.ndarray | None = None  # unique knot values, increasing
+        self._p_low: np.ndarray | None = None  # probability where each value's band starts
+        self._p_high: np.ndarray | None = None  # ... and ends
         self._present_share = 1.0
 
     def _fit(self, data):  # noqa: ANN001 - RDT signature

@@ -7,7 +7,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-
 from bms_schema.errors import InputError
 
 #: Hard cap on generated rows (devices x cells x steps) so a typo cannot exhaust memory.
@@ -62,7 +61,9 @@ class FleetConfig:
 
     def __post_init__(self) -> None:
         if self.chemistry not in CHEMISTRIES:
-            raise InputError(f"chemistry must be one of {', '.join(repr(c) for c in CHEMISTRIES)}, got {self.chemistry!r}")
+            raise InputError(
+                f"chemistry must be one of {', '.join(repr(c) for c in CHEMISTRIES)}, got {self.chemistry!r}"
+            )
         _check_int("devices", self.devices, 1, 10_000)
         _check_int("cells_per_device", self.cells_per_device, 1, 1_000)
         _check_int("seed", self.seed, 0, 2**63 - 1)
@@ -71,8 +72,14 @@ class FleetConfig:
         _check_float("interval_minutes", self.interval_minutes, 0.0, 1440.0, low_open=True)
         _check_float("discharge_every_days", self.discharge_every_days, 0.0, 3650.0)
         _check_float("soh_interval_hours", self.soh_interval_hours, 0.0, 8760.0, low_open=True)
-        for name in ("failure_rate", "anomaly_rate", "dropout_rate", "missing_rate", "duplicate_rate",
-                     "out_of_order_rate"):
+        for name in (
+            "failure_rate",
+            "anomaly_rate",
+            "dropout_rate",
+            "missing_rate",
+            "duplicate_rate",
+            "out_of_order_rate",
+        ):
             _check_float(name, getattr(self, name), 0.0, 0.9)
         if self.steps < 1:
             raise InputError(
@@ -84,7 +91,7 @@ class FleetConfig:
                 f"{self.devices} devices x {self.cells_per_device} cells x {self.steps} readings = {self.rows:,} rows, "
                 f"more than the limit of {MAX_ROWS:,}: use fewer devices/cells/days or a longer interval_minutes"
             )
-        self.start_timestamp  # validates the start
+        _ = self.start_timestamp  # validates the start
 
     @property
     def steps(self) -> int:
@@ -117,9 +124,11 @@ class FleetConfig:
             raise InputError(f"start '{self.start}' is not an ISO 8601 timestamp like 2025-01-01T00:00:00Z")
         ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
         if not START_YEARS[0] <= ts.year <= START_YEARS[1]:
-            raise InputError(f"start '{self.start}' is in year {ts.year}: the simulator starts between "
-                             f"{START_YEARS[0]} and {START_YEARS[1]} (later tools store times as 64-bit "
-                             "nanoseconds since 1970)")
+            raise InputError(
+                f"start '{self.start}' is in year {ts.year}: the simulator starts between "
+                f"{START_YEARS[0]} and {START_YEARS[1]} (later tools store times as 64-bit "
+                "nanoseconds since 1970)"
+            )
         return ts.floor("s")
 
     def to_dict(self) -> dict[str, Any]:

@@ -45,20 +45,20 @@ class Chemistry:
 
     name: str
     has_sg: bool
-    float_nominal_v: tuple[float, float]   # charger float voltage per cell (uniform per string)
-    float_window_v: tuple[float, float]    # the charger keeps the float voltage per cell inside this
-    sg_nominal: tuple[float, float]        # full-charge electrolyte SG per string (internal for VRLA)
+    float_nominal_v: tuple[float, float]  # charger float voltage per cell (uniform per string)
+    float_window_v: tuple[float, float]  # the charger keeps the float voltage per cell inside this
+    sg_nominal: tuple[float, float]  # full-charge electrolyte SG per string (internal for VRLA)
     sg_clip: tuple[float, float]
-    sg_span: float                         # SG drop from full to empty
-    float_current_c: float                 # float current at 25 degC as a share of C
+    sg_span: float  # SG drop from full to empty
+    float_current_c: float  # float current at 25 degC as a share of C
     mode_shares: np.ndarray
     precursor_days: np.ndarray
     progress_exponent: np.ndarray
     precursor_effect: np.ndarray
     dead_effect: np.ndarray
-    string_high_v: float                   # BMS "string voltage high" alarm per cell
-    design_life_years: float               # years to end of life at 25 degC for an average cell
-    cell_high_v: float                     # BMS "cell voltage high" alarm (and charger DC over-voltage)
+    string_high_v: float  # BMS "string voltage high" alarm per cell
+    design_life_years: float  # years to end of life at 25 degC for an average cell
+    cell_high_v: float  # BMS "cell voltage high" alarm (and charger DC over-voltage)
 
     @property
     def modes(self) -> tuple[str, ...]:
@@ -66,50 +66,74 @@ class Chemistry:
 
 
 FLOODED = Chemistry(
-    name="flooded", has_sg=True, float_nominal_v=(2.23, 2.25), float_window_v=(2.21, 2.26),
-    sg_nominal=(1.210, 1.225), sg_clip=(1.200, 1.240), sg_span=0.12, float_current_c=0.001,
+    name="flooded",
+    has_sg=True,
+    float_nominal_v=(2.23, 2.25),
+    float_window_v=(2.21, 2.26),
+    sg_nominal=(1.210, 1.225),
+    sg_clip=(1.200, 1.240),
+    sg_span=0.12,
+    float_current_c=0.001,
     mode_shares=np.array([0.45, 0.35, 0.20, 0.0]),
     # wear-out (sulfation, dry-out) builds over weeks to months; an internal short gives days of warning
     precursor_days=np.array([[20.0, 90.0], [20.0, 90.0], [1.5, 4.0], [2.0, 6.0]]),
     progress_exponent=np.array([1.5, 1.5, 1.5, 1.5]),
-    precursor_effect=np.array([
-        # dV     dSG     dT   R     I     C
-        [-0.050, -0.035, 0.6, 1.35, 0.0, 0.80],  # sulfation: SG and capacity fall (EOL: capacity 80 %)
-        [+0.050, +0.012, 5.0, 1.50, 0.0, 0.85],  # dry-out: heat, high float V, acid concentrates (EOL: R +50 %)
-        [-0.070, -0.030, 2.0, 1.20, 0.0, 0.95],  # internal short: self-discharge, low voltage, warm
-        [-0.060, 0.000, 10.0, 1.20, 0.0, 0.95],  # (thermal runaway: VRLA only)
-    ]),
-    dead_effect=np.array([
-        [-0.140, -0.075, 1.0, 4.0, 0.0, 0.50],
-        [+0.120, +0.020, 12.0, 8.0, 0.0, 0.50],
-        [-0.900, -0.090, 4.0, 1.5, 0.0, 0.30],
-        [-0.250, 0.000, 30.0, 2.5, 0.0, 0.60],
-    ]),
-    string_high_v=2.30, cell_high_v=2.35, design_life_years=20.0,
+    precursor_effect=np.array(
+        [
+            # dV     dSG     dT   R     I     C
+            [-0.050, -0.035, 0.6, 1.35, 0.0, 0.80],  # sulfation: SG and capacity fall (EOL: capacity 80 %)
+            [+0.050, +0.012, 5.0, 1.50, 0.0, 0.85],  # dry-out: heat, high float V, acid concentrates (EOL: R +50 %)
+            [-0.070, -0.030, 2.0, 1.20, 0.0, 0.95],  # internal short: self-discharge, low voltage, warm
+            [-0.060, 0.000, 10.0, 1.20, 0.0, 0.95],  # (thermal runaway: VRLA only)
+        ]
+    ),
+    dead_effect=np.array(
+        [
+            [-0.140, -0.075, 1.0, 4.0, 0.0, 0.50],
+            [+0.120, +0.020, 12.0, 8.0, 0.0, 0.50],
+            [-0.900, -0.090, 4.0, 1.5, 0.0, 0.30],
+            [-0.250, 0.000, 30.0, 2.5, 0.0, 0.60],
+        ]
+    ),
+    string_high_v=2.30,
+    cell_high_v=2.35,
+    design_life_years=20.0,
 )
 
 VRLA = Chemistry(
-    name="vrla", has_sg=False, float_nominal_v=(2.265, 2.285), float_window_v=(2.25, 2.30),
+    name="vrla",
+    has_sg=False,
+    float_nominal_v=(2.265, 2.285),
+    float_window_v=(2.25, 2.30),
     # immobilised acid is stronger: OCV = SG + 0.84 ~ 2.13-2.15 V at full charge; never measured
-    sg_nominal=(1.290, 1.310), sg_clip=(1.280, 1.320), sg_span=0.16, float_current_c=0.0015,
+    sg_nominal=(1.290, 1.310),
+    sg_clip=(1.280, 1.320),
+    sg_span=0.16,
+    float_current_c=0.0015,
     mode_shares=np.array([0.15, 0.45, 0.20, 0.20]),
     precursor_days=np.array([[20.0, 90.0], [30.0, 120.0], [1.5, 4.0], [2.0, 6.0]]),
     # thermal runaway is self-accelerating: little to see until the last day or two
     progress_exponent=np.array([1.5, 1.5, 1.5, 3.0]),
-    precursor_effect=np.array([
-        # dV     dSG     dT    R     I       C
-        [-0.050, -0.035, 0.5, 1.35, 0.0000, 0.80],  # sulfation (undercharge): low float V (EOL: capacity 80 %)
-        [+0.040, +0.010, 3.0, 1.50, 0.0020, 0.85],  # dry-out: water loss -> R, float current, heat (EOL: R +50 %)
-        [-0.070, -0.030, 2.0, 1.20, 0.0010, 0.90],  # internal short: low voltage, self-discharge current
-        [-0.060, 0.000, 10.0, 1.20, 0.0150, 0.95],  # thermal runaway: float current and temperature together
-    ]),
-    dead_effect=np.array([
-        [-0.140, -0.075, 1.0, 4.0, 0.0000, 0.50],
-        [+0.100, +0.020, 6.0, 5.0, 0.0030, 0.50],
-        [-0.900, -0.090, 4.0, 1.5, 0.0020, 0.30],
-        [-0.250, 0.000, 30.0, 2.5, 0.0300, 0.60],
-    ]),
-    string_high_v=2.40, cell_high_v=2.45, design_life_years=10.0,
+    precursor_effect=np.array(
+        [
+            # dV     dSG     dT    R     I       C
+            [-0.050, -0.035, 0.5, 1.35, 0.0000, 0.80],  # sulfation (undercharge): low float V (EOL: capacity 80 %)
+            [+0.040, +0.010, 3.0, 1.50, 0.0020, 0.85],  # dry-out: water loss -> R, float current, heat (EOL: R +50 %)
+            [-0.070, -0.030, 2.0, 1.20, 0.0010, 0.90],  # internal short: low voltage, self-discharge current
+            [-0.060, 0.000, 10.0, 1.20, 0.0150, 0.95],  # thermal runaway: float current and temperature together
+        ]
+    ),
+    dead_effect=np.array(
+        [
+            [-0.140, -0.075, 1.0, 4.0, 0.0000, 0.50],
+            [+0.100, +0.020, 6.0, 5.0, 0.0030, 0.50],
+            [-0.900, -0.090, 4.0, 1.5, 0.0020, 0.30],
+            [-0.250, 0.000, 30.0, 2.5, 0.0300, 0.60],
+        ]
+    ),
+    string_high_v=2.40,
+    cell_high_v=2.45,
+    design_life_years=10.0,
 )
 
 CHEMISTRY: dict[str, Chemistry] = {"flooded": FLOODED, "vrla": VRLA}
@@ -125,8 +149,12 @@ WEAR_RESISTANCE = 0.5
 WEAR_CAPACITY = 0.2
 #: Modes whose end of life is a threshold crossing of a slow trend ("capacity", "resistance");
 #: the others are sudden ("internal_short", "thermal_runaway").
-EOL_CRITERION: dict[str, str] = {"sulfation": "capacity", "dry_out": "resistance",
-                                 "internal_short": "internal_short", "thermal_runaway": "thermal_runaway"}
+EOL_CRITERION: dict[str, str] = {
+    "sulfation": "capacity",
+    "dry_out": "resistance",
+    "internal_short": "internal_short",
+    "thermal_runaway": "thermal_runaway",
+}
 HOURS_PER_YEAR = 8766.0
 
 
@@ -140,11 +168,12 @@ def state_of_health(capacity_pct: np.ndarray, resistance_ratio: np.ndarray) -> n
     or resistance +50 % over baseline (the ratio is mapped linearly, 1.0 -> 100, 1.5 -> 80), within 0-100."""
     return np.clip(np.minimum(capacity_pct, 100.0 - 40.0 * (resistance_ratio - 1.0)), 0.0, 100.0)
 
-SG_PER_DEGC = 0.0007          # measured SG falls this much per degC above 25 degC
-OCV_OFFSET = 0.84             # OCV ~= SG + 0.84 V
+
+SG_PER_DEGC = 0.0007  # measured SG falls this much per degC above 25 degC
+OCV_OFFSET = 0.84  # OCV ~= SG + 0.84 V
 SG_SPAN_FULL_TO_EMPTY = FLOODED.sg_span  # SG drop from full charge to fully discharged (flooded)
-FLOAT_TEMP_COMP = 0.003       # charger float compensation, V per degC per cell
-CHARGE_EFFICIENCY = 1.10      # Ah returned per Ah discharged
+FLOAT_TEMP_COMP = 0.003  # charger float compensation, V per degC per cell
+CHARGE_EFFICIENCY = 1.10  # Ah returned per Ah discharged
 
 
 @dataclass
@@ -157,22 +186,22 @@ class CellTable:
     float_offset_v: np.ndarray
     position_temp_c: np.ndarray
     thermal_k_per_w: np.ndarray
-    failure_mode: np.ndarray   # -1 healthy, else index into FAILURE_MODES
-    onset_h: np.ndarray        # start of precursor drift (inf for healthy cells)
-    death_h: np.ndarray        # death time (inf for healthy cells)
+    failure_mode: np.ndarray  # -1 healthy, else index into FAILURE_MODES
+    onset_h: np.ndarray  # start of precursor drift (inf for healthy cells)
+    death_h: np.ndarray  # death time (inf for healthy cells)
     severity: np.ndarray
     initial_share: np.ndarray  # capacity at manufacture / rated capacity of the string
-    wear0: np.ndarray          # background wear at the start of the data (from the string's age)
-    wear_rate: np.ndarray      # wear per Arrhenius-hour (cell-to-cell spread of ageing speed)
-    wear_max: np.ndarray       # background wear is capped here so a cell not chosen to fail stays above EOL
+    wear0: np.ndarray  # background wear at the start of the data (from the string's age)
+    wear_rate: np.ndarray  # wear per Arrhenius-hour (cell-to-cell spread of ageing speed)
+    wear_max: np.ndarray  # background wear is capped here so a cell not chosen to fail stays above EOL
     drift_v_per_h: np.ndarray  # slow float-voltage drift of the cell [V/h]
     design_life_h: float = 1.0
 
 
 @dataclass
 class DeviceTable:
-    capacity_ah: np.ndarray       # (D,)
-    float_nominal_v: np.ndarray   # (D,)
+    capacity_ah: np.ndarray  # (D,)
+    float_nominal_v: np.ndarray  # (D,)
     ambient_mean_c: np.ndarray
     ambient_amp_c: np.ndarray
 
@@ -183,31 +212,31 @@ class Events:
 
     start_step: np.ndarray
     steps: np.ndarray
-    current_a: np.ndarray        # discharge current magnitude
+    current_a: np.ndarray  # discharge current magnitude
     ah_out: np.ndarray
-    bulk_a: np.ndarray           # recharge peak current
-    tau_h: np.ndarray            # recharge time constant
-    started: np.ndarray          # (D, T) number of events started so far (0 = none in span)
+    bulk_a: np.ndarray  # recharge peak current
+    tau_h: np.ndarray  # recharge time constant
+    started: np.ndarray  # (D, T) number of events started so far (0 = none in span)
 
 
 @dataclass
 class FleetState:
     """Everything the packet writer needs."""
 
-    hours: np.ndarray             # (T,)
-    ambient: np.ndarray           # (D, T)
-    current: np.ndarray           # (D, T)
-    depth: np.ndarray             # (D, T) depth of discharge now, 0..1
-    discharging: np.ndarray       # (D, T) bool
-    recharging: np.ndarray        # (D, T) bool
-    voltage: np.ndarray           # (D, T, N)
-    temperature: np.ndarray       # (D, T, N)
-    sg: np.ndarray                # (D, T, N)
-    dead: np.ndarray              # (D, T, N) bool
+    hours: np.ndarray  # (T,)
+    ambient: np.ndarray  # (D, T)
+    current: np.ndarray  # (D, T)
+    depth: np.ndarray  # (D, T) depth of discharge now, 0..1
+    discharging: np.ndarray  # (D, T) bool
+    recharging: np.ndarray  # (D, T) bool
+    voltage: np.ndarray  # (D, T, N)
+    temperature: np.ndarray  # (D, T, N)
+    sg: np.ndarray  # (D, T, N)
+    dead: np.ndarray  # (D, T, N) bool
     devices: DeviceTable
     cells: CellTable
     events: Events
-    capacity_pct: np.ndarray | None = None      # (D, T, N) ground truth: capacity in % of rated
+    capacity_pct: np.ndarray | None = None  # (D, T, N) ground truth: capacity in % of rated
     resistance_ratio: np.ndarray | None = None  # (D, T, N) ground truth: resistance over installation baseline
 
 
@@ -221,8 +250,13 @@ def make_devices(config: FleetConfig, rng: np.random.Generator) -> DeviceTable:
     )
 
 
-def make_cells(config: FleetConfig, devices: DeviceTable, rng: np.random.Generator,
-               ageing: np.random.Generator | None = None, age_days: np.ndarray | None = None) -> CellTable:
+def make_cells(
+    config: FleetConfig,
+    devices: DeviceTable,
+    rng: np.random.Generator,
+    ageing: np.random.Generator | None = None,
+    age_days: np.ndarray | None = None,
+) -> CellTable:
     d, n = config.devices, config.cells_per_device
     ageing = ageing if ageing is not None else np.random.default_rng(config.seed)
     age_days = np.zeros(d) if age_days is None else np.asarray(age_days, dtype=float)
@@ -254,8 +288,10 @@ def make_cells(config: FleetConfig, devices: DeviceTable, rng: np.random.Generat
     site = arrhenius(devices.ambient_mean_c[:, None] + cells.position_temp_c)
     cells.wear_rate = speed / life_h
     cells.design_life_h = life_h
-    cells.wear_max = np.minimum((1.0 - (EOL_CAPACITY_SHARE + 0.01) / cells.initial_share) / WEAR_CAPACITY,
-                                (EOL_RESISTANCE_RATIO - 0.02 - 1.0) / WEAR_RESISTANCE)
+    cells.wear_max = np.minimum(
+        (1.0 - (EOL_CAPACITY_SHARE + 0.01) / cells.initial_share) / WEAR_CAPACITY,
+        (EOL_RESISTANCE_RATIO - 0.02 - 1.0) / WEAR_RESISTANCE,
+    )
     cells.wear0 = np.minimum(age_days[:, None] * 24.0 * site * cells.wear_rate, 0.8 * cells.wear_max)
     # float voltage drifts apart slowly (sd 1 mV per 30 days), faster in worn cells
     cells.drift_v_per_h = ageing.normal(0.0, 0.001 / 720.0, (d, n)) * (1.0 + 2.0 * cells.wear0)
@@ -268,8 +304,9 @@ def failure_probability(config: FleetConfig) -> float:
     return float(1.0 - (1.0 - config.failure_rate) ** (config.days / 30.0))
 
 
-def _assign_failures(config: FleetConfig, cells: CellTable, rng: np.random.Generator,
-                     weights: np.ndarray | None = None) -> None:
+def _assign_failures(
+    config: FleetConfig, cells: CellTable, rng: np.random.Generator, weights: np.ndarray | None = None
+) -> None:
     """Choose the failing cells (more likely where ageing is faster: hot sites, fast-ageing cells)."""
     total = config.devices * config.cells_per_device
     expected = failure_probability(config) * total
@@ -289,8 +326,9 @@ def _assign_failures(config: FleetConfig, cells: CellTable, rng: np.random.Gener
     cells.onset_h.reshape(-1)[chosen] = death - precursor
 
 
-def ambient_series(config: FleetConfig, devices: DeviceTable, hours: np.ndarray,
-                   rng: np.random.Generator) -> np.ndarray:
+def ambient_series(
+    config: FleetConfig, devices: DeviceTable, hours: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
     from scipy.signal import lfilter
 
     d, t = config.devices, len(hours)
@@ -302,8 +340,12 @@ def ambient_series(config: FleetConfig, devices: DeviceTable, hours: np.ndarray,
     shocks = rng.normal(0.0, sigma * np.sqrt(1.0 - phi**2), (d, t))
     shocks[:, 0] = rng.normal(0.0, sigma, d)
     weather = lfilter([1.0], [1.0, -phi], shocks, axis=1)
-    return (devices.ambient_mean_c[:, None] + devices.ambient_amp_c[:, None] * daily[None, :] + weather
-            + rng.normal(0.0, 0.1, (d, t)))
+    return (
+        devices.ambient_mean_c[:, None]
+        + devices.ambient_amp_c[:, None] * daily[None, :]
+        + weather
+        + rng.normal(0.0, 0.1, (d, t))
+    )
 
 
 def discharge_events(config: FleetConfig, devices: DeviceTable, rng: np.random.Generator) -> Events:
@@ -336,7 +378,7 @@ def discharge_events(config: FleetConfig, devices: DeviceTable, rng: np.random.G
     hist_ah = np.minimum(hist_current * hist_steps * dt, 0.6 * cap[:, 0])
     hist_tau = np.maximum(0.5, CHARGE_EFFICIENCY * hist_ah / (cap[:, 0] * 0.12))
     return Events(
-        start_step=np.concatenate([np.full((d, 1), -10**9, dtype=np.int64), start_step], axis=1),
+        start_step=np.concatenate([np.full((d, 1), -(10**9), dtype=np.int64), start_step], axis=1),
         steps=np.concatenate([hist_steps[:, None], steps], axis=1),
         current_a=np.concatenate([hist_current[:, None], current], axis=1),
         ah_out=np.concatenate([hist_ah[:, None], ah_out], axis=1),
@@ -358,11 +400,11 @@ class Degradation:
     d_v: np.ndarray
     d_sg: np.ndarray
     d_t: np.ndarray
-    r_mult: np.ndarray          # resistance ratio over the installation baseline
-    cap_mult: np.ndarray        # capacity as a share of the cell's capacity at manufacture
+    r_mult: np.ndarray  # resistance ratio over the installation baseline
+    cap_mult: np.ndarray  # capacity as a share of the cell's capacity at manufacture
     dead: np.ndarray
-    extra_current: np.ndarray   # extra string float current [A] drawn by the failing cells
-    capacity_pct: np.ndarray    # capacity in % of the string's rated capacity (ground truth)
+    extra_current: np.ndarray  # extra string float current [A] drawn by the failing cells
+    capacity_pct: np.ndarray  # capacity in % of the string's rated capacity (ground truth)
 
 
 def _arrhenius_clock(ambient: np.ndarray, hours: np.ndarray, dt: float) -> np.ndarray:
@@ -385,8 +427,9 @@ def _clock_at(clock: np.ndarray, ambient: np.ndarray, hours: np.ndarray, query: 
     return out
 
 
-def degradation(cells: CellTable, hours: np.ndarray, chem: Chemistry, capacity_ah: np.ndarray,
-                ambient: np.ndarray | None = None) -> Degradation:
+def degradation(
+    cells: CellTable, hours: np.ndarray, chem: Chemistry, capacity_ah: np.ndarray, ambient: np.ndarray | None = None
+) -> Degradation:
     """Ageing of every cell and precursor drift / dead state of the failing ones.
 
     ``capacity_ah`` is the string's rated capacity (D,), ``ambient`` its temperature (D, T)
@@ -396,18 +439,20 @@ def degradation(cells: CellTable, hours: np.ndarray, chem: Chemistry, capacity_a
     t = len(hours)
     dt = float(hours[1] - hours[0]) if t > 1 else 1.0
     ambient = np.full((d, t), 25.0) if ambient is None else ambient
-    clock = _arrhenius_clock(ambient, hours, dt)                     # (D, T)
-    cell_speed = arrhenius(25.0 + cells.position_temp_c)             # rack position: warmer cells age faster
+    clock = _arrhenius_clock(ambient, hours, dt)  # (D, T)
+    cell_speed = arrhenius(25.0 + cells.position_temp_c)  # rack position: warmer cells age faster
     # background wear of every cell (Arrhenius-accelerated), capped below end of life
-    wear = np.minimum(cells.wear0[:, None, :] + cells.wear_rate[:, None, :] * cell_speed[:, None, :]
-                      * clock[:, :, None], cells.wear_max[:, None, :])
+    wear = np.minimum(
+        cells.wear0[:, None, :] + cells.wear_rate[:, None, :] * cell_speed[:, None, :] * clock[:, :, None],
+        cells.wear_max[:, None, :],
+    )
     r_bg = 1.0 + WEAR_RESISTANCE * wear
     c_bg = 1.0 - WEAR_CAPACITY * wear
 
     failing = np.isfinite(cells.death_h)
     mode = np.where(failing, cells.failure_mode, 0)
     h = hours[None, :, None]
-    onset_clock = _clock_at(clock, ambient, hours, cells.onset_h)   # (D, N)
+    onset_clock = _clock_at(clock, ambient, hours, cells.onset_h)  # (D, N)
     death_clock = _clock_at(clock, ambient, hours, cells.death_h)
     with np.errstate(invalid="ignore", divide="ignore"):
         # progress of the failure on the Arrhenius clock: a hot spell brings the end closer
@@ -416,7 +461,7 @@ def degradation(cells: CellTable, hours: np.ndarray, chem: Chemistry, capacity_a
     progress = np.where(failing[:, None, :], progress, 0.0)
     dead = h >= cells.death_h[:, None, :]
 
-    pre = chem.precursor_effect[mode] * cells.severity[..., None]   # (D, N, 6)
+    pre = chem.precursor_effect[mode] * cells.severity[..., None]  # (D, N, 6)
     post = chem.dead_effect[mode] * cells.severity[..., None]
     visible = []
     for j in (0, 1, 2, 4):  # dV, dSG, dT, I: drift towards the end-of-life value, then the dead state
@@ -444,12 +489,21 @@ def degradation(cells: CellTable, hours: np.ndarray, chem: Chemistry, capacity_a
     cap = np.where(dead_f, c_dead[:, None, :], cap)
 
     extra_current = extra_share.sum(axis=2) * capacity_ah[:, None]
-    return Degradation(d_v=d_v, d_sg=d_sg, d_t=d_t, r_mult=ratio, cap_mult=cap, dead=dead,
-                       extra_current=extra_current, capacity_pct=100.0 * cells.initial_share[:, None, :] * cap)
+    return Degradation(
+        d_v=d_v,
+        d_sg=d_sg,
+        d_t=d_t,
+        r_mult=ratio,
+        cap_mult=cap,
+        dead=dead,
+        extra_current=extra_current,
+        capacity_pct=100.0 * cells.initial_share[:, None, :] * cap,
+    )
 
 
-def simulate_state(config: FleetConfig, rngs: dict[str, np.random.Generator],
-                   age_days: np.ndarray | None = None) -> FleetState:
+def simulate_state(
+    config: FleetConfig, rngs: dict[str, np.random.Generator], age_days: np.ndarray | None = None
+) -> FleetState:
     """Run the physics for the whole fleet; returns noise-free-ish true readings (with sensor noise)."""
     from scipy.signal import lfilter
 
@@ -468,8 +522,11 @@ def simulate_state(config: FleetConfig, rngs: dict[str, np.random.Generator],
     t_after = np.maximum(since - ev_steps, 0) * dt
     tau = event_value(events, events.tau_h)
     decay = np.exp(-t_after / tau)
-    deficit = np.where(discharging, event_value(events, events.current_a) * (since + 0.5) * dt,
-                       event_value(events, events.ah_out) * decay)
+    deficit = np.where(
+        discharging,
+        event_value(events, events.current_a) * (since + 0.5) * dt,
+        event_value(events, events.ah_out) * decay,
+    )
     cap = devices.capacity_ah[:, None]
     depth = np.clip(deficit / cap, 0.0, 1.0)
     recharging = (~discharging) & (events.started > 0) & (t_after < 5.0 * tau)
@@ -481,7 +538,8 @@ def simulate_state(config: FleetConfig, rngs: dict[str, np.random.Generator],
     current = np.where(
         discharging,
         -event_value(events, events.current_a) * (1.0 + noise.normal(0.0, 0.02, (d, t))),
-        event_value(events, events.bulk_a) * decay * (events.started > 0) + float_current
+        event_value(events, events.bulk_a) * decay * (events.started > 0)
+        + float_current
         + noise.normal(0.0, 0.02 * cap / 100.0, (d, t)),
     )
     # depth of discharge per cell: a cell that lost capacity goes deeper for the same Ah
@@ -490,9 +548,13 @@ def simulate_state(config: FleetConfig, rngs: dict[str, np.random.Generator],
     heat_w = current[:, :, None] ** 2 * resistance
     alpha = 1.0 - np.exp(-dt / 2.0)  # 2 h thermal time constant
     heat_lagged = lfilter([alpha], [1.0, alpha - 1.0], heat_w, axis=1)
-    temperature = (ambient[:, :, None] + cells.position_temp_c[:, None, :]
-                   + cells.thermal_k_per_w[:, None, :] * heat_lagged + d_t
-                   + noise.normal(0.0, 0.15, (d, t, n)))
+    temperature = (
+        ambient[:, :, None]
+        + cells.position_temp_c[:, None, :]
+        + cells.thermal_k_per_w[:, None, :] * heat_lagged
+        + d_t
+        + noise.normal(0.0, 0.15, (d, t, n))
+    )
 
     sg25 = cells.sg_full[:, None, :] - chem.sg_span * cell_depth + d_sg
     sg = sg25 - SG_PER_DEGC * (temperature - 25.0) + noise.normal(0.0, 0.0012, (d, t, n))
@@ -508,7 +570,20 @@ def simulate_state(config: FleetConfig, rngs: dict[str, np.random.Generator],
     voltage = np.where(discharging[:, :, None], discharge_v, np.where(recharging[:, :, None], recharge_v, raw_float))
     voltage = np.maximum(voltage + noise.normal(0.0, 0.002, (d, t, n)), 0.02)
 
-    return FleetState(hours=hours, ambient=ambient, current=current, depth=depth, discharging=discharging,
-                      recharging=recharging, voltage=voltage, temperature=temperature, sg=sg, dead=dead,
-                      devices=devices, cells=cells, events=events, capacity_pct=deg.capacity_pct,
-                      resistance_ratio=deg.r_mult)
+    return FleetState(
+        hours=hours,
+        ambient=ambient,
+        current=current,
+        depth=depth,
+        discharging=discharging,
+        recharging=recharging,
+        voltage=voltage,
+        temperature=temperature,
+        sg=sg,
+        dead=dead,
+        devices=devices,
+        cells=cells,
+        events=events,
+        capacity_pct=deg.capacity_pct,
+        resistance_ratio=deg.r_mult,
+    )

@@ -102,14 +102,17 @@ def string_fields(
         "SystemPeakCurrentInChargeOneCycle": np.round(event_value(ev, ev.bulk_a) * 1.02 + 0.001 * cap, 2),
         "AverageDischargingCurrent": np.round(dis_a, 3),
         "AverageChargingCurrent": np.round(CHARGE_EFFICIENCY * ah_out / (5.0 * tau), 3),
-        "AhInForOneChargeCycle": np.round(np.where(discharging, CHARGE_EFFICIENCY * prev_ah,
-                                                   CHARGE_EFFICIENCY * ah_out * (1.0 - decay)), 3),
+        "AhInForOneChargeCycle": np.round(
+            np.where(discharging, CHARGE_EFFICIENCY * prev_ah, CHARGE_EFFICIENCY * ah_out * (1.0 - decay)), 3
+        ),
         "AhOutForOneDischargeCycle": np.round(np.where(discharging, dis_a * (since + 0.5) * dt, ah_out), 3),
-        "CumulativeAHIn": np.round(constants["_ah_out"][:, None] * CHARGE_EFFICIENCY
-                                   + np.cumsum(charge_a, axis=1) * dt, 3),
+        "CumulativeAHIn": np.round(
+            constants["_ah_out"][:, None] * CHARGE_EFFICIENCY + np.cumsum(charge_a, axis=1) * dt, 3
+        ),
         "CumulativeAHOut": np.round(constants["_ah_out"][:, None] + np.cumsum(discharge_a, axis=1) * dt, 3),
-        "ChargeTimeCycle": np.where(discharging | ~started, np.round(5.0 * tau * 3600.0),
-                                    np.round(np.minimum(t_after, 5.0 * tau) * 3600.0)).astype(np.int64),
+        "ChargeTimeCycle": np.where(
+            discharging | ~started, np.round(5.0 * tau * 3600.0), np.round(np.minimum(t_after, 5.0 * tau) * 3600.0)
+        ).astype(np.int64),
         "DischargeTimeCycle": np.round(np.where(discharging, (since + 1) * dt, steps * dt) * 3600.0).astype(np.int64),
         "TotalChargingEnergy": np.round(np.cumsum(charge_a * string_v, axis=1) * dt / 1000.0, 3),
         "TotalDischargingEnergy": np.round(np.cumsum(discharge_a * string_v, axis=1) * dt / 1000.0, 3),

@@ -45,20 +45,28 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-
 from bms_schema.errors import InputError
 
 from .fleet_physics import CHEMISTRY, FLOAT_TEMP_COMP, OCV_OFFSET
 
 PHASES: tuple[str, ...] = ("float_before", "discharge", "rest", "bulk", "absorption", "float_after")
 #: Operating state (``bms_schema.state`` names) of each phase.
-PHASE_STATE: dict[str, str] = {"float_before": "float", "discharge": "discharge", "rest": "rest",
-                               "bulk": "charge", "absorption": "charge", "float_after": "float"}
+PHASE_STATE: dict[str, str] = {
+    "float_before": "float",
+    "discharge": "discharge",
+    "rest": "rest",
+    "bulk": "charge",
+    "absorption": "charge",
+    "float_after": "float",
+}
 FAULT_TYPES: tuple[str, ...] = ("voltage_sag", "hot_spot", "sensor_spike", "stuck_sensor", "loose_connection")
 #: Default magnitude and duration (minutes) per fault type.
 FAULT_DEFAULTS: dict[str, tuple[float, float]] = {
-    "voltage_sag": (0.08, 3.0), "hot_spot": (12.0, 20.0), "sensor_spike": (0.30, 0.0),
-    "stuck_sensor": (0.0, 10.0), "loose_connection": (0.004, 20.0),
+    "voltage_sag": (0.08, 3.0),
+    "hot_spot": (12.0, 20.0),
+    "sensor_spike": (0.30, 0.0),
+    "stuck_sensor": (0.0, 10.0),
+    "loose_connection": (0.004, 20.0),
 }
 DEFAULT_FAULTS: tuple[dict[str, Any], ...] = (
     {"type": "voltage_sag", "cell": 2, "phase": "float_before", "at": 0.35},
@@ -70,11 +78,14 @@ DEFAULT_FAULTS: tuple[dict[str, Any], ...] = (
 )
 #: Where a fault named without a position goes.
 DEFAULT_PLACE: dict[str, tuple[str, float]] = {
-    "voltage_sag": ("float_before", 0.35), "hot_spot": ("float_after", 0.5), "sensor_spike": ("bulk", 0.5),
-    "stuck_sensor": ("discharge", 0.4), "loose_connection": ("discharge", 0.7),
+    "voltage_sag": ("float_before", 0.35),
+    "hot_spot": ("float_after", 0.5),
+    "sensor_spike": ("bulk", 0.5),
+    "stuck_sensor": ("discharge", 0.4),
+    "loose_connection": ("discharge", 0.7),
 }
 
-ABSORPTION_V = {"vrla": 2.40, "flooded": 2.35}   # V/cell held in absorption (boost)
+ABSORPTION_V = {"vrla": 2.40, "flooded": 2.35}  # V/cell held in absorption (boost)
 MAX_STEPS = 2_000_000
 
 
@@ -96,7 +107,9 @@ def _faults(faults: Sequence[str | dict[str, Any]] | None, cells: int) -> list[d
             raise InputError(f"fault {i}: type must be one of {', '.join(FAULT_TYPES)}, got {kind!r}")
         unknown = set(item) - {"type", "cell", "phase", "at", "minutes", "magnitude"}
         if unknown:
-            raise InputError(f"fault {i}: unknown key(s) {sorted(unknown)}; use type, cell, phase, at, minutes, magnitude")
+            raise InputError(
+                f"fault {i}: unknown key(s) {sorted(unknown)}; use type, cell, phase, at, minutes, magnitude"
+            )
         phase, at = DEFAULT_PLACE[kind]
         magnitude, minutes = FAULT_DEFAULTS[kind]
         item.setdefault("phase", phase)
@@ -144,7 +157,9 @@ def simulate_cycle_record(
     if not 0.1 <= float(interval_seconds) <= 3600.0:
         raise InputError(f"interval_seconds must be between 0.1 and 3600, got {interval_seconds}")
     if not (isinstance(steps, (int, np.integer)) and 10 <= steps and steps * cells <= MAX_STEPS * 6):
-        raise InputError(f"steps must be a whole number of at least 10 and steps x cells at most {MAX_STEPS * 6:,}, got {steps!r}")
+        raise InputError(
+            f"steps must be a whole number of at least 10 and steps x cells at most {MAX_STEPS * 6:,}, got {steps!r}"
+        )
     if not 0.0 <= float(jitter_seconds) < float(interval_seconds) / 2:
         raise InputError(f"jitter_seconds must be at least 0 and less than half the interval, got {jitter_seconds}")
     specs = _faults(faults, cells)
@@ -190,8 +205,10 @@ def simulate_cycle_record(
     bounds = np.array([0.0, t_dis0, t_rest0, t_bulk0, t_abs0, t_float1, np.inf])
     phase_idx = np.searchsorted(bounds, hours, side="right") - 1
     if hours[-1] < t_float1 + 0.5:
-        raise InputError(f"{t} readings at {interval_seconds} s cover {hours[-1]:.1f} h, but the cycle needs "
-                         f"{t_float1 + 0.5:.1f} h: use more steps or a longer interval")
+        raise InputError(
+            f"{t} readings at {interval_seconds} s cover {hours[-1]:.1f} h, but the cycle needs "
+            f"{t_float1 + 0.5:.1f} h: use more steps or a longer interval"
+        )
 
     # string current and state of charge over time (vectorised, phase by phase)
     temp_guess = ambient  # the float current follows the temperature (doubling per 10 degC)
@@ -223,7 +240,9 @@ def simulate_cycle_record(
     # each cell's state of charge: the same Ah out of a smaller cell is a deeper discharge
     soc_cell = np.clip(1.0 - (1.0 - soc[:, None]) * cap / cap_cell[None, :], 0.0, 1.0)
     ocv = sg_full[None, :] - chem.sg_span * (1.0 - soc_cell) + OCV_OFFSET
-    float_v = np.clip(float_nominal - FLOAT_TEMP_COMP * (ambient - 25.0), *chem.float_window_v)[:, None] + offset[None, :]
+    float_v = (
+        np.clip(float_nominal - FLOAT_TEMP_COMP * (ambient - 25.0), *chem.float_window_v)[:, None] + offset[None, :]
+    )
     volts = np.empty((t, n))
     p = phase_idx[:, None]
     tau_pol = 10.0 / 60.0
@@ -238,8 +257,9 @@ def simulate_cycle_record(
     v_rest = ocv - pol_end[None, :] * np.exp(-since[:, None] / (20.0 / 60.0))
     volts = np.where(p == 2, v_rest, volts)
     # bulk: OCV + I R + polarisation + gassing overvoltage near full charge (per cell)
-    v_bulk = _charge_voltage(soc_cell, i_bulk, cap_cell[None, :], sg_full[None, :], chem.sg_span, r_cell[None, :],
-                             since[:, None])
+    v_bulk = _charge_voltage(
+        soc_cell, i_bulk, cap_cell[None, :], sg_full[None, :], chem.sg_span, r_cell[None, :], since[:, None]
+    )
     volts = np.where(p == 3, v_bulk, volts)
     # absorption: the charger holds n x v_abs; cells share it by their offsets
     volts = np.where(p == 4, v_abs + offset[None, :] * 1.5, volts)
@@ -295,8 +315,17 @@ def simulate_cycle_record(
             volts[window, j] += current[window] * mag
         is_anom[window, j] = True
         kind[window, j] = kind_name
-        rows_out.append({"type": kind_name, "cell": spec["cell"], "phase": spec["phase"],
-                         "start_index": i0, "end_index": i1, "magnitude": mag, "rows": i1 - i0})
+        rows_out.append(
+            {
+                "type": kind_name,
+                "cell": spec["cell"],
+                "phase": spec["phase"],
+                "start_index": i0,
+                "end_index": i1,
+                "magnitude": mag,
+                "rows": i1 - i0,
+            }
+        )
 
     volts = np.round(volts + rng.normal(0.0, 0.001, (t, n)), 3)
     temps = np.round(temps + rng.normal(0.0, 0.05, (t, n)), 1)
@@ -304,7 +333,7 @@ def simulate_cycle_record(
     for row in rows_out:
         if row["type"] == "stuck_sensor":
             j = row["cell"] - 1
-            volts[row["start_index"]:row["end_index"], j] = volts[row["start_index"], j]
+            volts[row["start_index"] : row["end_index"], j] = volts[row["start_index"], j]
 
     start_ts = pd.Timestamp(start)
     start_ts = start_ts.tz_localize("UTC") if start_ts.tzinfo is None else start_ts.tz_convert("UTC")
@@ -317,44 +346,61 @@ def simulate_cycle_record(
     phase_names = np.array(PHASES, dtype=object)[phase_idx]
     state_names = np.array([PHASE_STATE[p] for p in PHASES], dtype=object)[phase_idx]
     string_v = np.round(volts.sum(axis=1), 2)
-    readings = pd.DataFrame({
-        "Timestamp": np.repeat(stamps, n),
-        "DeviceID": np.ones(t * n, dtype=np.int64),
-        "CellNumber": np.tile(np.arange(1, n + 1), t),
-        "CellVoltage": volts.reshape(-1),
-        "CellTemperature": temps.reshape(-1),
-        "InstantaneousCurrent": np.repeat(np.round(current, 2), n),
-        "AmbientTemperature": np.repeat(np.round(ambient, 1), n),
-        "StringVoltage": np.repeat(string_v, n),
-        "Phase": np.repeat(phase_names, n),
-        "TrueState": np.repeat(state_names, n),
-        "IsDead": np.zeros(t * n, dtype=np.int64),
-        "IsAnomaly": is_anom.reshape(-1).astype(np.int64),
-        "AnomalyType": kind.reshape(-1),
-    })
+    readings = pd.DataFrame(
+        {
+            "Timestamp": np.repeat(stamps, n),
+            "DeviceID": np.ones(t * n, dtype=np.int64),
+            "CellNumber": np.tile(np.arange(1, n + 1), t),
+            "CellVoltage": volts.reshape(-1),
+            "CellTemperature": temps.reshape(-1),
+            "InstantaneousCurrent": np.repeat(np.round(current, 2), n),
+            "AmbientTemperature": np.repeat(np.round(ambient, 1), n),
+            "StringVoltage": np.repeat(string_v, n),
+            "Phase": np.repeat(phase_names, n),
+            "TrueState": np.repeat(state_names, n),
+            "IsDead": np.zeros(t * n, dtype=np.int64),
+            "IsAnomaly": is_anom.reshape(-1).astype(np.int64),
+            "AnomalyType": kind.reshape(-1),
+        }
+    )
     readings["AnomalyType"] = readings["AnomalyType"].astype("string")
-    fault_table = pd.DataFrame(rows_out, columns=["type", "cell", "phase", "start_index", "end_index", "magnitude", "rows"])
+    fault_table = pd.DataFrame(
+        rows_out, columns=["type", "cell", "phase", "start_index", "end_index", "magnitude", "rows"]
+    )
     if len(fault_table):
         fault_table["start"] = stamps[fault_table["start_index"].to_numpy()]
         fault_table["end"] = stamps[np.minimum(fault_table["end_index"].to_numpy(), t - 1)]
-    phase_table = pd.DataFrame({
-        "phase": list(PHASES), "state": [PHASE_STATE[p] for p in PHASES],
-        "start_hours": np.round(bounds[:-1], 4), "end_hours": np.round(np.minimum(bounds[1:], hours[-1]), 4),
-    })
+    phase_table = pd.DataFrame(
+        {
+            "phase": list(PHASES),
+            "state": [PHASE_STATE[p] for p in PHASES],
+            "start_hours": np.round(bounds[:-1], 4),
+            "end_hours": np.round(np.minimum(bounds[1:], hours[-1]), 4),
+        }
+    )
     summary = {
-        "rows": int(len(readings)), "cells": n, "readings_per_cell": t, "interval_seconds": float(interval_seconds),
-        "hours": round(float(hours[-1]), 3), "chemistry": chemistry, "depth_of_discharge": round(dod, 3),
-        "bulk_hours": round(bulk_h, 3), "absorption_hours": round(float(abs_h), 3),
-        "anomaly_rows": int(is_anom.sum()), "anomaly_share": round(float(is_anom.mean()), 5),
+        "rows": int(len(readings)),
+        "cells": n,
+        "readings_per_cell": t,
+        "interval_seconds": float(interval_seconds),
+        "hours": round(float(hours[-1]), 3),
+        "chemistry": chemistry,
+        "depth_of_discharge": round(dod, 3),
+        "bulk_hours": round(bulk_h, 3),
+        "absorption_hours": round(float(abs_h), 3),
+        "anomaly_rows": int(is_anom.sum()),
+        "anomaly_share": round(float(is_anom.mean()), 5),
         "faults": {k: int((fault_table["type"] == k).sum()) for k in FAULT_TYPES if (fault_table["type"] == k).any()},
-        "min_cell_voltage": float(volts.min()), "max_cell_voltage": float(volts.max()),
+        "min_cell_voltage": float(volts.min()),
+        "max_cell_voltage": float(volts.max()),
         "max_cell_temperature": float(temps.max()),
     }
     return CycleRecord(readings=readings, faults=fault_table, phases=phase_table, summary=summary)
 
 
-def _charge_voltage(soc: np.ndarray, current: float, cap: Any, sg_full: Any, sg_span: float, r: Any,
-                    since_h: np.ndarray) -> np.ndarray:
+def _charge_voltage(
+    soc: np.ndarray, current: float, cap: Any, sg_full: Any, sg_span: float, r: Any, since_h: np.ndarray
+) -> np.ndarray:
     """Cell voltage on constant-current charge: OCV + I R + polarisation + gassing overvoltage."""
     ocv = sg_full - sg_span * (1.0 - soc) + OCV_OFFSET
     pol = 0.6 * current / cap * (1.0 - np.exp(-since_h / (10.0 / 60.0)))
@@ -367,7 +413,8 @@ def write_record(record: CycleRecord, path: str | Path, faults_path: str | Path 
     from .packet_format import write_packet_csv
 
     readings = record.readings.assign(
-        Timestamp=record.readings["Timestamp"].dt.strftime("%Y-%m-%dT%H:%M:%S.%f").str[:-3] + "Z")
+        Timestamp=record.readings["Timestamp"].dt.strftime("%Y-%m-%dT%H:%M:%S.%f").str[:-3] + "Z"
+    )
     paths = {"readings": write_packet_csv(readings, path)}
     if faults_path is not None:
         faults = record.faults.copy()
@@ -379,8 +426,10 @@ def write_record(record: CycleRecord, path: str | Path, faults_path: str | Path 
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m bms_datagen.records",
-                                     description="A charge/discharge record of one monobloc or cell with labelled injected faults.")
+    parser = argparse.ArgumentParser(
+        prog="python -m bms_datagen.records",
+        description="A charge/discharge record of one monobloc or cell with labelled injected faults.",
+    )
     parser.add_argument("--out", required=True, help="CSV file for the readings")
     parser.add_argument("--faults-out", default=None, help="optional CSV file for the injected faults")
     parser.add_argument("--seed", type=int, default=0)
@@ -388,8 +437,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--chemistry", choices=list(CHEMISTRY), default="vrla")
     parser.add_argument("--cells", type=int, default=6, help="6: a 12 V monobloc with cell sensing; 1: one cell")
     parser.add_argument("--steps", type=int, default=16_000, help="readings per cell")
-    parser.add_argument("--faults", default=None,
-                        help=f"comma-separated fault types to inject ({', '.join(FAULT_TYPES)}); default: the standard set; 'none' for none")
+    parser.add_argument(
+        "--faults",
+        default=None,
+        help=f"comma-separated fault types to inject ({', '.join(FAULT_TYPES)}); default: the standard set; 'none' for none",
+    )
     return parser
 
 
@@ -397,17 +449,27 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     faults: list[str] | None = None
     if args.faults is not None:
-        faults = [] if args.faults.strip().lower() == "none" else [f.strip() for f in args.faults.split(",") if f.strip()]
+        faults = (
+            [] if args.faults.strip().lower() == "none" else [f.strip() for f in args.faults.split(",") if f.strip()]
+        )
     from bms_schema.errors import BMSError
 
     try:
-        record = simulate_cycle_record(seed=args.seed, interval_seconds=args.interval_seconds, chemistry=args.chemistry,
-                                       cells=args.cells, faults=faults, steps=args.steps)
+        record = simulate_cycle_record(
+            seed=args.seed,
+            interval_seconds=args.interval_seconds,
+            chemistry=args.chemistry,
+            cells=args.cells,
+            faults=faults,
+            steps=args.steps,
+        )
         paths = write_record(record, args.out, args.faults_out)
     except BMSError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2
-    sys.stdout.write(json.dumps({"paths": {k: str(v) for k, v in paths.items()}, "summary": record.summary}, indent=1) + "\n")
+    sys.stdout.write(
+        json.dumps({"paths": {k: str(v) for k, v in paths.items()}, "summary": record.summary}, indent=1) + "\n"
+    )
     return 0
 
 

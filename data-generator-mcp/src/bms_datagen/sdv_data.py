@@ -31,7 +31,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-
 from bms_schema import columns as C
 from bms_schema.errors import InputError
 
@@ -41,8 +40,17 @@ log = logging.getLogger("bms.datagen")
 
 METADATA_FILE = "metadata.json"
 SENTINEL_SOURCES = C.SENTINELS  # 0xFFFF registers of the measurements, by canonical name
-DATETIME_FORMATS = ("%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%dT%H:%M:%S%z",
-                    "%Y-%m-%d %H:%M:%S%z", "%Y-%m-%dT%H:%M:%S.%f", "%d/%m/%Y %H:%M:%S", "%d/%m/%Y", "%Y-%m-%d")
+DATETIME_FORMATS = (
+    "%Y-%m-%dT%H:%M:%S",
+    "%Y-%m-%d %H:%M:%S",
+    "%Y-%m-%dT%H:%M:%SZ",
+    "%Y-%m-%dT%H:%M:%S%z",
+    "%Y-%m-%d %H:%M:%S%z",
+    "%Y-%m-%dT%H:%M:%S.%f",
+    "%d/%m/%Y %H:%M:%S",
+    "%d/%m/%Y",
+    "%Y-%m-%d",
+)
 ID_NAME = re.compile(r"(?:^id$|_id$|ID$|Id$|^Serial|Serial(?:Number|No)$|^Cell ID$)")
 DEVICE_KEYS = C.ALIASES[C.DEVICE_ID]
 BOOL_TEXT = {"true": True, "false": False}
@@ -115,25 +123,33 @@ def load_metadata(path: Path, tables: dict[str, pd.DataFrame]) -> Any:
     except (OSError, json.JSONDecodeError) as exc:
         raise InputError(f"metadata.json in '{path.parent}' is not valid JSON: {exc}") from exc
     if not isinstance(raw, dict) or not isinstance(raw.get("tables"), dict):
-        raise InputError("metadata.json is not SDV metadata: expected an object with a 'tables' mapping "
-                         "(SDV 2.0 format, METADATA_SPEC_VERSION 'V1')")
+        raise InputError(
+            "metadata.json is not SDV metadata: expected an object with a 'tables' mapping "
+            "(SDV 2.0 format, METADATA_SPEC_VERSION 'V1')"
+        )
     missing = sorted(set(raw["tables"]) - set(tables))
     extra = sorted(set(tables) - set(raw["tables"]))
     if missing:
-        raise InputError(f"metadata.json describes table(s) {missing} but the folder has no CSV for them "
-                         f"(CSV tables: {sorted(tables)})")
+        raise InputError(
+            f"metadata.json describes table(s) {missing} but the folder has no CSV for them "
+            f"(CSV tables: {sorted(tables)})"
+        )
     if extra:
-        raise InputError(f"table(s) {extra} have a CSV but are not described in metadata.json "
-                         f"(described: {sorted(raw['tables'])})")
+        raise InputError(
+            f"table(s) {extra} have a CSV but are not described in metadata.json (described: {sorted(raw['tables'])})"
+        )
     for name, spec in raw["tables"].items():
         declared = set((spec or {}).get("columns", {}))
         present = set(tables[name].columns)
         if declared - present:
-            raise InputError(f"metadata.json: table '{name}' declares column(s) {sorted(declared - present)} "
-                             f"that are not in {name}.csv")
+            raise InputError(
+                f"metadata.json: table '{name}' declares column(s) {sorted(declared - present)} "
+                f"that are not in {name}.csv"
+            )
         if present - declared:
-            raise InputError(f"metadata.json: table '{name}' does not describe column(s) {sorted(present - declared)} "
-                             f"of {name}.csv")
+            raise InputError(
+                f"metadata.json: table '{name}' does not describe column(s) {sorted(present - declared)} of {name}.csv"
+            )
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -172,17 +188,20 @@ def detect_metadata(tables: dict[str, pd.DataFrame]) -> tuple[Any, list[str]]:
             elif ID_NAME.search(str(column)):
                 distinct = values.nunique()
                 if distinct / max(len(values), 1) > 0.5:
-                    new = {"sdtype": "id"}            # nearly unique: a real identifier
+                    new = {"sdtype": "id"}  # nearly unique: a real identifier
                 elif distinct <= 50:
-                    new = {"sdtype": "categorical"}   # names a few devices/chargers
+                    new = {"sdtype": "categorical"}  # names a few devices/chargers
                 # else: a counter such as PacketID - keep what SDV detected
             elif _is_boolean(values, str(column)):
                 new = {"sdtype": "boolean"}
             elif column == "AnomalyType" or column == C.CELL_NUMBER:
                 new = {"sdtype": "categorical"}
             elif sdtype == "ordinal":
-                new = {"sdtype": "numerical"} if pd.api.types.is_numeric_dtype(values) and values.nunique() > 20 \
+                new = (
+                    {"sdtype": "numerical"}
+                    if pd.api.types.is_numeric_dtype(values) and values.nunique() > 20
                     else {"sdtype": "categorical"}
+                )
             if new is not None and (new.get("sdtype") != sdtype or "datetime_format" in new):
                 metadata.update_column(column, table_name=name, **new)
                 fmt_note = f" ({new['datetime_format']})" if "datetime_format" in new else ""
@@ -201,8 +220,14 @@ def _link_tables(metadata: Any, tables: dict[str, pd.DataFrame]) -> list[str]:
             values = frame[column]
             if not ID_NAME.search(str(column)) or values.isna().any() or not values.is_unique:
                 continue
-            children = [c for c, f in tables.items() if c != parent and column in f.columns
-                        and (parent, c) not in linked and f[column].dropna().isin(set(values)).all()]
+            children = [
+                c
+                for c, f in tables.items()
+                if c != parent
+                and column in f.columns
+                and (parent, c) not in linked
+                and f[column].dropna().isin(set(values)).all()
+            ]
             if not children:
                 continue
             metadata.update_column(column, table_name=parent, sdtype="id")
@@ -210,8 +235,12 @@ def _link_tables(metadata: Any, tables: dict[str, pd.DataFrame]) -> list[str]:
             for child in children:
                 if metadata.tables[child].columns[column]["sdtype"] != "id":
                     metadata.update_column(column, table_name=child, sdtype="id")
-                metadata.add_relationship(parent_table_name=parent, child_table_name=child,
-                                          parent_primary_key=column, child_foreign_key=column)
+                metadata.add_relationship(
+                    parent_table_name=parent,
+                    child_table_name=child,
+                    parent_primary_key=column,
+                    child_foreign_key=column,
+                )
                 fixes.append(f"relationship {parent}.{column} -> {child}.{column}")
             break
     return fixes
@@ -235,8 +264,9 @@ def _key_columns(metadata: Any, table_name: str) -> set[str]:
 
 
 def sdtypes(metadata: Any) -> dict[str, dict[str, str]]:
-    return {name: {col: spec["sdtype"] for col, spec in table.columns.items()}
-            for name, table in metadata.tables.items()}
+    return {
+        name: {col: spec["sdtype"] for col, spec in table.columns.items()} for name, table in metadata.tables.items()
+    }
 
 
 def _datetime_format(values: pd.Series) -> str | None:
@@ -283,7 +313,9 @@ def clean_sentinels(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, dict[s
     return frame, found
 
 
-def prepare_table(frame: pd.DataFrame, metadata: Any, table_name: str, single_table: bool) -> tuple[pd.DataFrame, TablePrep]:
+def prepare_table(
+    frame: pd.DataFrame, metadata: Any, table_name: str, single_table: bool
+) -> tuple[pd.DataFrame, TablePrep]:
     """Sentinel-cleaned frame reduced to the columns to model, and how to rebuild the rest."""
     cleaned, sentinels = clean_sentinels(frame)
     prep = TablePrep(columns=[str(c) for c in frame.columns], sentinels=sentinels)
@@ -308,9 +340,17 @@ def prepare_table(frame: pd.DataFrame, metadata: Any, table_name: str, single_ta
     # per-device attributes (single table only: several tables keep their own structure)
     device = next((c for c in DEVICE_KEYS if c in cleaned.columns), None)
     if single_table and device is not None and cleaned[device].nunique() > 1:
-        candidates = [c for c in cleaned.columns if c != device and c not in keys and c not in prep.derived
-                      and c not in prep.constants and c not in C.LABEL_COLUMNS and c not in C.CORE_COLUMNS
-                      and table_sdtypes.get(c) in ("categorical", "id", "datetime", "boolean")]
+        candidates = [
+            c
+            for c in cleaned.columns
+            if c != device
+            and c not in keys
+            and c not in prep.derived
+            and c not in prep.constants
+            and c not in C.LABEL_COLUMNS
+            and c not in C.CORE_COLUMNS
+            and table_sdtypes.get(c) in ("categorical", "id", "datetime", "boolean")
+        ]
         if candidates:
             per_device = cleaned.groupby(device, dropna=False)[candidates].nunique(dropna=False)
             fixed = [c for c in candidates if (per_device[c] <= 1).all()]
@@ -318,8 +358,10 @@ def prepare_table(frame: pd.DataFrame, metadata: Any, table_name: str, single_ta
                 first = cleaned.drop_duplicates(device).set_index(device)[fixed]
                 prep.device_key = device
                 prep.device_columns = fixed
-                prep.device_lookup = {str(k): {c: (None if pd.isna(v) else _plain(v)) for c, v in row.items()}
-                                      for k, row in first.iterrows()}
+                prep.device_lookup = {
+                    str(k): {c: (None if pd.isna(v) else _plain(v)) for c, v in row.items()}
+                    for k, row in first.iterrows()
+                }
     model = cleaned.drop(columns=prep.removed)
     columns_spec = metadata.tables[table_name].columns
     for column in model.columns:
@@ -334,7 +376,7 @@ def prepare_table(frame: pd.DataFrame, metadata: Any, table_name: str, single_ta
             continue
         if pd.api.types.is_numeric_dtype(model[column]):
             prep.bool_kind[column] = "int"
-            model[column] = model[column].map({1: True, 0: False, 1.0: True, 0.0: False})
+            model[column] = model[column].map({1: True, 0: False})  # 1.0 == 1 and 0.0 == 0 as keys
         else:
             prep.bool_kind[column] = "text"
             model[column] = model[column].astype(str).str.lower().map(BOOL_TEXT)

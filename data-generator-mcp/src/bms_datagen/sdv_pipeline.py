@@ -24,15 +24,22 @@ from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
-
 from bms_schema.atomic import atomic_write_json
 from bms_schema.errors import InputError, ModelError
 from bms_schema.reader import write_table
 from bms_schema.registry import ModelRegistry
 
 from .sdv_data import (
-    TablePrep, analysis_view, clean_sentinels, detect_metadata, load_metadata, model_metadata, prepare_table,
-    read_folder, restore_table, sdtypes,
+    TablePrep,
+    analysis_view,
+    clean_sentinels,
+    detect_metadata,
+    load_metadata,
+    model_metadata,
+    prepare_table,
+    read_folder,
+    restore_table,
+    sdtypes,
 )
 from .sdv_synthesis import FittedSynthesizer, SynthesisSpec, resolve_synthesizer, roundtrip, sequence_columns
 
@@ -108,14 +115,17 @@ def generate(
     tables, metadata_path = read_folder(folder)
     kind = resolve_synthesizer(synthesizer, len(tables))
     if num_rows is not None and kind == "hma":
-        raise InputError("num_rows applies to one table; for several tables use scale (1.0 = as many rows as the real data)")
+        raise InputError(
+            "num_rows applies to one table; for several tables use scale (1.0 = as many rows as the real data)"
+        )
     metadata, detected, fixes = _metadata_for(tables, metadata_path)
     progress(0.15, f"metadata {'detected' if detected else 'loaded'}; fitting {kind}")
     spec = SynthesisSpec(synthesizer=kind, seed=seed, epochs=epochs)
     if kind == "par":
         name = next(iter(tables))
         spec.sequence_key, spec.sequence_index, tables[name] = sequence_columns(
-            tables[name], metadata, sequence_key, sequence_index)
+            tables[name], metadata, sequence_key, sequence_index
+        )
     preps: dict[str, TablePrep] = {}
     model_tables: dict[str, pd.DataFrame] = {}
     stored: dict[str, bytes] = {}
@@ -127,19 +137,36 @@ def generate(
     progress(0.7, "sampling")
     sampled = fitted.sample(seed, num_rows=num_rows, scale=scale)
     synthetic = {name: restore_table(sampled[name], preps[name], seed) for name in tables}
-    generation = Generation(synthesizer=kind, tables=synthetic, metadata=metadata, detected=detected, fixes=fixes,
-                            preps=preps, real_rows={n: int(len(f)) for n, f in tables.items()},
-                            model_name=model_name or default_model_name(folder))
+    generation = Generation(
+        synthesizer=kind,
+        tables=synthetic,
+        metadata=metadata,
+        detected=detected,
+        fixes=fixes,
+        preps=preps,
+        real_rows={n: int(len(f)) for n, f in tables.items()},
+        model_name=model_name or default_model_name(folder),
+    )
     generation.paths = _write_outputs(out_dir, synthetic, metadata)
     if register:
-        generation.model_version = _register(generation.model_name, folder, out_dir, spec,
-                                             metadata, reduced, preps, stored, generation, run_id)
+        generation.model_version = _register(
+            generation.model_name, folder, out_dir, spec, metadata, reduced, preps, stored, generation, run_id
+        )
     return generation
 
 
-def _register(name: str, folder: Path, out_dir: Path, spec: SynthesisSpec, metadata: Any, reduced: Any,
-              preps: dict[str, TablePrep], stored: dict[str, bytes], generation: Generation,
-              run_id: str | None) -> str:
+def _register(
+    name: str,
+    folder: Path,
+    out_dir: Path,
+    spec: SynthesisSpec,
+    metadata: Any,
+    reduced: Any,
+    preps: dict[str, TablePrep],
+    stored: dict[str, bytes],
+    generation: Generation,
+    run_id: str | None,
+) -> str:
     from bms_schema.runtime import versions
 
     registry = ModelRegistry()
@@ -150,8 +177,10 @@ def _register(name: str, folder: Path, out_dir: Path, spec: SynthesisSpec, metad
         "source_folder": str(folder),
         "synthetic_dir": str(out_dir / SYNTHETIC_SUBDIR),
         "run_id": run_id,
-        "tables": {n: {"real_rows": generation.real_rows[n], "synthetic_rows": int(len(generation.tables[n]))}
-                   for n in generation.tables},
+        "tables": {
+            n: {"real_rows": generation.real_rows[n], "synthetic_rows": int(len(generation.tables[n]))}
+            for n in generation.tables
+        },
         "library_versions": versions("sdv", "rdt", "copulas", "pandas", "numpy"),
         "format": "refit-from-data (Parquet + JSON, no pickle)",
     }
@@ -198,8 +227,15 @@ def load_registered(name: str, version: str = "latest") -> RegisteredSDV:
     return RegisteredSDV(name, model.version, spec, metadata, reduced, preps, tables, model.metadata)
 
 
-def sample_registered(name: str, out_dir: Path, version: str = "latest", num_rows: int | None = None,
-                      scale: float = 1.0, seed: int = 0, progress: Progress = _noop) -> tuple[RegisteredSDV, dict[str, pd.DataFrame], dict[str, Path]]:
+def sample_registered(
+    name: str,
+    out_dir: Path,
+    version: str = "latest",
+    num_rows: int | None = None,
+    scale: float = 1.0,
+    seed: int = 0,
+    progress: Progress = _noop,
+) -> tuple[RegisteredSDV, dict[str, pd.DataFrame], dict[str, Path]]:
     """Refit the registered synthesizer from its stored data and sample new rows."""
     model = load_registered(name, version)
     if num_rows is not None and model.spec.synthesizer == "hma":
@@ -234,12 +270,16 @@ def synthetic_folder_for(folder: Path, synthetic_folder: Path | None) -> Path:
         return synthetic_folder
     found = find_generation(folder)
     if found is None or not Path(found["synthetic_dir"]).is_dir():
-        raise InputError(f"no synthetic data has been generated from '{folder}' yet: "
-                         f"run sdv_generate(folder_name='{folder.name}') first, or pass synthetic_folder")
+        raise InputError(
+            f"no synthetic data has been generated from '{folder}' yet: "
+            f"run sdv_generate(folder_name='{folder.name}') first, or pass synthetic_folder"
+        )
     return Path(found["synthetic_dir"])
 
 
-def load_pair(folder: Path, synthetic_folder: Path | None) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame], Any, Path]:
+def load_pair(
+    folder: Path, synthetic_folder: Path | None
+) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame], Any, Path]:
     """Real tables, synthetic tables (same names) and the metadata describing them."""
     from sdv.metadata import Metadata
 
@@ -274,8 +314,13 @@ def _subsample(frame: pd.DataFrame, max_rows: int, seed: int) -> pd.DataFrame:
     return frame if len(frame) <= max_rows else frame.sample(n=max_rows, random_state=seed)
 
 
-def evaluate(folder: Path, synthetic_folder: Path | None = None, max_rows: int = 20_000, seed: int = 0,
-             progress: Progress = _noop) -> dict[str, Any]:
+def evaluate(
+    folder: Path,
+    synthetic_folder: Path | None = None,
+    max_rows: int = 20_000,
+    seed: int = 0,
+    progress: Progress = _noop,
+) -> dict[str, Any]:
     """Quality report, diagnostic and privacy check of the synthetic tables against the real ones."""
     from sdv.evaluation import evaluate_quality, run_diagnostic
 

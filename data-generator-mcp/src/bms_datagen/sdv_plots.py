@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-
 from bms_schema.atomic import atomic_savefig, atomic_write_text
 from bms_schema.errors import InputError
 
@@ -50,8 +49,15 @@ def ensure_plotly_js(run_dir: Path) -> Path:
     return plotly_js_beside(run_dir)
 
 
-def plot_column(real: pd.Series, synthetic: pd.Series, sdtype: str | None, title: str,
-                png_path: Path, html_path: Path, plotly_src: str) -> dict[str, Any]:
+def plot_column(
+    real: pd.Series,
+    synthetic: pd.Series,
+    sdtype: str | None,
+    title: str,
+    png_path: Path,
+    html_path: Path,
+    plotly_src: str,
+) -> dict[str, Any]:
     """Write the PNG and HTML comparison of one column; return what was plotted."""
     import matplotlib
 
@@ -62,8 +68,11 @@ def plot_column(real: pd.Series, synthetic: pd.Series, sdtype: str | None, title
     kind = column_kind(sdtype, real)
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
     figure = go.Figure()
-    summary: dict[str, Any] = {"kind": kind, "real_count": int(real.notna().sum()),
-                               "synthetic_count": int(synthetic.notna().sum())}
+    summary: dict[str, Any] = {
+        "kind": kind,
+        "real_count": int(real.notna().sum()),
+        "synthetic_count": int(synthetic.notna().sum()),
+    }
     if kind in ("numerical", "datetime"):
         r, s = _numeric(real, kind), _numeric(synthetic, kind)
         if len(r) == 0:
@@ -79,14 +88,16 @@ def plot_column(real: pd.Series, synthetic: pd.Series, sdtype: str | None, title
         if len(s_num):
             ax.hist(s_num, bins=edges, density=True, alpha=0.55, label="synthetic", color="#ff7f0e")
         ax.set_ylabel("density")
-        figure.add_trace(go.Histogram(x=r, name="real", histnorm="probability density", opacity=0.6,
-                                      nbinsx=BINS))
-        figure.add_trace(go.Histogram(x=s, name="synthetic", histnorm="probability density", opacity=0.6,
-                                      nbinsx=BINS))
+        figure.add_trace(go.Histogram(x=r, name="real", histnorm="probability density", opacity=0.6, nbinsx=BINS))
+        figure.add_trace(go.Histogram(x=s, name="synthetic", histnorm="probability density", opacity=0.6, nbinsx=BINS))
         figure.update_layout(barmode="overlay")
         if kind == "numerical":
-            summary.update(real_mean=float(np.mean(r)), synthetic_mean=float(np.mean(s)) if len(s) else None,
-                           real_std=float(np.std(r)), synthetic_std=float(np.std(s)) if len(s) else None)
+            summary.update(
+                real_mean=float(np.mean(r)),
+                synthetic_mean=float(np.mean(s)) if len(s) else None,
+                real_std=float(np.std(r)),
+                synthetic_std=float(np.std(s)) if len(s) else None,
+            )
     else:
         table = _frequencies(real, synthetic)
         x = np.arange(len(table))
@@ -98,8 +109,9 @@ def plot_column(real: pd.Series, synthetic: pd.Series, sdtype: str | None, title
         figure.add_trace(go.Bar(x=list(table.index), y=table["real"], name="real"))
         figure.add_trace(go.Bar(x=list(table.index), y=table["synthetic"], name="synthetic"))
         figure.update_layout(barmode="group")
-        summary["categories"] = {str(k): {"real": float(v["real"]), "synthetic": float(v["synthetic"])}
-                                 for k, v in table.head(10).iterrows()}
+        summary["categories"] = {
+            str(k): {"real": float(v["real"]), "synthetic": float(v["synthetic"])} for k, v in table.head(10).iterrows()
+        }
     ax.set_title(title)
     ax.legend()
     fig.tight_layout()

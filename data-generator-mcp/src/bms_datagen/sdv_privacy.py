@@ -40,6 +40,7 @@ def _encode(reference: pd.DataFrame, frames: list[pd.DataFrame], sdtypes: dict[s
     for column in reference.columns:
         kind = sdtypes.get(column, "categorical")
         if kind in ("numerical", "datetime"):
+
             def numeric(values: pd.Series) -> np.ndarray:
                 if kind == "datetime":
                     stamp = pd.to_datetime(values, errors="coerce", format="mixed", utc=True).dt.tz_localize(None)
@@ -48,7 +49,7 @@ def _encode(reference: pd.DataFrame, frames: list[pd.DataFrame], sdtypes: dict[s
 
             ref = numeric(reference[column])
             centre = np.nanmedian(ref) if np.isfinite(ref).any() else 0.0
-            q75, q25 = (np.nanpercentile(ref, [75, 25]) if np.isfinite(ref).any() else (1.0, 0.0))
+            q75, q25 = np.nanpercentile(ref, [75, 25]) if np.isfinite(ref).any() else (1.0, 0.0)
             scale = (q75 - q25) or (np.nanstd(ref) if np.isfinite(ref).any() else 1.0) or 1.0
             for i, frame in enumerate(frames):
                 values = (numeric(frame[column]) - centre) / scale
@@ -59,12 +60,17 @@ def _encode(reference: pd.DataFrame, frames: list[pd.DataFrame], sdtypes: dict[s
             top = reference[column].astype(str).value_counts().index[:TOP_CATEGORIES]
             for i, frame in enumerate(frames):
                 text = frame[column].astype(str)
-                blocks[i].append(np.column_stack([(text == t).to_numpy(dtype=float) for t in top]
-                                                 + [(~text.isin(top)).to_numpy(dtype=float)]))
+                blocks[i].append(
+                    np.column_stack(
+                        [(text == t).to_numpy(dtype=float) for t in top] + [(~text.isin(top)).to_numpy(dtype=float)]
+                    )
+                )
     return [np.hstack(b) if b else np.zeros((len(f), 1)) for b, f in zip(blocks, frames)]
 
 
-def privacy_check(real: pd.DataFrame, synthetic: pd.DataFrame, sdtypes: dict[str, str], seed: int = 0) -> dict[str, Any]:
+def privacy_check(
+    real: pd.DataFrame, synthetic: pd.DataFrame, sdtypes: dict[str, str], seed: int = 0
+) -> dict[str, Any]:
     """Copied-row share and distance-to-closest-record of ``synthetic`` against ``real``."""
     from sklearn.neighbors import NearestNeighbors
 
@@ -81,7 +87,7 @@ def privacy_check(real: pd.DataFrame, synthetic: pd.DataFrame, sdtypes: dict[str
     order = rng.permutation(len(real))
     holdout_n = min(MAX_QUERY, len(real) // 5)
     holdout = real.iloc[order[:holdout_n]]
-    reference = real.iloc[order[holdout_n:holdout_n + MAX_REFERENCE]]
+    reference = real.iloc[order[holdout_n : holdout_n + MAX_REFERENCE]]
     everything = real.iloc[order[:MAX_REFERENCE]]
     query = synthetic.iloc[rng.permutation(len(synthetic))[:MAX_QUERY]]
     all_x, ref_x, syn_x, hold_x = _encode(everything, [everything, reference, query, holdout], sdtypes)
@@ -100,11 +106,13 @@ def privacy_check(real: pd.DataFrame, synthetic: pd.DataFrame, sdtypes: dict[str
     if len(hold_x) and nn is not None:
         hold_d = nn.kneighbors(hold_x)[0][:, 0]
         holdout_keys = _row_keys(holdout)
-        result.update({
-            "holdout_dcr_median": round(float(np.median(hold_d)), 6),
-            "holdout_dcr_p05": round(float(np.percentile(hold_d, 5)), 6),
-            "holdout_copied_share": round(float(holdout_keys.isin(set(_row_keys(reference).tolist())).mean()), 6),
-        })
+        result.update(
+            {
+                "holdout_dcr_median": round(float(np.median(hold_d)), 6),
+                "holdout_dcr_p05": round(float(np.percentile(hold_d, 5)), 6),
+                "holdout_copied_share": round(float(holdout_keys.isin(set(_row_keys(reference).tolist())).mean()), 6),
+            }
+        )
         baseline = result["holdout_dcr_median"]
         result["dcr_ratio"] = round(result["dcr_median"] / baseline, 4) if baseline > 0 else None
     result["copies_real_rows"] = bool(

@@ -28,7 +28,6 @@ from typing import Any, Iterator
 
 import numpy as np
 import pandas as pd
-
 from bms_schema.errors import InputError
 
 log = logging.getLogger("bms.datagen")
@@ -63,8 +62,10 @@ def resolve_synthesizer(requested: str, n_tables: int) -> str:
         raise InputError(f"unknown synthesizer '{requested}': use one of {', '.join(SYNTHESIZERS)}")
     if n_tables > 1:
         if requested not in ("auto", "hma"):
-            raise InputError(f"the folder holds {n_tables} tables: only 'hma' (or 'auto') models several "
-                             f"related tables; '{requested}' needs a folder with one CSV")
+            raise InputError(
+                f"the folder holds {n_tables} tables: only 'hma' (or 'auto') models several "
+                f"related tables; '{requested}' needs a folder with one CSV"
+            )
         return "hma"
     if requested == "hma":
         raise InputError("'hma' needs several related tables (e.g. devices.csv + readings.csv); the folder holds one")
@@ -79,7 +80,6 @@ def seeded(seed: int, torch_needed: bool = False) -> Iterator[None]:
     np.random.seed(seed % (2**32))
     if torch_needed:
         import torch
-
         from bms_schema.runtime import torch_threads
 
         torch_threads()
@@ -159,7 +159,8 @@ class FittedSynthesizer:
         from .empirical_normalizer import EmpiricalNormalizer, FastUniformEncoder
 
         model = GaussianCopulaSynthesizer(
-            meta, default_distribution=self.spec.default_distribution,
+            meta,
+            default_distribution=self.spec.default_distribution,
             numerical_distributions={c: "norm" for c in numerical},
         )
         # auto_assign_transformers() validates the whole table against the metadata, and fit() does it
@@ -225,8 +226,9 @@ class FittedSynthesizer:
             self.spec.context_columns = context_columns(frame, key, index)
         sizes = frame.groupby(key).size()
         self.sequence_count, self.sequence_mean_length = int(len(sizes)), float(sizes.mean())
-        self.model = PARSynthesizer(meta, epochs=self.spec.epochs, context_columns=self.spec.context_columns,
-                                    cuda=False, verbose=False)
+        self.model = PARSynthesizer(
+            meta, epochs=self.spec.epochs, context_columns=self.spec.context_columns, cuda=False, verbose=False
+        )
         self.model.fit({name: frame})
 
     def _fit_hma(self) -> None:
@@ -316,7 +318,9 @@ def context_columns(frame: pd.DataFrame, key: str, index: str) -> list[str]:
     return [c for c in candidates if (per_key[c] <= 1).all() and frame[c].nunique(dropna=False) > 1]
 
 
-def sequence_columns(frame: pd.DataFrame, metadata: Any, key: str | None, index: str | None) -> tuple[str, str, pd.DataFrame]:
+def sequence_columns(
+    frame: pd.DataFrame, metadata: Any, key: str | None, index: str | None
+) -> tuple[str, str, pd.DataFrame]:
     """The sequence key and index for PAR (adding ``CellID`` = DeviceID-CellNumber when needed)."""
     from bms_schema import columns as C
 
@@ -327,20 +331,32 @@ def sequence_columns(frame: pd.DataFrame, metadata: Any, key: str | None, index:
             device = next((c for c in C.ALIASES[C.DEVICE_ID] if c in frame.columns), None)
             number = next((c for c in C.ALIASES[C.CELL_NUMBER] if c in frame.columns), None)
             if number is None:
-                raise InputError(f"PAR needs a sequence key: table '{name}' has no cell id column "
-                                 f"({', '.join(SEQUENCE_KEYS)}) or CellNumber; pass sequence_key")
+                raise InputError(
+                    f"PAR needs a sequence key: table '{name}' has no cell id column "
+                    f"({', '.join(SEQUENCE_KEYS)}) or CellNumber; pass sequence_key"
+                )
             frame = frame.copy()
             frame["CellID"] = (frame[device].astype(str) + "-" if device else "") + frame[number].astype(str)
             metadata.add_column("CellID", table_name=name, sdtype="id")
             key = "CellID"
     elif key not in frame.columns:
-        raise InputError(f"sequence_key '{key}' is not a column of table '{name}' (columns: {', '.join(map(str, frame.columns[:15]))})")
+        raise InputError(
+            f"sequence_key '{key}' is not a column of table '{name}' (columns: {', '.join(map(str, frame.columns[:15]))})"
+        )
     if index is None:
-        index = next((c for c in SEQUENCE_INDEXES if c in frame.columns
-                      and table.columns.get(c, {}).get("sdtype") == "datetime"), None)
+        index = next(
+            (
+                c
+                for c in SEQUENCE_INDEXES
+                if c in frame.columns and table.columns.get(c, {}).get("sdtype") == "datetime"
+            ),
+            None,
+        )
         if index is None:
-            raise InputError(f"PAR needs a sequence index: table '{name}' has no timestamp column "
-                             f"({', '.join(SEQUENCE_INDEXES)}) detected as datetime; pass sequence_index")
+            raise InputError(
+                f"PAR needs a sequence index: table '{name}' has no timestamp column "
+                f"({', '.join(SEQUENCE_INDEXES)}) detected as datetime; pass sequence_index"
+            )
     elif index not in frame.columns:
         raise InputError(f"sequence_index '{index}' is not a column of table '{name}'")
     return key, index, frame

@@ -36,11 +36,11 @@ _OFFSET_DIRECTIVES = ("%z", "%Z", "%:z", "Z")
 class TimestampStyle:
     """How one column's timestamps are written (JSON-serialisable, stored in the registry's prep.json)."""
 
-    body_format: str             # strftime of the date and time without fraction or offset
-    fraction_digits: int         # 0 = no fraction; 3 = milliseconds; 9 = pyarrow nanoseconds
-    offset_notation: str         # "Z", "colon" (+00:00) or "plain" (+0000)
-    offset_minutes: int          # the offset written back (0 = UTC)
-    model_format: str            # format of the naive UTC text used for modelling
+    body_format: str  # strftime of the date and time without fraction or offset
+    fraction_digits: int  # 0 = no fraction; 3 = milliseconds; 9 = pyarrow nanoseconds
+    offset_notation: str  # "Z", "colon" (+00:00) or "plain" (+0000)
+    offset_minutes: int  # the offset written back (0 = UTC)
+    model_format: str  # format of the naive UTC text used for modelling
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -55,7 +55,9 @@ class TimestampStyle:
             return "Z"
         sign = "-" if self.offset_minutes < 0 else "+"
         hours, minutes = divmod(abs(self.offset_minutes), 60)
-        return f"{sign}{hours:02d}:{minutes:02d}" if self.offset_notation != "plain" else f"{sign}{hours:02d}{minutes:02d}"
+        return (
+            f"{sign}{hours:02d}:{minutes:02d}" if self.offset_notation != "plain" else f"{sign}{hours:02d}{minutes:02d}"
+        )
 
 
 def _text(values: pd.Series) -> pd.Series:
@@ -70,9 +72,13 @@ def _split(values: pd.Series) -> pd.DataFrame:
 def _offset_minutes(offsets: pd.Series) -> pd.Series:
     """Offsets as signed minutes (``Z`` = 0); NA stays NA (computed once per distinct offset)."""
     codes, uniques = pd.factorize(offsets, use_na_sentinel=True)
-    per_offset = np.array([0.0 if text == "Z" else
-                           (-1.0 if text[0] == "-" else 1.0) * (int(text[1:3]) * 60 + int(text[-2:]))
-                           for text in uniques], dtype=float)
+    per_offset = np.array(
+        [
+            0.0 if text == "Z" else (-1.0 if text[0] == "-" else 1.0) * (int(text[1:3]) * 60 + int(text[-2:]))
+            for text in uniques
+        ],
+        dtype=float,
+    )
     minutes = np.full(len(offsets), np.nan)
     minutes[codes >= 0] = per_offset[codes[codes >= 0]]
     return pd.Series(minutes, index=offsets.index)

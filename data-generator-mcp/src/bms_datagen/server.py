@@ -15,8 +15,8 @@ from .tool_data import CycleRecordData, SdvEvaluateData, SdvGenerateData, SdvSam
 
 server = ToolServer(
     "data-generator-mcp",
-    packages=['pandas', 'numpy', 'sdv', 'matplotlib', 'plotly', 'mcp'],
-    instructions='Simulate realistic lead-acid battery fleets (with ground truth) and generate/evaluate/visualise SDV synthetic data.',
+    packages=["pandas", "numpy", "sdv", "matplotlib", "plotly", "mcp"],
+    instructions="Simulate realistic lead-acid battery fleets (with ground truth) and generate/evaluate/visualise SDV synthetic data.",
 )
 server.add_health_check(models=[])
 
@@ -29,20 +29,27 @@ class SimulateFleetArgs(ToolArgs):
     seed: int = Field(default=0, ge=0, description="Random seed: the same seed gives a byte-identical file")
     failure_rate: float = Field(default=0.03, ge=0, le=0.9, description="Share of cells that die per 30 days")
     anomaly_rate: float = Field(default=0.01, ge=0, le=0.9, description="Share of readings labelled as anomalies")
-    dropout_rate: float = Field(default=0.19, ge=0, le=0.9,
-                                description="Share of rows with 0xFFFF sensor dropouts (the real sample has 19.5 %)")
+    dropout_rate: float = Field(
+        default=0.19, ge=0, le=0.9, description="Share of rows with 0xFFFF sensor dropouts (the real sample has 19.5 %)"
+    )
     duplicate_rate: float = Field(default=0.005, ge=0, le=0.9, description="Share of packets sent twice")
     out_of_order_rate: float = Field(default=0.01, ge=0, le=0.9, description="Share of packets delivered late")
     missing_rate: float = Field(default=0.002, ge=0, le=0.9, description="Share of rows with one empty measurement")
     start: str = Field(default="2025-01-01T00:00:00Z", description="First packet time (ISO 8601, UTC)")
-    discharge_every_days: float = Field(default=4.0, ge=0, le=3650,
-                                        description="Mean days between mains outages (discharge events); 0 = no discharge")
+    discharge_every_days: float = Field(
+        default=4.0, ge=0, le=3650, description="Mean days between mains outages (discharge events); 0 = no discharge"
+    )
     chemistry: Literal["flooded", "vrla"] = Field(
-        default="flooded", description="flooded: vented cells with specific gravity (SG) readings, float 2.20-2.27 V/cell; "
-                                       "vrla: sealed VRLA/AGM/gel, no CellSpecificGravity column, float 2.25-2.30 V/cell, "
-                                       "dry-out and thermal-runaway failures")
-    file_name: str = Field(default="bms_fleet.csv", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*\.csv$",
-                           description="Name of the packet CSV written into the run folder")
+        default="flooded",
+        description="flooded: vented cells with specific gravity (SG) readings, float 2.20-2.27 V/cell; "
+        "vrla: sealed VRLA/AGM/gel, no CellSpecificGravity column, float 2.25-2.30 V/cell, "
+        "dry-out and thermal-runaway failures",
+    )
+    file_name: str = Field(
+        default="bms_fleet.csv",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*\.csv$",
+        description="Name of the packet CSV written into the run folder",
+    )
 
 
 @server.tool(SimulateFleetArgs, title="Simulate a BMS fleet", read_only=False, idempotent=True, data_model=SimulateData)
@@ -71,17 +78,27 @@ def simulate_bms_fleet(args: SimulateFleetArgs, ctx: ToolContext) -> ToolOutput:
     soh_path = ctx.run.path(args.file_name[: -len(".csv")] + "_soh.csv")
     with ctx.run.timed("write"):
         write_simulation(sim, readings_path, truth_path, soh_path)
-    ctx.run.add_artifact(readings_path, "table", "simulated raw BMS packets (73 columns + IsDead, IsAnomaly, AnomalyType)")
-    ctx.run.add_artifact(truth_path, "table", "per-cell ground truth: fate, failure mode and end-of-life time "
-                                              "(censored if alive at the end), capacity and resistance at start and end")
+    ctx.run.add_artifact(
+        readings_path, "table", "simulated raw BMS packets (73 columns + IsDead, IsAnomaly, AnomalyType)"
+    )
+    ctx.run.add_artifact(
+        truth_path,
+        "table",
+        "per-cell ground truth: fate, failure mode and end-of-life time "
+        "(censored if alive at the end), capacity and resistance at start and end",
+    )
     ctx.run.add_artifact(soh_path, "table", "ground-truth state of health of every cell over time (daily)")
     summary = sim.summary
-    message = (f"simulated {summary['rows']:,} rows: {summary['devices']} devices x "
-               f"{config.cells_per_device} cells x {summary['readings_per_cell']} readings; "
-               f"{summary['failed_cells']} cells fail, {summary['anomaly_rows']} anomaly rows, "
-               f"{summary['dropout_rows']} dropout rows")
-    return ToolOutput(message=message, data={"path": str(readings_path), "ground_truth_path": str(truth_path),
-                                             "soh_path": str(soh_path), **summary})
+    message = (
+        f"simulated {summary['rows']:,} rows: {summary['devices']} devices x "
+        f"{config.cells_per_device} cells x {summary['readings_per_cell']} readings; "
+        f"{summary['failed_cells']} cells fail, {summary['anomaly_rows']} anomaly rows, "
+        f"{summary['dropout_rows']} dropout rows"
+    )
+    return ToolOutput(
+        message=message,
+        data={"path": str(readings_path), "ground_truth_path": str(truth_path), "soh_path": str(soh_path), **summary},
+    )
 
 
 FaultName = Literal["voltage_sag", "hot_spot", "sensor_spike", "stuck_sensor", "loose_connection"]
@@ -91,18 +108,30 @@ class CycleRecordArgs(ToolArgs):
     seed: int = Field(default=0, ge=0, description="Random seed: the same seed gives the same record")
     interval_seconds: float = Field(default=5.0, ge=0.1, le=3600, description="Seconds between readings")
     chemistry: Literal["vrla", "flooded"] = Field(default="vrla", description="vrla (no SG column) or flooded")
-    cells: int = Field(default=6, ge=1, le=24, description="6: a 12 V monobloc with cell-level sensing; 1: one 2 V cell")
+    cells: int = Field(
+        default=6, ge=1, le=24, description="6: a 12 V monobloc with cell-level sensing; 1: one 2 V cell"
+    )
     steps: int = Field(default=16_000, ge=10, le=2_000_000, description="Readings per cell (16,000 x 5 s = 22.2 h)")
     faults: list[FaultName] | None = Field(
-        default=None, description="Fault types to inject, one each at its default place; default: a 0.08 V/cell sag in "
-                                  "float, discharge, rest and bulk charge and a +12 degC hot spot in discharge and float; "
-                                  "[] for none")
-    file_name: str = Field(default="cycle_record.csv", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*\.csv$",
-                           description="Name of the readings CSV written into the run folder")
+        default=None,
+        description="Fault types to inject, one each at its default place; default: a 0.08 V/cell sag in "
+        "float, discharge, rest and bulk charge and a +12 degC hot spot in discharge and float; "
+        "[] for none",
+    )
+    file_name: str = Field(
+        default="cycle_record.csv",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*\.csv$",
+        description="Name of the readings CSV written into the run folder",
+    )
 
 
-@server.tool(CycleRecordArgs, title="Simulate a charge/discharge record with faults", read_only=False, idempotent=True,
-             data_model=CycleRecordData)
+@server.tool(
+    CycleRecordArgs,
+    title="Simulate a charge/discharge record with faults",
+    read_only=False,
+    idempotent=True,
+    data_model=CycleRecordData,
+)
 def simulate_cycle_record(args: CycleRecordArgs, ctx: ToolContext) -> ToolOutput:
     """Simulate one monobloc (or cell) at seconds resolution through float, a discharge, rest, a bulk and
     absorption recharge and float again, with labelled injected faults (IsAnomaly, AnomalyType) and the true
@@ -112,8 +141,14 @@ def simulate_cycle_record(args: CycleRecordArgs, ctx: ToolContext) -> ToolOutput
     from .records import write_record
 
     with ctx.run.timed("simulate"):
-        record = simulate(seed=args.seed, interval_seconds=args.interval_seconds, chemistry=args.chemistry,
-                          cells=args.cells, steps=args.steps, faults=args.faults)
+        record = simulate(
+            seed=args.seed,
+            interval_seconds=args.interval_seconds,
+            chemistry=args.chemistry,
+            cells=args.cells,
+            steps=args.steps,
+            faults=args.faults,
+        )
     readings_path = ctx.run.path(args.file_name)
     faults_path = ctx.run.path(args.file_name[: -len(".csv")] + "_faults.csv")
     with ctx.run.timed("write"):
@@ -121,9 +156,11 @@ def simulate_cycle_record(args: CycleRecordArgs, ctx: ToolContext) -> ToolOutput
     ctx.run.add_artifact(readings_path, "table", "charge/discharge record with labelled injected faults")
     ctx.run.add_artifact(faults_path, "table", "the injected faults: type, cell, phase, start, end, magnitude")
     summary = record.summary
-    message = (f"simulated {summary['rows']:,} readings ({summary['cells']} cells x {summary['readings_per_cell']} "
-               f"at {summary['interval_seconds']:g} s, {summary['hours']:.1f} h); {summary['anomaly_rows']} fault "
-               f"readings from {len(record.faults)} injected faults")
+    message = (
+        f"simulated {summary['rows']:,} readings ({summary['cells']} cells x {summary['readings_per_cell']} "
+        f"at {summary['interval_seconds']:g} s, {summary['hours']:.1f} h); {summary['anomaly_rows']} fault "
+        f"readings from {len(record.faults)} injected faults"
+    )
     return ToolOutput(message=message, data={"path": str(readings_path), "faults_path": str(faults_path), **summary})
 
 
@@ -132,19 +169,36 @@ MODEL_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
 
 class SdvGenerateArgs(ToolArgs):
-    folder_name: str = Field(description="Folder (in the workspace) with one CSV per table and optionally an SDV metadata.json")
+    folder_name: str = Field(
+        description="Folder (in the workspace) with one CSV per table and optionally an SDV metadata.json"
+    )
     synthesizer: SynthesizerName = Field(
-        default="auto", description="auto: GaussianCopula for one table, HMA for several; ctgan/tvae on request; "
-                                    "par for per-cell sequences (cell id = sequence key, timestamp = sequence index)")
-    num_rows: int | None = Field(default=None, ge=1, le=5_000_000,
-                                 description="Rows to generate (one table; for PAR: about this many rows). Default: as many as the real table")
-    scale: float = Field(default=1.0, gt=0, le=100, description="Size relative to the real data when num_rows is not given")
+        default="auto",
+        description="auto: GaussianCopula for one table, HMA for several; ctgan/tvae on request; "
+        "par for per-cell sequences (cell id = sequence key, timestamp = sequence index)",
+    )
+    num_rows: int | None = Field(
+        default=None,
+        ge=1,
+        le=5_000_000,
+        description="Rows to generate (one table; for PAR: about this many rows). Default: as many as the real table",
+    )
+    scale: float = Field(
+        default=1.0, gt=0, le=100, description="Size relative to the real data when num_rows is not given"
+    )
     seed: int = Field(default=0, ge=0, description="Random seed: the same seed reproduces the same synthetic data")
     epochs: int = Field(default=100, ge=1, le=5000, description="Training epochs for ctgan, tvae and par")
-    sequence_key: str | None = Field(default=None, description="PAR: column identifying a sequence (default: CellID, or DeviceID-CellNumber)")
-    sequence_index: str | None = Field(default=None, description="PAR: timestamp column ordering each sequence (default: Timestamp/PacketDateTime)")
-    model_name: str | None = Field(default=None, pattern=MODEL_NAME,
-                                   description="Registry name of the fitted synthesizer (default: sdv-<folder name>)")
+    sequence_key: str | None = Field(
+        default=None, description="PAR: column identifying a sequence (default: CellID, or DeviceID-CellNumber)"
+    )
+    sequence_index: str | None = Field(
+        default=None, description="PAR: timestamp column ordering each sequence (default: Timestamp/PacketDateTime)"
+    )
+    model_name: str | None = Field(
+        default=None,
+        pattern=MODEL_NAME,
+        description="Registry name of the fitted synthesizer (default: sdv-<folder name>)",
+    )
 
 
 @server.tool(SdvGenerateArgs, title="Generate synthetic data with SDV", read_only=False, data_model=SdvGenerateData)
@@ -161,48 +215,78 @@ def sdv_generate(args: SdvGenerateArgs, ctx: ToolContext) -> ToolOutput:
     for csv in sorted(p for p in folder.glob("*.csv") if p.is_file()):
         ctx.run.add_input(csv)
     with ctx.run.timed("generate"):
-        result = generate(folder, ctx.run.dir, synthesizer=args.synthesizer, num_rows=args.num_rows,
-                          scale=args.scale, seed=args.seed, epochs=args.epochs, sequence_key=args.sequence_key,
-                          sequence_index=args.sequence_index, model_name=args.model_name,
-                          run_id=ctx.run.run_id, progress=ctx.progress)
+        result = generate(
+            folder,
+            ctx.run.dir,
+            synthesizer=args.synthesizer,
+            num_rows=args.num_rows,
+            scale=args.scale,
+            seed=args.seed,
+            epochs=args.epochs,
+            sequence_key=args.sequence_key,
+            sequence_index=args.sequence_index,
+            model_name=args.model_name,
+            run_id=ctx.run.run_id,
+            progress=ctx.progress,
+        )
     from .sdv_data import sdtypes
 
     for name, path in result.paths.items():
         kind = "metadata" if name == "metadata" else "table"
-        ctx.run.add_artifact(path, kind, "SDV metadata of the tables" if name == "metadata" else f"synthetic table '{name}'")
+        ctx.run.add_artifact(
+            path, kind, "SDV metadata of the tables" if name == "metadata" else f"synthetic table '{name}'"
+        )
     model_name = result.model_name
     if result.model_version:
         from bms_schema.registry import ModelRegistry
 
         ctx.run.add_model(model_name, result.model_version, ModelRegistry().locate(model_name, result.model_version))
-    tables = {n: {"real_rows": result.real_rows[n], "synthetic_rows": int(len(f)), "path": str(result.paths[n])}
-              for n, f in result.tables.items()}
-    message = (f"{result.synthesizer} generated " + ", ".join(f"{t['synthetic_rows']} rows of '{n}'" for n, t in tables.items())
-               + f"; registered as {model_name}/{result.model_version}")
-    return ToolOutput(message=message, data={
-        "synthesizer": result.synthesizer,
-        "tables": tables,
-        "synthetic_folder": str(ctx.run.dir / "synthetic"),
-        "metadata_path": str(result.paths["metadata"]),
-        "metadata_detected": result.detected,
-        "detected_types": sdtypes(result.metadata),
-        "battery_fixes": result.fixes,
-        "rebuilt_columns": {n: {"derived": list(p.derived), "constant": list(p.constants),
-                                "per_device": p.device_columns, "sentinels": p.sentinels}
-                            for n, p in result.preps.items()},
-        "model": {"name": model_name, "version": result.model_version},
-    })
+    tables = {
+        n: {"real_rows": result.real_rows[n], "synthetic_rows": int(len(f)), "path": str(result.paths[n])}
+        for n, f in result.tables.items()
+    }
+    message = (
+        f"{result.synthesizer} generated "
+        + ", ".join(f"{t['synthetic_rows']} rows of '{n}'" for n, t in tables.items())
+        + f"; registered as {model_name}/{result.model_version}"
+    )
+    return ToolOutput(
+        message=message,
+        data={
+            "synthesizer": result.synthesizer,
+            "tables": tables,
+            "synthetic_folder": str(ctx.run.dir / "synthetic"),
+            "metadata_path": str(result.paths["metadata"]),
+            "metadata_detected": result.detected,
+            "detected_types": sdtypes(result.metadata),
+            "battery_fixes": result.fixes,
+            "rebuilt_columns": {
+                n: {
+                    "derived": list(p.derived),
+                    "constant": list(p.constants),
+                    "per_device": p.device_columns,
+                    "sentinels": p.sentinels,
+                }
+                for n, p in result.preps.items()
+            },
+            "model": {"name": model_name, "version": result.model_version},
+        },
+    )
 
 
 class SdvSampleArgs(ToolArgs):
     model_name: str = Field(pattern=MODEL_NAME, description="Registered SDV model (from sdv_generate)")
     version: str = Field(default="latest", description="Model version (v0001, ...) or latest")
     num_rows: int | None = Field(default=None, ge=1, le=5_000_000, description="Rows to sample (one table)")
-    scale: float = Field(default=1.0, gt=0, le=100, description="Size relative to the training data when num_rows is not given")
+    scale: float = Field(
+        default=1.0, gt=0, le=100, description="Size relative to the training data when num_rows is not given"
+    )
     seed: int = Field(default=0, ge=0, description="Sampling seed (the generation seed reproduces the first sample)")
 
 
-@server.tool(SdvSampleArgs, title="Sample more rows from a registered SDV synthesizer", read_only=False, data_model=SdvSampleData)
+@server.tool(
+    SdvSampleArgs, title="Sample more rows from a registered SDV synthesizer", read_only=False, data_model=SdvSampleData
+)
 def sdv_sample(args: SdvSampleArgs, ctx: ToolContext) -> ToolOutput:
     """Sample more synthetic rows from a registered SDV synthesizer into the run folder. Registered models hold
     only safe files (Parquet training data, JSON metadata and parameters, checksums verified): the synthesizer
@@ -210,33 +294,56 @@ def sdv_sample(args: SdvSampleArgs, ctx: ToolContext) -> ToolOutput:
     from .sdv_pipeline import sample_registered
 
     with ctx.run.timed("sample"):
-        model, synthetic, paths = sample_registered(args.model_name, ctx.run.dir, version=args.version,
-                                                    num_rows=args.num_rows, scale=args.scale, seed=args.seed,
-                                                    progress=ctx.progress)
+        model, synthetic, paths = sample_registered(
+            args.model_name,
+            ctx.run.dir,
+            version=args.version,
+            num_rows=args.num_rows,
+            scale=args.scale,
+            seed=args.seed,
+            progress=ctx.progress,
+        )
     for name, path in paths.items():
-        ctx.run.add_artifact(path, "metadata" if name == "metadata" else "table",
-                             "SDV metadata" if name == "metadata" else f"synthetic table '{name}'")
+        ctx.run.add_artifact(
+            path,
+            "metadata" if name == "metadata" else "table",
+            "SDV metadata" if name == "metadata" else f"synthetic table '{name}'",
+        )
     from bms_schema.registry import ModelRegistry
 
     ctx.run.add_model(model.name, model.version, ModelRegistry().locate(model.name, model.version))
     rows = {n: int(len(f)) for n, f in synthetic.items()}
     return ToolOutput(
-        message=f"sampled " + ", ".join(f"{r} rows of '{n}'" for n, r in rows.items()) + f" from {model.name}/{model.version}",
-        data={"model": {"name": model.name, "version": model.version, "synthesizer": model.spec.synthesizer},
-              "rows": rows, "paths": {n: str(p) for n, p in paths.items()},
-              "synthetic_folder": str(ctx.run.dir / "synthetic")},
+        message="sampled "
+        + ", ".join(f"{r} rows of '{n}'" for n, r in rows.items())
+        + f" from {model.name}/{model.version}",
+        data={
+            "model": {"name": model.name, "version": model.version, "synthesizer": model.spec.synthesizer},
+            "rows": rows,
+            "paths": {n: str(p) for n, p in paths.items()},
+            "synthetic_folder": str(ctx.run.dir / "synthetic"),
+        },
     )
 
 
 class SdvEvaluateArgs(ToolArgs):
     folder_name: str = Field(description="The real data folder given to sdv_generate")
-    synthetic_folder: str | None = Field(default=None, description="Folder of synthetic CSVs (default: the latest sdv_generate output for this folder)")
-    max_rows: int = Field(default=20_000, ge=100, le=1_000_000, description="Rows per table compared (single table; a seeded subsample)")
+    synthetic_folder: str | None = Field(
+        default=None, description="Folder of synthetic CSVs (default: the latest sdv_generate output for this folder)"
+    )
+    max_rows: int = Field(
+        default=20_000, ge=100, le=1_000_000, description="Rows per table compared (single table; a seeded subsample)"
+    )
     seed: int = Field(default=0, ge=0, description="Seed of the subsample")
 
 
-@server.tool(SdvEvaluateArgs, title="Evaluate synthetic data (quality, diagnostic, privacy)", read_only=False, data_model=SdvEvaluateData,
-             idempotent=True)
+@server.tool(
+    SdvEvaluateArgs,
+    title="Evaluate synthetic data (quality, diagnostic, privacy)",
+    read_only=False,
+    data_model=SdvEvaluateData,
+    idempotent=True,
+)
 def sdv_evaluate(args: SdvEvaluateArgs, ctx: ToolContext) -> ToolOutput:
     """Compare synthetic tables with the real ones: SDV quality report (overall score, column shapes, column pair
     trends), diagnostic (validity, structure), and a privacy check: share of synthetic rows copying a real row and
@@ -256,14 +363,17 @@ def sdv_evaluate(args: SdvEvaluateArgs, ctx: ToolContext) -> ToolOutput:
     copies = {n: p.get("copied_share") for n, p in report["privacy"].items()}
     return ToolOutput(
         message=f"quality score {quality:.3f}, diagnostic {report['diagnostic']['overall_score']:.3f}, "
-                f"copied rows share {copies}",
-        data={"overall_score": quality,
-              "properties": {p["Property"]: p["Score"] for p in report["quality"]["properties"]},
-              "diagnostic_score": report["diagnostic"]["overall_score"],
-              "diagnostic_properties": {p["Property"]: p["Score"] for p in report["diagnostic"]["properties"]},
-              "privacy": {n: {k: v for k, v in p.items() if k != "columns"} for n, p in report["privacy"].items()},
-              "rows_compared": report["rows_compared"],
-              "synthetic_folder": report["synthetic_folder"], "report_path": str(path)},
+        f"copied rows share {copies}",
+        data={
+            "overall_score": quality,
+            "properties": {p["Property"]: p["Score"] for p in report["quality"]["properties"]},
+            "diagnostic_score": report["diagnostic"]["overall_score"],
+            "diagnostic_properties": {p["Property"]: p["Score"] for p in report["diagnostic"]["properties"]},
+            "privacy": {n: {k: v for k, v in p.items() if k != "columns"} for n, p in report["privacy"].items()},
+            "rows_compared": report["rows_compared"],
+            "synthetic_folder": report["synthetic_folder"],
+            "report_path": str(path),
+        },
     )
 
 
@@ -271,10 +381,18 @@ class SdvVisualizeArgs(ToolArgs):
     folder_name: str = Field(description="The real data folder given to sdv_generate")
     table_name: str = Field(description="Table (CSV file name without .csv)")
     column_name: str = Field(description="Column to compare")
-    synthetic_folder: str | None = Field(default=None, description="Folder of synthetic CSVs (default: the latest sdv_generate output for this folder)")
+    synthetic_folder: str | None = Field(
+        default=None, description="Folder of synthetic CSVs (default: the latest sdv_generate output for this folder)"
+    )
 
 
-@server.tool(SdvVisualizeArgs, title="Plot real vs synthetic for one column", read_only=False, idempotent=True, data_model=SdvVisualizeData)
+@server.tool(
+    SdvVisualizeArgs,
+    title="Plot real vs synthetic for one column",
+    read_only=False,
+    idempotent=True,
+    data_model=SdvVisualizeData,
+)
 def sdv_visualize(args: SdvVisualizeArgs, ctx: ToolContext) -> ToolOutput:
     """Real vs synthetic distribution of one column as a PNG (matplotlib) and an interactive HTML (plotly; plotly.js
     is shared once per run folder, not embedded in every file)."""
@@ -303,14 +421,21 @@ def sdv_visualize(args: SdvVisualizeArgs, ctx: ToolContext) -> ToolOutput:
     png, html = ctx.run.path(f"{stem}.png"), ctx.run.path(f"{stem}.html")
     shared = ensure_plotly_js(ctx.run.run_dir)
     src = f"../{PLOTLY_JS}"
-    summary = plot_column(analysis_view(frame)[args.column_name],
-                          analysis_view(synthetic[args.table_name])[args.column_name],
-                          sdtype, f"{args.table_name}.{args.column_name}: real vs synthetic", png, html, src)
+    summary = plot_column(
+        analysis_view(frame)[args.column_name],
+        analysis_view(synthetic[args.table_name])[args.column_name],
+        sdtype,
+        f"{args.table_name}.{args.column_name}: real vs synthetic",
+        png,
+        html,
+        src,
+    )
     ctx.run.add_artifact(png, "plot", f"real vs synthetic {args.table_name}.{args.column_name} (PNG)")
     ctx.run.add_artifact(html, "plot", f"real vs synthetic {args.table_name}.{args.column_name} (interactive HTML)")
-    return ToolOutput(message=f"plotted {args.table_name}.{args.column_name} ({summary['kind']})",
-                      data={"png_path": str(png), "html_path": str(html), "plotly_js": str(shared), "sdtype": sdtype,
-                            **summary})
+    return ToolOutput(
+        message=f"plotted {args.table_name}.{args.column_name} ({summary['kind']})",
+        data={"png_path": str(png), "html_path": str(html), "plotly_js": str(shared), "sdtype": sdtype, **summary},
+    )
 
 
 def main() -> None:

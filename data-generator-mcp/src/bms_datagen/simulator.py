@@ -33,11 +33,23 @@ import pandas as pd
 from .anomalies import ANOMALY_TYPES, inject_anomalies
 from .fleet_config import CHEMISTRIES, FleetConfig
 from .fleet_physics import (
-    CHEMISTRY, EOL_CRITERION, FAILURE_MODES, arrhenius, failure_probability, simulate_state, state_of_health,
+    CHEMISTRY,
+    EOL_CRITERION,
+    FAILURE_MODES,
+    arrhenius,
+    failure_probability,
+    simulate_state,
+    state_of_health,
 )
 from .packet_fields import device_constants, string_fields
 from .packet_format import (
-    NO_ANOMALY, OUTPUT_COLUMNS, RAW_COLUMNS, SENTINEL_SG, SENTINEL_TEMPERATURE, SENTINEL_VOLTAGE, write_packet_csv,
+    NO_ANOMALY,
+    OUTPUT_COLUMNS,
+    RAW_COLUMNS,
+    SENTINEL_SG,
+    SENTINEL_TEMPERATURE,
+    SENTINEL_VOLTAGE,
+    write_packet_csv,
 )
 from .telemetry_mess import MISSING_FIELDS, choose_rows, missing_fields, packet_order, rows_for_packets
 
@@ -45,8 +57,20 @@ SPECIFIC_GRAVITY = "CellSpecificGravity"
 
 log = logging.getLogger("bms.datagen")
 
-RNG_STREAMS = ("devices", "cells", "ambient", "events", "noise", "anomalies", "dropouts", "missing", "order",
-               "fields", "constants", "ageing")
+RNG_STREAMS = (
+    "devices",
+    "cells",
+    "ambient",
+    "events",
+    "noise",
+    "anomalies",
+    "dropouts",
+    "missing",
+    "order",
+    "fields",
+    "constants",
+    "ageing",
+)
 
 
 @dataclass
@@ -104,8 +128,9 @@ def _to_frame(out: dict[str, Any], columns: tuple[str, ...] = OUTPUT_COLUMNS) ->
     """
     import pyarrow as pa
 
-    arrays = [out[name] if isinstance(out[name], pa.Array) else pa.array(out[name], from_pandas=True)
-              for name in columns]
+    arrays = [
+        out[name] if isinstance(out[name], pa.Array) else pa.array(out[name], from_pandas=True) for name in columns
+    ]
     table = pa.Table.from_arrays(arrays, names=list(columns))
     mapper = {pa.string(): pd.StringDtype("pyarrow"), pa.large_string(): pd.StringDtype("pyarrow")}
     frame = table.to_pandas(split_blocks=True, types_mapper=mapper.get)
@@ -128,8 +153,17 @@ def simulate_fleet_with_truth(config: FleetConfig | None = None, **params: Any) 
     temperature = state.temperature.reshape(-1).copy()
     sg = state.sg.reshape(-1).copy()
     dead = state.dead.reshape(-1)
-    anomalies = inject_anomalies(voltage, temperature, sg, dead, (d, t, n), config.anomaly_rate,
-                                 config.dt_hours, rngs["anomalies"], has_sg=config.has_sg)
+    anomalies = inject_anomalies(
+        voltage,
+        temperature,
+        sg,
+        dead,
+        (d, t, n),
+        config.anomaly_rate,
+        config.dt_hours,
+        rngs["anomalies"],
+        has_sg=config.has_sg,
+    )
     voltage = np.round(voltage, 3)
     temperature = np.round(temperature, 2)
     sg = np.round(sg, 4)
@@ -138,12 +172,22 @@ def simulate_fleet_with_truth(config: FleetConfig | None = None, **params: Any) 
     voltage[dropout] = SENTINEL_VOLTAGE
     temperature[dropout] = SENTINEL_TEMPERATURE
     sg[dropout] = SENTINEL_SG
-    fields_that_can_be_empty = MISSING_FIELDS if config.has_sg else tuple(f for f in MISSING_FIELDS if f != SPECIFIC_GRAVITY)
-    missing = missing_fields(rows, config.missing_rate, anomalies.is_anomaly | dropout, rngs["missing"],
-                             fields_that_can_be_empty)
+    fields_that_can_be_empty = (
+        MISSING_FIELDS if config.has_sg else tuple(f for f in MISSING_FIELDS if f != SPECIFIC_GRAVITY)
+    )
+    missing = missing_fields(
+        rows, config.missing_rate, anomalies.is_anomaly | dropout, rngs["missing"], fields_that_can_be_empty
+    )
 
-    packet = string_fields(config, state, constants, voltage.reshape(d, t, n), temperature.reshape(d, t, n),
-                           dropout.reshape(d, t, n), rngs["fields"])
+    packet = string_fields(
+        config,
+        state,
+        constants,
+        voltage.reshape(d, t, n),
+        temperature.reshape(d, t, n),
+        dropout.reshape(d, t, n),
+        rngs["fields"],
+    )
 
     # timestamps per packet
     start64 = np.datetime64(config.start_timestamp.tz_localize(None).to_datetime64(), "s")
@@ -203,11 +247,21 @@ def simulate_fleet_with_truth(config: FleetConfig | None = None, **params: Any) 
     return FleetSimulation(readings=readings, cells=cells, summary=summary, config=config, table=table, soh=soh)
 
 
-SOH_COLUMNS: tuple[str, ...] = ("Timestamp", "CellID", "DeviceID", "CellNumber", "CapacityPercent",
-                                "ResistanceRatio", "StateOfHealth", "IsDead")
+SOH_COLUMNS: tuple[str, ...] = (
+    "Timestamp",
+    "CellID",
+    "DeviceID",
+    "CellNumber",
+    "CapacityPercent",
+    "ResistanceRatio",
+    "StateOfHealth",
+    "IsDead",
+)
 
 
-def soh_table(config: FleetConfig, state: Any, constants: dict[str, np.ndarray], start64: np.datetime64) -> pd.DataFrame:
+def soh_table(
+    config: FleetConfig, state: Any, constants: dict[str, np.ndarray], start64: np.datetime64
+) -> pd.DataFrame:
     """Ground-truth state of health of every cell every ``soh_interval_hours`` (and at the last reading).
 
     ``CapacityPercent``: capacity in % of the string's rated capacity; ``ResistanceRatio``: internal
@@ -226,20 +280,28 @@ def soh_table(config: FleetConfig, state: Any, constants: dict[str, np.ndarray],
     number = np.broadcast_to(np.arange(1, n + 1)[None, None, :], (d, k, n)).reshape(-1)
     ids = np.array([f"{a}-{b}" for a in constants["DeviceID"] for b in range(1, n + 1)], dtype=object)
     cell_index = (np.arange(d)[:, None, None] * n + np.arange(n)[None, None, :]) + np.zeros((1, k, 1), dtype=np.int64)
-    return pd.DataFrame({
-        "Timestamp": np.broadcast_to(np.asarray(times)[None, :, None], (d, k, n)).reshape(-1),
-        "CellID": ids[cell_index.reshape(-1)],
-        "DeviceID": device,
-        "CellNumber": number,
-        "CapacityPercent": np.round(cap.reshape(-1), 3),
-        "ResistanceRatio": np.round(ratio.reshape(-1), 4),
-        "StateOfHealth": np.round(state_of_health(cap, ratio).reshape(-1), 3),
-        "IsDead": state.dead[:, steps, :].reshape(-1).astype(np.int64),
-    }).assign(Timestamp=lambda f: pd.to_datetime(f.Timestamp, utc=True))
+    return pd.DataFrame(
+        {
+            "Timestamp": np.broadcast_to(np.asarray(times)[None, :, None], (d, k, n)).reshape(-1),
+            "CellID": ids[cell_index.reshape(-1)],
+            "DeviceID": device,
+            "CellNumber": number,
+            "CapacityPercent": np.round(cap.reshape(-1), 3),
+            "ResistanceRatio": np.round(ratio.reshape(-1), 4),
+            "StateOfHealth": np.round(state_of_health(cap, ratio).reshape(-1), 3),
+            "IsDead": state.dead[:, steps, :].reshape(-1).astype(np.int64),
+        }
+    ).assign(Timestamp=lambda f: pd.to_datetime(f.Timestamp, utc=True))
 
 
-def ground_truth(config: FleetConfig, state: Any, constants: dict[str, np.ndarray], start64: np.datetime64,
-                 type_code: np.ndarray, dropout: np.ndarray) -> pd.DataFrame:
+def ground_truth(
+    config: FleetConfig,
+    state: Any,
+    constants: dict[str, np.ndarray],
+    start64: np.datetime64,
+    type_code: np.ndarray,
+    dropout: np.ndarray,
+) -> pd.DataFrame:
     """One row per cell: id, fate, failure mode, precursor start, death time, manufacturing figures."""
     d, t, n = config.devices, config.steps, config.cells_per_device
     cells = state.cells
@@ -262,45 +324,62 @@ def ground_truth(config: FleetConfig, state: Any, constants: dict[str, np.ndarra
     per_cell_anomalies = (type_code.reshape(d, t, n) > 0).sum(axis=1).reshape(-1)
     per_cell_dropouts = dropout.reshape(d, t, n).sum(axis=1).reshape(-1)
     cap_pct, ratio = state.capacity_pct, state.resistance_ratio
-    table = pd.DataFrame({
-        "CellID": [f"{a}-{b}" for a, b in zip(device, number)],
-        "DeviceID": device,
-        "CellNumber": number,
-        "SerialNumber": np.repeat(constants["SerialNumber"], n),
-        "Fate": np.where(failed, "failed", "healthy"),
-        "FailureMode": mode_names[mode + 1],
-        "PrecursorStart": when(cells.onset_h.reshape(-1)),
-        "DeathTime": when(cells.death_h.reshape(-1)),
-        "FirstDeadReading": first_dead,
-        "CapacityAh": np.round(cells.capacity_ah.reshape(-1), 2),
-        "InternalResistanceMilliOhm": np.round(cells.resistance_ohm.reshape(-1) * 1000.0, 4),
-        "FullChargeSG": np.round(cells.sg_full.reshape(-1), 4),
-        "FloatOffsetV": np.round(cells.float_offset_v.reshape(-1), 4),
-        "AnomalyRows": per_cell_anomalies,
-        "DropoutRows": per_cell_dropouts,
-        # survival ground truth (see the package README, "Ageing and end of life")
-        "EndOfLifeTime": when(cells.death_h.reshape(-1)),
-        "EndOfLifeHours": np.round(np.where(failed, cells.death_h.reshape(-1), np.nan), 3),
-        "EOLCriterion": np.array([""] + [EOL_CRITERION[m] for m in FAILURE_MODES], dtype=object)[mode + 1],
-        "Censored": ~failed,
-        "ObservedHours": np.full(d * n, round(float(state.hours[-1]), 3)),
-        "AgeDaysAtStart": np.repeat(constants["_age_days"], n),
-        "AgeingSpeed": np.round((arrhenius(state.devices.ambient_mean_c[:, None] + cells.position_temp_c)
-                                 * cells.wear_rate * cells.design_life_h).reshape(-1), 4),
-        "CapacityPercentStart": np.round(cap_pct[:, 0, :].reshape(-1), 3),
-        "CapacityPercentEnd": np.round(cap_pct[:, -1, :].reshape(-1), 3),
-        "ResistanceRatioStart": np.round(ratio[:, 0, :].reshape(-1), 4),
-        "ResistanceRatioEnd": np.round(ratio[:, -1, :].reshape(-1), 4),
-        "StateOfHealthStart": np.round(state_of_health(cap_pct[:, 0, :], ratio[:, 0, :]).reshape(-1), 3),
-        "StateOfHealthEnd": np.round(state_of_health(cap_pct[:, -1, :], ratio[:, -1, :]).reshape(-1), 3),
-    })
+    table = pd.DataFrame(
+        {
+            "CellID": [f"{a}-{b}" for a, b in zip(device, number)],
+            "DeviceID": device,
+            "CellNumber": number,
+            "SerialNumber": np.repeat(constants["SerialNumber"], n),
+            "Fate": np.where(failed, "failed", "healthy"),
+            "FailureMode": mode_names[mode + 1],
+            "PrecursorStart": when(cells.onset_h.reshape(-1)),
+            "DeathTime": when(cells.death_h.reshape(-1)),
+            "FirstDeadReading": first_dead,
+            "CapacityAh": np.round(cells.capacity_ah.reshape(-1), 2),
+            "InternalResistanceMilliOhm": np.round(cells.resistance_ohm.reshape(-1) * 1000.0, 4),
+            "FullChargeSG": np.round(cells.sg_full.reshape(-1), 4),
+            "FloatOffsetV": np.round(cells.float_offset_v.reshape(-1), 4),
+            "AnomalyRows": per_cell_anomalies,
+            "DropoutRows": per_cell_dropouts,
+            # survival ground truth (see the package README, "Ageing and end of life")
+            "EndOfLifeTime": when(cells.death_h.reshape(-1)),
+            "EndOfLifeHours": np.round(np.where(failed, cells.death_h.reshape(-1), np.nan), 3),
+            "EOLCriterion": np.array([""] + [EOL_CRITERION[m] for m in FAILURE_MODES], dtype=object)[mode + 1],
+            "Censored": ~failed,
+            "ObservedHours": np.full(d * n, round(float(state.hours[-1]), 3)),
+            "AgeDaysAtStart": np.repeat(constants["_age_days"], n),
+            "AgeingSpeed": np.round(
+                (
+                    arrhenius(state.devices.ambient_mean_c[:, None] + cells.position_temp_c)
+                    * cells.wear_rate
+                    * cells.design_life_h
+                ).reshape(-1),
+                4,
+            ),
+            "CapacityPercentStart": np.round(cap_pct[:, 0, :].reshape(-1), 3),
+            "CapacityPercentEnd": np.round(cap_pct[:, -1, :].reshape(-1), 3),
+            "ResistanceRatioStart": np.round(ratio[:, 0, :].reshape(-1), 4),
+            "ResistanceRatioEnd": np.round(ratio[:, -1, :].reshape(-1), 4),
+            "StateOfHealthStart": np.round(state_of_health(cap_pct[:, 0, :], ratio[:, 0, :]).reshape(-1), 3),
+            "StateOfHealthEnd": np.round(state_of_health(cap_pct[:, -1, :], ratio[:, -1, :]).reshape(-1), 3),
+        }
+    )
     if not config.has_sg:  # VRLA: the electrolyte SG is never measured
         table = table.drop(columns=["FullChargeSG"])
     return table
 
 
-def _summary(config: FleetConfig, state: Any, readings: pd.DataFrame, cells: pd.DataFrame, events: int,
-             dropout: np.ndarray, missing: dict[str, np.ndarray], n_dup: int, n_late: int) -> dict[str, Any]:
+def _summary(
+    config: FleetConfig,
+    state: Any,
+    readings: pd.DataFrame,
+    cells: pd.DataFrame,
+    events: int,
+    dropout: np.ndarray,
+    missing: dict[str, np.ndarray],
+    n_dup: int,
+    n_late: int,
+) -> dict[str, Any]:
     base_rows = config.rows
     anomaly_rows = int((readings["IsAnomaly"] == 1).sum())
     types = readings["AnomalyType"].value_counts()
@@ -328,8 +407,10 @@ def _summary(config: FleetConfig, state: Any, readings: pd.DataFrame, cells: pd.
         "discharge_events": int(state.events.started[:, -1].sum()),
         "censored_cells": int(cells["Censored"].sum()),
         "eol_criteria": {k: int(v) for k, v in cells.loc[~cells["Censored"], "EOLCriterion"].value_counts().items()},
-        "state_of_health_end": {"min": round(float(cells["StateOfHealthEnd"].min()), 2),
-                                "median": round(float(cells["StateOfHealthEnd"].median()), 2)},
+        "state_of_health_end": {
+            "min": round(float(cells["StateOfHealthEnd"].min()), 2),
+            "median": round(float(cells["StateOfHealthEnd"].median()), 2),
+        },
     }
 
 
@@ -353,18 +434,37 @@ def simulate_fleet(
     """The simulated packet table (73 raw columns + ``IsDead``, ``IsAnomaly``, ``AnomalyType``;
     ``chemistry="vrla"``: 72, without ``CellSpecificGravity``)."""
     config = FleetConfig(
-        devices=devices, cells_per_device=cells_per_device, days=days, interval_minutes=interval_minutes,
-        seed=seed, failure_rate=failure_rate, anomaly_rate=anomaly_rate, dropout_rate=dropout_rate,
-        duplicate_rate=duplicate_rate, out_of_order_rate=out_of_order_rate, start=start,
-        missing_rate=missing_rate, discharge_every_days=discharge_every_days,
-        timestamp_jitter_seconds=timestamp_jitter_seconds, chemistry=chemistry,
+        devices=devices,
+        cells_per_device=cells_per_device,
+        days=days,
+        interval_minutes=interval_minutes,
+        seed=seed,
+        failure_rate=failure_rate,
+        anomaly_rate=anomaly_rate,
+        dropout_rate=dropout_rate,
+        duplicate_rate=duplicate_rate,
+        out_of_order_rate=out_of_order_rate,
+        start=start,
+        missing_rate=missing_rate,
+        discharge_every_days=discharge_every_days,
+        timestamp_jitter_seconds=timestamp_jitter_seconds,
+        chemistry=chemistry,
     )
     return simulate_fleet_with_truth(config).readings
 
 
 MINIMAL_COLUMNS: tuple[str, ...] = (
-    "Timestamp", "DeviceID", "CellNumber", "CellVoltage", "CellTemperature", "CellSpecificGravity",
-    "InstantaneousCurrent", "AmbientTemperature", "IsDead", "IsAnomaly", "AnomalyType",
+    "Timestamp",
+    "DeviceID",
+    "CellNumber",
+    "CellVoltage",
+    "CellTemperature",
+    "CellSpecificGravity",
+    "InstantaneousCurrent",
+    "AmbientTemperature",
+    "IsDead",
+    "IsAnomaly",
+    "AnomalyType",
 )
 
 
@@ -404,8 +504,12 @@ def write_fleet_csv(frame: pd.DataFrame, path: str | Path) -> Path:
     return write_packet_csv(frame, path)
 
 
-def write_simulation(sim: FleetSimulation, readings_path: str | Path, truth_path: str | Path | None = None,
-                     soh_path: str | Path | None = None) -> dict[str, Path]:
+def write_simulation(
+    sim: FleetSimulation,
+    readings_path: str | Path,
+    truth_path: str | Path | None = None,
+    soh_path: str | Path | None = None,
+) -> dict[str, Path]:
     """Write readings (and the per-cell ground truth, and the state-of-health table) as CSV files."""
     paths = {"readings": write_packet_csv(sim.table if sim.table is not None else sim.readings, readings_path)}
     if truth_path is not None:
@@ -427,15 +531,19 @@ def _parser() -> argparse.ArgumentParser:
         default = getattr(defaults, f.name)
         kind = type(default)
         extra: dict[str, Any] = {"choices": list(CHEMISTRIES)} if f.name == "chemistry" else {}
-        parser.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=default,
-                            help=f"default {default}", **extra)
+        parser.add_argument(
+            f"--{f.name.replace('_', '-')}", type=kind, default=default, help=f"default {default}", **extra
+        )
     parser.add_argument("--out", required=True, help="CSV file to write the packets to")
     parser.add_argument("--truth", default=None, help="optional CSV file for the per-cell ground truth")
     parser.add_argument("--soh", default=None, help="optional CSV file for the state of health of every cell over time")
-    parser.add_argument("--cycle-record", action="store_true",
-                        help="instead of a fleet: one monobloc's charge/discharge record with labelled injected faults "
-                             "(bms_datagen.records; uses --seed, --chemistry, --record-cells, --record-interval-seconds; "
-                             "--truth receives the fault table)")
+    parser.add_argument(
+        "--cycle-record",
+        action="store_true",
+        help="instead of a fleet: one monobloc's charge/discharge record with labelled injected faults "
+        "(bms_datagen.records; uses --seed, --chemistry, --record-cells, --record-interval-seconds; "
+        "--truth receives the fault table)",
+    )
     parser.add_argument("--record-cells", type=int, default=6, help="cells of the cycle record (6: a 12 V monobloc)")
     parser.add_argument("--record-interval-seconds", type=float, default=5.0, help="sampling of the cycle record")
     return parser
@@ -451,14 +559,22 @@ def main(argv: list[str] | None = None) -> int:
 
         chemistry = args.chemistry if "--chemistry" in (argv if argv is not None else sys.argv) else "vrla"
         try:
-            record = simulate_cycle_record(seed=args.seed, chemistry=chemistry, cells=args.record_cells,
-                                           interval_seconds=args.record_interval_seconds)
+            record = simulate_cycle_record(
+                seed=args.seed,
+                chemistry=chemistry,
+                cells=args.record_cells,
+                interval_seconds=args.record_interval_seconds,
+            )
             written = write_record(record, args.out, args.truth)
         except BMSError as exc:
             sys.stderr.write(f"error: {exc}\n")
             return 2
-        sys.stdout.write(json.dumps({"paths": {k: str(v) for k, v in written.items()}, "summary": record.summary},
-                                    indent=1, default=str) + "\n")
+        sys.stdout.write(
+            json.dumps(
+                {"paths": {k: str(v) for k, v in written.items()}, "summary": record.summary}, indent=1, default=str
+            )
+            + "\n"
+        )
         return 0
     try:
         sim = simulate_fleet_with_truth(FleetConfig(**params))

@@ -6,7 +6,11 @@ import numpy as np
 
 #: Fields that can arrive empty on a row (``missing_rate``).
 MISSING_FIELDS: tuple[str, ...] = (
-    "CellVoltage", "CellTemperature", "CellSpecificGravity", "AmbientTemperature", "InstantaneousCurrent",
+    "CellVoltage",
+    "CellTemperature",
+    "CellSpecificGravity",
+    "AmbientTemperature",
+    "InstantaneousCurrent",
 )
 MAX_DELAY_PACKETS = 8
 
@@ -21,16 +25,18 @@ def choose_rows(rows: int, rate: float, exclude: np.ndarray, rng: np.random.Gene
     return eligible & (rng.uniform(size=rows) < p)
 
 
-def missing_fields(rows: int, rate: float, exclude: np.ndarray, rng: np.random.Generator,
-                   fields: tuple[str, ...] = MISSING_FIELDS) -> dict[str, np.ndarray]:
+def missing_fields(
+    rows: int, rate: float, exclude: np.ndarray, rng: np.random.Generator, fields: tuple[str, ...] = MISSING_FIELDS
+) -> dict[str, np.ndarray]:
     """For each of ``fields`` (default :data:`MISSING_FIELDS`), the rows where it arrives empty (one field per row)."""
     chosen = choose_rows(rows, rate, exclude, rng)
     which = rng.integers(0, len(fields), size=rows)
     return {name: chosen & (which == i) for i, name in enumerate(fields)}
 
 
-def packet_order(packets: int, duplicate_rate: float, out_of_order_rate: float,
-                 rng: np.random.Generator) -> tuple[np.ndarray, int, int]:
+def packet_order(
+    packets: int, duplicate_rate: float, out_of_order_rate: float, rng: np.random.Generator
+) -> tuple[np.ndarray, int, int]:
     """Delivery order of packets: some delivered late, some sent twice.
 
     Returns (packet index per delivered packet, number of duplicates, number of late packets).

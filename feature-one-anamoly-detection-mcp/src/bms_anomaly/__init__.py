@@ -11,12 +11,15 @@ from __future__ import annotations
 
 from bms_schema.lazy import lazy_exports
 
-__getattr__, __all__ = lazy_exports(__name__, {
-    "HybridAnomalyDetector": ".hybrid",
-    "HybridConfig": ".hybrid",
-    "OUTPUT_COLUMNS": ".hybrid",
-    "load_detector": ".persistence",
-    "register_detector": ".persistence",
-    "MODEL_NAME": ".persistence",
-    "detect": ".detect",
-})
+__getattr__, __all__ = lazy_exports(
+    __name__,
+    {
+        "HybridAnomalyDetector": ".hybrid",
+        "HybridConfig": ".hybrid",
+        "OUTPUT_COLUMNS": ".hybrid",
+        "load_detector": ".persistence",
+        "register_detector": ".persistence",
+        "MODEL_NAME": ".persistence",
+        "detect": ".detect",
+    },
+)

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-
 from bms_schema import columns as C
 
 DEAD_WINDOW_HOURS = 12.0
@@ -45,8 +44,8 @@ DEAD_COLUMNS = ("CellID", "DeviceID", "dead_since", "recognised_at", "readings_a
 
 @dataclass
 class DeadCells:
-    rows: np.ndarray          # bool per input row: the cell is dead at this reading
-    table: pd.DataFrame       # one row per dead cell: DEAD_COLUMNS
+    rows: np.ndarray  # bool per input row: the cell is dead at this reading
+    table: pd.DataFrame  # one row per dead cell: DEAD_COLUMNS
 
     @property
     def cells(self) -> list[str]:
@@ -136,8 +135,8 @@ def recognise_dead_cells(frame: pd.DataFrame, states: np.ndarray | None = None) 
     cell_end = np.r_[np.flatnonzero(np.diff(sorted_cell) != 0) + 1, n]
     for c in uniq:  # a loop over dead cells only
         i = first_hit[c]
-        lo = int(np.searchsorted(ts_sorted[starts[i]:i + 1], ts_sorted[i] - int(window_s * 1e9))) + starts[i]
-        window_hits = np.flatnonzero(exceed_sorted[lo:i + 1])
+        lo = int(np.searchsorted(ts_sorted[starts[i] : i + 1], ts_sorted[i] - int(window_s * 1e9))) + starts[i]
+        window_hits = np.flatnonzero(exceed_sorted[lo : i + 1])
         since_pos = lo + int(window_hits[0]) if len(window_hits) else i
         end = int(cell_end[np.searchsorted(cell_end, i, side="right")])
         after = slice(i + 1, end)
@@ -145,27 +144,32 @@ def recognise_dead_cells(frame: pd.DataFrame, states: np.ndarray | None = None) 
         if recovered.any():  # back to normal for a whole window: a long anomaly (a stuck sensor), not death
             continue
         rows_sorted[since_pos:end] = True
-        window_rows = order[since_pos:i + 1]
+        window_rows = order[since_pos : i + 1]
         reasons = []
         for source, margin, unit, wording in DEAD_MARGINS:
             if source in deviation:
-                med = float(np.nanmedian(deviation[source][window_rows])) if np.isfinite(
-                    deviation[source][window_rows]).any() else np.nan
+                med = (
+                    float(np.nanmedian(deviation[source][window_rows]))
+                    if np.isfinite(deviation[source][window_rows]).any()
+                    else np.nan
+                )
                 if np.isfinite(med) and abs(med) > margin:
                     side = "above" if med > 0 else "below"
                     reasons.append(f"{wording} {abs(med):.3g}{(' ' + unit) if unit else ''} {side} its string peers")
         if not reasons:
             med_v = float(np.nanmedian(volts[window_rows])) if np.isfinite(volts[window_rows]).any() else np.nan
             reasons.append(f"voltage {med_v:.3g} V on float/rest, below {DEAD_FLOAT_VPC} V/cell (shorted or open)")
-        records.append({
-            "CellID": str(frame[C.CELL_ID].iloc[order[i]]),
-            "DeviceID": str(frame[C.DEVICE_ID].iloc[order[i]]),
-            "dead_since": pd.Timestamp(ts_sorted[since_pos], tz="UTC"),
-            "recognised_at": pd.Timestamp(ts_sorted[i], tz="UTC"),
-            "readings_after": int(end - since_pos),
-            "reason": "; ".join(reasons) + f" (median over {DEAD_WINDOW_HOURS:g} h, "
-                                             f"{DEAD_SHARE:.0%}+ of its readings beyond a failed cell's margin)",
-        })
+        records.append(
+            {
+                "CellID": str(frame[C.CELL_ID].iloc[order[i]]),
+                "DeviceID": str(frame[C.DEVICE_ID].iloc[order[i]]),
+                "dead_since": pd.Timestamp(ts_sorted[since_pos], tz="UTC"),
+                "recognised_at": pd.Timestamp(ts_sorted[i], tz="UTC"),
+                "readings_after": int(end - since_pos),
+                "reason": "; ".join(reasons) + f" (median over {DEAD_WINDOW_HOURS:g} h, "
+                f"{DEAD_SHARE:.0%}+ of its readings beyond a failed cell's margin)",
+            }
+        )
     if not records:
         return _no_dead(n)
     rows = np.zeros(n, dtype=bool)

@@ -12,10 +12,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-
 from bms_schema import columns as C
 from bms_schema.errors import InputError, ModelError
 
+from .fusion import parse_contamination
 from .hybrid import (
     FLAG,
     KIND,
@@ -27,7 +27,6 @@ from .hybrid import (
     ensure_features,
     quality_mask,
 )
-from .fusion import parse_contamination
 from .metrics import ground_truth_report, truth_labels
 
 log = logging.getLogger("bms.anomaly")
@@ -124,21 +123,35 @@ def train_detector(
     from .persistence import detector_card
 
     columns = [c for c in (C.CELL_ID, C.TIMESTAMP, *C.CORE_COLUMNS, *detector.features) if c in prepared.columns]
-    detector.card = detector_card(detector, candidate, holdout=scope,
-                                  data_fingerprint=fingerprint_frame(prepared.loc[train_mask, columns]))
+    detector.card = detector_card(
+        detector, candidate, holdout=scope, data_fingerprint=fingerprint_frame(prepared.loc[train_mask, columns])
+    )
     version = None
     if register:
         from .persistence import register_detector
 
         say(0.75, "comparing with the champion and registering")
         meta = {"training_rows": int(train_mask.sum()), "holdout_fraction": holdout_fraction, "seed": seed}
-        version, _ = register_detector(detector, meta, holdout=holdout if not train_mask.all() else None,
-                                       promote=promote, candidate_metrics=candidate)
-    info = {"rows": len(prepared), "train_rows": int(train_mask.sum()), "holdout_rows": int((~train_mask).sum()),
-            "normalised_here": normalised_here, "threshold": detector.threshold, "features": detector.features,
-            "scope": scope, "seconds": round(time.perf_counter() - start, 3)}
-    return TrainingOutcome(detector=detector, model_version=version, decision=detector.decision, metrics=metrics,
-                           info=info)
+        version, _ = register_detector(
+            detector,
+            meta,
+            holdout=holdout if not train_mask.all() else None,
+            promote=promote,
+            candidate_metrics=candidate,
+        )
+    info = {
+        "rows": len(prepared),
+        "train_rows": int(train_mask.sum()),
+        "holdout_rows": int((~train_mask).sum()),
+        "normalised_here": normalised_here,
+        "threshold": detector.threshold,
+        "features": detector.features,
+        "scope": scope,
+        "seconds": round(time.perf_counter() - start, 3),
+    }
+    return TrainingOutcome(
+        detector=detector, model_version=version, decision=detector.decision, metrics=metrics, info=info
+    )
 
 
 def detect(
@@ -184,27 +197,42 @@ def detect(
         metrics["scope"] = "all rows (the model may have been trained on some of them)"
     threshold = detector.threshold_for(contamination)
     cell_summary, episodes = summarise(table, threshold)
-    info.update({
-        "threshold": threshold,
-        "flagged": int(result[FLAG].sum()),
-        "kinds": {str(k): int(v) for k, v in result[KIND].value_counts().items()},
-        "features": detector.features,
-        "dead_cells": dead_cells_records(detector),
-        "seconds": round(time.perf_counter() - start, 3),
-    })
-    return DetectionResult(table=table, detector=detector, trained=False, model_version=detector.model_version,
-                           metrics=metrics, cell_summary=cell_summary, episodes=episodes, info=info)
+    info.update(
+        {
+            "threshold": threshold,
+            "flagged": int(result[FLAG].sum()),
+            "kinds": {str(k): int(v) for k, v in result[KIND].value_counts().items()},
+            "features": detector.features,
+            "dead_cells": dead_cells_records(detector),
+            "seconds": round(time.perf_counter() - start, 3),
+        }
+    )
+    return DetectionResult(
+        table=table,
+        detector=detector,
+        trained=False,
+        model_version=detector.model_version,
+        metrics=metrics,
+        cell_summary=cell_summary,
+        episodes=episodes,
+        info=info,
+    )
 
 
-def evaluate(detector: HybridAnomalyDetector, frame: pd.DataFrame, result: pd.DataFrame,
-             truth: np.ndarray) -> dict[str, Any]:
+def evaluate(
+    detector: HybridAnomalyDetector, frame: pd.DataFrame, result: pd.DataFrame, truth: np.ndarray
+) -> dict[str, Any]:
     """Ground-truth metrics of a scored table (raw detector scores recomputed for the seed rule)."""
     raw = detector.raw_scores(frame)
     anomaly_type = frame["AnomalyType"] if "AnomalyType" in frame.columns else None
     return ground_truth_report(
-        truth, result.reset_index(drop=True),
+        truth,
+        result.reset_index(drop=True),
         detector.detector_flags(result, frame),
-        SCORE_COLUMNS, raw, quality_mask(frame, C.SENSOR_FAULT), quality_mask(frame, C.OUT_OF_RANGE),
+        SCORE_COLUMNS,
+        raw,
+        quality_mask(frame, C.SENSOR_FAULT),
+        quality_mask(frame, C.OUT_OF_RANGE),
         anomaly_type.reset_index(drop=True) if anomaly_type is not None else None,
         dead=truth_labels(frame, "IsDead"),
     )
@@ -231,15 +259,17 @@ def summarise(table: pd.DataFrame, threshold: float, top: int = 20) -> tuple[pd.
     episode_id = np.cumsum(starts)
     episode_id[~flag] = 0
     kind = ordered[KIND].to_numpy()
-    counts = pd.DataFrame({
-        C.CELL_ID: cell,
-        "flagged": flag.astype(np.int64),
-        "statistical": (kind == KIND_STATISTICAL).astype(np.int64),
-        "sensor_fault": (kind == "sensor_fault").astype(np.int64),
-        "out_of_range": (kind == "out_of_range").astype(np.int64),
-        "episodes": starts.astype(np.int64),
-        SCORE: ordered[SCORE].to_numpy(),
-    })
+    counts = pd.DataFrame(
+        {
+            C.CELL_ID: cell,
+            "flagged": flag.astype(np.int64),
+            "statistical": (kind == KIND_STATISTICAL).astype(np.int64),
+            "sensor_fault": (kind == "sensor_fault").astype(np.int64),
+            "out_of_range": (kind == "out_of_range").astype(np.int64),
+            "episodes": starts.astype(np.int64),
+            SCORE: ordered[SCORE].to_numpy(),
+        }
+    )
     grouped = counts.groupby(C.CELL_ID, sort=True)
     summary = grouped[["flagged", "statistical", "sensor_fault", "out_of_range", "episodes"]].sum()
     summary.insert(0, "readings", grouped.size())
@@ -251,15 +281,17 @@ def summarise(table: pd.DataFrame, threshold: float, top: int = 20) -> tuple[pd.
     if flag.any():
         runs = ordered.loc[flag].assign(_episode=episode_id[flag])
         g = runs.groupby("_episode", sort=False)
-        episodes = pd.DataFrame({
-            C.CELL_ID: g[C.CELL_ID].first(),
-            "start": g[C.TIMESTAMP].min(),
-            "end": g[C.TIMESTAMP].max(),
-            "readings": g.size(),
-            "peak_score": g[SCORE].max(),
-            "kind": g[KIND].first(),
-            "reason": g["AnomalyReason"].first(),
-        })
+        episodes = pd.DataFrame(
+            {
+                C.CELL_ID: g[C.CELL_ID].first(),
+                "start": g[C.TIMESTAMP].min(),
+                "end": g[C.TIMESTAMP].max(),
+                "readings": g.size(),
+                "peak_score": g[SCORE].max(),
+                "kind": g[KIND].first(),
+                "reason": g["AnomalyReason"].first(),
+            }
+        )
         episodes = episodes.sort_values(["peak_score", "readings"], ascending=False).head(top).reset_index(drop=True)
     else:
         episodes = pd.DataFrame(columns=[C.CELL_ID, "start", "end", "readings", "peak_score", "kind", "reason"])

@@ -107,8 +107,9 @@ class KernelSVMDetector:
         if len(X) > cfg.max_train_rows:
             X = X[np.sort(rng.choice(len(X), cfg.max_train_rows, replace=False))]
         gamma = cfg.gamma if cfg.gamma is not None else 1.0 / X.shape[1]
-        self.feature_map = Nystroem(kernel="rbf", gamma=gamma, n_components=min(cfg.n_components, len(X)),
-                                    random_state=cfg.seed).fit(X)
+        self.feature_map = Nystroem(
+            kernel="rbf", gamma=gamma, n_components=min(cfg.n_components, len(X)), random_state=cfg.seed
+        ).fit(X)
         Z = self.feature_map.transform(X)
         self.svm = SGDOneClassSVM(nu=cfg.nu, random_state=cfg.seed, max_iter=50, tol=1e-4).fit(Z)
         self._prepare()
@@ -131,17 +132,17 @@ class KernelSVMDetector:
             self._prepare()
         components, normalization, gamma, coef, offset = self._cache  # type: ignore[misc]
         comp32 = components.astype(np.float32)
-        sq_c = (comp32 ** 2).sum(axis=1)
+        sq_c = (comp32**2).sum(axis=1)
         w = (normalization.T @ coef).astype(np.float32)  # Nystroem normalisation folded into the weights
         out = np.empty(len(X), dtype=np.float64)
         for start in range(0, len(X), chunk):
-            xb = np.asarray(X[start:start + chunk], dtype=np.float32)
+            xb = np.asarray(X[start : start + chunk], dtype=np.float32)
             d2 = (xb * xb).sum(axis=1)[:, None] + sq_c[None, :]
             d2 -= 2.0 * (xb @ comp32.T)
             np.maximum(d2, 0.0, out=d2)
             d2 *= -np.float32(gamma)
             np.exp(d2, out=d2)
-            out[start:start + chunk] = offset - (d2 @ w).astype(np.float64)
+            out[start : start + chunk] = offset - (d2 @ w).astype(np.float64)
         return out
 
     @classmethod

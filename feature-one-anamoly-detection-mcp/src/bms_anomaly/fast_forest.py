@@ -62,8 +62,10 @@ class PackedForest:
         self.denominator = n_trees * float(_average_path_length(np.array([forest._max_samples]))[0])
         self._rows = np.arange(n_trees)[None, :]
         self._trees = trees
-        self._features = [None if len(f) == forest.n_features_in_ and np.array_equal(f, np.arange(len(f)))
-                          else np.asarray(f) for f in features]
+        self._features = [
+            None if len(f) == forest.n_features_in_ and np.array_equal(f, np.arange(len(f))) else np.asarray(f)
+            for f in features
+        ]
 
     def score_samples(self, X: np.ndarray) -> np.ndarray:
         """Same as ``IsolationForest.score_samples`` (higher = more normal)."""
@@ -81,7 +83,6 @@ class PackedForest:
             return -np.ones(n)
         return -(2.0 ** (-depths / self.denominator))
 
-
     def score_samples_large(self, X: np.ndarray, chunk: int = 65_536) -> np.ndarray:
         """Same result for big batches: each tree's compiled ``apply`` + one gather of leaf values.
 
@@ -91,12 +92,12 @@ class PackedForest:
         X = np.ascontiguousarray(X, dtype=np.float32)
         out = np.empty(X.shape[0], dtype=np.float64)
         for start in range(0, X.shape[0], chunk):
-            xb = X[start:start + chunk]
+            xb = X[start : start + chunk]
             depths = np.zeros(xb.shape[0], dtype=np.float64)
             for t, (tree, feats) in enumerate(zip(self._trees, self._features)):
                 sub = xb if feats is None else np.ascontiguousarray(xb[:, feats])
                 depths += self.leaf_value[t, tree.apply(sub)]
-            out[start:start + chunk] = depths
+            out[start : start + chunk] = depths
         if self.denominator == 0:
             return -np.ones(X.shape[0])
         return -(2.0 ** (-out / self.denominator))

@@ -14,7 +14,6 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 import pandas as pd
-
 from bms_schema import columns as C
 from bms_schema.errors import InputError
 
@@ -228,8 +227,9 @@ def unchanged_run(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
     return (idx - run_start + 1).astype(np.float64)
 
 
-def trailing_mean_time(values: np.ndarray, starts: np.ndarray, seconds: np.ndarray, window_s: float,
-                       min_count: int) -> np.ndarray:
+def trailing_mean_time(
+    values: np.ndarray, starts: np.ndarray, seconds: np.ndarray, window_s: float, min_count: int
+) -> np.ndarray:
     """Mean of the previous readings of the same segment within ``window_s`` seconds (current row excluded)."""
     n = len(values)
     finite = np.isfinite(values)
@@ -265,8 +265,9 @@ SCALE_READINGS = 4 * BASELINE_READINGS
 HISTORY_REACH = 2 * BASELINE_READINGS + SCALE_READINGS + 1
 
 
-def robust_baseline(values: np.ndarray, baseline, groups: np.ndarray | None = None, screen=None,
-                    segments: np.ndarray | None = None) -> np.ndarray:
+def robust_baseline(
+    values: np.ndarray, baseline, groups: np.ndarray | None = None, screen=None, segments: np.ndarray | None = None
+) -> np.ndarray:
     """``baseline(values)`` computed twice: the second time without the readings the first one finds
     far off (more than :data:`BASELINE_OUTLIER_SD` SDs of the residuals, :data:`CAUSAL_OUTLIER_SD`
     for the causal screen), so an anomaly inside the
@@ -305,8 +306,9 @@ def robust_baseline(values: np.ndarray, baseline, groups: np.ndarray | None = No
     return np.where(np.isfinite(second), second, first)
 
 
-def trailing_trend(values: np.ndarray, starts: np.ndarray, seconds: np.ndarray, window_s: float,
-                   min_readings: int, min_count: int) -> np.ndarray:
+def trailing_trend(
+    values: np.ndarray, starts: np.ndarray, seconds: np.ndarray, window_s: float, min_readings: int, min_count: int
+) -> np.ndarray:
     """Value at each row predicted by a least-squares line through the previous readings of its segment
     (the larger of ``window_s`` seconds and ``min_readings`` readings; current row excluded); NaN if
     fewer than ``min_count``. A line, not a mean: a voltage falling through a discharge or a
@@ -349,9 +351,13 @@ def state_runs(starts: np.ndarray, states: np.ndarray) -> np.ndarray:
     return np.maximum.accumulate(np.where(new, idx, 0))
 
 
-def sorted_history_features(columns: Mapping[str, np.ndarray], starts: np.ndarray,
-                            names: Iterable[str], states: np.ndarray | None = None,
-                            seconds: np.ndarray | None = None) -> dict[str, np.ndarray]:
+def sorted_history_features(
+    columns: Mapping[str, np.ndarray],
+    starts: np.ndarray,
+    names: Iterable[str],
+    states: np.ndarray | None = None,
+    seconds: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
     """:data:`HISTORY_FEATURES`, :data:`OWN_FEATURES` and :data:`UNCHANGED_RUN` among ``names`` whose
     sources are in ``columns``, on rows sorted by (cell, time); ``starts`` from
     ``bms_schema.grouped.cell_starts``.
@@ -376,20 +382,26 @@ def sorted_history_features(columns: Mapping[str, np.ndarray], starts: np.ndarra
                 out[name] = np.maximum.reduce([unchanged_run(columns[c], starts) for c in present])
         elif name in HISTORY_FEATURES and HISTORY_FEATURES[name] in columns:
             dev = columns[HISTORY_FEATURES[name]]
-            base = robust_baseline(dev, lambda v: trailing_mean(v, starts, BASELINE_READINGS, BASELINE_MIN_READINGS),
-                                   segments=starts)
+            base = robust_baseline(
+                dev, lambda v: trailing_mean(v, starts, BASELINE_READINGS, BASELINE_MIN_READINGS), segments=starts
+            )
             out[name] = dev - base
         elif name in OWN_FEATURES and OWN_FEATURES[name] in columns:
             x = columns[OWN_FEATURES[name]]
             if seconds is None:
-                base = robust_baseline(x, lambda v: trailing_mean(v, runs, BASELINE_READINGS, BASELINE_MIN_READINGS),
-                                       state_arr)
+                base = robust_baseline(
+                    x, lambda v: trailing_mean(v, runs, BASELINE_READINGS, BASELINE_MIN_READINGS), state_arr
+                )
             else:
                 secs = seconds
-                base = robust_baseline(x, lambda v: trailing_trend(v, runs, secs, OWN_BASELINE_SECONDS,
-                                                                   OWN_BASELINE_READINGS, BASELINE_MIN_READINGS),
-                                       state_arr, screen=lambda v: trailing_mean_time(
-                                           v, runs, secs, OWN_BASELINE_SECONDS, BASELINE_MIN_READINGS))
+                base = robust_baseline(
+                    x,
+                    lambda v: trailing_trend(
+                        v, runs, secs, OWN_BASELINE_SECONDS, OWN_BASELINE_READINGS, BASELINE_MIN_READINGS
+                    ),
+                    state_arr,
+                    screen=lambda v: trailing_mean_time(v, runs, secs, OWN_BASELINE_SECONDS, BASELINE_MIN_READINGS),
+                )
             out[name] = x - base
     return out
 
@@ -411,8 +423,9 @@ def state_codes(frame: pd.DataFrame) -> np.ndarray:
     return np.zeros(len(frame), dtype=np.int64)
 
 
-def history_features(frame: pd.DataFrame, names: list[str], sources: dict[str, np.ndarray],
-                     states: np.ndarray | None = None) -> dict[str, np.ndarray]:
+def history_features(
+    frame: pd.DataFrame, names: list[str], sources: dict[str, np.ndarray], states: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
     """:data:`HISTORY_FEATURES`, :data:`OWN_FEATURES` and :data:`UNCHANGED_RUN` among ``names``, from each
     cell's history (per operating state, see :func:`sorted_history_features`).
 
@@ -420,6 +433,7 @@ def history_features(frame: pd.DataFrame, names: list[str], sources: dict[str, n
     caller's row order. A reading without history gets NaN (change) or 1 (run), which the
     detector reads as typical. ``sources`` holds peer features computed but not in ``frame``.
     """
+
     def column(name: str) -> np.ndarray | None:
         if name in sources:
             return sources[name]
@@ -442,8 +456,9 @@ def history_features(frame: pd.DataFrame, names: list[str], sources: dict[str, n
     if states is None:
         states = state_codes(frame)
     seconds = frame[C.TIMESTAMP].to_numpy(dtype="datetime64[ns]").astype(np.int64)[order] / 1e9
-    computed = sorted_history_features({k: v[order] for k, v in available.items()}, starts, names,
-                                       states=states[order], seconds=seconds)
+    computed = sorted_history_features(
+        {k: v[order] for k, v in available.items()}, starts, names, states=states[order], seconds=seconds
+    )
     return {name: values[inverse] for name, values in computed.items()}
 
 
@@ -454,13 +469,17 @@ def string_size(frame: pd.DataFrame) -> float:
     return float(np.median(np.bincount(np.unique(group_codes(frame), return_inverse=True)[1].ravel())))
 
 
-def local_features(frame: pd.DataFrame, wanted: list[str] | tuple[str, ...],
-                   states: np.ndarray | None = None) -> dict[str, np.ndarray]:
+def local_features(
+    frame: pd.DataFrame, wanted: list[str] | tuple[str, ...], states: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
     """The locally computed features among ``wanted`` that ``frame`` does not already have."""
     missing = [w for w in wanted if w not in frame.columns]
     peer_names = [w for w in missing if w in PEER_FEATURES]
-    peer_names += [HISTORY_FEATURES[w] for w in missing if w in HISTORY_FEATURES
-                   and HISTORY_FEATURES[w] in PEER_FEATURES and HISTORY_FEATURES[w] not in frame.columns]
+    peer_names += [
+        HISTORY_FEATURES[w]
+        for w in missing
+        if w in HISTORY_FEATURES and HISTORY_FEATURES[w] in PEER_FEATURES and HISTORY_FEATURES[w] not in frame.columns
+    ]
     computed = peer_features(frame, list(dict.fromkeys(peer_names)))
     history = [w for w in missing if w in HISTORY_FEATURES or w in OWN_FEATURES or w == UNCHANGED_RUN]
     if history:
@@ -476,9 +495,12 @@ def derive_features(frame: pd.DataFrame, wanted: list[str] | tuple[str, ...]) ->
     return pd.concat([frame, pd.DataFrame(computed, index=frame.index)], axis=1)
 
 
-def select_features(frame: pd.DataFrame, requested: list[str] | None = None,
-                    computed: dict[str, np.ndarray] | None = None,
-                    defaults: tuple[str, ...] = DEFAULT_FEATURES) -> list[str]:
+def select_features(
+    frame: pd.DataFrame,
+    requested: list[str] | None = None,
+    computed: dict[str, np.ndarray] | None = None,
+    defaults: tuple[str, ...] = DEFAULT_FEATURES,
+) -> list[str]:
     """The features to train on: ``requested`` (all must exist) or the defaults present.
 
     A feature exists when ``frame`` has it as a numeric column or it is in ``computed``.
@@ -520,8 +542,9 @@ def _is_numeric(series: pd.Series) -> bool:
     return pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
 
 
-def feature_matrix(frame: pd.DataFrame, features: list[str],
-                   computed: dict[str, np.ndarray] | None = None) -> np.ndarray:
+def feature_matrix(
+    frame: pd.DataFrame, features: list[str], computed: dict[str, np.ndarray] | None = None
+) -> np.ndarray:
     """``float64`` matrix of ``features`` from ``frame`` or ``computed`` (all-NaN when neither has it)."""
     computed = computed or {}
     out = np.empty((len(frame), len(features)), dtype=np.float64)

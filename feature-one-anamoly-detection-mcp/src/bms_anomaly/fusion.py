@@ -97,9 +97,15 @@ def threshold_for(train_fused: np.ndarray, contamination: float | str) -> float:
     return float(np.quantile(train_fused, 1.0 - c))
 
 
-def episode_flags(scores: np.ndarray, threshold: float, cells: np.ndarray | None, times: np.ndarray | None,
-                  exclude: np.ndarray | None = None, ratio: float = EXTEND_RATIO,
-                  open_cells: np.ndarray | None = None) -> np.ndarray:
+def episode_flags(
+    scores: np.ndarray,
+    threshold: float,
+    cells: np.ndarray | None,
+    times: np.ndarray | None,
+    exclude: np.ndarray | None = None,
+    ratio: float = EXTEND_RATIO,
+    open_cells: np.ndarray | None = None,
+) -> np.ndarray:
     """Readings above ``threshold``, and the readings of the same cell that follow one contiguously
     above ``ratio * threshold`` (a causal Schmitt trigger, see the module docstring). ``cells`` /
     ``times`` per row (any order); without them no extension. ``exclude``: rows never flagged (and

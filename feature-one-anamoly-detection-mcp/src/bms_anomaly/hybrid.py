@@ -24,7 +24,6 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
-
 from bms_schema import columns as C
 from bms_schema.errors import InputError, ModelError
 
@@ -34,12 +33,12 @@ from .features import (
     DEFAULT_FEATURES,
     MIN_PEERS,
     PEERLESS_FEATURES,
-    local_features,
-    state_codes,
-    string_size,
     describe_deviation,
     feature_matrix,
+    local_features,
     select_features,
+    state_codes,
+    string_size,
 )
 from .fusion import AUTO, EXTEND_RATIO, FENCE_K, ECDFCalibrator, episode_flags, fuse, parse_contamination, threshold_for
 from .vae import VAEConfig, VAEDetector
@@ -109,8 +108,9 @@ def quality_mask(frame: pd.DataFrame, flag: str) -> np.ndarray:
     return frame[flag].fillna(False).astype(bool).to_numpy()
 
 
-def ensure_features(frame: pd.DataFrame, features: list[str], states: np.ndarray | None = None
-                    ) -> tuple[pd.DataFrame, dict[str, np.ndarray], list[str]]:
+def ensure_features(
+    frame: pd.DataFrame, features: list[str], states: np.ndarray | None = None
+) -> tuple[pd.DataFrame, dict[str, np.ndarray], list[str]]:
     """Everything needed to build the feature matrix: ``(frame, computed, still_missing)``.
 
     If preprocessing features (or the sources of local features) are missing and the frame
@@ -146,10 +146,16 @@ def ensure_features(frame: pd.DataFrame, features: list[str], states: np.ndarray
 class HybridAnomalyDetector:
     """Isolation Forest + Nystroem one-class SVM + VAE, calibrated and fused (see :mod:`.fusion`)."""
 
-    def __init__(self, contamination: float | str = AUTO, features: list[str] | None = None, seed: int = 0,
-                 config: HybridConfig | None = None):
-        self.config = config or HybridConfig(features=features, contamination=parse_contamination(contamination),
-                                             seed=seed)
+    def __init__(
+        self,
+        contamination: float | str = AUTO,
+        features: list[str] | None = None,
+        seed: int = 0,
+        config: HybridConfig | None = None,
+    ):
+        self.config = config or HybridConfig(
+            features=features, contamination=parse_contamination(contamination), seed=seed
+        )
         self.features: list[str] = []
         self.center: np.ndarray | None = None
         self.scale: np.ndarray | None = None
@@ -176,8 +182,9 @@ class HybridAnomalyDetector:
     registry_name: ClassVar[str] = "anomaly_hybrid"
 
     # -- the model protocol (bms_schema.model_protocol) ------------------------------
-    def predict(self, frame: pd.DataFrame, contamination: float | str | None = None,
-                reasons: bool = True) -> pd.DataFrame:
+    def predict(
+        self, frame: pd.DataFrame, contamination: float | str | None = None, reasons: bool = True
+    ) -> pd.DataFrame:
         """Same as :meth:`score` (the protocol's name); never changes the model."""
         return self.score(frame, contamination, reasons)
 
@@ -191,13 +198,22 @@ class HybridAnomalyDetector:
 
         truth = truth_labels(holdout)
         if truth is None or not truth.any():
-            return {"f1": None, "rows": int(len(holdout)),
-                    "note": "the held-out readings have no IsAnomaly labels (or none is an anomaly): no F1"}
+            return {
+                "f1": None,
+                "rows": int(len(holdout)),
+                "note": "the held-out readings have no IsAnomaly labels (or none is an anomaly): no F1",
+            }
         result = self.score(holdout, reasons=False)
         report = ground_truth(self, holdout, result, truth)
         hybrid = report["hybrid"]
-        return {"f1": hybrid["f1"], "precision": hybrid.get("precision"), "recall": hybrid.get("recall"),
-                "pr_auc": hybrid.get("pr_auc"), "rows": int(len(holdout)), "report": report}
+        return {
+            "f1": hybrid["f1"],
+            "precision": hybrid.get("precision"),
+            "recall": hybrid.get("recall"),
+            "pr_auc": hybrid.get("pr_auc"),
+            "rows": int(len(holdout)),
+            "report": report,
+        }
 
     def save(self, staging_dir: Path) -> None:
         from .persistence import save_detector
@@ -291,8 +307,11 @@ class HybridAnomalyDetector:
             "excluded_dead_cell_rows": int(dead.rows.sum()),
             "dead_cells": dead.cells,
             "peers_per_string": peers,
-            "feature_mode": ("peer-relative (cells vs their string at the same time)" if defaults is DEFAULT_FEATURES
-                             else f"own history (strings of fewer than {MIN_PEERS} cells: no peers to compare with)"),
+            "feature_mode": (
+                "peer-relative (cells vs their string at the same time)"
+                if defaults is DEFAULT_FEATURES
+                else f"own history (strings of fewer than {MIN_PEERS} cells: no peers to compare with)"
+            ),
             "rows_per_state": {name: int(np.sum(states == k)) for k, name in enumerate(STATES)},
             "state_normalised": [name for k, name in enumerate(STATES) if np.sum(states == k) >= MIN_STATE_ROWS],
             "features": list(self.features),
@@ -300,8 +319,13 @@ class HybridAnomalyDetector:
             "implied_contamination": float(np.mean(self.train_fused > self.threshold)),
             "seconds": {k: round(v, 3) for k, v in timings.items()} | {"total": round(time.perf_counter() - start, 3)},
         }
-        log.info("hybrid fitted on %d rows x %d features in %.2fs (threshold %.3f)", len(raw), len(self.features),
-                 time.perf_counter() - start, self.threshold)
+        log.info(
+            "hybrid fitted on %d rows x %d features in %.2fs (threshold %.3f)",
+            len(raw),
+            len(self.features),
+            time.perf_counter() - start,
+            self.threshold,
+        )
         return self
 
     def _fit_detectors(self, Z: np.ndarray, timings: dict[str, float]) -> None:
@@ -339,9 +363,8 @@ class HybridAnomalyDetector:
         feature is judged against the same feature in the same state (a discharge spreads the
         cells of a string more than float does; that spread is normal in a discharge).
         """
-        from sklearn.preprocessing import RobustScaler
-
         from bms_schema.state import STATES
+        from sklearn.preprocessing import RobustScaler
 
         scaler = RobustScaler(quantile_range=(25.0, 75.0)).fit(raw)
         center, scale = self._robust_center_scale(raw)
@@ -408,8 +431,13 @@ class HybridAnomalyDetector:
             return float(self.threshold)  # type: ignore[arg-type]
         return threshold_for(self.train_fused, parse_contamination(contamination))  # type: ignore[arg-type]
 
-    def score(self, frame: pd.DataFrame, contamination: float | str | None = None,
-              reasons: bool = True, open_cells: Collection[str] | None = None) -> pd.DataFrame:
+    def score(
+        self,
+        frame: pd.DataFrame,
+        contamination: float | str | None = None,
+        reasons: bool = True,
+        open_cells: Collection[str] | None = None,
+    ) -> pd.DataFrame:
         """Score readings; returns :data:`OUTPUT_COLUMNS` on ``frame``'s index. Never changes the model.
 
         ``contamination`` overrides the threshold chosen at training time (recomputed from
@@ -439,8 +467,15 @@ class HybridAnomalyDetector:
         out_of_range = quality_mask(frame, C.OUT_OF_RANGE) & ~sensor
         cells, times = self._cells_times(frame)
         carried = None if not open_cells or cells is None else np.isin(cells, list(open_cells))
-        statistical = episode_flags(fused, threshold, cells, times, exclude=dead.rows,
-                                    ratio=self.extend_ratio(contamination), open_cells=carried)
+        statistical = episode_flags(
+            fused,
+            threshold,
+            cells,
+            times,
+            exclude=dead.rows,
+            ratio=self.extend_ratio(contamination),
+            open_cells=carried,
+        )
         kind = np.full(len(frame), KIND_NORMAL, dtype=object)
         kind[dead.rows] = KIND_DEAD
         kind[statistical] = KIND_STATISTICAL
@@ -452,7 +487,9 @@ class HybridAnomalyDetector:
         columns[FLAG] = flag.astype(np.int8)
         columns[KIND] = kind
         if reasons:
-            columns[TOP_FEATURE], columns[REASON] = self._reasons(frame, raw, statistical, sensor | out_of_range, states)
+            columns[TOP_FEATURE], columns[REASON] = self._reasons(
+                frame, raw, statistical, sensor | out_of_range, states
+            )
             dead_only = dead.rows & ~(sensor | out_of_range)
             if dead_only.any():
                 columns[REASON][dead_only] = dead.reason_by_row(frame)[dead_only]
@@ -473,20 +510,36 @@ class HybridAnomalyDetector:
     def _cells_times(frame: pd.DataFrame) -> tuple[np.ndarray | None, np.ndarray | None]:
         if C.CELL_ID not in frame.columns or C.TIMESTAMP not in frame.columns:
             return None, None
-        return (frame[C.CELL_ID].to_numpy(dtype=object),
-                frame[C.TIMESTAMP].to_numpy(dtype="datetime64[ns]").astype(np.int64))
+        return (
+            frame[C.CELL_ID].to_numpy(dtype=object),
+            frame[C.TIMESTAMP].to_numpy(dtype="datetime64[ns]").astype(np.int64),
+        )
 
     def detector_flags(self, result: pd.DataFrame, frame: pd.DataFrame | None = None) -> dict[str, np.ndarray]:
         """Each single detector's flags under the same threshold rule (for comparisons); with ``frame``
         (the scored readings) also the same episode extension and dead-cell exclusion."""
         cells, times = self._cells_times(frame) if frame is not None else (None, None)
         exclude = (result[KIND].to_numpy() == KIND_DEAD) if KIND in result.columns else None
-        return {name: episode_flags(result[SCORE_COLUMNS[name]].to_numpy(), self.detector_thresholds[name], cells,
-                                    times, exclude=exclude, ratio=self.extend_ratio()).astype(np.int8)
-                for name in DETECTORS}
+        return {
+            name: episode_flags(
+                result[SCORE_COLUMNS[name]].to_numpy(),
+                self.detector_thresholds[name],
+                cells,
+                times,
+                exclude=exclude,
+                ratio=self.extend_ratio(),
+            ).astype(np.int8)
+            for name in DETECTORS
+        }
 
-    def _reasons(self, frame: pd.DataFrame, raw: np.ndarray, statistical: np.ndarray,
-                 quality: np.ndarray, states: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def _reasons(
+        self,
+        frame: pd.DataFrame,
+        raw: np.ndarray,
+        statistical: np.ndarray,
+        quality: np.ndarray,
+        states: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Top feature and a readable reason for flagged rows (None elsewhere).
 
         Statistical flags name the feature with the largest robust z-score; only flagged rows
@@ -522,8 +575,10 @@ def _quality_reasons(rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         if qcol not in rows.columns:
             continue
         q = rows[qcol].astype(object).to_numpy()
-        for code, text in ((C.QUALITY_SENTINEL, "0xFFFF sentinel (no reading)"),
-                           (C.QUALITY_OUT_OF_RANGE, "physically impossible value")):
+        for code, text in (
+            (C.QUALITY_SENTINEL, "0xFFFF sentinel (no reading)"),
+            (C.QUALITY_OUT_OF_RANGE, "physically impossible value"),
+        ):
             hit = q == code
             if hit.any():
                 sep = np.where(parts[hit] == "", "", "; ")
@@ -537,6 +592,17 @@ def _quality_reasons(rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
 
 
 __all__ = [
-    "DEFAULT_FEATURES", "DETECTORS", "FLAG", "HybridAnomalyDetector", "KIND_DEAD", "HybridConfig", "KIND", "OUTPUT_COLUMNS",
-    "REASON", "SCORE", "SCORE_COLUMNS", "TOP_FEATURE", "ensure_features",
+    "DEFAULT_FEATURES",
+    "DETECTORS",
+    "FLAG",
+    "HybridAnomalyDetector",
+    "KIND_DEAD",
+    "HybridConfig",
+    "KIND",
+    "OUTPUT_COLUMNS",
+    "REASON",
+    "SCORE",
+    "SCORE_COLUMNS",
+    "TOP_FEATURE",
+    "ensure_features",
 ]

@@ -36,9 +36,15 @@ def binary_metrics(truth: np.ndarray, flags: np.ndarray, scores: np.ndarray | No
     precision = tp / (tp + fp) if tp + fp else 0.0
     recall = tp / (tp + fn) if tp + fn else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    out: dict[str, Any] = {"precision": round(precision, 4), "recall": round(recall, 4), "f1": round(f1, 4),
-                           "flagged": int(flags.sum()), "true_positives": tp, "false_positives": fp,
-                           "false_negatives": fn}
+    out: dict[str, Any] = {
+        "precision": round(precision, 4),
+        "recall": round(recall, 4),
+        "f1": round(f1, 4),
+        "flagged": int(flags.sum()),
+        "true_positives": tp,
+        "false_positives": fp,
+        "false_negatives": fn,
+    }
     if scores is not None:
         out["pr_auc"] = round(pr_auc(truth, scores), 4)
     return out
@@ -77,10 +83,17 @@ def truth_labels(frame: pd.DataFrame, column: str = "IsAnomaly") -> np.ndarray |
     return text.isin(["1", "1.0", "true", "yes"]).to_numpy()
 
 
-def ground_truth_report(truth: np.ndarray, result: pd.DataFrame, detector_flags: dict[str, np.ndarray],
-                        score_columns: dict[str, str], raw_scores: np.ndarray, sensor: np.ndarray,
-                        out_of_range: np.ndarray, anomaly_type: pd.Series | None = None,
-                        dead: np.ndarray | None = None) -> dict[str, Any]:
+def ground_truth_report(
+    truth: np.ndarray,
+    result: pd.DataFrame,
+    detector_flags: dict[str, np.ndarray],
+    score_columns: dict[str, str],
+    raw_scores: np.ndarray,
+    sensor: np.ndarray,
+    out_of_range: np.ndarray,
+    anomaly_type: pd.Series | None = None,
+    dead: np.ndarray | None = None,
+) -> dict[str, Any]:
     """All metrics for one scored table (see the module docstring)."""
     dead = np.zeros(len(truth), dtype=bool) if dead is None else np.asarray(dead, dtype=bool)
     readable = ~sensor & ~out_of_range
@@ -103,15 +116,20 @@ def ground_truth_report(truth: np.ndarray, result: pd.DataFrame, detector_flags:
         "hybrid": hybrid,
         "seed_rule_top5pct": baseline,
         "hybrid_f1_gain_over_best_single": round(hybrid["f1"] - best_single, 4),
-        "hybrid_with_cleaning_flags": binary_metrics(truth[with_readings & ~dead],
-                                                     result["AnomalyFlag"].to_numpy()[with_readings & ~dead]),
+        "hybrid_with_cleaning_flags": binary_metrics(
+            truth[with_readings & ~dead], result["AnomalyFlag"].to_numpy()[with_readings & ~dead]
+        ),
         "including_dead_cells": {
             "rows": int(readable.sum()),
-            "hybrid": binary_metrics(truth[readable], (result["AnomalyKind"].to_numpy() == "statistical")[readable],
-                                     result["AnomalyScore"].to_numpy()[readable]),
-            "detectors": {name: binary_metrics(truth[readable], flags[readable],
-                                               result[score_columns[name]].to_numpy()[readable])
-                          for name, flags in detector_flags.items()},
+            "hybrid": binary_metrics(
+                truth[readable],
+                (result["AnomalyKind"].to_numpy() == "statistical")[readable],
+                result["AnomalyScore"].to_numpy()[readable],
+            ),
+            "detectors": {
+                name: binary_metrics(truth[readable], flags[readable], result[score_columns[name]].to_numpy()[readable])
+                for name, flags in detector_flags.items()
+            },
         },
         "dead_cell_rows": int(dead.sum()),
         "sensor_fault_rows": int(sensor.sum()),

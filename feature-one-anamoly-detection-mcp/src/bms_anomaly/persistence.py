@@ -26,7 +26,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-
 from bms_schema.errors import ModelError
 from bms_schema.registry import ModelRegistry
 from bms_schema.safe_io import load_arrays, load_sklearn, save_arrays, save_sklearn
@@ -55,8 +54,11 @@ def save_detector(detector: HybridAnomalyDetector, folder: Path) -> dict[str, An
     save_sklearn(detector.svm.feature_map, folder / "nystroem.skops")  # type: ignore[union-attr]
     save_sklearn(detector.svm.svm, folder / "sgd_ocsvm.skops")  # type: ignore[union-attr]
     detector.vae.save(folder / "vae.pt")  # type: ignore[union-attr]
-    arrays: dict[str, np.ndarray] = {"train_fused": np.asarray(detector.train_fused, dtype=np.float64),
-                                     "center": detector.center, "scale": detector.scale}  # type: ignore[dict-item]
+    arrays: dict[str, np.ndarray] = {
+        "train_fused": np.asarray(detector.train_fused, dtype=np.float64),
+        "center": detector.center,
+        "scale": detector.scale,
+    }  # type: ignore[dict-item]
     if detector.state_center is not None and detector.state_scale is not None:
         arrays["state_center"], arrays["state_scale"] = detector.state_center, detector.state_scale
     for name in DETECTORS:
@@ -72,8 +74,11 @@ def save_detector(detector: HybridAnomalyDetector, folder: Path) -> dict[str, An
         "threshold": detector.threshold,
         "detector_thresholds": detector.detector_thresholds,
         "fusion_rule": "AnomalyScore = mean over detectors of -log10(ECDF tail probability vs training scores)",
-        "threshold_rule": ("(1 - contamination) quantile of fused training scores" if detector.config.contamination != "auto"
-                           else "Q3 + 3 * IQR of fused training scores (auto)"),
+        "threshold_rule": (
+            "(1 - contamination) quantile of fused training scores"
+            if detector.config.contamination != "auto"
+            else "Q3 + 3 * IQR of fused training scores (auto)"
+        ),
         "training": detector.training_info,
     }
     (folder / "config.json").write_text(json.dumps(config, indent=2, default=float))
@@ -88,15 +93,18 @@ def read_detector(folder: Path, files: dict[str, Any] | None = None) -> HybridAn
     except (OSError, json.JSONDecodeError) as exc:
         raise ModelError(f"anomaly model at {folder} has no readable config.json ({exc})") from exc
     if config.get("format_version") != FORMAT_VERSION:
-        raise ModelError(f"anomaly model at {folder} has format {config.get('format_version')}, this code reads "
-                         f"{FORMAT_VERSION}: retrain it")
+        raise ModelError(
+            f"anomaly model at {folder} has format {config.get('format_version')}, this code reads "
+            f"{FORMAT_VERSION}: retrain it"
+        )
     hybrid = HybridConfig.from_dict(config["hybrid"])
     detector = HybridAnomalyDetector(config=hybrid)
     detector.features = list(config["features"])
     detector.scaler = load_sklearn(folder / "scaler.skops")
     detector.forest = ForestDetector.from_model(load_sklearn(folder / "isolation_forest.skops"), hybrid.forest)
-    detector.svm = KernelSVMDetector.from_models(load_sklearn(folder / "nystroem.skops"),
-                                                 load_sklearn(folder / "sgd_ocsvm.skops"), hybrid.svm)
+    detector.svm = KernelSVMDetector.from_models(
+        load_sklearn(folder / "nystroem.skops"), load_sklearn(folder / "sgd_ocsvm.skops"), hybrid.svm
+    )
     detector.vae = VAEDetector.load(folder / "vae.pt", config["vae"])
     arrays = load_arrays(folder / "calibration.npz")
     detector.center, detector.scale = arrays["center"], arrays["scale"]
@@ -114,25 +122,43 @@ def read_detector(folder: Path, files: dict[str, Any] | None = None) -> HybridAn
     return detector
 
 
-def detector_card(detector: HybridAnomalyDetector, metrics: dict[str, Any] | None = None,
-                  holdout: str = "", data_fingerprint: str | None = None) -> Any:
+def detector_card(
+    detector: HybridAnomalyDetector,
+    metrics: dict[str, Any] | None = None,
+    holdout: str = "",
+    data_fingerprint: str | None = None,
+) -> Any:
     """The model card of a fitted detector (``metrics``: its figures on held-out readings)."""
     from bms_schema.model_protocol import ModelCard
     from bms_schema.runtime import versions
 
     return ModelCard(
-        family="anomaly", features=list(detector.features),
+        family="anomaly",
+        features=list(detector.features),
         metrics={k: v for k, v in (metrics or {}).items() if k != "report"},
-        primary_metric="f1", higher_is_better=True, data_fingerprint=data_fingerprint,
-        training_rows=detector.training_info.get("rows"), holdout=holdout,
-        params={"contamination": detector.config.contamination, "seed": detector.config.seed,
-                "threshold": detector.threshold},
-        library_versions=versions("scikit-learn", "torch", "numpy", "pandas", "skops"))
+        primary_metric="f1",
+        higher_is_better=True,
+        data_fingerprint=data_fingerprint,
+        training_rows=detector.training_info.get("rows"),
+        holdout=holdout,
+        params={
+            "contamination": detector.config.contamination,
+            "seed": detector.config.seed,
+            "threshold": detector.threshold,
+        },
+        library_versions=versions("scikit-learn", "torch", "numpy", "pandas", "skops"),
+    )
 
 
-def register_detector(detector: HybridAnomalyDetector, metadata: dict[str, Any] | None = None,
-                      registry: ModelRegistry | None = None, *, holdout: pd.DataFrame | None = None,
-                      promote: bool = False, candidate_metrics: dict[str, Any] | None = None) -> tuple[str, Path]:
+def register_detector(
+    detector: HybridAnomalyDetector,
+    metadata: dict[str, Any] | None = None,
+    registry: ModelRegistry | None = None,
+    *,
+    holdout: pd.DataFrame | None = None,
+    promote: bool = False,
+    candidate_metrics: dict[str, Any] | None = None,
+) -> tuple[str, Path]:
     """Register a fitted detector as a candidate version of ``anomaly_hybrid``; returns (version, folder).
 
     With labelled ``holdout`` readings the candidate and the current champion are both scored on
@@ -143,8 +169,9 @@ def register_detector(detector: HybridAnomalyDetector, metadata: dict[str, Any] 
 
     registry = registry or ModelRegistry()
     if candidate_metrics is None:
-        candidate_metrics = detector.evaluate(holdout) if holdout is not None else \
-            {"f1": None, "note": "no held-out readings given"}
+        candidate_metrics = (
+            detector.evaluate(holdout) if holdout is not None else {"f1": None, "note": "no held-out readings given"}
+        )
     if detector.card is None:
         detector.card = detector_card(detector, candidate_metrics)
     meta = {
@@ -153,16 +180,18 @@ def register_detector(detector: HybridAnomalyDetector, metadata: dict[str, Any] 
         "reference_features": REFERENCE_FILE,
         **(metadata or {}),
     }
-    registered = register_candidate(detector, holdout, registry=registry, promote=promote,
-                                    candidate_metrics=candidate_metrics, extra_metadata=meta)
+    registered = register_candidate(
+        detector, holdout, registry=registry, promote=promote, candidate_metrics=candidate_metrics, extra_metadata=meta
+    )
     detector.model_version = registered.version
     detector.decision = registered.summary()
     log.info("registered %s %s as %s", MODEL_NAME, registered.version, registered.alias)
     return registered.version, registry.locate(MODEL_NAME, registered.version)
 
 
-def load_detector(version: str = "champion", registry: ModelRegistry | None = None,
-                  cache: bool = True) -> HybridAnomalyDetector:
+def load_detector(
+    version: str = "champion", registry: ModelRegistry | None = None, cache: bool = True
+) -> HybridAnomalyDetector:
     """The registered hybrid (checksums verified), ready to ``score``; cached per version.
 
     ``version`` is ``champion`` (default), ``challenger``, ``latest`` or ``vNNNN``; an alias is

@@ -36,8 +36,16 @@ def plot_scores_over_time(table: pd.DataFrame, cells: list[str], threshold: floa
                 ax.scatter(hit[C.TIMESTAMP], hit[SCORE], s=12, color=KIND_COLOURS[kind], label=kind, zorder=3)
         faults = rows[rows[KIND] == "sensor_fault"]
         if len(faults):  # data-quality events as ticks along the bottom, not on the (imputed) score
-            ax.scatter(faults[C.TIMESTAMP], np.zeros(len(faults)), marker="|", s=30, lw=0.6,
-                       color=KIND_COLOURS["sensor_fault"], label="sensor_fault (0xFFFF)", zorder=2)
+            ax.scatter(
+                faults[C.TIMESTAMP],
+                np.zeros(len(faults)),
+                marker="|",
+                s=30,
+                lw=0.6,
+                color=KIND_COLOURS["sensor_fault"],
+                label="sensor_fault (0xFFFF)",
+                zorder=2,
+            )
         ax.set_ylabel(f"{cell}\nscore")
         ax.legend(loc="upper right", fontsize=7, ncol=5)
     axes[0, 0].set_title("Fused anomaly score (mean -log10 tail probability) over time, worst cells")
@@ -68,8 +76,10 @@ def check_result_table(frame: pd.DataFrame, name: str) -> None:
     """Refuse a table that is not an anomaly result, naming the missing columns."""
     missing = [c for c in RESULT_COLUMNS if c not in frame.columns]
     if missing:
-        raise InputError(f"'{name}' is not an anomaly result: it lacks column(s) {', '.join(missing)} that "
-                         "detect_anomalies writes; run detect_anomalies on it first and plot its anomalies table")
+        raise InputError(
+            f"'{name}' is not an anomaly result: it lacks column(s) {', '.join(missing)} that "
+            "detect_anomalies writes; run detect_anomalies on it first and plot its anomalies table"
+        )
 
 
 def plottable_rows(frame: pd.DataFrame, axes: tuple[str, str, str]) -> tuple[pd.DataFrame, dict[str, int]]:
@@ -84,8 +94,10 @@ def plottable_rows(frame: pd.DataFrame, axes: tuple[str, str, str]) -> tuple[pd.
         keep &= ~bad
     if not keep.any():
         detail = ", ".join(f"{c}: {n}" for c, n in dropped.items())
-        raise InputError(f"no reading can be plotted: every row has an infinite or out-of-range value "
-                         f"(|value| >= {PLOT_LIMIT:g}) on an axis ({detail}); pick other axes or fix the data")
+        raise InputError(
+            f"no reading can be plotted: every row has an infinite or out-of-range value "
+            f"(|value| >= {PLOT_LIMIT:g}) on an axis ({detail}); pick other axes or fix the data"
+        )
     return frame.loc[keep], dropped
 
 
@@ -100,14 +112,27 @@ def sample_for_plot(frame: pd.DataFrame, max_points: int, seed: int = 0) -> pd.D
 
 def axis_label(column: str) -> str:
     """``CellVoltage [V]``: the column with its unit when the schema knows one."""
-    units = {**C.UNITS, "VoltageRate": "V/h", "TemperatureRate": "degC/h", "TempAboveAmbient": "degC",
-             "VoltageDevString": "V", "ResistanceProxy": "ohm", "StateOfCharge": "%"}
+    units = {
+        **C.UNITS,
+        "VoltageRate": "V/h",
+        "TemperatureRate": "degC/h",
+        "TempAboveAmbient": "degC",
+        "VoltageDevString": "V",
+        "ResistanceProxy": "ohm",
+        "StateOfCharge": "%",
+    }
     unit = units.get(column, "")
     return f"{column} [{unit}]" if unit else column
 
 
-def plot_3d(frame: pd.DataFrame, axes: tuple[str, str, str], html_path: Path, png_path: Path,
-            embed_plotly: bool = False, total_rows: int | None = None) -> dict[str, int]:
+def plot_3d(
+    frame: pd.DataFrame,
+    axes: tuple[str, str, str],
+    html_path: Path,
+    png_path: Path,
+    embed_plotly: bool = False,
+    total_rows: int | None = None,
+) -> dict[str, int]:
     """Interactive plotly 3D scatter (HTML) and a static matplotlib one (PNG), coloured by anomaly kind.
 
     The HTML loads plotly.js from ``plotly.min.js`` copied beside it from the installed plotly
@@ -140,12 +165,26 @@ def plot_3d(frame: pd.DataFrame, axes: tuple[str, str, str], html_path: Path, pn
             text = piece if text is None else text + " | " + piece
         if kind == "statistical" and "AnomalyReason" in part.columns:  # the reason only where it is short and useful
             text = text + " | " + part["AnomalyReason"].astype(str) if text is not None else part["AnomalyReason"]
-        fig.add_trace(go.Scatter3d(
-            x=part[x], y=part[y], z=part[z], mode="markers", name=f"{kind} ({len(part)})", text=text,
-            marker={"size": 2 if kind == "normal" else 4, "color": colour, "opacity": 0.35 if kind == "normal" else 0.9},
-        ))
-    fig.update_layout(scene={"xaxis_title": axis_label(x), "yaxis_title": axis_label(y), "zaxis_title": axis_label(z)},
-                      title=title, margin={"l": 0, "r": 0, "t": 40, "b": 0})
+        fig.add_trace(
+            go.Scatter3d(
+                x=part[x],
+                y=part[y],
+                z=part[z],
+                mode="markers",
+                name=f"{kind} ({len(part)})",
+                text=text,
+                marker={
+                    "size": 2 if kind == "normal" else 4,
+                    "color": colour,
+                    "opacity": 0.35 if kind == "normal" else 0.9,
+                },
+            )
+        )
+    fig.update_layout(
+        scene={"xaxis_title": axis_label(x), "yaxis_title": axis_label(y), "zaxis_title": axis_label(z)},
+        title=title,
+        margin={"l": 0, "r": 0, "t": 40, "b": 0},
+    )
     if embed_plotly:
         include: bool | str = True
     else:
@@ -160,8 +199,15 @@ def plot_3d(frame: pd.DataFrame, axes: tuple[str, str, str], html_path: Path, pn
         part = frame[kinds == kind]
         if part.empty:
             continue
-        ax.scatter(part[x], part[y], part[z], s=4 if kind == "normal" else 8, c=colour,
-                   alpha=0.5 if kind == "normal" else 0.9, label=f"{kind} ({len(part)})")
+        ax.scatter(
+            part[x],
+            part[y],
+            part[z],
+            s=4 if kind == "normal" else 8,
+            c=colour,
+            alpha=0.5 if kind == "normal" else 0.9,
+            label=f"{kind} ({len(part)})",
+        )
     ax.set_title(title, fontsize=9)
     ax.set_xlabel(axis_label(x))
     ax.set_ylabel(axis_label(y))

@@ -11,41 +11,57 @@ from .tool_data import DetectData, TrainAnomalyData, Visualize3DData
 
 server = ToolServer(
     "feature-one-anamoly-detection-mcp",
-    packages=['pandas', 'numpy', 'scikit-learn', 'torch', 'skops', 'matplotlib', 'plotly', 'mcp'],
-    instructions='Hybrid anomaly detection on BMS readings (Isolation Forest + one-class SVM + VAE).',
+    packages=["pandas", "numpy", "scikit-learn", "torch", "skops", "matplotlib", "plotly", "mcp"],
+    instructions="Hybrid anomaly detection on BMS readings (Isolation Forest + one-class SVM + VAE).",
 )
-server.add_health_check(models=['anomaly_hybrid'])
+server.add_health_check(models=["anomaly_hybrid"])
 
 
 class TrainArgs(ToolArgs):
-    data_path: str = Field(description="CSV or Parquet readings in the workspace: raw BMS packets, a minimal table, "
-                                       "or the preprocessing output (cleaned + features)")
+    data_path: str = Field(
+        description="CSV or Parquet readings in the workspace: raw BMS packets, a minimal table, "
+        "or the preprocessing output (cleaned + features)"
+    )
     contamination: float | Literal["auto"] | None = Field(
         default=None,
         description="expected share of anomalous readings (0-0.5) setting the threshold, or 'auto' "
-                    "(Tukey fence Q3 + 3 IQR of the fused training scores, the default)")
-    features: list[str] | None = Field(default=None, description="feature columns to train on (default, or "
-                                                                 "omitted: the domain features present; an empty "
-                                                                 "list is refused)")
+        "(Tukey fence Q3 + 3 IQR of the fused training scores, the default)",
+    )
+    features: list[str] | None = Field(
+        default=None,
+        description="feature columns to train on (default, or "
+        "omitted: the domain features present; an empty "
+        "list is refused)",
+    )
 
     @field_validator("features")
     @classmethod
     def _features_not_empty(cls, value: list[str] | None) -> list[str] | None:
         if value is not None and len(value) == 0:
-            raise ValueError("features=[] selects no feature at all: omit it to use the default domain features, "
-                             "or name at least one column")
+            raise ValueError(
+                "features=[] selects no feature at all: omit it to use the default domain features, "
+                "or name at least one column"
+            )
         return value
 
-    holdout_fraction: float = Field(default=0.3, ge=0.0, lt=0.9,
-                                    description="latest share of the time span kept out of training; the new model "
-                                                "and the champion are both scored on it (F1 against IsAnomaly)")
+    holdout_fraction: float = Field(
+        default=0.3,
+        ge=0.0,
+        lt=0.9,
+        description="latest share of the time span kept out of training; the new model "
+        "and the champion are both scored on it (F1 against IsAnomaly)",
+    )
     seed: int = Field(default=0, ge=0, description="random seed (same data + seed = same model)")
-    promote: bool = Field(default=False, description="make the new version the champion even if it does not beat "
-                                                     "the current champion on the held-out readings")
+    promote: bool = Field(
+        default=False,
+        description="make the new version the champion even if it does not beat "
+        "the current champion on the held-out readings",
+    )
 
 
-@server.tool(TrainArgs, title="Train the hybrid anomaly detector", read_only=False, destructive=True,
-             data_model=TrainAnomalyData)
+@server.tool(
+    TrainArgs, title="Train the hybrid anomaly detector", read_only=False, destructive=True, data_model=TrainAnomalyData
+)
 def train_anomaly_detector(args: TrainArgs, ctx: ToolContext) -> ToolOutput:
     """Train the hybrid anomaly detector (Isolation Forest + one-class SVM + VAE) and register it.
 
@@ -67,37 +83,72 @@ def train_anomaly_detector(args: TrainArgs, ctx: ToolContext) -> ToolOutput:
     with ctx.run.timed("read"):
         frame = read_table(path)
     with ctx.run.timed("train"):
-        outcome = train_detector(frame, contamination=args.contamination, features=args.features,
-                                 holdout_fraction=args.holdout_fraction, seed=args.seed, promote=args.promote,
-                                 progress=ctx.progress)
+        outcome = train_detector(
+            frame,
+            contamination=args.contamination,
+            features=args.features,
+            holdout_fraction=args.holdout_fraction,
+            seed=args.seed,
+            promote=args.promote,
+            progress=ctx.progress,
+        )
     version, decision = outcome.model_version, outcome.decision or {}
     assert version is not None
     ctx.run.add_model("anomaly_hybrid", version, ModelRegistry().locate("anomaly_hybrid", version))
-    report = {"model": {"name": "anomaly_hybrid", "version": version, "threshold": outcome.detector.threshold,
-                        "features": outcome.detector.features, "training": outcome.detector.training_info},
-              "decision": decision, "summary": outcome.info, "ground_truth": outcome.metrics}
-    metrics_path = ctx.run.add_artifact(atomic_write_json(ctx.run.path("training_metrics.json"), report), "report",
-                                        "model, held-out ground-truth metrics and the promotion decision")
+    report = {
+        "model": {
+            "name": "anomaly_hybrid",
+            "version": version,
+            "threshold": outcome.detector.threshold,
+            "features": outcome.detector.features,
+            "training": outcome.detector.training_info,
+        },
+        "decision": decision,
+        "summary": outcome.info,
+        "ground_truth": outcome.metrics,
+    }
+    metrics_path = ctx.run.add_artifact(
+        atomic_write_json(ctx.run.path("training_metrics.json"), report),
+        "report",
+        "model, held-out ground-truth metrics and the promotion decision",
+    )
     f1 = (outcome.metrics or {}).get("hybrid", {}).get("f1")
-    message = (f"registered anomaly_hybrid {version} as {decision.get('alias')}: {decision.get('reason')}"
-               + (f"; hybrid F1 {f1:.3f} on {outcome.info['scope']}" if f1 is not None else
-                  "; no IsAnomaly labels: no held-out F1"))
-    return ToolOutput(message=message, data={
-        "model_version": version, "alias": decision.get("alias"), "promoted": decision.get("promoted"),
-        "decision": decision, "metrics_path": str(metrics_path), "threshold": outcome.detector.threshold,
-        "features": outcome.detector.features, "train_rows": outcome.info["train_rows"],
-        "holdout_rows": outcome.info["holdout_rows"], "holdout_f1": f1})
+    message = f"registered anomaly_hybrid {version} as {decision.get('alias')}: {decision.get('reason')}" + (
+        f"; hybrid F1 {f1:.3f} on {outcome.info['scope']}"
+        if f1 is not None
+        else "; no IsAnomaly labels: no held-out F1"
+    )
+    return ToolOutput(
+        message=message,
+        data={
+            "model_version": version,
+            "alias": decision.get("alias"),
+            "promoted": decision.get("promoted"),
+            "decision": decision,
+            "metrics_path": str(metrics_path),
+            "threshold": outcome.detector.threshold,
+            "features": outcome.detector.features,
+            "train_rows": outcome.info["train_rows"],
+            "holdout_rows": outcome.info["holdout_rows"],
+            "holdout_f1": f1,
+        },
+    )
 
 
 class DetectArgs(ToolArgs):
-    data_path: str = Field(description="CSV or Parquet readings in the workspace: raw BMS packets, a minimal table, "
-                                       "or the preprocessing output (cleaned + features)")
-    model_version: str = Field(default="champion", description="registered model version: 'champion' (default), "
-                                                               "'challenger', 'latest' or like 'v0003'")
+    data_path: str = Field(
+        description="CSV or Parquet readings in the workspace: raw BMS packets, a minimal table, "
+        "or the preprocessing output (cleaned + features)"
+    )
+    model_version: str = Field(
+        default="champion",
+        description="registered model version: 'champion' (default), 'challenger', 'latest' or like 'v0003'",
+    )
     contamination: float | Literal["auto"] | None = Field(
         default=None,
         description="expected share of anomalous readings (0-0.5) re-deriving the threshold from the model's stored "
-                    "training scores (no retraining); default: the registered model's own threshold")
+        "training scores (no retraining); default: the registered model's own threshold",
+    )
     top_cells: int = Field(default=4, ge=1, le=12, description="cells shown in the score-over-time plot")
     output_format: Literal["csv", "parquet"] = Field(default="csv", description="format of the result table")
 
@@ -124,38 +175,58 @@ def detect_anomalies(args: DetectArgs, ctx: ToolContext) -> ToolOutput:
     with ctx.run.timed("read"):
         frame = read_table(path)
     with ctx.run.timed("detect"):
-        outcome = detect(frame, model_version=args.model_version, contamination=args.contamination,
-                         progress=ctx.progress)
+        outcome = detect(
+            frame, model_version=args.model_version, contamination=args.contamination, progress=ctx.progress
+        )
     ctx.progress(0.85, "writing results")
     run = ctx.run
     with run.timed("write"):
         table_path = run.path(f"anomalies.{args.output_format}")
         write_table(outcome.table, table_path)
         run.add_artifact(table_path, "table", "readings with detector scores, AnomalyScore, AnomalyFlag, kind, reason")
-        summary_path = run.add_artifact(write_table(outcome.cell_summary, run.path("cell_summary.csv")), "table",
-                                        "per-cell anomaly rate, counts by kind, episodes, peak score")
-        episodes_path = run.add_artifact(write_table(outcome.episodes, run.path("worst_episodes.csv")), "table",
-                                         "worst anomaly episodes (runs of flagged readings of one cell)")
+        summary_path = run.add_artifact(
+            write_table(outcome.cell_summary, run.path("cell_summary.csv")),
+            "table",
+            "per-cell anomaly rate, counts by kind, episodes, peak score",
+        )
+        episodes_path = run.add_artifact(
+            write_table(outcome.episodes, run.path("worst_episodes.csv")),
+            "table",
+            "worst anomaly episodes (runs of flagged readings of one cell)",
+        )
         dead_cells = outcome.info.get("dead_cells") or []
         if dead_cells:
             import pandas as pd
 
-            run.add_artifact(write_table(pd.DataFrame(dead_cells), run.path("dead_cells.csv")), "table",
-                             "cells recognised as dead: since when, why (their later readings are not anomalies)")
+            run.add_artifact(
+                write_table(pd.DataFrame(dead_cells), run.path("dead_cells.csv")),
+                "table",
+                "cells recognised as dead: since when, why (their later readings are not anomalies)",
+            )
         threshold = outcome.info["threshold"]
         report = {
-            "model": {"name": "anomaly_hybrid", "version": outcome.model_version, "trained_now": outcome.trained,
-                      "threshold": threshold, "features": outcome.detector.features,
-                      "training": outcome.detector.training_info},
+            "model": {
+                "name": "anomaly_hybrid",
+                "version": outcome.model_version,
+                "trained_now": outcome.trained,
+                "threshold": threshold,
+                "features": outcome.detector.features,
+                "training": outcome.detector.training_info,
+            },
             "summary": {k: v for k, v in outcome.info.items() if k != "features"},
             "ground_truth": outcome.metrics,
         }
-        metrics_path = run.add_artifact(atomic_write_json(run.path("metrics.json"), report), "report",
-                                        "model, thresholds, counts and ground-truth metrics")
+        metrics_path = run.add_artifact(
+            atomic_write_json(run.path("metrics.json"), report),
+            "report",
+            "model, thresholds, counts and ground-truth metrics",
+        )
         cells = worst_cells(outcome.cell_summary, args.top_cells)
         plot_path = run.add_artifact(
-            plot_scores_over_time(outcome.table, cells, threshold, run.path("scores_over_time.png")), "plot",
-            f"fused score over time for the {len(cells)} worst cells")
+            plot_scores_over_time(outcome.table, cells, threshold, run.path("scores_over_time.png")),
+            "plot",
+            f"fused score over time for the {len(cells)} worst cells",
+        )
     data = {
         "result_path": str(table_path),
         "cell_summary_path": str(summary_path),
@@ -177,13 +248,16 @@ def detect_anomalies(args: DetectArgs, ctx: ToolContext) -> ToolOutput:
             "hybrid_f1_gain_over_best_single": m["hybrid_f1_gain_over_best_single"],
         }
     kinds = outcome.info["kinds"]
-    message = (f"scored with registered anomaly_hybrid {outcome.model_version or ''}: {kinds.get('statistical', 0)} statistical "
-               f"anomalies, {kinds.get('sensor_fault', 0)} sensor faults (0xFFFF dropouts) and "
-               f"{kinds.get('out_of_range', 0)} out-of-range readings among {outcome.info['rows']} readings"
-               ).replace("  ", " ")
+    message = (
+        f"scored with registered anomaly_hybrid {outcome.model_version or ''}: {kinds.get('statistical', 0)} statistical "
+        f"anomalies, {kinds.get('sensor_fault', 0)} sensor faults (0xFFFF dropouts) and "
+        f"{kinds.get('out_of_range', 0)} out-of-range readings among {outcome.info['rows']} readings"
+    ).replace("  ", " ")
     if dead_cells:
-        message += (f"; {len(dead_cells)} cell(s) recognised as dead, their later readings not counted as anomalies: "
-                    + ", ".join(f"{d['CellID']} since {d['dead_since'][:16]}" for d in dead_cells[:6]))
+        message += (
+            f"; {len(dead_cells)} cell(s) recognised as dead, their later readings not counted as anomalies: "
+            + ", ".join(f"{d['CellID']} since {d['dead_since'][:16]}" for d in dead_cells[:6])
+        )
     if outcome.metrics:
         message += f"; hybrid F1 {outcome.metrics['hybrid']['f1']:.3f} on {outcome.metrics['scope']}"
     return ToolOutput(message=message, data=data)
@@ -194,11 +268,18 @@ class Visualize3DArgs(ToolArgs):
     x: str = Field(default="CellVoltage", description="column on the x axis")
     y: str = Field(default="InstantaneousCurrent", description="column on the y axis")
     z: str = Field(default="CellTemperature", description="column on the z axis")
-    max_points: int = Field(default=5_000, ge=100, le=200_000,
-                            description="plot at most this many readings (a uniform random sample of the table, "
-                                        "so anomalies are shown in their true proportion)")
-    embed_plotly: bool = Field(default=False, description="embed plotly.js in the HTML (+3.5 MB per file) instead of "
-                                                          "a plotly.min.js copied beside it; both work offline")
+    max_points: int = Field(
+        default=5_000,
+        ge=100,
+        le=200_000,
+        description="plot at most this many readings (a uniform random sample of the table, "
+        "so anomalies are shown in their true proportion)",
+    )
+    embed_plotly: bool = Field(
+        default=False,
+        description="embed plotly.js in the HTML (+3.5 MB per file) instead of "
+        "a plotly.min.js copied beside it; both work offline",
+    )
 
 
 @server.tool(Visualize3DArgs, title="3D scatter of anomalies", read_only=False, data_model=Visualize3DData)
@@ -230,13 +311,28 @@ def visualize_anomalies_3d(args: Visualize3DArgs, ctx: ToolContext) -> ToolOutpu
         ctx.run.add_artifact(html.parent / PLOTLY_JS, "data", "plotly.js used by the HTML (offline copy)")
     ctx.run.add_artifact(html, "html", f"interactive 3D scatter {args.x} / {args.y} / {args.z}")
     ctx.run.add_artifact(png, "plot", f"3D scatter {args.x} / {args.y} / {args.z}")
-    skipped = (f"; {len(frame) - len(plottable)} rows not plotted: infinite or out-of-range values "
-               f"({', '.join(f'{c}: {n}' for c, n in dropped.items())})") if dropped else ""
+    skipped = (
+        (
+            f"; {len(frame) - len(plottable)} rows not plotted: infinite or out-of-range values "
+            f"({', '.join(f'{c}: {n}' for c, n in dropped.items())})"
+        )
+        if dropped
+        else ""
+    )
     return ToolOutput(
-        message=(f"3D plot of {len(sample)} of {len(frame)} readings "
-                 f"({', '.join(f'{k}: {v}' for k, v in counts.items())}){skipped}"),
-        data={"html_path": str(html), "png_path": str(png), "points": len(sample), "rows": len(frame),
-              "by_kind": counts, "axes": list(axes), "html_bytes": html.stat().st_size},
+        message=(
+            f"3D plot of {len(sample)} of {len(frame)} readings "
+            f"({', '.join(f'{k}: {v}' for k, v in counts.items())}){skipped}"
+        ),
+        data={
+            "html_path": str(html),
+            "png_path": str(png),
+            "points": len(sample),
+            "rows": len(frame),
+            "by_kind": counts,
+            "axes": list(axes),
+            "html_bytes": html.stat().st_size,
+        },
     )
 
 

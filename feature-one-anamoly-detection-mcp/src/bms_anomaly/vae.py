@@ -28,7 +28,6 @@ log = logging.getLogger("bms.anomaly")
 
 def _torch() -> Any:
     import torch
-
     from bms_schema.runtime import torch_threads
 
     torch_threads()
@@ -55,13 +54,18 @@ def build_module(n_features: int, config: VAEConfig) -> Any:
     class VAE(nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.encoder = nn.Sequential(nn.Linear(n_features, config.hidden), nn.ELU(),
-                                         nn.Linear(config.hidden, config.hidden), nn.ELU())
+            self.encoder = nn.Sequential(
+                nn.Linear(n_features, config.hidden), nn.ELU(), nn.Linear(config.hidden, config.hidden), nn.ELU()
+            )
             self.mu = nn.Linear(config.hidden, config.latent)
             self.logvar = nn.Linear(config.hidden, config.latent)
-            self.decoder = nn.Sequential(nn.Linear(config.latent, config.hidden), nn.ELU(),
-                                         nn.Linear(config.hidden, config.hidden), nn.ELU(),
-                                         nn.Linear(config.hidden, n_features))
+            self.decoder = nn.Sequential(
+                nn.Linear(config.latent, config.hidden),
+                nn.ELU(),
+                nn.Linear(config.hidden, config.hidden),
+                nn.ELU(),
+                nn.Linear(config.hidden, n_features),
+            )
 
         def forward(self, x: Any, noise: Any | None = None) -> tuple[Any, Any, Any]:
             h = self.encoder(x)
@@ -102,7 +106,7 @@ class VAEDetector:
         for _ in range(epochs):
             order = torch.randperm(n, generator=generator)
             for step in range(steps_per_epoch):
-                xb = data[order[step * batch:(step + 1) * batch]]
+                xb = data[order[step * batch : (step + 1) * batch]]
                 noise = torch.randn(xb.shape[0], cfg.latent, generator=generator)
                 recon, mu, logvar = self.module(xb, noise)
                 rec = ((recon - xb) ** 2).sum(dim=1).mean()
@@ -124,11 +128,11 @@ class VAEDetector:
         out = np.empty(len(X), dtype=np.float64)
         with torch.inference_mode():
             for start in range(0, len(X), chunk):
-                xb = torch.from_numpy(np.ascontiguousarray(X[start:start + chunk], dtype=np.float32))
+                xb = torch.from_numpy(np.ascontiguousarray(X[start : start + chunk], dtype=np.float32))
                 recon, mu, logvar = self.module(xb)
                 rec = 0.5 * ((recon - xb) ** 2).sum(dim=1)
                 kld = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(dim=1)
-                out[start:start + chunk] = (rec + kld).double().numpy()
+                out[start : start + chunk] = (rec + kld).double().numpy()
         return out
 
     # -- persistence (state_dict + JSON config; loaded with weights_only=True) ----------

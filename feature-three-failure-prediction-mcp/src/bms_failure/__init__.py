@@ -11,17 +11,20 @@ from __future__ import annotations
 
 from bms_schema.lazy import lazy_exports
 
-__getattr__, __all__ = lazy_exports(__name__, {
-    "load_failure_model": "bms_failure.model",
-    "FailureModel": "bms_failure.model",
-    "predict_failure": "bms_failure.api",
-    "train_and_register": "bms_failure.api",
-    "load_readings_frame": "bms_failure.api",
-    "train_failure_model": "bms_failure.training",
-    "build_feature_grid": "bms_failure.features",
-    "FeatureConfig": "bms_failure.config",
-    "FEATURES": "bms_failure.config",
-    "SurvivalDistribution": "bms_failure.survival",
-    "trend_to_threshold": "bms_failure.trends",
-    "MODEL_NAME": "bms_failure.config",
-})
+__getattr__, __all__ = lazy_exports(
+    __name__,
+    {
+        "load_failure_model": "bms_failure.model",
+        "FailureModel": "bms_failure.model",
+        "predict_failure": "bms_failure.api",
+        "train_and_register": "bms_failure.api",
+        "load_readings_frame": "bms_failure.api",
+        "train_failure_model": "bms_failure.training",
+        "build_feature_grid": "bms_failure.features",
+        "FeatureConfig": "bms_failure.config",
+        "FEATURES": "bms_failure.config",
+        "SurvivalDistribution": "bms_failure.survival",
+        "trend_to_threshold": "bms_failure.trends",
+        "MODEL_NAME": "bms_failure.config",
+    },
+)

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from bms_schema import InputError, ModelRegistry, read_table
+from bms_schema import ModelRegistry, read_table
 from bms_schema import columns as C
 
 from .config import LOGGER, MODEL_NAME, FeatureConfig
@@ -42,10 +42,22 @@ def load_readings_frame(path: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]
     """
     from bms_schema.loader import load_canonical
 
-    frame, report = load_canonical(Path(path), features=False, impute="none", columns="used", check=False,
-                                   return_report=True)
-    keys = ("input_format", "rows_in", "rows_out", "duplicates_dropped", "conflicting_rows_dropped", "devices",
-            "cells", "sentinel_rows", "out_of_range_rows", "time_range", "columns_read")
+    frame, report = load_canonical(
+        Path(path), features=False, impute="none", columns="used", check=False, return_report=True
+    )
+    keys = (
+        "input_format",
+        "rows_in",
+        "rows_out",
+        "duplicates_dropped",
+        "conflicting_rows_dropped",
+        "devices",
+        "cells",
+        "sentinel_rows",
+        "out_of_range_rows",
+        "time_range",
+        "columns_read",
+    )
     return frame, {k: report[k] for k in keys}
 
 
@@ -105,16 +117,21 @@ def train_and_register(
     from bms_schema.coverage import require_inputs
 
     require_inputs(as_canonical(frame), REQUIRED_INPUTS, "train the failure model")
-    result = train_failure_model(frame, horizon_days, config=config, anomalies=anomalies, seed=seed,
-                                 progress=progress, validate=validate)
+    result = train_failure_model(
+        frame, horizon_days, config=config, anomalies=anomalies, seed=seed, progress=progress, validate=validate
+    )
     grid = result.grid
-    trained_on = {"rows": int(len(frame)), "cells": int(len(grid.cells)) if grid is not None else None,
-                  "time_range": [grid.data_start, grid.data_end] if grid is not None else None,
-                  **(extra_metadata or {})}
+    trained_on = {
+        "rows": int(len(frame)),
+        "cells": int(len(grid.cells)) if grid is not None else None,
+        "time_range": [grid.data_start, grid.data_end] if grid is not None else None,
+        **(extra_metadata or {}),
+    }
     if result.model.card is not None and extra_metadata and extra_metadata.get("fingerprint"):
         result.model.card.data_fingerprint = str(extra_metadata["fingerprint"])
-    registered = result.model.register(result.model.holdout, registry, promote=promote,
-                                       metadata={"trained_on": trained_on, "seed": seed})
+    registered = result.model.register(
+        result.model.holdout, registry, promote=promote, metadata={"trained_on": trained_on, "seed": seed}
+    )
     return TrainingOutcome(result=result, registered=registered)
 
 
@@ -133,10 +150,13 @@ def _evaluate_on_input(model: FailureModel, frame: pd.DataFrame, grid: Any) -> d
         return None
     mu = model.margin(rows)
     out = horizon_report(rows, lambda h: model.distribution.probability(mu, h), grid.data_end)
-    out["remaining_life"] = rul_metrics(rows, {q: model.distribution.quantile(mu, v)
-                                               for q, v in (("p10", 0.1), ("p50", 0.5), ("p90", 0.9))})
-    out["note"] = ("registered model scored on every labelled sample point of this input; optimistic if the "
-                   "model was trained on the same data")
+    out["remaining_life"] = rul_metrics(
+        rows, {q: model.distribution.quantile(mu, v) for q, v in (("p10", 0.1), ("p50", 0.5), ("p90", 0.9))}
+    )
+    out["note"] = (
+        "registered model scored on every labelled sample point of this input; optimistic if the "
+        "model was trained on the same data"
+    )
     return out
 
 
@@ -165,8 +185,10 @@ def predict_failure(
     table = model.predict(frame, anomalies, grid=grid, horizon_days=horizon_days)
     table, unknown = _unknown_without_inputs(frame, table)
     if unknown:
-        notes.append(f"{len(unknown)} cell(s) unknown: no {', '.join(sorted({c for v in unknown.values() for c in v}))} "
-                     "reading (not scored)")
+        notes.append(
+            f"{len(unknown)} cell(s) unknown: no {', '.join(sorted({c for v in unknown.values() for c in v}))} "
+            "reading (not scored)"
+        )
     evaluation = _evaluate_on_input(model, frame, grid) if has_dead_labels(frame) else None
     return PredictionOutcome(table=table, model=model, input_evaluation=evaluation, notes=notes, grid=grid)
 
@@ -174,8 +196,17 @@ def predict_failure(
 #: Measurements a cell needs before the failure model may score it (bms_schema.coverage).
 REQUIRED_INPUTS = (C.VOLTAGE,)
 #: Figures of a cell that become missing when it is unknown.
-UNKNOWN_COLUMNS = ("StateOfHealth", "RemainingLifeDays", "RemainingLifeP10", "RemainingLifeP90", "FailureProbability7d",
-                   "FailureProbability14d", "FailureProbability30d", "AlarmLeadDays", "TrendDaysToThreshold")
+UNKNOWN_COLUMNS = (
+    "StateOfHealth",
+    "RemainingLifeDays",
+    "RemainingLifeP10",
+    "RemainingLifeP90",
+    "FailureProbability7d",
+    "FailureProbability14d",
+    "FailureProbability30d",
+    "AlarmLeadDays",
+    "TrendDaysToThreshold",
+)
 
 
 def _unknown_without_inputs(frame: pd.DataFrame, table: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, list[str]]]:
@@ -183,8 +214,15 @@ def _unknown_without_inputs(frame: pd.DataFrame, table: pd.DataFrame) -> tuple[p
     from bms_schema.coverage import input_coverage, mark_unknown
 
     keep = table["DeadSource"].astype(str).eq("IsDead label") if "DeadSource" in table.columns else None
-    table, unknown = mark_unknown(table, input_coverage(frame), REQUIRED_INPUTS, probability="FailureProbability",
-                                  band="RiskBand", reasons="TopReasons", keep=keep)
+    table, unknown = mark_unknown(
+        table,
+        input_coverage(frame),
+        REQUIRED_INPUTS,
+        probability="FailureProbability",
+        band="RiskBand",
+        reasons="TopReasons",
+        keep=keep,
+    )
     if unknown:  # every figure of the cell, not only the probability
         rows = table[C.CELL_ID].astype(str).isin(list(unknown)).to_numpy() & (table["RiskBand"] == "unknown").to_numpy()
         for column in UNKNOWN_COLUMNS:
@@ -204,17 +242,28 @@ def _unknown_without_inputs(frame: pd.DataFrame, table: pd.DataFrame) -> tuple[p
 def top_at_risk(table: pd.DataFrame, n: int = 10) -> list[dict[str, Any]]:
     """The ``n`` living cells most likely to fail (JSON-ready)."""
     alive = table.loc[~table["AlreadyDead"] & table["FailureProbability"].notna()].head(n)
+
     def num(value: Any, digits: int) -> float | None:
         return None if value is None or not np.isfinite(value) else round(float(value), digits)
 
     return [
-        {"CellID": r.CellID, "DeviceID": r.DeviceID, "CellNumber": int(r.CellNumber),
-         "FailureProbability": num(r.FailureProbability, 4), "RiskBand": r.RiskBand,
-         "StateOfHealth": num(r.StateOfHealth, 1), "RemainingLifeDays": num(r.RemainingLifeDays, 1),
-         "RemainingLifeP10": num(r.RemainingLifeP10, 1), "RemainingLifeP90": num(r.RemainingLifeP90, 1),
-         "Alarm": bool(r.Alarm), "AlarmTrigger": r.AlarmTrigger, "RecommendedAction": r.RecommendedAction,
-         "TrendDaysToThreshold": num(r.TrendDaysToThreshold, 1), "TrendRule": r.TrendRule,
-         "TopReasons": r.TopReasons}
+        {
+            "CellID": r.CellID,
+            "DeviceID": r.DeviceID,
+            "CellNumber": int(r.CellNumber),
+            "FailureProbability": num(r.FailureProbability, 4),
+            "RiskBand": r.RiskBand,
+            "StateOfHealth": num(r.StateOfHealth, 1),
+            "RemainingLifeDays": num(r.RemainingLifeDays, 1),
+            "RemainingLifeP10": num(r.RemainingLifeP10, 1),
+            "RemainingLifeP90": num(r.RemainingLifeP90, 1),
+            "Alarm": bool(r.Alarm),
+            "AlarmTrigger": r.AlarmTrigger,
+            "RecommendedAction": r.RecommendedAction,
+            "TrendDaysToThreshold": num(r.TrendDaysToThreshold, 1),
+            "TrendRule": r.TrendRule,
+            "TopReasons": r.TopReasons,
+        }
         for r in alive.itertuples(index=False)  # at most n rows
     ]
 
@@ -223,9 +272,14 @@ def alarms(table: pd.DataFrame, n: int = 50) -> list[dict[str, Any]]:
     """The alarmed cells: trigger, lead time (expected remaining life) and the recommended action."""
     hit = table.loc[table["Alarm"]].head(n)
     return [
-        {"CellID": r.CellID, "trigger": r.AlarmTrigger, "lead_time_days": round(float(r.AlarmLeadDays), 1),
-         "lead_time_p10_days": round(float(r.RemainingLifeP10), 1), "action": r.RecommendedAction,
-         "probability_30d": round(float(r.FailureProbability30d), 4)}
+        {
+            "CellID": r.CellID,
+            "trigger": r.AlarmTrigger,
+            "lead_time_days": round(float(r.AlarmLeadDays), 1),
+            "lead_time_p10_days": round(float(r.RemainingLifeP10), 1),
+            "action": r.RecommendedAction,
+            "probability_30d": round(float(r.FailureProbability30d), 4),
+        }
         for r in hit.itertuples(index=False)  # at most n rows
     ]
 
@@ -246,8 +300,10 @@ def mean_contributions(model: FailureModel, table: pd.DataFrame, grid_last: pd.D
     rows = grid_last.set_index(C.CELL_ID).loc[scored].reset_index()
     contribs = -model.contributions(rows)[:, :-1] if len(rows) else np.zeros((0, len(model.features)))
     high = table.set_index(C.CELL_ID).loc[scored, "RiskBand"].to_numpy() == "high"
-    return pd.DataFrame({
-        "feature": model.features,
-        "mean_abs_all": np.abs(contribs).mean(axis=0) if len(contribs) else 0.0,
-        "mean_high_risk": contribs[high].mean(axis=0) if high.any() else 0.0,
-    }).sort_values("mean_abs_all", ascending=False)
+    return pd.DataFrame(
+        {
+            "feature": model.features,
+            "mean_abs_all": np.abs(contribs).mean(axis=0) if len(contribs) else 0.0,
+            "mean_high_risk": contribs[high].mean(axis=0) if high.any() else 0.0,
+        }
+    ).sort_values("mean_abs_all", ascending=False)

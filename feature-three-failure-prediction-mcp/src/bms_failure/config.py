@@ -57,8 +57,13 @@ class FeatureConfig:
 
         if self.step_hours <= 0:
             raise InputError(f"step_hours must be positive, got {self.step_hours}")
-        for name in ("short_window_hours", "long_window_hours", "sample_every_hours", "trend_window_hours",
-                     "baseline_hours"):
+        for name in (
+            "short_window_hours",
+            "long_window_hours",
+            "sample_every_hours",
+            "trend_window_hours",
+            "baseline_hours",
+        ):
             if getattr(self, name) < self.step_hours:
                 raise InputError(f"{name} ({getattr(self, name)}) must be at least step_hours ({self.step_hours})")
         if self.long_window_hours < self.short_window_hours:
@@ -180,8 +185,9 @@ def readable(feature: str, config: FeatureConfig | None = None) -> str:
     )
 
 
-def format_reason(feature: str, value: float, contribution: float, config: FeatureConfig | None = None,
-                  effect: str | None = None) -> str:
+def format_reason(
+    feature: str, value: float, contribution: float, config: FeatureConfig | None = None, effect: str | None = None
+) -> str:
     """``"specific gravity vs string peers, 7 days = -0.031 (+1.20)"`` (``effect`` replaces the bracket text)."""
     import math
 

@@ -19,7 +19,6 @@ from bms_schema import InputError
 from bms_schema import columns as C
 
 
-
 @dataclass
 class Split:
     train: pd.DataFrame
@@ -140,12 +139,14 @@ def lead_times(samples: pd.DataFrame, alarm: np.ndarray, window_start: pd.Timest
     is not alarmed are missed. ``false_alarm_cells``: cells that never died in the window but
     were alarmed at least once.
     """
-    frame = pd.DataFrame({
-        "cell": samples[C.CELL_ID].to_numpy(),
-        "t": samples[C.TIMESTAMP].to_numpy(),
-        "death": samples["DeathTime"].to_numpy(),
-        "alarm": np.asarray(alarm, dtype=bool),
-    }).sort_values(["cell", "t"], kind="stable")
+    frame = pd.DataFrame(
+        {
+            "cell": samples[C.CELL_ID].to_numpy(),
+            "t": samples[C.TIMESTAMP].to_numpy(),
+            "death": samples["DeathTime"].to_numpy(),
+            "alarm": np.asarray(alarm, dtype=bool),
+        }
+    ).sort_values(["cell", "t"], kind="stable")
     dying = frame["death"].notna() & (frame["death"] >= window_start)
     dies = frame.loc[dying]
     result: dict[str, Any] = {"dying_cells": int(dies["cell"].nunique())}
@@ -158,13 +159,15 @@ def lead_times(samples: pd.DataFrame, alarm: np.ndarray, window_start: pd.Timest
         caught = last["alarm"].to_numpy()
         lead_h = (last["death"] - start_of_last.reindex(last.index)).dt.total_seconds().to_numpy() / 3600.0
         lead_caught = lead_h[caught]
-        result.update({
-            "caught_cells": int(caught.sum()),
-            "caught_fraction": float(caught.mean()),
-            "lead_time_hours_median": float(np.median(lead_caught)) if len(lead_caught) else None,
-            "lead_time_hours_mean": float(np.mean(lead_caught)) if len(lead_caught) else None,
-            "lead_time_hours_min": float(np.min(lead_caught)) if len(lead_caught) else None,
-        })
+        result.update(
+            {
+                "caught_cells": int(caught.sum()),
+                "caught_fraction": float(caught.mean()),
+                "lead_time_hours_median": float(np.median(lead_caught)) if len(lead_caught) else None,
+                "lead_time_hours_mean": float(np.mean(lead_caught)) if len(lead_caught) else None,
+                "lead_time_hours_min": float(np.min(lead_caught)) if len(lead_caught) else None,
+            }
+        )
     survivors = frame.loc[~dying]
     alarmed = survivors.groupby("cell")["alarm"].any()
     result["surviving_cells"] = int(len(alarmed))

@@ -191,8 +191,9 @@ def _window_min(series: np.ndarray, window: int) -> np.ndarray:
     return pd.Series(series).rolling(window, min_periods=1).min().to_numpy()
 
 
-def _string_median(grid: _Grid, device_of_cell: np.ndarray, columns: dict[str, np.ndarray],
-                   how: str = "median") -> dict[str, np.ndarray]:
+def _string_median(
+    grid: _Grid, device_of_cell: np.ndarray, columns: dict[str, np.ndarray], how: str = "median"
+) -> dict[str, np.ndarray]:
     """Per grid row, the median (or mean) of each column over the cells of the same device and bucket."""
     span = int(grid.row_bucket.max() - grid.row_bucket.min() + 1)
     key = device_of_cell[grid.row_cell].astype(np.int64) * span + (grid.row_bucket - grid.row_bucket.min())
@@ -201,7 +202,9 @@ def _string_median(grid: _Grid, device_of_cell: np.ndarray, columns: dict[str, n
     return {name: result[name].to_numpy() for name in columns}
 
 
-def _anomaly_counts(anomalies: pd.DataFrame, cell_index: pd.Index, grid: _Grid, step_ns: int) -> tuple[np.ndarray, np.ndarray]:
+def _anomaly_counts(
+    anomalies: pd.DataFrame, cell_index: pd.Index, grid: _Grid, step_ns: int
+) -> tuple[np.ndarray, np.ndarray]:
     flag_col = next((c for c in ANOMALY_FLAG_COLUMNS if c in anomalies.columns), None)
     if flag_col is None:
         raise InputError(
@@ -211,7 +214,11 @@ def _anomaly_counts(anomalies: pd.DataFrame, cell_index: pd.Index, grid: _Grid, 
     if C.CELL_ID in anomalies.columns:
         cell_ids = anomalies[C.CELL_ID].astype(str)
     elif C.DEVICE_ID in anomalies.columns and C.CELL_NUMBER in anomalies.columns:
-        cell_ids = anomalies[C.DEVICE_ID].astype(str) + "-" + pd.to_numeric(anomalies[C.CELL_NUMBER]).astype("int64").astype(str)
+        cell_ids = (
+            anomalies[C.DEVICE_ID].astype(str)
+            + "-"
+            + pd.to_numeric(anomalies[C.CELL_NUMBER]).astype("int64").astype(str)
+        )
     else:
         raise InputError("the anomaly results table needs 'CellID' (or 'DeviceID' + 'CellNumber') to match cells")
     if C.TIMESTAMP not in anomalies.columns:
@@ -230,12 +237,22 @@ def _anomaly_counts(anomalies: pd.DataFrame, cell_index: pd.Index, grid: _Grid, 
     inside = (bucket >= grid.first_bucket[codes]) & (bucket <= grid.last_bucket)
     pos = grid.offset[codes[inside]] + grid.pad + (bucket[inside] - grid.first_bucket[codes[inside]])
     values = (flags.to_numpy(dtype=np.float64)[ok][inside] > 0).astype(np.float64)
-    return (np.bincount(pos, minlength=grid.size).astype(np.float64),
-            np.bincount(pos, weights=values, minlength=grid.size).astype(np.float64))
+    return (
+        np.bincount(pos, minlength=grid.size).astype(np.float64),
+        np.bincount(pos, weights=values, minlength=grid.size).astype(np.float64),
+    )
 
 
-def _ohmic_series(frame: pd.DataFrame, codes: np.ndarray, grid: "_Grid", config: FeatureConfig,
-                  vf_b: np.ndarray, vd_b: np.ndarray, id_b: np.ndarray, long: int) -> np.ndarray:
+def _ohmic_series(
+    frame: pd.DataFrame,
+    codes: np.ndarray,
+    grid: "_Grid",
+    config: FeatureConfig,
+    vf_b: np.ndarray,
+    vd_b: np.ndarray,
+    id_b: np.ndarray,
+    long: int,
+) -> np.ndarray:
     """Per grid row, the cell's ohmic resistance (ohm) where known, else NaN.
 
     A measured ohmic value (one of :data:`OHMIC_COLUMNS`) is used when the data has one. Otherwise the
@@ -307,8 +324,12 @@ def build_feature_grid(
     has_sg = ~np.isnan(sg)
     has_t = ~np.isnan(temperature)
     # Centre per cell before summing squares (numerical stability of the rolling variance).
-    v_center = _divide(np.bincount(codes[has_v], voltage[has_v], n_cells), np.bincount(codes[has_v], minlength=n_cells).astype(float))
-    sg_center = _divide(np.bincount(codes[has_sg], sg[has_sg], n_cells), np.bincount(codes[has_sg], minlength=n_cells).astype(float))
+    v_center = _divide(
+        np.bincount(codes[has_v], voltage[has_v], n_cells), np.bincount(codes[has_v], minlength=n_cells).astype(float)
+    )
+    sg_center = _divide(
+        np.bincount(codes[has_sg], sg[has_sg], n_cells), np.bincount(codes[has_sg], minlength=n_cells).astype(float)
+    )
     v_c = voltage - np.nan_to_num(v_center)[codes]
     sg_c = sg - np.nan_to_num(sg_center)[codes]
 
@@ -356,10 +377,10 @@ def build_feature_grid(
     min_points = max(3, long // 4)
     n_v_short = _rolling_sum(n_v, short)
     mean_v_short = _divide(_rolling_sum(s_v, short), n_v_short)
-    var_v = _divide(_rolling_sum(ss_v, short), n_v_short, min_den=2) - mean_v_short ** 2
+    var_v = _divide(_rolling_sum(ss_v, short), n_v_short, min_den=2) - mean_v_short**2
     n_sg_short = _rolling_sum(n_sg, short)
     mean_sg_short = _divide(_rolling_sum(s_sg, short), n_sg_short)
-    var_sg = _divide(_rolling_sum(ss_sg, short), n_sg_short, min_den=2) - mean_sg_short ** 2
+    var_sg = _divide(_rolling_sum(ss_sg, short), n_sg_short, min_den=2) - mean_sg_short**2
 
     features: dict[str, np.ndarray] = {
         "voltage_mean_short": mean_v_short + np.nan_to_num(v_center)[grid.row_cell],
@@ -433,30 +454,34 @@ def build_feature_grid(
 
     real = grid.real
     rc = grid.row_cell[real]
-    table = pd.DataFrame({
-        C.CELL_ID: cell_index.to_numpy()[rc],
-        C.DEVICE_ID: np.asarray(device_index)[device_codes[rc]],
-        C.CELL_NUMBER: numbers[rc].astype(np.int64),
-        C.TIMESTAMP: pd.to_datetime((grid.row_bucket[real] + 1) * step_ns, utc=True),
-        "Bucket": grid.row_bucket[real],
-        "HistoryHours": (grid.row_bucket[real] - grid.first_bucket[rc] + 1) * config.step_hours,
-        "HasReading": n_rows[real] > 0,
-        "LastVoltage": last_voltage[real],
-    })
+    table = pd.DataFrame(
+        {
+            C.CELL_ID: cell_index.to_numpy()[rc],
+            C.DEVICE_ID: np.asarray(device_index)[device_codes[rc]],
+            C.CELL_NUMBER: numbers[rc].astype(np.int64),
+            C.TIMESTAMP: pd.to_datetime((grid.row_bucket[real] + 1) * step_ns, utc=True),
+            "Bucket": grid.row_bucket[real],
+            "HistoryHours": (grid.row_bucket[real] - grid.first_bucket[rc] + 1) * config.step_hours,
+            "HasReading": n_rows[real] > 0,
+            "LastVoltage": last_voltage[real],
+        }
+    )
     for name in (*FEATURES, *RULE_COLUMNS):
         table[name] = features[name][real].astype(np.float32 if name in FEATURES else np.float64)
     first_ns = np.full(n_cells, np.iinfo(np.int64).max, dtype=np.int64)
     np.minimum.at(first_ns, codes, t_ns)
     last_ns = np.full(n_cells, np.iinfo(np.int64).min, dtype=np.int64)
     np.maximum.at(last_ns, codes, t_ns)
-    cells = pd.DataFrame({
-        C.CELL_ID: cell_index.to_numpy(),
-        C.DEVICE_ID: np.asarray(device_index)[device_codes],
-        C.CELL_NUMBER: numbers.astype(np.int64),
-        "FirstReading": pd.to_datetime(first_ns, utc=True),
-        "LastReading": pd.to_datetime(last_ns, utc=True),
-        "Readings": cell_rows,
-    })
+    cells = pd.DataFrame(
+        {
+            C.CELL_ID: cell_index.to_numpy(),
+            C.DEVICE_ID: np.asarray(device_index)[device_codes],
+            C.CELL_NUMBER: numbers.astype(np.int64),
+            "FirstReading": pd.to_datetime(first_ns, utc=True),
+            "LastReading": pd.to_datetime(last_ns, utc=True),
+            "Readings": cell_rows,
+        }
+    )
     log.info("feature grid: %d cells x %d buckets -> %d rows", n_cells, int(grid.length.max() - grid.pad), len(table))
     return FeatureGrid(
         table=table,

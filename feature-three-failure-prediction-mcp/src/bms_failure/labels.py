@@ -21,15 +21,17 @@ def dead_flags(values: pd.Series) -> np.ndarray:
     if pd.api.types.is_bool_dtype(values):
         return values.fillna(False).to_numpy(dtype=bool)
     if pd.api.types.is_numeric_dtype(values):
-        return (values.fillna(0).to_numpy(dtype=np.float64) > 0)
+        return values.fillna(0).to_numpy(dtype=np.float64) > 0
     text = values.astype("string").str.strip().str.lower()
     numeric = pd.to_numeric(text, errors="coerce")
     known = numeric.notna() | text.isna() | text.isin(["", "true", "yes", "dead", "false", "no", "alive"]).fillna(False)
     if not known.all():
         bad = text[~known]
-        raise InputError(f"{DEAD_COLUMN} is not a boolean label: {len(bad)} rows hold values such as "
-                         f"{', '.join(repr(v) for v in bad.unique()[:3])}; use 1/0, true/false or yes/no "
-                         "(1 from the moment a cell is dead)")
+        raise InputError(
+            f"{DEAD_COLUMN} is not a boolean label: {len(bad)} rows hold values such as "
+            f"{', '.join(repr(v) for v in bad.unique()[:3])}; use 1/0, true/false or yes/no "
+            "(1 from the moment a cell is dead)"
+        )
     return (numeric.fillna(0) > 0).to_numpy() | text.isin(["true", "yes", "dead"]).fillna(False).to_numpy()
 
 

@@ -43,12 +43,33 @@ log = logging.getLogger(LOGGER)
 MIN_REASON_CONTRIBUTION = 0.01
 #: Columns of the per-cell prediction table, in order.
 PREDICTION_COLUMNS = (
-    "Rank", C.DEVICE_ID, C.CELL_NUMBER, C.CELL_ID, "FailureProbability", "StateOfHealth",
-    "RemainingLifeDays", "RemainingLifeP10", "RemainingLifeP90",
-    "FailureProbability7d", "FailureProbability14d", "FailureProbability30d",
-    "RiskBand", "Alarm", "AlarmTrigger", "AlarmLeadDays", "RecommendedAction",
-    "TrendDaysToThreshold", "TrendRule", "AlreadyDead", "DeadSource", "MissingInputs",
-    "AsOf", "HorizonDays", "LastReading", "HistoryHours", "TopReasons",
+    "Rank",
+    C.DEVICE_ID,
+    C.CELL_NUMBER,
+    C.CELL_ID,
+    "FailureProbability",
+    "StateOfHealth",
+    "RemainingLifeDays",
+    "RemainingLifeP10",
+    "RemainingLifeP90",
+    "FailureProbability7d",
+    "FailureProbability14d",
+    "FailureProbability30d",
+    "RiskBand",
+    "Alarm",
+    "AlarmTrigger",
+    "AlarmLeadDays",
+    "RecommendedAction",
+    "TrendDaysToThreshold",
+    "TrendRule",
+    "AlreadyDead",
+    "DeadSource",
+    "MissingInputs",
+    "AsOf",
+    "HorizonDays",
+    "LastReading",
+    "HistoryHours",
+    "TopReasons",
 )
 #: Inputs a cell needs in its newest ``short_window_hours`` to be scored (feature column that is
 #: missing without them -> canonical measurement named in ``MissingInputs``).
@@ -74,8 +95,9 @@ def xgb_params(seed: int = 0) -> dict[str, Any]:
     }
 
 
-def sustained_minimum(values: np.ndarray, cells: np.ndarray, times: pd.Series,
-                      hours: float = ALARM_SUSTAIN_HOURS) -> np.ndarray:
+def sustained_minimum(
+    values: np.ndarray, cells: np.ndarray, times: pd.Series, hours: float = ALARM_SUSTAIN_HOURS
+) -> np.ndarray:
     """Per row, the lowest value of its cell over the trailing ``hours`` (rows in any order)."""
     frame = pd.DataFrame({"cell": cells, "t": pd.DatetimeIndex(times), "v": values, "i": np.arange(len(values))})
     frame = frame.sort_values(["cell", "t"], kind="stable")
@@ -118,8 +140,12 @@ class FailureModel:
     def _dmatrix(self, table: pd.DataFrame) -> Any:
         import xgboost as xgb
 
-        return xgb.DMatrix(feature_matrix(table, self.features), feature_names=list(self.features), missing=np.nan,
-                           nthread=self._threads())
+        return xgb.DMatrix(
+            feature_matrix(table, self.features),
+            feature_names=list(self.features),
+            missing=np.nan,
+            nthread=self._threads(),
+        )
 
     @staticmethod
     def _threads() -> int:
@@ -163,8 +189,11 @@ class FailureModel:
 
     def risk_band(self, prob_alarm: np.ndarray) -> np.ndarray:
         """``high`` (alarm) at or above the alarm threshold, ``medium`` above a third of it, else ``low``."""
-        return np.where(prob_alarm >= self.alarm_threshold, "high",
-                        np.where(prob_alarm >= self.alarm_threshold / 3.0, "medium", "low")).astype(object)
+        return np.where(
+            prob_alarm >= self.alarm_threshold,
+            "high",
+            np.where(prob_alarm >= self.alarm_threshold / 3.0, "medium", "low"),
+        ).astype(object)
 
     def top_reasons(self, table: pd.DataFrame, contribs: np.ndarray, k: int = 3) -> list[str]:
         """The ``k`` features shortening each cell's expected life most, as readable text."""
@@ -179,8 +208,11 @@ class FailureModel:
         names = np.asarray(self.features, dtype=object)[order]
         # One string per cell (tens to thousands of cells, not rows of data).
         return [
-            "; ".join(format_reason(n, float(v), float(c), self.config, effect=f"expected life x{np.exp(-c):.2f}")
-                      for n, v, c in zip(names[i], top_v[i], top_c[i]) if c >= MIN_REASON_CONTRIBUTION)
+            "; ".join(
+                format_reason(n, float(v), float(c), self.config, effect=f"expected life x{np.exp(-c):.2f}")
+                for n, v, c in zip(names[i], top_v[i], top_c[i])
+                if c >= MIN_REASON_CONTRIBUTION
+            )
             or "no feature shortens the expected life noticeably"
             for i in range(len(table))
         ]
@@ -191,8 +223,12 @@ class FailureModel:
             return np.full(len(table), np.nan)
         import xgboost as xgb
 
-        dm = xgb.DMatrix(feature_matrix(table, self.features), feature_names=list(self.features), missing=np.nan,
-                         nthread=self._threads())
+        dm = xgb.DMatrix(
+            feature_matrix(table, self.features),
+            feature_names=list(self.features),
+            missing=np.nan,
+            nthread=self._threads(),
+        )
         return self.dead_booster.predict(dm)
 
     def already_dead(self, history: pd.DataFrame, last: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -269,8 +305,9 @@ class FailureModel:
                 by_horizon[h][scored] = self.distribution.probability(mu, h)
             for q, v in (("p10", 0.1), ("p50", 0.5), ("p90", 0.9)):
                 rul[q][scored] = self.distribution.quantile(mu, v)
-            p_alarm[scored] = np.fmin(self.distribution.probability(mu, self.alarm_horizon_days),
-                                      self.sustained_alarm_probability(grid, rows))
+            p_alarm[scored] = np.fmin(
+                self.distribution.probability(mu, self.alarm_horizon_days), self.sustained_alarm_probability(grid, rows)
+            )
             reasons[scored] = self.top_reasons(rows, self.contributions(rows), top_k)
         trend = T.trend_to_threshold(last)
         health = T.indicator_health(last)
@@ -282,11 +319,13 @@ class FailureModel:
         trigger = np.full(n, "", dtype=object)
         trend_rule = trend["TrendRule"].to_numpy(dtype=object)
         first_reason = np.asarray([r.split("; ")[0] for r in reasons], dtype=object)
-        trigger[alarm] = np.where(trend_rule[alarm] != "", "trend towards " + trend_rule[alarm].astype(object),
-                                  first_reason[alarm])
+        trigger[alarm] = np.where(
+            trend_rule[alarm] != "", "trend towards " + trend_rule[alarm].astype(object), first_reason[alarm]
+        )
         action = np.full(n, "", dtype=object)
-        action[alarm] = T.recommended_action(trigger[alarm], by_horizon[7.0][alarm],
-                                             last["rule_ohmic_rise"].to_numpy()[alarm])
+        action[alarm] = T.recommended_action(
+            trigger[alarm], by_horizon[7.0][alarm], last["rule_ohmic_rise"].to_numpy()[alarm]
+        )
         action[dead] = "replace the cell (failed)"
         prob[dead] = 1.0
         for h in REPORT_HORIZONS:
@@ -296,38 +335,47 @@ class FailureModel:
         health = np.where(dead, 0.0, np.where(scored, health, np.nan))
         reasons[dead] = "already dead (" + source[dead].astype(object) + ")"
         reasons[short_history & ~dead] = f"less than {self.config.min_history_hours:g} h of history: not scored"
-        reasons[unknown] = ("unknown: no " + missing[unknown].astype(object)
-                            + f" reading in the last {self.config.short_window_hours:g} h")
-        table = pd.DataFrame({
-            C.DEVICE_ID: last[C.DEVICE_ID].to_numpy(),
-            C.CELL_NUMBER: last[C.CELL_NUMBER].to_numpy(),
-            C.CELL_ID: last[C.CELL_ID].to_numpy(),
-            "FailureProbability": prob,
-            "StateOfHealth": health,
-            "RemainingLifeDays": rul["p50"],
-            "RemainingLifeP10": rul["p10"],
-            "RemainingLifeP90": rul["p90"],
-            "FailureProbability7d": by_horizon[7.0],
-            "FailureProbability14d": by_horizon[14.0],
-            "FailureProbability30d": by_horizon[30.0],
-            "RiskBand": band,
-            "Alarm": alarm,
-            "AlarmTrigger": trigger,
-            "AlarmLeadDays": np.where(alarm, rul["p50"], np.nan),
-            "RecommendedAction": action,
-            "TrendDaysToThreshold": np.where(dead, np.nan, trend["TrendDaysToThreshold"].to_numpy()),
-            "TrendRule": np.where(dead, "", trend_rule).astype(object),
-            "AlreadyDead": dead,
-            "DeadSource": source,
-            "MissingInputs": missing,
-            "AsOf": grid.data_end,
-            "HorizonDays": horizon,
-            "LastReading": cells["LastReading"].to_numpy(),
-            "HistoryHours": last["HistoryHours"].to_numpy(),
-            "TopReasons": reasons,
-        })
-        table = table.sort_values(["AlreadyDead", "FailureProbability", C.DEVICE_ID, C.CELL_NUMBER],
-                                  ascending=[False, False, True, True], na_position="last", kind="stable")
+        reasons[unknown] = (
+            "unknown: no "
+            + missing[unknown].astype(object)
+            + f" reading in the last {self.config.short_window_hours:g} h"
+        )
+        table = pd.DataFrame(
+            {
+                C.DEVICE_ID: last[C.DEVICE_ID].to_numpy(),
+                C.CELL_NUMBER: last[C.CELL_NUMBER].to_numpy(),
+                C.CELL_ID: last[C.CELL_ID].to_numpy(),
+                "FailureProbability": prob,
+                "StateOfHealth": health,
+                "RemainingLifeDays": rul["p50"],
+                "RemainingLifeP10": rul["p10"],
+                "RemainingLifeP90": rul["p90"],
+                "FailureProbability7d": by_horizon[7.0],
+                "FailureProbability14d": by_horizon[14.0],
+                "FailureProbability30d": by_horizon[30.0],
+                "RiskBand": band,
+                "Alarm": alarm,
+                "AlarmTrigger": trigger,
+                "AlarmLeadDays": np.where(alarm, rul["p50"], np.nan),
+                "RecommendedAction": action,
+                "TrendDaysToThreshold": np.where(dead, np.nan, trend["TrendDaysToThreshold"].to_numpy()),
+                "TrendRule": np.where(dead, "", trend_rule).astype(object),
+                "AlreadyDead": dead,
+                "DeadSource": source,
+                "MissingInputs": missing,
+                "AsOf": grid.data_end,
+                "HorizonDays": horizon,
+                "LastReading": cells["LastReading"].to_numpy(),
+                "HistoryHours": last["HistoryHours"].to_numpy(),
+                "TopReasons": reasons,
+            }
+        )
+        table = table.sort_values(
+            ["AlreadyDead", "FailureProbability", C.DEVICE_ID, C.CELL_NUMBER],
+            ascending=[False, False, True, True],
+            na_position="last",
+            kind="stable",
+        )
         table.insert(0, "Rank", np.arange(1, len(table) + 1))
         return table.reset_index(drop=True)
 
@@ -370,8 +418,10 @@ class FailureModel:
         """What ``metadata.json`` of a registered version holds besides the card."""
         from bms_schema.runtime import versions
 
-        files = {MODEL_FILE: "XGBoost AFT survival booster (UBJSON)",
-                 DISTRIBUTION_FILE: "time-to-death distribution around the margin (JSON)"}
+        files = {
+            MODEL_FILE: "XGBoost AFT survival booster (UBJSON)",
+            DISTRIBUTION_FILE: "time-to-death distribution around the margin (JSON)",
+        }
         if self.dead_booster is not None:
             files[DEAD_STATE_FILE] = "XGBoost booster recognising already-dead cells (UBJSON)"
         if self.reference is not None:
@@ -390,8 +440,13 @@ class FailureModel:
             "files_description": files,
         }
 
-    def register(self, holdout: pd.DataFrame, registry: ModelRegistry | None = None, promote: bool = False,
-                 metadata: dict[str, Any] | None = None) -> Any:
+    def register(
+        self,
+        holdout: pd.DataFrame,
+        registry: ModelRegistry | None = None,
+        promote: bool = False,
+        metadata: dict[str, Any] | None = None,
+    ) -> Any:
         """Register as a candidate (``bms_schema.model_protocol.register_candidate``): it becomes champion
         only when it beats the champion on ``holdout`` (or with ``promote``). Returns the ``Registered``."""
         from bms_schema.model_protocol import register_candidate
@@ -399,9 +454,14 @@ class FailureModel:
         registry = registry or ModelRegistry()
         if self.card is None:
             raise ModelError("the failure model has no model card: train it before registering")
-        registered = register_candidate(self, holdout, registry=registry, promote=promote,
-                                        candidate_metrics=self.holdout_metrics,
-                                        extra_metadata={**self.registry_metadata(), **(metadata or {})})
+        registered = register_candidate(
+            self,
+            holdout,
+            registry=registry,
+            promote=promote,
+            candidate_metrics=self.holdout_metrics,
+            extra_metadata={**self.registry_metadata(), **(metadata or {})},
+        )
         self.version = registered.version
         self.directory = str(registry.locate(MODEL_NAME, registered.version))
         self.metadata = {**self.metadata, **self.registry_metadata(), **(metadata or {})}
@@ -415,8 +475,10 @@ class FailureModel:
 
         meta = version.metadata
         if DISTRIBUTION_FILE not in meta.get("files", {}):
-            raise ModelError(f"model {version.name}/{version.version} is an older failure classifier without a "
-                             "survival distribution: train a new one with train_failure_model")
+            raise ModelError(
+                f"model {version.name}/{version.version} is an older failure classifier without a "
+                "survival distribution: train a new one with train_failure_model"
+            )
         try:
             features = list(meta["features"])
             horizon = float(meta["horizon_days"])
@@ -445,11 +507,21 @@ class FailureModel:
             reference = pd.read_parquet(version.file(REFERENCE_FILE))
         from bms_schema.model_protocol import ModelCard
 
-        return cls(booster=booster, distribution=distribution, features=features, card=ModelCard.from_metadata(meta),
-                   config=FeatureConfig.from_dict(meta.get("feature_config")), horizon_days=horizon,
-                   alarm_threshold=threshold, alarm_horizon_days=alarm_horizon, metadata=meta,
-                   version=version.version, directory=str(version.dir), dead_booster=dead_booster,
-                   reference=reference)
+        return cls(
+            booster=booster,
+            distribution=distribution,
+            features=features,
+            card=ModelCard.from_metadata(meta),
+            config=FeatureConfig.from_dict(meta.get("feature_config")),
+            horizon_days=horizon,
+            alarm_threshold=threshold,
+            alarm_horizon_days=alarm_horizon,
+            metadata=meta,
+            version=version.version,
+            directory=str(version.dir),
+            dead_booster=dead_booster,
+            reference=reference,
+        )
 
 
 def find_version(registry: ModelRegistry, horizon_days: float | None = None, version: str = "champion") -> str | None:
@@ -459,8 +531,9 @@ def find_version(registry: ModelRegistry, horizon_days: float | None = None, ver
     return registry.resolve(MODEL_NAME, version or "champion")
 
 
-def load_failure_model(version: str = "champion", horizon_days: float | None = None,
-                       registry: ModelRegistry | None = None) -> FailureModel:
+def load_failure_model(
+    version: str = "champion", horizon_days: float | None = None, registry: ModelRegistry | None = None
+) -> FailureModel:
     """Load a registered failure model (checksums verified). Any ``horizon_days`` can be predicted:
     when given, it becomes the model's default horizon."""
     registry = registry or ModelRegistry()

@@ -10,8 +10,13 @@ import pandas as pd
 
 from .config import FeatureConfig, readable
 
-BAND_COLOURS = {"dead": "#222222", "high": "#d62728", "medium": "#ff7f0e", "low": "#2ca02c",
-                "insufficient_history": "#aaaaaa"}
+BAND_COLOURS = {
+    "dead": "#222222",
+    "high": "#d62728",
+    "medium": "#ff7f0e",
+    "low": "#2ca02c",
+    "insufficient_history": "#aaaaaa",
+}
 
 
 def _figure(width: float, height: float) -> tuple[Any, Any]:
@@ -39,7 +44,9 @@ def risk_ranking(table: pd.DataFrame, alarm_threshold: float, path: Path, top: i
     prob = shown["FailureProbability"].fillna(0.0).to_numpy()
     colours = [BAND_COLOURS.get(b, "#777777") for b in shown["RiskBand"]]
     ax.barh(shown["CellID"].astype(str), prob, color=colours)
-    ax.axvline(alarm_threshold, color="#d62728", linestyle="--", linewidth=1, label=f"alarm threshold {alarm_threshold:.2f}")
+    ax.axvline(
+        alarm_threshold, color="#d62728", linestyle="--", linewidth=1, label=f"alarm threshold {alarm_threshold:.2f}"
+    )
     horizon = float(table["HorizonDays"].iloc[0]) if len(table) else float("nan")
     upper = max(float(prob.max()) if len(prob) else 0.0, alarm_threshold) * 1.15
     ax.set_xlim(0, min(1.02, max(upper, 0.05)))
@@ -62,8 +69,13 @@ def risk_drivers(contributions: pd.DataFrame, config: FeatureConfig, path: Path,
     offset, height = (0.2, 0.4) if paired else (0.0, 0.7)
     ax.barh(y - offset, shown["mean_abs_all"], height=height, color="#1f77b4", label="mean |contribution|, all cells")
     if paired:
-        ax.barh(y + offset, shown["mean_high_risk"], height=height, color="#d62728",
-                label="mean contribution, high-risk cells")
+        ax.barh(
+            y + offset,
+            shown["mean_high_risk"],
+            height=height,
+            color="#d62728",
+            label="mean contribution, high-risk cells",
+        )
     ax.set_yticks(y, names, fontsize=8)
     ax.axvline(0, color="black", linewidth=0.5)
     ax.set_xlabel("contribution to the log-odds of failure (XGBoost pred_contribs)")
@@ -86,8 +98,13 @@ def model_vs_rule(evaluation: pd.DataFrame, path: Path, horizon: str = "14d") ->
         return None
     fig, ax = _figure(6, 4.5)
     curves = {"survival model": evaluation.loc[known, f"Probability{horizon}"].to_numpy()}
-    curves.update({RULES[name]: evaluation.loc[known, f"Rule_{name}"].to_numpy() for name in RULES
-                   if f"Rule_{name}" in evaluation.columns})
+    curves.update(
+        {
+            RULES[name]: evaluation.loc[known, f"Rule_{name}"].to_numpy()
+            for name in RULES
+            if f"Rule_{name}" in evaluation.columns
+        }
+    )
     for (name, score), colour in zip(curves.items(), ("#1f77b4", "#d62728", "#ff7f0e", "#2ca02c")):
         fpr, tpr, _ = roc_curve(label, score)
         ax.plot(fpr, tpr, color=colour, label=f"{name} (AUC {roc_auc_score(label, score):.2f})")

@@ -16,8 +16,8 @@ from .tool_data import PredictFailureData, TrainFailureData
 
 server = ToolServer(
     "feature-three-failure-prediction-mcp",
-    packages=['pandas', 'numpy', 'scikit-learn', 'xgboost', 'matplotlib', 'mcp'],
-    instructions='Which battery cells will fail, when (remaining life p10/p50/p90) and what to do (XGBoost survival model).',
+    packages=["pandas", "numpy", "scikit-learn", "xgboost", "matplotlib", "mcp"],
+    instructions="Which battery cells will fail, when (remaining life p10/p50/p90) and what to do (XGBoost survival model).",
 )
 
 
@@ -40,27 +40,44 @@ server.add_health_check(models=[MODEL_NAME], extra=_health_extra)
 
 
 class PredictArgs(ToolArgs):
-    data_path: str = Field(description="CSV or Parquet readings (raw BMS packets or a minimal/canonical table) "
-                                        "in the workspace; no labels needed")
-    horizon_days: float = Field(default=7.0, description="FailureProbability is the chance of death within this "
-                                                         "many days (> 0); 7, 14 and 30 days are always reported too")
-    model_version: str = Field(default="champion", description="Registered failure_classifier version: 'champion' "
-                                                               "(default), 'challenger', 'latest' or e.g. 'v0003'")
-    anomaly_path: str | None = Field(default=None, description="Optional anomaly result table (CellID, Timestamp, "
-                                                                "AnomalyFlag) to add anomaly-rate features")
+    data_path: str = Field(
+        description="CSV or Parquet readings (raw BMS packets or a minimal/canonical table) "
+        "in the workspace; no labels needed"
+    )
+    horizon_days: float = Field(
+        default=7.0,
+        description="FailureProbability is the chance of death within this "
+        "many days (> 0); 7, 14 and 30 days are always reported too",
+    )
+    model_version: str = Field(
+        default="champion",
+        description="Registered failure_classifier version: 'champion' "
+        "(default), 'challenger', 'latest' or e.g. 'v0003'",
+    )
+    anomaly_path: str | None = Field(
+        default=None,
+        description="Optional anomaly result table (CellID, Timestamp, AnomalyFlag) to add anomaly-rate features",
+    )
     top_n: int = Field(default=10, ge=1, le=200, description="How many at-risk cells to list in the result")
     output_format: Literal["csv", "parquet"] = Field(default="csv", description="Format of the per-cell table")
 
 
 class TrainArgs(ToolArgs):
-    data_path: str = Field(description="CSV or Parquet readings with IsDead labels (1 from the moment a cell is "
-                                        "dead), e.g. a simulated fleet")
-    horizon_days: float = Field(default=7.0, description="Default horizon of FailureProbability (> 0); the survival "
-                                                         "model answers any horizon")
-    anomaly_path: str | None = Field(default=None, description="Optional anomaly result table for anomaly-rate features")
+    data_path: str = Field(
+        description="CSV or Parquet readings with IsDead labels (1 from the moment a cell is "
+        "dead), e.g. a simulated fleet"
+    )
+    horizon_days: float = Field(
+        default=7.0, description="Default horizon of FailureProbability (> 0); the survival model answers any horizon"
+    )
+    anomaly_path: str | None = Field(
+        default=None, description="Optional anomaly result table for anomaly-rate features"
+    )
     seed: int = Field(default=0, ge=0, le=2**32 - 1, description="Seed of the cell split and the booster")
-    promote: bool = Field(default=False, description="Make the new version champion even if it does not beat the "
-                                                     "current champion on the held-out cells")
+    promote: bool = Field(
+        default=False,
+        description="Make the new version champion even if it does not beat the current champion on the held-out cells",
+    )
 
 
 def _inputs(args: Any, ctx: ToolContext) -> tuple[Any, Any, dict[str, Any]]:
@@ -79,7 +96,9 @@ def _inputs(args: Any, ctx: ToolContext) -> tuple[Any, Any, dict[str, Any]]:
         frame, report = load_readings_frame(path)
     from bms_schema.coverage import dropped_rows_warning
 
-    ctx.warn(dropped_rows_warning(path, int(report.get("rows_in") or 0), int(report.get("conflicting_rows_dropped") or 0)))
+    ctx.warn(
+        dropped_rows_warning(path, int(report.get("rows_in") or 0), int(report.get("conflicting_rows_dropped") or 0))
+    )
     report["path"] = str(path)
     report["fingerprint"] = ctx.run.manifest.inputs[0] if ctx.run.manifest.inputs else None
     return frame, anomalies, report
@@ -130,14 +149,18 @@ def predict_cell_failure(args: PredictArgs, ctx: ToolContext) -> ToolOutput:
     frame, anomalies, report = _inputs(args, ctx)
     ctx.progress(0.05, f"loaded {len(frame)} readings of {report.get('cells')} cells")
     with ctx.run.timed("predict"):
-        outcome = predict_failure(frame, args.horizon_days, model_version=args.model_version,
-                                  anomalies=anomalies, progress=_progress(ctx))
+        outcome = predict_failure(
+            frame, args.horizon_days, model_version=args.model_version, anomalies=anomalies, progress=_progress(ctx)
+        )
     model, table = outcome.model, outcome.table
     ctx.run.add_model(MODEL_NAME, str(model.version), str(model.directory))
 
     table_path = write_table(table, ctx.run.path(f"failure_predictions.{args.output_format}"))
-    ctx.run.add_artifact(table_path, "table", "per-cell failure probability, remaining life, health, alarm, "
-                                              "trend-to-threshold and reasons")
+    ctx.run.add_artifact(
+        table_path,
+        "table",
+        "per-cell failure probability, remaining life, health, alarm, trend-to-threshold and reasons",
+    )
     with ctx.run.timed("plots"):
         ranking = plots.risk_ranking(table, model.alarm_threshold, ctx.run.path("risk_ranking.png"))
         ctx.run.add_artifact(ranking, "plot", "cells ranked by failure probability")
@@ -154,8 +177,13 @@ def predict_cell_failure(args: PredictArgs, ctx: ToolContext) -> ToolOutput:
     metrics = {
         "horizon_days": args.horizon_days,
         "as_of": table["AsOf"].iloc[0] if len(table) else None,
-        "model": {"name": MODEL_NAME, "version": model.version, "alarm_threshold": model.alarm_threshold,
-                  "alarm_horizon_days": model.alarm_horizon_days, "distribution": model.distribution.to_dict()},
+        "model": {
+            "name": MODEL_NAME,
+            "version": model.version,
+            "alarm_threshold": model.alarm_threshold,
+            "alarm_horizon_days": model.alarm_horizon_days,
+            "distribution": model.distribution.to_dict(),
+        },
         "input": report,
         "risk_bands": band_counts(table),
         "alarms": alarmed,
@@ -169,26 +197,31 @@ def predict_cell_failure(args: PredictArgs, ctx: ToolContext) -> ToolOutput:
     }
     metrics_path = atomic_write_json(ctx.run.path("failure_metrics.json"), metrics)
     ctx.run.add_artifact(metrics_path, "report", "failure prediction metrics (validation vs IEEE rules, alarms, bands)")
-    message = (f"{len(failing)} of {len(table)} cells alarmed (death within {model.alarm_horizon_days:g} days likely), "
-               f"{len(dead)} already dead, {len(unknown)} unknown (missing inputs); FailureProbability at "
-               f"{args.horizon_days:g} days (model {model.version})"
-               + (f"; {'; '.join(n for n in outcome.notes if 'unknown' in n)}" if unknown else ""))
-    return ToolOutput(message=message, data={
-        "horizon_days": args.horizon_days,
-        "as_of": metrics["as_of"],
-        "cells": int(len(table)),
-        "failing_cell_ids": failing[: args.top_n],
-        "alarms": alarmed[: args.top_n],
-        "top_at_risk": top,
-        "dead_cells": len(dead),
-        "dead_cell_ids": dead[:50],
-        "unknown_cell_ids": unknown[:50],
-        "risk_bands": metrics["risk_bands"],
-        "model": metrics["model"],
-        "validation": _headline(training_metrics),
-        "table_path": str(table_path),
-        "metrics_path": str(metrics_path),
-    })
+    message = (
+        f"{len(failing)} of {len(table)} cells alarmed (death within {model.alarm_horizon_days:g} days likely), "
+        f"{len(dead)} already dead, {len(unknown)} unknown (missing inputs); FailureProbability at "
+        f"{args.horizon_days:g} days (model {model.version})"
+        + (f"; {'; '.join(n for n in outcome.notes if 'unknown' in n)}" if unknown else "")
+    )
+    return ToolOutput(
+        message=message,
+        data={
+            "horizon_days": args.horizon_days,
+            "as_of": metrics["as_of"],
+            "cells": int(len(table)),
+            "failing_cell_ids": failing[: args.top_n],
+            "alarms": alarmed[: args.top_n],
+            "top_at_risk": top,
+            "dead_cells": len(dead),
+            "dead_cell_ids": dead[:50],
+            "unknown_cell_ids": unknown[:50],
+            "risk_bands": metrics["risk_bands"],
+            "model": metrics["model"],
+            "validation": _headline(training_metrics),
+            "table_path": str(table_path),
+            "metrics_path": str(metrics_path),
+        },
+    )
 
 
 @server.tool(TrainArgs, title="Train the failure model", read_only=False, data_model=TrainFailureData, destructive=True)
@@ -208,13 +241,24 @@ def train_failure_model(args: TrainArgs, ctx: ToolContext) -> ToolOutput:
 
     frame, anomalies, report = _inputs(args, ctx)
     with ctx.run.timed("train"):
-        outcome = train_and_register(frame, args.horizon_days, anomalies, seed=args.seed, promote=args.promote,
-                                     extra_metadata=_training_data(report), progress=_progress(ctx))
+        outcome = train_and_register(
+            frame,
+            args.horizon_days,
+            anomalies,
+            seed=args.seed,
+            promote=args.promote,
+            extra_metadata=_training_data(report),
+            progress=_progress(ctx),
+        )
     result, registered = outcome.result, outcome.registered
     model = result.model
     ctx.run.add_model(MODEL_NAME, str(model.version), str(model.directory))
-    metrics = {"model": {"name": MODEL_NAME, "version": model.version}, "registration": registered.summary(),
-               "input": report, **result.metrics}
+    metrics = {
+        "model": {"name": MODEL_NAME, "version": model.version},
+        "registration": registered.summary(),
+        "input": report,
+        **result.metrics,
+    }
     metrics_path = atomic_write_json(ctx.run.path("failure_training_metrics.json"), metrics)
     ctx.run.add_artifact(metrics_path, "report", "validation metrics of the failure model vs the IEEE rules")
     curve = plots.model_vs_rule(result.evaluation, ctx.run.path("model_vs_rule.png"))
@@ -227,16 +271,26 @@ def train_failure_model(args: TrainArgs, ctx: ToolContext) -> ToolOutput:
     ctx.run.add_artifact(drivers, "plot", "mean |XGBoost contribution| per feature on the test samples")
     headline = _headline(result.metrics)
     return ToolOutput(
-        message=(f"registered {MODEL_NAME} {model.version} as {registered.alias} ({registered.decision.get('reason')}); "
-                 f"held-out ROC-AUC at 14 days {_fmt(headline.get('roc_auc_14d'))} vs best IEEE rule "
-                 f"{_fmt(headline.get('best_rule_roc_auc_14d'))}, at 30 days {_fmt(headline.get('roc_auc_30d'))} vs "
-                 f"{_fmt(headline.get('best_rule_roc_auc_30d'))}"),
-        data={"model": {"name": MODEL_NAME, "version": model.version, "alias": registered.alias,
-                        "alarm_threshold": model.alarm_threshold},
-              "registration": registered.summary(),
-              "horizon_days": args.horizon_days, "validation": headline,
-              "split_time": result.metrics.get("split_time"), "cells": result.metrics["cells"],
-              "metrics_path": str(metrics_path)},
+        message=(
+            f"registered {MODEL_NAME} {model.version} as {registered.alias} ({registered.decision.get('reason')}); "
+            f"held-out ROC-AUC at 14 days {_fmt(headline.get('roc_auc_14d'))} vs best IEEE rule "
+            f"{_fmt(headline.get('best_rule_roc_auc_14d'))}, at 30 days {_fmt(headline.get('roc_auc_30d'))} vs "
+            f"{_fmt(headline.get('best_rule_roc_auc_30d'))}"
+        ),
+        data={
+            "model": {
+                "name": MODEL_NAME,
+                "version": model.version,
+                "alias": registered.alias,
+                "alarm_threshold": model.alarm_threshold,
+            },
+            "registration": registered.summary(),
+            "horizon_days": args.horizon_days,
+            "validation": headline,
+            "split_time": result.metrics.get("split_time"),
+            "cells": result.metrics["cells"],
+            "metrics_path": str(metrics_path),
+        },
     )
 
 

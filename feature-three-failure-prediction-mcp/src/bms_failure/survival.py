@@ -53,14 +53,16 @@ def aft_params(seed: int = 0, sigma: float = INITIAL_SIGMA) -> dict[str, Any]:
     }
 
 
-def survival_targets(table: pd.DataFrame, deaths: pd.Series, censor_at: pd.Timestamp
-                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def survival_targets(
+    table: pd.DataFrame, deaths: pd.Series, censor_at: pd.Timestamp
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(usable, lower, upper)`` in days from each row's time: the death time when it is seen by
     ``censor_at``, else ``[censor_at - t, inf)``. ``usable``: the cell is alive at ``t <= censor_at``."""
     death = deaths.reindex(table[C.CELL_ID].to_numpy())
     never = death.isna().to_numpy()
-    death_ns = np.where(never, np.iinfo(np.int64).max,
-                        death.to_numpy(dtype="datetime64[ns]").astype("int64") if len(death) else 0)
+    death_ns = np.where(
+        never, np.iinfo(np.int64).max, death.to_numpy(dtype="datetime64[ns]").astype("int64") if len(death) else 0
+    )
     t_ns = table[C.TIMESTAMP].array.asi8
     cut_ns = pd.Timestamp(censor_at).value
     observed = ~never & (death_ns <= cut_ns)
@@ -74,10 +76,10 @@ def survival_targets(table: pd.DataFrame, deaths: pd.Series, censor_at: pd.Times
     return usable, lower, upper
 
 
-def _dmatrix(x: np.ndarray, features: list[str], lower: np.ndarray | None = None,
-             upper: np.ndarray | None = None) -> Any:
+def _dmatrix(
+    x: np.ndarray, features: list[str], lower: np.ndarray | None = None, upper: np.ndarray | None = None
+) -> Any:
     import xgboost as xgb
-
     from bms_schema.runtime import compute_threads
 
     dm = xgb.DMatrix(x, feature_names=list(features), missing=np.nan, nthread=compute_threads())
@@ -87,8 +89,15 @@ def _dmatrix(x: np.ndarray, features: list[str], lower: np.ndarray | None = None
     return dm
 
 
-def fit_aft(x: np.ndarray, lower: np.ndarray, upper: np.ndarray, features: list[str], seed: int = 0,
-            valid: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None, rounds: int = 600) -> tuple[Any, int]:
+def fit_aft(
+    x: np.ndarray,
+    lower: np.ndarray,
+    upper: np.ndarray,
+    features: list[str],
+    seed: int = 0,
+    valid: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+    rounds: int = 600,
+) -> tuple[Any, int]:
     """Train the AFT booster; with ``valid`` (x, lower, upper) early-stopped on its negative log-likelihood."""
     import xgboost as xgb
 
@@ -100,8 +109,14 @@ def fit_aft(x: np.ndarray, lower: np.ndarray, upper: np.ndarray, features: list[
     params["base_score"] = max(start, MIN_DAYS)
     if valid is not None and len(valid[0]):
         dvalid = _dmatrix(valid[0], features, valid[1], valid[2])
-        booster = xgb.train(params, dtrain, num_boost_round=rounds, evals=[(dvalid, "valid")],
-                            early_stopping_rounds=EARLY_STOPPING_ROUNDS, verbose_eval=False)
+        booster = xgb.train(
+            params,
+            dtrain,
+            num_boost_round=rounds,
+            evals=[(dvalid, "valid")],
+            early_stopping_rounds=EARLY_STOPPING_ROUNDS,
+            verbose_eval=False,
+        )
         best = int(booster.best_iteration) + 1
         return booster[:best], best
     booster = xgb.train(params, dtrain, num_boost_round=rounds, verbose_eval=False)
@@ -155,8 +170,12 @@ class SurvivalDistribution:
             ll_cens = log_ndtr(-z[~exact])
             return -float(ll_exact.sum() + ll_cens.sum()) / len(mu)
 
-        best = minimize(nll, np.array([0.0, np.log(INITIAL_SIGMA)]), method="Nelder-Mead",
-                        options={"xatol": 1e-4, "fatol": 1e-7, "maxiter": 400})
+        best = minimize(
+            nll,
+            np.array([0.0, np.log(INITIAL_SIGMA)]),
+            method="Nelder-Mead",
+            options={"xatol": 1e-4, "fatol": 1e-7, "maxiter": 400},
+        )
         shift, log_sigma = best.x
         return cls(shift=float(shift), sigma=float(np.clip(np.exp(log_sigma), 0.05, 5.0)))
 

@@ -24,7 +24,16 @@ from bms_schema import columns as C
 from . import evaluation as E
 from . import survival as S
 from . import trends as T
-from .config import ALARM_BUDGET, ALARM_HORIZON_DAYS, FEATURES, LOGGER, REFERENCE_ROWS, REPORT_HORIZONS, FeatureConfig, readable
+from .config import (
+    ALARM_BUDGET,
+    ALARM_HORIZON_DAYS,
+    FEATURES,
+    LOGGER,
+    REFERENCE_ROWS,
+    REPORT_HORIZONS,
+    FeatureConfig,
+    readable,
+)
 from .features import RULE_COLUMNS, FeatureGrid, as_canonical, build_feature_grid, feature_matrix
 from .labels import death_times, label_grid, sampling_points
 from .model import FailureModel, sustained_minimum, xgb_params
@@ -76,13 +85,16 @@ def check_inputs(frame: pd.DataFrame) -> None:
     """Refuse to train where a measurement every cell needs has no reading at all."""
     for column in (C.VOLTAGE, C.TEMPERATURE):
         if column not in frame.columns or not pd.to_numeric(frame[column], errors="coerce").notna().any():
-            raise InputError(f"'{column}' has no valid reading in the data: a failure model cannot be trained "
-                             "without it - check the column (sentinels and impossible values count as missing)")
+            raise InputError(
+                f"'{column}' has no valid reading in the data: a failure model cannot be trained "
+                "without it - check the column (sentinels and impossible values count as missing)"
+            )
 
 
 # -- samples ------------------------------------------------------------------------------
-def labelled_samples(frame: pd.DataFrame, config: FeatureConfig, anomalies: pd.DataFrame | None = None,
-                     grid: FeatureGrid | None = None) -> tuple[FeatureGrid, pd.DataFrame, pd.Series, pd.DataFrame]:
+def labelled_samples(
+    frame: pd.DataFrame, config: FeatureConfig, anomalies: pd.DataFrame | None = None, grid: FeatureGrid | None = None
+) -> tuple[FeatureGrid, pd.DataFrame, pd.Series, pd.DataFrame]:
     """Feature grid, samples (sampling points where the cell is alive, with ``DeathTime``), death times
     and the labelled grid, with the input checks training needs."""
     frame = as_canonical(frame)
@@ -99,8 +111,10 @@ def labelled_samples(frame: pd.DataFrame, config: FeatureConfig, anomalies: pd.D
     mask = sampling_points(labelled, grid) & labelled["Alive"].to_numpy()
     samples = labelled.loc[mask].reset_index(drop=True)
     if len(samples) == 0 or samples[C.TIMESTAMP].nunique() < 2:
-        raise InputError(f"too little history: no cell has {config.min_history_hours:g} h of readings before the "
-                         "end of the data (training needs days to weeks of readings per cell)")
+        raise InputError(
+            f"too little history: no cell has {config.min_history_hours:g} h of readings before the "
+            "end of the data (training needs days to weeks of readings per cell)"
+        )
     return grid, samples, deaths, labelled
 
 
@@ -115,8 +129,9 @@ def horizon_labels(rows: pd.DataFrame, horizon_days: float, data_end: pd.Timesta
 
 
 # -- fitting ------------------------------------------------------------------------------
-def alarm_threshold(model: FailureModel, rows: pd.DataFrame, data_end: pd.Timestamp,
-                    budget: float = ALARM_BUDGET) -> float:
+def alarm_threshold(
+    model: FailureModel, rows: pd.DataFrame, data_end: pd.Timestamp, budget: float = ALARM_BUDGET
+) -> float:
     """The lowest threshold on P(death within the alarm horizon) that alarms at most ``budget`` of the
     surviving cells in a month: the (1 - budget) quantile of each surviving cell's monthly maximum."""
     death = rows["DeathTime"]
@@ -128,16 +143,24 @@ def alarm_threshold(model: FailureModel, rows: pd.DataFrame, data_end: pd.Timest
     if not survivor.any():
         return 0.5
     kept = rows.loc[survivor]
-    p = sustained_minimum(model.predict_proba(kept, model.alarm_horizon_days), kept[C.CELL_ID].to_numpy(),
-                          kept[C.TIMESTAMP])
+    p = sustained_minimum(
+        model.predict_proba(kept, model.alarm_horizon_days), kept[C.CELL_ID].to_numpy(), kept[C.TIMESTAMP]
+    )
     month = ((kept[C.TIMESTAMP] - kept[C.TIMESTAMP].min()).dt.total_seconds() // (MONTH_DAYS * 86400)).to_numpy()
     peak = pd.Series(p).groupby([kept[C.CELL_ID].to_numpy(), month]).max().to_numpy()
     return float(np.clip(np.quantile(peak, 1.0 - budget), 0.05, 0.95))
 
 
-def fit_survival(train: pd.DataFrame, calib: pd.DataFrame, deaths: pd.Series, censor_at: pd.Timestamp,
-                 features: list[str], config: FeatureConfig, seed: int, rounds: int | None = None
-                 ) -> tuple[FailureModel, int]:
+def fit_survival(
+    train: pd.DataFrame,
+    calib: pd.DataFrame,
+    deaths: pd.Series,
+    censor_at: pd.Timestamp,
+    features: list[str],
+    config: FeatureConfig,
+    seed: int,
+    rounds: int | None = None,
+) -> tuple[FailureModel, int]:
     """Train the AFT booster on ``train`` (targets censored at ``censor_at``), early-stop (unless ``rounds``
     is given) and fit the time distribution and the alarm threshold on ``calib``."""
     use_t, lo_t, up_t = S.survival_targets(train, deaths, censor_at)
@@ -181,8 +204,9 @@ def evaluate_dead_state(booster: Any, rows: pd.DataFrame, features: list[str], c
     label = rows["Dead"].to_numpy()
     if booster is None or len(rows) == 0:
         return {"trained": booster is not None, "samples": int(len(rows))}
-    probe = FailureModel(booster=booster, distribution=S.SurvivalDistribution(), features=features, config=config,
-                         dead_booster=booster)
+    probe = FailureModel(
+        booster=booster, distribution=S.SurvivalDistribution(), features=features, config=config, dead_booster=booster
+    )
     with np.errstate(invalid="ignore"):
         collapsed = rows["LastVoltage"].to_numpy() < config.dead_voltage
     flagged = collapsed | (probe.dead_state_proba(rows) >= 0.5)
@@ -224,7 +248,9 @@ def monthly_alarm_share(rows: pd.DataFrame, alarm: np.ndarray, data_end: pd.Time
     return float(per.groupby(level=1).mean().mean())
 
 
-def rul_metrics(rows: pd.DataFrame, life: dict[str, np.ndarray], within_days: float = RUL_WITHIN_DAYS) -> dict[str, Any]:
+def rul_metrics(
+    rows: pd.DataFrame, life: dict[str, np.ndarray], within_days: float = RUL_WITHIN_DAYS
+) -> dict[str, Any]:
     """For samples whose cell dies within ``within_days``: median |p50 - truth| / truth and p10-p90 coverage."""
     truth = ((rows["DeathTime"] - rows[C.TIMESTAMP]).dt.total_seconds() / 86400.0).to_numpy()
     with np.errstate(invalid="ignore"):
@@ -234,13 +260,22 @@ def rul_metrics(rows: pd.DataFrame, life: dict[str, np.ndarray], within_days: fl
     y = np.maximum(truth[near], S.MIN_DAYS)
     err = np.abs(life["p50"][near] - y) / y
     covered = (life["p10"][near] <= y) & (y <= life["p90"][near])
-    return {"samples": int(near.sum()), "cells": int(rows.loc[near, C.CELL_ID].nunique()),
-            "median_relative_error": float(np.median(err)), "p10_p90_coverage": float(covered.mean()),
-            "below_p10": float((y < life["p10"][near]).mean()), "above_p90": float((y > life["p90"][near]).mean())}
+    return {
+        "samples": int(near.sum()),
+        "cells": int(rows.loc[near, C.CELL_ID].nunique()),
+        "median_relative_error": float(np.median(err)),
+        "p10_p90_coverage": float(covered.mean()),
+        "below_p10": float((y < life["p10"][near]).mean()),
+        "above_p90": float((y > life["p90"][near]).mean()),
+    }
 
 
-def horizon_report(rows: pd.DataFrame, probability: Callable[[float], np.ndarray], data_end: pd.Timestamp,
-                   horizons: tuple[float, ...] = REPORT_HORIZONS) -> dict[str, Any]:
+def horizon_report(
+    rows: pd.DataFrame,
+    probability: Callable[[float], np.ndarray],
+    data_end: pd.Timestamp,
+    horizons: tuple[float, ...] = REPORT_HORIZONS,
+) -> dict[str, Any]:
     """Model vs every rule at every horizon on the same rows: ROC-AUC, PR-AUC, top-2k recall.
 
     ``probability(h)`` gives the model's P(death within h days) for every row of ``rows``."""
@@ -253,11 +288,14 @@ def horizon_report(rows: pd.DataFrame, probability: Callable[[float], np.ndarray
         label, known = horizon_labels(rows, h, data_end)
         y, sub = label[known], rows.loc[known]
         p = probability(h)[known]
-        entry: dict[str, Any] = {"samples": int(known.sum()), "positives": int(y.sum()),
-                                 "model_roc_auc": _auc(y, p),
-                                 "model_pr_auc": float(average_precision_score(y, p)) if _both_classes(y) else None,
-                                 "model_top_2k_recall": top_2k_recall(sub, y, p),
-                                 "brier": float(np.mean((p - y) ** 2)) if len(y) else None}
+        entry: dict[str, Any] = {
+            "samples": int(known.sum()),
+            "positives": int(y.sum()),
+            "model_roc_auc": _auc(y, p),
+            "model_pr_auc": float(average_precision_score(y, p)) if _both_classes(y) else None,
+            "model_top_2k_recall": top_2k_recall(sub, y, p),
+            "brier": float(np.mean((p - y) ** 2)) if len(y) else None,
+        }
         rule_auc = {name: _auc(y, score[known]) for name, score in rules.items()}
         entry["rules_roc_auc"] = rule_auc
         ieee = {k: v for k, v in rule_auc.items() if k != "trend_to_threshold" and v is not None}
@@ -267,8 +305,11 @@ def horizon_report(rows: pd.DataFrame, probability: Callable[[float], np.ndarray
             entry["best_rule_roc_auc"] = ieee[best]
             if entry["model_roc_auc"] is not None:
                 entry["model_minus_best_rule"] = entry["model_roc_auc"] - ieee[best]
-        entry["rule_fires"] = {name: E.binary_metrics(y.astype(np.int64), score[known] > 0)
-                               for name, score in rules.items() if name != "trend_to_threshold"}
+        entry["rule_fires"] = {
+            name: E.binary_metrics(y.astype(np.int64), score[known] > 0)
+            for name, score in rules.items()
+            if name != "trend_to_threshold"
+        }
         out[f"{h:g}d"] = entry
     return out
 
@@ -301,11 +342,19 @@ def model_card(model: FailureModel, metrics: dict[str, Any], training_rows: int,
     from bms_schema.runtime import versions
 
     return ModelCard(
-        family="failure", features=list(model.features), metrics=metrics, primary_metric=PRIMARY_METRIC,
-        higher_is_better=True, training_rows=training_rows,
+        family="failure",
+        features=list(model.features),
+        metrics=metrics,
+        primary_metric=PRIMARY_METRIC,
+        higher_is_better=True,
+        training_rows=training_rows,
         holdout="a quarter of the cells (stratified by fate), every sample, deaths known up to the end of the data",
-        params={**S.aft_params(seed), "feature_config": model.config.to_dict(), "sigma": model.distribution.sigma,
-                "shift": model.distribution.shift},
+        params={
+            **S.aft_params(seed),
+            "feature_config": model.config.to_dict(),
+            "sigma": model.distribution.sigma,
+            "shift": model.distribution.shift,
+        },
         library_versions=versions("xgboost", "scikit-learn", "pandas", "numpy", "scipy"),
     )
 
@@ -377,12 +426,15 @@ def train_failure_model(
     step(0.75, "dead-state classifier")
     state_rows = dead_state_rows(labelled, grid)
     in_calib = state_rows[C.CELL_ID].isin(calib_cells).to_numpy()
-    dead_state_metrics = evaluate_dead_state(fit_dead_state(state_rows.loc[~in_calib], features, seed),
-                                             state_rows.loc[in_calib], features, config)
+    dead_state_metrics = evaluate_dead_state(
+        fit_dead_state(state_rows.loc[~in_calib], features, seed), state_rows.loc[in_calib], features, config
+    )
     final.dead_booster = fit_dead_state(state_rows, features, seed)
     final.reference = _subsample(samples, REFERENCE_ROWS, seed)[features].reset_index(drop=True)
     keep = [C.CELL_ID, C.DEVICE_ID, C.CELL_NUMBER, C.TIMESTAMP, "DeathTime", *features, *RULE_COLUMNS]
-    final.holdout = calib_all[[c for c in keep if c in calib_all.columns]].assign(CensorAt=data_end).reset_index(drop=True)
+    final.holdout = (
+        calib_all[[c for c in keep if c in calib_all.columns]].assign(CensorAt=data_end).reset_index(drop=True)
+    )
     final.holdout_metrics = holdout_scores(final, final.holdout)
 
     step(0.85, "scoring the held-out cells and the rules")
@@ -390,46 +442,70 @@ def train_failure_model(
         "horizon_days": float(horizon_days),
         "model": "XGBoost survival:aft, log-normal time to death; censored cells censored",
         "distribution": final.distribution.to_dict(),
-        "alarm": {"horizon_days": ALARM_HORIZON_DAYS, "threshold": final.alarm_threshold,
-                  "budget_surviving_cells_per_month": ALARM_BUDGET},
+        "alarm": {
+            "horizon_days": ALARM_HORIZON_DAYS,
+            "threshold": final.alarm_threshold,
+            "budget_surviving_cells_per_month": ALARM_BUDGET,
+        },
         "cells": {"total": int(len(deaths)), "dying": int(deaths.notna().sum())},
         "boosting_rounds": used,
         "dead_state": dead_state_metrics,
-        "registered_model": {"samples": int(len(pool)), "calibration_cells": len(calib_cells),
-                             "calibration_samples": int(len(calib_all))},
+        "registered_model": {
+            "samples": int(len(pool)),
+            "calibration_cells": len(calib_cells),
+            "calibration_samples": int(len(calib_all)),
+        },
     }
     evaluation = pd.DataFrame()
     importance: dict[str, float] = {}
     if folds_out:
         test = pd.concat([f["test"] for f in folds_out], ignore_index=True)
         # Each fold has its own distribution: probabilities and quantiles per fold, then pooled.
-        life = {q: np.concatenate([f["model"].distribution.quantile(f["mu"], v) for f in folds_out])
-                for q, v in (("p10", 0.1), ("p50", 0.5), ("p90", 0.9))}
+        life = {
+            q: np.concatenate([f["model"].distribution.quantile(f["mu"], v) for f in folds_out])
+            for q, v in (("p10", 0.1), ("p50", 0.5), ("p90", 0.9))
+        }
         p_alarm = np.concatenate([f["model"].distribution.probability(f["mu"], ALARM_HORIZON_DAYS) for f in folds_out])
-        alarm = np.concatenate([
-            sustained_minimum(f["model"].distribution.probability(f["mu"], ALARM_HORIZON_DAYS),
-                              f["test"][C.CELL_ID].to_numpy(), f["test"][C.TIMESTAMP]) >= f["model"].alarm_threshold
-            for f in folds_out])
+        alarm = np.concatenate(
+            [
+                sustained_minimum(
+                    f["model"].distribution.probability(f["mu"], ALARM_HORIZON_DAYS),
+                    f["test"][C.CELL_ID].to_numpy(),
+                    f["test"][C.TIMESTAMP],
+                )
+                >= f["model"].alarm_threshold
+                for f in folds_out
+            ]
+        )
+
         def pooled(h: float) -> np.ndarray:
             return np.concatenate([f["model"].distribution.probability(f["mu"], h) for f in folds_out])
 
         by_h = horizon_report(test, pooled, data_end)
-        metrics.update({
-            "validation": (f"{len(folds_out)} cell folds x time split: each fold's cells after split_time scored "
-                           "by a model trained on other cells with deaths known only up to split_time"),
-            "split_time": split_time,
-            "folds_used": len(folds_out),
-            "test": {"samples": int(len(test)), "cells": int(test[C.CELL_ID].nunique())},
-            "horizons": by_h,
-            "remaining_life": rul_metrics(test, life),
-            "alarms": {
-                "threshold_per_fold": [f["model"].alarm_threshold for f in folds_out],
-                "surviving_cells_alarmed_per_month": monthly_alarm_share(test, alarm, data_end),
-                "lead_time": E.lead_times(test, alarm, split_time),
-            },
-        })
-        contribs = np.concatenate([f["model"].contributions(_subsample(f["test"], IMPORTANCE_ROWS // len(folds_out), seed))
-                                   for f in folds_out])
+        metrics.update(
+            {
+                "validation": (
+                    f"{len(folds_out)} cell folds x time split: each fold's cells after split_time scored "
+                    "by a model trained on other cells with deaths known only up to split_time"
+                ),
+                "split_time": split_time,
+                "folds_used": len(folds_out),
+                "test": {"samples": int(len(test)), "cells": int(test[C.CELL_ID].nunique())},
+                "horizons": by_h,
+                "remaining_life": rul_metrics(test, life),
+                "alarms": {
+                    "threshold_per_fold": [f["model"].alarm_threshold for f in folds_out],
+                    "surviving_cells_alarmed_per_month": monthly_alarm_share(test, alarm, data_end),
+                    "lead_time": E.lead_times(test, alarm, split_time),
+                },
+            }
+        )
+        contribs = np.concatenate(
+            [
+                f["model"].contributions(_subsample(f["test"], IMPORTANCE_ROWS // len(folds_out), seed))
+                for f in folds_out
+            ]
+        )
         mean_abs = np.abs(contribs[:, :-1]).mean(axis=0) if len(contribs) else np.zeros(len(features))
         importance = {f: float(v) for f, v in sorted(zip(features, mean_abs), key=lambda kv: -kv[1])}
         metrics["importance"] = {readable(k, config): v for k, v in list(importance.items())[:10]}
@@ -443,8 +519,11 @@ def train_failure_model(
         for name, score in T.rule_scores(test).items():
             evaluation[f"Rule_{name}"] = score
         evaluation["RemainingLifeP50"] = life["p50"]
-        log.info("failure model: out-of-fold ROC-AUC 14 d %s (best rule %s)", by_h.get("14d", {}).get("model_roc_auc"),
-                 by_h.get("14d", {}).get("best_rule_roc_auc"))
+        log.info(
+            "failure model: out-of-fold ROC-AUC 14 d %s (best rule %s)",
+            by_h.get("14d", {}).get("model_roc_auc"),
+            by_h.get("14d", {}).get("best_rule_roc_auc"),
+        )
     metrics["holdout"] = final.holdout_metrics
     final.metadata = {"metrics": metrics, "feature_descriptions": {f: readable(f, config) for f in features}}
     final.card = model_card(final, final.holdout_metrics, int(len(pool)), seed)

@@ -62,23 +62,48 @@ def rule_scores(table: pd.DataFrame) -> dict[str, np.ndarray]:
 @dataclass(frozen=True)
 class Indicator:
     name: str
-    value: str          # feature column: the cell's current drift
-    slope: str          # feature column: its trend per day
+    value: str  # feature column: the cell's current drift
+    slope: str  # feature column: its trend per day
     threshold: float
-    text: str           # what crossing it means, in the standards' words
+    text: str  # what crossing it means, in the standards' words
 
 
 INDICATORS: tuple[Indicator, ...] = (
-    Indicator("ohmic_rise", "ohmic_rise", "ohmic_rise_slope", OHMIC_REPLACE,
-              f"ohmic value {OHMIC_REPLACE:.0%} above the cell's baseline (IEEE 1188)"),
-    Indicator("float_voltage", "voltage_float_mean_short", "voltage_float_slope_trend", FLOAT_VOLTAGE_MIN,
-              f"float voltage below {FLOAT_VOLTAGE_MIN} V (IEEE 450)"),
-    Indicator("voltage_vs_peers", "voltage_dev_vs_initial_long", "voltage_dev_slope_trend", VOLTAGE_DRIFT,
-              f"float voltage {abs(VOLTAGE_DRIFT):g} V below its usual offset to the peers (IEEE 450 practice)"),
-    Indicator("sg_vs_peers", "sg_dev_vs_initial_long", "sg_dev_slope_trend", SG_DRIFT,
-              f"specific gravity {abs(SG_DRIFT):g} below its usual offset to the peers (IEEE 450 practice)"),
-    Indicator("temperature_vs_peers", "temp_dev_vs_initial_long", "temp_dev_slope_trend", TEMP_DRIFT,
-              f"cell {TEMP_DRIFT:g} degC warmer than its usual offset to the peers (IEEE 1188 practice)"),
+    Indicator(
+        "ohmic_rise",
+        "ohmic_rise",
+        "ohmic_rise_slope",
+        OHMIC_REPLACE,
+        f"ohmic value {OHMIC_REPLACE:.0%} above the cell's baseline (IEEE 1188)",
+    ),
+    Indicator(
+        "float_voltage",
+        "voltage_float_mean_short",
+        "voltage_float_slope_trend",
+        FLOAT_VOLTAGE_MIN,
+        f"float voltage below {FLOAT_VOLTAGE_MIN} V (IEEE 450)",
+    ),
+    Indicator(
+        "voltage_vs_peers",
+        "voltage_dev_vs_initial_long",
+        "voltage_dev_slope_trend",
+        VOLTAGE_DRIFT,
+        f"float voltage {abs(VOLTAGE_DRIFT):g} V below its usual offset to the peers (IEEE 450 practice)",
+    ),
+    Indicator(
+        "sg_vs_peers",
+        "sg_dev_vs_initial_long",
+        "sg_dev_slope_trend",
+        SG_DRIFT,
+        f"specific gravity {abs(SG_DRIFT):g} below its usual offset to the peers (IEEE 450 practice)",
+    ),
+    Indicator(
+        "temperature_vs_peers",
+        "temp_dev_vs_initial_long",
+        "temp_dev_slope_trend",
+        TEMP_DRIFT,
+        f"cell {TEMP_DRIFT:g} degC warmer than its usual offset to the peers (IEEE 1188 practice)",
+    ),
 )
 #: A trend is only extrapolated once the cell has moved this share of the way to the threshold
 #: (from its baseline, or from a healthy float voltage of 2.20 V): noise alone does not fire it.
@@ -119,12 +144,17 @@ def trend_to_threshold(table: pd.DataFrame) -> pd.DataFrame:
     best = days[np.arange(n), first]
     names = np.asarray([ind.text for ind in INDICATORS], dtype=object)
     rule = np.where(best <= MAX_DAYS, names[first], "").astype(object)
-    return pd.DataFrame({
-        "TrendDaysToThreshold": np.where(best <= MAX_DAYS, best, np.nan),
-        "TrendRule": rule,
-        "TrendIndicator": np.where(best <= MAX_DAYS, np.asarray([i.name for i in INDICATORS], dtype=object)[first], ""),
-        "TrendProgress": progress.max(axis=1),
-    }, index=table.index)
+    return pd.DataFrame(
+        {
+            "TrendDaysToThreshold": np.where(best <= MAX_DAYS, best, np.nan),
+            "TrendRule": rule,
+            "TrendIndicator": np.where(
+                best <= MAX_DAYS, np.asarray([i.name for i in INDICATORS], dtype=object)[first], ""
+            ),
+            "TrendProgress": progress.max(axis=1),
+        },
+        index=table.index,
+    )
 
 
 def trend_score(table: pd.DataFrame) -> np.ndarray:
@@ -146,7 +176,9 @@ def recommended_action(trigger: np.ndarray, p_week: np.ndarray, ohmic: np.ndarra
     """IEEE 450/1188 wording per alarmed cell: replace, equalize or re-test."""
     replace = "replace the cell (IEEE 1188: ohmic value or capacity beyond its limit / failure expected within days)"
     equalize = "equalize charge, then re-test float voltage and specific gravity (IEEE 450 corrective action)"
-    retest = "re-test: ohmic measurement and a capacity test of the cell (IEEE 1188), check float current and temperature"
+    retest = (
+        "re-test: ohmic measurement and a capacity test of the cell (IEEE 1188), check float current and temperature"
+    )
     with np.errstate(invalid="ignore"):
         urgent = (p_week >= 0.5) | (ohmic >= OHMIC_REPLACE)
     trig = np.asarray(trigger, dtype=object).astype(str)

@@ -13,16 +13,19 @@ from __future__ import annotations
 
 from bms_schema.lazy import lazy_exports
 
-__getattr__, __all__ = lazy_exports(__name__, {
-    "load_forecaster": ".persistence",
-    "save_forecaster": ".persistence",
-    "Forecaster": ".model",
-    "FORECAST_COLUMNS": ".model",
-    "fit_forecaster": ".training",
-    "train_and_register": ".service",
-    "forecast_cell": ".service",
-    "load_history": ".service",
-    "TrainConfig": ".config",
-    "TARGETS": ".config",
-    "MODEL_NAME": ".config",
-})
+__getattr__, __all__ = lazy_exports(
+    __name__,
+    {
+        "load_forecaster": ".persistence",
+        "save_forecaster": ".persistence",
+        "Forecaster": ".model",
+        "FORECAST_COLUMNS": ".model",
+        "fit_forecaster": ".training",
+        "train_and_register": ".service",
+        "forecast_cell": ".service",
+        "load_history": ".service",
+        "TrainConfig": ".config",
+        "TARGETS": ".config",
+        "MODEL_NAME": ".config",
+    },
+)

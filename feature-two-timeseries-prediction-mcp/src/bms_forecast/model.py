@@ -44,8 +44,16 @@ def predict_deltas(booster: Any, features: np.ndarray, scale: float = 1.0) -> np
     return np.asarray(booster.inplace_predict(features), dtype=float) * scale
 
 
-def direct_paths(booster: Any, panel: Panel, target: str, origins: np.ndarray, steps: int, context: Any = None,
-                 scale: float = 1.0, first: int = 1) -> np.ndarray:
+def direct_paths(
+    booster: Any,
+    panel: Panel,
+    target: str,
+    origins: np.ndarray,
+    steps: int,
+    context: Any = None,
+    scale: float = 1.0,
+    first: int = 1,
+) -> np.ndarray:
     """(n, steps - first + 1) forecasts of steps ``first..steps`` with one model call: horizon is a feature."""
     context = context if context is not None else target_context(panel, target)
     n, width = origins.size, steps - first + 1
@@ -56,8 +64,9 @@ def direct_paths(booster: Any, panel: Panel, target: str, origins: np.ndarray, s
     return level[:, None] + deltas.reshape(n, width)
 
 
-def recursive_paths(booster: Any, panel: Panel, target: str, origins: np.ndarray, steps: int, context: Any = None,
-                    scale: float = 1.0) -> np.ndarray:
+def recursive_paths(
+    booster: Any, panel: Panel, target: str, origins: np.ndarray, steps: int, context: Any = None, scale: float = 1.0
+) -> np.ndarray:
     """(n, steps) forecasts by feeding one-step predictions back into the lag window."""
     context = context if context is not None else target_context(panel, target)
     buffer = history_window(panel, target, origins)
@@ -71,8 +80,16 @@ def recursive_paths(booster: Any, panel: Panel, target: str, origins: np.ndarray
     return out
 
 
-def forecast_paths(strategy: str, booster: Any, panel: Panel, target: str, origins: np.ndarray, steps: int,
-                   context: Any = None, scale: float = 1.0) -> np.ndarray:
+def forecast_paths(
+    strategy: str,
+    booster: Any,
+    panel: Panel,
+    target: str,
+    origins: np.ndarray,
+    steps: int,
+    context: Any = None,
+    scale: float = 1.0,
+) -> np.ndarray:
     if strategy == "direct":
         return direct_paths(booster, panel, target, origins, steps, context, scale)
     return recursive_paths(booster, panel, target, origins, steps, context, scale)
@@ -100,7 +117,9 @@ def whole_steps(steps: int) -> int:
 
 def check_coverage(coverage: float) -> float:
     if not MIN_COVERAGE <= coverage <= MAX_COVERAGE:
-        raise InputError(f"coverage must be between {MIN_COVERAGE} and {MAX_COVERAGE} (e.g. 0.8 for an 80% interval), got {coverage}")
+        raise InputError(
+            f"coverage must be between {MIN_COVERAGE} and {MAX_COVERAGE} (e.g. 0.8 for an 80% interval), got {coverage}"
+        )
     return float(coverage)
 
 
@@ -147,11 +166,20 @@ class TargetModel:
         k = min(self.recursive_steps, steps)
         paths = {}
         if k > 0:
-            paths["recursive"] = recursive_paths(self.boosters["recursive"], panel, self.target, origins, k, context,
-                                                 self.delta_scales["recursive"])
+            paths["recursive"] = recursive_paths(
+                self.boosters["recursive"], panel, self.target, origins, k, context, self.delta_scales["recursive"]
+            )
         if k < steps:
-            paths["direct"] = direct_paths(self.boosters["direct"], panel, self.target, origins, steps, context,
-                                           self.delta_scales["direct"], first=k + 1)
+            paths["direct"] = direct_paths(
+                self.boosters["direct"],
+                panel,
+                self.target,
+                origins,
+                steps,
+                context,
+                self.delta_scales["direct"],
+                first=k + 1,
+            )
         return np.concatenate([paths[s] for s in ("recursive", "direct") if s in paths], axis=1)
 
 
@@ -180,8 +208,9 @@ class Forecaster:
         self.__dict__.update(fitted.__dict__)
         return self
 
-    def predict(self, history: pd.DataFrame, cell_id: str | int, steps: int = DEFAULT_STEPS,
-                coverage: float = DEFAULT_COVERAGE) -> pd.DataFrame:
+    def predict(
+        self, history: pd.DataFrame, cell_id: str | int, steps: int = DEFAULT_STEPS, coverage: float = DEFAULT_COVERAGE
+    ) -> pd.DataFrame:
         """Same as :meth:`forecast` (the protocol's name)."""
         return self.forecast(history, cell_id, steps, coverage)
 
@@ -213,8 +242,9 @@ class Forecaster:
         return steps
 
     # -- forecasting ------------------------------------------------------------------
-    def forecast(self, history: pd.DataFrame, cell_id: str | int, steps: int = DEFAULT_STEPS,
-                 coverage: float = DEFAULT_COVERAGE) -> pd.DataFrame:
+    def forecast(
+        self, history: pd.DataFrame, cell_id: str | int, steps: int = DEFAULT_STEPS, coverage: float = DEFAULT_COVERAGE
+    ) -> pd.DataFrame:
         """Forecast the next ``steps`` readings of one cell from its history (and its string's).
 
         ``history`` is a canonical, raw-packet or minimal readings table holding at least the
@@ -232,7 +262,9 @@ class Forecaster:
         panel = build_panel(with_columns(frame, self.targets), self.targets)
         return self.forecast_panel(panel, panel.cell_index(cell), steps, coverage)
 
-    def forecast_panel(self, panel: Panel, cell_index: int, steps: int, coverage: float = DEFAULT_COVERAGE) -> pd.DataFrame:
+    def forecast_panel(
+        self, panel: Panel, cell_index: int, steps: int, coverage: float = DEFAULT_COVERAGE
+    ) -> pd.DataFrame:
         steps = self.check_steps(steps)
         readings = int(panel.readings[cell_index])
         if readings < WINDOW or panel.length[cell_index] < WINDOW:
@@ -253,19 +285,25 @@ class Forecaster:
                 continue  # the target was never measured for this cell
             path = model.paths(panel, origin, steps)[0]
             lower, upper = interval_offsets(model.residual_quantiles, steps, coverage)
-            parts.append(pd.DataFrame({
-                "Timestamp": times,
-                "Target": target,
-                "Step": np.arange(1, steps + 1, dtype=np.int64),
-                "Forecast": path,
-                "Lower": path + lower,
-                "Upper": path + upper,
-            }))
+            parts.append(
+                pd.DataFrame(
+                    {
+                        "Timestamp": times,
+                        "Target": target,
+                        "Step": np.arange(1, steps + 1, dtype=np.int64),
+                        "Forecast": path,
+                        "Lower": path + lower,
+                        "Upper": path + upper,
+                    }
+                )
+            )
         if not parts:
             raise InputError(
                 f"cell {panel.cell_ids[cell_index]} has no reading of any forecast target ({', '.join(self.targets)})"
             )
-        log.debug("forecast of %s: %d targets in %.3fs", panel.cell_ids[cell_index], len(parts), time.perf_counter() - started)
+        log.debug(
+            "forecast of %s: %d targets in %.3fs", panel.cell_ids[cell_index], len(parts), time.perf_counter() - started
+        )
         return pd.concat(parts, ignore_index=True)[list(FORECAST_COLUMNS)]
 
 

@@ -124,9 +124,7 @@ def build_panel(frame: pd.DataFrame, targets: list[str] | None = None) -> Panel:
     frame = canonical(frame)
     targets = list(targets) if targets is not None else present_targets(frame)
     if not targets:
-        raise InputError(
-            "no forecastable column holds a reading: expected at least one of " + ", ".join(TARGETS)
-        )
+        raise InputError("no forecastable column holds a reading: expected at least one of " + ", ".join(TARGETS))
     frame = frame.loc[frame[C.TIMESTAMP].notna()]
     if frame.empty:
         raise InputError("no row has a timestamp")
@@ -211,8 +209,9 @@ def build_panel(frame: pd.DataFrame, targets: list[str] | None = None) -> Panel:
     )
 
 
-def operating_state_codes(frame: pd.DataFrame, position: np.ndarray, total: int, cell: np.ndarray,
-                          start: np.ndarray) -> np.ndarray:
+def operating_state_codes(
+    frame: pd.DataFrame, position: np.ndarray, total: int, cell: np.ndarray, start: np.ndarray
+) -> np.ndarray:
     """The string's operating state at every grid slot (``OperatingState`` column, else derived here).
 
     Derived with :func:`bms_schema.state.operating_state` from current and voltage when the

@@ -33,15 +33,26 @@ _CACHE_LOCK = threading.Lock()
 
 def summary_metrics(report: dict[str, Any]) -> dict[str, Any]:
     """The compact per-target metrics kept in ``metadata.json`` (the full table is ``backtest.json``)."""
-    keep = ("strategy", "test_origins", "coverage_nominal", "coverage", "summary", "beats_naive_last_at",
-            "beats_naive_seasonal_at", "strategy_selection", "mase_scale")
+    keep = (
+        "strategy",
+        "test_origins",
+        "coverage_nominal",
+        "coverage",
+        "summary",
+        "beats_naive_last_at",
+        "beats_naive_seasonal_at",
+        "strategy_selection",
+        "mase_scale",
+    )
     return {target: {k: m[k] for k in keep if k in m} for target, m in report["metrics"].items()}
 
 
 def model_files(forecaster: Forecaster) -> dict[str, dict[str, str]]:
     """File name of every booster: ``{target: {strategy: "<target>.<strategy>.ubj"}}``."""
-    return {target: {strategy: f"{target}.{strategy}.ubj" for strategy in model.boosters}
-            for target, model in forecaster.models.items()}
+    return {
+        target: {strategy: f"{target}.{strategy}.ubj" for strategy in model.boosters}
+        for target, model in forecaster.models.items()
+    }
 
 
 def forecaster_metadata(forecaster: Forecaster, report: dict[str, Any]) -> dict[str, Any]:
@@ -72,13 +83,21 @@ def write_files(forecaster: Forecaster, folder: Path) -> None:
     for target, files in model_files(forecaster).items():
         for strategy, name in files.items():
             forecaster.models[target].boosters[strategy].save_model(str(folder / name))
-    atomic_write_json(folder / "intervals.json",
-                      {t: m.residual_quantiles.round(10).tolist() for t, m in forecaster.models.items()})
+    atomic_write_json(
+        folder / "intervals.json", {t: m.residual_quantiles.round(10).tolist() for t, m in forecaster.models.items()}
+    )
     atomic_write_json(folder / "backtest.json", forecaster.report.get("metrics", {}))
 
 
-def save_forecaster(forecaster: Forecaster, report: dict[str, Any] | None = None, registry: ModelRegistry | None = None,
-                    extra: dict[str, Any] | None = None, *, frame: Any = None, promote: bool = False) -> tuple[str, Path]:
+def save_forecaster(
+    forecaster: Forecaster,
+    report: dict[str, Any] | None = None,
+    registry: ModelRegistry | None = None,
+    extra: dict[str, Any] | None = None,
+    *,
+    frame: Any = None,
+    promote: bool = False,
+) -> tuple[str, Path]:
     """Register ``forecaster`` as a candidate version of ``forecaster``; returns ``(version, folder)``.
 
     With ``frame`` (the training readings) the candidate and the current champion are both
@@ -90,9 +109,15 @@ def save_forecaster(forecaster: Forecaster, report: dict[str, Any] | None = None
     return version, folder
 
 
-def register_forecaster(forecaster: Forecaster, report: dict[str, Any] | None = None,
-                        registry: ModelRegistry | None = None, extra: dict[str, Any] | None = None, *,
-                        frame: Any = None, promote: bool = False) -> tuple[str, Path, Any]:
+def register_forecaster(
+    forecaster: Forecaster,
+    report: dict[str, Any] | None = None,
+    registry: ModelRegistry | None = None,
+    extra: dict[str, Any] | None = None,
+    *,
+    frame: Any = None,
+    promote: bool = False,
+) -> tuple[str, Path, Any]:
     """Register as a candidate (gated promotion); returns ``(version, folder, Registered)``."""
     from bms_schema.model_protocol import register_candidate
 
@@ -112,9 +137,13 @@ def register_forecaster(forecaster: Forecaster, report: dict[str, Any] | None = 
         holdout: Any = ForecastHoldout(frame=frame, holdout_fraction=float(config["holdout_fraction"]), steps=steps)
         candidate = None
     else:
-        holdout, candidate = None, {PRIMARY_METRIC: forecaster.card.metrics.get(PRIMARY_METRIC), "source": "own backtest"}
-    registered = register_candidate(forecaster, holdout, registry=registry,
-                                    promote=promote, candidate_metrics=candidate, extra_metadata=metadata)
+        holdout, candidate = (
+            None,
+            {PRIMARY_METRIC: forecaster.card.metrics.get(PRIMARY_METRIC), "source": "own backtest"},
+        )
+    registered = register_candidate(
+        forecaster, holdout, registry=registry, promote=promote, candidate_metrics=candidate, extra_metadata=metadata
+    )
     forecaster.version = registered.version
     forecaster.metadata = registry.metadata(MODEL_NAME, registered.version)
     log.info("registered %s/%s as %s", MODEL_NAME, registered.version, registered.alias)
@@ -139,9 +168,13 @@ def load_forecaster(version: str = "champion", registry: ModelRegistry | None = 
     entry = registry.load(MODEL_NAME, resolved)
     meta = entry.metadata
     if meta.get("kind") != KIND or meta.get("format") != FORMAT:
-        raise ModelError(f"model {MODEL_NAME}/{entry.version} is not a forecaster of format {FORMAT} (kind {meta.get('kind')!r})")
+        raise ModelError(
+            f"model {MODEL_NAME}/{entry.version} is not a forecaster of format {FORMAT} (kind {meta.get('kind')!r})"
+        )
     if meta.get("window") != WINDOW or list(meta.get("quantile_levels", [])) != list(QUANTILE_LEVELS):
-        raise ModelError(f"model {MODEL_NAME}/{entry.version} was saved by an incompatible version of bms_forecast: retrain it")
+        raise ModelError(
+            f"model {MODEL_NAME}/{entry.version} was saved by an incompatible version of bms_forecast: retrain it"
+        )
     import xgboost as xgb
 
     try:
@@ -156,18 +189,32 @@ def load_forecaster(version: str = "champion", registry: ModelRegistry | None = 
             try:
                 booster.load_model(str(entry.file(name)))
             except xgb.core.XGBoostError as exc:
-                raise ModelError(f"model {MODEL_NAME}/{entry.version}: booster {name} cannot be loaded ({exc})") from exc
+                raise ModelError(
+                    f"model {MODEL_NAME}/{entry.version}: booster {name} cannot be loaded ({exc})"
+                ) from exc
             booster.set_param({"nthread": compute_threads()})
             boosters[strategy] = booster
         quantiles = np.asarray(intervals[target], dtype=float)
         if quantiles.shape != (meta["max_steps"], len(QUANTILE_LEVELS)):
-            raise ModelError(f"model {MODEL_NAME}/{entry.version}: interval table of {target} has shape {quantiles.shape}")
-        models[target] = TargetModel(target=target, boosters=boosters,
-                                     delta_scales={k: float(v) for k, v in meta["delta_scales"][target].items()},
-                                     recursive_steps=int(meta["recursive_steps"][target]),
-                                     features=meta["features"][target], residual_quantiles=quantiles)
-    forecaster = Forecaster(targets=list(meta["targets"]), models=models, max_steps=int(meta["max_steps"]),
-                            version=entry.version, metadata=meta, card=ModelCard.from_metadata(meta))
+            raise ModelError(
+                f"model {MODEL_NAME}/{entry.version}: interval table of {target} has shape {quantiles.shape}"
+            )
+        models[target] = TargetModel(
+            target=target,
+            boosters=boosters,
+            delta_scales={k: float(v) for k, v in meta["delta_scales"][target].items()},
+            recursive_steps=int(meta["recursive_steps"][target]),
+            features=meta["features"][target],
+            residual_quantiles=quantiles,
+        )
+    forecaster = Forecaster(
+        targets=list(meta["targets"]),
+        models=models,
+        max_steps=int(meta["max_steps"]),
+        version=entry.version,
+        metadata=meta,
+        card=ModelCard.from_metadata(meta),
+    )
     with _CACHE_LOCK:
         _CACHE[(str(registry.root.resolve()), entry.version)] = forecaster
     return forecaster

@@ -9,8 +9,9 @@ from bms_schema import columns as C
 from bms_schema.atomic import atomic_savefig
 
 
-def plot_forecast(history: pd.DataFrame, forecast: pd.DataFrame, cell_id: str, path: Path,
-                  coverage: float, history_points: int = 96) -> Path:
+def plot_forecast(
+    history: pd.DataFrame, forecast: pd.DataFrame, cell_id: str, path: Path, coverage: float, history_points: int = 96
+) -> Path:
     """``history``: the cell's canonical rows; ``forecast``: the long forecast table."""
     import matplotlib
 
@@ -24,8 +25,14 @@ def plot_forecast(history: pd.DataFrame, forecast: pd.DataFrame, cell_id: str, p
         part = forecast.loc[forecast["Target"] == target]
         ax.plot(recent[C.TIMESTAMP], recent[target], color="0.3", lw=1, label="history")
         ax.plot(part["Timestamp"], part["Forecast"], color="tab:blue", lw=1.5, label="forecast")
-        ax.fill_between(part["Timestamp"], part["Lower"], part["Upper"], color="tab:blue", alpha=0.2,
-                        label=f"{coverage:.0%} interval")
+        ax.fill_between(
+            part["Timestamp"],
+            part["Lower"],
+            part["Upper"],
+            color="tab:blue",
+            alpha=0.2,
+            label=f"{coverage:.0%} interval",
+        )
         unit = C.UNITS.get(target, "")
         ax.set_ylabel(f"{target}\n({unit})" if unit else target, fontsize=8)
         ax.grid(alpha=0.3)

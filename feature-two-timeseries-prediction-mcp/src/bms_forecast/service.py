@@ -28,9 +28,14 @@ def load_history(path: str | Path) -> pd.DataFrame:
     return load_canonical(path, features=False, impute="none")
 
 
-def train_and_register(frame: pd.DataFrame, config: TrainConfig | None = None, progress: Progress | None = None,
-                       registry: ModelRegistry | None = None, extra: dict[str, Any] | None = None,
-                       promote: bool = False) -> tuple[Forecaster, dict[str, Any], str, Path]:
+def train_and_register(
+    frame: pd.DataFrame,
+    config: TrainConfig | None = None,
+    progress: Progress | None = None,
+    registry: ModelRegistry | None = None,
+    extra: dict[str, Any] | None = None,
+    promote: bool = False,
+) -> tuple[Forecaster, dict[str, Any], str, Path]:
     """Fit, backtest and register a forecaster as a candidate; returns ``(forecaster, report, version, folder)``.
 
     The candidate and the current champion are scored on the same held-out test window of
@@ -40,8 +45,9 @@ def train_and_register(frame: pd.DataFrame, config: TrainConfig | None = None, p
     from .persistence import register_forecaster
 
     forecaster = Forecaster().fit(frame, config, progress)
-    version, folder, registered = register_forecaster(forecaster, forecaster.report, registry, extra, frame=frame,
-                                                      promote=promote)
+    version, folder, registered = register_forecaster(
+        forecaster, forecaster.report, registry, extra, frame=frame, promote=promote
+    )
     forecaster.metadata["decision"] = registered.summary()
     return forecaster, forecaster.report, version, folder
 
@@ -77,9 +83,15 @@ class CellForecast:
     training_report: dict[str, Any] | None = None
 
 
-def forecast_cell(frame: pd.DataFrame, cell_id: str | int, steps: int, coverage: float = 0.8,
-                  version: str = "champion", progress: Progress | None = None,
-                  registry: ModelRegistry | None = None) -> CellForecast:
+def forecast_cell(
+    frame: pd.DataFrame,
+    cell_id: str | int,
+    steps: int,
+    coverage: float = 0.8,
+    version: str = "champion",
+    progress: Progress | None = None,
+    registry: ModelRegistry | None = None,
+) -> CellForecast:
     """Forecast one cell with a registered forecaster (the champion by default); never trains.
 
     With no forecaster registered the error names the ``train_forecaster`` tool.
@@ -99,12 +111,19 @@ def forecast_summary(result: CellForecast, steps: int, coverage: float) -> dict[
     history = result.history.sort_values(C.TIMESTAMP)
     out: dict[str, Any] = {
         "cell_id": result.cell_id,
-        "model": {"name": MODEL_NAME, "version": result.forecaster.version, "trained_now": result.trained,
-                  "max_steps": result.forecaster.max_steps},
+        "model": {
+            "name": MODEL_NAME,
+            "version": result.forecaster.version,
+            "trained_now": result.trained,
+            "max_steps": result.forecaster.max_steps,
+        },
         "steps": steps,
         "coverage_nominal": coverage,
-        "history": {"readings": int(len(history)), "first": history[C.TIMESTAMP].iloc[0],
-                    "last": history[C.TIMESTAMP].iloc[-1]},
+        "history": {
+            "readings": int(len(history)),
+            "first": history[C.TIMESTAMP].iloc[0],
+            "last": history[C.TIMESTAMP].iloc[-1],
+        },
         "targets": {},
     }
     picks = sorted({1, steps})
@@ -113,7 +132,11 @@ def forecast_summary(result: CellForecast, steps: int, coverage: float) -> dict[
         m = metrics.get(target, {})
         summary = m.get("summary", {})
         backtest = {
-            name: {f"mae_h{h}": summary.get(name, {}).get(f"mae_h{h}") for h in picks if f"mae_h{h}" in summary.get(name, {})}
+            name: {
+                f"mae_h{h}": summary.get(name, {}).get(f"mae_h{h}")
+                for h in picks
+                if f"mae_h{h}" in summary.get(name, {})
+            }
             | {"mae_mean": summary.get(name, {}).get("mae_mean"), "mase_mean": summary.get(name, {}).get("mase_mean")}
             for name in ("model", "naive_last", "naive_seasonal")
         }

@@ -16,8 +16,10 @@ class TrainForecastData(ToolData):
     backtest_path: str
     alias: str | None = Field(default=None, description="champion or challenger after the promotion decision")
     promoted: bool | None = None
-    decision: dict[str, Any] = Field(default_factory=dict, description="the promotion decision: both models' "
-                                     "held-out MASE, the champion compared with, the reason")
+    decision: dict[str, Any] = Field(
+        default_factory=dict,
+        description="the promotion decision: both models' held-out MASE, the champion compared with, the reason",
+    )
 
 
 class PredictForecastData(ToolData):

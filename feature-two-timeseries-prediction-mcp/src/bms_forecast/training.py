@@ -67,8 +67,12 @@ def split_windows(panel: Panel, config: TrainConfig) -> Windows:
     before_train = np.bincount(panel.cell, weights=panel.time_s < train_cut, minlength=n_cells).astype(np.int64)
     before_cal = np.bincount(panel.cell, weights=panel.time_s < cal_cut, minlength=n_cells).astype(np.int64)
     train_end, cal_end = panel.start + before_train, panel.start + before_cal
-    usable = ((before_train >= WINDOW + config.max_steps) & (cal_end > train_end)
-              & (panel.start + panel.length > cal_end) & (panel.length >= min_training_readings(config)))
+    usable = (
+        (before_train >= WINDOW + config.max_steps)
+        & (cal_end > train_end)
+        & (panel.start + panel.length > cal_end)
+        & (panel.length >= min_training_readings(config))
+    )
     return Windows(train_end=train_end, cal_end=cal_end, usable=usable)
 
 
@@ -88,8 +92,9 @@ def spread(origins: np.ndarray, limit: int) -> np.ndarray:
     return origins[np.linspace(0, origins.size - 1, limit).round().astype(np.int64)]
 
 
-def actual_matrix(panel: Panel, target: str, origins: np.ndarray, steps: int,
-                  limit: np.ndarray | None = None) -> np.ndarray:
+def actual_matrix(
+    panel: Panel, target: str, origins: np.ndarray, steps: int, limit: np.ndarray | None = None
+) -> np.ndarray:
     """(n, steps) real readings after each origin, before ``limit[cell]`` (NaN where nothing was measured)."""
     index = origins[:, None] + np.arange(1, steps + 1)[None, :]
     limit = panel.end + 1 if limit is None else limit
@@ -108,7 +113,9 @@ def seasonal_naive(panel: Panel, target: str, origins: np.ndarray, steps: int) -
     return np.where(valid, panel.values[target][np.clip(index, 0, panel.size - 1)], np.nan)
 
 
-def _pairs(panel: Panel, target: str, origins: np.ndarray, horizons: np.ndarray, limit: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _pairs(
+    panel: Panel, target: str, origins: np.ndarray, horizons: np.ndarray, limit: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Keep (origin, horizon) pairs whose target position is below ``limit[cell]`` and observed."""
     index = origins + horizons
     ok = index < limit[panel.cell[origins]]
@@ -124,8 +131,17 @@ def sample_horizons(rng: np.random.Generator, size: int, max_steps: int) -> np.n
     return np.where(rng.random(size) < 0.5, uniform, np.clip(log_uniform, 1, max_steps))
 
 
-def training_pairs(panel: Panel, target: str, strategy: str, origins: np.ndarray, limit: np.ndarray,
-                   budget: int, per_origin: int, max_steps: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def training_pairs(
+    panel: Panel,
+    target: str,
+    strategy: str,
+    origins: np.ndarray,
+    limit: np.ndarray,
+    budget: int,
+    per_origin: int,
+    max_steps: int,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if strategy == "recursive":
         per_origin = 1
     wanted = math.ceil(budget / per_origin)
@@ -151,8 +167,9 @@ def robust_scale(y: np.ndarray) -> float:
     return std if std > 0 else 1.0
 
 
-def fit_booster(train_x: np.ndarray, train_y: np.ndarray, eval_x: np.ndarray, eval_y: np.ndarray,
-                config: TrainConfig) -> tuple[Any, int, float]:
+def fit_booster(
+    train_x: np.ndarray, train_y: np.ndarray, eval_x: np.ndarray, eval_y: np.ndarray, config: TrainConfig
+) -> tuple[Any, int, float]:
     """XGBoost regressor on scaled deltas with early stopping on the calibration pairs.
 
     Returns the booster trimmed to its best iteration, the tree count and the delta scale
@@ -179,7 +196,7 @@ def residual_quantiles(residuals: np.ndarray) -> np.ndarray:
     for h in range(steps):
         width = 0
         while True:
-            block = residuals[:, max(0, h - width): h + width + 1]
+            block = residuals[:, max(0, h - width) : h + width + 1]
             finite = block[np.isfinite(block)]
             if finite.size >= MIN_POOLED_RESIDUALS or width >= steps:
                 break
@@ -228,8 +245,9 @@ def choose_recursive_steps(mae_by_step: dict[str, np.ndarray], steps: int) -> in
     return int(np.argmin(totals))
 
 
-def fit_target(panel: Panel, target: str, windows: Windows, config: TrainConfig,
-               rng: np.random.Generator) -> tuple[TargetModel, dict[str, Any]]:
+def fit_target(
+    panel: Panel, target: str, windows: Windows, config: TrainConfig, rng: np.random.Generator
+) -> tuple[TargetModel, dict[str, Any]]:
     """Train the candidate strategies of one target, keep the better, calibrate and backtest it."""
     steps = config.max_steps
     context = target_context(panel, target)
@@ -252,51 +270,82 @@ def fit_target(panel: Panel, target: str, windows: Windows, config: TrainConfig,
         budget = config.max_train_pairs
         if strategy == "recursive" and config.strategy == "auto":
             budget = max(1000, int(budget * config.recursive_budget_share))
-        o, h, y = training_pairs(panel, target, strategy, train_origins, windows.train_end, budget,
-                                 config.horizons_per_origin, steps, rng)
+        o, h, y = training_pairs(
+            panel, target, strategy, train_origins, windows.train_end, budget, config.horizons_per_origin, steps, rng
+        )
         if o.size < MIN_TRAIN_PAIRS:
             raise InputError(
                 f"not enough training readings for {target}: {o.size} pairs (need {MIN_TRAIN_PAIRS}); "
                 f"cells need at least {min_training_readings(config)} readings each"
             )
-        eo, eh, ey = training_pairs(panel, target, strategy, cal_all, windows.cal_end, EVAL_PAIRS,
-                                    config.horizons_per_origin, steps, rng)
+        eo, eh, ey = training_pairs(
+            panel, target, strategy, cal_all, windows.cal_end, EVAL_PAIRS, config.horizons_per_origin, steps, rng
+        )
         if eo.size == 0:
             raise InputError(f"no real {target} readings in the calibration window: cannot stop training early")
         booster, trees, scale = fit_booster(
-            build_features(panel, context, target, o, h), y,
-            build_features(panel, context, target, eo, eh), ey, config,
+            build_features(panel, context, target, o, h),
+            y,
+            build_features(panel, context, target, eo, eh),
+            ey,
+            config,
         )
         cal_pred = forecast_paths(strategy, booster, panel, target, cal_origins, steps, context, scale)
         fitted[strategy] = {
-            "booster": booster, "trees": trees, "scale": scale, "train_pairs": int(o.size), "cal_pred": cal_pred,
-            "cal_mae": _mae_by_step(cal_actual, cal_pred), "seconds": round(time.perf_counter() - t0, 3),
+            "booster": booster,
+            "trees": trees,
+            "scale": scale,
+            "train_pairs": int(o.size),
+            "cal_pred": cal_pred,
+            "cal_mae": _mae_by_step(cal_actual, cal_pred),
+            "seconds": round(time.perf_counter() - t0, 3),
         }
     k = choose_recursive_steps({s: f["cal_mae"] for s, f in fitted.items()}, steps)
     used = [s for s, needed in (("recursive", k > 0), ("direct", k < steps)) if needed]
     cal_residuals = cal_actual - combine_paths({s: f["cal_pred"] for s, f in fitted.items()}, k)
-    model = TargetModel(target=target, boosters={s: fitted[s]["booster"] for s in used},
-                        delta_scales={s: fitted[s]["scale"] for s in used}, recursive_steps=k, features=names,
-                        residual_quantiles=residual_quantiles(cal_residuals))
+    model = TargetModel(
+        target=target,
+        boosters={s: fitted[s]["booster"] for s in used},
+        delta_scales={s: fitted[s]["scale"] for s in used},
+        recursive_steps=k,
+        features=names,
+        residual_quantiles=residual_quantiles(cal_residuals),
+    )
     report, test_residuals = backtest_target(panel, target, model, fitted, test_origins, windows, steps, context)
     # The reported coverage used intervals from the calibration window only, scored on the test window.
     # The served intervals pool both windows: twice the residuals, and the most recent behaviour.
     model.residual_quantiles = residual_quantiles(np.vstack([cal_residuals, test_residuals]))
-    report["intervals"] = "conformal: residual quantiles per step; coverage above is calibration-window quantiles " \
-                          "scored on the test window; the saved model pools calibration and test residuals"
+    report["intervals"] = (
+        "conformal: residual quantiles per step; coverage above is calibration-window quantiles "
+        "scored on the test window; the saved model pools calibration and test residuals"
+    )
     report["recursive_steps"] = k
     report["strategy_selection"] = {
-        s: {"calibration_mae_mean": round(float(np.mean(f["cal_mae"])), 6),
-            "calibration_mae_by_step": M.rounded(f["cal_mae"]), "trees": f["trees"], "train_pairs": f["train_pairs"],
-            "delta_scale": f["scale"], "fit_seconds": f["seconds"]} for s, f in fitted.items()
+        s: {
+            "calibration_mae_mean": round(float(np.mean(f["cal_mae"])), 6),
+            "calibration_mae_by_step": M.rounded(f["cal_mae"]),
+            "trees": f["trees"],
+            "train_pairs": f["train_pairs"],
+            "delta_scale": f["scale"],
+            "fit_seconds": f["seconds"],
+        }
+        for s, f in fitted.items()
     }
     report["calibration_origins"] = int(cal_origins.size)
     return model, report
 
 
-def backtest_target(panel: Panel, target: str, model: TargetModel, fitted: dict[str, dict[str, Any]],
-                    origins: np.ndarray, windows: Windows, steps: int, context: Any,
-                    nominal: float = 0.8) -> tuple[dict[str, Any], np.ndarray]:
+def backtest_target(
+    panel: Panel,
+    target: str,
+    model: TargetModel,
+    fitted: dict[str, dict[str, Any]],
+    origins: np.ndarray,
+    windows: Windows,
+    steps: int,
+    context: Any,
+    nominal: float = 0.8,
+) -> tuple[dict[str, Any], np.ndarray]:
     """Rolling-origin scores on the test window: model (each strategy), naive baselines, coverage.
 
     Returns the report and the (origins, steps) residuals ``actual - forecast`` of the model.
@@ -307,12 +356,16 @@ def backtest_target(panel: Panel, target: str, model: TargetModel, fitted: dict[
     in_train = np.arange(panel.size) < windows.train_end[panel.cell]
     scale = M.mase_scale(panel.values[target], panel.observed[target], in_train & windows.usable[panel.cell])
     level = panel.values[target][origins]
-    forecasts = {s: forecast_paths(s, f["booster"], panel, target, origins, steps, context, f["scale"])
-                 for s, f in fitted.items()}
+    forecasts = {
+        s: forecast_paths(s, f["booster"], panel, target, origins, steps, context, f["scale"])
+        for s, f in fitted.items()
+    }
     point = combine_paths(forecasts, model.recursive_steps)
-    table = {"model": M.per_horizon_errors(actual, point, scale),
-             "naive_last": M.per_horizon_errors(actual, np.repeat(level[:, None], steps, axis=1), scale),
-             "naive_seasonal": M.per_horizon_errors(actual, seasonal_naive(panel, target, origins, steps), scale)}
+    table = {
+        "model": M.per_horizon_errors(actual, point, scale),
+        "naive_last": M.per_horizon_errors(actual, np.repeat(level[:, None], steps, axis=1), scale),
+        "naive_seasonal": M.per_horizon_errors(actual, seasonal_naive(panel, target, origins, steps), scale),
+    }
     for s, path in forecasts.items():
         table[f"strategy_{s}"] = M.per_horizon_errors(actual, path, scale)
     lower, upper = interval_offsets(model.residual_quantiles, steps, nominal)
@@ -328,15 +381,19 @@ def backtest_target(panel: Panel, target: str, model: TargetModel, fitted: dict[
         "coverage": M.overall_coverage(actual, point + lower, point + upper),
         "beats_naive_last_at": [int(h) for h in np.flatnonzero(skill_last > 0) + 1],
         "beats_naive_seasonal_at": [int(h) for h in np.flatnonzero(skill_season > 0) + 1],
-        "by_horizon": {**M.horizon_table(table), "coverage": M.rounded(cover, 4),
-                       "skill_vs_naive_last": M.rounded(skill_last, 4),
-                       "skill_vs_naive_seasonal": M.rounded(skill_season, 4)},
+        "by_horizon": {
+            **M.horizon_table(table),
+            "coverage": M.rounded(cover, 4),
+            "skill_vs_naive_last": M.rounded(skill_last, 4),
+            "skill_vs_naive_seasonal": M.rounded(skill_season, 4),
+        },
     }
     return report, actual - point
 
 
-def fit_forecaster(frame: pd.DataFrame, config: TrainConfig | None = None,
-                   progress: Progress | None = None) -> tuple[Forecaster, dict[str, Any]]:
+def fit_forecaster(
+    frame: pd.DataFrame, config: TrainConfig | None = None, progress: Progress | None = None
+) -> tuple[Forecaster, dict[str, Any]]:
     """Train, select, calibrate and backtest a forecaster on a readings table (any accepted shape)."""
     config = (config or TrainConfig()).validate()
     started = time.perf_counter()
@@ -365,8 +422,13 @@ def fit_forecaster(frame: pd.DataFrame, config: TrainConfig | None = None,
             log.warning("%s skipped: %s", target, exc)
             continue
         timings[target] = round(time.perf_counter() - t0, 3)
-        log.info("%s: %s strategy, coverage %.3f, %.1fs", target, models[target].strategy,
-                 reports[target]["coverage"] or float("nan"), timings[target])
+        log.info(
+            "%s: %s strategy, coverage %.3f, %.1fs",
+            target,
+            models[target].strategy,
+            reports[target]["coverage"] or float("nan"),
+            timings[target],
+        )
     if not models:
         raise InputError("no parameter could be trained: " + "; ".join(skipped.values()))
     timings["total"] = round(time.perf_counter() - started, 3)
@@ -377,10 +439,12 @@ def fit_forecaster(frame: pd.DataFrame, config: TrainConfig | None = None,
         "strategies": {t: m.strategy for t, m in models.items()},
         "metrics": reports,
         "features": {t: m.features for t, m in models.items()},
-        "training_data": {**frame_fingerprint(frame.loc[frame[C.TIMESTAMP].notna()], panel.targets),
-                          "cells_used": int(windows.usable.sum()),
-                          "cells_too_short": [str(c) for c in panel.cell_ids[~windows.usable]][:50],
-                          "sampling_step_seconds": float(np.median(panel.step_seconds))},
+        "training_data": {
+            **frame_fingerprint(frame.loc[frame[C.TIMESTAMP].notna()], panel.targets),
+            "cells_used": int(windows.usable.sum()),
+            "cells_too_short": [str(c) for c in panel.cell_ids[~windows.usable]][:50],
+            "sampling_step_seconds": float(np.median(panel.step_seconds)),
+        },
         "config": config.to_dict(),
         "timings": timings,
     }
@@ -400,16 +464,28 @@ def model_card(report: dict[str, Any]) -> Any:
 
     per_target = {t: m["summary"]["model"].get("mase_mean") for t, m in report["metrics"].items()}
     finite = [v for v in per_target.values() if v is not None]
-    metrics = {**summary_metrics(report), PRIMARY_METRIC: round(float(np.mean(finite)), 6) if finite else None,
-               "mase_mean_by_target": per_target}
+    metrics = {
+        **summary_metrics(report),
+        PRIMARY_METRIC: round(float(np.mean(finite)), 6) if finite else None,
+        "mase_mean_by_target": per_target,
+    }
     features = sorted({f for names in report["features"].values() for f in names})
     data = report["training_data"]
     return ModelCard(
-        family="forecast", features=features, metrics=metrics, primary_metric=PRIMARY_METRIC, higher_is_better=False,
-        data_fingerprint=str(data.get("sha256", ""))[:16] or None, training_rows=data.get("rows"),
-        holdout=(f"the last {report['config']['holdout_fraction']:.0%} of the fleet's time span (test window; the "
-                 "same share before it calibrates), rolling-origin forecasts scored by MASE, mean over targets"),
-        params=report["config"], library_versions=versions("xgboost", "numpy", "pandas"))
+        family="forecast",
+        features=features,
+        metrics=metrics,
+        primary_metric=PRIMARY_METRIC,
+        higher_is_better=False,
+        data_fingerprint=str(data.get("sha256", ""))[:16] or None,
+        training_rows=data.get("rows"),
+        holdout=(
+            f"the last {report['config']['holdout_fraction']:.0%} of the fleet's time span (test window; the "
+            "same share before it calibrates), rolling-origin forecasts scored by MASE, mean over targets"
+        ),
+        params=report["config"],
+        library_versions=versions("xgboost", "numpy", "pandas"),
+    )
 
 
 @dataclass
@@ -474,11 +550,18 @@ def evaluate_forecaster(forecaster: Forecaster, holdout: ForecastHoldout) -> dic
         errors = M.per_horizon_errors(actual, point, scale)
         naive = M.per_horizon_errors(actual, np.repeat(level[:, None], steps, axis=1), scale)
         mase, naive_mase = np.nanmean(errors["mase"]), np.nanmean(naive["mase"])
-        per_target[target] = {"origins": int(origins.size),
-                              "mae_mean": round(float(np.nanmean(errors["mae"])), 6),
-                              "mase_mean": round(float(mase), 6) if np.isfinite(mase) else None,
-                              "naive_last_mase_mean": round(float(naive_mase), 6) if np.isfinite(naive_mase) else None}
+        per_target[target] = {
+            "origins": int(origins.size),
+            "mae_mean": round(float(np.nanmean(errors["mae"])), 6),
+            "mase_mean": round(float(mase), 6) if np.isfinite(mase) else None,
+            "naive_last_mase_mean": round(float(naive_mase), 6) if np.isfinite(naive_mase) else None,
+        }
     values = [per_target[t].get("mase_mean") for t in data_targets]
     primary = round(float(np.mean(values)), 6) if values and all(v is not None for v in values) else None
-    return {PRIMARY_METRIC: primary, "targets": per_target, "steps": steps,
-            "holdout_fraction": holdout.holdout_fraction, "data_targets": data_targets}
+    return {
+        PRIMARY_METRIC: primary,
+        "targets": per_target,
+        "steps": steps,
+        "holdout_fraction": holdout.holdout_fraction,
+        "data_targets": data_targets,
+    }

@@ -58,8 +58,9 @@ def _field(loc: tuple[Any, ...] | list[Any]) -> str:
     return ".".join(parts) or "body"
 
 
-def _error(status: int, detail: str, errors: list[dict[str, str]] | None = None,
-           headers: dict[str, str] | None = None) -> JSONResponse:
+def _error(
+    status: int, detail: str, errors: list[dict[str, str]] | None = None, headers: dict[str, str] | None = None
+) -> JSONResponse:
     return JSONResponse({"detail": detail, "errors": errors or []}, status_code=status, headers=headers)
 
 
@@ -79,8 +80,12 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ModelUnavailable)
     async def no_model(_: Request, exc: ModelUnavailable) -> JSONResponse:
-        return _error(503, str(exc), [{"field": "model", "reason": f"'{exc.registry_name}' not loaded"}],
-                      headers={"Retry-After": "30"})
+        return _error(
+            503,
+            str(exc),
+            [{"field": "model", "reason": f"'{exc.registry_name}' not loaded"}],
+            headers={"Retry-After": "30"},
+        )
 
     @app.exception_handler(ValidationError)
     async def body_validation_error(_: Request, exc: ValidationError) -> JSONResponse:
@@ -115,13 +120,16 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
-        return _error(500, f"internal error ({type(exc).__name__}: {exc}); the service keeps running, "
-                           "see its log for the traceback")
+        return _error(
+            500,
+            f"internal error ({type(exc).__name__}: {exc}); the service keeps running, see its log for the traceback",
+        )
 
 
 def _api_key_dependency(expected: str | None) -> Any:
-    header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False,
-                          description="required when the service runs with BMS_API_KEY set")
+    header = APIKeyHeader(
+        name=API_KEY_HEADER, auto_error=False, description="required when the service runs with BMS_API_KEY set"
+    )
 
     async def check(request: Request, key: str | None = Depends(header)) -> None:
         if expected is None:
@@ -140,8 +148,9 @@ class _Unauthorized(Exception):
     pass
 
 
-def create_app(settings: Settings | None = None, loaders: dict[str, Loader] | None = None,
-               service: LiveService | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, loaders: dict[str, Loader] | None = None, service: LiveService | None = None
+) -> FastAPI:
     """A new app. ``loaders`` replaces how models are built (tests pass small stand-ins)."""
     settings = settings or Settings.from_env()
     service = service or LiveService(settings, loaders=loaders)
@@ -172,9 +181,12 @@ def create_app(settings: Settings | None = None, loaders: dict[str, Loader] | No
 
     @app.exception_handler(_Unauthorized)
     async def unauthorized(_: Request, __: _Unauthorized) -> JSONResponse:
-        return _error(401, f"missing or wrong API key: send it in the {API_KEY_HEADER} header "
-                           "(or Authorization: Bearer <key>)", [{"field": API_KEY_HEADER, "reason": "invalid"}],
-                      headers={"WWW-Authenticate": "Bearer"})
+        return _error(
+            401,
+            f"missing or wrong API key: send it in the {API_KEY_HEADER} header (or Authorization: Bearer <key>)",
+            [{"field": API_KEY_HEADER, "reason": "invalid"}],
+            headers={"WWW-Authenticate": "Bearer"},
+        )
 
     secured = [Depends(_api_key_dependency(settings.api_key))]
 
@@ -182,18 +194,34 @@ def create_app(settings: Settings | None = None, loaders: dict[str, Loader] | No
     def health() -> dict[str, Any]:
         return service.health()
 
-    @app.get("/models", tags=["status"], dependencies=secured, responses=ERRORS,
-             summary="Served model versions (name, version, metrics, when loaded) and the registry")
+    @app.get(
+        "/models",
+        tags=["status"],
+        dependencies=secured,
+        responses=ERRORS,
+        summary="Served model versions (name, version, metrics, when loaded) and the registry",
+    )
     def models() -> dict[str, Any]:
         return service.models()
 
-    @app.post("/v1/models/reload", tags=["status"], dependencies=secured, responses=ERRORS,
-              summary="Load the latest registered version of every model now")
+    @app.post(
+        "/v1/models/reload",
+        tags=["status"],
+        dependencies=secured,
+        responses=ERRORS,
+        summary="Load the latest registered version of every model now",
+    )
     def reload(force: bool = Query(False, description="reload even when the version did not change")) -> Any:
         return {"results": service.reload(force=force)}
 
-    @app.post("/v1/anomaly", tags=["models"], dependencies=secured, response_model=AnomalyResponse,
-              responses=ERRORS, summary="Anomaly score, flag and reason for each reading")
+    @app.post(
+        "/v1/anomaly",
+        tags=["models"],
+        dependencies=secured,
+        response_model=AnomalyResponse,
+        responses=ERRORS,
+        summary="Anomaly score, flag and reason for each reading",
+    )
     async def anomaly(body: ReadingsRequest) -> Response:
         # Scored inline: a thread-pool hop costs more wall time than a small request's work
         # (GIL-bound either way). Big batches go to the pool so /health etc. stay responsive.
@@ -201,34 +229,66 @@ def create_app(settings: Settings | None = None, loaders: dict[str, Loader] | No
             return JSONResponse(await run_in_threadpool(service.anomaly, body.readings))
         return JSONResponse(service.anomaly(body.readings))
 
-    @app.post("/v1/failure", tags=["models"], dependencies=secured, response_model=FailureResponse,
-              responses=ERRORS, summary="Probability that each cell fails within the horizon, risk band, reasons")
+    @app.post(
+        "/v1/failure",
+        tags=["models"],
+        dependencies=secured,
+        response_model=FailureResponse,
+        responses=ERRORS,
+        summary="Probability that each cell fails within the horizon, risk band, reasons",
+    )
     def failure(body: FailureRequest) -> Response:
         return JSONResponse(service.failure(body.readings, body.horizon_days))
 
-    @app.post("/v1/forecast", tags=["models"], dependencies=secured, response_model=ForecastResponse,
-              responses=ERRORS, summary="Forecast a cell's next readings with an interval")
+    @app.post(
+        "/v1/forecast",
+        tags=["models"],
+        dependencies=secured,
+        response_model=ForecastResponse,
+        responses=ERRORS,
+        summary="Forecast a cell's next readings with an interval",
+    )
     def forecast(body: ForecastRequest) -> Response:
         return JSONResponse(service.forecast(body.readings, body.cell_id, body.steps, body.coverage))
 
-    @app.post("/v1/feedback", tags=["monitoring"], dependencies=secured, response_model=FeedbackResponse,
-              responses={**ERRORS, 404: {"model": ErrorResponse, "description": "no prediction id is known"}},
-              summary="Ground truth for earlier predictions; returns rolling precision/recall per model")
+    @app.post(
+        "/v1/feedback",
+        tags=["monitoring"],
+        dependencies=secured,
+        response_model=FeedbackResponse,
+        responses={**ERRORS, 404: {"model": ErrorResponse, "description": "no prediction id is known"}},
+        summary="Ground truth for earlier predictions; returns rolling precision/recall per model",
+    )
     def feedback(body: FeedbackRequest) -> Response:
         return JSONResponse(service.feedback([(item.prediction_id, item.actual) for item in body.feedback]))
 
-    @app.get("/v1/feedback", tags=["monitoring"], dependencies=secured, responses=ERRORS,
-             summary="Current rolling precision/recall per model")
+    @app.get(
+        "/v1/feedback",
+        tags=["monitoring"],
+        dependencies=secured,
+        responses=ERRORS,
+        summary="Current rolling precision/recall per model",
+    )
     def feedback_metrics() -> dict[str, Any]:
         return service.feedback_metrics()
 
-    @app.get("/v1/monitoring/drift", tags=["monitoring"], dependencies=secured, responses=ERRORS,
-             summary="Recent inputs vs each model's training reference, per feature; flagged features")
+    @app.get(
+        "/v1/monitoring/drift",
+        tags=["monitoring"],
+        dependencies=secured,
+        responses=ERRORS,
+        summary="Recent inputs vs each model's training reference, per feature; flagged features",
+    )
     def drift() -> Response:
         return JSONResponse(service.drift_report())
 
-    @app.get("/metrics", tags=["monitoring"], dependencies=secured, response_class=PlainTextResponse,
-             summary="Prometheus metrics (text format 0.0.4)")
+    @app.get(
+        "/metrics",
+        tags=["monitoring"],
+        dependencies=secured,
+        response_class=PlainTextResponse,
+        summary="Prometheus metrics (text format 0.0.4)",
+    )
     def metrics() -> Response:
         return Response(service.metrics.render(), media_type=CONTENT_TYPE)
 

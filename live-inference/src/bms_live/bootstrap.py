@@ -42,6 +42,7 @@ def train_first_models(
         from bms_anomaly.hybrid import HybridAnomalyDetector, HybridConfig
         from bms_anomaly.persistence import register_detector
         from bms_anomaly.vae import VAEConfig
+
         say("training the anomaly detector (isolation forest, one-class SVM, VAE)")
         config = HybridConfig(seed=0, vae=VAEConfig(epochs=5), forest=ForestConfig(n_estimators=50))
         detector = HybridAnomalyDetector(config=config).fit(load_canonical(raw))

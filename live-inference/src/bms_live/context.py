@@ -37,8 +37,16 @@ from bms_schema import columns as C
 from bms_schema.features import feature_arrays, hour_of_day, peer_deviation, single_cell_strings
 from bms_schema.grouped import StringGroups, string_median
 
-__all__ = ["LiveFeatures", "ReadingHistory", "StringGroups", "history_columns", "hour_of_day", "live_features",
-           "sorted_features", "string_median"]
+__all__ = [
+    "LiveFeatures",
+    "ReadingHistory",
+    "StringGroups",
+    "history_columns",
+    "hour_of_day",
+    "live_features",
+    "sorted_features",
+    "string_median",
+]
 
 CORE = (*C.CORE_COLUMNS, C.STRING_VOLTAGE)
 RESISTANCE = "ResistanceProxy"
@@ -101,8 +109,9 @@ class _DeviceBuffer:
         grown_values[: self.n] = self.values[: self.n]
         self.values = grown_values
 
-    def append(self, device: np.ndarray, cell_id: np.ndarray, number: np.ndarray, ts: np.ndarray,
-               values: np.ndarray) -> None:
+    def append(
+        self, device: np.ndarray, cell_id: np.ndarray, number: np.ndarray, ts: np.ndarray, values: np.ndarray
+    ) -> None:
         k = len(ts)
         self._reserve(k)
         lo, hi = self.n, self.n + k
@@ -114,8 +123,9 @@ class _DeviceBuffer:
         """Keep the newest ``per_cell`` rows per cell (the last arrival wins on a repeated time)."""
         block = self.view()
         keep = _keep_last(block.cell_id, block.ts, per_cell)
-        kept = _DeviceBlock(block.device[keep], block.cell_id[keep], block.number[keep], block.ts[keep],
-                            block.values[keep])
+        kept = _DeviceBlock(
+            block.device[keep], block.cell_id[keep], block.number[keep], block.ts[keep], block.values[keep]
+        )
         fresh = _DeviceBuffer(self.values.shape[1], capacity=max(64, 2 * len(keep)))
         fresh.append(kept.device, kept.cell_id, kept.number, kept.ts, kept.values)
         self.__dict__.update(fresh.__dict__)
@@ -136,8 +146,13 @@ class ReadingHistory:
     a fixed number of readings, so the extra rows change nothing.
     """
 
-    def __init__(self, per_cell: int, columns: list[str] | tuple[str, ...] = CORE, max_rows: int = 1_000_000,
-                 max_bytes: int | None = None):
+    def __init__(
+        self,
+        per_cell: int,
+        columns: list[str] | tuple[str, ...] = CORE,
+        max_rows: int = 1_000_000,
+        max_bytes: int | None = None,
+    ):
         self.per_cell = max(1, int(per_cell))
         self.columns = list(columns)
         self.max_rows = max_rows
@@ -161,8 +176,9 @@ class ReadingHistory:
         # are shared per device and per cell, see update) the two id strings.
         return 8 * (len(self.columns) + 4) + 2 * (49 + len(device))
 
-    def context(self, devices: np.ndarray, numbers: np.ndarray | None = None,
-                ts: np.ndarray | None = None) -> _DeviceBlock | None:
+    def context(
+        self, devices: np.ndarray, numbers: np.ndarray | None = None, ts: np.ndarray | None = None
+    ) -> _DeviceBlock | None:
         """Remembered rows of ``devices``; with ``numbers`` and ``ts`` (per requested row) only the
         rows that matter to those readings: their cells' history and their peers at their times."""
         names = pd.unique(devices)
@@ -174,8 +190,9 @@ class ReadingHistory:
                 mine = devices == name
                 keep = np.isin(block.number, numbers[mine]) | np.isin(block.ts, ts[mine])
                 if not keep.all():
-                    block = _DeviceBlock(block.device[keep], block.cell_id[keep], block.number[keep],
-                                         block.ts[keep], block.values[keep])
+                    block = _DeviceBlock(
+                        block.device[keep], block.cell_id[keep], block.number[keep], block.ts[keep], block.values[keep]
+                    )
             blocks.append(block)
         if not blocks:
             return None
@@ -195,8 +212,9 @@ class ReadingHistory:
             buffer = self._devices.get(device)
             return 0 if buffer is None else len(buffer.cell_names)
 
-    def update(self, device: np.ndarray, cell_id: np.ndarray, number: np.ndarray, ts: np.ndarray,
-               values: np.ndarray) -> None:
+    def update(
+        self, device: np.ndarray, cell_id: np.ndarray, number: np.ndarray, ts: np.ndarray, values: np.ndarray
+    ) -> None:
         """Add rows (``values`` columns as :attr:`columns`); newer rows win on (cell, time)."""
         for name in pd.unique(device):  # a loop over devices, not rows
             mask = device == name
@@ -220,8 +238,9 @@ class ReadingHistory:
                 self._rows += buffer.n - before
                 self._bytes += (buffer.n - before) * row_bytes
                 self._devices.move_to_end(name)
-                while len(self._devices) > 1 and (self._rows > self.max_rows or (
-                        self.max_bytes is not None and self._bytes > self.max_bytes)):
+                while len(self._devices) > 1 and (
+                    self._rows > self.max_rows or (self.max_bytes is not None and self._bytes > self.max_bytes)
+                ):
                     dropped_name, dropped = self._devices.popitem(last=False)
                     self._rows -= dropped.n
                     self._bytes -= dropped.n * self._row_bytes(str(dropped_name))
@@ -262,9 +281,16 @@ def _sort_dedupe(cells: np.ndarray, ts: np.ndarray) -> tuple[np.ndarray, np.ndar
     return order[last_of_key], group
 
 
-def sorted_features(devices: np.ndarray, cells: np.ndarray, numbers: np.ndarray, ts: np.ndarray,
-                    core: dict[str, np.ndarray], window: int,
-                    groups: StringGroups | None = None, single: np.ndarray | None = None) -> dict[str, np.ndarray]:
+def sorted_features(
+    devices: np.ndarray,
+    cells: np.ndarray,
+    numbers: np.ndarray,
+    ts: np.ndarray,
+    core: dict[str, np.ndarray],
+    window: int,
+    groups: StringGroups | None = None,
+    single: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
     """Data-core features of cell-sorted rows: :func:`bms_schema.features.feature_arrays`, the
     featuriser batch and chunked preprocessing call too (``numbers`` is kept for callers)."""
     return feature_arrays(devices, cells, ts, core, int(window), groups=groups, single=single)
@@ -288,9 +314,14 @@ class LiveFeatures:
     imputed: np.ndarray  # bool per row: some core value was filled in
 
 
-def live_features(request: pd.DataFrame, history: ReadingHistory, window: int, update: bool = True,
-                  peer_features: Collection[str] | None = None,
-                  history_features: Collection[str] | None = None) -> LiveFeatures:
+def live_features(
+    request: pd.DataFrame,
+    history: ReadingHistory,
+    window: int,
+    update: bool = True,
+    peer_features: Collection[str] | None = None,
+    history_features: Collection[str] | None = None,
+) -> LiveFeatures:
     """Features of ``request`` (canonical frame from :func:`bms_live.readings.readings_to_frame`)
     computed after each cell's remembered history; the result has one row per request row.
 
@@ -344,17 +375,26 @@ def live_features(request: pd.DataFrame, history: ReadingHistory, window: int, u
     single = _single_cell_rows(devices, cells, history)
     # Rolling windows of the new rows reach back window - 1 readings: compute on those rows only.
     near = np.flatnonzero(_near_fresh(fresh, starts, window))
-    part = sorted_features(devices[near], cells[near], numbers[near], ts[near],
-                           {name: column[near] for name, column in core.items()}, window,
-                           StringGroups(devices[near], ts[near], fresh[near]), single[near])
+    part = sorted_features(
+        devices[near],
+        cells[near],
+        numbers[near],
+        ts[near],
+        {name: column[near] for name, column in core.items()},
+        window,
+        StringGroups(devices[near], ts[near], fresh[near]),
+        single[near],
+    )
     computed: dict[str, np.ndarray] = {}
     for name, column in part.items():
         full = np.full(len(ts), np.nan)
         full[near] = column
         computed[name] = full
     # String deviations compare with every remembered peer at that time, not only the rows above.
-    for name, source, mean in (("VoltageDevString", C.VOLTAGE, "VoltageRollMean"),
-                               ("SGDevString", C.SPECIFIC_GRAVITY, "SGRollMean")):
+    for name, source, mean in (
+        ("VoltageDevString", C.VOLTAGE, "VoltageRollMean"),
+        ("SGDevString", C.SPECIFIC_GRAVITY, "SGRollMean"),
+    ):
         if name in computed:
             computed[name] = peer_deviation(core[source], groups, computed[mean], single)
     if RESISTANCE in col:
@@ -385,9 +425,13 @@ def live_features(request: pd.DataFrame, history: ReadingHistory, window: int, u
         history.update(devices[fresh], cells[fresh], numbers[fresh], ts[fresh], values[fresh])
     # One float block (imputed core values + features) next to the request's other columns.
     out_names = names + [n for n in extra if n not in col]
-    block = np.column_stack([values[position][:, [col[n] for n in names]],
-                             *(extra[n][position] for n in out_names[len(names):])]) \
-        if len(out_names) > len(names) else values[position][:, [col[n] for n in names]]
+    block = (
+        np.column_stack(
+            [values[position][:, [col[n] for n in names]], *(extra[n][position] for n in out_names[len(names) :])]
+        )
+        if len(out_names) > len(names)
+        else values[position][:, [col[n] for n in names]]
+    )
     rest = request.drop(columns=[c for c in request.columns if c in set(out_names)])
     frame = pd.concat([rest, pd.DataFrame(block, columns=out_names, index=request.index)], axis=1)
     return LiveFeatures(frame=frame, imputed=imputed)

@@ -56,15 +56,15 @@ class InputWindow:
                     column = pd.to_numeric(column, errors="coerce")
                 block[:, j] = column.to_numpy(dtype=float, na_value=np.nan)
         if len(block) > self.capacity:
-            block = block[-self.capacity:]
+            block = block[-self.capacity :]
         n = len(block)
         with self._lock:
             end = self._next + n
             if end <= self.capacity:
-                self._data[self._next:end] = block
+                self._data[self._next : end] = block
             else:
                 first = self.capacity - self._next
-                self._data[self._next:] = block[:first]
+                self._data[self._next :] = block[:first]
                 self._data[: n - first] = block[first:]
             self._next = end % self.capacity
             self._count = min(self.capacity, self._count + n)
@@ -74,7 +74,7 @@ class InputWindow:
         with self._lock:
             if self._count < self.capacity:
                 return self._data[: self._count].copy()
-            return np.concatenate([self._data[self._next:], self._data[: self._next]])
+            return np.concatenate([self._data[self._next :], self._data[: self._next]])
 
 
 def psi(reference: np.ndarray, current: np.ndarray, bins: int = 10) -> float:
@@ -95,9 +95,12 @@ def compare_feature(reference: np.ndarray, current: np.ndarray, thresholds: Drif
     """Drift verdict for one feature (NaN values are dropped first)."""
     ref = reference[~np.isnan(reference)]
     cur = current[~np.isnan(current)]
-    out: dict[str, Any] = {"window": int(cur.size), "reference": int(ref.size),
-                           "reference_mean": float(ref.mean()) if ref.size else None,
-                           "window_mean": float(cur.mean()) if cur.size else None}
+    out: dict[str, Any] = {
+        "window": int(cur.size),
+        "reference": int(ref.size),
+        "reference_mean": float(ref.mean()) if ref.size else None,
+        "window_mean": float(cur.mean()) if cur.size else None,
+    }
     if ref.size < thresholds.min_window:
         return {**out, "method": None, "status": "no_reference", "flagged": False}
     if cur.size < thresholds.min_window:
@@ -108,22 +111,38 @@ def compare_feature(reference: np.ndarray, current: np.ndarray, thresholds: Drif
         result = stats.ks_2samp(ref, cur)
         statistic, pvalue = float(result.statistic), float(result.pvalue)
         flagged = pvalue < thresholds.ks_pvalue and statistic >= thresholds.ks_statistic
-        return {**out, "method": "ks", "statistic": statistic, "p_value": pvalue,
-                "status": "drift" if flagged else "ok", "flagged": bool(flagged)}
+        return {
+            **out,
+            "method": "ks",
+            "statistic": statistic,
+            "p_value": pvalue,
+            "status": "drift" if flagged else "ok",
+            "flagged": bool(flagged),
+        }
     value = psi(ref, cur, thresholds.psi_bins)
     std = float(ref.std())
     distance = float(stats.wasserstein_distance(ref, cur))
     flagged = value >= thresholds.psi
-    return {**out, "method": "psi", "statistic": value,
-            "wasserstein_in_sd": distance / std if std > 0 else None,
-            "status": "drift" if flagged else "ok", "flagged": bool(flagged)}
+    return {
+        **out,
+        "method": "psi",
+        "statistic": value,
+        "wasserstein_in_sd": distance / std if std > 0 else None,
+        "status": "drift" if flagged else "ok",
+        "flagged": bool(flagged),
+    }
 
 
 def drift_report(window: InputWindow, reference: pd.DataFrame | None, thresholds: DriftThresholds) -> dict[str, Any]:
     """Per-feature drift of one model's recent inputs, and the flagged features."""
     if reference is None or len(reference) == 0:
-        return {"status": "no_reference", "window": len(window), "features": {}, "flagged": [],
-                "message": "this model version stores no training reference sample, so drift cannot be measured"}
+        return {
+            "status": "no_reference",
+            "window": len(window),
+            "features": {},
+            "flagged": [],
+            "message": "this model version stores no training reference sample, so drift cannot be measured",
+        }
     recent = window.values()
     features: dict[str, Any] = {}
     for j, name in enumerate(window.features):

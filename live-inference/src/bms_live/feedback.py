@@ -59,8 +59,11 @@ class PredictionStore:
 
     def add(self, model: str, version: str, predicted: np.ndarray, score: np.ndarray) -> PredictionBatch:
         batch = PredictionBatch(
-            batch_id=secrets.token_hex(6), model=model, version=version,
-            predicted=np.asarray(predicted, dtype=bool).copy(), score=np.asarray(score, dtype=float).copy(),
+            batch_id=secrets.token_hex(6),
+            model=model,
+            version=version,
+            predicted=np.asarray(predicted, dtype=bool).copy(),
+            score=np.asarray(score, dtype=float).copy(),
             created=datetime.now(timezone.utc),
         )
         with self._lock:
@@ -79,8 +82,9 @@ class PredictionStore:
         index = int(row)
         if batch is None or index >= len(batch.predicted):
             return None
-        return StoredPrediction(prediction_id, batch.model, batch.version, bool(batch.predicted[index]),
-                                float(batch.score[index]))
+        return StoredPrediction(
+            prediction_id, batch.model, batch.version, bool(batch.predicted[index]), float(batch.score[index])
+        )
 
 
 def classification_metrics(predicted: np.ndarray, actual: np.ndarray) -> dict[str, Any]:
@@ -93,11 +97,23 @@ def classification_metrics(predicted: np.ndarray, actual: np.ndarray) -> dict[st
     tn = int(np.sum(~p & ~a))
     precision = tp / (tp + fp) if tp + fp else None
     recall = tp / (tp + fn) if tp + fn else None
-    f1 = (2 * precision * recall / (precision + recall)
-          if precision is not None and recall is not None and precision + recall > 0 else None)
+    f1 = (
+        2 * precision * recall / (precision + recall)
+        if precision is not None and recall is not None and precision + recall > 0
+        else None
+    )
     n = tp + fp + fn + tn
-    return {"n": n, "tp": tp, "fp": fp, "fn": fn, "tn": tn, "precision": precision, "recall": recall, "f1": f1,
-            "accuracy": (tp + tn) / n if n else None}
+    return {
+        "n": n,
+        "tp": tp,
+        "fp": fp,
+        "fn": fn,
+        "tn": tn,
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "accuracy": (tp + tn) / n if n else None,
+    }
 
 
 class FeedbackTracker:
@@ -112,8 +128,10 @@ class FeedbackTracker:
 
     def record(self, prediction: StoredPrediction, actual: bool) -> None:
         with self._lock:
-            for items in (self._items.setdefault(prediction.model, OrderedDict()),
-                          self._by_version.setdefault((prediction.model, prediction.version), OrderedDict())):
+            for items in (
+                self._items.setdefault(prediction.model, OrderedDict()),
+                self._by_version.setdefault((prediction.model, prediction.version), OrderedDict()),
+            ):
                 items.pop(prediction.prediction_id, None)
                 items[prediction.prediction_id] = (prediction.predicted, bool(actual))
                 while len(items) > self.window:
@@ -133,8 +151,11 @@ class FeedbackTracker:
         out: dict[str, dict[str, Any]] = {}
         for name, pairs in snapshot.items():
             arr = np.asarray(pairs, dtype=bool).reshape(-1, 2)
-            out[name] = {"window": self.window, **classification_metrics(arr[:, 0], arr[:, 1]),
-                         "by_version": {v: self.version_metrics(name, v) for v in versions[name]}}
+            out[name] = {
+                "window": self.window,
+                **classification_metrics(arr[:, 0], arr[:, 1]),
+                "by_version": {v: self.version_metrics(name, v) for v in versions[name]},
+            }
         return out
 
 
@@ -155,6 +176,8 @@ def served_health(version_metrics: dict[str, Any], holdout: dict[str, Any] | Non
         out["reason"] = "no F1 to compare (no held-out F1 in the model card, or no positive in the feedback)"
     else:
         out["getting_worse"] = bool(live < f1_holdout - WORSE_BY)
-        out["reason"] = (f"live F1 {live:.3f} over the last {n} feedback items vs held-out F1 {f1_holdout:.3f} "
-                         f"({'more' if out['getting_worse'] else 'not more'} than {WORSE_BY} below)")
+        out["reason"] = (
+            f"live F1 {live:.3f} over the last {n} feedback items vs held-out F1 {f1_holdout:.3f} "
+            f"({'more' if out['getting_worse'] else 'not more'} than {WORSE_BY} below)"
+        )
     return out

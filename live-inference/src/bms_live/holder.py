@@ -90,7 +90,9 @@ class RefreshResult:
 class ModelHolder:
     """The served version of one model."""
 
-    def __init__(self, spec: ModelSpec, registry: ModelRegistry, on_change: Callable[[LoadedModel], None] | None = None):
+    def __init__(
+        self, spec: ModelSpec, registry: ModelRegistry, on_change: Callable[[LoadedModel], None] | None = None
+    ):
         self.spec = spec
         self.registry = registry
         self._current: LoadedModel | None = None
@@ -137,8 +139,9 @@ class ModelHolder:
                 return RefreshResult(spec.key, spec.registry_name, "unchanged", version=latest)
             if latest == self.last_error_version and not force:
                 # Do not retry a version that failed every poll; a new version or a forced reload will.
-                return RefreshResult(spec.key, spec.registry_name, "failed", version=latest, previous=previous,
-                                     error=self.last_error)
+                return RefreshResult(
+                    spec.key, spec.registry_name, "failed", version=latest, previous=previous, error=self.last_error
+                )
             start = time.perf_counter()
             try:
                 version = self.registry.load(spec.registry_name, latest)  # verifies checksums
@@ -147,26 +150,39 @@ class ModelHolder:
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 self.last_error_version = latest
                 log.warning("loading %s/%s failed: %s", spec.registry_name, latest, self.last_error)
-                return RefreshResult(spec.key, spec.registry_name, "failed", version=latest, previous=previous,
-                                     error=self.last_error)
+                return RefreshResult(
+                    spec.key, spec.registry_name, "failed", version=latest, previous=previous, error=self.last_error
+                )
             loaded = LoadedModel(
-                key=spec.key, name=spec.registry_name, version=version.version, model=model,
-                metadata=version.metadata, loaded_at=datetime.now(timezone.utc),
+                key=spec.key,
+                name=spec.registry_name,
+                version=version.version,
+                model=model,
+                metadata=version.metadata,
+                loaded_at=datetime.now(timezone.utc),
                 load_seconds=time.perf_counter() - start,
             )
             self._current = loaded  # the atomic swap: one reference assignment
             self.last_error = None
             self.last_error_version = None
-            log.info("serving %s/%s (was %s), loaded in %.2fs", spec.registry_name, loaded.version, previous,
-                     loaded.load_seconds)
+            log.info(
+                "serving %s/%s (was %s), loaded in %.2fs",
+                spec.registry_name,
+                loaded.version,
+                previous,
+                loaded.load_seconds,
+            )
         if self._on_change is not None:
             self._on_change(loaded)
         return RefreshResult(spec.key, spec.registry_name, "loaded", version=loaded.version, previous=previous)
 
     def describe(self) -> dict[str, Any]:
         loaded = self._current
-        out: dict[str, Any] = {"endpoint": f"/v1/{self.spec.key}", "name": self.spec.registry_name,
-                               "loaded": loaded is not None}
+        out: dict[str, Any] = {
+            "endpoint": f"/v1/{self.spec.key}",
+            "name": self.spec.registry_name,
+            "loaded": loaded is not None,
+        }
         if loaded is not None:
             out.update(loaded.describe())
         out["serving"] = f"pinned {self.pin()}" if self.pin() else "champion"
@@ -192,8 +208,11 @@ class ModelHub:
         for holder in self.holders.values():
             current = holder.current()
             latest = holder.latest_version()
-            if latest is not None and (current is None or current.version != latest) \
-                    and latest != holder.last_error_version:
+            if (
+                latest is not None
+                and (current is None or current.version != latest)
+                and latest != holder.last_error_version
+            ):
                 return True
         return False
 

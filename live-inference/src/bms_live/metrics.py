@@ -208,35 +208,64 @@ class ServiceMetrics:
     def __init__(self) -> None:
         self.registry = MetricsRegistry()
         add = self.registry.add
-        self.requests = add(Counter("bms_live_requests_total", "HTTP requests by route, method and status code",
-                                    ("route", "method", "status")))
-        self.latency = add(Histogram("bms_live_request_duration_seconds", "HTTP request latency by route",
-                                     LATENCY_BUCKETS, ("route",)))
+        self.requests = add(
+            Counter(
+                "bms_live_requests_total",
+                "HTTP requests by route, method and status code",
+                ("route", "method", "status"),
+            )
+        )
+        self.latency = add(
+            Histogram("bms_live_request_duration_seconds", "HTTP request latency by route", LATENCY_BUCKETS, ("route",))
+        )
         self.readings = add(Counter("bms_live_readings_total", "Readings (rows) scored, by model", ("model",)))
-        self.predictions = add(Counter("bms_live_predictions_total",
-                                       "Predictions by model and outcome (flag or risk band)", ("model", "outcome")))
-        self.anomaly_score = add(Histogram("bms_live_anomaly_score", "Fused anomaly score of each reading (0..1)",
-                                           UNIT_BUCKETS, ("version",)))
-        self.failure_probability = add(Histogram("bms_live_failure_probability",
-                                                 "Failure probability within the horizon of each cell",
-                                                 UNIT_BUCKETS, ("version",)))
-        self.forecast_interval = add(Histogram(
-            "bms_live_forecast_relative_interval_width",
-            "Forecast interval width (Upper - Lower) relative to |Forecast|: lower is more confident",
-            (0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0), ("target",)))
+        self.predictions = add(
+            Counter(
+                "bms_live_predictions_total",
+                "Predictions by model and outcome (flag or risk band)",
+                ("model", "outcome"),
+            )
+        )
+        self.anomaly_score = add(
+            Histogram(
+                "bms_live_anomaly_score", "Fused anomaly score of each reading (0..1)", UNIT_BUCKETS, ("version",)
+            )
+        )
+        self.failure_probability = add(
+            Histogram(
+                "bms_live_failure_probability",
+                "Failure probability within the horizon of each cell",
+                UNIT_BUCKETS,
+                ("version",),
+            )
+        )
+        self.forecast_interval = add(
+            Histogram(
+                "bms_live_forecast_relative_interval_width",
+                "Forecast interval width (Upper - Lower) relative to |Forecast|: lower is more confident",
+                (0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0),
+                ("target",),
+            )
+        )
         self.model_info = add(Gauge("bms_live_model_info", "Served model version (value 1)", ("model", "version")))
-        self.model_loaded = add(Gauge("bms_live_model_loaded_timestamp_seconds",
-                                      "Unix time the served version was loaded", ("model",)))
-        self.model_reloads = add(Counter("bms_live_model_reloads_total", "Model load attempts by result",
-                                         ("model", "result")))
-        self.drift_flagged = add(Gauge("bms_live_drift_flagged_features",
-                                       "Features flagged as drifted at the last drift check", ("model",)))
-        self.feedback_precision = add(Gauge("bms_live_feedback_precision",
-                                            "Rolling precision from ground-truth feedback", ("model",)))
-        self.feedback_recall = add(Gauge("bms_live_feedback_recall",
-                                         "Rolling recall from ground-truth feedback", ("model",)))
-        self.feedback_items = add(Counter("bms_live_feedback_total", "Ground-truth feedback items received",
-                                          ("model",)))
+        self.model_loaded = add(
+            Gauge("bms_live_model_loaded_timestamp_seconds", "Unix time the served version was loaded", ("model",))
+        )
+        self.model_reloads = add(
+            Counter("bms_live_model_reloads_total", "Model load attempts by result", ("model", "result"))
+        )
+        self.drift_flagged = add(
+            Gauge("bms_live_drift_flagged_features", "Features flagged as drifted at the last drift check", ("model",))
+        )
+        self.feedback_precision = add(
+            Gauge("bms_live_feedback_precision", "Rolling precision from ground-truth feedback", ("model",))
+        )
+        self.feedback_recall = add(
+            Gauge("bms_live_feedback_recall", "Rolling recall from ground-truth feedback", ("model",))
+        )
+        self.feedback_items = add(
+            Counter("bms_live_feedback_total", "Ground-truth feedback items received", ("model",))
+        )
 
     def render(self) -> str:
         return self.registry.render()

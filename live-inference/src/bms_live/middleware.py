@@ -14,8 +14,13 @@ Scope = dict[str, Any]
 
 async def _send_json(send: Any, status: int, body: dict[str, Any]) -> None:
     payload = json.dumps(body).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": payload})
 
 
@@ -29,9 +34,11 @@ class BodySizeLimit:
 
     def _message(self, size: int | None) -> dict[str, Any]:
         shown = f"{size} bytes" if size is not None else "more than that"
-        return {"detail": f"request body too large: {shown}, the limit is {self.max_bytes} bytes "
-                          "(BMS_LIVE_MAX_BODY_BYTES); send fewer readings per request",
-                "errors": [{"field": "body", "reason": "too large"}]}
+        return {
+            "detail": f"request body too large: {shown}, the limit is {self.max_bytes} bytes "
+            "(BMS_LIVE_MAX_BODY_BYTES); send fewer readings per request",
+            "errors": [{"field": "body", "reason": "too large"}],
+        }
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http":

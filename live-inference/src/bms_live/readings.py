@@ -28,8 +28,7 @@ QUALITY_LEVELS = np.asarray(C.QUALITY_LEVELS, dtype=object)
 def _epoch_ns(stamps: Sequence[datetime]) -> np.ndarray:
     """Integer nanoseconds since the epoch; a naive timestamp is taken as UTC."""
     micros = [
-        ((ts if ts.tzinfo is not None else ts.replace(tzinfo=timezone.utc)) - EPOCH) // _MICROSECOND
-        for ts in stamps
+        ((ts if ts.tzinfo is not None else ts.replace(tzinfo=timezone.utc)) - EPOCH) // _MICROSECOND for ts in stamps
     ]
     return np.asarray(micros, dtype=np.int64) * 1000
 
@@ -44,8 +43,7 @@ def readings_to_frame(readings: Sequence[Reading], limits: C.Limits) -> pd.DataF
         C.CELL_ID: cell_id,
         C.DEVICE_ID: device,
         C.CELL_NUMBER: number,
-        C.TIMESTAMP: pd.DatetimeIndex(_epoch_ns([r.Timestamp for r in readings]).view("datetime64[ns]"),
-                                      tz="UTC"),
+        C.TIMESTAMP: pd.DatetimeIndex(_epoch_ns([r.Timestamp for r in readings]).view("datetime64[ns]"), tz="UTC"),
     }
     sensor_fault = np.zeros(n, dtype=bool)
     out_of_range = np.zeros(n, dtype=bool)

@@ -20,8 +20,14 @@ MAX_TIMESTAMP = datetime(2262, 1, 1, tzinfo=timezone.utc)
 Measurement = Annotated[float | None, Strict()]
 
 READING_EXAMPLE = {
-    "DeviceID": "A", "CellNumber": 3, "Timestamp": "2026-01-01T00:15:00Z", "CellVoltage": 2.231,
-    "CellTemperature": 25.4, "CellSpecificGravity": 1.221, "InstantaneousCurrent": 0.4, "AmbientTemperature": 24.1,
+    "DeviceID": "A",
+    "CellNumber": 3,
+    "Timestamp": "2026-01-01T00:15:00Z",
+    "CellVoltage": 2.231,
+    "CellTemperature": 25.4,
+    "CellSpecificGravity": 1.221,
+    "InstantaneousCurrent": 0.4,
+    "AmbientTemperature": 24.1,
 }
 
 
@@ -30,27 +36,38 @@ class LiveReading(Reading):
     strict JSON numbers (``true`` is not 1.0), ids are bounded in length, cell numbers and
     timestamps in range (so nothing wraps around or grows memory without bound)."""
 
-    DeviceID: str = Field(default="default", min_length=1, max_length=MAX_ID_LENGTH,
-                          validation_alias=reading_alias("DeviceID"),
-                          description=f"device (string) id, 1 to {MAX_ID_LENGTH} characters")
+    DeviceID: str = Field(
+        default="default",
+        min_length=1,
+        max_length=MAX_ID_LENGTH,
+        validation_alias=reading_alias("DeviceID"),
+        description=f"device (string) id, 1 to {MAX_ID_LENGTH} characters",
+    )
     CellNumber: Annotated[int, Strict()] = Field(
-        ge=0, le=MAX_CELL_NUMBER, validation_alias=reading_alias("CellNumber"),
-        description=f"cell number within its device, 0 to {MAX_CELL_NUMBER}")
-    Timestamp: datetime = Field(validation_alias=reading_alias("Timestamp"),
-                                description="ISO 8601 time (no zone = UTC), between 1900 and 2261")
-    CellVoltage: Measurement = Field(default=None, allow_inf_nan=False,
-                                     validation_alias=reading_alias("CellVoltage"))
-    CellTemperature: Measurement = Field(default=None, allow_inf_nan=False,
-                                         validation_alias=reading_alias("CellTemperature"))
+        ge=0,
+        le=MAX_CELL_NUMBER,
+        validation_alias=reading_alias("CellNumber"),
+        description=f"cell number within its device, 0 to {MAX_CELL_NUMBER}",
+    )
+    Timestamp: datetime = Field(
+        validation_alias=reading_alias("Timestamp"), description="ISO 8601 time (no zone = UTC), between 1900 and 2261"
+    )
+    CellVoltage: Measurement = Field(default=None, allow_inf_nan=False, validation_alias=reading_alias("CellVoltage"))
+    CellTemperature: Measurement = Field(
+        default=None, allow_inf_nan=False, validation_alias=reading_alias("CellTemperature")
+    )
     CellSpecificGravity: Measurement = Field(
-        default=None, allow_inf_nan=False,
-        validation_alias=reading_alias("CellSpecificGravity"))
+        default=None, allow_inf_nan=False, validation_alias=reading_alias("CellSpecificGravity")
+    )
     InstantaneousCurrent: Measurement = Field(
-        default=None, allow_inf_nan=False, validation_alias=reading_alias("InstantaneousCurrent"))
+        default=None, allow_inf_nan=False, validation_alias=reading_alias("InstantaneousCurrent")
+    )
     AmbientTemperature: Measurement = Field(
-        default=None, allow_inf_nan=False, validation_alias=reading_alias("AmbientTemperature"))
-    StringVoltage: Measurement = Field(default=None, allow_inf_nan=False,
-                                       validation_alias=reading_alias("StringVoltage"))
+        default=None, allow_inf_nan=False, validation_alias=reading_alias("AmbientTemperature")
+    )
+    StringVoltage: Measurement = Field(
+        default=None, allow_inf_nan=False, validation_alias=reading_alias("StringVoltage")
+    )
 
     @field_validator("Timestamp")
     @classmethod
@@ -157,7 +174,8 @@ class ForecastResponse(BaseModel):
     coverage: float
     forecast: list[ForecastRow]
     unknown_targets: dict[str, str] = Field(
-        default_factory=dict, description="targets the model forecasts that this cell's history cannot, and why")
+        default_factory=dict, description="targets the model forecasts that this cell's history cannot, and why"
+    )
 
 
 class FeedbackResponse(BaseModel):

@@ -71,8 +71,10 @@ def _floats(values: Any) -> list[float | None]:
 
 
 def _texts(values: Any) -> list[str | None]:
-    return [None if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA else str(v)
-            for v in (values.tolist() if hasattr(values, "tolist") else list(values))]
+    return [
+        None if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA else str(v)
+        for v in (values.tolist() if hasattr(values, "tolist") else list(values))
+    ]
 
 
 def _iso(ts: pd.Series | pd.DatetimeIndex) -> list[str]:
@@ -89,19 +91,28 @@ def _iso(ts: pd.Series | pd.DatetimeIndex) -> list[str]:
 
 
 class LiveService:
-    def __init__(self, settings: Settings, loaders: dict[str, Loader] | None = None,
-                 registry: ModelRegistry | None = None):
+    def __init__(
+        self, settings: Settings, loaders: dict[str, Loader] | None = None, registry: ModelRegistry | None = None
+    ):
         self.settings = settings
         self.metrics = ServiceMetrics()
         if registry is None:
             root = settings.workspace / "models" if settings.workspace else None
             registry = ModelRegistry(root)
         self.registry = registry
-        self.hub = ModelHub({spec.key: ModelHolder(spec, registry, on_change=self._on_model_change)
-                             for spec in model_specs(settings.models, loaders)})
+        self.hub = ModelHub(
+            {
+                spec.key: ModelHolder(spec, registry, on_change=self._on_model_change)
+                for spec in model_specs(settings.models, loaders)
+            }
+        )
         per_cell = max(settings.history_per_cell, DEFAULT_WINDOW + 1, HISTORY_REACH)
-        self.history = ReadingHistory(per_cell=per_cell, columns=history_columns(PEER_FEATURES),
-                                      max_rows=settings.history_rows, max_bytes=settings.history_bytes)
+        self.history = ReadingHistory(
+            per_cell=per_cell,
+            columns=history_columns(PEER_FEATURES),
+            max_rows=settings.history_rows,
+            max_bytes=settings.history_bytes,
+        )
         self.predictions = PredictionStore(settings.prediction_capacity)
         self.feedback_tracker = FeedbackTracker(settings.feedback_window)
         self.drift = DriftMonitor(settings.drift_window, settings.drift)
@@ -117,8 +128,7 @@ class LiveService:
 
             self.store = Store(url=settings.database_url, workspace=settings.workspace)
             # the rolling feedback survives a restart: replay the stored items, oldest first
-            for model, prediction_id, predicted, actual, version in self.store.feedback_pairs(
-                    settings.feedback_window):
+            for model, prediction_id, predicted, actual, version in self.store.feedback_pairs(settings.feedback_window):
                 self.feedback_tracker.record(StoredPrediction(prediction_id, model, version, predicted, 0.0), actual)
         self._hydrated: set[str] = set()
         from .events import EventBus
@@ -151,17 +161,26 @@ class LiveService:
         m.model_reloads.inc(model=loaded.name, result="loaded")
         if self.store is not None:
             try:
-                self.store.record_decision(loaded.name, loaded.version, "served",
-                                           detail=f"loaded by the live service in {loaded.load_seconds:.2f}s")
+                self.store.record_decision(
+                    loaded.name,
+                    loaded.version,
+                    "served",
+                    detail=f"loaded by the live service in {loaded.load_seconds:.2f}s",
+                )
             except Exception:  # recording the decision must never stop a model from being served
                 log.exception("could not record the served version of %s", loaded.name)
 
     # -- status -------------------------------------------------------------------------
     def health(self) -> dict[str, Any]:
         models = {key: holder.current() is not None for key, holder in self.hub.holders.items()}
-        return {"status": "ok", "uptime_seconds": round(time.time() - self.started, 3), "models_loaded": models,
-                "history_rows": len(self.history),
-                "history_bytes": self.history.nbytes, "predictions_held": len(self.predictions)}
+        return {
+            "status": "ok",
+            "uptime_seconds": round(time.time() - self.started, 3),
+            "models_loaded": models,
+            "history_rows": len(self.history),
+            "history_bytes": self.history.nbytes,
+            "predictions_held": len(self.predictions),
+        }
 
     def models(self) -> dict[str, Any]:
         served = {key: holder.describe() for key, holder in self.hub.holders.items()}
@@ -170,8 +189,10 @@ class LiveService:
     # -- anomaly ------------------------------------------------------------------------
     def check_size(self, readings: Sequence[Reading]) -> None:
         if len(readings) > self.settings.max_readings:
-            raise InputError(f"readings: {len(readings)} readings in one request, the limit is "
-                             f"{self.settings.max_readings}; split the batch")
+            raise InputError(
+                f"readings: {len(readings)} readings in one request, the limit is "
+                f"{self.settings.max_readings}; split the batch"
+            )
 
     def anomaly(self, readings: Sequence[Reading]) -> dict[str, Any]:
         self.check_size(readings)
@@ -228,10 +249,16 @@ class LiveService:
                 self.drift.add("anomaly", features, live.frame.loc[ok] if not ok.all() else live.frame)
         names = np.asarray(NUMERIC, dtype=object)
         for i in np.flatnonzero(~known).tolist():
-            lacking = ", ".join(names[missing[i]]) if not sent[i] else ", ".join(
-                name for name in ANOMALY_REQUIRED if missing[i, NUMERIC_INDEX[name]])
-            what = "the reading carries no measurement" if not sent[i] else \
-                "required measurement missing and no earlier reading of the cell to fill it"
+            lacking = (
+                ", ".join(names[missing[i]])
+                if not sent[i]
+                else ", ".join(name for name in ANOMALY_REQUIRED if missing[i, NUMERIC_INDEX[name]])
+            )
+            what = (
+                "the reading carries no measurement"
+                if not sent[i]
+                else "required measurement missing and no earlier reading of the cell to fill it"
+            )
             kinds[i], reasons[i] = "unknown", f"unknown: {what} ({lacking})"
             score[i] = np.nan
             flag[i] = 0
@@ -258,14 +285,27 @@ class LiveService:
         imputed_list = imputed.tolist()
         missing_names = [names[row].tolist() for row in missing]
         results = [
-            {"prediction_id": ids[i], "CellID": cells[i], "Timestamp": stamps[i], "AnomalyScore": scores[i],
-             "AnomalyFlag": flags[i], "AnomalyKind": kinds[i], "reason": reasons[i],
-             "scores": {c: per_detector[c][i] for c in score_cols}, "imputed": imputed_list[i],
-             "missing": missing_names[i]}
+            {
+                "prediction_id": ids[i],
+                "CellID": cells[i],
+                "Timestamp": stamps[i],
+                "AnomalyScore": scores[i],
+                "AnomalyFlag": flags[i],
+                "AnomalyKind": kinds[i],
+                "reason": reasons[i],
+                "scores": {c: per_detector[c][i] for c in score_cols},
+                "imputed": imputed_list[i],
+                "missing": missing_names[i],
+            }
             for i in range(n)
         ]
-        return {"model": {"name": loaded.name, "version": loaded.version}, "count": len(results),
-                "flagged": n_flagged, "unknown": n_unknown, "results": results}
+        return {
+            "model": {"name": loaded.name, "version": loaded.version},
+            "count": len(results),
+            "flagged": n_flagged,
+            "unknown": n_unknown,
+            "results": results,
+        }
 
     def _track_episodes(self, frame: pd.DataFrame, scored: pd.DataFrame) -> None:
         """Remember which cells end this request inside a statistical anomaly episode."""
@@ -305,15 +345,16 @@ class LiveService:
         model = loaded.model
         model_horizon = getattr(model, "horizon_days", None) or loaded.metadata.get("horizon_days")
         if horizon_days is not None and model_horizon is not None and abs(float(model_horizon) - horizon_days) > 1e-9:
-            raise InputError(f"horizon_days: the served failure model ({loaded.name}/{loaded.version}) predicts a "
-                             f"{float(model_horizon):g}-day horizon, not {horizon_days:g} days; leave horizon_days "
-                             "out or train and register a model for that horizon")
+            raise InputError(
+                f"horizon_days: the served failure model ({loaded.name}/{loaded.version}) predicts a "
+                f"{float(model_horizon):g}-day horizon, not {horizon_days:g} days; leave horizon_days "
+                "out or train and register a model for that horizon"
+            )
         refused = failure_inputs_missing(frame, _min_history_hours(model, loaded.metadata))
         if len(refused) == frame[C.CELL_ID].nunique():
             shown = "; ".join(f"{cell}: {why}" for cell, why in list(refused.items())[:5])
             more = f" (+{len(refused) - 5} more cells)" if len(refused) > 5 else ""
-            raise InputError(f"readings: no cell can be scored for failure risk, its inputs are missing: "
-                             f"{shown}{more}")
+            raise InputError(f"readings: no cell can be scored for failure risk, its inputs are missing: {shown}{more}")
         usable = frame if not refused else frame.loc[~frame[C.CELL_ID].isin(list(refused))].reset_index(drop=True)
         grid = _failure_grid(model, usable)
         table = model.predict(usable, grid=grid) if grid is not None else model.predict(usable)
@@ -324,8 +365,9 @@ class LiveService:
         table = table.reset_index(drop=True)
         prob = table["FailureProbability"].to_numpy(dtype=np.float64)
         band = _texts(table["RiskBand"]) if "RiskBand" in table else ["unknown"] * len(table)
-        threshold = float(loaded.metadata.get("alarm_threshold") or getattr(model, "alarm_threshold", None)
-                          or DEFAULT_ALARM)
+        threshold = float(
+            loaded.metadata.get("alarm_threshold") or getattr(model, "alarm_threshold", None) or DEFAULT_ALARM
+        )
         alarm = np.nan_to_num(prob, nan=0.0) >= threshold
         alarm |= np.isin(np.asarray(band, dtype=object), ALARM_BANDS)
         batch = self.predictions.add("failure", loaded.version, alarm, np.nan_to_num(prob, nan=0.0))
@@ -353,19 +395,33 @@ class LiveService:
         reasons = _reason_lists(table)
         known = {"CellID", "DeviceID", "CellNumber", "FailureProbability", "RiskBand", "TopReasons"}
         extra_cols = [c for c in table.columns if c not in known and not c.startswith("Reason")]
-        extra = table[extra_cols].astype(object).where(table[extra_cols].notna(), None).to_dict("records") \
-            if extra_cols else [{} for _ in range(len(table))]
+        extra = (
+            table[extra_cols].astype(object).where(table[extra_cols].notna(), None).to_dict("records")
+            if extra_cols
+            else [{} for _ in range(len(table))]
+        )
         ids = batch.ids()
         probs = _floats(prob)
         alarms = alarm.tolist()
         results = [
-            {"prediction_id": ids[i], "CellID": cell_ids[i], "DeviceID": devices[i], "CellNumber": numbers[i],
-             "FailureProbability": probs[i], "RiskBand": band[i] or "unknown", "alarm": alarms[i],
-             "reasons": reasons[i], "extra": _jsonable(extra[i])}
+            {
+                "prediction_id": ids[i],
+                "CellID": cell_ids[i],
+                "DeviceID": devices[i],
+                "CellNumber": numbers[i],
+                "FailureProbability": probs[i],
+                "RiskBand": band[i] or "unknown",
+                "alarm": alarms[i],
+                "reasons": reasons[i],
+                "extra": _jsonable(extra[i]),
+            }
             for i in range(len(table))
         ]
-        return {"model": {"name": loaded.name, "version": loaded.version},
-                "horizon_days": float(model_horizon) if model_horizon is not None else None, "results": results}
+        return {
+            "model": {"name": loaded.name, "version": loaded.version},
+            "horizon_days": float(model_horizon) if model_horizon is not None else None,
+            "results": results,
+        }
 
     # -- forecast -----------------------------------------------------------------------
     def forecast(self, readings: Sequence[Reading], cell_id: str | int, steps: int, coverage: float) -> dict[str, Any]:
@@ -378,7 +434,7 @@ class LiveService:
         loaded = self.hub["forecast"].require()
         table = loaded.model.forecast(frame, cell_id, steps, coverage)
         forecast = table["Forecast"].to_numpy(dtype=np.float64)
-        width = (table["Upper"].to_numpy(dtype=np.float64) - table["Lower"].to_numpy(dtype=np.float64))
+        width = table["Upper"].to_numpy(dtype=np.float64) - table["Lower"].to_numpy(dtype=np.float64)
         with np.errstate(divide="ignore", invalid="ignore"):
             relative = width / np.abs(forecast)
         for target in pd.unique(table["Target"]):
@@ -390,9 +446,12 @@ class LiveService:
 
         cell = resolve_cell_id(cell_id, frame[C.CELL_ID].unique())
         rows = {
-            "Timestamp": _iso(table["Timestamp"]), "Target": table["Target"].astype(str).tolist(),
-            "Step": table["Step"].astype(int).tolist(), "Forecast": _floats(forecast),
-            "Lower": _floats(table["Lower"]), "Upper": _floats(table["Upper"]),
+            "Timestamp": _iso(table["Timestamp"]),
+            "Target": table["Target"].astype(str).tolist(),
+            "Step": table["Step"].astype(int).tolist(),
+            "Forecast": _floats(forecast),
+            "Lower": _floats(table["Lower"]),
+            "Upper": _floats(table["Upper"]),
         }
         keys = list(rows)
         records = [dict(zip(keys, values)) for values in zip(*rows.values())]
@@ -404,8 +463,14 @@ class LiveService:
             if target not in served:
                 have = int(mine[target].notna().sum()) if target in mine else 0
                 unknown[target] = f"unknown: {have} valid {target} value(s) in the {len(mine)} readings of {cell}"
-        return {"model": {"name": loaded.name, "version": loaded.version}, "cell_id": cell, "steps": steps,
-                "coverage": coverage, "forecast": records, "unknown_targets": unknown}
+        return {
+            "model": {"name": loaded.name, "version": loaded.version},
+            "cell_id": cell,
+            "steps": steps,
+            "coverage": coverage,
+            "forecast": records,
+            "unknown_targets": unknown,
+        }
 
     # -- feedback -----------------------------------------------------------------------
     def feedback(self, items: Sequence[tuple[str, bool]]) -> dict[str, Any]:
@@ -418,13 +483,22 @@ class LiveService:
             if stored is None and self.store is not None:
                 row = self.store.prediction(prediction_id)
                 if row is not None and row["flag"] is not None:
-                    stored = StoredPrediction(prediction_id, row["kind"], row["model_version"], bool(row["flag"]),
-                                              float(row["score"] or 0.0))
+                    stored = StoredPrediction(
+                        prediction_id, row["kind"], row["model_version"], bool(row["flag"]), float(row["score"] or 0.0)
+                    )
             if stored is None:
                 unknown.append(prediction_id)
                 continue
-            to_store.append({"prediction_id": prediction_id, "model": stored.model, "model_version": stored.version,
-                             "predicted": stored.predicted, "actual": bool(actual), "score": stored.score})
+            to_store.append(
+                {
+                    "prediction_id": prediction_id,
+                    "model": stored.model,
+                    "model_version": stored.version,
+                    "predicted": stored.predicted,
+                    "actual": bool(actual),
+                    "score": stored.score,
+                }
+            )
             self.feedback_tracker.record(stored, actual)
             self.metrics.feedback_items.inc(model=stored.model)
             touched.add(stored.model)
@@ -440,8 +514,10 @@ class LiveService:
         metrics = self.feedback_tracker.metrics()
         for model, values in metrics.items():
             if model in touched:
-                for gauge, key in ((self.metrics.feedback_precision, "precision"),
-                                   (self.metrics.feedback_recall, "recall")):
+                for gauge, key in (
+                    (self.metrics.feedback_precision, "precision"),
+                    (self.metrics.feedback_recall, "recall"),
+                ):
                     if values[key] is not None:
                         gauge.set(values[key], model=model)
         return {"accepted": accepted, "unknown_ids": unknown, "metrics": metrics}
@@ -457,11 +533,14 @@ class LiveService:
             if loaded is None or key == "forecast":
                 continue
             card = loaded.metadata.get("card") if isinstance(loaded.metadata.get("card"), dict) else {}
-            served[key] = {"version": loaded.version,
-                           **served_health(self.feedback_tracker.version_metrics(key, loaded.version),
-                                           card.get("metrics") or loaded.metadata.get("metrics"))}
-        return {"metrics": self.feedback_tracker.metrics(), "window": self.settings.feedback_window,
-                "served": served}
+            served[key] = {
+                "version": loaded.version,
+                **served_health(
+                    self.feedback_tracker.version_metrics(key, loaded.version),
+                    card.get("metrics") or loaded.metadata.get("metrics"),
+                ),
+            }
+        return {"metrics": self.feedback_tracker.metrics(), "window": self.settings.feedback_window, "served": served}
 
     # -- drift --------------------------------------------------------------------------
     def drift_report(self) -> dict[str, Any]:
@@ -475,8 +554,13 @@ class LiveService:
             features = list(getattr(model, "features", []) or [])
             reference = getattr(model, "reference", None)
             if not features:
-                out[key] = {"status": "no_reference", "flagged": [], "features": {}, "window": 0,
-                            "message": "this model does not expose its input features, so drift is not tracked"}
+                out[key] = {
+                    "status": "no_reference",
+                    "flagged": [],
+                    "features": {},
+                    "window": 0,
+                    "message": "this model does not expose its input features, so drift is not tracked",
+                }
                 continue
             report = self.drift.report(key, features, reference)
             report["version"] = loaded.version
@@ -486,18 +570,25 @@ class LiveService:
         return {
             "models": out,
             "flagged": {k: v["flagged"] for k, v in out.items() if v.get("flagged")},
-            "thresholds": {"ks_max_window": t.ks_max_window, "ks_pvalue": t.ks_pvalue,
-                           "ks_statistic": t.ks_statistic, "psi": t.psi, "psi_bins": t.psi_bins,
-                           "min_window": t.min_window},
+            "thresholds": {
+                "ks_max_window": t.ks_max_window,
+                "ks_pvalue": t.ks_pvalue,
+                "ks_statistic": t.ks_statistic,
+                "psi": t.psi,
+                "psi_bins": t.psi_bins,
+                "min_window": t.min_window,
+            },
         }
 
 
 def _min_history_hours(model: Any, metadata: dict[str, Any]) -> float | None:
     """How much history per cell the failure model needs (its config, or its metadata)."""
-    for value in (getattr(getattr(model, "config", None), "min_history_hours", None),
-                  getattr(model, "min_history_hours", None), metadata.get("min_history_hours"),
-                  (metadata.get("config") or {}).get("min_history_hours") if isinstance(metadata.get("config"), dict)
-                  else None):
+    for value in (
+        getattr(getattr(model, "config", None), "min_history_hours", None),
+        getattr(model, "min_history_hours", None),
+        metadata.get("min_history_hours"),
+        (metadata.get("config") or {}).get("min_history_hours") if isinstance(metadata.get("config"), dict) else None,
+    ):
         if value is not None:
             return float(value)
     return None
@@ -518,24 +609,32 @@ def failure_inputs_missing(frame: pd.DataFrame, min_hours: float | None) -> dict
     lacking = counts[list(FAILURE_REQUIRED)].to_numpy() == 0
     for k in np.flatnonzero(lacking.any(axis=1)).tolist():  # a loop over refused cells only
         cell = counts.index[k]
-        out[str(cell)] = (f"unknown: no valid {', '.join(names[lacking[k]])} in its {int(span.loc[cell, 'size'])} "
-                          "reading(s)")
+        out[str(cell)] = (
+            f"unknown: no valid {', '.join(names[lacking[k]])} in its {int(span.loc[cell, 'size'])} reading(s)"
+        )
     if min_hours is not None:
         short = hours.index[(hours < min_hours).to_numpy()]
         for cell in short.tolist():
             if str(cell) not in out:
-                out[str(cell)] = (f"unknown: too little history, {hours[cell]:.3g} h in {int(span.loc[cell, 'size'])} "
-                                  f"reading(s), the model needs at least {min_hours:g} h")
+                out[str(cell)] = (
+                    f"unknown: too little history, {hours[cell]:.3g} h in {int(span.loc[cell, 'size'])} "
+                    f"reading(s), the model needs at least {min_hours:g} h"
+                )
     return out
 
 
 def _unknown_failure_rows(frame: pd.DataFrame, refused: dict[str, str]) -> pd.DataFrame:
     first = frame.drop_duplicates(C.CELL_ID).set_index(C.CELL_ID).reindex(list(refused))
-    return pd.DataFrame({
-        C.DEVICE_ID: first[C.DEVICE_ID].to_numpy(), C.CELL_NUMBER: first[C.CELL_NUMBER].to_numpy(),
-        C.CELL_ID: list(refused), "FailureProbability": np.nan, "RiskBand": "unknown",
-        "TopReasons": list(refused.values()),
-    })
+    return pd.DataFrame(
+        {
+            C.DEVICE_ID: first[C.DEVICE_ID].to_numpy(),
+            C.CELL_NUMBER: first[C.CELL_NUMBER].to_numpy(),
+            C.CELL_ID: list(refused),
+            "FailureProbability": np.nan,
+            "RiskBand": "unknown",
+            "TopReasons": list(refused.values()),
+        }
+    )
 
 
 def _failure_grid(model: Any, frame: pd.DataFrame) -> Any:

@@ -115,15 +115,17 @@ def _report_progress(progress: Progress | None, fraction: float, message: str) -
         progress(fraction, message)
 
 
-def run_preprocess(path: Path, output: Path, options: PreprocessOptions, progress: Progress | None = None,
-                   work_dir: Path | None = None) -> PreprocessResult:
+def run_preprocess(
+    path: Path, output: Path, options: PreprocessOptions, progress: Progress | None = None, work_dir: Path | None = None
+) -> PreprocessResult:
     """Read ``path``, clean / impute / add features / scale per ``options``, write ``output``."""
     options.validate()
     if options.chunksize is None and path.exists() and path.stat().st_size > AUTO_STREAM_BYTES:
         from dataclasses import replace
 
-        log.info("%s is %.0f MB: streaming it in chunks of %d rows", path.name, path.stat().st_size / 1e6,
-                 AUTO_CHUNKSIZE)
+        log.info(
+            "%s is %.0f MB: streaming it in chunks of %d rows", path.name, path.stat().st_size / 1e6, AUTO_CHUNKSIZE
+        )
         try:
             return run_preprocess(path, output, replace(options, chunksize=AUTO_CHUNKSIZE), progress, work_dir)
         except _OrderError as exc:
@@ -136,8 +138,9 @@ def run_preprocess(path: Path, output: Path, options: PreprocessOptions, progres
         return _run(path, output, options, progress, work_dir, reader="pandas")
 
 
-def _run(path: Path, output: Path, options: PreprocessOptions, progress: Progress | None,
-         work_dir: Path | None, reader: str) -> PreprocessResult:
+def _run(
+    path: Path, output: Path, options: PreprocessOptions, progress: Progress | None, work_dir: Path | None, reader: str
+) -> PreprocessResult:
     import time
 
     clock = time.perf_counter()
@@ -158,8 +161,12 @@ def _run(path: Path, output: Path, options: PreprocessOptions, progress: Progres
         chunk = options.chunksize
         max_held = None if chunk is None else max(MAX_HELD_FACTOR * int(chunk), MIN_HELD)
         stream = CleanStream(options, quality, max_held)
-        imputer = MiceImputer(sample_rows=options.sample_rows, iterations=options.iterations,
-                              random_state=options.random_state, eval_fraction=options.eval_fraction)
+        imputer = MiceImputer(
+            sample_rows=options.sample_rows,
+            iterations=options.iterations,
+            random_state=options.random_state,
+            eval_fraction=options.eval_fraction,
+        )
         stage1 = Spill(spill_root, "clean")
         samples: list[pd.DataFrame] = []
         profile = DataProfile()
@@ -206,7 +213,8 @@ def _run(path: Path, output: Path, options: PreprocessOptions, progress: Progres
             empty = {c for c in columns if report["missing_by_column"].get(c, 0) >= report["rows_out"]}
             scale_cols = options.scale_columns or [
                 *(c for c in columns if c not in empty),  # an optional column never reported is not scaled
-                *(f for f in FEATURE_COLUMNS if options.features or f in present)]
+                *(f for f in FEATURE_COLUMNS if options.features or f in present),
+            ]
             scaler = BMSScaler(columns=list(scale_cols))
         feature_values: dict[str, int] = {}
         for k, block in enumerate(stage1.frames()):
@@ -218,11 +226,15 @@ def _run(path: Path, output: Path, options: PreprocessOptions, progress: Progres
                 exclude |= {scaled_column(c) for c in scaler.columns}
             profile.add_final(out, columns)
             if scaler is not None:
-                scaler.partial_fit(pd.DataFrame({c: feats[c] if c in feats else out[c].to_numpy()
-                                                 for c in scaler.columns}))
+                scaler.partial_fit(
+                    pd.DataFrame({c: feats[c] if c in feats else out[c].to_numpy() for c in scaler.columns})
+                )
             stage2.write(out, extra=feats, exclude=exclude)
-            _report_progress(progress, 0.55 + 0.3 * (k + 1) / len(stage1.paths),
-                             f"imputed and engineered block {k + 1} of {len(stage1.paths)}")
+            _report_progress(
+                progress,
+                0.55 + 0.3 * (k + 1) / len(stage1.paths),
+                f"imputed and engineered block {k + 1} of {len(stage1.paths)}",
+            )
         for p in stage1.paths:
             p.unlink(missing_ok=True)
         if scaler is not None:
@@ -232,15 +244,23 @@ def _run(path: Path, output: Path, options: PreprocessOptions, progress: Progres
         if options.features:
             report["skipped_features"] = skipped_features(
                 report.get("measurements_without_value", []),
-                [name for name in FEATURE_COLUMNS if feature_values.get(name, 0) == 0])
+                [name for name in FEATURE_COLUMNS if feature_values.get(name, 0) == 0],
+            )
         lap("impute_features_s")
-        rows, out_columns = assemble(stage2, output, scaler, batch_rows=int(options.chunksize or 500_000),
-                                     progress=progress)
+        rows, out_columns = assemble(
+            stage2, output, scaler, batch_rows=int(options.chunksize or 500_000), progress=progress
+        )
         lap("write_s")
         return PreprocessResult(
-            output=output, rows=rows, columns=out_columns, report=report,
+            output=output,
+            rows=rows,
+            columns=out_columns,
+            report=report,
             mice_quality=fitted.quality_ if fitted is not None else None,
-            imputed_counts=features.imputed_counts, scaler=scaler, profile=profile, chunks=chunks,
+            imputed_counts=features.imputed_counts,
+            scaler=scaler,
+            profile=profile,
+            chunks=chunks,
             timings=timings,
         )
     finally:
@@ -272,12 +292,15 @@ def _check_totals(report: dict[str, Any], quality: QualityAccumulator) -> None:
         counts = report["quality_by_column"].get(name, {})
         if counts and report["missing_by_column"].get(name, 0) >= report["rows_out"]:
             why = ", ".join(f"{k}: {v}" for k, v in counts.items() if v)
-            raise InputError(f"column '{name}' has no usable value in any of the {report['rows_out']} rows ({why}): "
-                             "nothing to impute from")
+            raise InputError(
+                f"column '{name}' has no usable value in any of the {report['rows_out']} rows ({why}): "
+                "nothing to impute from"
+            )
 
 
-def _fit_mice(imputer: MiceImputer, samples: list[pd.DataFrame], columns: list[str],
-              report: dict[str, Any]) -> MiceImputer:
+def _fit_mice(
+    imputer: MiceImputer, samples: list[pd.DataFrame], columns: list[str], report: dict[str, Any]
+) -> MiceImputer:
     sample = pd.concat(samples, ignore_index=True) if samples else pd.DataFrame()
     missing_any = [c for c in columns if report["missing_by_column"].get(c, 0) > 0]
     if len(sample) > imputer.sample_rows:

@@ -47,8 +47,9 @@ LGB_PARAMS: dict[str, Any] = {"num_iterations": 32, "max_depth": 8, "num_leaves"
 
 def row_hash(frame: pd.DataFrame) -> np.ndarray:
     """A stable uint64 per row from (CellID, Timestamp): the same for a row in any chunk."""
-    keys = pd.DataFrame({"c": frame[C.CELL_ID].astype(str).to_numpy(),
-                         "t": epoch_seconds(frame[C.TIMESTAMP]).astype(np.int64)})
+    keys = pd.DataFrame(
+        {"c": frame[C.CELL_ID].astype(str).to_numpy(), "t": epoch_seconds(frame[C.TIMESTAMP]).astype(np.int64)}
+    )
     return pd.util.hash_pandas_object(keys, index=False).to_numpy()
 
 
@@ -162,8 +163,9 @@ class MiceImputer:
             rows = np.sort(rows[np.argsort(hashed, kind="stable")[: self.sample_rows]])
         return rows
 
-    def fit(self, frame: pd.DataFrame, total_rows: int | None = None,
-            design: pd.DataFrame | None = None) -> "MiceImputer":
+    def fit(
+        self, frame: pd.DataFrame, total_rows: int | None = None, design: pd.DataFrame | None = None
+    ) -> "MiceImputer":
         """Fit on the hashed sample of a cleaned, cell-sorted canonical ``frame``.
 
         ``design`` (``design_matrix(frame, self.columns or impute_columns(frame))``) can be passed
@@ -185,8 +187,10 @@ class MiceImputer:
         too_few = [c for c in missing_any if sample[c].notna().sum() < 10]
         core_too_few = [c for c in too_few if c in C.REQUIRED_MEASUREMENTS]
         if core_too_few:
-            raise InputError(f"column '{core_too_few[0]}' has fewer than 10 known values in the fitting sample: "
-                             "too few to model it; use impute='interpolate'")
+            raise InputError(
+                f"column '{core_too_few[0]}' has fewer than 10 known values in the fitting sample: "
+                "too few to model it; use impute='interpolate'"
+            )
         if too_few:  # an optional measurement that is (almost) never reported: left as it is
             log.warning("not imputing %s: fewer than 10 known values", ", ".join(too_few))
             helpers = {f"{p}{t}" for t in too_few for p in HELPER_PREFIXES}
@@ -261,11 +265,13 @@ class MiceImputer:
         seeds = row_hash(out.iloc[rows]) if len(rows) else np.zeros(0, dtype=np.uint64)
         model_cols = list(self.kernel_.working_data.columns)
         for lo in range(0, len(rows), TRANSFORM_BLOCK):
-            part = rows[lo:lo + TRANSFORM_BLOCK]
+            part = rows[lo : lo + TRANSFORM_BLOCK]
             block = design.iloc[part][model_cols].reset_index(drop=True)
             imputed = self.kernel_.impute_new_data(
-                block, datasets=[0], random_state=self.random_state,
-                random_seed_array=seeds[lo:lo + TRANSFORM_BLOCK].astype(np.uint64),
+                block,
+                datasets=[0],
+                random_state=self.random_state,
+                random_seed_array=seeds[lo : lo + TRANSFORM_BLOCK].astype(np.uint64),
             ).complete_data(dataset=0)
             for name in targets:
                 col = out.columns.get_loc(name)
@@ -294,16 +300,22 @@ class MiceImputer:
         return self.fit(frame, total_rows, design=design).transform(frame, design=design)
 
 
-def mice_impute(frame: pd.DataFrame, sample_rows: int = DEFAULT_SAMPLE_ROWS, iterations: int = DEFAULT_ITERATIONS,
-                random_state: int = 0, eval_fraction: float = DEFAULT_EVAL_FRACTION,
-                total_rows: int | None = None,
-                return_imputer: bool = False) -> pd.DataFrame | tuple[pd.DataFrame, MiceImputer]:
+def mice_impute(
+    frame: pd.DataFrame,
+    sample_rows: int = DEFAULT_SAMPLE_ROWS,
+    iterations: int = DEFAULT_ITERATIONS,
+    random_state: int = 0,
+    eval_fraction: float = DEFAULT_EVAL_FRACTION,
+    total_rows: int | None = None,
+    return_imputer: bool = False,
+) -> pd.DataFrame | tuple[pd.DataFrame, MiceImputer]:
     """Fit :class:`MiceImputer` on a bounded sample of ``frame`` and impute all of it.
 
     ``total_rows`` (default ``len(frame)``) sets the sampling rate ``sample_rows / total_rows``;
     the tools pass the raw input row count so streamed and one-pass runs draw the same sample.
     """
-    imputer = MiceImputer(sample_rows=sample_rows, iterations=iterations, random_state=random_state,
-                          eval_fraction=eval_fraction)
+    imputer = MiceImputer(
+        sample_rows=sample_rows, iterations=iterations, random_state=random_state, eval_fraction=eval_fraction
+    )
     out = imputer.fit_transform(frame, total_rows=total_rows)
     return (out, imputer) if return_imputer else out

@@ -26,8 +26,7 @@ def prepare_readings(
 ) -> pd.DataFrame | tuple[pd.DataFrame, dict[str, Any]]:
     """Clean, impute (``"interpolate"`` | ``"mice"`` | ``"none"``) and add features, all in memory."""
     if impute in LOADER_IMPUTE and not impute_options:
-        return load_canonical(frame_or_path, impute=impute, window=window, limits=limits,
-                              return_report=return_report)  # type: ignore[call-overload]
+        return load_canonical(frame_or_path, impute=impute, window=window, limits=limits, return_report=return_report)  # type: ignore[call-overload]
     frame, private = read_input(frame_or_path)
     cleaned, report = clean_readings(frame, limits=limits, private_input=private)
     if impute == "mice":

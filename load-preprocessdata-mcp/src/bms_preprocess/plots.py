@@ -41,8 +41,10 @@ def plot_quality_timeline(profile: DataProfile, path: Path) -> Path:
     fig, axes = plt.subplots(1, 2, figsize=(13, height), sharey=True)
     fig.subplots_adjust(left=0.08, right=0.94, bottom=0.22, top=0.9, wspace=0.22)
     times = pd.to_datetime(starts, unit="s", utc=True) if len(starts) else []
-    for ax, matrix, title in ((axes[0], sentinel, "sentinel (0xFFFF) readings"),
-                              (axes[1], missing, "readings with a missing/impossible value")):
+    for ax, matrix, title in (
+        (axes[0], sentinel, "sentinel (0xFFFF) readings"),
+        (axes[1], missing, "readings with a missing/impossible value"),
+    ):
         shown = np.ma.masked_invalid(matrix) if matrix.size else np.zeros((1, 1))
         image = ax.imshow(shown, aspect="auto", interpolation="nearest", cmap="magma_r", vmin=0, vmax=1)
         ax.set_title(f"Share of {title}")
@@ -50,8 +52,9 @@ def plot_quality_timeline(profile: DataProfile, path: Path) -> Path:
         if len(times):
             ticks = np.linspace(0, len(times) - 1, min(6, len(times))).astype(int)
             ax.set_xticks(ticks)
-            ax.set_xticklabels([times[i].strftime("%Y-%m-%d %H:%M") for i in ticks], rotation=30, ha="right",
-                               fontsize=7)
+            ax.set_xticklabels(
+                [times[i].strftime("%Y-%m-%d %H:%M") for i in ticks], rotation=30, ha="right", fontsize=7
+            )
         fig.colorbar(image, ax=ax, fraction=0.04, pad=0.02, label="share of readings in the bin")
     axes[0].set_yticks(range(len(cells)))
     axes[0].set_yticklabels(cells, fontsize=7)
@@ -72,19 +75,26 @@ def plot_distributions(profile: DataProfile, path: Path) -> Path:
         edges = profile.edges[name]
         centers = (edges[:-1] + edges[1:]) / 2
         width = edges[1] - edges[0]
-        for store, label, style in ((profile.before, "before (observed)", "-"),
-                                    (profile.after, "after imputation", "--"),
-                                    (profile.imputed, "imputed values only", ":")):
+        for store, label, style in (
+            (profile.before, "before (observed)", "-"),
+            (profile.after, "after imputation", "--"),
+            (profile.imputed, "imputed values only", ":"),
+        ):
             counts = store.get(name)
             if counts is None or counts.sum() == 0:
                 continue
             ax.step(centers, counts / (counts.sum() * width), where="mid", linestyle=style, label=label)
-        unit = {"CellVoltage": "V", "CellTemperature": "degC", "InstantaneousCurrent": "A",
-                "AmbientTemperature": "degC", "StringVoltage": "V"}.get(name, "")
+        unit = {
+            "CellVoltage": "V",
+            "CellTemperature": "degC",
+            "InstantaneousCurrent": "A",
+            "AmbientTemperature": "degC",
+            "StringVoltage": "V",
+        }.get(name, "")
         ax.set_title(name)
         ax.set_xlabel(f"{name} [{unit}]" if unit else name)
         ax.set_ylabel("density (1/unit)")
         ax.legend(fontsize=7, loc="upper right")
-    for ax in axes.ravel()[len(names):]:
+    for ax in axes.ravel()[len(names) :]:
         ax.axis("off")
     return atomic_savefig(fig, path, dpi=100)

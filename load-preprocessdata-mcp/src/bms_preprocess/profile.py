@@ -52,14 +52,20 @@ class DataProfile:
         missing = np.zeros(len(block), dtype=bool)
         for name in columns:
             missing |= block[name].isna().to_numpy()
-        part = pd.DataFrame({
-            "cell": block[C.CELL_ID].to_numpy(),
-            "bin": np.floor(seconds / self.bin_seconds).astype(np.int64),
-            "rows": 1,
-            "sentinel": block[C.SENSOR_FAULT].to_numpy(dtype=bool) if C.SENSOR_FAULT in block else False,
-            "out_of_range": block[C.OUT_OF_RANGE].to_numpy(dtype=bool) if C.OUT_OF_RANGE in block else False,
-            "missing": missing,
-        }).groupby(["cell", "bin"]).sum()
+        part = (
+            pd.DataFrame(
+                {
+                    "cell": block[C.CELL_ID].to_numpy(),
+                    "bin": np.floor(seconds / self.bin_seconds).astype(np.int64),
+                    "rows": 1,
+                    "sentinel": block[C.SENSOR_FAULT].to_numpy(dtype=bool) if C.SENSOR_FAULT in block else False,
+                    "out_of_range": block[C.OUT_OF_RANGE].to_numpy(dtype=bool) if C.OUT_OF_RANGE in block else False,
+                    "missing": missing,
+                }
+            )
+            .groupby(["cell", "bin"])
+            .sum()
+        )
         self.timeline = part if self.timeline is None else self.timeline.add(part, fill_value=0)
         while self.timeline.index.get_level_values("bin").nunique() > self.max_bins:
             self._coarsen()
@@ -91,9 +97,11 @@ class DataProfile:
         bins = np.sort(frame["bin"].unique())
         cells = sorted(frame["cell"].unique(), key=_cell_key)
         rows = frame.pivot_table(index="cell", columns="bin", values="rows", aggfunc="sum").reindex(
-            index=cells, columns=bins)
+            index=cells, columns=bins
+        )
         vals = frame.pivot_table(index="cell", columns="bin", values=field, aggfunc="sum").reindex(
-            index=cells, columns=bins)
+            index=cells, columns=bins
+        )
         with np.errstate(invalid="ignore", divide="ignore"):
             fraction = (vals / rows).to_numpy(dtype=np.float64)
         return cells, bins * self.bin_seconds, fraction

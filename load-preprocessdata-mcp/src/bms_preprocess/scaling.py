@@ -98,8 +98,9 @@ class BMSScaler:
         missing = [c for c in self.columns if c not in frame.columns]
         if missing:
             raise ModelError(f"the scaler expects column(s) {', '.join(missing)}, which the data lacks")
-        scaled = {scaled_column(c): (frame[c].to_numpy(dtype=np.float64) - self.mean_[c]) / scale[c]
-                  for c in self.columns}
+        scaled = {
+            scaled_column(c): (frame[c].to_numpy(dtype=np.float64) - self.mean_[c]) / scale[c] for c in self.columns
+        }
         base = frame.drop(columns=[c for c in scaled if c in frame.columns])
         return pd.concat([base, pd.DataFrame(scaled, index=frame.index)], axis=1, copy=False)
 
@@ -135,8 +136,9 @@ class BMSScaler:
         return scaler
 
 
-def register_scaler(scaler: BMSScaler, metadata: dict[str, Any] | None = None,
-                    registry: ModelRegistry | None = None) -> tuple[str, str]:
+def register_scaler(
+    scaler: BMSScaler, metadata: dict[str, Any] | None = None, registry: ModelRegistry | None = None
+) -> tuple[str, str]:
     """Register ``scaler`` as a new version of ``bms_scaler``; returns ``(version, folder)``.
 
     A scaler is the transform of the data just preprocessed (its ``<col>_scaled`` columns), not a

@@ -18,28 +18,38 @@ log = logging.getLogger("bms.preprocess")
 
 server = ToolServer(
     "load-preprocessdata-mcp",
-    packages=['pandas', 'numpy', 'pyarrow', 'scikit-learn', 'miceforest', 'lightgbm', 'skops', 'matplotlib', 'mcp'],
-    instructions='Clean, engineer features, MICE-impute and scale battery (BMS) telemetry.',
+    packages=["pandas", "numpy", "pyarrow", "scikit-learn", "miceforest", "lightgbm", "skops", "matplotlib", "mcp"],
+    instructions="Clean, engineer features, MICE-impute and scale battery (BMS) telemetry.",
 )
-server.add_health_check(models=['bms_scaler'])
+server.add_health_check(models=["bms_scaler"])
 
 OutputFormat = Literal["csv", "parquet"]
 
 
 class _FileArgs(ToolArgs):
-    data_path: str = Field(description="CSV or Parquet file (raw BMS packets, a minimal table, or an earlier "
-                                        "step's output) inside the workspace or BMS_ALLOWED_DIRS")
+    data_path: str = Field(
+        description="CSV or Parquet file (raw BMS packets, a minimal table, or an earlier "
+        "step's output) inside the workspace or BMS_ALLOWED_DIRS"
+    )
     output_format: OutputFormat = Field(default="csv", description="format of the output table: csv or parquet")
-    chunksize: int | None = Field(default=None, le=50_000_000, description="stream the input in chunks of about this many rows "
-                                                            "(bounded memory, same result as one pass); "
-                                                            "default: read the whole file (files over 256 MB "
-                                                            "are streamed in chunks of 200000 rows)")
+    chunksize: int | None = Field(
+        default=None,
+        le=50_000_000,
+        description="stream the input in chunks of about this many rows "
+        "(bounded memory, same result as one pass); "
+        "default: read the whole file (files over 256 MB "
+        "are streamed in chunks of 200000 rows)",
+    )
 
 
 class _MiceArgs(_FileArgs):
-    sample_rows: int = Field(default=20_000, ge=50, le=5_000_000, description="rows the MICE kernel is fitted on (bounded sample)")
+    sample_rows: int = Field(
+        default=20_000, ge=50, le=5_000_000, description="rows the MICE kernel is fitted on (bounded sample)"
+    )
     iterations: int = Field(default=2, ge=1, le=50, description="MICE iterations")
-    random_state: int = Field(default=0, ge=0, le=2**32 - 1, description="seed: the same seed gives the same imputed values")
+    random_state: int = Field(
+        default=0, ge=0, le=2**32 - 1, description="seed: the same seed gives the same imputed values"
+    )
 
 
 class PreprocessArgs(_MiceArgs):
@@ -54,7 +64,8 @@ class CleanArgs(_FileArgs):
 class FeatureArgs(_FileArgs):
     window: int = Field(default=12, ge=1, le=10_000, description="readings in the trailing rolling windows")
     impute: Literal["interpolate", "none"] = Field(
-        default="interpolate", description="fill gaps by per-cell time interpolation first, or leave them (NaN)")
+        default="interpolate", description="fill gaps by per-cell time interpolation first, or leave them (NaN)"
+    )
 
 
 class ImputeArgs(_MiceArgs):
@@ -65,8 +76,17 @@ class ImputeScaleArgs(_MiceArgs):
     impute: Literal["mice", "interpolate"] = Field(default="mice", description="how to fill gaps before scaling")
 
 
-def _execute(args: _FileArgs, ctx: ToolContext, *, stem: str, impute: str, features: bool, scale: bool,
-             window: int = 12, plots: bool = True) -> tuple[Any, dict[str, Any]]:
+def _execute(
+    args: _FileArgs,
+    ctx: ToolContext,
+    *,
+    stem: str,
+    impute: str,
+    features: bool,
+    scale: bool,
+    window: int = 12,
+    plots: bool = True,
+) -> tuple[Any, dict[str, Any]]:
     """Shared body of the five tools: resolve, run the engine, write report/plots, register the scaler."""
     from bms_schema import resolve_input
     from bms_schema.atomic import atomic_write_json
@@ -77,8 +97,13 @@ def _execute(args: _FileArgs, ctx: ToolContext, *, stem: str, impute: str, featu
     run = ctx.run
     run.add_input(path)
     options = PreprocessOptions(
-        impute=impute, features=features, scale=scale, window=window, chunksize=args.chunksize,
-        sample_rows=getattr(args, "sample_rows", 20_000), iterations=getattr(args, "iterations", 2),
+        impute=impute,
+        features=features,
+        scale=scale,
+        window=window,
+        chunksize=args.chunksize,
+        sample_rows=getattr(args, "sample_rows", 20_000),
+        iterations=getattr(args, "iterations", 2),
         random_state=getattr(args, "random_state", 0),
     )
     output = run.path(f"{stem}.{'parquet' if args.output_format == 'parquet' else 'csv'}")
@@ -88,13 +113,20 @@ def _execute(args: _FileArgs, ctx: ToolContext, *, stem: str, impute: str, featu
     run.add_artifact(output, "table", f"{stem.replace('_', ' ')}: {result.rows} rows, {len(result.columns)} columns")
 
     report = dict(result.report)
-    report["imputation"] = {"method": impute, "imputed_values": result.imputed_counts,
-                            "mice_quality": result.mice_quality}
+    report["imputation"] = {
+        "method": impute,
+        "imputed_values": result.imputed_counts,
+        "mice_quality": result.mice_quality,
+    }
     report["chunks"] = result.chunks
     report_path = run.path("data_quality.json")
     atomic_write_json(report_path, report)
-    run.add_artifact(report_path, "report", "data-quality report: rows in/out, duplicates, sentinels and gaps per "
-                                            "cell, out-of-range per column, imputation quality")
+    run.add_artifact(
+        report_path,
+        "report",
+        "data-quality report: rows in/out, duplicates, sentinels and gaps per "
+        "cell, out-of-range per column, imputation quality",
+    )
     if plots and result.profile is not None:
         ctx.progress(0.995, "drawing figures")
         from .plots import plot_distributions, plot_quality_timeline
@@ -123,7 +155,8 @@ def _execute(args: _FileArgs, ctx: ToolContext, *, stem: str, impute: str, featu
         "skipped_features": report.get("skipped_features", {}) if features else {},
         "not_scaled": report.get("not_scaled", {}),
         "peer_fallback": {"strings": report.get("single_cell_strings", []), "why": report.get("peer_fallback")}
-        if report.get("single_cell_strings") else None,
+        if report.get("single_cell_strings")
+        else None,
     }
     if result.mice_quality is not None:
         data["mice_quality"] = result.mice_quality
@@ -137,13 +170,16 @@ def _execute(args: _FileArgs, ctx: ToolContext, *, stem: str, impute: str, featu
 
         from .scaling import SCALER_MODEL, register_scaler
 
-        version, folder = register_scaler(result.scaler, {
-            "training_data": run.manifest.inputs[-1],  # the input's fingerprint, hashed once by add_input
-            "rows": result.rows,
-            "library_versions": versions("numpy", "pandas"),
-            "metrics": {},
-            "source_run": run.run_id,
-        })
+        version, folder = register_scaler(
+            result.scaler,
+            {
+                "training_data": run.manifest.inputs[-1],  # the input's fingerprint, hashed once by add_input
+                "rows": result.rows,
+                "library_versions": versions("numpy", "pandas"),
+                "metrics": {},
+                "source_run": run.run_id,
+            },
+        )
         run.add_model(SCALER_MODEL, version, folder)  # recorded as a model, not an artifact: never deleted by the run
         data["scaler"] = {"name": SCALER_MODEL, "version": version, "columns": len(result.scaler.columns)}
     return result, data
@@ -156,10 +192,14 @@ def preprocess_battery_data_tool(args: PreprocessArgs, ctx: ToolContext) -> Tool
     flags), add engineered features (rates, rolling stats, string deviations, SoC, resistance proxy, ...), and
     scale (raw columns kept, <col>_scaled added; the scaler is registered as model bms_scaler). Writes the table,
     data_quality.json and PNG figures into the run folder. Use chunksize for big files."""
-    result, data = _execute(args, ctx, stem="preprocessed", impute=args.impute, features=True, scale=True,
-                            window=args.window)
-    return ToolOutput(message=f"preprocessed {data['rows_in']} rows into {result.rows} rows x {len(result.columns)} "
-                              f"columns ({sum(result.imputed_counts.values())} values imputed)", data=data)
+    result, data = _execute(
+        args, ctx, stem="preprocessed", impute=args.impute, features=True, scale=True, window=args.window
+    )
+    return ToolOutput(
+        message=f"preprocessed {data['rows_in']} rows into {result.rows} rows x {len(result.columns)} "
+        f"columns ({sum(result.imputed_counts.values())} values imputed)",
+        data=data,
+    )
 
 
 @server.tool(CleanArgs, title="Clean and filter BMS data", read_only=False, data_model=PreprocessData)
@@ -169,8 +209,11 @@ def clean_and_filter_data(args: CleanArgs, ctx: ToolContext) -> ToolOutput:
     cleaned table, a data-quality report (rows in/out, duplicates, sentinel rate per cell, out-of-range per column,
     time gaps per cell) and PNG figures. No imputation."""
     result, data = _execute(args, ctx, stem="cleaned", impute="none", features=False, scale=False)
-    return ToolOutput(message=f"cleaned {data['rows_in']} rows -> {result.rows} rows ({data['duplicates_dropped']} "
-                              f"duplicates dropped, {data['sentinel_rows']} sentinel rows flagged)", data=data)
+    return ToolOutput(
+        message=f"cleaned {data['rows_in']} rows -> {result.rows} rows ({data['duplicates_dropped']} "
+        f"duplicates dropped, {data['sentinel_rows']} sentinel rows flagged)",
+        data=data,
+    )
 
 
 @server.tool(FeatureArgs, title="Engineer battery features", read_only=False, data_model=PreprocessData)
@@ -181,8 +224,9 @@ def engineer_battery_features(args: FeatureArgs, ctx: ToolContext) -> ToolOutput
     StateOfCharge (% from corrected SG) and HourOfDay. Accepts raw or already cleaned input."""
     from bms_schema.features import FEATURE_COLUMNS
 
-    result, data = _execute(args, ctx, stem="features", impute=args.impute, features=True, scale=False,
-                            window=args.window)
+    result, data = _execute(
+        args, ctx, stem="features", impute=args.impute, features=True, scale=False, window=args.window
+    )
     data["features"] = list(FEATURE_COLUMNS)
     return ToolOutput(message=f"added {len(FEATURE_COLUMNS)} features to {result.rows} rows", data=data)
 
@@ -202,9 +246,11 @@ def impute_and_scale_battery_data(args: ImputeScaleArgs, ctx: ToolContext) -> To
     columns keep their names and units, <col>_scaled columns are added, and the fitted scaler is registered as a new
     version of model bms_scaler so live inference applies the same transform."""
     result, data = _execute(args, ctx, stem="imputed_scaled", impute=args.impute, features=False, scale=True)
-    return ToolOutput(message=f"imputed {sum(result.imputed_counts.values())} values and scaled "
-                              f"{data['scaler']['columns']} columns (bms_scaler {data['scaler']['version']})",
-                      data=data)
+    return ToolOutput(
+        message=f"imputed {sum(result.imputed_counts.values())} values and scaled "
+        f"{data['scaler']['columns']} columns (bms_scaler {data['scaler']['version']})",
+        data=data,
+    )
 
 
 def main() -> None:

@@ -23,8 +23,12 @@ class Spill:
         self.prefix = prefix
         self.paths: list[Path] = []
 
-    def write(self, frame: pd.DataFrame, extra: dict[str, np.ndarray] | None = None,
-              exclude: set[str] | frozenset[str] = frozenset()) -> None:
+    def write(
+        self,
+        frame: pd.DataFrame,
+        extra: dict[str, np.ndarray] | None = None,
+        exclude: set[str] | frozenset[str] = frozenset(),
+    ) -> None:
         """Spill ``frame`` without the ``exclude`` columns, plus ``extra`` arrays as columns."""
         import pyarrow as pa
 
@@ -75,16 +79,20 @@ def _cast(table: Any, schema: Any) -> Any:
         if f.name in table.column_names:
             col = table[f.name]
             if not col.type.equals(f.type):
-                col = pc.cast(col, f.type) if not pa.types.is_large_string(f.type) else pc.cast(
-                    pc.cast(col, pa.string()) if not pa.types.is_string(col.type) else col, f.type)
+                col = (
+                    pc.cast(col, f.type)
+                    if not pa.types.is_large_string(f.type)
+                    else pc.cast(pc.cast(col, pa.string()) if not pa.types.is_string(col.type) else col, f.type)
+                )
             arrays.append(col)
         else:
             arrays.append(pa.nulls(table.num_rows, f.type))
     return pa.table(arrays, schema=schema)
 
 
-def assemble(spill: Spill, output: Path, scaler: BMSScaler | None, batch_rows: int,
-             progress: Progress | None = None) -> tuple[int, list[str]]:
+def assemble(
+    spill: Spill, output: Path, scaler: BMSScaler | None, batch_rows: int, progress: Progress | None = None
+) -> tuple[int, list[str]]:
     """Write spilled blocks in cell-then-time order (plus scaled columns) to ``output`` atomically."""
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -98,8 +106,13 @@ def assemble(spill: Spill, output: Path, scaler: BMSScaler | None, batch_rows: i
     runs: dict[tuple[str, int], list[tuple[int, int, int]]] = {}
     for i, table in enumerate(tables):
         keys = pd.DataFrame({"d": table[C.DEVICE_ID].to_pandas().astype(str), "n": table[C.CELL_NUMBER].to_numpy()})
-        change = np.flatnonzero((keys["d"].to_numpy()[1:] != keys["d"].to_numpy()[:-1]) |
-                                (keys["n"].to_numpy()[1:] != keys["n"].to_numpy()[:-1])) + 1
+        change = (
+            np.flatnonzero(
+                (keys["d"].to_numpy()[1:] != keys["d"].to_numpy()[:-1])
+                | (keys["n"].to_numpy()[1:] != keys["n"].to_numpy()[:-1])
+            )
+            + 1
+        )
         starts = np.concatenate([[0], change])
         ends = np.concatenate([change, [len(keys)]])
         for s, e in zip(starts, ends):  # one entry per cell and block, not per row
@@ -125,7 +138,9 @@ def assemble(spill: Spill, output: Path, scaler: BMSScaler | None, batch_rows: i
                 table = pa.concat_tables(batch)
                 if scaler is not None:
                     for name in scaler.columns:
-                        values = pc.divide(pc.subtract(pc.cast(table[name], pa.float64()), scaler.mean_[name]), scale[name])
+                        values = pc.divide(
+                            pc.subtract(pc.cast(table[name], pa.float64()), scaler.mean_[name]), scale[name]
+                        )
                         table = table.append_column(scaled_column(name), values)
                 writer.write_table(table)
                 written += table.num_rows

@@ -92,8 +92,11 @@ class CleanStream:
         if self.max_held is not None and (len(buffer) - int(finalise.sum())) > self.max_held:
             forced = ts < device_max
             self.quality.forced_flushes += int((forced & ~finalise).sum())
-            log.warning("look-ahead buffer over %d rows: finalising %d rows without it", self.max_held,
-                        int((forced & ~finalise).sum()))
+            log.warning(
+                "look-ahead buffer over %d rows: finalising %d rows without it",
+                self.max_held,
+                int((forced & ~finalise).sum()),
+            )
             finalise = forced
         cuts = pd.Series(np.where(finalise, device_cut, np.iinfo(np.int64).min)).groupby(devices).max()
         for device, value in cuts.items():

@@ -19,9 +19,12 @@ class PreprocessData(ToolData):
     missing_before: dict[str, int] = Field(description="missing values per column before imputation")
     imputed_values: dict[str, int] = Field(description="values filled in per column")
     measurements_without_value: list[str] = Field(
-        default_factory=list, description="measurements with no value at all (e.g. CellSpecificGravity on VRLA)")
+        default_factory=list, description="measurements with no value at all (e.g. CellSpecificGravity on VRLA)"
+    )
     skipped_features: dict[str, str] = Field(
-        default_factory=dict, description="features that have no value, and why (no SG, no charge/discharge)")
+        default_factory=dict, description="features that have no value, and why (no SG, no charge/discharge)"
+    )
     not_scaled: dict[str, str] = Field(default_factory=dict, description="columns left unscaled, and why")
     peer_fallback: dict[str, object] | None = Field(
-        default=None, description="one-cell strings whose peer features come from the cell's own history")
+        default=None, description="one-cell strings whose peer features come from the cell's own history"
+    )

@@ -87,8 +87,11 @@ def drop_duplicates(frame: pd.DataFrame) -> tuple[pd.DataFrame, int, int]:
     if n_conflicts:
         from .notices import count  # told to the user in the tool call's message (harden)
 
-        no_device = int((kept.loc[conflicting, C.DEVICE_ID].astype(str) == "unknown").sum()) \
-            if C.DEVICE_ID in kept.columns else 0
+        no_device = (
+            int((kept.loc[conflicting, C.DEVICE_ID].astype(str) == "unknown").sum())
+            if C.DEVICE_ID in kept.columns
+            else 0
+        )
         count("conflicting_rows", dropped=n_conflicts, rows=len(frame), no_device=no_device)
         log.warning("%d rows share a cell and timestamp with another row but differ: kept the first", n_conflicts)
         kept = kept.loc[~conflicting]

@@ -52,8 +52,12 @@ class Coverage:
 
     def summary(self) -> dict[str, Any]:
         totals = self.counts.sum(axis=0)
-        return {"cells": int(len(self.counts)), "rows": int(self.rows.sum()),
-                "values": {c: int(totals[c]) for c in self.columns}, "empty": self.empty_columns()}
+        return {
+            "cells": int(len(self.counts)),
+            "rows": int(self.rows.sum()),
+            "values": {c: int(totals[c]) for c in self.columns},
+            "empty": self.empty_columns(),
+        }
 
 
 def _cell_ids(frame: pd.DataFrame) -> pd.Series:
@@ -61,8 +65,9 @@ def _cell_ids(frame: pd.DataFrame) -> pd.Series:
         return frame[C.CELL_ID].astype(str)
     if C.DEVICE_ID in frame.columns and C.CELL_NUMBER in frame.columns:
         return frame[C.DEVICE_ID].astype(str) + "-" + frame[C.CELL_NUMBER].astype(str)
-    raise InputError("the table has no cell id (CellID, or DeviceID + CellNumber): cannot tell which cell a "
-                     "reading belongs to")
+    raise InputError(
+        "the table has no cell id (CellID, or DeviceID + CellNumber): cannot tell which cell a reading belongs to"
+    )
 
 
 def input_coverage(frame: pd.DataFrame, measurements: Sequence[str] = C.CORE_COLUMNS) -> Coverage:
@@ -82,8 +87,9 @@ def input_coverage(frame: pd.DataFrame, measurements: Sequence[str] = C.CORE_COL
     return Coverage(columns=tuple(measurements), rows=grouped.size(), counts=counts)
 
 
-def require_inputs(frame: pd.DataFrame, required: Sequence[str], what: str,
-                   measurements: Sequence[str] = C.CORE_COLUMNS) -> Coverage:
+def require_inputs(
+    frame: pd.DataFrame, required: Sequence[str], what: str, measurements: Sequence[str] = C.CORE_COLUMNS
+) -> Coverage:
     """Refuse with :class:`InputError` when a ``required`` measurement has no value at all in ``frame``.
 
     ``what`` says what would have been done ("train the failure model"). Returns the coverage.
@@ -94,17 +100,26 @@ def require_inputs(frame: pd.DataFrame, required: Sequence[str], what: str,
     empty = [c for c in required if c in coverage.empty_columns()]
     if empty:
         absent = [c for c in empty if c not in frame.columns]
-        detail = (f"column(s) {', '.join(absent)} are not in the table" if absent and len(absent) == len(empty)
-                  else f"column(s) {', '.join(empty)} have no value in any of the {len(frame)} readings "
-                       f"({coverage.counts.shape[0]} cells; empty, 0xFFFF sentinels or impossible values)")
-        raise InputError(f"cannot {what}: {detail}. It needs {', '.join(required)}: provide readings that "
-                         "carry them")
+        detail = (
+            f"column(s) {', '.join(absent)} are not in the table"
+            if absent and len(absent) == len(empty)
+            else f"column(s) {', '.join(empty)} have no value in any of the {len(frame)} readings "
+            f"({coverage.counts.shape[0]} cells; empty, 0xFFFF sentinels or impossible values)"
+        )
+        raise InputError(f"cannot {what}: {detail}. It needs {', '.join(required)}: provide readings that carry them")
     return coverage
 
 
-def mark_unknown(table: pd.DataFrame, coverage: Coverage, required: Sequence[str], *,
-                 probability: str | None = None, band: str | None = None, reasons: str | None = None,
-                 keep: pd.Series | None = None) -> tuple[pd.DataFrame, dict[str, list[str]]]:
+def mark_unknown(
+    table: pd.DataFrame,
+    coverage: Coverage,
+    required: Sequence[str],
+    *,
+    probability: str | None = None,
+    band: str | None = None,
+    reasons: str | None = None,
+    keep: pd.Series | None = None,
+) -> tuple[pd.DataFrame, dict[str, list[str]]]:
     """Mark rows of a per-cell result whose cell lacks a required input as unknown.
 
     ``probability`` columns are set missing, ``band`` to ``"unknown"``, ``reasons`` to a sentence
@@ -154,15 +169,21 @@ def dropped_rows_warning(path: Any, rows_in: int, conflicts: int) -> str | None:
         if device is not None:
             empty = int(ids[device].isna().sum() + ids[device].astype(str).str.strip().eq("").sum())
             if empty:
-                causes.append(f"{device} is empty in {empty} of {len(ids)} rows (their cells of different devices "
-                              "collide: fill in DeviceID, or split the file by device)")
+                causes.append(
+                    f"{device} is empty in {empty} of {len(ids)} rows (their cells of different devices "
+                    "collide: fill in DeviceID, or split the file by device)"
+                )
         if cell is not None:
             text = pd.to_numeric(ids[cell], errors="coerce").isna() & ids[cell].notna()
             if int(text.sum()):
-                causes.append(f"{cell} is not a number in {int(text.sum())} rows (e.g. {ids.loc[text, cell].iloc[0]!r}): "
-                              "give each cell its number")
+                causes.append(
+                    f"{cell} is not a number in {int(text.sum())} rows (e.g. {ids.loc[text, cell].iloc[0]!r}): "
+                    "give each cell its number"
+                )
     share = f"{conflicts} of {rows_in} rows ({100.0 * conflicts / max(rows_in, 1):.1f}%)"
     if causes:
         return f"{share} were dropped as conflicting readings of one cell at one time because {'; '.join(causes)}."
-    return (f"{share} were dropped as conflicting readings of one cell at one time (same cell and timestamp, "
-            "different values): check the cell ids and timestamps of the input.")
+    return (
+        f"{share} were dropped as conflicting readings of one cell at one time (same cell and timestamp, "
+        "different values): check the cell ids and timestamps of the input."
+    )

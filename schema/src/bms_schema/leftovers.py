@@ -37,7 +37,7 @@ def _start_time(pid: int) -> int | None:
     except OSError:
         return None
     try:
-        return int(raw[raw.rindex(")") + 2:].split()[19])
+        return int(raw[raw.rindex(")") + 2 :].split()[19])
     except (ValueError, IndexError):
         return None
 
@@ -129,7 +129,9 @@ def _clean_folder(folder: Path, report: dict[str, list[str]], grace: float) -> N
 
 def _subfolders(folder: Path) -> list[Path]:
     try:
-        return [Path(e.path) for e in os.scandir(folder) if e.is_dir(follow_symlinks=False) and not e.name.startswith(".")]
+        return [
+            Path(e.path) for e in os.scandir(folder) if e.is_dir(follow_symlinks=False) and not e.name.startswith(".")
+        ]
     except OSError:
         return []
 
@@ -144,8 +146,13 @@ def clean_workspace(root: Path | None = None, grace: float = UNTAGGED_GRACE_SECO
     from .runs import close_dead_steps
 
     root = Path(root) if root is not None else workspace()
-    report: dict[str, list[str]] = {"steps_closed": [], "tmp_files": [], "spill_folders": [], "staging_folders": [],
-                                    "pending_versions": []}
+    report: dict[str, list[str]] = {
+        "steps_closed": [],
+        "tmp_files": [],
+        "spill_folders": [],
+        "staging_folders": [],
+        "pending_versions": [],
+    }
     _clean_folder(root, report, grace)
     _clean_folder(root / "data", report, grace)
     runs = root / "runs"

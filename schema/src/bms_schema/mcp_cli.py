@@ -42,16 +42,26 @@ def parser(server: "ToolServer", prog: str | None = None) -> argparse.ArgumentPa
         epilog=f"tools: {tools}. Logs go to stderr; over stdio, stdout carries only the MCP protocol.",
     )
     p.add_argument("--version", action="version", version=f"{server.name} {server.package_version()}")
-    p.add_argument("--workspace", type=Path, default=None,
-                   help="workspace folder holding data/, runs/ and models/ (default: $BMS_WORKSPACE or "
-                        "~/.bms-flux/workspace)")
-    p.add_argument("--transport", choices=("stdio", "streamable-http"), default="stdio",
-                   help="stdio (default: a host starts this process) or streamable-http (a remote server)")
+    p.add_argument(
+        "--workspace",
+        type=Path,
+        default=None,
+        help="workspace folder holding data/, runs/ and models/ (default: $BMS_WORKSPACE or ~/.bms-flux/workspace)",
+    )
+    p.add_argument(
+        "--transport",
+        choices=("stdio", "streamable-http"),
+        default="stdio",
+        help="stdio (default: a host starts this process) or streamable-http (a remote server)",
+    )
     p.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default 127.0.0.1; 0.0.0.0 for all)")
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"HTTP port (default {DEFAULT_PORT})")
-    p.add_argument("--token", default=None,
-                   help=f"bearer token HTTP clients must send (default: ${TOKEN_ENV}; generated and shown on stderr "
-                        "when neither is set)")
+    p.add_argument(
+        "--token",
+        default=None,
+        help=f"bearer token HTTP clients must send (default: ${TOKEN_ENV}; generated and shown on stderr "
+        "when neither is set)",
+    )
     p.add_argument("--log-level", default=None, help="DEBUG, INFO (default, or $BMS_LOG_LEVEL), WARNING, ERROR")
     return p
 
@@ -71,8 +81,11 @@ def main(server: "ToolServer", argv: list[str] | None = None) -> None:
     token = args.token or os.environ.get(TOKEN_ENV) or ""
     if not token:
         token = secrets.token_urlsafe(24)
-        print(f"{server.name}: no --token or ${TOKEN_ENV} given; clients must send "
-              f"'Authorization: Bearer {token}'", file=sys.stderr, flush=True)
+        print(
+            f"{server.name}: no --token or ${TOKEN_ENV} given; clients must send 'Authorization: Bearer {token}'",
+            file=sys.stderr,
+            flush=True,
+        )
     server.run_http(host=args.host, port=args.port, token=token, log_level=args.log_level)
 
 
@@ -89,13 +102,24 @@ class BearerAuth:
         if scope["type"] == "http":
             given = dict(scope.get("headers") or []).get(b"authorization", b"")
             if not hmac.compare_digest(given, self.expected):
-                body = json.dumps({"error": "unauthorized",
-                                   "error_description": "send 'Authorization: Bearer <token>' (the server's --token "
-                                                        f"or ${TOKEN_ENV})"}).encode()
-                await send({"type": "http.response.start", "status": 401,
-                            "headers": [(b"content-type", b"application/json"),
-                                        (b"www-authenticate", b'Bearer realm="bms-flux"'),
-                                        (b"content-length", str(len(body)).encode())]})
+                body = json.dumps(
+                    {
+                        "error": "unauthorized",
+                        "error_description": "send 'Authorization: Bearer <token>' (the server's --token "
+                        f"or ${TOKEN_ENV})",
+                    }
+                ).encode()
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 401,
+                        "headers": [
+                            (b"content-type", b"application/json"),
+                            (b"www-authenticate", b'Bearer realm="bms-flux"'),
+                            (b"content-length", str(len(body)).encode()),
+                        ],
+                    }
+                )
                 await send({"type": "http.response.body", "body": body})
                 return
         await self.app(scope, receive, send)

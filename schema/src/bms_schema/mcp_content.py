@@ -90,10 +90,16 @@ def plot_content(artifacts: list[dict[str, Any]]) -> list[Any]:
                 blocks.append(types.ImageContent(data=base64.b64encode(small).decode("ascii"), mime_type="image/png"))
                 shown += 1
         if uri is not None:
-            blocks.append(types.ResourceLink(
-                uri=uri, name=path.name, title=description, description=f"{description} (full file: {path})",
-                mime_type=_mime(path), size=path.stat().st_size,
-            ))
+            blocks.append(
+                types.ResourceLink(
+                    uri=uri,
+                    name=path.name,
+                    title=description,
+                    description=f"{description} (full file: {path})",
+                    mime_type=_mime(path),
+                    size=path.stat().st_size,
+                )
+            )
     return blocks
 
 
@@ -115,14 +121,25 @@ def data_dictionary_markdown() -> str:
     """The canonical table's columns, units, aliases, sentinels and (when available) features."""
     from . import columns as c
 
-    lines = ["# BMS-Flux data dictionary", "", (c.__doc__ or "").strip(), "", "## Accepted input names", "",
-             "| canonical column | unit | accepted names (first match wins) |", "|---|---|---|"]
+    lines = [
+        "# BMS-Flux data dictionary",
+        "",
+        (c.__doc__ or "").strip(),
+        "",
+        "## Accepted input names",
+        "",
+        "| canonical column | unit | accepted names (first match wins) |",
+        "|---|---|---|",
+    ]
     for name, aliases in c.ALIASES.items():
         lines.append(f"| `{name}` | {c.UNITS.get(name, '') or '-'} | {', '.join(f'`{a}`' for a in aliases)} |")
     lines += ["", "## Register sentinels (0xFFFF: no reading)", ""]
     lines += [f"- `{name}` = {value:g} becomes missing, flagged `sentinel`" for name, value in c.SENTINELS.items()]
-    lines += ["", f"Label columns passed through untouched: {', '.join(f'`{n}`' for n in c.LABEL_COLUMNS)}.",
-              f"Schema version {c.SCHEMA_VERSION}."]
+    lines += [
+        "",
+        f"Label columns passed through untouched: {', '.join(f'`{n}`' for n in c.LABEL_COLUMNS)}.",
+        f"Schema version {c.SCHEMA_VERSION}.",
+    ]
     try:
         from .features import FEATURE_COLUMNS  # type: ignore[attr-defined]
     except ImportError:
@@ -144,21 +161,40 @@ def list_resources(model_names: list[str]) -> list[ResourceInfo]:
     """The resources this server offers now (the dictionary always; reports and cards when they exist)."""
     from .registry import ModelRegistry
 
-    out = [ResourceInfo(DATA_DICTIONARY_URI, "data-dictionary", "BMS-Flux data dictionary",
-                        "Canonical readings table: columns, units, dtypes, accepted input names, sentinels",
-                        "text/markdown")]
+    out = [
+        ResourceInfo(
+            DATA_DICTIONARY_URI,
+            "data-dictionary",
+            "BMS-Flux data dictionary",
+            "Canonical readings table: columns, units, dtypes, accepted input names, sentinels",
+            "text/markdown",
+        )
+    ]
     report = latest_report()
     if report is not None:
-        out.append(ResourceInfo(LATEST_REPORT_URI, "latest-report", "Latest pipeline report",
-                                f"report.md of run {report.parent.name}", "text/markdown"))
+        out.append(
+            ResourceInfo(
+                LATEST_REPORT_URI,
+                "latest-report",
+                "Latest pipeline report",
+                f"report.md of run {report.parent.name}",
+                "text/markdown",
+            )
+        )
     registry = ModelRegistry()
     for name in sorted(set(model_names) | set(registry.names())):
         version = registry.latest_version(name)
         if version is None:
             continue
-        out.append(ResourceInfo(f"bms://models/{name}/card", f"{name}-card", f"Model card: {name} {version}",
-                                f"metrics, features, training data and versions of {name} {version}",
-                                "text/markdown"))
+        out.append(
+            ResourceInfo(
+                f"bms://models/{name}/card",
+                f"{name}-card",
+                f"Model card: {name} {version}",
+                f"metrics, features, training data and versions of {name} {version}",
+                "text/markdown",
+            )
+        )
     return out
 
 
@@ -172,15 +208,17 @@ def read_resource(uri: str) -> tuple[str | bytes, str]:
             raise ResourceNotFound("no pipeline report yet: run the pipeline (bms-pipeline) first")
         return report.read_text(encoding="utf-8"), "text/markdown"
     if uri.startswith("bms://models/") and uri.endswith("/card"):
-        return model_card(uri[len("bms://models/"):-len("/card")]), "text/markdown"
+        return model_card(uri[len("bms://models/") : -len("/card")]), "text/markdown"
     if uri.startswith(RUNS_PREFIX):
-        path = _run_file(uri[len(RUNS_PREFIX):])
+        path = _run_file(uri[len(RUNS_PREFIX) :])
         mime = _mime(path)
         if mime.startswith("text/") or mime in ("application/json",):
             return path.read_text(encoding="utf-8", errors="replace"), mime
         return path.read_bytes(), mime
-    raise ResourceNotFound(f"unknown resource '{uri}': this server offers {DATA_DICTIONARY_URI}, "
-                           f"{LATEST_REPORT_URI}, bms://models/<name>/card and bms://runs/<run_id>/<file>")
+    raise ResourceNotFound(
+        f"unknown resource '{uri}': this server offers {DATA_DICTIONARY_URI}, "
+        f"{LATEST_REPORT_URI}, bms://models/<name>/card and bms://runs/<run_id>/<file>"
+    )
 
 
 def _run_file(relative: str) -> Path:
@@ -234,9 +272,11 @@ class PromptInfo:
         if missing:
             raise ValueError(f"prompt '{self.name}' needs the argument(s) {', '.join(missing)}")
         values = {n: given.get(n, "unknown") for n, _, _ in self.arguments}
-        values["data"] = (f"the readings in {given['data_path']}" if given.get("data_path")
-                          else "the fleet's readings (simulate the default fleet with "
-                               "datagen simulate_bms_fleet if you have no data)")
+        values["data"] = (
+            f"the readings in {given['data_path']}"
+            if given.get("data_path")
+            else "the fleet's readings (simulate the default fleet with datagen simulate_bms_fleet if you have no data)"
+        )
         return self.template.format(**values).strip()
 
 
@@ -244,7 +284,8 @@ _DATA_ARG = ("data_path", "CSV or Parquet readings in the workspace (default: si
 
 PROMPTS: tuple[PromptInfo, ...] = (
     PromptInfo(
-        "review-fleet-health", "Review my fleet's health",
+        "review-fleet-health",
+        "Review my fleet's health",
         "Health review of every cell: dead cells, cells at risk with remaining life and why, abnormal "
         "behaviour, data quality, what to do.",
         (_DATA_ARG,),
@@ -260,7 +301,8 @@ Then give the evidence (tool messages and file paths) briefly.
 """,
     ),
     PromptInfo(
-        "investigate-cell", "Investigate one cell",
+        "investigate-cell",
+        "Investigate one cell",
         "Everything about one cell: its readings, anomalies, failure risk and forecast.",
         (("cell_id", "the cell's CellID, e.g. 'D-7' (device D, cell 7)", True), _DATA_ARG),
         """
@@ -273,10 +315,14 @@ Quote the numbers the tools returned; say "unknown" where a tool could not tell.
 """,
     ),
     PromptInfo(
-        "explain-alarm", "Why did this alarm fire?",
+        "explain-alarm",
+        "Why did this alarm fire?",
         "Explain an anomaly or failure alarm on one cell: which readings and rules triggered it.",
-        (("cell_id", "the cell's CellID, e.g. 'D-7'", True),
-         ("time", "when the alarm fired (ISO 8601, UTC), if known", False), _DATA_ARG),
+        (
+            ("cell_id", "the cell's CellID, e.g. 'D-7'", True),
+            ("time", "when the alarm fired (ISO 8601, UTC), if known", False),
+            _DATA_ARG,
+        ),
         """
 An alarm fired for battery cell {cell_id} (time: {time}) on {data}.
 Find the readings behind it: run detect_anomalies and look at the rows of {cell_id} near that time

@@ -73,8 +73,12 @@ class ToolArgs(BaseModel):
     def _boundary_checks(cls, value: Any, info: ValidationInfo) -> Any:
         if _has_nul(value):
             raise ValueError("contains a NUL byte (\\x00), which no path, name or column can hold: remove it")
-        if info.field_name in SEED_FIELDS and isinstance(value, int) and not isinstance(value, bool) \
-                and not 0 <= value <= MAX_SEED:
+        if (
+            info.field_name in SEED_FIELDS
+            and isinstance(value, int)
+            and not isinstance(value, bool)
+            and not 0 <= value <= MAX_SEED
+        ):
             raise ValueError(f"a random seed must be between 0 and {MAX_SEED} (2**32 - 1), got {value}")
         return value
 
@@ -106,13 +110,16 @@ class HealthData(ToolData):
     versions: dict[str, str | None] = Field(description="installed versions of python and the server's libraries")
     workspace: WorkspaceStatus
     allowed_dirs: list[str] = Field(description="extra input folders (BMS_ALLOWED_DIRS)")
-    models: dict[str, str | None] = Field(description="latest registered version of each model this server uses "
-                                                      "(null: none yet)")
+    models: dict[str, str | None] = Field(
+        description="latest registered version of each model this server uses (null: none yet)"
+    )
     models_present: bool
     threads: int = Field(description="compute threads per process (OMP_NUM_THREADS; 0 = not set)")
     leftovers_cleaned: dict[str, int] = Field(
-        default_factory=dict, description="leftovers of stopped processes this check cleaned: steps closed as error, "
-                                          "temp files, spill folders, model staging folders, unpublished versions")
+        default_factory=dict,
+        description="leftovers of stopped processes this check cleaned: steps closed as error, "
+        "temp files, spill folders, model staging folders, unpublished versions",
+    )
 
 
 @dataclass
@@ -170,8 +177,10 @@ def input_failure(exc: BaseException) -> str | None:
     a NUL byte reaching the file system.
     """
     if isinstance(exc, UnicodeDecodeError):
-        return (f"an input file is not text in UTF-8 (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}): "
-                "give a CSV saved as UTF-8, or a Parquet file")
+        return (
+            f"an input file is not text in UTF-8 (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}): "
+            "give a CSV saved as UTF-8, or a Parquet file"
+        )
     module = type(exc).__module__ or ""
     if module.startswith("pyarrow") or type(exc).__name__.startswith("Arrow"):
         text = " ".join(str(exc).split())[:300]
@@ -238,7 +247,9 @@ class ToolServer:
 
         return decorator
 
-    def add_health_check(self, models: list[str] | None = None, extra: Callable[[], dict[str, Any]] | None = None) -> None:
+    def add_health_check(
+        self, models: list[str] | None = None, extra: Callable[[], dict[str, Any]] | None = None
+    ) -> None:
         """Register ``health_check``: versions, workspace writable, which models exist. No heavy imports."""
         self.model_names = list(models or [])
         server = self
@@ -256,17 +267,28 @@ class ToolServer:
             data["status"] = status
             return ToolOutput(message=f"{server.name} is {status}", data=data)
 
-        self.tool(HealthArgs, title="Health check", read_only=True, idempotent=True, writes_run=False,
-                  exclusive=False, data_model=HealthData)(health_check)
+        self.tool(
+            HealthArgs,
+            title="Health check",
+            read_only=True,
+            idempotent=True,
+            writes_run=False,
+            exclusive=False,
+            data_model=HealthData,
+        )(health_check)
 
     # -- execution ---------------------------------------------------------------------
-    def call(self, name: str, arguments: dict[str, Any] | None, progress: Callable[[float, str | None], None] | None = None) -> Envelope:
+    def call(
+        self, name: str, arguments: dict[str, Any] | None, progress: Callable[[float, str | None], None] | None = None
+    ) -> Envelope:
         """Validate, run and wrap one tool call (synchronous; used by the MCP handler and tests)."""
         from .runs import Run
 
         tool = self.tools.get(name)
         if tool is None:
-            return Envelope(status="error", message=f"unknown tool '{name}': this server has {', '.join(sorted(self.tools))}")
+            return Envelope(
+                status="error", message=f"unknown tool '{name}': this server has {', '.join(sorted(self.tools))}"
+            )
         try:
             args = tool.args_model.model_validate(arguments or {})
         except ValidationError as exc:
@@ -293,9 +315,14 @@ class ToolServer:
             status, message, data = "error", str(exc), {}
             log.warning("%s failed: %s", name, exc)
         except MemoryError:
-            status, message, data = "error", (f"{name} ran out of memory: try a smaller input"
-                                              + (" or a smaller chunksize" if "chunksize" in type(args).model_fields
-                                                 else "")), {}
+            status, message, data = (
+                "error",
+                (
+                    f"{name} ran out of memory: try a smaller input"
+                    + (" or a smaller chunksize" if "chunksize" in type(args).model_fields else "")
+                ),
+                {},
+            )
             log.error("%s ran out of memory", name)
         except Exception as exc:
             known = input_failure(exc)
@@ -404,23 +431,35 @@ class ToolServer:
 
         async def on_list_resources(ctx: Any, params: Any) -> types.ListResourcesResult:
             found = await anyio.to_thread.run_sync(content.list_resources, self.model_names)
-            return types.ListResourcesResult(resources=[
-                types.Resource(uri=r.uri, name=r.name, title=r.title, description=r.description,
-                               mime_type=r.mime_type)
-                for r in found
-            ])
+            return types.ListResourcesResult(
+                resources=[
+                    types.Resource(
+                        uri=r.uri, name=r.name, title=r.title, description=r.description, mime_type=r.mime_type
+                    )
+                    for r in found
+                ]
+            )
 
         async def on_list_resource_templates(ctx: Any, params: Any) -> types.ListResourceTemplatesResult:
-            return types.ListResourceTemplatesResult(resource_templates=[
-                types.ResourceTemplate(uri_template="bms://models/{name}/card", name="model-card",
-                                       title="Model card", mime_type="text/markdown",
-                                       description="metrics, features, training data and versions of a "
-                                                   "registered model (latest version)"),
-                types.ResourceTemplate(uri_template="bms://runs/{run_id}/{step}/{file}", name="run-file",
-                                       title="File of a run",
-                                       description="a file a tool wrote (plots, tables, reports): the URIs of "
-                                                   "a result's resource links"),
-            ])
+            return types.ListResourceTemplatesResult(
+                resource_templates=[
+                    types.ResourceTemplate(
+                        uri_template="bms://models/{name}/card",
+                        name="model-card",
+                        title="Model card",
+                        mime_type="text/markdown",
+                        description="metrics, features, training data and versions of a "
+                        "registered model (latest version)",
+                    ),
+                    types.ResourceTemplate(
+                        uri_template="bms://runs/{run_id}/{step}/{file}",
+                        name="run-file",
+                        title="File of a run",
+                        description="a file a tool wrote (plots, tables, reports): the URIs of "
+                        "a result's resource links",
+                    ),
+                ]
+            )
 
         async def on_read_resource(ctx: Any, params: types.ReadResourceRequestParams) -> types.ReadResourceResult:
             uri = str(params.uri)
@@ -431,16 +470,25 @@ class ToolServer:
             if isinstance(body, bytes):
                 import base64
 
-                return types.ReadResourceResult(contents=[types.BlobResourceContents(
-                    uri=uri, mime_type=mime, blob=base64.b64encode(body).decode("ascii"))])
+                return types.ReadResourceResult(
+                    contents=[
+                        types.BlobResourceContents(uri=uri, mime_type=mime, blob=base64.b64encode(body).decode("ascii"))
+                    ]
+                )
             return types.ReadResourceResult(contents=[types.TextResourceContents(uri=uri, mime_type=mime, text=body)])
 
         async def on_list_prompts(ctx: Any, params: Any) -> types.ListPromptsResult:
-            return types.ListPromptsResult(prompts=[
-                types.Prompt(name=p.name, title=p.title, description=p.description, arguments=[
-                    types.PromptArgument(name=n, description=d, required=r) for n, d, r in p.arguments])
-                for p in content.PROMPTS
-            ])
+            return types.ListPromptsResult(
+                prompts=[
+                    types.Prompt(
+                        name=p.name,
+                        title=p.title,
+                        description=p.description,
+                        arguments=[types.PromptArgument(name=n, description=d, required=r) for n, d, r in p.arguments],
+                    )
+                    for p in content.PROMPTS
+                ]
+            )
 
         async def on_get_prompt(ctx: Any, params: types.GetPromptRequestParams) -> types.GetPromptResult:
             try:
@@ -448,8 +496,10 @@ class ToolServer:
                 text = prompt.render(params.arguments)
             except (content.ResourceNotFound, ValueError) as exc:
                 raise MCPError(code=types.INVALID_PARAMS, message=str(exc)) from exc
-            return types.GetPromptResult(description=prompt.description, messages=[
-                types.PromptMessage(role="user", content=types.TextContent(text=text))])
+            return types.GetPromptResult(
+                description=prompt.description,
+                messages=[types.PromptMessage(role="user", content=types.TextContent(text=text))],
+            )
 
         return Server(
             self.name,
@@ -497,8 +547,14 @@ class ToolServer:
 
         app = http_app(self, token, host=host)
         _clean_leftovers_in_background()
-        log.info("%s serving streamable HTTP at http://%s:%d%s with %d tools (bearer token required)",
-                 self.name, host, port, MCP_PATH, len(self.tools))
+        log.info(
+            "%s serving streamable HTTP at http://%s:%d%s with %d tools (bearer token required)",
+            self.name,
+            host,
+            port,
+            MCP_PATH,
+            len(self.tools),
+        )
         uvicorn.run(app, host=host, port=port, log_level=(log_level or "warning").lower(), access_log=False)
 
 
@@ -516,8 +572,9 @@ def output_schema(data_model: type[BaseModel] | None = None) -> dict[str, Any]:
         for key, value in typed.pop("$defs", {}).items():
             defs[key] = value
         typed.pop("title", None)
-        data_schema = {"anyOf": [typed, {"type": "object", "maxProperties": 0,
-                                         "description": "empty when status is 'error'"}]}
+        data_schema = {
+            "anyOf": [typed, {"type": "object", "maxProperties": 0, "description": "empty when status is 'error'"}]
+        }
     schema["properties"]["data"] = data_schema
     if not defs:
         schema.pop("$defs")

@@ -50,7 +50,9 @@ def _numeric(metrics: dict[str, Any], prefix: str = "") -> dict[str, float]:
     return out
 
 
-def mirror_registration(registry: "ModelRegistry", registered: "Registered", card: "ModelCard") -> dict[str, Any] | None:
+def mirror_registration(
+    registry: "ModelRegistry", registered: "Registered", card: "ModelCard"
+) -> dict[str, Any] | None:
     """Log ``registered`` to MLflow if ``MLFLOW_TRACKING_URI`` is set; returns what was logged (or why not)."""
     uri = os.environ.get("MLFLOW_TRACKING_URI", "").strip()
     if not uri:
@@ -71,33 +73,43 @@ def _log(uri: str, registry: "ModelRegistry", registered: "Registered", card: "M
         from mlflow.entities import Metric, Param
         from mlflow.exceptions import MlflowException
     except ImportError as exc:
-        raise RuntimeError("MLFLOW_TRACKING_URI is set but mlflow is not installed: "
-                           "install the 'mlflow' dependency group (uv sync --group mlflow)") from exc
+        raise RuntimeError(
+            "MLFLOW_TRACKING_URI is set but mlflow is not installed: "
+            "install the 'mlflow' dependency group (uv sync --group mlflow)"
+        ) from exc
 
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     experiment_name = os.environ.get(EXPERIMENT_ENV, DEFAULT_EXPERIMENT)
     experiment = client.get_experiment_by_name(experiment_name)
     experiment_id = experiment.experiment_id if experiment else client.create_experiment(experiment_name)
     name, version = registered.name, registered.version
-    run = client.create_run(experiment_id, run_name=f"{name}-{version}",
-                            tags={"bms.model": name, "bms.version": version, "bms.alias": registered.alias,
-                                  "bms.family": card.family})
+    run = client.create_run(
+        experiment_id,
+        run_name=f"{name}-{version}",
+        tags={"bms.model": name, "bms.version": version, "bms.alias": registered.alias, "bms.family": card.family},
+    )
     run_id = run.info.run_id
     try:
         params: dict[str, Any] = {}
         _flat("", card.params, params)
-        params.update({"family": card.family, "features": ",".join(card.features)[:6000],
-                       "training_rows": card.training_rows, "data_fingerprint": card.data_fingerprint,
-                       "primary_metric": card.primary_metric})
+        params.update(
+            {
+                "family": card.family,
+                "features": ",".join(card.features)[:6000],
+                "training_rows": card.training_rows,
+                "data_fingerprint": card.data_fingerprint,
+                "primary_metric": card.primary_metric,
+            }
+        )
         ev = registered.evaluation
         metrics = {**_numeric(ev.candidate_metrics or card.metrics), **_numeric(ev.champion_metrics, "champion_")}
         stamp = int(time.time() * 1000)
         items = list(params.items())
         for start in range(0, max(len(items), 1), 100):  # MLflow takes at most 100 params per batch
-            client.log_batch(run_id, params=[Param(k[:250], str(v)[:6000]) for k, v in items[start:start + 100]])
+            client.log_batch(run_id, params=[Param(k[:250], str(v)[:6000]) for k, v in items[start : start + 100]])
         listed = list(metrics.items())
         for start in range(0, len(listed), 1000):
-            client.log_batch(run_id, metrics=[Metric(k, v, stamp, 0) for k, v in listed[start:start + 1000]])
+            client.log_batch(run_id, metrics=[Metric(k, v, stamp, 0) for k, v in listed[start : start + 1000]])
         client.log_dict(run_id, card.to_dict(), "model_card.json")
         client.log_dict(run_id, json.loads(json.dumps(registered.decision, default=str)), "decision.json")
         client.log_artifacts(run_id, str(registry.locate(name, version)), artifact_path="model")
@@ -111,13 +123,23 @@ def _log(uri: str, registry: "ModelRegistry", registered: "Registered", card: "M
         if "RESOURCE_ALREADY_EXISTS" not in str(getattr(exc, "error_code", "")) + str(exc):
             raise
     source = f"{client.get_run(run_id).info.artifact_uri.rstrip('/')}/model"
-    model_version = client.create_model_version(name, source, run_id=run_id,
-                                                tags={"bms.version": version, "bms.alias": registered.alias},
-                                                description=str(registered.decision.get("reason", ""))[:5000])
+    model_version = client.create_model_version(
+        name,
+        source,
+        run_id=run_id,
+        tags={"bms.version": version, "bms.alias": registered.alias},
+        description=str(registered.decision.get("reason", ""))[:5000],
+    )
     client.set_registered_model_alias(name, registered.alias, model_version.version)
     _ = mlflow  # imported to fail early with a clear message when only part of mlflow is present
-    return {"status": "ok", "tracking_uri": uri, "experiment": experiment_name, "run_id": run_id,
-            "registered_version": str(model_version.version), "alias": registered.alias}
+    return {
+        "status": "ok",
+        "tracking_uri": uri,
+        "experiment": experiment_name,
+        "run_id": run_id,
+        "registered_version": str(model_version.version),
+        "alias": registered.alias,
+    }
 
 
 def mirror_promotion(name: str, version: str) -> dict[str, Any] | None:

@@ -33,8 +33,18 @@ log = logging.getLogger("bms.models")
 
 M = TypeVar("M", bound="Model")
 
-CARD_FIELDS = ("family", "features", "metrics", "primary_metric", "higher_is_better", "data_fingerprint",
-               "training_rows", "holdout", "params", "library_versions")
+CARD_FIELDS = (
+    "family",
+    "features",
+    "metrics",
+    "primary_metric",
+    "higher_is_better",
+    "data_fingerprint",
+    "training_rows",
+    "holdout",
+    "params",
+    "library_versions",
+)
 
 
 @dataclass
@@ -70,9 +80,14 @@ class ModelCard:
 
     def metadata(self) -> dict[str, Any]:
         """The registry metadata of this card: the card itself plus the top-level fields listings read."""
-        return {"card": self.to_dict(), "features": list(self.features), "metrics": dict(self.metrics),
-                "data_fingerprint": self.data_fingerprint, "library_versions": dict(self.library_versions),
-                "training_rows": self.training_rows}
+        return {
+            "card": self.to_dict(),
+            "features": list(self.features),
+            "metrics": dict(self.metrics),
+            "data_fingerprint": self.data_fingerprint,
+            "library_versions": dict(self.library_versions),
+            "training_rows": self.training_rows,
+        }
 
 
 @runtime_checkable
@@ -121,10 +136,18 @@ class Registered:
 
     def summary(self) -> dict[str, Any]:
         ev = self.evaluation
-        return {"name": self.name, "version": self.version, "alias": self.alias, "promoted": self.promoted,
-                "reason": self.decision.get("reason"), "metric": ev.metric, "candidate": ev.candidate,
-                "champion": ev.champion, "champion_version": ev.champion_version,
-                "previous_champion": self.decision.get("previous_champion")}
+        return {
+            "name": self.name,
+            "version": self.version,
+            "alias": self.alias,
+            "promoted": self.promoted,
+            "reason": self.decision.get("reason"),
+            "metric": ev.metric,
+            "candidate": ev.candidate,
+            "champion": ev.champion,
+            "champion_version": ev.champion_version,
+            "previous_champion": self.decision.get("previous_champion"),
+        }
 
 
 def no_model_error(name: str, training_tool: str, registry: ModelRegistry | None = None) -> ModelError:
@@ -132,16 +155,26 @@ def no_model_error(name: str, training_tool: str, registry: ModelRegistry | None
     registry = registry or ModelRegistry()
     versions = registry.versions(name)
     if versions:
-        return ModelError(f"model '{name}' has no champion (versions {versions}): promote one with "
-                          f"{training_tool}(promote=true) or pass model_version")
-    return ModelError(f"no '{name}' model is registered in this workspace: train one first with the "
-                      f"{training_tool} tool (predict tools never train)")
+        return ModelError(
+            f"model '{name}' has no champion (versions {versions}): promote one with "
+            f"{training_tool}(promote=true) or pass model_version"
+        )
+    return ModelError(
+        f"no '{name}' model is registered in this workspace: train one first with the "
+        f"{training_tool} tool (predict tools never train)"
+    )
 
 
-def register_candidate(model: Model, holdout: Any, *, registry: ModelRegistry | None = None,
-                       promote: bool = False, min_improvement: float = 0.0,
-                       candidate_metrics: dict[str, Any] | None = None,
-                       extra_metadata: dict[str, Any] | None = None) -> Registered:
+def register_candidate(
+    model: Model,
+    holdout: Any,
+    *,
+    registry: ModelRegistry | None = None,
+    promote: bool = False,
+    min_improvement: float = 0.0,
+    candidate_metrics: dict[str, Any] | None = None,
+    extra_metadata: dict[str, Any] | None = None,
+) -> Registered:
     """Register a fitted ``model`` as a candidate; it becomes champion only if it beats the champion.
 
     Both the candidate and the current champion are scored with ``evaluate(holdout)`` (pass
@@ -173,16 +206,28 @@ def register_candidate(model: Model, holdout: Any, *, registry: ModelRegistry | 
         dataset = str(holdout.fingerprint())
     else:
         dataset = fingerprint_frame(holdout) if hasattr(holdout, "columns") else None
-    evaluation = Evaluation(metric=card.primary_metric, higher_is_better=card.higher_is_better,
-                            candidate=cand.get(card.primary_metric), champion=champ.get(card.primary_metric),
-                            champion_version=champion_version, dataset=dataset, candidate_metrics=dict(cand),
-                            champion_metrics=champ, min_improvement=min_improvement)
+    evaluation = Evaluation(
+        metric=card.primary_metric,
+        higher_is_better=card.higher_is_better,
+        candidate=cand.get(card.primary_metric),
+        champion=champ.get(card.primary_metric),
+        champion_version=champion_version,
+        dataset=dataset,
+        candidate_metrics=dict(cand),
+        champion_metrics=champ,
+        min_improvement=min_improvement,
+    )
     metadata = {**card.metadata(), **(extra_metadata or {})}
     with registry.register(name, metadata, evaluation=evaluation, promote=promote) as staging:
         model.save(staging.dir)
     assert staging.version is not None and staging.decision is not None
-    registered = Registered(name=name, version=staging.version, alias=staging.decision["decision"],
-                            decision=staging.decision, evaluation=evaluation)
+    registered = Registered(
+        name=name,
+        version=staging.version,
+        alias=staging.decision["decision"],
+        decision=staging.decision,
+        evaluation=evaluation,
+    )
     log.info("registered %s %s as %s: %s", name, registered.version, registered.alias, staging.decision["reason"])
     from .mlflow_mirror import mirror_registration
 

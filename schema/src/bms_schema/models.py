@@ -61,10 +61,16 @@ def reading_alias(name: str) -> AliasChoices:
 
 #: Fields a reading may carry besides its measurements: labels, the raw packet's other fields,
 #: and the columns the canonical table derives (kept as extras, never parsed as measurements).
-PASS_THROUGH: frozenset[str] = frozenset({
-    *C.LABEL_COLUMNS, *C.RAW_PACKET_COLUMNS, C.CELL_ID, C.SENSOR_FAULT, C.OUT_OF_RANGE,
-    *(C.quality_column(c) for c in (*C.CORE_COLUMNS, *C.OPTIONAL_NUMERIC)),
-})
+PASS_THROUGH: frozenset[str] = frozenset(
+    {
+        *C.LABEL_COLUMNS,
+        *C.RAW_PACKET_COLUMNS,
+        C.CELL_ID,
+        C.SENSOR_FAULT,
+        C.OUT_OF_RANGE,
+        *(C.quality_column(c) for c in (*C.CORE_COLUMNS, *C.OPTIONAL_NUMERIC)),
+    }
+)
 
 
 class Reading(BaseModel):
@@ -101,18 +107,21 @@ class Reading(BaseModel):
             name = key if key in fields else C.canonical_name(key) if isinstance(key, str) else None
             if name in fields:
                 if name in source and out[name] != value:
-                    raise ValueError(f"fields {source[name]!r} and {key!r} both give {name} "
-                                     f"({out[name]!r} vs {value!r}): send one of them")
+                    raise ValueError(
+                        f"fields {source[name]!r} and {key!r} both give {name} "
+                        f"({out[name]!r} vs {value!r}): send one of them"
+                    )
                 out[name], source[name] = value, key
             elif key in PASS_THROUGH or name == C.CELL_ID:
                 out[key] = value
             else:
                 unknown.append(str(key))
         if unknown:
-            accepted = "; ".join(f"{f}: {', '.join(repr(a) for a in C.ALIASES.get(f, (f,)))}"
-                                 for f in cls.model_fields)
-            raise ValueError(f"unrecognised field(s) {', '.join(repr(u) for u in unknown)}: not a reading field, "
-                             f"an accepted alias or a raw packet field; accepted names are {accepted}")
+            accepted = "; ".join(f"{f}: {', '.join(repr(a) for a in C.ALIASES.get(f, (f,)))}" for f in cls.model_fields)
+            raise ValueError(
+                f"unrecognised field(s) {', '.join(repr(u) for u in unknown)}: not a reading field, "
+                f"an accepted alias or a raw packet field; accepted names are {accepted}"
+            )
         return out
 
     @field_validator("DeviceID", mode="before")

@@ -55,7 +55,7 @@ def load_limits(overrides: dict[str, tuple[float, float]] | None = None) -> C.Li
         try:
             limits = limits.with_overrides({k: tuple(v) for k, v in json.loads(env).items()})
         except (ValueError, TypeError) as exc:
-            raise InputError(f"BMS_LIMITS is not valid JSON of the form {{\"CellVoltage\": [0, 3]}}: {exc}") from exc
+            raise InputError(f'BMS_LIMITS is not valid JSON of the form {{"CellVoltage": [0, 3]}}: {exc}') from exc
     return limits.with_overrides(overrides)
 
 
@@ -170,7 +170,9 @@ def _device_and_cell(frame: pd.DataFrame, renamed: dict[str, str]) -> tuple[np.n
         dev_of = np.array([p[0] if len(p) == 2 else DEFAULT_DEVICE for p in parts], dtype=object)
         num_of = pd.to_numeric(pd.Series([p[-1] for p in parts]), errors="coerce")
         if num_of.isna().any():
-            raise InputError(f"column 'CellID' must look like '<DeviceID>-<CellNumber>', found e.g. {id_uniques[int(np.flatnonzero(num_of.isna())[0])]!r}")
+            raise InputError(
+                f"column 'CellID' must look like '<DeviceID>-<CellNumber>', found e.g. {id_uniques[int(np.flatnonzero(num_of.isna())[0])]!r}"
+            )
         return np.asarray(id_uniques, dtype=object)[id_codes], dev_of[id_codes], num_of.to_numpy(np.int64)[id_codes]
     renamed[cell_col] = C.CELL_NUMBER
     cell_codes, cell_uniques = pd.factorize(frame[cell_col], use_na_sentinel=True)
@@ -190,7 +192,9 @@ def _device_and_cell(frame: pd.DataFrame, renamed: dict[str, str]) -> tuple[np.n
     else:
         values = numbers_u.to_numpy(dtype=float)
         if not np.allclose(values, np.round(values)):
-            raise InputError(f"column '{cell_col}' must hold whole cell numbers, found e.g. {values[values % 1 != 0][0]}")
+            raise InputError(
+                f"column '{cell_col}' must hold whole cell numbers, found e.g. {values[values % 1 != 0][0]}"
+            )
         pair_number = values.astype(np.int64)[pair_cell]
         pair_id = np.array([C.make_cell_id(dev_names[d], k) for d, k in zip(pair_dev, pair_number)], dtype=object)
     return pair_id[pair_codes], dev_names[dev_codes], pair_number[pair_codes]
@@ -222,8 +226,13 @@ def normalize(
     return _normalize_frame(frame, limits, drop_unknown, private_input=False, input_format=input_format)
 
 
-def _normalize_frame(frame: pd.DataFrame, limits: C.Limits | None, drop_unknown: bool,
-                     private_input: bool, input_format: str | None = None) -> tuple[pd.DataFrame, NormalizeReport]:
+def _normalize_frame(
+    frame: pd.DataFrame,
+    limits: C.Limits | None,
+    drop_unknown: bool,
+    private_input: bool,
+    input_format: str | None = None,
+) -> tuple[pd.DataFrame, NormalizeReport]:
     if frame.shape[1] == 0 or len(frame) == 0:
         raise InputError("the table has no rows" if frame.shape[1] else "the table has no columns")
     # Copy-on-write shares the pass-through columns with the input instead of copying them (much
@@ -234,8 +243,9 @@ def _normalize_frame(frame: pd.DataFrame, limits: C.Limits | None, drop_unknown:
     return result, report
 
 
-def _normalize(frame: pd.DataFrame, limits: C.Limits, drop_unknown: bool,
-               input_format: str | None = None) -> tuple[pd.DataFrame, NormalizeReport]:
+def _normalize(
+    frame: pd.DataFrame, limits: C.Limits, drop_unknown: bool, input_format: str | None = None
+) -> tuple[pd.DataFrame, NormalizeReport]:
     fmt = input_format or detect_format(frame)
     renamed: dict[str, str] = {}
     report = NormalizeReport(input_format=fmt, rows_in=len(frame), rows_out=0)
@@ -316,7 +326,9 @@ def _normalize(frame: pd.DataFrame, limits: C.Limits, drop_unknown: bool,
     no_time = result[C.TIMESTAMP].isna()
     report.rows_without_timestamp = int(no_time.sum())
     if report.rows_without_timestamp == len(result):
-        raise InputError("no row has a readable timestamp: expected ISO 8601 (2025-05-07T09:12:46) or dd/mm/yyyy + hh:mm:ss")
+        raise InputError(
+            "no row has a readable timestamp: expected ISO 8601 (2025-05-07T09:12:46) or dd/mm/yyyy + hh:mm:ss"
+        )
     if no_time.any():
         result = result.loc[~no_time].reset_index(drop=True)
     elif not isinstance(result.index, pd.RangeIndex) or result.index.start != 0:

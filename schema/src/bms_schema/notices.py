@@ -41,9 +41,14 @@ def render(tally: dict[str, dict[str, int]]) -> list[str]:
     conflicts = tally.get("conflicting_rows")
     if conflicts and conflicts.get("dropped"):
         dropped, rows = conflicts["dropped"], max(conflicts.get("rows", 0), conflicts["dropped"])
-        cause = (f"; {conflicts['no_device']} of them have no DeviceID, so cells of different devices collide: "
-                 "fill in DeviceID" if conflicts.get("no_device") else
-                 ": check the cell ids (DeviceID, CellNumber) and timestamps of the input")
-        out.append(f"{dropped} of {rows} rows were dropped as conflicting readings of one cell at one time "
-                   f"(same cell and timestamp, different values){cause}.")
+        cause = (
+            f"; {conflicts['no_device']} of them have no DeviceID, so cells of different devices collide: "
+            "fill in DeviceID"
+            if conflicts.get("no_device")
+            else ": check the cell ids (DeviceID, CellNumber) and timestamps of the input"
+        )
+        out.append(
+            f"{dropped} of {rows} rows were dropped as conflicting readings of one cell at one time "
+            f"(same cell and timestamp, different values){cause}."
+        )
     return out

@@ -28,9 +28,7 @@ def table_format(path: Path) -> str:
         return "parquet"
     if name.endswith(CSV_SUFFIXES):
         return "csv"
-    raise InputError(
-        f"unknown file type for '{path.name}': BMS-Flux reads CSV (.csv, .csv.gz) or Parquet (.parquet)"
-    )
+    raise InputError(f"unknown file type for '{path.name}': BMS-Flux reads CSV (.csv, .csv.gz) or Parquet (.parquet)")
 
 
 def dataset_files(folder: Path) -> tuple[str, list[Path]]:
@@ -176,7 +174,7 @@ def _read_csv(path: Path, columns: list[str] | None) -> pd.DataFrame:
         ),
     )
     frame = table.to_pandas()
-    for name in header[len(first):]:
+    for name in header[len(first) :]:
         if columns is None or name in columns:
             frame[name] = np.nan
     return frame
@@ -243,14 +241,20 @@ def text_columns(path: Path, names: list[str]) -> dict[str, Any]:
     if cut == 0:
         return {}
     try:
-        peek = pacsv.read_csv(io.BytesIO(block[:cut]), read_options=pacsv.ReadOptions(column_names=names),
-                              convert_options=pacsv.ConvertOptions(null_values=NA_VALUES, strings_can_be_null=True))
+        peek = pacsv.read_csv(
+            io.BytesIO(block[:cut]),
+            read_options=pacsv.ReadOptions(column_names=names),
+            convert_options=pacsv.ConvertOptions(null_values=NA_VALUES, strings_can_be_null=True),
+        )
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         return {}
     keep = find_alias(names, TIMESTAMP)
     timelike = (pa.types.is_timestamp, pa.types.is_time, pa.types.is_date)
-    return {f.name: pa.string() for f in peek.schema
-            if f.name != keep and f.name not in ("Date", "Time") and any(t(f.type) for t in timelike)}
+    return {
+        f.name: pa.string()
+        for f in peek.schema
+        if f.name != keep and f.name not in ("Date", "Time") and any(t(f.type) for t in timelike)
+    }
 
 
 def _arrow_csv_chunks(path: Path, chunksize: int) -> Iterator[pd.DataFrame]:
@@ -287,13 +291,12 @@ def _arrow_csv_chunks(path: Path, chunksize: int) -> Iterator[pd.DataFrame]:
                 carry = block
                 continue
             carry = block[cut:]
-            yield _parse_block(block[:cut], names, header[len(first):], types, mapper)
+            yield _parse_block(block[:cut], names, header[len(first) :], types, mapper)
         if carry.strip():
-            yield _parse_block(carry + b"\n", names, header[len(first):], types, mapper)
+            yield _parse_block(carry + b"\n", names, header[len(first) :], types, mapper)
 
 
-def _parse_block(data: bytes, names: list[str], missing: list[str], types: dict[str, Any],
-                 mapper: Any) -> pd.DataFrame:
+def _parse_block(data: bytes, names: list[str], missing: list[str], types: dict[str, Any], mapper: Any) -> pd.DataFrame:
     import io
 
     import pyarrow as pa
@@ -301,14 +304,16 @@ def _parse_block(data: bytes, names: list[str], missing: list[str], types: dict[
 
     convert = pacsv.ConvertOptions(null_values=NA_VALUES, strings_can_be_null=True, column_types=types)
     try:  # pyarrow's 1 MB blocks (types inferred on the first block: cheapest) ...
-        table = pacsv.read_csv(io.BytesIO(data), read_options=pacsv.ReadOptions(column_names=names),
-                               convert_options=convert)
+        table = pacsv.read_csv(
+            io.BytesIO(data), read_options=pacsv.ReadOptions(column_names=names), convert_options=convert
+        )
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         try:  # ... or, when a later block does not fit those types, types inferred over the whole range
             table = pacsv.read_csv(
                 io.BytesIO(data),
                 read_options=pacsv.ReadOptions(column_names=names, block_size=max(len(data) // 2 + 1, 1 << 20)),
-                convert_options=convert)
+                convert_options=convert,
+            )
         except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
             raise StreamFailed(str(exc)) from exc
     frame = table.to_pandas(types_mapper=mapper, self_destruct=True)

@@ -43,8 +43,8 @@ from typing import Any
 from .atomic import atomic_write_json, file_lock, to_jsonable
 from .columns import SCHEMA_VERSION
 from .errors import ModelError
-from .paths import models_dir
 from .leftovers import UNTAGGED_GRACE_SECONDS, owner_tag, tag_alive
+from .paths import models_dir
 from .signing import sign_manifest, verify_manifest
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -106,8 +106,7 @@ def _number(value: Any) -> float | None:
     return out if out == out else None  # NaN is "no figure"
 
 
-def decide(version: str, champion: str | None, evaluation: Evaluation | None, promote: bool = False
-           ) -> tuple[str, str]:
+def decide(version: str, champion: str | None, evaluation: Evaluation | None, promote: bool = False) -> tuple[str, str]:
     """``(alias, reason)`` for a new ``version``: ``"champion"`` or ``"challenger"``.
 
     Rules, in order: no champion yet -> champion; ``promote`` -> champion; no evaluation, or one
@@ -123,22 +122,30 @@ def decide(version: str, champion: str | None, evaluation: Evaluation | None, pr
     if evaluation is None:
         return "challenger", f"no held-out comparison with champion {champion}: kept {champion}"
     if evaluation.champion_version != champion:
-        return "challenger", (f"the comparison was made against {evaluation.champion_version or 'no champion'} "
-                              f"but the champion is now {champion}: kept {champion} (retrain or promote explicitly)")
+        return "challenger", (
+            f"the comparison was made against {evaluation.champion_version or 'no champion'} "
+            f"but the champion is now {champion}: kept {champion} (retrain or promote explicitly)"
+        )
     cand, champ = _number(evaluation.candidate), _number(evaluation.champion)
     name = evaluation.metric
     if cand is None:
         return "challenger", f"candidate has no held-out {name}: kept {champion}"
     if champ is None:
-        return "challenger", (f"champion {champion} has no held-out {name} on the same data to compare with "
-                              f"(candidate {cand:.4g}): kept {champion}; use promote=true to replace it")
+        return "challenger", (
+            f"champion {champion} has no held-out {name} on the same data to compare with "
+            f"(candidate {cand:.4g}): kept {champion}; use promote=true to replace it"
+        )
     gain = cand - champ if evaluation.higher_is_better else champ - cand
     better = "higher" if evaluation.higher_is_better else "lower"
     if gain > evaluation.min_improvement:
-        return "champion", (f"candidate {name} {cand:.4g} beats champion {champion} {name} {champ:.4g} "
-                            f"on the same held-out data ({better} is better)")
-    return "challenger", (f"candidate {name} {cand:.4g} does not beat champion {champion} {name} {champ:.4g} "
-                          f"on the same held-out data ({better} is better): kept {champion}")
+        return "champion", (
+            f"candidate {name} {cand:.4g} beats champion {champion} {name} {champ:.4g} "
+            f"on the same held-out data ({better} is better)"
+        )
+    return "challenger", (
+        f"candidate {name} {cand:.4g} does not beat champion {champion} {name} {champ:.4g} "
+        f"on the same held-out data ({better} is better): kept {champion}"
+    )
 
 
 PENDING_PREFIX = ".pending-"
@@ -204,7 +211,9 @@ class ModelVersion:
         try:
             path.relative_to(self.dir.resolve())
         except ValueError as exc:
-            raise ModelError(f"model {self.name}/{self.version}: file '{relative}' is outside the model folder") from exc
+            raise ModelError(
+                f"model {self.name}/{self.version}: file '{relative}' is outside the model folder"
+            ) from exc
         if not path.exists():
             raise ModelError(f"model {self.name}/{self.version} has no file '{relative}'")
         return path
@@ -225,8 +234,14 @@ class ModelRegistry:
 
     # -- writing -----------------------------------------------------------------------
     @contextmanager
-    def register(self, name: str, metadata: dict[str, Any] | None = None, *,
-                 evaluation: Evaluation | None = None, promote: bool = False) -> Iterator[Staging]:
+    def register(
+        self,
+        name: str,
+        metadata: dict[str, Any] | None = None,
+        *,
+        evaluation: Evaluation | None = None,
+        promote: bool = False,
+    ) -> Iterator[Staging]:
         """Stage a new version; it is committed (and becomes ``latest``) when the block succeeds.
 
         At commit the version also gets an alias (``champion`` or ``challenger``, see
@@ -235,9 +250,13 @@ class ModelRegistry:
         self._check_name(name)
         model_root = self.root / name
         model_root.mkdir(parents=True, exist_ok=True)
-        staging = Staging(name=name, dir=model_root / f".staging-{owner_tag()}-{secrets.token_hex(6)}",
-                          metadata=dict(metadata or {}),
-                          evaluation=evaluation, promote=promote)
+        staging = Staging(
+            name=name,
+            dir=model_root / f".staging-{owner_tag()}-{secrets.token_hex(6)}",
+            metadata=dict(metadata or {}),
+            evaluation=evaluation,
+            promote=promote,
+        )
         staging.dir.mkdir()
         try:
             yield staging
@@ -247,11 +266,7 @@ class ModelRegistry:
                 shutil.rmtree(staging.dir, ignore_errors=True)
 
     def _commit(self, staging: Staging) -> str:
-        files = {
-            str(p.relative_to(staging.dir)): _sha256(p)
-            for p in sorted(staging.dir.rglob("*"))
-            if p.is_file()
-        }
+        files = {str(p.relative_to(staging.dir)): _sha256(p) for p in sorted(staging.dir.rglob("*")) if p.is_file()}
         if not files:
             raise ModelError(f"model {staging.name}: nothing was written to register")
         model_root = self.root / staging.name
@@ -268,14 +283,17 @@ class ModelRegistry:
             atomic_write_json(staging.dir / "metadata.json", sign_manifest(meta, self.root))
             # the marker first: a version folder never exists unpublished without one
             (model_root / f"{PENDING_PREFIX}{version}-{owner_tag()}").write_text(
-                json.dumps({"version": version, "owner": owner_tag(), "created": meta["created"]}))
+                json.dumps({"version": version, "owner": owner_tag(), "created": meta["created"]})
+            )
             os.rename(staging.dir, model_root / version)
         deferred = _DEFERRED.get()
         if deferred is None:
             self._publish(staging, version)
         else:
-            staging.decision = {**self._preview_decision(staging.name, version, staging.evaluation, staging.promote),
-                                "pending": True}
+            staging.decision = {
+                **self._preview_decision(staging.name, version, staging.evaluation, staging.promote),
+                "pending": True,
+            }
             deferred.append(PendingVersion(self, staging, version))
         return version
 
@@ -315,19 +333,28 @@ class ModelRegistry:
             return out
         for entry in entries:
             if entry.startswith(PENDING_PREFIX):
-                version, _, owner = entry[len(PENDING_PREFIX):].partition("-")
+                version, _, owner = entry[len(PENDING_PREFIX) :].partition("-")
                 if VERSION_PATTERN.match(version):
                     out[version] = owner
         return out
 
-    def _preview_decision(self, name: str, version: str, evaluation: Evaluation | None, promote: bool) -> dict[str, Any]:
+    def _preview_decision(
+        self, name: str, version: str, evaluation: Evaluation | None, promote: bool
+    ) -> dict[str, Any]:
         """The alias decision ``_publish`` will most likely record (nothing written)."""
         champion = self.aliases(name).get("champion")
         alias, why = decide(version, champion, evaluation, promote)
-        return {"name": name, "version": version, "decision": alias, "promoted": alias == "champion",
-                "forced": bool(promote), "reason": why, "previous_champion": champion,
-                "champion": version if alias == "champion" else champion,
-                "evaluation": evaluation.to_dict() if evaluation is not None else None}
+        return {
+            "name": name,
+            "version": version,
+            "decision": alias,
+            "promoted": alias == "champion",
+            "forced": bool(promote),
+            "reason": why,
+            "previous_champion": champion,
+            "champion": version if alias == "champion" else champion,
+            "evaluation": evaluation.to_dict() if evaluation is not None else None,
+        }
 
     def clean_stale(self, name: str, grace: float = UNTAGGED_GRACE_SECONDS) -> dict[str, list[str]]:
         """Remove staging folders, unpublished versions and temp links of processes that are gone."""
@@ -363,8 +390,10 @@ class ModelRegistry:
         except FileNotFoundError:
             return None
         except (OSError, json.JSONDecodeError) as exc:
-            raise ModelError(f"model '{name}': {ALIASES_FILE} is unreadable ({exc}); "
-                             f"fix it with ModelRegistry().promote('{name}', '<version>')") from exc
+            raise ModelError(
+                f"model '{name}': {ALIASES_FILE} is unreadable ({exc}); "
+                f"fix it with ModelRegistry().promote('{name}', '<version>')"
+            ) from exc
         return {k: v for k, v in raw.items() if k in ALIASES and isinstance(v, str) and VERSION_PATTERN.match(v)}
 
     def aliases(self, name: str) -> dict[str, str]:
@@ -389,25 +418,41 @@ class ModelRegistry:
         finally:
             os.close(fd)
 
-    def _decide_locked(self, name: str, version: str, evaluation: Evaluation | None, promote: bool,
-                       manual: bool = False, reason: str | None = None) -> dict[str, Any]:
+    def _decide_locked(
+        self,
+        name: str,
+        version: str,
+        evaluation: Evaluation | None,
+        promote: bool,
+        manual: bool = False,
+        reason: str | None = None,
+    ) -> dict[str, Any]:
         """Choose and write the alias of ``version``; the caller holds the model's lock."""
         current = self.aliases(name)
         if self._read_aliases(name) is None:  # registered before aliases: the newest earlier version is champion
             earlier = [v for v in self.versions(name) if v != version]
             current = {"champion": earlier[-1]} if earlier else {}
         champion = current.get("champion")
-        alias, why = ("champion", reason or f"promoted on request over {champion or 'no champion'}") if manual \
+        alias, why = (
+            ("champion", reason or f"promoted on request over {champion or 'no champion'}")
+            if manual
             else decide(version, champion, evaluation, promote)
+        )
         new = dict(current)
         new[alias] = version
         if alias == "champion" and new.get("challenger") == version:
             new.pop("challenger")
         atomic_write_json(self.root / name / ALIASES_FILE, new)
         record = {
-            "name": name, "version": version, "decision": alias, "promoted": alias == "champion",
-            "forced": bool(promote or manual), "reason": why, "time": datetime.now(timezone.utc).isoformat(),
-            "previous_champion": champion, "champion": new.get("champion"),
+            "name": name,
+            "version": version,
+            "decision": alias,
+            "promoted": alias == "champion",
+            "forced": bool(promote or manual),
+            "reason": why,
+            "time": datetime.now(timezone.utc).isoformat(),
+            "previous_champion": champion,
+            "champion": new.get("champion"),
             "evaluation": evaluation.to_dict() if evaluation is not None else None,
         }
         self._append_decision(name, record)
@@ -418,10 +463,13 @@ class ModelRegistry:
         self._check_name(name)
         resolved = self.resolve(name, version)
         if resolved is None or not (self.root / name / resolved).is_dir():
-            raise ModelError(f"model '{name}' has no version {version}: known versions are {self.versions(name) or 'none'}")
+            raise ModelError(
+                f"model '{name}' has no version {version}: known versions are {self.versions(name) or 'none'}"
+            )
         with file_lock(self.root / name / ".lock"):
-            return self._decide_locked(name, resolved, None, True, manual=True,
-                                       reason=reason or f"promoted {resolved} on request")
+            return self._decide_locked(
+                name, resolved, None, True, manual=True, reason=reason or f"promoted {resolved} on request"
+            )
 
     def decisions(self, name: str) -> list[dict[str, Any]]:
         """Every promotion decision of ``name``, oldest first (unreadable lines are skipped)."""
@@ -452,15 +500,19 @@ class ModelRegistry:
                     return item.version
             return self.aliases(name).get(ref)
         if not VERSION_PATTERN.match(ref):
-            raise ModelError(f"'{ref}' is not a model version: use 'champion', 'challenger', 'latest' or one of "
-                             f"{self.versions(name) or 'no versions yet'}")
+            raise ModelError(
+                f"'{ref}' is not a model version: use 'champion', 'challenger', 'latest' or one of "
+                f"{self.versions(name) or 'no versions yet'}"
+            )
         return ref
 
     def locate(self, name: str, version: str) -> Path:
         """The folder of a registered version (for run manifests; read files via :meth:`load`)."""
         resolved = self.resolve(name, version)
         if resolved is None or not (self.root / name / resolved).is_dir():
-            raise ModelError(f"model '{name}' has no version {version}: known versions are {self.versions(name) or 'none'}")
+            raise ModelError(
+                f"model '{name}' has no version {version}: known versions are {self.versions(name) or 'none'}"
+            )
         return self.root / name / resolved
 
     def metadata(self, name: str, version: str = "champion") -> dict[str, Any]:
@@ -480,8 +532,14 @@ class ModelRegistry:
                 meta = json.loads((self.root / name / v / "metadata.json").read_text())
             except (OSError, json.JSONDecodeError):
                 meta = {}
-            rows.append({"version": v, "created": meta.get("created"), "metrics": meta.get("metrics", {}),
-                         "aliases": sorted(by_version.get(v, [])) + (["latest"] if v == latest else [])})
+            rows.append(
+                {
+                    "version": v,
+                    "created": meta.get("created"),
+                    "metrics": meta.get("metrics", {}),
+                    "aliases": sorted(by_version.get(v, [])) + (["latest"] if v == latest else []),
+                }
+            )
         return {"name": name, "aliases": aliases, "latest": latest, "versions": rows, "decisions": self.decisions(name)}
 
     @staticmethod
@@ -499,8 +557,10 @@ class ModelRegistry:
         if not model_root.is_dir():
             return []
         pending = self._pending_versions(name)
-        return sorted((p.name for p in model_root.iterdir() if VERSION_PATTERN.match(p.name) and p.name not in pending),
-                      key=lambda v: int(v[1:]))
+        return sorted(
+            (p.name for p in model_root.iterdir() if VERSION_PATTERN.match(p.name) and p.name not in pending),
+            key=lambda v: int(v[1:]),
+        )
 
     def latest_version(self, name: str) -> str | None:
         link = self.root / name / "latest"
@@ -521,14 +581,20 @@ class ModelRegistry:
         if resolved is None:
             if not self.versions(name):
                 raise ModelError(f"no model '{name}' is registered yet: train one first (for example run the pipeline)")
-            raise ModelError(f"model '{name}' has no {str(version).lstrip('@')} alias: its versions are "
-                             f"{self.versions(name)} (promote one with promote=true)")
+            raise ModelError(
+                f"model '{name}' has no {str(version).lstrip('@')} alias: its versions are "
+                f"{self.versions(name)} (promote one with promote=true)"
+            )
         folder = self.root / name / resolved
         if not folder.is_dir():
-            raise ModelError(f"model '{name}' has no version {resolved}: known versions are {self.versions(name) or 'none'}")
+            raise ModelError(
+                f"model '{name}' has no version {resolved}: known versions are {self.versions(name) or 'none'}"
+            )
         if resolved in self._pending_versions(name) and resolved not in {p.version for p in _own_pending(name)}:
-            raise ModelError(f"model {name}/{resolved} is not published: the tool call that registered it has not "
-                             f"finished (or its process stopped). Use one of {self.versions(name) or 'no versions yet'}")
+            raise ModelError(
+                f"model {name}/{resolved} is not published: the tool call that registered it has not "
+                f"finished (or its process stopped). Use one of {self.versions(name) or 'no versions yet'}"
+            )
         meta_path = folder / "metadata.json"
         try:
             metadata = json.loads(meta_path.read_text())
@@ -552,13 +618,20 @@ class ModelRegistry:
             if not path.is_file():
                 raise ModelError(f"model {name}/{version} is corrupt: file '{relative}' is missing")
             if _sha256(path) != expected:
-                raise ModelError(f"model {name}/{version} is corrupt: file '{relative}' does not match its checksum "
-                                 "(changed after registration): retrain it or restore the file")
-        extra = sorted(str(p.relative_to(folder)) for p in folder.rglob("*")
-                       if p.is_file() and p.name != "metadata.json" and str(p.relative_to(folder)) not in files)
+                raise ModelError(
+                    f"model {name}/{version} is corrupt: file '{relative}' does not match its checksum "
+                    "(changed after registration): retrain it or restore the file"
+                )
+        extra = sorted(
+            str(p.relative_to(folder))
+            for p in folder.rglob("*")
+            if p.is_file() and p.name != "metadata.json" and str(p.relative_to(folder)) not in files
+        )
         if extra:
-            raise ModelError(f"model {name}/{version} is refused: file(s) {', '.join(extra[:5])} were added after "
-                             "registration (not in its signed file list); remove them or retrain")
+            raise ModelError(
+                f"model {name}/{version} is refused: file(s) {', '.join(extra[:5])} were added after "
+                "registration (not in its signed file list); remove them or retrain"
+            )
 
     def sign(self, name: str, version: str) -> None:
         """Re-sign a version whose files still match its recorded checksums (e.g. one registered before signing).
@@ -590,9 +663,14 @@ class ModelRegistry:
                     meta = json.loads((self.root / name / champion / "metadata.json").read_text())
                 except (OSError, json.JSONDecodeError):
                     meta = {}
-            out[name] = {"latest": latest, "champion": champion, "challenger": aliases.get("challenger"),
-                         "versions": len(self.versions(name)), "created": meta.get("created"),
-                         "metrics": meta.get("metrics", {})}
+            out[name] = {
+                "latest": latest,
+                "champion": champion,
+                "challenger": aliases.get("challenger"),
+                "versions": len(self.versions(name)),
+                "created": meta.get("created"),
+                "metrics": meta.get("metrics", {}),
+            }
         return out
 
     @staticmethod

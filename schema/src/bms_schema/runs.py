@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from .atomic import atomic_write_json, file_lock, to_jsonable
-from .leftovers import owner_tag, tag_alive
 from .errors import InputError
+from .leftovers import owner_tag, tag_alive
 from .models import Artifact, RunManifest
 from .paths import runs_dir
 
@@ -68,12 +68,17 @@ class Run:
             self.dir.mkdir(parents=True, exist_ok=False)
             index.setdefault("run_id", self.run_id)
             index.setdefault("created", _now())
-            index.setdefault("steps", []).append({"step": self.step, "tool": tool, "status": "running", "started": _now(),
-                                                  "owner": owner_tag()})
+            index.setdefault("steps", []).append(
+                {"step": self.step, "tool": tool, "status": "running", "started": _now(), "owner": owner_tag()}
+            )
             atomic_write_json(self.run_dir / "manifest.json", index)
         self.log_path = self.dir / "tool.log"
         self.manifest = RunManifest(
-            run_id=self.run_id, step=self.step, tool=tool, server=server, status="running",
+            run_id=self.run_id,
+            step=self.step,
+            tool=tool,
+            server=server,
+            status="running",
             parameters=to_jsonable(parameters or {}),
         )
         self.timings: dict[str, float] = {}
@@ -130,8 +135,11 @@ class Run:
             _discard_step_files(self.dir)
         self.manifest.status = status  # type: ignore[assignment]
         self.manifest.message = message
-        self.manifest.timings = {"started": datetime.fromtimestamp(self.started, timezone.utc).isoformat(),
-                                 "seconds": seconds, **self.timings}
+        self.manifest.timings = {
+            "started": datetime.fromtimestamp(self.started, timezone.utc).isoformat(),
+            "seconds": seconds,
+            **self.timings,
+        }
         self.manifest.versions = versions or {}
         self.write_manifest()
         with file_lock(self.run_dir / ".lock"):
@@ -191,8 +199,12 @@ def list_steps(run_id: str) -> list[dict[str, Any]]:
     return json.loads(path.read_text()).get("steps", [])
 
 
-def close_running_steps(run_dir: Path, tool: str | None = None, message: str = "the server stopped during the call",
-                        only: Callable[[dict[str, Any]], str | None] | None = None) -> list[str]:
+def close_running_steps(
+    run_dir: Path,
+    tool: str | None = None,
+    message: str = "the server stopped during the call",
+    only: Callable[[dict[str, Any]], str | None] | None = None,
+) -> list[str]:
     """Mark steps still ``running`` (of ``tool``, or all) as ``error``: for a caller whose server crashed.
 
     Updates the run-level manifest and each step's own manifest; everything the crashed step
@@ -251,7 +263,9 @@ def close_dead_steps(run_dir: Path, grace: float = 6 * 3600.0) -> list[str]:
             return "the step never finished (its server stopped); closed by a later server start"
         if alive:
             return None
-        return (f"the server process ({owner.split('t')[0]}) stopped during the call (killed or crashed); "
-                "closed by the next server start: run the tool again")
+        return (
+            f"the server process ({owner.split('t')[0]}) stopped during the call (killed or crashed); "
+            "closed by the next server start: run the tool again"
+        )
 
     return close_running_steps(run_dir, only=dead)

@@ -31,34 +31,45 @@ from .errors import ModelError
 #: file. The containers and primitives are skops' own encodings of attributes; the NumPy
 #: scalar types are how skops stores a NumPy number attribute. To save a new kind of
 #: object, add its exact types here (and a test that saves and loads it).
-ALLOWED_TYPES: frozenset[str] = frozenset({
-    # containers / primitives as skops encodes attributes
-    "builtins.dict",
-    "builtins.list",
-    "builtins.tuple",
-    "builtins.str",
-    # arrays and NumPy scalars
-    "numpy.ndarray",
-    "numpy.float64",
-    "numpy.float32",
-    "numpy.int64",
-    "numpy.int32",
-    # estimators the project saves
-    "sklearn.preprocessing._data.RobustScaler",
-    "sklearn.ensemble._iforest.IsolationForest",
-    "sklearn.tree._classes.ExtraTreeRegressor",
-    "sklearn.tree._tree.Tree",
-    "sklearn.kernel_approximation.Nystroem",
-    "sklearn.linear_model._stochastic_gradient.SGDOneClassSVM",
-    "sklearn.linear_model._sgd_fast.Hinge",
-})
+ALLOWED_TYPES: frozenset[str] = frozenset(
+    {
+        # containers / primitives as skops encodes attributes
+        "builtins.dict",
+        "builtins.list",
+        "builtins.tuple",
+        "builtins.str",
+        # arrays and NumPy scalars
+        "numpy.ndarray",
+        "numpy.float64",
+        "numpy.float32",
+        "numpy.int64",
+        "numpy.int32",
+        # estimators the project saves
+        "sklearn.preprocessing._data.RobustScaler",
+        "sklearn.ensemble._iforest.IsolationForest",
+        "sklearn.tree._classes.ExtraTreeRegressor",
+        "sklearn.tree._tree.Tree",
+        "sklearn.kernel_approximation.Nystroem",
+        "sklearn.linear_model._stochastic_gradient.SGDOneClassSVM",
+        "sklearn.linear_model._sgd_fast.Hinge",
+    }
+)
 
 #: The skops node loaders those types use. Function, method, partial, operator and
 #: generic object-from-reduce loaders are not needed and not allowed.
-ALLOWED_LOADERS: frozenset[str] = frozenset({
-    "DictNode", "ListNode", "TupleNode", "JsonNode", "TypeNode", "NdArrayNode",
-    "ObjectNode", "TreeNode", "LossNode",
-})
+ALLOWED_LOADERS: frozenset[str] = frozenset(
+    {
+        "DictNode",
+        "ListNode",
+        "TupleNode",
+        "JsonNode",
+        "TypeNode",
+        "NdArrayNode",
+        "ObjectNode",
+        "TreeNode",
+        "LossNode",
+    }
+)
 
 
 def _nodes(node: Any) -> Iterator[dict[str, Any]]:
@@ -101,15 +112,17 @@ def audit_skops(path: str | Path) -> list[str]:
     try:
         untrusted = sio.get_untrusted_types(file=path)
     except Exception as exc:  # skops raises many kinds on a malformed schema
-        raise ModelError(f"{path.name} is not a readable skops model file ({type(exc).__name__}: {exc}): "
-                         "retrain the model") from exc
+        raise ModelError(
+            f"{path.name} is not a readable skops model file ({type(exc).__name__}: {exc}): retrain the model"
+        ) from exc
     refused.update(t for t in untrusted if t not in ALLOWED_TYPES)
     if refused:
         names = sorted(refused)
         raise ModelError(
             f"{path.name} refused: it contains type(s) BMS-Flux never saves and will not load: "
             f"{', '.join(names[:5])}{' ...' if len(names) > 5 else ''}. The file was not loaded (nothing in it ran); "
-            "it may have been tampered with: delete this model version and retrain")
+            "it may have been tampered with: delete this model version and retrain"
+        )
     return list(untrusted)
 
 
@@ -123,8 +136,10 @@ def save_sklearn(obj: Any, path: str | Path) -> Path:
         audit_skops(path)
     except ModelError as exc:
         path.unlink(missing_ok=True)
-        raise ModelError(f"cannot save {type(obj).__name__}: {exc}; add its exact types to "
-                         "bms_schema.safe_io.ALLOWED_TYPES if it is safe") from exc
+        raise ModelError(
+            f"cannot save {type(obj).__name__}: {exc}; add its exact types to "
+            "bms_schema.safe_io.ALLOWED_TYPES if it is safe"
+        ) from exc
     return path
 
 

@@ -65,31 +65,41 @@ def registry_key(models_root: Path, create: bool = True) -> tuple[bytes, str]:
     env = os.environ.get(KEY_ENV)
     if env is not None and env.strip():
         if len(env.strip()) < MIN_KEY_CHARS:
-            raise ModelError(f"{KEY_ENV} is set but shorter than {MIN_KEY_CHARS} characters: use a long random "
-                             "value (for example `python -c 'import secrets; print(secrets.token_hex(32))'`)")
+            raise ModelError(
+                f"{KEY_ENV} is set but shorter than {MIN_KEY_CHARS} characters: use a long random "
+                "value (for example `python -c 'import secrets; print(secrets.token_hex(32))'`)"
+            )
         return env.strip().encode(), f"${KEY_ENV}"
     path = key_path(models_root)
     if not path.exists():
         if not create:
-            raise ModelError(f"the registry key {path} does not exist, so no registered model can be verified: "
-                             f"restore it (or set {KEY_ENV}) or retrain the models")
+            raise ModelError(
+                f"the registry key {path} does not exist, so no registered model can be verified: "
+                f"restore it (or set {KEY_ENV}) or retrain the models"
+            )
         try:
             _create_key(path)
         except OSError as exc:
-            raise ModelError(f"cannot create the registry key {path} ({exc.strerror}): make its folder writable "
-                             f"or set {KEY_ENV}") from exc
+            raise ModelError(
+                f"cannot create the registry key {path} ({exc.strerror}): make its folder writable or set {KEY_ENV}"
+            ) from exc
     try:
         mode = path.stat().st_mode
         text = path.read_text().strip()
     except OSError as exc:
-        raise ModelError(f"cannot read the registry key {path} ({exc.strerror}): fix its permissions "
-                         f"(chmod 600) or set {KEY_ENV}") from exc
+        raise ModelError(
+            f"cannot read the registry key {path} ({exc.strerror}): fix its permissions (chmod 600) or set {KEY_ENV}"
+        ) from exc
     if mode & (stat.S_IWGRP | stat.S_IWOTH):
-        raise ModelError(f"the registry key {path} is writable by other users, so signatures made with it prove "
-                         f"nothing: run `chmod 600 {path}`")
+        raise ModelError(
+            f"the registry key {path} is writable by other users, so signatures made with it prove "
+            f"nothing: run `chmod 600 {path}`"
+        )
     if len(text) < MIN_KEY_CHARS:
-        raise ModelError(f"the registry key {path} is empty or too short: delete it to have a new one created "
-                         "(versions signed with the old key must then be retrained)")
+        raise ModelError(
+            f"the registry key {path} is empty or too short: delete it to have a new one created "
+            "(versions signed with the old key must then be retrained)"
+        )
     return text.encode(), str(path)
 
 
@@ -100,8 +110,9 @@ def key_id(key: bytes) -> str:
 
 def _payload(manifest: dict[str, Any]) -> bytes:
     body = {k: v for k, v in manifest.items() if k != SIGNATURE_FIELD}
-    return json.dumps(to_jsonable(body), sort_keys=True, separators=(",", ":"), ensure_ascii=True,
-                      allow_nan=False).encode()
+    return json.dumps(
+        to_jsonable(body), sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+    ).encode()
 
 
 def sign_manifest(manifest: dict[str, Any], models_root: Path) -> dict[str, Any]:
@@ -120,18 +131,23 @@ def verify_manifest(manifest: dict[str, Any], models_root: Path, label: str) -> 
             f"model {label} is refused: its metadata.json carries no registry signature (it was registered "
             "before registry signing, or its metadata was replaced). Nothing from it was loaded. Retrain to "
             f"register a signed version, or - only if you trust its files - sign it with "
-            f"ModelRegistry().sign('{label.split('/')[0]}', '{label.split('/')[-1]}')")
+            f"ModelRegistry().sign('{label.split('/')[0]}', '{label.split('/')[-1]}')"
+        )
     if signature.get("algorithm") != ALGORITHM:
-        raise ModelError(f"model {label} is refused: unknown signature algorithm {signature.get('algorithm')!r} "
-                         f"(this registry signs with {ALGORITHM}); retrain it")
+        raise ModelError(
+            f"model {label} is refused: unknown signature algorithm {signature.get('algorithm')!r} "
+            f"(this registry signs with {ALGORITHM}); retrain it"
+        )
     key, where = registry_key(models_root, create=False)
     if signature.get("key_id") != key_id(key):
         raise ModelError(
             f"model {label} is refused: it was signed with another registry key (key id {signature.get('key_id')}, "
-            f"the key in {where} has id {key_id(key)}). Restore the key it was registered with, or retrain it")
+            f"the key in {where} has id {key_id(key)}). Restore the key it was registered with, or retrain it"
+        )
     expected = hmac.new(key, _payload(manifest), hashlib.sha256).hexdigest()
     if not hmac.compare_digest(expected, signature["value"]):
         raise ModelError(
             f"model {label} is refused: its metadata.json (file checksums or metadata) was changed after it was "
             "registered - the registry signature does not match. Nothing from it was loaded. Delete this version "
-            "and retrain, or restore its original files")
+            "and retrain, or restore its original files"
+        )

@@ -102,7 +102,7 @@ class StringStateInfo:
 
     device: str
     chemistry: str
-    source: str                 # "current+voltage", "voltage only", or "current+voltage, voltage only in N packets"
+    source: str  # "current+voltage", "voltage only", or "current+voltage, voltage only in N packets"
     packets: int
     voltage_only_packets: int
     cells_per_unit: int
@@ -193,11 +193,11 @@ def _robust_noise(current: np.ndarray) -> float:
 
 @dataclass(frozen=True)
 class _Packets:
-    device: np.ndarray       # device code per packet (sorted by device, time)
+    device: np.ndarray  # device code per packet (sorted by device, time)
     time_ns: np.ndarray
     current: np.ndarray
-    vpc: np.ndarray          # V/cell at 25 degC
-    row_packet: np.ndarray   # packet index of each input row
+    vpc: np.ndarray  # V/cell at 25 degC
+    row_packet: np.ndarray  # packet index of each input row
 
 
 def _packets(frame: pd.DataFrame, devices: np.ndarray) -> tuple[_Packets, np.ndarray, np.ndarray]:
@@ -213,12 +213,14 @@ def _packets(frame: pd.DataFrame, devices: np.ndarray) -> tuple[_Packets, np.nda
     dev_codes, dev_names = pd.factorize(devices, sort=True)
     key = pd.MultiIndex.from_arrays([dev_codes, time_ns])
     packet_codes, uniques = pd.factorize(key, sort=True)
-    table = pd.DataFrame({
-        "p": packet_codes,
-        "I": _floats(frame, C.CURRENT),
-        "V": _floats(frame, C.VOLTAGE),
-        "T": _floats(frame, C.TEMPERATURE),
-    })
+    table = pd.DataFrame(
+        {
+            "p": packet_codes,
+            "I": _floats(frame, C.CURRENT),
+            "V": _floats(frame, C.VOLTAGE),
+            "T": _floats(frame, C.TEMPERATURE),
+        }
+    )
     quality_bad = np.zeros(len(frame), dtype=bool)
     for flag in (C.SENSOR_FAULT, C.OUT_OF_RANGE):
         if flag in frame.columns:
@@ -237,13 +239,23 @@ def _packets(frame: pd.DataFrame, devices: np.ndarray) -> tuple[_Packets, np.nda
             cells_per_unit[d] = max(1, int(round(typical / NOMINAL_CELL_V)))
     vpc = volts / cells_per_unit[packet_dev]
     vpc = vpc + TEMP_COMP_V_PER_DEGC * np.where(np.isfinite(temp), np.clip(temp, -20, 60) - 25.0, 0.0)
-    return (_Packets(packet_dev, packet_time, med["I"].to_numpy(), vpc, np.asarray(packet_codes)),
-            np.asarray(dev_names), cells_per_unit)
+    return (
+        _Packets(packet_dev, packet_time, med["I"].to_numpy(), vpc, np.asarray(packet_codes)),
+        np.asarray(dev_names),
+        cells_per_unit,
+    )
 
 
-def classify_packets(device: np.ndarray, time_ns: np.ndarray, current: np.ndarray, vpc: np.ndarray,
-                     chemistry: str | np.ndarray, *, min_duration_s: float = 120.0,
-                     capacity_ah: np.ndarray | None = None) -> tuple[np.ndarray, list[dict[str, Any]]]:
+def classify_packets(
+    device: np.ndarray,
+    time_ns: np.ndarray,
+    current: np.ndarray,
+    vpc: np.ndarray,
+    chemistry: str | np.ndarray,
+    *,
+    min_duration_s: float = 120.0,
+    capacity_ah: np.ndarray | None = None,
+) -> tuple[np.ndarray, list[dict[str, Any]]]:
     """State codes (indices into :data:`STATES`) of string packets sorted by (device, time).
 
     ``device`` integer codes, ``current`` in A (NaN = not measured), ``vpc`` V/cell at 25 degC,
@@ -260,8 +272,10 @@ def classify_packets(device: np.ndarray, time_ns: np.ndarray, current: np.ndarra
     bad = [c for c in set(chem.tolist()) if c not in WINDOWS]
     if bad:
         raise InputError(f"unknown chemistry {bad[0]!r}: use one of {', '.join(CHEMISTRIES)}")
-    win = {name: np.array([getattr(WINDOWS[c], name) for c in chem])[device]
-           for name in ("float_low", "charge_above", "equalize_low", "discharge_below")}
+    win = {
+        name: np.array([getattr(WINDOWS[c], name) for c in chem])[device]
+        for name in ("float_low", "charge_above", "equalize_low", "discharge_below")
+    }
 
     # per-device current thresholds (a loop over strings, not readings)
     d_thr = np.full(n_dev, np.nan)
@@ -272,8 +286,12 @@ def classify_packets(device: np.ndarray, time_ns: np.ndarray, current: np.ndarra
         sel = device == d
         cur = current[sel]
         finite = np.isfinite(cur)
-        info: dict[str, Any] = {"float_current_a": None, "current_noise_a": None,
-                                "discharge_below_a": None, "charge_above_a": None}
+        info: dict[str, Any] = {
+            "float_current_a": None,
+            "current_noise_a": None,
+            "discharge_below_a": None,
+            "charge_above_a": None,
+        }
         if finite.sum() >= 1:
             v = vpc[sel]
             in_float = finite & (v >= WINDOWS[chem[d]].float_low) & (v < WINDOWS[chem[d]].equalize_low) & (cur > 0)
@@ -286,8 +304,12 @@ def classify_packets(device: np.ndarray, time_ns: np.ndarray, current: np.ndarra
             i_float_dev[d] = i_float
             d_thr[d] = max(2.0 * i_float, 4.0 * noise, floor)
             c_thr[d] = max(3.0 * i_float, i_float + 4.0 * noise, floor)
-            info = {"float_current_a": round(i_float, 4), "current_noise_a": round(noise, 4),
-                    "discharge_below_a": round(-float(d_thr[d]), 4), "charge_above_a": round(float(c_thr[d]), 4)}
+            info = {
+                "float_current_a": round(i_float, 4),
+                "current_noise_a": round(noise, 4),
+                "discharge_below_a": round(-float(d_thr[d]), 4),
+                "charge_above_a": round(float(c_thr[d]), 4),
+            }
         details.append(info)
 
     has_i = np.isfinite(current)
@@ -331,8 +353,13 @@ def classify_packets(device: np.ndarray, time_ns: np.ndarray, current: np.ndarra
     return codes, details
 
 
-def operating_state(frame: pd.DataFrame, *, chemistry: str = "auto", min_duration_s: float = 120.0,
-                    capacity_ah: float | dict[str, float] | None = None) -> pd.Series:
+def operating_state(
+    frame: pd.DataFrame,
+    *,
+    chemistry: str = "auto",
+    min_duration_s: float = 120.0,
+    capacity_ah: float | dict[str, float] | None = None,
+) -> pd.Series:
     """The :data:`OPERATING_STATE` of every row's string at its time, a categorical Series on ``frame``'s index.
 
     ``frame``: canonical readings (``DeviceID``, ``Timestamp``, ``CellVoltage``; ``InstantaneousCurrent``
@@ -345,8 +372,10 @@ def operating_state(frame: pd.DataFrame, *, chemistry: str = "auto", min_duratio
         raise InputError("operating state: expected a table (pandas DataFrame) of readings")
     missing = [c for c in (C.TIMESTAMP, C.VOLTAGE) if c not in frame.columns]
     if missing:
-        raise InputError(f"operating state needs the column(s) {', '.join(missing)}; the table has "
-                         f"{', '.join(map(str, frame.columns[:20]))}")
+        raise InputError(
+            f"operating state needs the column(s) {', '.join(missing)}; the table has "
+            f"{', '.join(map(str, frame.columns[:20]))}"
+        )
     if chemistry not in ("auto", *CHEMISTRIES):
         raise InputError(f"unknown chemistry {chemistry!r}: use 'auto', 'flooded' or 'vrla'")
     if len(frame) == 0:
@@ -354,8 +383,11 @@ def operating_state(frame: pd.DataFrame, *, chemistry: str = "auto", min_duratio
         out.attrs["operating_state"] = {"strings": [], "chemistry": chemistry}
         return out
     chem = infer_chemistry(frame) if chemistry == "auto" else chemistry
-    devices = (frame[C.DEVICE_ID].astype("string").fillna("").to_numpy(dtype=object)
-               if C.DEVICE_ID in frame.columns else np.full(len(frame), "", dtype=object))
+    devices = (
+        frame[C.DEVICE_ID].astype("string").fillna("").to_numpy(dtype=object)
+        if C.DEVICE_ID in frame.columns
+        else np.full(len(frame), "", dtype=object)
+    )
     packets, dev_names, cells_per_unit = _packets(frame, devices)
     cap = None
     if capacity_ah is not None:
@@ -363,11 +395,17 @@ def operating_state(frame: pd.DataFrame, *, chemistry: str = "auto", min_duratio
             cap = np.array([float(capacity_ah.get(str(name), np.nan)) for name in dev_names])
         else:
             cap = np.full(len(dev_names), float(capacity_ah))
-    codes, details = classify_packets(packets.device, packets.time_ns, packets.current, packets.vpc, chem,
-                                      min_duration_s=min_duration_s, capacity_ah=cap)
+    codes, details = classify_packets(
+        packets.device,
+        packets.time_ns,
+        packets.current,
+        packets.vpc,
+        chem,
+        min_duration_s=min_duration_s,
+        capacity_ah=cap,
+    )
     row_codes = codes[packets.row_packet]
-    result = pd.Series(pd.Categorical.from_codes(row_codes, dtype=STATE_DTYPE), index=frame.index,
-                       name=OPERATING_STATE)
+    result = pd.Series(pd.Categorical.from_codes(row_codes, dtype=STATE_DTYPE), index=frame.index, name=OPERATING_STATE)
     has_current = C.CURRENT in frame.columns and np.isfinite(packets.current).any()
     strings = []
     for d, name in enumerate(dev_names):
@@ -382,13 +420,23 @@ def operating_state(frame: pd.DataFrame, *, chemistry: str = "auto", min_duratio
             source = f"current+voltage, voltage only in {n_v} of {packets_d} packets (current missing)"
         sel = packets.device == d
         counts = {s: int(np.sum(codes[sel] == i)) for i, s in enumerate(STATES)}
-        strings.append(StringStateInfo(device=str(name), chemistry=chem, source=source, packets=packets_d,
-                                       voltage_only_packets=n_v, cells_per_unit=int(cells_per_unit[d]),
-                                       counts=counts, **info).to_dict())
+        strings.append(
+            StringStateInfo(
+                device=str(name),
+                chemistry=chem,
+                source=source,
+                packets=packets_d,
+                voltage_only_packets=n_v,
+                cells_per_unit=int(cells_per_unit[d]),
+                counts=counts,
+                **info,
+            ).to_dict()
+        )
     result.attrs["operating_state"] = {
         "chemistry": chem,
-        "chemistry_source": "given" if chemistry != "auto" else (
-            "specific gravity present -> flooded" if chem == FLOODED else "no specific gravity -> VRLA"),
+        "chemistry_source": "given"
+        if chemistry != "auto"
+        else ("specific gravity present -> flooded" if chem == FLOODED else "no specific gravity -> VRLA"),
         "current": "measured" if has_current else f"absent: states from voltage only ({C.CURRENT} missing)",
         "min_duration_s": min_duration_s,
         "strings": strings,
@@ -419,7 +467,19 @@ def state_summary(info: dict[str, Any]) -> str:
 
 
 __all__ = [
-    "CHEMISTRIES", "FLOODED", "OPERATING_STATE", "STATES", "STATE_DTYPE", "VRLA", "WINDOWS", "OperatingState",
-    "StringStateInfo", "VoltageWindows", "add_operating_state", "classify_packets", "infer_chemistry",
-    "operating_state", "state_summary",
+    "CHEMISTRIES",
+    "FLOODED",
+    "OPERATING_STATE",
+    "STATES",
+    "STATE_DTYPE",
+    "VRLA",
+    "WINDOWS",
+    "OperatingState",
+    "StringStateInfo",
+    "VoltageWindows",
+    "add_operating_state",
+    "classify_packets",
+    "infer_chemistry",
+    "operating_state",
+    "state_summary",
 ]

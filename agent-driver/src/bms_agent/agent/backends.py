@@ -42,9 +42,10 @@ def to_ollama_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if m["role"] == "assistant":
             wire: dict[str, Any] = {"role": "assistant", "content": m.get("content") or ""}
             if m.get("tool_calls"):
-                wire["tool_calls"] = [{"function": {"name": c["function"]["name"],
-                                                    "arguments": c["function"].get("arguments") or {}}}
-                                      for c in m["tool_calls"]]
+                wire["tool_calls"] = [
+                    {"function": {"name": c["function"]["name"], "arguments": c["function"].get("arguments") or {}}}
+                    for c in m["tool_calls"]
+                ]
             out.append(wire)
         elif m["role"] == "tool":
             out.append({"role": "tool", "tool_name": m.get("tool_name", ""), "content": m.get("content", "")})
@@ -53,8 +54,9 @@ def to_ollama_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def make_ollama_chat(client: Any, model: str, timeout: float, stream: bool, on_text: TextFn | None = None,
-                     num_ctx: int | None = None) -> ChatFn:
+def make_ollama_chat(
+    client: Any, model: str, timeout: float, stream: bool, on_text: TextFn | None = None, num_ctx: int | None = None
+) -> ChatFn:
     """A chat function over an ``ollama.AsyncClient``; ``num_ctx`` sets the model's context window."""
     options = {"num_ctx": int(num_ctx)} if num_ctx else None
 
@@ -65,8 +67,7 @@ def make_ollama_chat(client: Any, model: str, timeout: float, stream: bool, on_t
                 response = await client.chat(model=model, messages=wire, tools=tools, stream=False, options=options)
                 return _ollama_reply(response.message.content or "", response.message.tool_calls or [])
             content, calls = [], []
-            async for part in await client.chat(model=model, messages=wire, tools=tools, stream=True,
-                                                options=options):
+            async for part in await client.chat(model=model, messages=wire, tools=tools, stream=True, options=options):
                 if part.message.content:
                     content.append(part.message.content)
                     if on_text is not None:
@@ -80,9 +81,10 @@ def make_ollama_chat(client: Any, model: str, timeout: float, stream: bool, on_t
 def _ollama_reply(content: str, calls: list[Any]) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": content}
     if calls:
-        message["tool_calls"] = [{"id": f"call_{i}", "function": {"name": c.function.name,
-                                                                 "arguments": _arguments(c.function.arguments)}}
-                                 for i, c in enumerate(calls)]
+        message["tool_calls"] = [
+            {"id": f"call_{i}", "function": {"name": c.function.name, "arguments": _arguments(c.function.arguments)}}
+            for i, c in enumerate(calls)
+        ]
     return message
 
 
@@ -93,10 +95,17 @@ def to_openai_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if m["role"] == "assistant":
             wire: dict[str, Any] = {"role": "assistant", "content": m.get("content") or ""}
             if m.get("tool_calls"):
-                wire["tool_calls"] = [{"id": c["id"], "type": "function",
-                                       "function": {"name": c["function"]["name"],
-                                                    "arguments": json.dumps(c["function"].get("arguments") or {})}}
-                                      for c in m["tool_calls"]]
+                wire["tool_calls"] = [
+                    {
+                        "id": c["id"],
+                        "type": "function",
+                        "function": {
+                            "name": c["function"]["name"],
+                            "arguments": json.dumps(c["function"].get("arguments") or {}),
+                        },
+                    }
+                    for c in m["tool_calls"]
+                ]
             out.append(wire)
         elif m["role"] == "tool":
             out.append({"role": "tool", "tool_call_id": m["tool_call_id"], "content": m.get("content", "")})
@@ -105,8 +114,9 @@ def to_openai_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def make_openai_chat(client: Any, model: str, timeout: float, stream: bool, on_text: TextFn | None = None,
-                     max_tokens: int | None = None) -> ChatFn:
+def make_openai_chat(
+    client: Any, model: str, timeout: float, stream: bool, on_text: TextFn | None = None, max_tokens: int | None = None
+) -> ChatFn:
     """A chat function over an ``openai.AsyncOpenAI`` client (any ``/v1/chat/completions`` server)."""
     extra: dict[str, Any] = {"max_tokens": max_tokens} if max_tokens else {}
 
@@ -147,7 +157,8 @@ def make_openai_chat(client: Any, model: str, timeout: float, stream: bool, on_t
 def _openai_reply(content: str, calls: list[tuple[str | None, str, Any]]) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": content}
     if calls:
-        message["tool_calls"] = [{"id": call_id or f"call_{i}", "function": {"name": name,
-                                                                            "arguments": _arguments(args)}}
-                                 for i, (call_id, name, args) in enumerate(calls)]
+        message["tool_calls"] = [
+            {"id": call_id or f"call_{i}", "function": {"name": name, "arguments": _arguments(args)}}
+            for i, (call_id, name, args) in enumerate(calls)
+        ]
     return message

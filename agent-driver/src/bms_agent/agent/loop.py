@@ -57,10 +57,19 @@ make_chat = make_ollama_chat
 
 
 class Agent:
-    def __init__(self, chat: ChatFn, pool: ServerPool, tools: list[dict[str, Any]], routes: dict[str, ToolRoute],
-                 run_id: str, workspace: str, max_steps: int = 8, tool_timeout: float = 300.0,
-                 on_tool: Callable[[ToolEvent], None] | None = None,
-                 on_call: Callable[[str, dict[str, Any]], None] | None = None):
+    def __init__(
+        self,
+        chat: ChatFn,
+        pool: ServerPool,
+        tools: list[dict[str, Any]],
+        routes: dict[str, ToolRoute],
+        run_id: str,
+        workspace: str,
+        max_steps: int = 8,
+        tool_timeout: float = 300.0,
+        on_tool: Callable[[ToolEvent], None] | None = None,
+        on_call: Callable[[str, dict[str, Any]], None] | None = None,
+    ):
         self.chat, self.pool, self.tools, self.routes = chat, pool, tools, routes
         self.run_id, self.workspace = run_id, workspace
         self.max_steps, self.tool_timeout, self.on_tool = max_steps, tool_timeout, on_tool
@@ -95,24 +104,37 @@ class Agent:
                 if self.on_tool is not None:
                     self.on_tool(event)
                 messages.append({"role": "tool", "tool_call_id": call["id"], "tool_name": name, "content": content})
-        last = next((m.get("content") for m in reversed(messages) if m.get("role") == "assistant" and m.get("content")), "")
-        return AgentAnswer(text=last or "", steps=self.max_steps, tool_events=events,
-                           stopped=f"stopped after {self.max_steps} model calls (--max-steps) before a final answer")
+        last = next(
+            (m.get("content") for m in reversed(messages) if m.get("role") == "assistant" and m.get("content")), ""
+        )
+        return AgentAnswer(
+            text=last or "",
+            steps=self.max_steps,
+            tool_events=events,
+            stopped=f"stopped after {self.max_steps} model calls (--max-steps) before a final answer",
+        )
 
     async def run_tool(self, name: str, arguments: dict[str, Any]) -> tuple[ToolEvent, str]:
         route = self.routes.get(name)
         start = time.perf_counter()
         if route is None:
             message = f"unknown tool '{name}'; available tools: {', '.join(sorted(self.routes))}"
-            return ToolEvent(name, arguments, "error", 0.0, message), json.dumps({"status": "error", "message": message})
+            return ToolEvent(name, arguments, "error", 0.0, message), json.dumps(
+                {"status": "error", "message": message}
+            )
         arguments = {k: v for k, v in arguments.items() if k != "run_id"}
         try:
-            result = await self.pool.call(route.server, route.tool, {**arguments, "run_id": self.run_id},
-                                          timeout=self.tool_timeout)
+            result = await self.pool.call(
+                route.server, route.tool, {**arguments, "run_id": self.run_id}, timeout=self.tool_timeout
+            )
         except ToolCallError as exc:
             seconds = time.perf_counter() - start
             envelope = exc.envelope or {"status": "error", "message": exc.detail}
-            return (ToolEvent(name, arguments, "error", seconds, exc.detail.splitlines()[0]),
-                    summarise_envelope(envelope))
-        return (ToolEvent(name, arguments, "ok", result.seconds, result.envelope.get("message", "")),
-                summarise_envelope(result.envelope))
+            return (
+                ToolEvent(name, arguments, "error", seconds, exc.detail.splitlines()[0]),
+                summarise_envelope(envelope),
+            )
+        return (
+            ToolEvent(name, arguments, "ok", result.seconds, result.envelope.get("message", "")),
+            summarise_envelope(result.envelope),
+        )

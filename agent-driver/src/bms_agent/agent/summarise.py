@@ -34,15 +34,20 @@ def summarise_envelope(envelope: dict[str, Any], max_chars: int = MAX_CHARS) -> 
         summary["run_id"] = envelope["run_id"]
     summary["data"] = _shrink(envelope.get("data") or {})
     arts = envelope.get("artifacts") or []
-    summary["artifacts"] = [{"path": a.get("path"), "kind": a.get("kind"), "what": (a.get("description") or "")[:120]}
-                            for a in arts[:20] if isinstance(a, dict)]
+    summary["artifacts"] = [
+        {"path": a.get("path"), "kind": a.get("kind"), "what": (a.get("description") or "")[:120]}
+        for a in arts[:20]
+        if isinstance(a, dict)
+    ]
     if len(arts) > 20:
         summary["artifacts_more"] = len(arts) - 20
     text = json.dumps(summary, default=str)
     if len(text) > max_chars:  # still too big: keep the essentials and say what was cut
-        summary["data"] = {"note": f"data cut to fit the context ({len(json.dumps(summary['data'], default=str))} "
-                                   "characters); read the artifacts for details",
-                           "keys": list((envelope.get("data") or {}).keys())[:40]}
+        summary["data"] = {
+            "note": f"data cut to fit the context ({len(json.dumps(summary['data'], default=str))} "
+            "characters); read the artifacts for details",
+            "keys": list((envelope.get("data") or {}).keys())[:40],
+        }
         text = json.dumps(summary, default=str)
         if len(text) > max_chars:
             summary["artifacts"] = summary["artifacts"][:5]

@@ -87,8 +87,11 @@ def convert_property(schema: dict[str, Any], root: dict[str, Any]) -> dict[str, 
 def to_ollama_tool(server: str, tool: Any) -> dict[str, Any]:
     """An MCP ``Tool`` as an Ollama tool definition (a plain dict the ``ollama`` client validates)."""
     schema = dict(getattr(tool, "input_schema", None) or getattr(tool, "inputSchema", None) or {})
-    props = {name: convert_property(prop, schema) for name, prop in (schema.get("properties") or {}).items()
-             if name not in HIDDEN_ARGUMENTS}
+    props = {
+        name: convert_property(prop, schema)
+        for name, prop in (schema.get("properties") or {}).items()
+        if name not in HIDDEN_ARGUMENTS
+    }
     required = [r for r in schema.get("required") or [] if r in props]
     title = getattr(getattr(tool, "annotations", None), "title", None)
     description = (tool.description or title or tool.name).strip()
@@ -118,19 +121,69 @@ def build_catalogue(tools_by_server: dict[str, list[Any]]) -> tuple[list[dict[st
 #: Words that make a server relevant to a question (matched as word prefixes, lower case).
 SERVER_WORDS: dict[str, tuple[str, ...]] = {
     "datagen": ("simulat", "synthetic", "sdv", "generat", "fake", "example data", "demo"),
-    "preprocess": ("clean", "preprocess", "impute", "imputation", "mice", "feature", "scal", "quality",
-                   "missing", "sentinel", "dropout", "duplicate", "health", "review"),
-    "anomaly": ("anomal", "abnormal", "outlier", "alarm", "alert", "unusual", "strange", "odd", "detect",
-                "fault", "spike", "health", "review", "investigat", "why"),
-    "failure": ("fail", "die", "dying", "dead", "death", "risk", "remaining", "life", "rul", "replace",
-                "end of life", "health", "review", "investigat", "worst", "weak", "alarm"),
+    "preprocess": (
+        "clean",
+        "preprocess",
+        "impute",
+        "imputation",
+        "mice",
+        "feature",
+        "scal",
+        "quality",
+        "missing",
+        "sentinel",
+        "dropout",
+        "duplicate",
+        "health",
+        "review",
+    ),
+    "anomaly": (
+        "anomal",
+        "abnormal",
+        "outlier",
+        "alarm",
+        "alert",
+        "unusual",
+        "strange",
+        "odd",
+        "detect",
+        "fault",
+        "spike",
+        "health",
+        "review",
+        "investigat",
+        "why",
+    ),
+    "failure": (
+        "fail",
+        "die",
+        "dying",
+        "dead",
+        "death",
+        "risk",
+        "remaining",
+        "life",
+        "rul",
+        "replace",
+        "end of life",
+        "health",
+        "review",
+        "investigat",
+        "worst",
+        "weak",
+        "alarm",
+    ),
     "forecast": ("forecast", "predict", "future", "trend", "next", "tomorrow", "week", "ahead", "investigat"),
 }
 DATA_FILE = re.compile(r"\S+\.(csv|parquet)\b", re.IGNORECASE)
 #: Tools offered only when the question is about them.
-ON_REQUEST = {"health_check": ("health check", "health_check", "server", "version", "status of the tool"),
-              "sdv_generate": ("synthetic", "sdv"), "sdv_sample": ("synthetic", "sdv"),
-              "sdv_evaluate": ("synthetic", "sdv"), "sdv_visualize": ("synthetic", "sdv")}
+ON_REQUEST = {
+    "health_check": ("health check", "health_check", "server", "version", "status of the tool"),
+    "sdv_generate": ("synthetic", "sdv"),
+    "sdv_sample": ("synthetic", "sdv"),
+    "sdv_evaluate": ("synthetic", "sdv"),
+    "sdv_visualize": ("synthetic", "sdv"),
+}
 
 
 def estimate_tokens(definitions: list[dict[str, Any]]) -> int:
@@ -163,8 +216,9 @@ def compact(definition: dict[str, Any], max_description: int = 400) -> dict[str,
     return {**definition, "function": fn}
 
 
-def select_tools(definitions: list[dict[str, Any]], routes: dict[str, ToolRoute], question: str,
-                 max_tokens: int | None) -> list[dict[str, Any]]:
+def select_tools(
+    definitions: list[dict[str, Any]], routes: dict[str, ToolRoute], question: str, max_tokens: int | None
+) -> list[dict[str, Any]]:
     """The tools worth sending for ``question`` within ``max_tokens`` (compact descriptions).
 
     Keeps the relevant servers' tools, drops the ones only asked for by name (health checks, SDV)
