@@ -9,6 +9,9 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from bms_agent.servers import ROOT, ServerSpec
+from bms_agent.servers import SERVER_FOLDERS as SERVERS
+
+__all__ = ["ROOT", "SERVERS", "ServerSpec", "connect", "envelope", "server_params"]
 
 
 def server_params(folder: str, env: dict[str, str] | None = None) -> Any:
