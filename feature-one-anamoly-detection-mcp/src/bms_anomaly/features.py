@@ -269,6 +269,10 @@ _MEAN_ABS_TO_SD = 1.2533141373155
 #: Previous residuals of a segment that estimate its residual SD for the outlier screen.
 SCALE_READINGS = 4 * BASELINE_READINGS
 HISTORY_REACH = 2 * BASELINE_READINGS + SCALE_READINGS + 1
+#: The same for the own-history features (strings without peers) at 5-second sampling or slower: the trend
+#: line's outlier screen reaches back an hour (720 readings at 5 s), the residual scale
+#: :data:`OWN_SCALE_READINGS` residuals, each screened an hour back.
+OWN_HISTORY_REACH = OWN_SCALE_READINGS + 2 * 720 + 1
 
 
 def trailing_median(

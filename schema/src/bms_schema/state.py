@@ -29,7 +29,8 @@ Classification, per string (``DeviceID``) and time stamp, vectorised:
    the threshold does not chatter.
 5. Minimum duration: a run of any state covering less than ``min_duration_s`` (default 120 s;
    each reading covers the time to the next one, at most three typical intervals) is replaced
-   by the state before it. With 1 s..1 min sampling a single noisy sample cannot flip the state;
+   by the state before it, unless it is the string's last run (still going on: its length is not known yet, and a
+   stream sees each new run as the last one). With 1 s..1 min sampling a single noisy sample cannot flip the state;
    with 15 min..1 h sampling one reading already covers more than the minimum and counts.
 
 ``operating_state(frame)`` returns a categorical :data:`OPERATING_STATE` Series on the frame's
@@ -180,7 +181,10 @@ def _min_duration(codes: np.ndarray, covers_s: np.ndarray, boundary: np.ndarray,
     # a string made of a single run keeps it whatever its length
     runs_per_string = np.bincount(np.cumsum(run_boundary) - 1)
     alone = runs_per_string[np.cumsum(run_boundary) - 1] == 1
-    keep_run = (duration >= min_duration_s) | alone
+    # the string's last run has not ended: its length is unknown, so it keeps its state (a stream scored
+    # packet by packet sees every new run as the last one, and a discharge must be one from its start)
+    last_run = np.r_[run_boundary[1:], True]
+    keep_run = (duration >= min_duration_s) | alone | last_run
     run_codes = _fill_previous(codes[starts], keep_run, run_boundary)
     return run_codes[run_id]
 
