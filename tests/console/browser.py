@@ -118,11 +118,3 @@ def console_loaders() -> dict[str, Any]:
     from live.fakes import FAKE_LOADERS
 
     return {**FAKE_LOADERS, "failure": load_dead_aware_failure}
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])

@@ -11,7 +11,6 @@ under tests/artifacts/dashboard (``BMS_TEST_ARTIFACTS``).
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -21,7 +20,8 @@ from typing import Any
 import httpx
 import pandas as pd
 import pytest
-from console.browser import LAPTOP, TABLET, RequestLog, console_loaders, free_port, launch, screenshot
+from console.browser import LAPTOP, TABLET, RequestLog, console_loaders, launch, screenshot
+from console.servers import live_server
 from playwright.sync_api import expect
 
 API_KEY = "console-test-key"
@@ -66,7 +66,6 @@ def _has_stream(app: Any) -> bool:
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    import uvicorn
     from bms_live.app import create_app
     from bms_live.replay import http_poster, replay, simulated_fleet
     from bms_live.settings import Settings
@@ -78,34 +77,25 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
         api_key=API_KEY,
     )
     app = create_app(settings, loaders=console_loaders())
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, name="uvicorn-dashboard", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    url = f"http://127.0.0.1:{port}"
-    raw = simulated_fleet(devices=DEVICES, cells=CELLS, days=1, interval_minutes=30, seed=1)
-    stamps = sorted(raw["PacketDateTime"].unique())
-    dead = (
-        (raw["DeviceID"].astype(str) == DEAD[0])
-        & (raw["CellNumber"] == DEAD[1])
-        & raw["PacketDateTime"].isin(stamps[-6:])
-    )
-    raw.loc[dead, "CellVoltage"] = 1.2
-    t0 = time.perf_counter()
-    stats = replay(http_poster(url, API_KEY), raw, batch=6)
-    ingest_seconds = time.perf_counter() - t0
-    assert stats.errors == 0 and stats.stored > 0
-    client = httpx.Client(base_url=url, headers={"X-API-Key": API_KEY}, timeout=30)
-    try:
-        yield Service(url, f"127.0.0.1:{port}", client, raw, ingest_seconds, _has_stream(app))
-    finally:
-        client.close()
-        server.should_exit = True
-        thread.join(10)
+    with live_server(app) as netloc:
+        url = f"http://{netloc}"
+        raw = simulated_fleet(devices=DEVICES, cells=CELLS, days=1, interval_minutes=30, seed=1)
+        stamps = sorted(raw["PacketDateTime"].unique())
+        dead = (
+            (raw["DeviceID"].astype(str) == DEAD[0])
+            & (raw["CellNumber"] == DEAD[1])
+            & raw["PacketDateTime"].isin(stamps[-6:])
+        )
+        raw.loc[dead, "CellVoltage"] = 1.2
+        t0 = time.perf_counter()
+        stats = replay(http_poster(url, API_KEY), raw, batch=6)
+        ingest_seconds = time.perf_counter() - t0
+        assert stats.errors == 0 and stats.stored > 0
+        client = httpx.Client(base_url=url, headers={"X-API-Key": API_KEY}, timeout=30)
+        try:
+            yield Service(url, netloc, client, raw, ingest_seconds, _has_stream(app))
+        finally:
+            client.close()
 
 
 @pytest.fixture(scope="module")
