@@ -92,6 +92,10 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
         ingest_seconds = time.perf_counter() - t0
         assert stats.errors == 0 and stats.stored > 0
         client = httpx.Client(base_url=url, headers={"X-API-Key": API_KEY}, timeout=30)
+        # ground truth for one stored anomaly: the models page shows it
+        flagged = client.get("/v1/anomalies", params={"device_id": DEAD[0], "cell_number": DEAD[1], "limit": 1})
+        feedback = [{"prediction_id": flagged.json()["items"][0]["prediction_id"], "actual": True}]
+        assert client.post("/v1/feedback", json={"feedback": feedback}).status_code == 200
         try:
             yield Service(url, netloc, client, raw, ingest_seconds, _has_stream(app))
         finally:
@@ -150,6 +154,12 @@ def page_for(browser: Any, shared_context: Any, service: Service) -> Iterator[An
                 own_context.close()
 
 
+def _fits(page: Any, viewport: dict[str, int]) -> None:
+    """The page does not scroll sideways (wide tables scroll inside their own box)."""
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= viewport["width"], f"{page.url} is {width} px wide in a {viewport['width']} px viewport"
+
+
 def _loaded(page: Any, timeout: float = 10_000) -> None:
     page.wait_for_selector("body[data-loaded]", state="attached", timeout=timeout)
 
@@ -187,6 +197,7 @@ def test_fleet_overview_counts_dead_first_and_heatmap(page_for, service: Service
     assert shape == [DEVICES, CELLS]
     page.click("#metric-buttons button[data-metric='CellTemperature']")
     assert page.get_attribute("#metric-buttons button[data-metric='CellTemperature']", "aria-pressed") == "true"
+    _fits(page, LAPTOP)
     print("fleet:", screenshot(page, "fleet-laptop"))
 
 
@@ -195,8 +206,7 @@ def test_fleet_on_a_tablet(page_for, service: Service) -> None:
     page.goto("/dashboard")
     _loaded(page)
     assert page.inner_text("#count-cells") == str(DEVICES * CELLS)
-    width = page.evaluate("document.documentElement.scrollWidth")
-    assert width <= TABLET["width"], f"the page scrolls sideways on a tablet ({width} px)"
+    _fits(page, TABLET)
     screenshot(page, "fleet-tablet")
 
 
@@ -220,6 +230,7 @@ def test_cell_page_history_forecast_risk_and_3d(page_for, service: Service) -> N
     marked = page.evaluate("document.getElementById('plot-voltage').data.find(t => t.name === 'anomaly').x.length")
     assert marked == anomalies["count"]
     assert "specific gravity" in page.inner_text("#three-d-note").lower()
+    _fits(page, LAPTOP)
     screenshot(page, "cell-laptop")
 
 
@@ -250,7 +261,9 @@ def test_alerts_keyboard_acknowledge_and_token(page_for, service: Service) -> No
     assert service.client.get("/v1/alerts", params={"status": "acknowledged"}).json()["items"][0]["alert_id"] == target
     # the focus stays in the row: the next key press resolves it
     assert page.evaluate("document.activeElement.classList.contains('resolve')")
-    screenshot(page, "alerts-laptop")
+    page.set_viewport_size(TABLET)
+    _fits(page, TABLET)
+    screenshot(page, "alerts-tablet")
 
 
 def test_models_page(page_for, service: Service) -> None:
@@ -262,6 +275,10 @@ def test_models_page(page_for, service: Service) -> None:
     assert "champion v0001 · challenger v0002" in anomaly.inner_text()
     assert anomaly.locator("tbody tr").count() == 2
     assert page.locator("#drift-table tbody tr[data-model='anomaly']").count() == 2
+    feedback = page.locator("#feedback-table tbody tr[data-model='anomaly'] td")
+    assert feedback.all_inner_texts()[:2] == ["1", "1.000"]  # one labelled prediction, precision 1
+    assert page.locator("#feedback-items tbody tr").count() == 1
+    _fits(page, TABLET)
     screenshot(page, "models-tablet")
 
 

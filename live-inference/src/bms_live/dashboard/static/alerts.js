@@ -51,7 +51,7 @@
     }, ["Resolve"]);
     const status = [B.badge(alert.status)];
     if (alert.acknowledged_by) status.push(B.el("div", { class: "hint", text: "by " + alert.acknowledged_by }));
-    return B.el("tr", { class: fresh ? "new-row" : null, dataset: { alertId: alert.alert_id, status: alert.status, kind: alert.kind } }, [
+    return labelled(B.el("tr", { class: fresh ? "new-row" : null, dataset: { alertId: alert.alert_id, status: alert.status, kind: alert.kind } }, [
       B.el("th", { scope: "row", tabindex: "-1", text: alert.alert_id }),
       B.el("td", {}, [B.badge(alert.severity)]),
       B.el("td", { class: "mono", text: alert.kind }),
@@ -62,7 +62,14 @@
       B.el("td", { class: "num", text: alert.occurrences }),
       B.el("td", { class: "deliveries", text: deliveries(alert) }),
       B.el("td", {}, [B.el("div", { class: "actions" }, [ack, resolve])]),
-    ]);
+    ]));
+  }
+
+  /** Each cell names its column (``data-label``): on a narrow screen a row is shown as a card. */
+  const HEADERS = Array.from(document.querySelectorAll("#alerts-table thead th")).map(function (th) { return th.textContent; });
+  function labelled(tr) {
+    Array.from(tr.children).forEach(function (cell, i) { cell.dataset.label = HEADERS[i] || ""; });
+    return tr;
   }
 
   async function fetchAlerts(choice) {

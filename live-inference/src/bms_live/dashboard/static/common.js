@@ -85,10 +85,11 @@
       try { socket = new WebSocket(url()); } catch (e) { startPolling(); schedule(); return; }
       socket.onopen = function () {
         delay = 500;
+        const again = everOpen || pollTimer !== null;
         everOpen = true;
         stopPolling();
         setMode("live", "live");
-        onPoll("reconnected");  // catch up on what happened while disconnected
+        if (again) onPoll("reconnected");  // catch up on what happened while disconnected
       };
       socket.onmessage = function (event) {
         let message;
@@ -159,7 +160,9 @@
   }
   function when(iso) {
     if (!iso) return "–";
-    return iso.replace("T", " ").replace(/(\.\d+)?Z$/, " UTC");
+    const ms = Date.parse(iso);
+    if (Number.isNaN(ms)) return String(iso);
+    return new Date(ms).toISOString().slice(0, 19).replace("T", " ") + " UTC";
   }
   function badge(text, kind) { return el("span", { class: "badge " + (kind || text), text: String(text).replace("_", " ") }); }
   function cellHref(deviceId, cellNumber) {
@@ -169,7 +172,12 @@
     const i = cellId.lastIndexOf("-");
     return { device: cellId.slice(0, i), number: Number(cellId.slice(i + 1)) };
   }
-  function fill(tbody, rows) {
+  /** Replace a table body's rows; ``empty`` is said in one row when there is none. */
+  function fill(tbody, rows, empty) {
+    if (!rows.length && empty) {
+      const columns = tbody.parentNode.querySelectorAll("thead th").length || 1;
+      rows = [el("tr", { class: "empty" }, [el("td", { colspan: String(columns), class: "hint", text: empty })])];
+    }
     tbody.replaceChildren.apply(tbody, rows);
   }
 

@@ -15,7 +15,7 @@
         B.el("th", { scope: "row", text: s.name + " (" + s.endpoint + ")" }),
         B.el("td", { class: "mono", text: s.loaded ? s.version : "not loaded" }),
         B.el("td", { text: s.serving }),
-        B.el("td", { text: s.loaded_at ? B.when(s.loaded_at.replace("+00:00", "Z")) : "–" }),
+        B.el("td", { text: s.loaded_at ? B.when(s.loaded_at) : "–" }),
         B.el("td", { text: metrics(s.metrics) }),
         B.el("td", { text: s.last_error || "–" }),
       ]);
@@ -37,7 +37,7 @@
         ]);
       });
       const decisions = (model.decisions || []).slice(-5).reverse().map(function (d) {
-        return B.el("li", { text: B.when((d.time || "").replace("+00:00", "Z")) + " " + (d.version || d.candidate || "") + ": " + (d.decision || "") + (d.reason ? " – " + d.reason : "") });
+        return B.el("li", { text: B.when(d.time) + " " + (d.version || d.candidate || "") + ": " + (d.decision || "") + (d.reason ? " – " + d.reason : "") });
       });
       return B.el("section", { "aria-label": model.name, dataset: { model: model.name } }, [
         B.el("h3", { text: model.name }),
@@ -87,7 +87,7 @@
         B.el("td", { class: "num", text: B.fmt(m.f1, 3) }),
         B.el("td", { class: "num", text: [m.tp, m.fp, m.fn, m.tn].join(" / ") }),
       ]);
-    }));
+    }), "No feedback yet: POST /v1/feedback with the ground truth of earlier predictions.");
     B.fill(document.querySelector("#feedback-items tbody"), items.items.map(function (f) {
       return B.el("tr", {}, [
         B.el("td", { class: "mono", text: f.prediction_id }),
@@ -96,7 +96,7 @@
         B.el("td", { text: String(f.actual) }),
         B.el("td", { text: B.when(f.created) }),
       ]);
-    }));
+    }), "No stored feedback.");
   }
 
   async function load() {
