@@ -728,6 +728,7 @@ class Store:
         alert_id: int | None = None,
         limit: int = 100,
         offset: int = 0,
+        alert_ids: Sequence[int] | None = None,
     ) -> dict[str, Any]:
         import sqlalchemy as sa
 
@@ -739,6 +740,8 @@ class Store:
             query = query.where(a.c.device_id == device)
         if alert_id is not None:
             query = query.where(a.c.alert_key == alert_id)
+        if alert_ids is not None:
+            query = query.where(a.c.alert_key.in_([int(k) for k in alert_ids]))
         query = query.order_by(a.c.created_us.desc(), a.c.alert_key.desc())
         with self.engine.connect() as conn:
             rows, nxt = self._page(conn, query, limit, offset)
