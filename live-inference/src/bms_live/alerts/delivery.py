@@ -121,7 +121,8 @@ class DeliveryWorker:
         self._seq = itertools.count()
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
-        self.idle = threading.Event()  # set when nothing is queued or due (tests wait on it)
+        self._outstanding = 0  # batches queued + retries scheduled, not yet processed
+        self._count_lock = threading.Lock()
         self.attempts = 0
 
     @property
@@ -131,12 +132,14 @@ class DeliveryWorker:
     def start(self) -> None:
         if not self.channels or self._thread is not None:
             return
+        self._stop.clear()
         for row in self.store.pending_deliveries():  # a restart: retry what was left pending
             delay = max(0.0, ((row["next_attempt_us"] or 0) - time.time_ns() // 1000) / 1e6)
             self._schedule(delay, int(row["alert_key"]), row["channel"], row["target"])
         # alerts committed but never claimed (a stop between the commit and the worker), last 24 h
         missed = self.store.undelivered_alerts(self.channels, since_us=time.time_ns() // 1000 - 86_400_000_000)
         if missed:
+            self._count(1)
             self._queue.put(missed)
         self._thread = threading.Thread(target=self._run, name="bms-alert-delivery", daemon=True)
         self._thread.start()
@@ -147,28 +150,46 @@ class DeliveryWorker:
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
+        with self._count_lock:  # what was left is pending in the store: the next start picks it up
+            self._retries.clear()
+            self._outstanding = 0
+        self._queue = queue.SimpleQueue()
+
+    def _count(self, delta: int) -> None:
+        with self._count_lock:
+            self._outstanding += delta
 
     def enqueue(self, alert_ids: list[int]) -> None:
         if self.channels and alert_ids:
-            self.idle.clear()
+            self._count(1)
             self._queue.put(list(alert_ids))
 
-    def wait_idle(self, timeout: float = 10.0) -> bool:
-        return self.idle.wait(timeout)
+    def wait_idle(self, timeout: float = 10.0, include_retries: bool = True) -> bool:
+        """Wait until every queued alert was tried (and, with ``include_retries``, every retry)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._count_lock:
+                left = self._outstanding - (0 if include_retries else len(self._retries))
+            if left <= 0:
+                return True
+            time.sleep(0.01)
+        return False
 
     # -- the worker ------------------------------------------------------------------------------
     def _schedule(self, delay: float, alert_id: int, channel: str, target: str) -> None:
-        heapq.heappush(self._retries, (time.monotonic() + delay, next(self._seq), alert_id, channel, target))
+        with self._count_lock:
+            self._outstanding += 1
+            heapq.heappush(self._retries, (time.monotonic() + delay, next(self._seq), alert_id, channel, target))
 
     def _run(self) -> None:
         while not self._stop.is_set():
             due = self._retries[0][0] - time.monotonic() if self._retries else None
             if due is not None and due <= 0:
-                _, _, alert_id, channel, target = heapq.heappop(self._retries)
+                with self._count_lock:
+                    _, _, alert_id, channel, target = heapq.heappop(self._retries)
                 self._attempt_safely(alert_id, [(channel, target)])
+                self._count(-1)
                 continue
-            if due is None and self._queue.empty():
-                self.idle.set()
             try:
                 ids = self._queue.get(timeout=due if due is not None else 1.0)
             except queue.Empty:
@@ -176,6 +197,7 @@ class DeliveryWorker:
             if ids is None:
                 break
             self._attempt_safely(ids, self.channels)
+            self._count(-1)
 
     def _attempt_safely(self, alert_ids: int | list[int], channels: list[tuple[str, str]]) -> None:
         try:
