@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pandas as pd
 import pytest
 from console.browser import LAPTOP, TABLET, RequestLog, console_loaders, launch, screenshot
 from console.servers import Mailbox, Receiver, live_server, wait_for
