@@ -175,8 +175,13 @@ def page_for(browser: Any, shared_context: Any, service: Service) -> Iterator[An
 
 
 def _fits(page: Any, viewport: dict[str, int]) -> None:
-    """The page does not scroll sideways (wide tables scroll inside their own box)."""
+    """The page does not scroll sideways (wide tables scroll inside their own box); after a resize
+    plotly re-lays its charts out on its own (debounced), so allow it a moment."""
+    deadline = time.monotonic() + 5
     width = page.evaluate("document.documentElement.scrollWidth")
+    while width > viewport["width"] and time.monotonic() < deadline:
+        time.sleep(0.1)
+        width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= viewport["width"], f"{page.url} is {width} px wide in a {viewport['width']} px viewport"
 
 
