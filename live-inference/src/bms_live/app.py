@@ -321,6 +321,9 @@ def create_app(
     from .rest import build_router
 
     app.include_router(build_router(service, secured, ERRORS))
+    from . import dashboard
+
+    dashboard.install(app, service, secured, ERRORS)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestMetrics, metrics=service.metrics)
     return app

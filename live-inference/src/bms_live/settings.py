@@ -88,7 +88,7 @@ class Settings:
     models: tuple[str, ...] = ("anomaly", "failure", "forecast")
 
     @classmethod
-    def from_env(cls, **overrides: object) -> "Settings":
+    def from_env(cls, **overrides: Any) -> "Settings":
         """Settings from the environment, then ``overrides`` (ignored when ``None``)."""
         ws = os.environ.get("BMS_WORKSPACE")
         base = cls(

@@ -96,10 +96,12 @@ class Store:
 
     def _insert(self, table: Any) -> Any:
         if self.dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert
-        return insert(table)
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+            return pg_insert(table)
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert(table)
 
     # -- ingest -----------------------------------------------------------------------------
     def _keys_for(self, conn: Any, devices: list[str], numbers: list[int], ts_us: list[int]) -> list[int]:
@@ -163,7 +165,13 @@ class Store:
         for name, column in VALUE_COLUMNS.items():
             if name in frame:
                 arr = frame[name].to_numpy(dtype=np.float64)
-                values[column] = np.where(np.isnan(arr), None, arr).tolist() if np.isnan(arr).any() else arr.tolist()
+                gaps = np.isnan(arr)
+                if gaps.any():
+                    cells = arr.astype(object)
+                    cells[gaps] = None
+                    values[column] = cells.tolist()
+                else:
+                    values[column] = arr.tolist()
             else:
                 values[column] = [None] * n
         with self._write_lock, self.engine.begin() as conn:
