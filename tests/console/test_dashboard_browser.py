@@ -252,6 +252,10 @@ def test_cell_page_history_forecast_risk_and_3d(page_for, service: Service) -> N
     marked = page.evaluate("document.getElementById('plot-voltage').data.find(t => t.name === 'anomaly').x.length")
     assert marked == anomalies["count"]
     assert "specific gravity" in page.inner_text("#three-d-note").lower()
+    assert page.get_attribute("#plot-3d", "data-webgl") == "on"
+    page.focus("#rescore")
+    page.keyboard.press("Enter")
+    expect(page.locator("#rescore-status")).to_contain_text("forecast and risk as of 2025-01-01 23:30:00 UTC")
     _fits(page, LAPTOP)
     screenshot(page, "cell-laptop")
 
