@@ -82,7 +82,8 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
             "smtp_to": ["operator@example.org"],
             "backoff_seconds": 0.2,
         }
-        (ws / "alert_rules.json").write_text(json.dumps({"channels": channels}))
+        # drift / model-degradation checks only on request: nothing opens on a timer during the tests
+        (ws / "alert_rules.json").write_text(json.dumps({"channels": channels, "check_seconds": 0}))
         yield from _serve(ws, receiver, mailbox)
 
 
@@ -169,6 +170,7 @@ def page_for(browser: Any, shared_context: Any, service: Service) -> Iterator[An
             assert log.urls, "the page made no request at all"
             assert log.foreign(service.netloc) == [], f"requests to other hosts: {log.foreign(service.netloc)}"
             assert errors == [], f"JavaScript errors: {errors}"
+            print(f"{page.url}: {len(log.urls)} requests, every one to {service.netloc}")
         finally:
             page.close()
             if own_context is not None:
