@@ -199,7 +199,25 @@
 
   const reload = B.debounce(async function () {
     try { await refreshLast(); await loadHistory(); } catch (e) { /* the next update retries */ }
-  }, 1000);
+  }, 2000);
+
+  async function rescore() {
+    const button = document.getElementById("rescore");
+    const status = document.getElementById("rescore-status");
+    button.disabled = true;
+    status.textContent = "scoring…";
+    try {
+      await refreshLast();
+      renderStory(await B.api("/v1/cells/analyze?device_id=" + encodeURIComponent(device) + "&cell_number=" + number));
+      await loadHistory();
+      status.textContent = "forecast and risk as of " + B.when(lastReading);
+    } catch (error) {
+      status.textContent = "could not score: " + (error.detail || error);
+    } finally {
+      button.disabled = false;
+    }
+  }
+  document.getElementById("rescore").addEventListener("click", rescore);
   load();
   if (device) B.stream({ devices: [device], onMessage: function (m) { if (m.type === "ingest") reload(); }, onPoll: reload });
 })();
