@@ -168,3 +168,18 @@ def test_episode_flags_extend_causally_over_contiguous_readings_of_one_cell() ->
     np.testing.assert_array_equal(
         episode_flags(scores[8:], 5.0, cells[8:], times[8:], open_cells=np.ones(2, bool)), [1, 1]
     )
+
+
+def test_an_evaluation_with_few_labelled_anomalies_says_its_f1_is_not_meaningful() -> None:
+    from bms_anomaly.metrics import MIN_EVAL_POSITIVES, binary_metrics, support_note
+
+    truth = np.zeros(3000, dtype=bool)
+    truth[:35] = True  # a 2 x 6-cell, 10-day fleet's held-out 30 %: ~35 anomalous readings
+    flags = truth.copy()
+    flags[:20] = False
+    small = binary_metrics(truth, flags)
+    assert (small["anomalous_readings"], small["meaningful"], small["recall"]) == (35, False, round(15 / 35, 4))
+    assert "only 35 labelled anomalous reading(s)" in support_note(small)
+    truth[:MIN_EVAL_POSITIVES] = True
+    big = binary_metrics(truth, truth)
+    assert big["meaningful"] and support_note(big) == ""

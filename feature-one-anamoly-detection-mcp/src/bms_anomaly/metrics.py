@@ -27,6 +27,23 @@ import pandas as pd
 SEED_RULE_TOP = 0.05
 
 
+#: Fewer labelled anomalous readings than this in an evaluation: its precision/recall/F1 are reported but
+#: flagged as not meaningful (on a 2 x 6-cell, 10-day fleet the held-out 30 % holds ~35 anomalous readings,
+#: a handful of events, and its F1 swings by +/- 0.3 from one seed to the next).
+MIN_EVAL_POSITIVES = 100
+
+
+def support_note(metrics: dict[str, Any]) -> str:
+    """``""``, or why the figures in ``metrics`` (from :func:`binary_metrics`) are too few to judge a model by."""
+    positives = int(metrics.get("anomalous_readings", MIN_EVAL_POSITIVES))
+    if positives >= MIN_EVAL_POSITIVES:
+        return ""
+    return (
+        f"only {positives} labelled anomalous reading(s) in the evaluation (fewer than {MIN_EVAL_POSITIVES}): "
+        "too few for a meaningful precision/recall/F1; evaluate on a larger or longer fleet"
+    )
+
+
 def binary_metrics(truth: np.ndarray, flags: np.ndarray, scores: np.ndarray | None = None) -> dict[str, Any]:
     truth = np.asarray(truth).astype(bool)
     flags = np.asarray(flags).astype(bool)
@@ -44,6 +61,8 @@ def binary_metrics(truth: np.ndarray, flags: np.ndarray, scores: np.ndarray | No
         "true_positives": tp,
         "false_positives": fp,
         "false_negatives": fn,
+        "anomalous_readings": tp + fn,
+        "meaningful": tp + fn >= MIN_EVAL_POSITIVES,
     }
     if scores is not None:
         out["pr_auc"] = round(pr_auc(truth, scores), 4)

@@ -77,6 +77,7 @@ def train_anomaly_detector(args: TrainArgs, ctx: ToolContext) -> ToolOutput:
     from bms_schema.registry import ModelRegistry
 
     from .detect import train_detector
+    from .metrics import support_note
 
     path = resolve_input(args.data_path)
     ctx.run.add_input(path)
@@ -112,9 +113,11 @@ def train_anomaly_detector(args: TrainArgs, ctx: ToolContext) -> ToolOutput:
         "report",
         "model, held-out ground-truth metrics and the promotion decision",
     )
-    f1 = (outcome.metrics or {}).get("hybrid", {}).get("f1")
+    hybrid = (outcome.metrics or {}).get("hybrid", {})
+    f1 = hybrid.get("f1")
+    note = support_note(hybrid) if f1 is not None else ""
     message = f"registered anomaly_hybrid {version} as {decision.get('alias')}: {decision.get('reason')}" + (
-        f"; hybrid F1 {f1:.3f} on {outcome.info['scope']}"
+        f"; hybrid F1 {f1:.3f} on {outcome.info['scope']}" + (f" ({note})" if note else "")
         if f1 is not None
         else "; no IsAnomaly labels: no held-out F1"
     )
@@ -131,6 +134,7 @@ def train_anomaly_detector(args: TrainArgs, ctx: ToolContext) -> ToolOutput:
             "train_rows": outcome.info["train_rows"],
             "holdout_rows": outcome.info["holdout_rows"],
             "holdout_f1": f1,
+            "holdout_f1_meaningful": None if f1 is None else not note,
         },
     )
 
@@ -168,6 +172,7 @@ def detect_anomalies(args: DetectArgs, ctx: ToolContext) -> ToolOutput:
     from bms_schema.atomic import atomic_write_json
 
     from .detect import detect, worst_cells
+    from .metrics import support_note
     from .plots import plot_scores_over_time
 
     path = resolve_input(args.data_path)
@@ -259,7 +264,10 @@ def detect_anomalies(args: DetectArgs, ctx: ToolContext) -> ToolOutput:
             + ", ".join(f"{d['CellID']} since {d['dead_since'][:16]}" for d in dead_cells[:6])
         )
     if outcome.metrics:
-        message += f"; hybrid F1 {outcome.metrics['hybrid']['f1']:.3f} on {outcome.metrics['scope']}"
+        note = support_note(outcome.metrics["hybrid"])
+        message += f"; hybrid F1 {outcome.metrics['hybrid']['f1']:.3f} on {outcome.metrics['scope']}" + (
+            f" ({note})" if note else ""
+        )
     return ToolOutput(message=message, data=data)
 
 

@@ -44,3 +44,7 @@ class TrainAnomalyData(ToolData):
     train_rows: int
     holdout_rows: int
     holdout_f1: float | None = Field(default=None, description="hybrid F1 on the held-out span (null: no labels)")
+    holdout_f1_meaningful: bool | None = Field(
+        default=None,
+        description="false when the held-out span holds fewer than 100 labelled anomalous readings (its F1 is noise)",
+    )
