@@ -123,3 +123,17 @@ def detect_distributed(
         episodes=episodes,
         info=info,
     )
+
+
+def plot_rows(output: Path, cells: list[str]) -> pd.DataFrame:
+    """The scored rows of ``cells`` only, read from the output dataset with a filter (for the score plot)."""
+    import pyarrow.dataset as ds
+
+    from .hybrid import FLAG, SCORE
+
+    files = [str(p) for part in list_partitions(output) for p in part.files]
+    dataset = ds.dataset(files, format="parquet")
+    table = dataset.to_table(
+        columns=[C.CELL_ID, C.TIMESTAMP, SCORE, FLAG], filter=ds.field(C.CELL_ID).isin([str(c) for c in cells])
+    )
+    return table.to_pandas()

@@ -103,10 +103,9 @@ def _execute(
     """Shared body of the five tools: resolve, run the engine, write report/plots, register the scaler."""
     from bms_schema import resolve_input
     from bms_schema.atomic import atomic_write_json
+    from bms_schema.distributed import scheduler_address
 
     from .engine import PreprocessOptions, run_preprocess
-
-    from bms_schema.distributed import scheduler_address
 
     path = resolve_input(args.data_path, kind="table")
     address = scheduler_address(args.scheduler)

@@ -354,7 +354,9 @@ def iter_table(path: str | Path, chunksize: int, engine: str = "auto") -> Iterat
         import pyarrow.dataset as ds
 
         produced = False
-        for batch in ds.dataset(path, format="parquet", partitioning=_partitioning(path)).to_batches(batch_size=chunksize):
+        for batch in ds.dataset(path, format="parquet", partitioning=_partitioning(path)).to_batches(
+            batch_size=chunksize
+        ):
             if batch.num_rows:
                 produced = True
                 yield _plain_partitions(batch.to_pandas())
