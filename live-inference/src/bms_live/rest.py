@@ -215,6 +215,7 @@ def build_router(service: Any, secured: list[Any], errors: dict[int | str, dict[
         alert = stored.require_store(service).set_alert_status(alert_id, status, by)
         if alert is None:
             raise UnknownAlert(f"no alert {alert_id}: ids come from GET /v1/alerts or the ingest answer")
+        service.events.publish({"type": "alert", "event": status, "alert": alert, "devices": [alert["device_id"]]})
         return alert
 
     @router.post(

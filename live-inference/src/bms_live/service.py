@@ -12,7 +12,7 @@ import logging
 import math
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -83,7 +83,7 @@ def _iso(ts: pd.Series | pd.DatetimeIndex) -> list[str]:
     if index.tz is not None:
         index = index.tz_convert("UTC").tz_localize(None)
     ns = index.asi8
-    unit = "s" if (ns % 1_000_000_000 == 0).all() else "us"
+    unit: Literal["s", "us"] = "s" if (ns % 1_000_000_000 == 0).all() else "us"
     out = [text + "Z" for text in np.datetime_as_string(index.to_numpy(dtype="datetime64[ns]"), unit=unit).tolist()]
     if index.hasnans:
         out = [None if missing else value for value, missing in zip(out, index.isna())]
@@ -153,7 +153,7 @@ class LiveService:
 
     def _on_model_change(self, loaded: LoadedModel) -> None:
         m = self.metrics
-        for key in list(m.model_info._values):  # one version per model in the info gauge
+        for key in m.model_info.label_sets():  # one version per model in the info gauge
             if key[0] == loaded.name:
                 m.model_info.remove(model=key[0], version=key[1])
         m.model_info.set(1, model=loaded.name, version=loaded.version)
@@ -209,7 +209,7 @@ class LiveService:
         window = int(loaded.metadata.get("window") or DEFAULT_WINDOW)
         n = len(frame)
         missing = missing_measurements(frame)
-        sent = ~missing.all(axis=1)  # a reading with no measurement at all is not scored
+        sent: np.ndarray = ~np.asarray(missing.all(axis=1), dtype=bool)  # no measurement at all: not scored
         score = np.full(n, np.nan)
         flag = np.zeros(n, dtype=np.int64)
         kinds: list[str | None] = ["unknown"] * n
@@ -532,7 +532,8 @@ class LiveService:
             loaded = holder.current()
             if loaded is None or key == "forecast":
                 continue
-            card = loaded.metadata.get("card") if isinstance(loaded.metadata.get("card"), dict) else {}
+            card_value = loaded.metadata.get("card")
+            card: dict[str, Any] = card_value if isinstance(card_value, dict) else {}
             served[key] = {
                 "version": loaded.version,
                 **served_health(

@@ -115,15 +115,30 @@ def ingest(service: Any, content_type: str, body: bytes) -> dict[str, Any]:
                 "model": answer.get("model"),
             }
         )
+    opened = [a["alert_id"] for a in result.alerts if a.get("new")]
+    if opened:
+        publish_alerts(service, opened, "opened")
     return out
+
+
+def publish_alerts(service: Any, alert_ids: list[int], event: str) -> list[dict[str, Any]]:
+    """Publish ``{"type": "alert", "event", "alert", "devices"}`` for each alert (stream consumers)."""
+    items = service.store.alerts(alert_ids=alert_ids, limit=max(1, len(alert_ids)))["items"]
+    for item in sorted(items, key=lambda a: a["alert_id"]):
+        service.events.publish({"type": "alert", "event": event, "alert": item, "devices": [item["device_id"]]})
+    return list(items)
 
 
 def _reading_events(new: pd.DataFrame) -> list[dict[str, Any]]:
     fields = [c for c in (C.VOLTAGE, C.TEMPERATURE, C.SPECIFIC_GRAVITY, C.CURRENT, C.AMBIENT) if c in new]
     values = new[fields].astype(object).where(new[fields].notna(), None).to_dict("records")
     stamps = [iso_us(t) for t in new["ts_us"].tolist()]
-    for record, cell, stamp in zip(values, new[C.CELL_ID].tolist(), stamps):
+    devices = new[C.DEVICE_ID].astype(str).tolist()
+    numbers = new[C.CELL_NUMBER].astype(int).tolist()
+    for record, cell, stamp, device, number in zip(values, new[C.CELL_ID].tolist(), stamps, devices, numbers):
         record["CellID"] = cell
+        record["DeviceID"] = device
+        record["CellNumber"] = number
         record["Timestamp"] = stamp
     return values
 

@@ -94,10 +94,12 @@ class Store:
 
     def _insert(self, table: Any) -> Any:
         if self.dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert
-        return insert(table)
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+            return pg_insert(table)
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert(table)
 
     # -- ingest -----------------------------------------------------------------------------
     def _keys_for(self, conn: Any, devices: list[str], numbers: list[int], ts_us: list[int]) -> list[int]:
@@ -161,7 +163,13 @@ class Store:
         for name, column in VALUE_COLUMNS.items():
             if name in frame:
                 arr = frame[name].to_numpy(dtype=np.float64)
-                values[column] = np.where(np.isnan(arr), None, arr).tolist() if np.isnan(arr).any() else arr.tolist()
+                gaps = np.isnan(arr)
+                if gaps.any():
+                    cells = arr.astype(object)
+                    cells[gaps] = None
+                    values[column] = cells.tolist()
+                else:
+                    values[column] = arr.tolist()
             else:
                 values[column] = [None] * n
         with self._write_lock, self.engine.begin() as conn:
@@ -720,6 +728,7 @@ class Store:
         alert_id: int | None = None,
         limit: int = 100,
         offset: int = 0,
+        alert_ids: Sequence[int] | None = None,
     ) -> dict[str, Any]:
         import sqlalchemy as sa
 
@@ -731,6 +740,8 @@ class Store:
             query = query.where(a.c.device_id == device)
         if alert_id is not None:
             query = query.where(a.c.alert_key == alert_id)
+        if alert_ids is not None:
+            query = query.where(a.c.alert_key.in_([int(k) for k in alert_ids]))
         query = query.order_by(a.c.created_us.desc(), a.c.alert_key.desc())
         with self.engine.connect() as conn:
             rows, nxt = self._page(conn, query, limit, offset)
