@@ -59,7 +59,7 @@ def detect_distributed(
     dataset: Path,
     output: Path,
     detector: HybridAnomalyDetector,
-    scheduler: str,
+    scheduler: str | None,
     *,
     contamination: float | str | None = None,
     impute: str = "interpolate",

@@ -170,20 +170,25 @@ def detect_anomalies(args: DetectArgs, ctx: ToolContext) -> ToolOutput:
     IsAnomaly when present) and a score-over-time PNG. Uses the champion anomaly_hybrid model
     (or model_version); it never trains: with no model registered, call train_anomaly_detector first.
     """
-    from bms_schema import read_table, resolve_input, write_table
+    from bms_schema import read_table, write_table
     from bms_schema.atomic import atomic_write_json
     from bms_schema.distributed import scheduler_address
+    from bms_schema.paths import resolve_table
 
     from .detect import detect, worst_cells
     from .plots import plot_scores_over_time
 
     address = scheduler_address(args.scheduler)
-    path = resolve_input(args.data_path, kind="table")
+    path = resolve_table(args.data_path)
     ctx.run.add_input(path)
     run = ctx.run
     if address is not None:
+        from bms_schema.distributed import require_dataset
+
         from .distributed import detect_distributed, plot_rows
         from .persistence import load_detector
+
+        require_dataset(path)
 
         table_path = run.path("anomalies")
         with run.timed("detect"):

@@ -100,7 +100,7 @@ def predict_failure_distributed(
     dataset: Path,
     output: Path,
     model: FailureModel,
-    scheduler: str,
+    scheduler: str | None,
     *,
     horizon_days: float = 7.0,
     anomalies: Path | None = None,

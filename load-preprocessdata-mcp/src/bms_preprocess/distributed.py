@@ -30,7 +30,7 @@ import pandas as pd
 from bms_schema import InputError
 from bms_schema.clean import QualityAccumulator, merge_quality_reports
 from bms_schema.dataset import DEVICE_KEY, Partition, dataset_rows, list_partitions, read_device, write_marker
-from bms_schema.distributed import map_partitions
+from bms_schema.distributed import map_partitions, require_dataset
 from bms_schema.features import FEATURE_COLUMNS, skipped_features
 
 from .engine import PreprocessOptions, PreprocessResult, Progress, _check_totals, _fit_mice
@@ -149,7 +149,7 @@ def run_preprocess_distributed(
     dataset: Path,
     output: Path,
     options: PreprocessOptions,
-    scheduler: str,
+    scheduler: str | None,
     progress: Progress | None = None,
 ) -> PreprocessResult:
     """Preprocess the device partitions of ``dataset`` on the cluster at ``scheduler`` into the dataset folder ``output``."""
@@ -157,12 +157,7 @@ def run_preprocess_distributed(
     import time
 
     options.validate()
-    if not dataset.is_dir():
-        raise InputError(
-            f"{dataset.name} is one file: the Dask engine reads a dataset folder partitioned by device "
-            "(write one with the simulator's dataset option or bms_schema.dataset.write_partitions), "
-            "or unset BMS_DASK_SCHEDULER to process the file in one process"
-        )
+    require_dataset(dataset)
     say = progress or (lambda fraction, message: None)
     partitions = list_partitions(dataset)
     total_rows = dataset_rows(dataset)

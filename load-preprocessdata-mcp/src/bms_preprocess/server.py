@@ -101,13 +101,13 @@ def _execute(
     plots: bool = True,
 ) -> tuple[Any, dict[str, Any]]:
     """Shared body of the five tools: resolve, run the engine, write report/plots, register the scaler."""
-    from bms_schema import resolve_input
     from bms_schema.atomic import atomic_write_json
     from bms_schema.distributed import scheduler_address
+    from bms_schema.paths import resolve_table
 
     from .engine import PreprocessOptions, run_preprocess
 
-    path = resolve_input(args.data_path, kind="table")
+    path = resolve_table(args.data_path)
     address = scheduler_address(args.scheduler)
     run = ctx.run
     run.add_input(path)

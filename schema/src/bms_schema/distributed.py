@@ -76,7 +76,7 @@ def client_for(address: str) -> Any:
 
 
 def map_partitions(
-    address: str,
+    address: str | None,
     func: Callable[..., T],
     items: Sequence[Any],
     *args: Any,
@@ -88,9 +88,18 @@ def map_partitions(
 
     ``args``/``kwargs`` are scattered once (a fitted model or scaler goes to each worker once,
     not once per task). Results must be small (summaries): the rows stay in files.
+    ``address=None`` runs the same tasks one after the other in this process (no Dask imported):
+    the single-process, partition-at-a-time baseline of the benchmark.
     """
     if not items:
         return []
+    if address is None:
+        out = []
+        for done, item in enumerate(items, start=1):
+            out.append(func(item, *args, **kwargs))
+            if progress is not None:
+                progress(done / len(items), f"{done} of {len(items)} {label}")
+        return out
     client = client_for(address)
     shared_args = [client.scatter(a, broadcast=True, hash=False) if _is_big(a) else a for a in args]
     shared_kwargs = {k: client.scatter(v, broadcast=True, hash=False) if _is_big(v) else v for k, v in kwargs.items()}
@@ -121,3 +130,19 @@ def close_clients() -> None:
         except Exception:  # noqa: BLE001 - closing a dead connection
             pass
     _CLIENTS.clear()
+
+
+def require_dataset(path: Any) -> None:
+    """Refuse one file on the Dask path: the engine reads a dataset folder partitioned by device."""
+    from pathlib import Path
+
+    from .dataset import list_partitions
+
+    path = Path(path)
+    if not path.is_dir():
+        raise InputError(
+            f"{path.name} is one file: the Dask engine ({SCHEDULER_ENV} or the scheduler argument) reads a "
+            "dataset folder partitioned by device (write one with the simulator's dataset option or "
+            "bms_schema.dataset.write_partitions), or unset it to process the file in one process"
+        )
+    list_partitions(path)

@@ -84,3 +84,9 @@ def models_dir() -> Path:
 
 def data_dir() -> Path:
     return workspace() / "data"
+
+
+def resolve_table(path: str | os.PathLike[str]) -> Path:
+    """:func:`resolve_input` for a table: a CSV/Parquet file or a dataset folder (same policy and messages)."""
+    kind = "folder" if resolve_input(path, must_exist=False).is_dir() else "file"
+    return resolve_input(path, kind=kind)
