@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pandas as pd
 import pytest
 from console.browser import LAPTOP, TABLET, RequestLog, console_loaders, launch, screenshot
 from console.servers import Mailbox, Receiver, live_server, wait_for
@@ -81,7 +82,8 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
             "smtp_to": ["operator@example.org"],
             "backoff_seconds": 0.2,
         }
-        (ws / "alert_rules.json").write_text(json.dumps({"channels": channels}))
+        # drift / model-degradation checks only on request: nothing opens on a timer during the tests
+        (ws / "alert_rules.json").write_text(json.dumps({"channels": channels, "check_seconds": 0}))
         yield from _serve(ws, receiver, mailbox)
 
 
@@ -168,6 +170,7 @@ def page_for(browser: Any, shared_context: Any, service: Service) -> Iterator[An
             assert log.urls, "the page made no request at all"
             assert log.foreign(service.netloc) == [], f"requests to other hosts: {log.foreign(service.netloc)}"
             assert errors == [], f"JavaScript errors: {errors}"
+            print(f"{page.url}: {len(log.urls)} requests, every one to {service.netloc}")
         finally:
             page.close()
             if own_context is not None:
@@ -251,6 +254,10 @@ def test_cell_page_history_forecast_risk_and_3d(page_for, service: Service) -> N
     marked = page.evaluate("document.getElementById('plot-voltage').data.find(t => t.name === 'anomaly').x.length")
     assert marked == anomalies["count"]
     assert "specific gravity" in page.inner_text("#three-d-note").lower()
+    assert page.get_attribute("#plot-3d", "data-webgl") == "on"
+    page.focus("#rescore")
+    page.keyboard.press("Enter")
+    expect(page.locator("#rescore-status")).to_contain_text("forecast and risk as of 2025-01-01 23:30:00 UTC")
     _fits(page, LAPTOP)
     screenshot(page, "cell-laptop")
 
@@ -377,3 +384,54 @@ def test_hot_cell_one_alert_delivered_once_and_on_the_dashboard_within_2s(page_f
     )
     assert channels == ["email", "webhook"]
     screenshot(page, "alerts-hot-cell")
+
+
+def test_stream_reconnects_and_polls_while_it_is_down(page_for, service: Service) -> None:
+    """The stream drops: the page says so, polls the REST routes (an alert opened meanwhile still
+    shows up), and reconnects."""
+    import re
+
+    if not service.stream:
+        pytest.skip("WS /v1/stream is not in this build")
+    page, _ = page_for(LAPTOP)
+    state = {"blocked": False, "connections": 0}
+    live: list[Any] = []
+
+    def route(ws: Any) -> None:
+        state["connections"] += 1
+        if state["blocked"]:
+            ws.close()  # the service is unreachable: refused at once
+            return
+        ws.connect_to_server()
+        live.append(ws)
+
+    page.route_web_socket(re.compile(r".*/v1/stream.*"), route)
+    page.goto("/dashboard/alerts")
+    _loaded(page)
+    status = page.locator("#live-status")
+    expect(status).to_have_text("live")
+    state["blocked"] = True
+    live[0].close()
+    expect(status).to_contain_text("polling")
+    # an alert opened while the stream is down arrives by polling (every 3 s)
+    newest = pd.Timestamp(service.client.get("/v1/fleet").json()["last_reading"])
+    when = (newest + pd.Timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    readings = [
+        {
+            "DeviceID": "3",
+            "CellNumber": n,
+            "Timestamp": when,
+            "CellVoltage": 1.1 if n == 1 else 2.23,
+            "CellTemperature": 24.0,
+            "AmbientTemperature": 23.0,
+        }
+        for n in (1, 2, 3)
+    ]
+    answer = service.client.post("/v1/ingest", json={"readings": readings}).json()
+    new = [a["alert_id"] for a in answer["alerts"] if a["new"]]
+    assert new, answer
+    expect(page.locator(f"tr[data-alert-id='{new[0]}']")).to_be_visible(timeout=8000)
+    assert status.get_attribute("data-mode") == "polling"
+    state["blocked"] = False
+    expect(status).to_have_text("live", timeout=35_000)
+    assert state["connections"] >= 3 and len(live) == 2

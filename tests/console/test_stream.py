@@ -95,7 +95,10 @@ def test_real_server_stuck_client_does_not_block_ingest_or_others(make_app) -> N
                 mine: list[dict[str, Any]] = []
                 for k in range(n):  # big events (48 cells) so the stuck client's socket fills up
                     device = "B" if k % 3 == 0 else "A"
-                    r = http.post("/v1/ingest", json={"readings": packet(device, 48, _stamp(k), voltage=2.206)})
+                    r = http.post(
+                        "/v1/ingest",
+                        json={"readings": packet(device, 48, _stamp(k), voltage=2.206, CellTemperature=25.0)},
+                    )
                     assert r.status_code == 200 and r.json()["stored"] == 48
                     seen.append(json.loads(every.recv(5)))  # the reading client keeps up, in order
                 while len(mine) < n // 3:

@@ -193,7 +193,8 @@ def create_app(
 
     @app.get("/health", tags=["status"], summary="Liveness and which models are loaded (no API key needed)")
     def health() -> dict[str, Any]:
-        return service.health()
+        stream_stats = getattr(app.state, "stream_stats", None)
+        return {**service.health(), "stream": dict(vars(stream_stats)) if stream_stats is not None else None}
 
     @app.get(
         "/models",

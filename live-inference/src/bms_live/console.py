@@ -67,21 +67,28 @@ def fleet_cells(store: Any) -> dict[str, Any]:
             lambda limit, offset: store.predictions_page("failure", latest_per_cell=True, limit=limit, offset=offset)
         )
     }
-    alerts = _all_pages(lambda limit, offset: store.alerts(None, limit=limit, offset=offset))
-    open_alerts: dict[str, int] = {}
+    alerts = [
+        a
+        for status in ("open", "acknowledged")  # not the resolved history
+        for a in _all_pages(lambda limit, offset, status=status: store.alerts(status, limit=limit, offset=offset))
+    ]
+    open_alerts: dict[str, int] = {}  # per cell
+    device_alerts: dict[str, int] = {}  # per string, its cells' alerts and its own (e.g. drift)
     for a in alerts:
-        if a["status"] != "resolved" and a["cell_id"] is not None:
+        if a["cell_id"] is not None:
             open_alerts[a["cell_id"]] = open_alerts.get(a["cell_id"], 0) + 1
+        if a["device_id"] is not None:
+            device_alerts[a["device_id"]] = device_alerts.get(a["device_id"], 0) + 1
     frame = pd.DataFrame(
         {
             "cell_id": [c["cell_id"] for c in cells],
             "device_id": [c["device_id"] for c in cells],
             "cell_number": [c["cell_number"] for c in cells],
-            "last_us": [c["last_reading"] for c in cells],
+            "last_reading": [c["last_reading"] for c in cells],
             **{m: [c["last"].get(m) for c in cells] for m in PEER_METRICS},
         }
     )
-    last_times = pd.to_datetime(frame["last_us"], utc=True, errors="coerce")
+    last_times = pd.to_datetime(frame["last_reading"], utc=True, errors="coerce")
     newest = last_times.max()
     recent: dict[str, int] = {}
     if pd.notna(newest):
@@ -108,7 +115,7 @@ def fleet_cells(store: Any) -> dict[str, Any]:
                 "cell_id": cell_id,
                 "device_id": frame["device_id"].iat[i],
                 "cell_number": int(frame["cell_number"].iat[i]),
-                "last_reading": frame["last_us"].iat[i],
+                "last_reading": frame["last_reading"].iat[i],
                 "status": status,
                 "risk_band": band,
                 "failure_probability": r["score"] if r else None,
@@ -138,7 +145,7 @@ def fleet_cells(store: Any) -> dict[str, Any]:
                 "device_id": device,
                 "cells": len(mine),
                 "status_counts": counts,
-                "open_alerts": sum(row["open_alerts"] for row in mine),
+                "open_alerts": device_alerts.get(str(device), 0),
                 "anomalies_24h": sum(row["anomalies_24h"] for row in mine),
                 "has_specific_gravity": bool(group[C.SPECIFIC_GRAVITY].notna().any()),
                 "last_reading": max((row["last_reading"] for row in mine if row["last_reading"]), default=None),

@@ -134,17 +134,61 @@ class LiveService:
         from .events import EventBus
 
         self.events = EventBus()  # what ingest committed, for live consumers (stream, alerts)
+        self._init_alerts()
 
     # -- lifecycle ----------------------------------------------------------------------
+    def _init_alerts(self) -> None:
+        """Alert rules (defaults, the rules file, the environment), delivery and model checks."""
+        from .alerts import AlertEngine, DeliveryWorker
+        from .alerts.checker import PeriodicCheck
+
+        workspace = self.settings.workspace
+        if workspace is None and self.store is not None and self.store.url.startswith("sqlite:///"):
+            from bms_schema.paths import workspace as default_workspace
+
+            workspace = default_workspace()
+        self.alert_engine = AlertEngine.from_workspace(workspace)
+        self.delivery: DeliveryWorker | None = None
+        if self.store is not None:
+            self.store.alert_cooldown_us = self.alert_engine.cooldown_us
+            self.delivery = DeliveryWorker(self.store, self.alert_engine.rules.channels)
+        self.alert_checks = PeriodicCheck(self.alert_engine.rules.check_seconds, self.check_models)
+
+    def deliver(self, alert_ids: list[int]) -> None:
+        """Hand new alerts to the delivery worker (a queue put: never blocks the caller)."""
+        if self.delivery is not None:
+            self.delivery.enqueue(alert_ids)
+
+    def check_models(self) -> list[dict[str, Any]]:
+        """Drift and model-degradation rules now; new alerts are stored, streamed and delivered."""
+        if self.store is None:
+            return []
+        from .store import now_us
+        from .stored import publish_alerts
+
+        rows = self.alert_engine.evaluate_models(self.drift_report(), self.feedback_metrics(), now_us())
+        raised = self.store.raise_alerts(rows)
+        opened = [a["alert_id"] for a in raised if a.get("new")]
+        if opened:
+            publish_alerts(self, opened, "opened")
+            self.deliver(opened)
+        return raised
+
     def start(self) -> None:
         results = self.hub.refresh()
         for r in results:
             if r.status == "absent":
                 log.warning("no '%s' model registered yet: /v1/%s answers 503 until one is trained", r.name, r.key)
         self.watcher.start()
+        if self.delivery is not None:
+            self.delivery.start()
+        self.alert_checks.start()
 
     def stop(self) -> None:
         self.watcher.stop()
+        self.alert_checks.stop()
+        if self.delivery is not None:
+            self.delivery.stop()
         if self.store is not None:
             self.store.close()
 

@@ -36,8 +36,8 @@ SCHEDULER_FIELD = Field(
 
 class _FileArgs(ToolArgs):
     data_path: str = Field(
-        description="CSV or Parquet file or a partitioned Parquet dataset folder (raw BMS packets, a minimal "
-        "table, or an earlier step's output) inside the workspace or BMS_ALLOWED_DIRS"
+        description="CSV or Parquet file or partitioned dataset folder (raw BMS packets, a minimal table, or an earlier "
+        "step's output) inside the workspace or BMS_ALLOWED_DIRS"
     )
     output_format: OutputFormat = Field(
         default="csv",
@@ -103,11 +103,11 @@ def _execute(
     """Shared body of the five tools: resolve, run the engine, write report/plots, register the scaler."""
     from bms_schema.atomic import atomic_write_json
     from bms_schema.distributed import scheduler_address
-    from bms_schema.paths import resolve_table
+    from bms_schema.paths import resolve_input
 
     from .engine import PreprocessOptions, run_preprocess
 
-    path = resolve_table(args.data_path)
+    path = resolve_input(args.data_path)
     address = scheduler_address(args.scheduler)
     run = ctx.run
     run.add_input(path)

@@ -19,6 +19,10 @@
       return d.channel + " " + d.status + (d.attempts > 1 ? " (" + d.attempts + " tries)" : "");
     }).join(", ");
   }
+  function action(alert) {
+    const text = alert.action || (alert.details && alert.details.action);
+    return text ? B.el("div", { class: "hint", text: "Recommended action: " + text }) : null;
+  }
   function label(alert) { return "alert " + alert.alert_id + " (" + (alert.cell_id || alert.device_id) + ", " + alert.kind + ")"; }
 
   async function act(alert, action) {
@@ -40,7 +44,7 @@
   function row(alert, fresh) {
     const cell = alert.cell_id
       ? B.el("a", { href: B.cellHref(B.splitCellId(alert.cell_id).device, B.splitCellId(alert.cell_id).number), text: alert.cell_id })
-      : document.createTextNode(alert.device_id);
+      : document.createTextNode(alert.device_id || "–");
     const ack = B.el("button", {
       type: "button", class: "ack", "aria-label": "Acknowledge " + label(alert),
       disabled: alert.status !== "open", onclick: function () { act(alert, "acknowledge"); },
@@ -56,7 +60,7 @@
       B.el("td", {}, [B.badge(alert.severity)]),
       B.el("td", { class: "mono", text: alert.kind }),
       B.el("td", {}, [cell]),
-      B.el("td", { text: alert.message }),
+      B.el("td", {}, [alert.message, action(alert)]),
       B.el("td", { class: "status" }, status),
       B.el("td", { text: B.when(alert.first_seen) + (alert.last_seen !== alert.first_seen ? " → " + B.when(alert.last_seen) : "") }),
       B.el("td", { class: "num", text: alert.occurrences }),

@@ -70,8 +70,12 @@
     });
   }
 
+  let shown3d = "";  // what the 3D view shows (WebGL drawing is the page's most expensive step)
   function plot3d(readings, anomalies) {
     const box = document.getElementById("plot-3d");
+    const signature = readings.length + "|" + (readings.length ? readings[readings.length - 1].timestamp : "") + "|" + anomalies.length;
+    if (signature === shown3d) return;
+    shown3d = signature;
     const note = document.getElementById("three-d-note");
     const flaggedAt = new Set(anomalies.map(function (a) { return a.timestamp; }));
     const usable = readings.filter(function (r) { return r.CellVoltage !== null && r.CellTemperature !== null; });
@@ -199,7 +203,25 @@
 
   const reload = B.debounce(async function () {
     try { await refreshLast(); await loadHistory(); } catch (e) { /* the next update retries */ }
-  }, 1000);
+  }, 2000);
+
+  async function rescore() {
+    const button = document.getElementById("rescore");
+    const status = document.getElementById("rescore-status");
+    button.disabled = true;
+    status.textContent = "scoring…";
+    try {
+      await refreshLast();
+      renderStory(await B.api("/v1/cells/analyze?device_id=" + encodeURIComponent(device) + "&cell_number=" + number));
+      await loadHistory();
+      status.textContent = "forecast and risk as of " + B.when(lastReading);
+    } catch (error) {
+      status.textContent = "could not score: " + (error.detail || error);
+    } finally {
+      button.disabled = false;
+    }
+  }
+  document.getElementById("rescore").addEventListener("click", rescore);
   load();
   if (device) B.stream({ devices: [device], onMessage: function (m) { if (m.type === "ingest") reload(); }, onPoll: reload });
 })();

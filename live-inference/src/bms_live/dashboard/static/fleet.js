@@ -115,7 +115,8 @@
       colorbar: { title: { text: m.unit } },
     };
     const layout = {
-      margin: { l: 90, r: 20, t: 10, b: 40 }, height: Math.max(220, 60 + 34 * devices.length),
+      margin: { l: 90, r: 20, t: 10, b: 40 },
+      height: Math.max(220, 60 + Math.max(12, Math.min(34, 2400 / devices.length)) * devices.length),
       xaxis: { title: { text: "cell number" }, type: "category" }, yaxis: { type: "category", automargin: true },
     };
     document.getElementById("heatmap-note").textContent =
@@ -172,7 +173,7 @@
   });
   document.getElementById("cell-filter").addEventListener("input", function () { if (latest) renderCells(latest); });
   document.getElementById("refresh-risk").addEventListener("click", refreshRisk);
-  const reload = B.debounce(load, 500);
+  const reload = B.debounce(load, 1500);  // a fast feed refreshes the whole fleet at most every 1.5 s
   load();
   B.stream({
     onMessage: function (message) { if (message.type === "ingest" || message.type === "alert") reload(); },
