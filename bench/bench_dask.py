@@ -166,7 +166,7 @@ def main() -> None:
 
     root = Path(args.workdir or tempfile.mkdtemp(prefix="bench-dask-"))
     root.mkdir(parents=True, exist_ok=True)
-    steps = -(-args.readings // (args.devices * args.cells))
+    steps = args.readings // (args.devices * args.cells)  # the simulator caps a fleet at 20M readings
     config = FleetConfig(
         devices=args.devices, cells_per_device=args.cells, days=steps / 1440.0, interval_minutes=1.0, seed=20
     )
