@@ -25,7 +25,7 @@ def test_setup_replay_status_cleanup(workspace, capsys) -> None:
     from bms_live.settings import Settings
 
     setup = _run(capsys, "setup", "--no-models", "--generate-data", "--workspace", str(workspace))
-    assert setup["database"]["revision"] == "0001" and setup["database"]["url"].endswith("bms.db")
+    assert setup["database"]["revision"] == "0002" and setup["database"]["url"].endswith("bms.db")
     data = pd.read_csv(setup["data"]["path"])
     assert len(data) == setup["data"]["rows"] and {"PacketDateTime", "CellVoltage", "DeviceID"} <= set(data.columns)
 

@@ -37,7 +37,7 @@ def test_migrations_create_exactly_the_declared_schema(store) -> None:
     from bms_live.store import tables as T
     from bms_live.store.engine import head_revision
 
-    assert store.revision == head_revision() == "0001"
+    assert store.revision == head_revision() == "0002"
     with store.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), T.metadata)
     assert diff == []
@@ -45,7 +45,7 @@ def test_migrations_create_exactly_the_declared_schema(store) -> None:
     from bms_live.store import Store
 
     again = Store(url=store.url)
-    assert again.revision == "0001"
+    assert again.revision == "0002"
     again.close()
 
 

@@ -148,6 +148,7 @@ def make_backend(args: argparse.Namespace, on_text: Any) -> tuple[Any, Any, str]
     """(client, chat function, description) for Ollama or the OpenAI-compatible ``--base-url``."""
     from .agent.backends import make_ollama_chat, make_openai_chat
 
+    client: Any  # openai.AsyncOpenAI or ollama.AsyncClient (both imported lazily)
     if args.base_url:
         import openai
 

@@ -186,7 +186,7 @@ class ServerPool:
 
         started = time.perf_counter()
         try:
-            with conn.scope, open(conn.stderr_path or "/dev/null", "ab") as errlog:
+            with conn.scope, open(conn.stderr_path or "/dev/null", "a", encoding="utf-8") as errlog:
                 transport = stdio_client(conn.spec.params(self.env), errlog=errlog)
                 async with Client(transport, mode="legacy") as client:
                     conn.client = client

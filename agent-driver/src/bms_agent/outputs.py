@@ -103,7 +103,7 @@ def cells_at_risk(state: PipelineState, limit: int | None = None) -> list[dict[s
 def forecasts(state: PipelineState) -> list[dict[str, Any]]:
     """Per forecast call: the cell, and per target the first/last forecast with its interval."""
     out = []
-    for call in state.stages.get("forecast").calls if state.ok("forecast") else []:
+    for call in state.stages["forecast"].calls if state.ok("forecast") else []:
         table = _table_with([call.envelope], ("Forecast",))
         entry: dict[str, Any] = {"cell_id": call.arguments.get("cell_id"), "targets": []}
         if table is not None and {"Target", "Step", "Forecast"} <= set(table.columns):

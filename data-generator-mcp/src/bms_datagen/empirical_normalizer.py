@@ -60,8 +60,14 @@ class EmpiricalNormalizer(FloatFormatter):
         self._p_low = probs[first]
         self._p_high = probs[first + counts - 1]
 
+    def _fitted(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(knot values, band starts, band ends); raises when the transformer was not fitted."""
+        if self._values is None or self._p_low is None or self._p_high is None:
+            raise RuntimeError("EmpiricalCDFNormalizer: call fit() before transforming")
+        return self._values, self._p_low, self._p_high
+
     def _to_uniform(self, x: np.ndarray) -> np.ndarray:
-        values, low, high = self._values, self._p_low, self._p_high
+        values, low, high = self._fitted()
         x = np.clip(x, values[0], values[-1])
         i = np.clip(np.searchsorted(values, x, side="left"), 0, len(values) - 1)
         on_knot = values[i] == x
@@ -74,8 +80,9 @@ class EmpiricalNormalizer(FloatFormatter):
         return np.where(on_knot, u_knot, u_between)
 
     def _from_uniform(self, u: np.ndarray) -> np.ndarray:
-        xp = np.column_stack([self._p_low, self._p_high]).reshape(-1)
-        fp = np.repeat(self._values, 2)
+        values, low, high = self._fitted()
+        xp = np.column_stack([low, high]).reshape(-1)
+        fp = np.repeat(values, 2)
         return np.interp(u, xp, fp)
 
     def _transform(self, data):  # noqa: ANN001

@@ -101,7 +101,7 @@ def _faults(faults: Sequence[str | dict[str, Any]] | None, cells: int) -> list[d
     specs = list(DEFAULT_FAULTS) if faults is None else list(faults)
     out = []
     for i, spec in enumerate(specs):
-        item = {"type": spec} if isinstance(spec, str) else dict(spec)
+        item: dict[str, Any] = {"type": spec} if isinstance(spec, str) else dict(spec)
         kind = item.get("type")
         if kind not in FAULT_TYPES:
             raise InputError(f"fault {i}: type must be one of {', '.join(FAULT_TYPES)}, got {kind!r}")

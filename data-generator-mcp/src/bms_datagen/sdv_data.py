@@ -424,8 +424,8 @@ def restore_table(sampled: pd.DataFrame, prep: TablePrep, seed: int) -> pd.DataF
     if prep.device_key is not None and prep.device_key in out.columns:
         keys = out[prep.device_key].astype(str)
         for column in prep.device_columns:
-            mapping = {k: v.get(column) for k, v in prep.device_lookup.items()}
-            out[column] = keys.map(mapping)
+            per_device = {k: v.get(column) for k, v in prep.device_lookup.items()}
+            out[column] = keys.map(per_device)
     return out[[c for c in prep.columns if c in out.columns]]
 
 

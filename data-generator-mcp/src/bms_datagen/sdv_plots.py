@@ -83,7 +83,7 @@ def plot_column(
         else:
             r_num, s_num = r, s
         both = np.concatenate([r_num, s_num]) if len(s_num) else r_num
-        edges = np.histogram_bin_edges(both, bins=BINS)
+        edges = np.histogram_bin_edges(both, bins=BINS).tolist()
         ax.hist(r_num, bins=edges, density=True, alpha=0.55, label="real", color="#1f77b4")
         if len(s_num):
             ax.hist(s_num, bins=edges, density=True, alpha=0.55, label="synthetic", color="#ff7f0e")

@@ -215,6 +215,8 @@ class FittedSynthesizer:
         name, table = _table(self.metadata)
         frame = self.tables[name]
         key, index = self.spec.sequence_key, self.spec.sequence_index
+        if key is None or index is None:  # sequence_columns() resolves both before a PAR fit
+            raise InputError("PAR needs a sequence key and index; resolve them with sequence_columns() first")
         meta = Metadata.load_from_dict(self.metadata.to_dict())
         if table.primary_key:
             meta.remove_primary_key(table_name=name)

@@ -133,11 +133,9 @@ def ensure_features(
     absent = [s for f in features if f not in frame.columns for s in sources(f) if s not in frame.columns]
     canonical = (C.CELL_ID, C.DEVICE_ID, C.TIMESTAMP, *C.CORE_COLUMNS)
     if absent and all(c in frame.columns for c in canonical):
-        try:
-            from bms_schema.features import FEATURE_COLUMNS, add_features
-        except ImportError:  # preprocessing package not installed: score with what is present
-            FEATURE_COLUMNS, add_features = (), None
-        if add_features is not None and any(c in FEATURE_COLUMNS for c in absent):
+        from bms_schema.features import FEATURE_COLUMNS, add_features
+
+        if any(c in FEATURE_COLUMNS for c in absent):
             frame = add_features(frame)  # handles any row order, returns the caller's order
     computed = local_features(frame, features, states)
     return frame, computed, [f for f in features if f not in frame.columns and f not in computed]

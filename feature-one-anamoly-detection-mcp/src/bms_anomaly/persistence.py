@@ -54,11 +54,14 @@ def save_detector(detector: HybridAnomalyDetector, folder: Path) -> dict[str, An
     save_sklearn(detector.svm.feature_map, folder / "nystroem.skops")  # type: ignore[union-attr]
     save_sklearn(detector.svm.svm, folder / "sgd_ocsvm.skops")  # type: ignore[union-attr]
     detector.vae.save(folder / "vae.pt")  # type: ignore[union-attr]
+    center, scale = detector.center, detector.scale
+    if center is None or scale is None:  # check_fitted() rules this out
+        raise RuntimeError("anomaly detector: fused-score centre/scale missing after fit")
     arrays: dict[str, np.ndarray] = {
         "train_fused": np.asarray(detector.train_fused, dtype=np.float64),
-        "center": detector.center,
-        "scale": detector.scale,
-    }  # type: ignore[dict-item]
+        "center": center,
+        "scale": scale,
+    }
     if detector.state_center is not None and detector.state_scale is not None:
         arrays["state_center"], arrays["state_scale"] = detector.state_center, detector.state_scale
     for name in DETECTORS:

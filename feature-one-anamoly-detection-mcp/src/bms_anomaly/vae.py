@@ -50,8 +50,9 @@ class VAEConfig:
 def build_module(n_features: int, config: VAEConfig) -> Any:
     torch = _torch()
     nn = torch.nn
+    module_base: Any = nn.Module  # torch is imported lazily, so the base class is a runtime value
 
-    class VAE(nn.Module):
+    class VAE(module_base):
         def __init__(self) -> None:
             super().__init__()
             self.encoder = nn.Sequential(

@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from bms_schema.errors import BMSError, InputError, ModelError, PathError
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Query, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.security import APIKeyHeader
@@ -42,6 +42,7 @@ from .settings import Settings
 log = logging.getLogger("bms.live")
 
 API_KEY_HEADER = "X-API-Key"
+STREAM_DEVICES = Query(None, description="only these devices (repeatable)")
 #: /v1/anomaly requests up to this many readings are scored on the event loop (a few ms).
 INLINE_MAX_READINGS = 1024
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -192,7 +193,8 @@ def create_app(
 
     @app.get("/health", tags=["status"], summary="Liveness and which models are loaded (no API key needed)")
     def health() -> dict[str, Any]:
-        return service.health()
+        stream_stats = getattr(app.state, "stream_stats", None)
+        return {**service.health(), "stream": dict(vars(stream_stats)) if stream_stats is not None else None}
 
     @app.get(
         "/models",
@@ -292,9 +294,37 @@ def create_app(
     def metrics() -> Response:
         return Response(service.metrics.render(), media_type=CONTENT_TYPE)
 
+    from . import stream
+
+    stream_stats = stream.StreamStats()
+    stream_cache = stream._EncodeCache()
+    app.state.stream_stats = stream_stats
+
+    @app.websocket("/v1/stream")
+    async def live_stream(
+        websocket: WebSocket,
+        device_id: list[str] | None = STREAM_DEVICES,
+    ) -> None:
+        """Readings, scores and alerts as they are ingested (see ``bms_live.stream``)."""
+        if not stream.key_ok(websocket, settings.api_key):
+            await websocket.close(code=stream.CLOSE_UNAUTHORIZED, reason="missing or wrong API key")
+            return
+        await stream.serve(
+            websocket,
+            service.events,
+            device_id,
+            settings.stream_queue,
+            settings.stream_stuck_seconds,
+            stream_stats,
+            stream_cache,
+        )
+
     from .rest import build_router
 
     app.include_router(build_router(service, secured, ERRORS))
+    from . import dashboard
+
+    dashboard.install(app, service, secured, ERRORS)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestMetrics, metrics=service.metrics)
     return app

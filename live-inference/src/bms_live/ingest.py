@@ -29,9 +29,6 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .schemas import MAX_CELL_NUMBER, MAX_ID_LENGTH, MAX_TIMESTAMP, MIN_TIMESTAMP, LiveReading
 
-#: Anomaly kinds that raise an alert, and how severe it is.
-ALERT_SEVERITY = {"sensor_fault": "warning", "out_of_range": "warning", "dead": "critical"}
-DEFAULT_SEVERITY = "warning"
 MAX_ROWS_JSON_FIELDS = 200
 
 
@@ -146,31 +143,6 @@ def frame_from_rows(rows: list[dict[str, Any]], limits: Any) -> tuple[pd.DataFra
             f"rows.{wide[0]}: {len(rows[wide[0]])} fields, a packet row has at most {MAX_ROWS_JSON_FIELDS}"
         )
     return _normalized(pd.DataFrame.from_records(rows), limits)
-
-
-def alert_rows(new_rows: pd.DataFrame, answer: dict[str, Any]) -> list[dict[str, Any]]:
-    """One alert per flagged reading (the store merges repeats into the open alert of its cell and kind)."""
-    out = []
-    keys = new_rows["cell_key"].to_numpy(dtype=np.int64)
-    ts = new_rows["ts_us"].to_numpy(dtype=np.int64)
-    devices = new_rows[C.DEVICE_ID].astype(str).tolist()
-    for i, result in enumerate(answer["results"]):  # a loop over this packet's results (tens)
-        if not result["AnomalyFlag"]:
-            continue
-        kind = result["AnomalyKind"] or "anomaly"
-        out.append(
-            {
-                "cell_key": int(keys[i]),
-                "device_id": devices[i],
-                "kind": f"anomaly:{kind}",
-                "severity": ALERT_SEVERITY.get(kind, DEFAULT_SEVERITY),
-                "message": f"{result['CellID']} at {result['Timestamp']}: {result['reason'] or kind}",
-                "first_us": int(ts[i]),
-                "last_us": int(ts[i]),
-                "prediction_id": result["prediction_id"],
-            }
-        )
-    return out
 
 
 def prediction_rows(new_rows: pd.DataFrame, answer: dict[str, Any], created_us: int) -> list[dict[str, Any]]:

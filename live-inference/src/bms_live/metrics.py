@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Iterable, Sequence
+from typing import TypeVar
 
 import numpy as np
 
@@ -116,6 +117,11 @@ class Gauge(_Metric):
     def value(self, **labels: str) -> float | None:
         return self._values.get(self._key(labels))
 
+    def label_sets(self) -> list[tuple[str, ...]]:
+        """The label values of every series currently set (a snapshot)."""
+        with self._lock:
+            return list(self._values)
+
     def samples(self) -> list[str]:
         with self._lock:
             items = sorted(self._values.items())
@@ -183,13 +189,16 @@ class Histogram(_Metric):
         return lines
 
 
+_M = TypeVar("_M", bound=_Metric)
+
+
 class MetricsRegistry:
     """A named collection of metrics rendered together."""
 
     def __init__(self) -> None:
         self._metrics: dict[str, _Metric] = {}
 
-    def add(self, metric: _Metric) -> _Metric:
+    def add(self, metric: _M) -> _M:
         if metric.name in self._metrics:
             raise ValueError(f"metric {metric.name} is registered twice")
         self._metrics[metric.name] = metric

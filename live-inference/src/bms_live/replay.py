@@ -115,7 +115,7 @@ def replay(
     first: pd.Timestamp | None = None
     stream = packets(raw)
     while True:
-        chunk = []
+        chunk: list[tuple[pd.Timestamp, list[dict[str, Any]]]] = []
         for item in stream:  # the next `batch` packets (fewer at the end or at the limit)
             if limit is not None and stats.packets + len(chunk) >= limit:
                 break

@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from bms_schema.errors import InputError
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Body, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
@@ -62,6 +62,44 @@ LIMIT = Query(100, ge=1, le=10_000, description="page size")
 OFFSET = Query(0, ge=0, le=10**9, description="rows to skip")
 START = Query(None, description="from this time (inclusive, ISO 8601)")
 END = Query(None, description="until this time (exclusive, ISO 8601)")
+RULES_BODY = Body(..., examples=[{"cell_temperature": {"hot_c": 38.0}, "cooldown_seconds": 600}])
+
+
+def alert_rules_answer(service: Any) -> dict[str, Any]:
+    engine = service.alert_engine
+    return {
+        "rules": engine.rules.public(),
+        "file": str(engine.rules_file) if engine.rules_file else None,
+        "channels": [{"channel": c, "target": t} for c, t in engine.rules.channels.configured()],
+    }
+
+
+def set_alert_rules(service: Any, overrides: dict[str, Any]) -> None:
+    """Validate ``overrides``, write them as the JSON rules file, and apply them now."""
+    import json
+    import os
+    from dataclasses import replace
+
+    from .alerts.config import AlertRules, _env_channels, apply_overrides
+
+    engine = service.alert_engine
+    rules = apply_overrides(AlertRules(), overrides)  # raises InputError naming the bad key
+    rules = replace(rules, channels=_env_channels(rules.channels))
+    path = engine.rules_file
+    if path is None:
+        raise InputError("rules: no rules file location (set BMS_ALERT_RULES or BMS_WORKSPACE) to save the rules to")
+    if path.suffix != ".json":
+        raise InputError(f"rules: the rules file {path} is TOML; edit it (or point BMS_ALERT_RULES at a .json file)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(overrides, indent=2), encoding="utf-8")
+    os.replace(tmp, path)
+    engine.rules = rules
+    if service.store is not None:
+        service.store.alert_cooldown_us = engine.cooldown_us
+    if service.delivery is not None:
+        service.delivery.config = rules.channels
+        service.delivery.start()  # no-op when running or when no channel is configured
 
 
 def build_router(service: Any, secured: list[Any], errors: dict[int | str, dict[str, Any]]) -> APIRouter:
@@ -215,6 +253,7 @@ def build_router(service: Any, secured: list[Any], errors: dict[int | str, dict[
         alert = stored.require_store(service).set_alert_status(alert_id, status, by)
         if alert is None:
             raise UnknownAlert(f"no alert {alert_id}: ids come from GET /v1/alerts or the ingest answer")
+        service.events.publish({"type": "alert", "event": status, "alert": alert, "devices": [alert["device_id"]]})
         return alert
 
     @router.post(
@@ -226,6 +265,44 @@ def build_router(service: Any, secured: list[Any], errors: dict[int | str, dict[
     @router.post("/v1/alerts/{alert_id}/resolve", tags=["store"], responses=not_found, summary="Resolve an alert")
     def resolve(alert_id: int = Path(ge=1, le=2**62)) -> dict[str, Any]:
         return _set(alert_id, "resolved", None)
+
+    @router.get(
+        "/v1/alerts/{alert_id}/deliveries",
+        tags=["alerts"],
+        responses=not_found,
+        summary="Every delivery of an alert: channel, target, status, attempts, last error",
+    )
+    def deliveries(alert_id: int = Path(ge=1, le=2**62)) -> dict[str, Any]:
+        from .errors import UnknownAlert
+
+        store = stored.require_store(service)
+        if not store.alerts(alert_id=alert_id, limit=1)["items"]:
+            raise UnknownAlert(f"no alert {alert_id}: ids come from GET /v1/alerts or the ingest answer")
+        items = store.deliveries(alert_id)
+        return {"alert_id": alert_id, "items": items, "count": len(items)}
+
+    @router.get("/v1/alerts/rules", tags=["alerts"], summary="The alert rules and channels in force (secrets hidden)")
+    def get_rules() -> dict[str, Any]:
+        return alert_rules_answer(service)
+
+    @router.put(
+        "/v1/alerts/rules",
+        tags=["alerts"],
+        responses=store_errors,
+        summary="Replace the rules file with these overrides of the defaults (applied at once)",
+    )
+    def put_rules(body: dict[str, Any] = RULES_BODY) -> dict[str, Any]:
+        set_alert_rules(service, body)
+        return alert_rules_answer(service)
+
+    @router.post(
+        "/v1/alerts/check",
+        tags=["alerts"],
+        summary="Run the drift and model-degradation rules now (they also run every check_seconds)",
+    )
+    def check() -> dict[str, Any]:
+        raised = service.check_models()
+        return {"alerts": [a for a in raised if not a.get("suppressed")]}
 
     @router.get("/v1/feedback/items", tags=["store"], response_model=Page, summary="Stored feedback, newest first")
     def feedback_items(

@@ -19,7 +19,7 @@ MAX_TIMESTAMP = datetime(2262, 1, 1, tzinfo=timezone.utc)
 #: A measurement: a JSON number (int or float, finite), never a boolean or a string.
 Measurement = Annotated[float | None, Strict()]
 
-READING_EXAMPLE = {
+READING_EXAMPLE: dict[str, Any] = {
     "DeviceID": "A",
     "CellNumber": 3,
     "Timestamp": "2026-01-01T00:15:00Z",

@@ -46,7 +46,14 @@ def main(argv: list[str] | None = None) -> None:
 
     settings = Settings.from_env(host=args.host, port=args.port, poll_seconds=args.poll_seconds)
     app = create_app(settings)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level, access_log=args.access_log)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=args.log_level,
+        access_log=args.access_log,
+        ws_per_message_deflate=False,  # WS /v1/stream: no per-client zlib on the ingest machine
+    )
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import logging
 import math
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -83,7 +83,7 @@ def _iso(ts: pd.Series | pd.DatetimeIndex) -> list[str]:
     if index.tz is not None:
         index = index.tz_convert("UTC").tz_localize(None)
     ns = index.asi8
-    unit = "s" if (ns % 1_000_000_000 == 0).all() else "us"
+    unit: Literal["s", "us"] = "s" if (ns % 1_000_000_000 == 0).all() else "us"
     out = [text + "Z" for text in np.datetime_as_string(index.to_numpy(dtype="datetime64[ns]"), unit=unit).tolist()]
     if index.hasnans:
         out = [None if missing else value for value, missing in zip(out, index.isna())]
@@ -134,17 +134,61 @@ class LiveService:
         from .events import EventBus
 
         self.events = EventBus()  # what ingest committed, for live consumers (stream, alerts)
+        self._init_alerts()
 
     # -- lifecycle ----------------------------------------------------------------------
+    def _init_alerts(self) -> None:
+        """Alert rules (defaults, the rules file, the environment), delivery and model checks."""
+        from .alerts import AlertEngine, DeliveryWorker
+        from .alerts.checker import PeriodicCheck
+
+        workspace = self.settings.workspace
+        if workspace is None and self.store is not None and self.store.url.startswith("sqlite:///"):
+            from bms_schema.paths import workspace as default_workspace
+
+            workspace = default_workspace()
+        self.alert_engine = AlertEngine.from_workspace(workspace)
+        self.delivery: DeliveryWorker | None = None
+        if self.store is not None:
+            self.store.alert_cooldown_us = self.alert_engine.cooldown_us
+            self.delivery = DeliveryWorker(self.store, self.alert_engine.rules.channels)
+        self.alert_checks = PeriodicCheck(self.alert_engine.rules.check_seconds, self.check_models)
+
+    def deliver(self, alert_ids: list[int]) -> None:
+        """Hand new alerts to the delivery worker (a queue put: never blocks the caller)."""
+        if self.delivery is not None:
+            self.delivery.enqueue(alert_ids)
+
+    def check_models(self) -> list[dict[str, Any]]:
+        """Drift and model-degradation rules now; new alerts are stored, streamed and delivered."""
+        if self.store is None:
+            return []
+        from .store import now_us
+        from .stored import publish_alerts
+
+        rows = self.alert_engine.evaluate_models(self.drift_report(), self.feedback_metrics(), now_us())
+        raised = self.store.raise_alerts(rows)
+        opened = [a["alert_id"] for a in raised if a.get("new")]
+        if opened:
+            publish_alerts(self, opened, "opened")
+            self.deliver(opened)
+        return raised
+
     def start(self) -> None:
         results = self.hub.refresh()
         for r in results:
             if r.status == "absent":
                 log.warning("no '%s' model registered yet: /v1/%s answers 503 until one is trained", r.name, r.key)
         self.watcher.start()
+        if self.delivery is not None:
+            self.delivery.start()
+        self.alert_checks.start()
 
     def stop(self) -> None:
         self.watcher.stop()
+        self.alert_checks.stop()
+        if self.delivery is not None:
+            self.delivery.stop()
         if self.store is not None:
             self.store.close()
 
@@ -153,7 +197,7 @@ class LiveService:
 
     def _on_model_change(self, loaded: LoadedModel) -> None:
         m = self.metrics
-        for key in list(m.model_info._values):  # one version per model in the info gauge
+        for key in m.model_info.label_sets():  # one version per model in the info gauge
             if key[0] == loaded.name:
                 m.model_info.remove(model=key[0], version=key[1])
         m.model_info.set(1, model=loaded.name, version=loaded.version)
@@ -209,7 +253,7 @@ class LiveService:
         window = int(loaded.metadata.get("window") or DEFAULT_WINDOW)
         n = len(frame)
         missing = missing_measurements(frame)
-        sent = ~missing.all(axis=1)  # a reading with no measurement at all is not scored
+        sent: np.ndarray = ~np.asarray(missing.all(axis=1), dtype=bool)  # no measurement at all: not scored
         score = np.full(n, np.nan)
         flag = np.zeros(n, dtype=np.int64)
         kinds: list[str | None] = ["unknown"] * n
@@ -544,7 +588,8 @@ class LiveService:
             loaded = holder.current()
             if loaded is None or key == "forecast":
                 continue
-            card = loaded.metadata.get("card") if isinstance(loaded.metadata.get("card"), dict) else {}
+            card_value = loaded.metadata.get("card")
+            card: dict[str, Any] = card_value if isinstance(card_value, dict) else {}
             served[key] = {
                 "version": loaded.version,
                 **served_health(

@@ -15,6 +15,8 @@
 | ``history_rows`` | ``BMS_LIVE_HISTORY_ROWS`` | 1,000,000 | readings kept in all (least recently updated devices are dropped) |
 | ``store`` | ``BMS_LIVE_STORE`` | 1 | keep what is ingested in the database (0 = memory only) |
 | ``database_url`` | ``BMS_DATABASE_URL`` | SQLite ``$BMS_WORKSPACE/bms.db`` | the store (``postgresql://...`` for PostgreSQL) |
+| ``stream_queue`` | ``BMS_STREAM_QUEUE`` | 256 | events queued per ``WS /v1/stream`` client (oldest dropped beyond) |
+| ``stream_stuck_seconds`` | ``BMS_STREAM_STUCK_SECONDS`` | 10 | a stream client that accepts no message for this long is disconnected |
 | ``history_bytes`` | ``BMS_LIVE_HISTORY_BYTES`` | 512 MiB | the same bound in estimated bytes (values, times, ids) |
 """
 
@@ -81,10 +83,12 @@ class Settings:
     store: bool = True
     database_url: str | None = None
     drift: DriftThresholds = field(default_factory=DriftThresholds)
+    stream_queue: int = 256
+    stream_stuck_seconds: float = 10.0
     models: tuple[str, ...] = ("anomaly", "failure", "forecast")
 
     @classmethod
-    def from_env(cls, **overrides: object) -> "Settings":
+    def from_env(cls, **overrides: Any) -> "Settings":
         """Settings from the environment, then ``overrides`` (ignored when ``None``)."""
         ws = os.environ.get("BMS_WORKSPACE")
         base = cls(
@@ -103,5 +107,7 @@ class Settings:
             workspace=Path(ws).expanduser() if ws else None,
             store=os.environ.get("BMS_LIVE_STORE", "1").strip().lower() not in ("0", "false", "no", "off"),
             database_url=os.environ.get("BMS_DATABASE_URL") or None,
+            stream_queue=_env_int("BMS_STREAM_QUEUE", 256, 1),
+            stream_stuck_seconds=_env_float("BMS_STREAM_STUCK_SECONDS", 10.0, 0.1),
         )
         return replace(base, **{k: v for k, v in overrides.items() if v is not None})

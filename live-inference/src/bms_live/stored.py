@@ -12,7 +12,7 @@ from bms_schema import columns as C
 from bms_schema.errors import InputError
 
 from .errors import ModelUnavailable
-from .ingest import IngestRequest, alert_rows, frame_from_csv, frame_from_rows, prediction_rows
+from .ingest import IngestRequest, frame_from_csv, frame_from_rows, prediction_rows
 from .readings import readings_to_frame
 from .store import from_us, iso_us, now_us, to_us
 
@@ -71,11 +71,15 @@ def ingest(service: Any, content_type: str, body: bytes) -> dict[str, Any]:
     answer: dict[str, Any] = {}
 
     def score(conn: Any, new_rows: pd.DataFrame) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        if loaded is None:
-            return [], []
-        scored = service.score_anomalies(new_rows.reset_index(drop=True), loaded)
-        answer.update(scored)
-        return prediction_rows(new_rows, scored, now_us()), alert_rows(new_rows, scored)
+        scored = None
+        predictions: list[dict[str, Any]] = []
+        if loaded is not None:
+            scored = service.score_anomalies(new_rows.reset_index(drop=True), loaded)
+            answer.update(scored)
+            predictions = prediction_rows(new_rows, scored, now_us())
+        # the alert rules run on every stored reading, scored or not (thresholds need no model)
+        alerts = service.alert_engine.evaluate(new_rows, scored, lambda keys: store.open_alert_kinds(conn, keys))
+        return predictions, alerts
 
     result = store.ingest(frame, source, score)
     out: dict[str, Any] = {
@@ -92,7 +96,7 @@ def ingest(service: Any, content_type: str, body: bytes) -> dict[str, Any]:
             for r in answer.get("results", [])
             if r["AnomalyFlag"]
         ],
-        "alerts": result.alerts,
+        "alerts": [a for a in result.alerts if not a.get("suppressed")],
         "dropped_rows": dropped,
     }
     if result.stored and loaded is None:
@@ -111,19 +115,35 @@ def ingest(service: Any, content_type: str, body: bytes) -> dict[str, Any]:
                 "devices": sorted({str(d) for d in new[C.DEVICE_ID].tolist()}),
                 "readings": _reading_events(new),
                 "scores": answer.get("results", []),
-                "alerts": result.alerts,
+                "alerts": [a for a in result.alerts if not a.get("suppressed")],
                 "model": answer.get("model"),
             }
         )
+    opened = [a["alert_id"] for a in result.alerts if a.get("new")]
+    if opened:
+        publish_alerts(service, opened, "opened")
+        service.deliver(opened)
     return out
+
+
+def publish_alerts(service: Any, alert_ids: list[int], event: str) -> list[dict[str, Any]]:
+    """Publish ``{"type": "alert", "event", "alert", "devices"}`` for each alert (stream consumers)."""
+    items = service.store.alerts(alert_ids=alert_ids, limit=max(1, len(alert_ids)))["items"]
+    for item in sorted(items, key=lambda a: a["alert_id"]):
+        service.events.publish({"type": "alert", "event": event, "alert": item, "devices": [item["device_id"]]})
+    return list(items)
 
 
 def _reading_events(new: pd.DataFrame) -> list[dict[str, Any]]:
     fields = [c for c in (C.VOLTAGE, C.TEMPERATURE, C.SPECIFIC_GRAVITY, C.CURRENT, C.AMBIENT) if c in new]
     values = new[fields].astype(object).where(new[fields].notna(), None).to_dict("records")
     stamps = [iso_us(t) for t in new["ts_us"].tolist()]
-    for record, cell, stamp in zip(values, new[C.CELL_ID].tolist(), stamps):
+    devices = new[C.DEVICE_ID].astype(str).tolist()
+    numbers = new[C.CELL_NUMBER].astype(int).tolist()
+    for record, cell, stamp, device, number in zip(values, new[C.CELL_ID].tolist(), stamps, devices, numbers):
         record["CellID"] = cell
+        record["DeviceID"] = device
+        record["CellNumber"] = number
         record["Timestamp"] = stamp
     return values
 
@@ -172,6 +192,13 @@ def risk_from_store(service: Any, device: str, cell_number: int | None = None) -
         )
     store.store_predictions(rows)
     answer["as_of"] = iso_us(last)
+    keys = {r["CellID"]: store.cell_key(r["DeviceID"], int(r["CellNumber"])) for r in results}
+    raised = store.raise_alerts(service.alert_engine.evaluate_risk(results, keys, last))
+    answer["alerts"] = [a for a in raised if not a.get("suppressed")]
+    opened = [a["alert_id"] for a in raised if a.get("new")]
+    if opened:
+        publish_alerts(service, opened, "opened")
+        service.deliver(opened)
     return answer
 
 

@@ -307,6 +307,7 @@ class ToolServer:
 
         pending: list[Any] = []
         tally: dict[str, dict[str, int]] = {}
+        status: Literal["ok", "error"]
         try:
             with deferred_publication() as pending, collecting() as tally:  # publish only if the call succeeds
                 output = tool.func(args, ctx)

@@ -158,7 +158,7 @@ def load_sklearn(path: str | Path) -> Any:
 def save_arrays(path: str | Path, **arrays: np.ndarray) -> Path:
     path = Path(path)
     with open(path, "wb") as handle:
-        np.savez(handle, **arrays)
+        np.savez(handle, **arrays)  # type: ignore[arg-type]  # stubs: a **kwarg could bind allow_pickle
     return path
 
 

@@ -66,7 +66,8 @@ def make_ollama_chat(
             if not stream:
                 response = await client.chat(model=model, messages=wire, tools=tools, stream=False, options=options)
                 return _ollama_reply(response.message.content or "", response.message.tool_calls or [])
-            content, calls = [], []
+            content: list[str] = []
+            calls: list[Any] = []
             async for part in await client.chat(model=model, messages=wire, tools=tools, stream=True, options=options):
                 if part.message.content:
                     content.append(part.message.content)

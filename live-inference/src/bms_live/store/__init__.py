@@ -83,6 +83,8 @@ class Store:
         self.dialect = self.engine.dialect.name
         self._cell_keys: dict[tuple[str, int], int] = {}
         self._write_lock = threading.Lock()  # one writer at a time in this process (SQLite's rule anyway)
+        #: after an alert is resolved, the same (cell, kind) opens no new alert for this long
+        self.alert_cooldown_us = 0
         self.revision = migrate(self.engine) if migrate_schema else current_revision(self.engine)
 
     # -- plumbing ---------------------------------------------------------------------------
@@ -94,10 +96,12 @@ class Store:
 
     def _insert(self, table: Any) -> Any:
         if self.dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert
-        return insert(table)
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+            return pg_insert(table)
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert(table)
 
     # -- ingest -----------------------------------------------------------------------------
     def _keys_for(self, conn: Any, devices: list[str], numbers: list[int], ts_us: list[int]) -> list[int]:
@@ -161,7 +165,13 @@ class Store:
         for name, column in VALUE_COLUMNS.items():
             if name in frame:
                 arr = frame[name].to_numpy(dtype=np.float64)
-                values[column] = np.where(np.isnan(arr), None, arr).tolist() if np.isnan(arr).any() else arr.tolist()
+                gaps = np.isnan(arr)
+                if gaps.any():
+                    cells = arr.astype(object)
+                    cells[gaps] = None
+                    values[column] = cells.tolist()
+                else:
+                    values[column] = arr.tolist()
             else:
                 values[column] = [None] * n
         with self._write_lock, self.engine.begin() as conn:
@@ -237,38 +247,180 @@ class Store:
         return result
 
     def _raise_alerts(self, conn: Any, alert_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Open an alert per (cell, kind), or count one more occurrence of the open one."""
+        """Open an alert per (cell, kind), or count more occurrences on the open (or acknowledged)
+        one; within ``alert_cooldown_us`` of the resolution of the same (cell, kind) nothing is
+        opened (the row comes back with ``suppressed``). ``cell_key`` None = a string or model alert."""
         import sqlalchemy as sa
 
+        a = T.alerts
         out = []
-        for row in alert_rows:  # a loop over alerts (rare), not readings
+        now = now_us()
+        for row in alert_rows:  # a loop over alerts (one per cell and rule per ingest), not readings
+            row = dict(row)
+            count = int(row.pop("count", 1))
+            same = (a.c.cell_key.is_(None) if row.get("cell_key") is None else a.c.cell_key == row["cell_key"]) & (
+                a.c.kind == row["kind"]
+            )
+            if row.get("cell_key") is None:
+                same = same & (a.c.device_id == row["device_id"])
             existing = conn.execute(
-                sa.select(T.alerts.c.alert_key, T.alerts.c.occurrences).where(
-                    T.alerts.c.cell_key == row["cell_key"],
-                    T.alerts.c.kind == row["kind"],
-                    T.alerts.c.status != "resolved",
-                )
+                sa.select(a.c.alert_key, a.c.occurrences, a.c.severity).where(same, a.c.status != "resolved")
             ).first()
             if existing is not None:
-                conn.execute(
-                    T.alerts.update()
-                    .where(T.alerts.c.alert_key == existing.alert_key)
-                    .values(
-                        occurrences=existing.occurrences + 1,
-                        last_us=sa.func.max(T.alerts.c.last_us, row["last_us"])
-                        if self.dialect == "sqlite"
-                        else sa.func.greatest(T.alerts.c.last_us, row["last_us"]),
-                    )
-                )
-                out.append({"alert_id": int(existing.alert_key), "new": False, **_public_alert(row)})
+                worse = _severity_rank(row["severity"]) > _severity_rank(existing.severity)
+                values: dict[str, Any] = {
+                    "occurrences": existing.occurrences + count,
+                    "last_us": sa.func.max(a.c.last_us, row["last_us"])
+                    if self.dialect == "sqlite"
+                    else sa.func.greatest(a.c.last_us, row["last_us"]),
+                }
+                if worse:  # escalate: the alert now says what made it worse
+                    values.update(severity=row["severity"], message=row["message"], details=row.get("details"))
+                conn.execute(a.update().where(a.c.alert_key == existing.alert_key).values(**values))
+                public = _public_alert(row)
+                if not worse:
+                    public["severity"] = existing.severity
+                out.append({"alert_id": int(existing.alert_key), "new": False, **public})
                 continue
+            if self.alert_cooldown_us > 0:
+                recent = conn.execute(
+                    sa.select(a.c.alert_key).where(
+                        same, a.c.status == "resolved", a.c.resolved_us > now - self.alert_cooldown_us
+                    )
+                ).first()
+                if recent is not None:
+                    out.append(
+                        {
+                            "alert_id": int(recent.alert_key),
+                            "new": False,
+                            "suppressed": "cooldown",
+                            **_public_alert(row),
+                        }
+                    )
+                    continue
             key = conn.execute(
-                T.alerts.insert()
-                .values(status="open", occurrences=1, created_us=now_us(), **row)
-                .returning(T.alerts.c.alert_key)
+                a.insert().values(status="open", occurrences=count, created_us=now, **row).returning(a.c.alert_key)
             ).scalar()
             out.append({"alert_id": int(key), "new": True, **_public_alert(row)})
         return out
+
+    def raise_alerts(self, alert_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """:meth:`_raise_alerts` in a transaction of its own (alerts raised outside ingest)."""
+        if not alert_rows:
+            return []
+        with self._write_lock, self.engine.begin() as conn:
+            return self._raise_alerts(conn, alert_rows)
+
+    def open_alert_kinds(self, conn: Any, cell_keys: Sequence[int]) -> dict[int, set[str]]:
+        """Kinds of the alerts not yet resolved of each of ``cell_keys``."""
+        import sqlalchemy as sa
+
+        a = T.alerts
+        out: dict[int, set[str]] = {}
+        for key, kind in conn.execute(
+            sa.select(a.c.cell_key, a.c.kind).where(a.c.cell_key.in_(list(cell_keys)), a.c.status != "resolved")
+        ).all():
+            out.setdefault(int(key), set()).add(str(kind))
+        return out
+
+    # -- deliveries -------------------------------------------------------------------------
+    def claim_delivery(self, alert_id: int, channel: str, target: str) -> dict[str, Any]:
+        """The delivery row of (alert, channel, target), created ``pending`` if there is none (the
+        unique index makes this idempotent across workers, retries and restarts)."""
+        import sqlalchemy as sa
+
+        d = T.alert_deliveries
+        now = now_us()
+        with self._write_lock, self.engine.begin() as conn:
+            conn.execute(
+                self._insert(d).on_conflict_do_nothing(index_elements=["alert_key", "channel", "target"]),
+                [
+                    {
+                        "alert_key": alert_id,
+                        "channel": channel,
+                        "target": target,
+                        "status": "pending",
+                        "attempts": 0,
+                        "created_us": now,
+                        "updated_us": now,
+                        "next_attempt_us": now,
+                    }
+                ],
+            )
+            row = (
+                conn.execute(
+                    sa.select(d).where(d.c.alert_key == alert_id, d.c.channel == channel, d.c.target == target)
+                )
+                .mappings()
+                .one()
+            )
+        return dict(row)
+
+    def record_attempt(
+        self, delivery_key: int, ok: bool, error: str | None, final: bool, next_attempt_us: int | None
+    ) -> dict[str, Any]:
+        """One more attempt: ``delivered``, ``pending`` (retry at ``next_attempt_us``) or ``failed`` (``final``)."""
+        import sqlalchemy as sa
+
+        d = T.alert_deliveries
+        now = now_us()
+        values: dict[str, Any] = {"attempts": d.c.attempts + 1, "updated_us": now}
+        if ok:
+            values.update(status="delivered", delivered_us=now, next_attempt_us=None)
+        else:
+            values.update(
+                status="failed" if final else "pending",
+                last_error=(error or "")[:2000],
+                next_attempt_us=None if final else next_attempt_us,
+            )
+        with self._write_lock, self.engine.begin() as conn:
+            conn.execute(d.update().where(d.c.delivery_key == delivery_key).values(**values))
+            row = conn.execute(sa.select(d).where(d.c.delivery_key == delivery_key)).mappings().one()
+        return dict(row)
+
+    def pending_deliveries(self) -> list[dict[str, Any]]:
+        """Deliveries still to be tried (after a restart), oldest first."""
+        import sqlalchemy as sa
+
+        d = T.alert_deliveries
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(d).where(d.c.status == "pending").order_by(d.c.delivery_key)).mappings().all()
+        return [dict(r) for r in rows]
+
+    def undelivered_alerts(
+        self, channels: Sequence[tuple[str, str]], since_us: int | None = None, limit: int = 1000
+    ) -> list[int]:
+        """Alerts not resolved that lack a delivery row for one of ``channels`` (a restart between
+        the commit and the worker's claim)."""
+        import sqlalchemy as sa
+
+        a, d = T.alerts, T.alert_deliveries
+        out: set[int] = set()
+        with self.engine.connect() as conn:
+            for channel, target in channels:
+                done = sa.select(d.c.alert_key).where(
+                    d.c.alert_key == a.c.alert_key, d.c.channel == channel, d.c.target == target
+                )
+                out.update(
+                    int(k)
+                    for (k,) in conn.execute(
+                        sa.select(a.c.alert_key)
+                        .where(a.c.status != "resolved", a.c.created_us >= (since_us or 0), ~done.exists())
+                        .order_by(a.c.alert_key)
+                        .limit(limit)
+                    ).all()
+                )
+        return sorted(out)
+
+    def deliveries(self, alert_id: int) -> list[dict[str, Any]]:
+        import sqlalchemy as sa
+
+        d = T.alert_deliveries
+        with self.engine.connect() as conn:
+            rows = (
+                conn.execute(sa.select(d).where(d.c.alert_key == alert_id).order_by(d.c.delivery_key)).mappings().all()
+            )
+        return [_public_delivery(r) for r in rows]
 
     # -- reads used by the service ------------------------------------------------------------
     def recent_readings(self, device: str, per_cell: int) -> pd.DataFrame:
@@ -720,6 +872,7 @@ class Store:
         alert_id: int | None = None,
         limit: int = 100,
         offset: int = 0,
+        alert_ids: Sequence[int] | None = None,
     ) -> dict[str, Any]:
         import sqlalchemy as sa
 
@@ -731,6 +884,8 @@ class Store:
             query = query.where(a.c.device_id == device)
         if alert_id is not None:
             query = query.where(a.c.alert_key == alert_id)
+        if alert_ids is not None:
+            query = query.where(a.c.alert_key.in_([int(k) for k in alert_ids]))
         query = query.order_by(a.c.created_us.desc(), a.c.alert_key.desc())
         with self.engine.connect() as conn:
             rows, nxt = self._page(conn, query, limit, offset)
@@ -742,16 +897,7 @@ class Store:
                     .where(T.alert_deliveries.c.alert_key.in_(keys))
                     .order_by(T.alert_deliveries.c.delivery_key)
                 ).mappings():
-                    deliveries.setdefault(d["alert_key"], []).append(
-                        {
-                            "channel": d["channel"],
-                            "target": d["target"],
-                            "status": d["status"],
-                            "attempts": d["attempts"],
-                            "last_error": d["last_error"],
-                            "delivered": iso_us(d["delivered_us"]),
-                        }
-                    )
+                    deliveries.setdefault(d["alert_key"], []).append(_public_delivery(d))
         items = [
             {
                 "alert_id": int(r["alert_key"]),
@@ -769,6 +915,8 @@ class Store:
                 "acknowledged": iso_us(r["acknowledged_us"]),
                 "acknowledged_by": r["acknowledged_by"],
                 "resolved": iso_us(r["resolved_us"]),
+                "action": r["action"],
+                "details": _loads(r["details"]),
                 "deliveries": deliveries.get(r["alert_key"], []),
             }
             for r in rows
@@ -855,4 +1003,48 @@ class Store:
 
 
 def _public_alert(row: dict[str, Any]) -> dict[str, Any]:
-    return {"kind": row["kind"], "severity": row["severity"], "message": row["message"], "device_id": row["device_id"]}
+    return {
+        "kind": row["kind"],
+        "severity": row["severity"],
+        "message": row["message"],
+        "device_id": row["device_id"],
+        "action": row.get("action"),
+    }
+
+
+def _severity_rank(name: str | None) -> int:
+    return {"info": 0, "warning": 1, "critical": 2}.get(name or "", 1)
+
+
+def _loads(text: str | None) -> Any:
+    import json
+
+    if not text:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _public_delivery(d: Any) -> dict[str, Any]:
+    return {
+        "channel": d["channel"],
+        "target": _redact_target(d["target"]),
+        "status": d["status"],
+        "attempts": int(d["attempts"]),
+        "last_error": d["last_error"],
+        "created": iso_us(d["created_us"]),
+        "delivered": iso_us(d["delivered_us"]),
+        "next_attempt": iso_us(d["next_attempt_us"]) if d["status"] == "pending" else None,
+    }
+
+
+def _redact_target(target: str) -> str:
+    """A webhook URL's path can be its secret (Slack's is): show scheme, host and the first path part."""
+    if "://" not in target:
+        return target
+    scheme, _, rest = target.partition("://")
+    host, _, path = rest.partition("/")
+    first = path.split("/", 1)[0]
+    return f"{scheme}://{host}/{first}" + ("/..." if "/" in path else "")

@@ -142,8 +142,11 @@ alerts = Table(
     Column("acknowledged_us", BigInteger),
     Column("acknowledged_by", String(128)),
     Column("resolved_us", BigInteger),
+    Column("action", Text),  # recommended action (the rule's wording)
+    Column("details", Text),  # JSON: the values that triggered the rule
     Index("ix_alerts_status_created_us", "status", "created_us"),
     Index("ix_alerts_cell_key_kind_status", "cell_key", "kind", "status"),
+    Index("ix_alerts_kind_status", "kind", "status"),
 )
 
 alert_deliveries = Table(
@@ -158,7 +161,12 @@ alert_deliveries = Table(
     Column("last_error", Text),
     Column("created_us", BigInteger, nullable=False),
     Column("delivered_us", BigInteger),
+    Column("next_attempt_us", BigInteger),  # pending: when the worker tries again
+    Column("updated_us", BigInteger),
     Index("ix_alert_deliveries_alert_key", "alert_key"),
+    # an alert is delivered once per channel and target (idempotent across retries and restarts)
+    Index("uq_alert_deliveries_alert_key_channel_target", "alert_key", "channel", "target", unique=True),
+    Index("ix_alert_deliveries_status_next_attempt_us", "status", "next_attempt_us"),
 )
 
 feedback = Table(

@@ -13,7 +13,10 @@ def run_migrations() -> None:
     if connection is None:  # the alembic command line: build an engine from the configured URL
         from sqlalchemy import create_engine
 
-        engine = create_engine(config.get_main_option("sqlalchemy.url"))
+        url = config.get_main_option("sqlalchemy.url")
+        if not url:
+            raise RuntimeError("alembic: no sqlalchemy.url configured and no connection passed in")
+        engine = create_engine(url)
         with engine.begin() as conn:
             context.configure(connection=conn, target_metadata=metadata, render_as_batch=True)
             with context.begin_transaction():
