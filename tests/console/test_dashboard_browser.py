@@ -435,3 +435,32 @@ def test_stream_reconnects_and_polls_while_it_is_down(page_for, service: Service
     state["blocked"] = False
     expect(status).to_have_text("live", timeout=35_000)
     assert state["connections"] >= 3 and len(live) == 2
+
+
+def test_vrla_cell_without_sg_shows_voltage_temperature_time(page_for, service: Service) -> None:
+    """A string without specific gravity (VRLA): the cell page says so and its 3D view uses time."""
+    base = pd.Timestamp(service.client.get("/v1/fleet").json()["last_reading"])
+    rows = [
+        {
+            "DeviceID": "V",
+            "CellNumber": n,
+            "Timestamp": (base + pd.Timedelta(minutes=30 * k)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "CellVoltage": 2.27 + 0.002 * n,
+            "CellTemperature": 24.0 + 0.1 * k,
+            "AmbientTemperature": 23.5,
+        }
+        for k in range(1, 5)
+        for n in (1, 2, 3)
+    ]
+    assert service.client.post("/v1/ingest", json={"readings": rows}).status_code == 200
+    page, _ = page_for(TABLET)
+    page.goto("/dashboard/cell?device_id=V&cell_number=2")
+    _loaded(page, 20_000)
+    assert page.get_attribute("body", "data-readings") == "4"
+    assert page.inner_text("#cell-sg") == "none (VRLA / not measured)"
+    assert "VRLA" in page.inner_text("#plot-sg")
+    assert "time (hours since the first reading" in page.inner_text("#three-d-note")
+    z = page.evaluate("document.getElementById('plot-3d').data[0].z")
+    assert z == [0.0, 0.5, 1.0, 1.5]  # hours since the first reading
+    _fits(page, TABLET)
+    screenshot(page, "cell-vrla-tablet")
