@@ -82,7 +82,8 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
             "smtp_to": ["operator@example.org"],
             "backoff_seconds": 0.2,
         }
-        (ws / "alert_rules.json").write_text(json.dumps({"channels": channels}))
+        # drift / model-degradation checks only on request: nothing opens on a timer during the tests
+        (ws / "alert_rules.json").write_text(json.dumps({"channels": channels, "check_seconds": 0}))
         yield from _serve(ws, receiver, mailbox)
 
 
@@ -169,6 +170,7 @@ def page_for(browser: Any, shared_context: Any, service: Service) -> Iterator[An
             assert log.urls, "the page made no request at all"
             assert log.foreign(service.netloc) == [], f"requests to other hosts: {log.foreign(service.netloc)}"
             assert errors == [], f"JavaScript errors: {errors}"
+            print(f"{page.url}: {len(log.urls)} requests, every one to {service.netloc}")
         finally:
             page.close()
             if own_context is not None:
@@ -433,3 +435,32 @@ def test_stream_reconnects_and_polls_while_it_is_down(page_for, service: Service
     state["blocked"] = False
     expect(status).to_have_text("live", timeout=35_000)
     assert state["connections"] >= 3 and len(live) == 2
+
+
+def test_vrla_cell_without_sg_shows_voltage_temperature_time(page_for, service: Service) -> None:
+    """A string without specific gravity (VRLA): the cell page says so and its 3D view uses time."""
+    base = pd.Timestamp(service.client.get("/v1/fleet").json()["last_reading"])
+    rows = [
+        {
+            "DeviceID": "V",
+            "CellNumber": n,
+            "Timestamp": (base + pd.Timedelta(minutes=30 * k)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "CellVoltage": 2.27 + 0.002 * n,
+            "CellTemperature": 24.0 + 0.1 * k,
+            "AmbientTemperature": 23.5,
+        }
+        for k in range(1, 5)
+        for n in (1, 2, 3)
+    ]
+    assert service.client.post("/v1/ingest", json={"readings": rows}).status_code == 200
+    page, _ = page_for(TABLET)
+    page.goto("/dashboard/cell?device_id=V&cell_number=2")
+    _loaded(page, 20_000)
+    assert page.get_attribute("body", "data-readings") == "4"
+    assert page.inner_text("#cell-sg") == "none (VRLA / not measured)"
+    assert "VRLA" in page.inner_text("#plot-sg")
+    assert "time (hours since the first reading" in page.inner_text("#three-d-note")
+    z = page.evaluate("document.getElementById('plot-3d').data[0].z")
+    assert z == [0.0, 0.5, 1.0, 1.5]  # hours since the first reading
+    _fits(page, TABLET)
+    screenshot(page, "cell-vrla-tablet")

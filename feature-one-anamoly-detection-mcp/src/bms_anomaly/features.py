@@ -57,6 +57,12 @@ OWN_FEATURES: dict[str, str] = {
 }
 OWN_BASELINE_SECONDS = 1800.0
 OWN_BASELINE_READINGS = 12
+#: The own-history outlier screen: a trailing median over the previous hour of the state run (at least
+#: :data:`OWN_BASELINE_READINGS` readings), and the residual scale from the median absolute residual of the
+#: previous :data:`OWN_SCALE_READINGS` readings: a fault shorter than half of either (30 min at 5 s) neither
+#: moves the screen nor widens it, so it stays out of the trend line and leaves no echo after it ends.
+OWN_SCREEN_SECONDS = 3600.0
+OWN_SCALE_READINGS = 720
 #: Longest current run of an unchanged reading (voltage, temperature or SG) of the cell, in readings:
 #: a stuck sensor repeats its value exactly for hours, a live one does not.
 UNCHANGED_RUN = "UnchangedRun"
@@ -263,10 +269,56 @@ _MEAN_ABS_TO_SD = 1.2533141373155
 #: Previous residuals of a segment that estimate its residual SD for the outlier screen.
 SCALE_READINGS = 4 * BASELINE_READINGS
 HISTORY_REACH = 2 * BASELINE_READINGS + SCALE_READINGS + 1
+#: The same for the own-history features (strings without peers) at 5-second sampling or slower: the trend
+#: line's outlier screen reaches back an hour (720 readings at 5 s), the residual scale
+#: :data:`OWN_SCALE_READINGS` residuals, each screened an hour back.
+OWN_HISTORY_REACH = OWN_SCALE_READINGS + 2 * 720 + 1
+
+
+def trailing_median(
+    values: np.ndarray,
+    starts: np.ndarray,
+    seconds: np.ndarray | None,
+    window_s: float,
+    min_readings: int,
+    min_count: int,
+) -> np.ndarray:
+    """Median of the previous readings of the same segment (current row excluded): those within
+    ``window_s`` seconds, or the last ``min_readings`` readings when the time window holds fewer
+    (``seconds`` None: always the last ``min_readings``); NaN if fewer than ``min_count`` finite ones.
+
+    Causal and robust: an anomaly lasting less than half the window does not move it (a trailing
+    mean follows a 10-minute hot spot and echoes it as a cold anomaly after it ends)."""
+    n = len(values)
+    if n == 0:
+        return values.astype(np.float64)
+    seg = np.cumsum(np.r_[True, starts[1:] != starts[:-1]]) - 1
+    series = pd.Series(values, dtype=np.float64)
+    by_count = (
+        series.groupby(seg, sort=False).rolling(min_readings, min_periods=min_count, closed="left").median().to_numpy()
+    )
+    if seconds is None:
+        return by_count
+    stamps = pd.to_datetime(np.round(seconds * 1e3).astype(np.int64), unit="ms")
+    timed = pd.DataFrame({"x": values, "seg": seg, "t": stamps})
+    rolled = timed.groupby("seg", sort=False).rolling(f"{int(window_s)}s", on="t", closed="left", min_periods=min_count)
+    by_time = rolled["x"].median().to_numpy()
+    count = rolled["x"].count().to_numpy()
+    return np.where(count >= min_readings, by_time, by_count)
+
+
+#: Median absolute deviation -> standard deviation for normal residuals.
+_MAD_TO_SD = 1.4826
 
 
 def robust_baseline(
-    values: np.ndarray, baseline, groups: np.ndarray | None = None, screen=None, segments: np.ndarray | None = None
+    values: np.ndarray,
+    baseline,
+    groups: np.ndarray | None = None,
+    screen=None,
+    segments: np.ndarray | None = None,
+    median_scale: bool = False,
+    scale_readings: int = SCALE_READINGS,
 ) -> np.ndarray:
     """``baseline(values)`` computed twice: the second time without the readings the first one finds
     far off (more than :data:`BASELINE_OUTLIER_SD` SDs of the residuals, :data:`CAUSAL_OUTLIER_SD`
@@ -282,7 +334,14 @@ def robust_baseline(
     ``groups`` (e.g. operating-state codes), which depends on the batch."""
     first = baseline(values)
     resid = values - (first if screen is None else screen(values))
-    if segments is not None:
+    if segments is not None and median_scale:
+        # the median absolute residual is not inflated by the fault it screens (a mean is: 100 readings
+        # of a +12 degC hot spot lift a 384-reading mean absolute residual to ~3 degC, and the rest of
+        # the hot spot then passes the screen into the baseline)
+        scale = _MAD_TO_SD * trailing_median(np.abs(resid), segments, None, 0.0, scale_readings, 20)
+        with np.errstate(invalid="ignore"):
+            outlier = np.isfinite(scale) & (scale > 0) & (np.abs(resid) > CAUSAL_OUTLIER_SD * scale)
+    elif segments is not None:
         scale = _MEAN_ABS_TO_SD * trailing_mean(np.abs(resid), segments, SCALE_READINGS, 20)
         with np.errstate(invalid="ignore"):
             outlier = np.isfinite(scale) & (scale > 0) & (np.abs(resid) > CAUSAL_OUTLIER_SD * scale)
@@ -304,6 +363,37 @@ def robust_baseline(
         return first
     second = baseline(np.where(outlier, np.nan, values))
     return np.where(np.isfinite(second), second, first)
+
+
+#: Readings (of the current state run) whose successive changes estimate a cell's resistance online.
+RESISTANCE_READINGS = 720
+#: Ridge (A^2) of the online resistance estimate: with little current change (float) it stays near 0.
+RESISTANCE_RIDGE_A2 = 1.0
+
+
+def online_resistance(volts: np.ndarray, current: np.ndarray, runs: np.ndarray) -> np.ndarray:
+    """Resistance (V/A) of each row's cell from its previous readings in the same state run, causally:
+    the least-squares slope of successive voltage changes on successive current changes over the
+    last :data:`RESISTANCE_READINGS` steps, shrunk to 0 by :data:`RESISTANCE_RIDGE_A2` (a discharge's
+    current ripple moves the voltage by I x R; a sag moves it without a current step, so it hardly
+    enters the estimate). ``volts - R * current``-style compensation then removes the ripple."""
+    n = len(volts)
+    if n == 0:
+        return np.zeros(0)
+    dv = np.full(n, np.nan)
+    di = np.full(n, np.nan)
+    same = np.zeros(n, dtype=bool)
+    same[1:] = runs[1:] == runs[:-1]
+    dv[1:] = np.where(same[1:], volts[1:] - volts[:-1], np.nan)
+    di[1:] = np.where(same[1:], current[1:] - current[:-1], np.nan)
+    ok = np.isfinite(dv) & np.isfinite(di)
+    prod = np.where(ok, dv * di, 0.0)
+    sq = np.where(ok, di * di, 0.0)
+    csum_p = np.concatenate([[0.0], np.cumsum(prod)])
+    csum_s = np.concatenate([[0.0], np.cumsum(sq)])
+    idx = np.arange(n)
+    lo = np.maximum(runs, idx - RESISTANCE_READINGS)
+    return (csum_p[idx] - csum_p[lo]) / (csum_s[idx] - csum_s[lo] + RESISTANCE_RIDGE_A2)
 
 
 def trailing_trend(
@@ -373,7 +463,7 @@ def sorted_history_features(
     """
     out: dict[str, np.ndarray] = {}
     names = list(names)
-    runs = state_runs(starts, np.asarray(states, dtype=np.int64)) if states is not None else starts
+    state_runs_v = state_runs(starts, np.asarray(states, dtype=np.int64)) if states is not None else starts
     state_arr = None if states is None else np.asarray(states, dtype=np.int64)
     for name in names:
         if name == UNCHANGED_RUN:
@@ -388,6 +478,10 @@ def sorted_history_features(
             out[name] = dev - base
         elif name in OWN_FEATURES and OWN_FEATURES[name] in columns:
             x = columns[OWN_FEATURES[name]]
+            # the voltage steps where the current does (a state change), the temperature and the acid's
+            # SG are continuous (thermal mass, diffusion): their baseline runs on across state changes,
+            # so a hot spot early in a discharge is judged against the readings before it
+            runs = state_runs_v if name == "VoltageChangeOwn" else starts
             if seconds is None:
                 base = robust_baseline(
                     x, lambda v: trailing_mean(v, runs, BASELINE_READINGS, BASELINE_MIN_READINGS), state_arr
@@ -399,9 +493,23 @@ def sorted_history_features(
                     lambda v: trailing_trend(
                         v, runs, secs, OWN_BASELINE_SECONDS, OWN_BASELINE_READINGS, BASELINE_MIN_READINGS
                     ),
-                    state_arr,
-                    screen=lambda v: trailing_mean_time(v, runs, secs, OWN_BASELINE_SECONDS, BASELINE_MIN_READINGS),
+                    screen=lambda v: trailing_median(
+                        v, runs, secs, OWN_SCREEN_SECONDS, OWN_BASELINE_READINGS, BASELINE_MIN_READINGS
+                    ),
+                    segments=runs,
+                    median_scale=True,
+                    scale_readings=OWN_SCALE_READINGS,
                 )
+                if name == "VoltageChangeOwn" and C.CURRENT in columns:
+                    # the current's ripple around its own trend moves the voltage by R x ripple (R estimated
+                    # online): removed, so a heavy discharge's ripple is not a voltage anomaly (only the
+                    # ripple is multiplied by R, so an imprecise R hardly matters where the current is steady)
+                    amps = columns[C.CURRENT]
+                    amps_trend = trailing_trend(
+                        amps, runs, secs, OWN_BASELINE_SECONDS, OWN_BASELINE_READINGS, BASELINE_MIN_READINGS
+                    )
+                    ripple = np.nan_to_num(amps - amps_trend)
+                    base = base + online_resistance(x, np.nan_to_num(amps), runs) * ripple
             out[name] = x - base
     return out
 
@@ -445,6 +553,8 @@ def history_features(
         return {}
     needed = [HISTORY_FEATURES[n] for n in names if n in HISTORY_FEATURES]
     needed += [OWN_FEATURES[n] for n in names if n in OWN_FEATURES]
+    if "VoltageChangeOwn" in names:
+        needed.append(C.CURRENT)
     if UNCHANGED_RUN in names:
         needed += [c for c in UNCHANGED_SOURCES if c in frame.columns]
     available = {name: values for name in dict.fromkeys(needed) if (values := column(name)) is not None}

@@ -19,7 +19,7 @@ server.add_health_check(models=["anomaly_hybrid"])
 
 class TrainArgs(ToolArgs):
     data_path: str = Field(
-        description="CSV or Parquet readings in the workspace: raw BMS packets, a minimal table, "
+        description="CSV or Parquet readings (a file or a partitioned dataset folder) in the workspace: raw BMS packets, a minimal table, "
         "or the preprocessing output (cleaned + features)"
     )
     contamination: float | Literal["auto"] | None = Field(
@@ -137,7 +137,7 @@ def train_anomaly_detector(args: TrainArgs, ctx: ToolContext) -> ToolOutput:
 
 class DetectArgs(ToolArgs):
     data_path: str = Field(
-        description="CSV or Parquet readings in the workspace: raw BMS packets, a minimal table, "
+        description="CSV or Parquet readings (a file or a partitioned dataset folder) in the workspace: raw BMS packets, a minimal table, "
         "or the preprocessing output (cleaned + features)"
     )
     model_version: str = Field(
@@ -264,7 +264,9 @@ def detect_anomalies(args: DetectArgs, ctx: ToolContext) -> ToolOutput:
 
 
 class Visualize3DArgs(ToolArgs):
-    result_csv: str = Field(description="result table written by detect_anomalies (CSV or Parquet)")
+    result_csv: str = Field(
+        description="result table written by detect_anomalies (CSV or Parquet file, or a dataset folder)"
+    )
     x: str = Field(default="CellVoltage", description="column on the x axis")
     y: str = Field(default="InstantaneousCurrent", description="column on the y axis")
     z: str = Field(default="CellTemperature", description="column on the z axis")

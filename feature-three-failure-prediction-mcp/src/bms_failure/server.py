@@ -41,7 +41,7 @@ server.add_health_check(models=[MODEL_NAME], extra=_health_extra)
 
 class PredictArgs(ToolArgs):
     data_path: str = Field(
-        description="CSV or Parquet readings (raw BMS packets or a minimal/canonical table) "
+        description="CSV or Parquet readings, a file or a partitioned dataset folder (raw BMS packets or a minimal/canonical table) "
         "in the workspace; no labels needed"
     )
     horizon_days: float = Field(
@@ -64,7 +64,7 @@ class PredictArgs(ToolArgs):
 
 class TrainArgs(ToolArgs):
     data_path: str = Field(
-        description="CSV or Parquet readings with IsDead labels (1 from the moment a cell is "
+        description="CSV or Parquet readings (file or dataset folder) with IsDead labels (1 from the moment a cell is "
         "dead), e.g. a simulated fleet"
     )
     horizon_days: float = Field(

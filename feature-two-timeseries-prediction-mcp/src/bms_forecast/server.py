@@ -25,7 +25,9 @@ def _safe_name(cell_id: str) -> str:
 
 
 class TrainArgs(ToolArgs):
-    data_path: str = Field(description="CSV or Parquet readings file (raw packets or minimal table) in the workspace")
+    data_path: str = Field(
+        description="CSV or Parquet readings file or partitioned dataset folder (raw packets or minimal table) in the workspace"
+    )
     max_steps: int = Field(
         default=DEFAULT_MAX_STEPS, description=f"Longest horizon (readings) the model serves, 1..{MAX_STEPS_LIMIT}"
     )
@@ -117,7 +119,9 @@ def train_forecaster(args: TrainArgs, ctx: ToolContext) -> ToolOutput:
 
 
 class PredictArgs(ToolArgs):
-    data_path: str = Field(description="CSV or Parquet readings file holding the cell's history (and its string's)")
+    data_path: str = Field(
+        description="CSV or Parquet readings file or dataset folder holding the cell's history (and its string's)"
+    )
     cell_id: str = Field(
         description="Canonical cell id '<DeviceID>-<CellNumber>', or a bare cell number when only one device has it"
     )

@@ -409,6 +409,7 @@ def live_features(
             values[fresh, col[name]] = column[fresh]
         else:
             extra[name] = column
+    state_codes_out: np.ndarray | None = None
     if peer_features or history_features:
         from bms_anomaly.features import peer_inputs, sorted_history_features
 
@@ -416,7 +417,9 @@ def live_features(
         for name, column in peer_inputs(sources, peer_features or ()).items():
             values[fresh, col[name]] = (column - groups.median(column))[fresh]
         if history_features:
-            extra.update(sorted_history_features(sources, starts, history_features))
+            states = string_states(devices, ts, sources)
+            extra.update(sorted_history_features(sources, starts, history_features, states=states, seconds=seconds))
+            state_codes_out = states[position]
 
     names = [name for name in columns if name not in CORE or name in _IMPUTE]
 
@@ -434,7 +437,35 @@ def live_features(
     )
     rest = request.drop(columns=[c for c in request.columns if c in set(out_names)])
     frame = pd.concat([rest, pd.DataFrame(block, columns=out_names, index=request.index)], axis=1)
+    if state_codes_out is not None:
+        from bms_schema.state import OPERATING_STATE, STATE_DTYPE
+
+        # the state of each string over its remembered readings and this request, as batch scoring derives
+        # it over the whole table: the detector's per-state scaling and own-history runs use it
+        frame[OPERATING_STATE] = pd.Categorical.from_codes(state_codes_out, dtype=STATE_DTYPE)
     return LiveFeatures(frame=frame, imputed=imputed)
+
+
+def string_states(devices: np.ndarray, ts: np.ndarray, columns: dict[str, np.ndarray]) -> np.ndarray:
+    """Operating-state codes (``bms_schema.state.STATES``) of (cell, time)-sorted rows, from the data core's
+    :func:`bms_schema.state.operating_state` over the rows given (remembered + new): the same function,
+    with the same hysteresis and chemistry rule (flooded when specific gravity is present), as batch scoring."""
+    from bms_schema.state import operating_state
+
+    table = pd.DataFrame(
+        {
+            C.DEVICE_ID: devices,
+            C.TIMESTAMP: pd.to_datetime(ts, utc=True),
+            **{
+                name: columns[name]
+                for name in (C.VOLTAGE, C.CURRENT, C.TEMPERATURE, C.SPECIFIC_GRAVITY)
+                if name in columns
+            },
+        }
+    )
+    if len(table) == 0:
+        return np.zeros(0, dtype=np.int64)
+    return operating_state(table).cat.codes.to_numpy().astype(np.int64)
 
 
 def history_columns(peer_features: Collection[str] | None = None) -> list[str]:

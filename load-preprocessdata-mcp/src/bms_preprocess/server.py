@@ -28,7 +28,7 @@ OutputFormat = Literal["csv", "parquet"]
 
 class _FileArgs(ToolArgs):
     data_path: str = Field(
-        description="CSV or Parquet file (raw BMS packets, a minimal table, or an earlier "
+        description="CSV or Parquet file or partitioned dataset folder (raw BMS packets, a minimal table, or an earlier "
         "step's output) inside the workspace or BMS_ALLOWED_DIRS"
     )
     output_format: OutputFormat = Field(default="csv", description="format of the output table: csv or parquet")

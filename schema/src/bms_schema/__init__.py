@@ -33,6 +33,7 @@ __getattr__, __all__ = lazy_exports(
         "load_limits": "bms_schema.normalize",
         "load_readings": "bms_schema.normalize",
         "normalize": "bms_schema.normalize",
+        "normalize_readings": "bms_schema.normalize",
         "sort_readings": "bms_schema.normalize",
         "allowed_dirs": "bms_schema.paths",
         "resolve_input": "bms_schema.paths",

@@ -9,9 +9,11 @@ from __future__ import annotations
 import json
 import os
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -19,6 +21,9 @@ import pandas as pd
 from . import columns as C
 from .errors import InputError
 from .reader import read_table
+
+if TYPE_CHECKING:
+    from .models import Reading
 
 DEFAULT_DEVICE = "default"
 RAW_MARKERS = ("PacketID", "PacketDateTime", "SerialNumber", "StringVoltage")
@@ -112,7 +117,7 @@ def flag_values(name: str, values: np.ndarray, limits: C.Limits) -> tuple[np.nda
 
     Returns the values with sentinels and impossible values set to NaN (``values`` is changed
     in place) and int8 codes indexing :data:`columns.QUALITY_LEVELS` (0 ok, 1 missing,
-    2 sentinel, 3 out of range). Shared by :func:`normalize` and the live service's fast path.
+    2 sentinel, 3 out of range). Shared by :func:`normalize` and :func:`normalize_readings`.
     """
     missing = np.isnan(values)
     sentinel = np.zeros(len(values), dtype=bool)
@@ -127,6 +132,64 @@ def flag_values(name: str, values: np.ndarray, limits: C.Limits) -> tuple[np.nda
     codes[impossible] = 3
     values[sentinel | impossible] = np.nan
     return values, codes
+
+
+#: The measurements a :class:`bms_schema.models.Reading` carries, in frame column order.
+READING_NUMERIC: tuple[str, ...] = (*C.CORE_COLUMNS, C.STRING_VOLTAGE)
+_QUALITY_LEVELS = np.asarray(C.QUALITY_LEVELS, dtype=object)
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def _epoch_ns(stamps: Sequence[datetime]) -> np.ndarray:
+    """Integer nanoseconds since the epoch; a naive timestamp is taken as UTC."""
+    micros = [
+        ((ts if ts.tzinfo is not None else ts.replace(tzinfo=timezone.utc)) - _EPOCH) // _MICROSECOND for ts in stamps
+    ]
+    return np.asarray(micros, dtype=np.int64) * 1000
+
+
+def normalize_readings(readings: Sequence[Reading], limits: C.Limits | None = None) -> pd.DataFrame:
+    """The canonical frame of validated :class:`~bms_schema.models.Reading` objects, in their
+    order (index = position): the fast path of :func:`normalize` for readings that are
+    canonical already (names mapped by the model, one device, cell number and timestamp each),
+    as the live service needs it for one reading at a time: no format detection, alias search
+    or timestamp parsing, and the frame is built once from arrays.
+
+    The same rule per measurement as :func:`normalize` (:func:`flag_values`): 0xFFFF sentinels
+    and physically impossible values become NaN with ``<core>_Quality`` codes and the
+    ``SensorFault`` / ``OutOfRange`` row flags; ``StringVoltage`` is a column only when some
+    reading has it. Equal to :func:`normalize` on the same readings (``tests/core``).
+    """
+    limits = limits or load_limits()
+    n = len(readings)
+    device = np.asarray([r.DeviceID.strip() for r in readings], dtype=object)
+    number = np.asarray([r.CellNumber for r in readings], dtype=np.int64)
+    cell_id = np.char.add(np.char.add(device.astype(str), "-"), number.astype(str)).astype(object)
+    out: dict[str, object] = {
+        C.CELL_ID: cell_id,
+        C.DEVICE_ID: device,
+        C.CELL_NUMBER: number,
+        C.TIMESTAMP: pd.DatetimeIndex(_epoch_ns([r.Timestamp for r in readings]).view("datetime64[ns]"), tz="UTC"),
+    }
+    sensor_fault = np.zeros(n, dtype=bool)
+    out_of_range = np.zeros(n, dtype=bool)
+    quality: dict[str, np.ndarray] = {}
+    for name in READING_NUMERIC:
+        raw = [getattr(r, name) for r in readings]
+        values = np.asarray([np.nan if v is None else v for v in raw], dtype=np.float64)
+        if name == C.STRING_VOLTAGE and np.isnan(values).all():
+            continue  # optional column absent from every reading
+        values, level = flag_values(name, values, limits)
+        sentinel, impossible = level == 2, level == 3
+        out[name] = values
+        quality[C.quality_column(name)] = _QUALITY_LEVELS[level]
+        sensor_fault |= sentinel
+        out_of_range |= impossible
+    out[C.SENSOR_FAULT] = sensor_fault
+    out[C.OUT_OF_RANGE] = out_of_range
+    out.update(quality)
+    return pd.DataFrame(out)
 
 
 def _numeric(frame: pd.DataFrame, name: str, source: str) -> pd.Series:

@@ -43,12 +43,16 @@ def _inside(path: Path, root: Path) -> bool:
         return False
 
 
-def resolve_input(path: str | os.PathLike[str], *, must_exist: bool = True, kind: str = "file") -> Path:
+def resolve_input(path: str | os.PathLike[str], *, must_exist: bool = True, kind: str = "data") -> Path:
     """Resolve a user-supplied path and check it against the policy.
 
     A relative path is taken relative to the workspace. Raises :class:`PathError` when
     the resolved path (symlinks followed) lies outside every allowed directory, or when
     ``must_exist`` and nothing is there.
+
+    ``kind``: ``"data"`` (the default for tool inputs) is a CSV/Parquet file or a dataset
+    folder (a partitioned Parquet dataset, or a folder of CSV files: see
+    :func:`bms_schema.reader.dataset_files`); ``"file"`` a file only; ``"folder"`` a folder.
     """
     if path is None or str(path).strip() == "":
         raise PathError("no path given")
@@ -66,7 +70,14 @@ def resolve_input(path: str | os.PathLike[str], *, must_exist: bool = True, kind
             "move the file into the workspace or add its folder to BMS_ALLOWED_DIRS"
         )
     if must_exist and not resolved.exists():
-        raise PathError(f"{kind} not found: {resolved}")
+        raise PathError(f"{'file' if kind == 'data' else kind} not found: {resolved}")
+    if must_exist and kind == "data":
+        if resolved.is_dir():
+            from .reader import dataset_files
+
+            dataset_files(resolved)  # refuses an empty or mixed folder, naming it
+        elif not resolved.is_file():
+            raise PathError(f"not a file or dataset folder: {resolved}")
     if must_exist and kind == "file" and not resolved.is_file():
         raise PathError(f"not a file: {resolved}")
     if must_exist and kind == "folder" and not resolved.is_dir():

@@ -43,8 +43,29 @@ def check_run_id(run_id: str) -> str:
 
 
 def fingerprint(path: Path, chunk: int = 1 << 20) -> dict[str, Any]:
-    """Size, modification time and BLAKE2b digest of a file."""
+    """Size, modification time and BLAKE2b digest of a file; of a dataset folder, the total size,
+    the number of files, the newest modification time and one digest over every file's relative
+    path and content (so a renamed partition changes it too)."""
+    path = Path(path)
     digest = hashlib.blake2b(digest_size=16)
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith((".", "_")))
+        size, mtime = 0, 0.0
+        for file in files:
+            digest.update(str(file.relative_to(path)).encode() + b"\0")
+            with open(file, "rb") as handle:
+                while block := handle.read(chunk):
+                    digest.update(block)
+            stat = file.stat()
+            size, mtime = size + stat.st_size, max(mtime, stat.st_mtime)
+        return {
+            "path": str(path),
+            "kind": "folder",
+            "files": len(files),
+            "bytes": size,
+            "mtime": mtime,
+            "blake2b": digest.hexdigest(),
+        }
     with open(path, "rb") as handle:
         while block := handle.read(chunk):
             digest.update(block)
@@ -105,12 +126,8 @@ class Run:
         return path
 
     def add_input(self, path: str | Path) -> None:
-        """Record an input file with its fingerprint (a folder is recorded by path only)."""
-        path = Path(path)
-        if path.is_dir():
-            self.manifest.inputs.append({"path": str(path), "kind": "folder"})
-            return
-        self.manifest.inputs.append(fingerprint(path))
+        """Record an input file or dataset folder with its fingerprint."""
+        self.manifest.inputs.append(fingerprint(Path(path)))
 
     def add_model(self, name: str, version: str, path: str | Path) -> None:
         self.manifest.models.append({"name": name, "version": version, "path": str(path)})

@@ -20,7 +20,8 @@ Classification, per string (``DeviceID``) and time stamp, vectorised:
    ``max(3 x float, float + 4 x noise, 0.02 A)``; optionally also a share of the capacity.
 3. Voltage windows (V/cell at 25 degC) of the chemistry (:data:`WINDOWS`): at or above the
    equalize level with a current that is not a charge current -> equalize; below the float window
-   with no charge/discharge current -> rest; otherwise float. Without current (the column absent,
+   with no charge/discharge current and no float current flowing (current below half the float
+   current, where that is clear of the noise) -> rest; otherwise float. Without current (the column absent,
    or missing in a packet) the voltage alone decides (discharge below the open-circuit level,
    charge between the float and equalize windows) and the result says so.
 4. Hysteresis (a Schmitt trigger): a charge or discharge run starts only where the current passes
@@ -28,7 +29,8 @@ Classification, per string (``DeviceID``) and time stamp, vectorised:
    the threshold does not chatter.
 5. Minimum duration: a run of any state covering less than ``min_duration_s`` (default 120 s;
    each reading covers the time to the next one, at most three typical intervals) is replaced
-   by the state before it. With 1 s..1 min sampling a single noisy sample cannot flip the state;
+   by the state before it, unless it is the string's last run (still going on: its length is not known yet, and a
+   stream sees each new run as the last one). With 1 s..1 min sampling a single noisy sample cannot flip the state;
    with 15 min..1 h sampling one reading already covers more than the minimum and counts.
 
 ``operating_state(frame)`` returns a categorical :data:`OPERATING_STATE` Series on the frame's
@@ -179,7 +181,10 @@ def _min_duration(codes: np.ndarray, covers_s: np.ndarray, boundary: np.ndarray,
     # a string made of a single run keeps it whatever its length
     runs_per_string = np.bincount(np.cumsum(run_boundary) - 1)
     alone = runs_per_string[np.cumsum(run_boundary) - 1] == 1
-    keep_run = (duration >= min_duration_s) | alone
+    # the string's last run has not ended: its length is unknown, so it keeps its state (a stream scored
+    # packet by packet sees every new run as the last one, and a discharge must be one from its start)
+    last_run = np.r_[run_boundary[1:], True]
+    keep_run = (duration >= min_duration_s) | alone | last_run
     run_codes = _fill_previous(codes[starts], keep_run, run_boundary)
     return run_codes[run_id]
 
@@ -281,6 +286,7 @@ def classify_packets(
     d_thr = np.full(n_dev, np.nan)
     c_thr = np.full(n_dev, np.nan)
     i_float_dev = np.full(n_dev, np.nan)
+    noise_dev = np.full(n_dev, np.nan)
     details: list[dict[str, Any]] = []
     for d in range(n_dev):
         sel = device == d
@@ -302,6 +308,7 @@ def classify_packets(
             if capacity_ah is not None and np.isfinite(capacity_ah[d]):
                 floor = max(floor, 0.002 * float(capacity_ah[d]))
             i_float_dev[d] = i_float
+            noise_dev[d] = noise
             d_thr[d] = max(2.0 * i_float, 4.0 * noise, floor)
             c_thr[d] = max(3.0 * i_float, i_float + 4.0 * noise, floor)
             info = {
@@ -320,6 +327,12 @@ def classify_packets(
     has_v = np.isfinite(vpc)
     equalize = has_v & (vpc >= win["equalize_low"])
     rest = has_v & (vpc < win["float_low"])
+    # a float current still flowing (clearly above the current noise) is no rest: a charger holds the
+    # string, whose voltage dipped below the float window (a sagging cell, a low charger setting)
+    i_fl = np.nan_to_num(i_float_dev[device])
+    with np.errstate(invalid="ignore"):
+        flowing = has_i & (i_fl > 3.0 * np.nan_to_num(noise_dev[device])) & (current >= 0.5 * i_fl)
+    rest &= ~flowing
     # voltage only where the current is not measured
     v_only = ~has_i & has_v
     dis |= v_only & (vpc < win["discharge_below"])

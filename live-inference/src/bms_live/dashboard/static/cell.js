@@ -70,8 +70,12 @@
     });
   }
 
+  let shown3d = "";  // what the 3D view shows (WebGL drawing is the page's most expensive step)
   function plot3d(readings, anomalies) {
     const box = document.getElementById("plot-3d");
+    const signature = readings.length + "|" + (readings.length ? readings[readings.length - 1].timestamp : "") + "|" + anomalies.length;
+    if (signature === shown3d) return;
+    shown3d = signature;
     const note = document.getElementById("three-d-note");
     const flaggedAt = new Set(anomalies.map(function (a) { return a.timestamp; }));
     const usable = readings.filter(function (r) { return r.CellVoltage !== null && r.CellTemperature !== null; });
