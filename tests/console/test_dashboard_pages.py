@@ -94,6 +94,8 @@ def test_fleet_cells_orders_dead_at_risk_alerting(make_client, registry) -> None
             rows[-1]["CellVoltage"] = 2.15  # A-4: low (the stand-in failure model: risk 100 %, band high)
             rows += packet("B", 3, when)
             rows[-2]["CellVoltage"] = 1.2  # B-2: flagged by the anomaly model -> an open alert
+            if k == 3:
+                rows[-1]["CellTemperature"] = None  # B-3's last temperature is missing: the one before counts
         assert client.post("/v1/ingest", json={"readings": rows}).status_code == 200
         assert client.post("/v1/risk/refresh", params={"device_id": "A"}).status_code == 200
         body = client.get("/v1/fleet/cells").json()
@@ -106,6 +108,9 @@ def test_fleet_cells_orders_dead_at_risk_alerting(make_client, registry) -> None
     assert a4["deviation"]["CellVoltage"] == pytest.approx(2.15 - 2.2315)
     b2 = body["cells"][1]
     assert b2["open_alerts"] == 1 and b2["anomalies_24h"] == 4
+    b3 = next(c for c in body["cells"] if c["cell_id"] == "B-3")
+    assert b3["last"]["CellTemperature"] == pytest.approx(25.3)  # from the reading before the last
+    assert b3["deviation"]["CellTemperature"] == pytest.approx(0.1)  # 25.3 - median(25.1, 25.2, 25.3)
     devices = {d["device_id"]: d for d in body["devices"]}
     assert devices["A"]["status_counts"]["at_risk"] == 1 and devices["B"]["open_alerts"] == 1
     assert devices["A"]["has_specific_gravity"] and body["metrics"]["CellSpecificGravity"]["available"]

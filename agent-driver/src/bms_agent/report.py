@@ -239,7 +239,7 @@ def _summary_section(s: FleetSummary) -> list[Block]:
         dead = ", ".join(c["cell_id"] for c in s.dead) if s.dead else "none"
         blocks.append(Block("text", f"**Dead cells ({len(s.dead)} of {s.cells}):** {dead}."))
         if s.at_risk:
-            blocks.append(Block("text", f"**At risk of failing{horizon} ({len(s.at_risk)}):**"))
+            blocks.append(Block("text", f"**At risk of failing{horizon} (alarmed, {len(s.at_risk)}):**"))
             blocks.append(
                 Block(
                     "table",
@@ -266,7 +266,7 @@ def _summary_section(s: FleetSummary) -> list[Block]:
             blocks.append(
                 Block(
                     "text",
-                    f"**At risk of failing{horizon}:** none at medium or high risk."
+                    f"**At risk of failing{horizon}:** none alarmed (the failure alarm: high risk within the alarm horizon, threshold calibrated on held-out cells)."
                     + (f" Highest risks among living cells: {watch}." if watch else ""),
                 )
             )

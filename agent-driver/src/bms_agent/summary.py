@@ -16,7 +16,9 @@ from .artifacts import find_artifact
 from .outputs import cells_at_risk, first_data, read_json_artifact
 from .state import PipelineState
 
-AT_RISK_BANDS = ("high", "medium")
+#: Cells listed "at risk": the failure model's alarm (band ``high``: its probability over the alarm
+#: horizon at or above the threshold calibrated on held-out cells), not every cell with a few percent.
+AT_RISK_BANDS = ("high",)
 COLUMN_NAMES = {
     "CellVoltage": "cell voltage",
     "CellTemperature": "cell temperature",
@@ -51,7 +53,11 @@ def _num(value: Any) -> float | None:
 
 
 def remaining_life(row: dict[str, Any]) -> str:
-    """``"12 d (p10 5 d - p90 30 d)"`` from the failure table's remaining-life columns, else ``""``."""
+    """``"12 d (p10 5 d - p90 30 d)"`` from the failure table's remaining-life columns, else ``""``. The
+    model's own text (``RemainingLifeText``: beyond what it saw in training as ``"> N d"``) when it gives one."""
+    given = row.get("RemainingLifeText")
+    if given is not None and str(given) not in ("", "nan", "None"):
+        return str(given)
     cols = {k.lower(): k for k in row}
 
     def pick(*needles: str) -> float | None:

@@ -54,6 +54,12 @@ class Chemistry:
     mode_shares: np.ndarray
     precursor_days: np.ndarray
     progress_exponent: np.ndarray
+    #: Two-phase precursors: this share of the end-of-life drift builds slowly over the whole precursor
+    #: (as ``frac ** 1.5``), the rest in the last ``fast_days`` (as ``fast ** progress_exponent``); 0 =
+    #: one phase (``frac ** progress_exponent``). Thermal runaway: weeks of dry-out-like drift (float
+    #: current and temperature creeping up), then the self-accelerating days.
+    slow_share: np.ndarray
+    fast_days: tuple[float, float]
     precursor_effect: np.ndarray
     dead_effect: np.ndarray
     string_high_v: float  # BMS "string voltage high" alarm per cell
@@ -78,6 +84,8 @@ FLOODED = Chemistry(
     # wear-out (sulfation, dry-out) builds over weeks to months; an internal short gives days of warning
     precursor_days=np.array([[20.0, 90.0], [20.0, 90.0], [1.5, 4.0], [2.0, 6.0]]),
     progress_exponent=np.array([1.5, 1.5, 1.5, 1.5]),
+    slow_share=np.zeros(4),
+    fast_days=(2.0, 6.0),
     precursor_effect=np.array(
         [
             # dV     dSG     dT   R     I     C
@@ -111,9 +119,12 @@ VRLA = Chemistry(
     sg_span=0.16,
     float_current_c=0.0015,
     mode_shares=np.array([0.15, 0.45, 0.20, 0.20]),
-    precursor_days=np.array([[20.0, 90.0], [30.0, 120.0], [1.5, 4.0], [2.0, 6.0]]),
-    # thermal runaway is self-accelerating: little to see until the last day or two
+    # thermal runaway: 30-120 days of slow precursor (the dry-out and heat that set it up: float current
+    # and temperature creep up, IEEE 1188 / IEEE 1187), then self-accelerating in the last 2-6 days
+    precursor_days=np.array([[20.0, 90.0], [30.0, 120.0], [1.5, 4.0], [30.0, 120.0]]),
     progress_exponent=np.array([1.5, 1.5, 1.5, 3.0]),
+    slow_share=np.array([0.0, 0.0, 0.0, 0.3]),
+    fast_days=(2.0, 6.0),
     precursor_effect=np.array(
         [
             # dV     dSG     dT    R     I       C
@@ -456,8 +467,23 @@ def degradation(
     death_clock = _clock_at(clock, ambient, hours, cells.death_h)
     with np.errstate(invalid="ignore", divide="ignore"):
         # progress of the failure on the Arrhenius clock: a hot spell brings the end closer
-        frac = (clock[:, :, None] - onset_clock[:, None, :]) / (death_clock - onset_clock)[:, None, :]
-        progress = np.clip(frac, 0.0, 1.0) ** chem.progress_exponent[mode][:, None, :]
+        frac = np.clip(
+            (clock[:, :, None] - onset_clock[:, None, :]) / (death_clock - onset_clock)[:, None, :], 0.0, 1.0
+        )
+        progress = frac ** chem.progress_exponent[mode][:, None, :]
+        slow = chem.slow_share[mode]  # (D, N)
+        if (slow[failing] > 0).any():
+            # two phases: a slow drift over the whole precursor, the rest in the last fast_days (per cell,
+            # from its severity, so no random stream shifts); both on the Arrhenius clock
+            low, high = chem.fast_days
+            fast_h = 24.0 * (low + (high - low) * np.clip((cells.severity - 0.8) / 0.4, 0.0, 1.0))
+            fast_share = np.clip(fast_h / np.maximum(cells.death_h - cells.onset_h, 1e-9), 0.0, 1.0)
+            fast = np.clip((frac - (1.0 - fast_share[:, None, :])) / fast_share[:, None, :], 0.0, 1.0)
+            two = (
+                slow[:, None, :] * frac**1.5
+                + (1.0 - slow[:, None, :]) * fast ** chem.progress_exponent[mode][:, None, :]
+            )
+            progress = np.where((slow > 0)[:, None, :], two, progress)
     progress = np.where(failing[:, None, :], progress, 0.0)
     dead = h >= cells.death_h[:, None, :]
 

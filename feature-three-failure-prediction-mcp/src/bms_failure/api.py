@@ -257,6 +257,7 @@ def top_at_risk(table: pd.DataFrame, n: int = 10) -> list[dict[str, Any]]:
             "RemainingLifeDays": num(r.RemainingLifeDays, 1),
             "RemainingLifeP10": num(r.RemainingLifeP10, 1),
             "RemainingLifeP90": num(r.RemainingLifeP90, 1),
+            "RemainingLifeText": r.RemainingLifeText,
             "Alarm": bool(r.Alarm),
             "AlarmTrigger": r.AlarmTrigger,
             "RecommendedAction": r.RecommendedAction,

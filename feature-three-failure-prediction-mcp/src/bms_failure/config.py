@@ -39,6 +39,8 @@ class FeatureConfig:
     long_window_hours: float = 168.0
     #: Weeks-long trends (slopes, ohmic rise) use this trailing window ...
     trend_window_hours: float = 336.0
+    #: Slow trends (a month) use this trailing window ...
+    month_window_hours: float = 720.0
     #: ... and compare with the cell's own baseline: the mean over its first ``baseline_hours``.
     baseline_hours: float = 336.0
     #: Training samples are taken every ``sample_every_hours`` (aligned across cells).
@@ -62,6 +64,7 @@ class FeatureConfig:
             "long_window_hours",
             "sample_every_hours",
             "trend_window_hours",
+            "month_window_hours",
             "baseline_hours",
         ):
             if getattr(self, name) < self.step_hours:
@@ -121,6 +124,12 @@ FEATURES: tuple[str, ...] = (
     "ohmic_rise",
     "trend_log_days_to_threshold",
     "trend_progress",
+    "voltage_dev_slope_month",
+    "sg_dev_slope_month",
+    "temp_dev_slope_month",
+    "ohmic_rise_slope",
+    "ohmic_rise_slope_month",
+    "ohmic_rise_month",
 )
 
 #: Readable name and unit of every feature (used for TopReasons and plots).
@@ -161,6 +170,12 @@ READABLE: dict[str, tuple[str, str]] = {
     "ohmic_rise": ("ohmic resistance rise over the cell's baseline, {trend}", ""),
     "trend_log_days_to_threshold": ("log(1 + days until a trend crosses an IEEE threshold)", ""),
     "trend_progress": ("progress towards the nearest IEEE threshold (1 = reached)", ""),
+    "voltage_dev_slope_month": ("drift of voltage vs string peers, {month}", "V/day"),
+    "sg_dev_slope_month": ("drift of specific gravity vs string peers, {month}", "/day"),
+    "temp_dev_slope_month": ("drift of temperature vs string peers, {month}", "degC/day"),
+    "ohmic_rise_slope": ("trend of the ohmic rise over the baseline, {trend}", "/day"),
+    "ohmic_rise_slope_month": ("trend of the ohmic rise over the baseline, {month}", "/day"),
+    "ohmic_rise_month": ("ohmic resistance rise over the cell's baseline, {month}", ""),
 }
 
 RISK_BANDS = ("dead", "high", "medium", "low", "insufficient_history")
@@ -180,6 +195,7 @@ def readable(feature: str, config: FeatureConfig | None = None) -> str:
         short=_hours_text(config.short_window_hours),
         long=_hours_text(config.long_window_hours),
         trend=_hours_text(config.trend_window_hours),
+        month=_hours_text(config.month_window_hours),
         baseline=_hours_text(config.baseline_hours),
         step=_hours_text(config.step_hours) + " mean",
     )

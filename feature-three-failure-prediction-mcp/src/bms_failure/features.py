@@ -29,7 +29,7 @@ NS_PER_HOUR = 3_600_000_000_000
 #: ground truth ``IsAnomaly`` is deliberately not accepted: a label must never become a feature.
 ANOMALY_FLAG_COLUMNS = ("AnomalyFlag", "PredictedAnomaly", "Anomaly", "is_anomaly")
 #: Extra (non-model) columns the baseline rule reads.
-RULE_COLUMNS = ("rule_float_voltage", "rule_sg_below_string_mean", "rule_ohmic_rise", "ohmic_rise_slope")
+RULE_COLUMNS = ("rule_float_voltage", "rule_sg_below_string_mean", "rule_ohmic_rise")
 #: Optional per-cell ohmic measurement columns (ohm), most specific first: an ohmic/impedance test value
 #: when the BMS reports one; without it the ohmic rise is estimated from discharges.
 OHMIC_COLUMNS = ("CellResistance", "CellInternalResistance", "InternalResistance", "CellImpedance")
@@ -97,10 +97,12 @@ def _float(frame: pd.DataFrame, name: str) -> np.ndarray:
 class _Grid:
     """Index arithmetic of the padded dense (cell, bucket) grid."""
 
-    def __init__(self, codes: np.ndarray, bucket: np.ndarray, n_cells: int, pad: int, max_rows: int):
+    def __init__(
+        self, codes: np.ndarray, bucket: np.ndarray, n_cells: int, pad: int, max_rows: int, last: int | None = None
+    ):
         self.n_cells = n_cells
         self.pad = pad
-        self.last_bucket = int(bucket.max())
+        self.last_bucket = int(bucket.max()) if last is None else max(int(bucket.max()), int(last))
         first = np.full(n_cells, np.iinfo(np.int64).max, dtype=np.int64)
         np.minimum.at(first, codes, bucket)
         self.first_bucket = first
@@ -175,12 +177,18 @@ def _expanding_mean(series: np.ndarray, grid: "_Grid") -> np.ndarray:
     return _divide(sums[idx] - sums[start], counts[idx] - counts[start])
 
 
-def _initial_mean(series: np.ndarray, grid: "_Grid", window: int) -> np.ndarray:
+def _initial_mean(series: np.ndarray, grid: "_Grid", window: int, from_first_valid: bool = False) -> np.ndarray:
     """Mean of the non-missing values over the cell's first ``window`` buckets (its baseline), as known at
-    each row: up to the row itself while the baseline period lasts, then frozen (causal)."""
+    each row: up to the row itself while the baseline period lasts, then frozen (causal). With
+    ``from_first_valid`` the baseline period starts at the cell's first bucket with a value."""
     valid = ~np.isnan(series)
     start = grid.offset[grid.row_cell] + grid.pad
     idx = np.arange(len(series))
+    if from_first_valid:
+        first = np.full(grid.n_cells, np.iinfo(np.int64).max, dtype=np.int64)
+        np.minimum.at(first, grid.row_cell[valid], idx[valid])
+        first_of_row = first[grid.row_cell]
+        start = np.where(first_of_row < np.iinfo(np.int64).max, np.maximum(first_of_row, start), start)
     end = np.clip(np.minimum(idx, start + window - 1), start - 1, None) + 1
     sums = np.concatenate(([0.0], np.cumsum(np.where(valid, series, 0.0))))
     counts = np.concatenate(([0.0], np.cumsum(valid.astype(np.float64))))
@@ -278,6 +286,7 @@ def build_feature_grid(
     frame: pd.DataFrame,
     config: FeatureConfig | None = None,
     anomalies: pd.DataFrame | None = None,
+    data_end: pd.Timestamp | None = None,
 ) -> FeatureGrid:
     """Compute :data:`FEATURES` for every (cell, bucket) of a readings table (canonical; raw packets
     or a minimal table are normalised first).
@@ -285,6 +294,8 @@ def build_feature_grid(
     ``anomalies`` (optional) is an anomaly result table with ``CellID`` (or ``DeviceID`` +
     ``CellNumber``), ``Timestamp`` and a flag column (:data:`ANOMALY_FLAG_COLUMNS`); without it
     the anomaly-rate features are missing (XGBoost handles missing values natively).
+    ``data_end`` (the Dask engine, one device per task): the end of the whole fleet's data, so a
+    device's grid runs to the same last bucket as in the one-pass grid of all devices.
     """
     config = config or FeatureConfig()
     frame = as_canonical(frame)
@@ -304,8 +315,17 @@ def build_feature_grid(
     t_ns = ts.array.asi8
     bucket = t_ns // step_ns
     trend = config.buckets(config.trend_window_hours)
+    month = config.buckets(config.month_window_hours)
     baseline = config.buckets(config.baseline_hours)
-    grid = _Grid(codes, bucket, n_cells, pad=max(long, trend), max_rows=config.max_grid_rows)
+    end_ns = None if data_end is None else int(pd.Timestamp(data_end).as_unit("ns").value)
+    grid = _Grid(
+        codes,
+        bucket,
+        n_cells,
+        pad=max(long, trend, month),
+        max_rows=config.max_grid_rows,
+        last=None if end_ns is None else end_ns // step_ns,
+    )
 
     cell_rows = np.zeros(n_cells, dtype=np.int64)
     np.add.at(cell_rows, codes, 1)
@@ -406,8 +426,12 @@ def build_feature_grid(
     }
     # Weeks-long trends: drift of the cell against its peers and against its own baseline (first weeks).
     min_trend_points = max(3, trend // 4)
+    min_month_points = max(3, month // 4)
     for name, dev in (("voltage", v_dev), ("sg", sg_dev), ("temp", t_dev)):
         features[f"{name}_dev_slope_trend"] = _window_slope(dev, trend, x, min_trend_points) * per_day
+        # the same drift over a month: steadier, and together with the two-week slope it says whether
+        # the drift accelerates (wear-out does)
+        features[f"{name}_dev_slope_month"] = _window_slope(dev, month, x, min_month_points) * per_day
         features[f"{name}_dev_vs_initial_long"] = _window_mean(dev, long) - _initial_mean(dev, grid, baseline)
     vf_b = _divide(s_vf, n_vf)
     features["voltage_float_slope_trend"] = _window_slope(vf_b, trend, x, min_trend_points) * per_day
@@ -416,12 +440,16 @@ def build_feature_grid(
         # The apparent resistance varies with each discharge's depth and rate: relative to the string's
         # median in the same bucket, only the cell's own change remains.
         ohmic = ohmic / _string_median(grid, device_codes, {"r": ohmic})["r"]
-    ohmic_base = _initial_mean(ohmic, grid, baseline)
+    # Baseline: the cell's first ``baseline`` buckets that have an ohmic value (discharges may be days
+    # apart and none may fall in the cell's first weeks).
+    ohmic_base = _initial_mean(ohmic, grid, baseline, from_first_valid=True)
     ohmic_recent = _window_mean(ohmic, trend)
     features["ohmic_rise"] = _divide(ohmic_recent - ohmic_base, ohmic_base, min_den=1e-9)
     # Its trend (share of the baseline per day); discharges are days apart, so three points suffice.
     relative = _divide(ohmic - ohmic_base, ohmic_base, min_den=1e-9)
     features["ohmic_rise_slope"] = _window_slope(relative, trend, x, 3) * per_day
+    features["ohmic_rise_slope_month"] = _window_slope(relative, month, x, 3) * per_day
+    features["ohmic_rise_month"] = _divide(_window_mean(ohmic, month) - ohmic_base, ohmic_base, min_den=1e-9)
     # Recent deviation from peers relative to the cell's own usual deviation (removes the
     # manufacturing spread of float voltage, SG and rack-position temperature).
     for name, dev in (("voltage", v_dev), ("sg", sg_dev), ("temp", t_dev)):
@@ -488,7 +516,7 @@ def build_feature_grid(
         cells=cells,
         config=config,
         data_start=ts.min(),
-        data_end=ts.max(),
+        data_end=ts.max() if data_end is None else max(ts.max(), pd.Timestamp(data_end)),
         has_anomalies=anomalies is not None,
     )
 

@@ -52,6 +52,7 @@ PREDICTION_COLUMNS = (
     "RemainingLifeDays",
     "RemainingLifeP10",
     "RemainingLifeP90",
+    "RemainingLifeText",
     "FailureProbability7d",
     "FailureProbability14d",
     "FailureProbability30d",
@@ -107,6 +108,28 @@ def sustained_minimum(
     return out
 
 
+def remaining_life_text(p50: np.ndarray, p10: np.ndarray, p90: np.ndarray, limit: float | None) -> np.ndarray:
+    """Remaining life as an operator reads it: ``"12 d (p10 5 d - p90 30 d)"``; a value beyond ``limit``
+    (the longest time to death the model saw) is censored as ``"> N d"`` (the band is not meaningful
+    there); empty where there is no estimate (dead: ``"0 d"``)."""
+    cap = np.inf if limit is None or not np.isfinite(limit) else float(limit)
+
+    def one(v: float) -> str:
+        return f"> {cap:.0f} d" if v > cap else f"{v:.0f} d" if v >= 1.5 else f"{v:.1f} d"
+
+    out = np.full(len(p50), "", dtype=object)
+    for i, (a, lo, hi) in enumerate(zip(p50, p10, p90)):  # one string per cell
+        if not np.isfinite(a):
+            continue
+        if a > cap:
+            out[i] = one(a)
+        elif a <= 0:
+            out[i] = "0 d"
+        else:
+            out[i] = f"{one(a)} (p10 {one(lo)} - p90 {one(hi)})"
+    return out
+
+
 def _days_text(days: float) -> str:
     return "n/a" if not np.isfinite(days) else (f"{days:.1f} days" if days < 10 else f"{days:.0f} days")
 
@@ -122,6 +145,9 @@ class FailureModel:
     #: Alarm when P(death within ``alarm_horizon_days``) reaches this.
     alarm_threshold: float = 0.5
     alarm_horizon_days: float = ALARM_HORIZON_DAYS
+    #: The longest time to death seen in training (days): probabilities are answered for any horizon up
+    #: to it, and remaining lives beyond it are reported as "> N days" (None: not known, no limit).
+    max_horizon_days: float | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     version: str | None = None
     directory: str | None = None
@@ -159,9 +185,25 @@ class FailureModel:
             return np.zeros(0)
         return np.asarray(self.booster.predict(self._dmatrix(table), output_margin=True), dtype=np.float64)
 
+    def check_horizon(self, horizon_days: float | None) -> float:
+        """``horizon_days`` (default: the model's) when the model can answer it: positive and at most
+        :attr:`max_horizon_days`; else an :class:`InputError` naming the limit."""
+        horizon = float(self.horizon_days if horizon_days is None else horizon_days)
+        if not np.isfinite(horizon) or horizon <= 0:
+            raise InputError(f"horizon_days must be a positive number of days, got {horizon_days}")
+        limit = self.max_horizon_days
+        if limit is not None and horizon > limit + 1e-9:
+            raise InputError(
+                f"horizon_days={horizon:g}: the failure model ({self.version or 'unregistered'}) saw times to death "
+                f"of at most {limit:.0f} days in training, so it answers horizons up to {limit:.0f} days; ask for a "
+                "shorter horizon or train on a longer history"
+            )
+        return horizon
+
     def predict_proba(self, table: pd.DataFrame, horizon_days: float | None = None) -> np.ndarray:
-        """Probability of death within ``horizon_days`` (default: the model's) for each feature row."""
-        return self.distribution.probability(self.margin(table), horizon_days or self.horizon_days)
+        """Probability of death within ``horizon_days`` (default: the model's; any horizon up to
+        :attr:`max_horizon_days`) for each feature row, from the same survival curve as every other horizon."""
+        return self.distribution.probability(self.margin(table), self.check_horizon(horizon_days))
 
     def remaining_life(self, table: pd.DataFrame) -> dict[str, np.ndarray]:
         """Remaining useful life in days: p10, p50, p90 of the same distribution."""
@@ -271,7 +313,7 @@ class FailureModel:
         recent voltage or temperature reading get band ``unknown`` (``MissingInputs`` says which):
         neither gets a probability. Sorted by risk, dead cells first.
         """
-        horizon = float(horizon_days or self.horizon_days)
+        horizon = self.check_horizon(horizon_days)
         history = as_canonical(history)
         grid = grid or build_feature_grid(history, self.config, anomalies)
         last = grid.last_rows()
@@ -350,6 +392,7 @@ class FailureModel:
                 "RemainingLifeDays": rul["p50"],
                 "RemainingLifeP10": rul["p10"],
                 "RemainingLifeP90": rul["p90"],
+                "RemainingLifeText": remaining_life_text(rul["p50"], rul["p10"], rul["p90"], self.max_horizon_days),
                 "FailureProbability7d": by_horizon[7.0],
                 "FailureProbability14d": by_horizon[14.0],
                 "FailureProbability30d": by_horizon[30.0],
@@ -434,6 +477,7 @@ class FailureModel:
             "any_horizon": True,
             "alarm_threshold": float(self.alarm_threshold),
             "alarm_horizon_days": float(self.alarm_horizon_days),
+            "max_horizon_days": None if self.max_horizon_days is None else float(self.max_horizon_days),
             "feature_config": self.config.to_dict(),
             "distribution": self.distribution.to_dict(),
             "library_versions": versions("xgboost", "scikit-learn", "pandas", "numpy", "scipy"),
@@ -484,6 +528,7 @@ class FailureModel:
             horizon = float(meta["horizon_days"])
             threshold = float(meta["alarm_threshold"])
             alarm_horizon = float(meta.get("alarm_horizon_days", ALARM_HORIZON_DAYS))
+            max_horizon = None if meta.get("max_horizon_days") is None else float(meta["max_horizon_days"])
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelError(f"model {version.name}/{version.version}: metadata lacks {exc}") from exc
 
@@ -516,6 +561,7 @@ class FailureModel:
             horizon_days=horizon,
             alarm_threshold=threshold,
             alarm_horizon_days=alarm_horizon,
+            max_horizon_days=max_horizon,
             metadata=meta,
             version=version.version,
             directory=str(version.dir),

@@ -182,6 +182,7 @@ def predict_cell_failure(args: PredictArgs, ctx: ToolContext) -> ToolOutput:
             "version": model.version,
             "alarm_threshold": model.alarm_threshold,
             "alarm_horizon_days": model.alarm_horizon_days,
+            "max_horizon_days": model.max_horizon_days,
             "distribution": model.distribution.to_dict(),
         },
         "input": report,

@@ -174,6 +174,9 @@ def fit_survival(
     else:
         booster, used = S.fit_aft(x_train, lo_t, up_t, features, seed, rounds=rounds)
     model = FailureModel(booster=booster, distribution=S.SurvivalDistribution(), features=features, config=config)
+    seen = np.concatenate([lo_t[np.isfinite(up_t)], lo_c[np.isfinite(up_c)]])
+    # the longest time to death the labels show, but never shorter than the horizons every table reports
+    model.max_horizon_days = float(max(np.max(seen) if len(seen) else 0.0, max(REPORT_HORIZONS)))
     if len(calib):
         model.distribution = S.SurvivalDistribution.fit(model.margin(calib), lo_c, up_c)
         model.alarm_threshold = alarm_threshold(model, calib, censor_at)
@@ -421,6 +424,7 @@ def train_failure_model(
     rounds = int(np.median(rounds_used)) if rounds_used else None
     final, used = fit_survival(pool, calib_all, deaths, data_end, features, config, seed, rounds=rounds)
     final.horizon_days = float(horizon_days)
+    final.max_horizon_days = max(float(final.max_horizon_days or 0.0), float(horizon_days))
     final.alarm_horizon_days = ALARM_HORIZON_DAYS
 
     step(0.75, "dead-state classifier")

@@ -21,6 +21,9 @@ PEER_METRICS: dict[str, str] = {C.VOLTAGE: "V", C.TEMPERATURE: "°C", C.SPECIFIC
 #: Cell status, most urgent first: the stored failure risk band decides dead / at risk; an open
 #: alert makes an otherwise healthy cell "alerting"; a cell never scored for risk is "unscored".
 STATUS_ORDER: tuple[str, ...] = ("dead", "at_risk", "watch", "alerting", "unknown", "ok", "unscored")
+#: A cell's "latest" value of a measurement is its newest valid one within this many hours before
+#: its last reading (a packet lost or a sensor fault at the last timestamp does not blank the cell).
+LATEST_WINDOW_HOURS = 6.0
 BAND_STATUS = {
     "dead": "dead",
     "high": "at_risk",
@@ -55,7 +58,8 @@ def peer_deviation(frame: pd.DataFrame, column: str) -> np.ndarray:
 
 
 def fleet_cells(store: Any) -> dict[str, Any]:
-    """Every cell with its latest reading, deviation from its string's peers (V, °C, SG), latest stored
+    """Every cell with its latest valid values (:data:`LATEST_WINDOW_HOURS`), deviation from its string's
+    peers (V, °C, SG), latest stored
     failure risk, open alerts and flagged readings in the last 24 h; sorted dead, at risk, watch,
     alerting, ... (then by risk, then by the largest voltage deviation); plus per-device counts."""
     cells = _all_pages(lambda limit, offset: store.cells(None, limit=limit, offset=offset))
@@ -89,6 +93,7 @@ def fleet_cells(store: Any) -> dict[str, Any]:
         }
     )
     last_times = pd.to_datetime(frame["last_reading"], utc=True, errors="coerce")
+    _fill_latest_valid(store, frame, last_times)
     newest = last_times.max()
     recent: dict[str, int] = {}
     if pd.notna(newest):
@@ -159,6 +164,31 @@ def fleet_cells(store: Any) -> dict[str, Any]:
         "status_order": list(STATUS_ORDER),
         "as_of": iso_us(int(newest.value // 1000)) if pd.notna(newest) else None,
     }
+
+
+def _fill_latest_valid(store: Any, frame: pd.DataFrame, last_times: pd.Series) -> None:
+    """Replace each cell's last-row measurements by its newest valid ones within
+    :data:`LATEST_WINDOW_HOURS` (one readings query per string)."""
+    window = pd.Timedelta(hours=LATEST_WINDOW_HOURS)
+    metrics = list(PEER_METRICS)
+    for device, times in last_times.groupby(frame["device_id"]):
+        newest = times.max()
+        if pd.isna(newest):
+            continue
+        since = int((newest - window).value // 1000)
+        items = _all_pages(
+            lambda limit, offset, device=device, since=since: store.readings(
+                str(device), None, since, None, limit=limit, offset=offset
+            )
+        )
+        if not items:
+            continue
+        recent = pd.DataFrame(items)
+        latest = recent.groupby("cell_id")[[m for m in metrics if m in recent]].last()  # last() skips missing
+        mine = frame["device_id"] == device
+        for m in latest.columns:
+            found = frame.loc[mine, "cell_id"].map(latest[m])
+            frame.loc[mine, m] = found.where(found.notna(), frame.loc[mine, m])
 
 
 def _number(value: Any) -> float | None:

@@ -388,12 +388,20 @@ class LiveService:
         loaded = self.hub["failure"].require()
         model = loaded.model
         model_horizon = getattr(model, "horizon_days", None) or loaded.metadata.get("horizon_days")
-        if horizon_days is not None and model_horizon is not None and abs(float(model_horizon) - horizon_days) > 1e-9:
-            raise InputError(
-                f"horizon_days: the served failure model ({loaded.name}/{loaded.version}) predicts a "
-                f"{float(model_horizon):g}-day horizon, not {horizon_days:g} days; leave horizon_days "
-                "out or train and register a model for that horizon"
-            )
+        if horizon_days is not None:
+            # one survival curve answers every horizon up to the longest time to death seen in training
+            check = getattr(model, "check_horizon", None)
+            if check is not None:
+                try:
+                    check(float(horizon_days))
+                except InputError as exc:
+                    raise InputError(f"horizon_days: {exc}") from exc
+            elif model_horizon is not None and abs(float(model_horizon) - horizon_days) > 1e-9:
+                raise InputError(
+                    f"horizon_days: the served failure model ({loaded.name}/{loaded.version}) predicts a "
+                    f"{float(model_horizon):g}-day horizon only, not {horizon_days:g} days; leave horizon_days out"
+                )
+            model_horizon = float(horizon_days)
         refused = failure_inputs_missing(frame, _min_history_hours(model, loaded.metadata))
         if len(refused) == frame[C.CELL_ID].nunique():
             shown = "; ".join(f"{cell}: {why}" for cell, why in list(refused.items())[:5])
@@ -401,7 +409,8 @@ class LiveService:
             raise InputError(f"readings: no cell can be scored for failure risk, its inputs are missing: {shown}{more}")
         usable = frame if not refused else frame.loc[~frame[C.CELL_ID].isin(list(refused))].reset_index(drop=True)
         grid = _failure_grid(model, usable)
-        table = model.predict(usable, grid=grid) if grid is not None else model.predict(usable)
+        asked = {} if horizon_days is None else {"horizon_days": float(horizon_days)}
+        table = model.predict(usable, grid=grid, **asked) if grid is not None else model.predict(usable, **asked)
         if refused:
             if "CellID" not in table and len(table):
                 table = table.assign(CellID=table["DeviceID"].astype(str) + "-" + table["CellNumber"].astype(str))
@@ -412,7 +421,10 @@ class LiveService:
         threshold = float(
             loaded.metadata.get("alarm_threshold") or getattr(model, "alarm_threshold", None) or DEFAULT_ALARM
         )
-        alarm = np.nan_to_num(prob, nan=0.0) >= threshold
+        if "Alarm" in table:  # the model's own alarm (its calibrated threshold on its alarm horizon)
+            alarm = table["Alarm"].fillna(False).astype(bool).to_numpy()
+        else:
+            alarm = np.nan_to_num(prob, nan=0.0) >= threshold
         alarm |= np.isin(np.asarray(band, dtype=object), ALARM_BANDS)
         batch = self.predictions.add("failure", loaded.version, alarm, np.nan_to_num(prob, nan=0.0))
         features = list(getattr(model, "features", []) or [])
