@@ -223,6 +223,25 @@ def cases() -> list[Case]:
                     r"'sample_rows'.*greater than or equal to 50",
                 )
             )
+    for server, tool in ((PREPROCESS, "preprocess_battery_data_tool"), (ANOMALY, "detect_anomalies")):
+        out.append(
+            Case(
+                "bad_scheduler",
+                server,
+                tool,
+                {"data_path": "data/good.csv", "scheduler": "localhost:8786"},
+                r"scheduler address 'localhost:8786' has no protocol",
+            )
+        )
+        out.append(
+            Case(
+                "file_for_dask",
+                server,
+                tool,
+                {"data_path": "data/good.csv", "scheduler": "tcp://127.0.0.1:9"},
+                r"good\.csv is one file: the Dask engine .* reads a dataset folder",
+            )
+        )
     for tool in ("clean_and_filter_data", "preprocess_battery_data_tool"):
         out.append(
             Case(

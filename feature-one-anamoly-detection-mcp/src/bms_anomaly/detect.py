@@ -162,12 +162,14 @@ def detect(
     impute: str = "interpolate",
     progress: Any = None,
     detector: HybridAnomalyDetector | None = None,
+    ground_truth: bool = True,
 ) -> DetectionResult:
     """Score ``frame`` (raw or preprocessed) with the registered hybrid (the champion by default).
 
     Never trains: with no model registered the error names ``train_anomaly_detector``.
     ``contamination=None`` keeps the model's own threshold (a value re-derives it from the
     stored training scores, no retraining). ``detector`` scores with an in-memory model instead.
+    ``ground_truth=False`` skips the metrics against ``IsAnomaly`` (the Dask engine's partitions).
     """
     say = progress or (lambda fraction, message: None)
     start = time.perf_counter()
@@ -191,7 +193,7 @@ def detect(
     result = detector.score(prepared, contamination=contamination)
     table = pd.concat([prepared.drop(columns=[c for c in result.columns if c in prepared.columns]), result], axis=1)
     metrics = None
-    truth = truth_labels(prepared)
+    truth = truth_labels(prepared) if ground_truth else None
     if truth is not None:
         metrics = evaluate(detector, prepared, result, truth)
         metrics["scope"] = "all rows (the model may have been trained on some of them)"

@@ -151,6 +151,12 @@ class DetectArgs(ToolArgs):
     )
     top_cells: int = Field(default=4, ge=1, le=12, description="cells shown in the score-over-time plot")
     output_format: Literal["csv", "parquet"] = Field(default="csv", description="format of the result table")
+    scheduler: str | None = Field(
+        default=None,
+        max_length=500,
+        description="Dask scheduler address (tcp://host:port): score a dataset folder device by device on that "
+        "cluster, writing the result as a dataset folder (default: $BMS_DASK_SCHEDULER; unset = one process)",
+    )
 
 
 @server.tool(DetectArgs, title="Detect anomalies (hybrid IF + OCSVM + VAE)", read_only=False, data_model=DetectData)
@@ -164,26 +170,52 @@ def detect_anomalies(args: DetectArgs, ctx: ToolContext) -> ToolOutput:
     IsAnomaly when present) and a score-over-time PNG. Uses the champion anomaly_hybrid model
     (or model_version); it never trains: with no model registered, call train_anomaly_detector first.
     """
-    from bms_schema import read_table, resolve_input, write_table
+    from bms_schema import read_table, write_table
     from bms_schema.atomic import atomic_write_json
+    from bms_schema.distributed import scheduler_address
+    from bms_schema.paths import resolve_input
 
     from .detect import detect, worst_cells
     from .plots import plot_scores_over_time
 
+    address = scheduler_address(args.scheduler)
     path = resolve_input(args.data_path)
     ctx.run.add_input(path)
-    with ctx.run.timed("read"):
-        frame = read_table(path)
-    with ctx.run.timed("detect"):
-        outcome = detect(
-            frame, model_version=args.model_version, contamination=args.contamination, progress=ctx.progress
-        )
-    ctx.progress(0.85, "writing results")
     run = ctx.run
+    if address is not None:
+        from bms_schema.distributed import require_dataset
+
+        from .distributed import detect_distributed, plot_rows
+        from .persistence import load_detector
+
+        require_dataset(path)
+
+        table_path = run.path("anomalies")
+        with run.timed("detect"):
+            outcome = detect_distributed(
+                path,
+                table_path,
+                load_detector(args.model_version),
+                address,
+                contamination=args.contamination,
+                progress=ctx.progress,
+            )
+        run.add_artifact(table_path, "table", "dataset folder (one partition per device): readings with scores, flags")
+    else:
+        with ctx.run.timed("read"):
+            frame = read_table(path)
+        with ctx.run.timed("detect"):
+            outcome = detect(
+                frame, model_version=args.model_version, contamination=args.contamination, progress=ctx.progress
+            )
+    ctx.progress(0.85, "writing results")
     with run.timed("write"):
-        table_path = run.path(f"anomalies.{args.output_format}")
-        write_table(outcome.table, table_path)
-        run.add_artifact(table_path, "table", "readings with detector scores, AnomalyScore, AnomalyFlag, kind, reason")
+        if address is None:
+            table_path = run.path(f"anomalies.{args.output_format}")
+            write_table(outcome.table, table_path)
+            run.add_artifact(
+                table_path, "table", "readings with detector scores, AnomalyScore, AnomalyFlag, kind, reason"
+            )
         summary_path = run.add_artifact(
             write_table(outcome.cell_summary, run.path("cell_summary.csv")),
             "table",
@@ -222,8 +254,9 @@ def detect_anomalies(args: DetectArgs, ctx: ToolContext) -> ToolOutput:
             "model, thresholds, counts and ground-truth metrics",
         )
         cells = worst_cells(outcome.cell_summary, args.top_cells)
+        plotted = outcome.table if address is None else plot_rows(table_path, cells)
         plot_path = run.add_artifact(
-            plot_scores_over_time(outcome.table, cells, threshold, run.path("scores_over_time.png")),
+            plot_scores_over_time(plotted, cells, threshold, run.path("scores_over_time.png")),
             "plot",
             f"fused score over time for the {len(cells)} worst cells",
         )

@@ -97,10 +97,12 @@ def _float(frame: pd.DataFrame, name: str) -> np.ndarray:
 class _Grid:
     """Index arithmetic of the padded dense (cell, bucket) grid."""
 
-    def __init__(self, codes: np.ndarray, bucket: np.ndarray, n_cells: int, pad: int, max_rows: int):
+    def __init__(
+        self, codes: np.ndarray, bucket: np.ndarray, n_cells: int, pad: int, max_rows: int, last: int | None = None
+    ):
         self.n_cells = n_cells
         self.pad = pad
-        self.last_bucket = int(bucket.max())
+        self.last_bucket = int(bucket.max()) if last is None else max(int(bucket.max()), int(last))
         first = np.full(n_cells, np.iinfo(np.int64).max, dtype=np.int64)
         np.minimum.at(first, codes, bucket)
         self.first_bucket = first
@@ -284,6 +286,7 @@ def build_feature_grid(
     frame: pd.DataFrame,
     config: FeatureConfig | None = None,
     anomalies: pd.DataFrame | None = None,
+    data_end: pd.Timestamp | None = None,
 ) -> FeatureGrid:
     """Compute :data:`FEATURES` for every (cell, bucket) of a readings table (canonical; raw packets
     or a minimal table are normalised first).
@@ -291,6 +294,8 @@ def build_feature_grid(
     ``anomalies`` (optional) is an anomaly result table with ``CellID`` (or ``DeviceID`` +
     ``CellNumber``), ``Timestamp`` and a flag column (:data:`ANOMALY_FLAG_COLUMNS`); without it
     the anomaly-rate features are missing (XGBoost handles missing values natively).
+    ``data_end`` (the Dask engine, one device per task): the end of the whole fleet's data, so a
+    device's grid runs to the same last bucket as in the one-pass grid of all devices.
     """
     config = config or FeatureConfig()
     frame = as_canonical(frame)
@@ -312,7 +317,15 @@ def build_feature_grid(
     trend = config.buckets(config.trend_window_hours)
     month = config.buckets(config.month_window_hours)
     baseline = config.buckets(config.baseline_hours)
-    grid = _Grid(codes, bucket, n_cells, pad=max(long, trend, month), max_rows=config.max_grid_rows)
+    end_ns = None if data_end is None else int(pd.Timestamp(data_end).as_unit("ns").value)
+    grid = _Grid(
+        codes,
+        bucket,
+        n_cells,
+        pad=max(long, trend, month),
+        max_rows=config.max_grid_rows,
+        last=None if end_ns is None else end_ns // step_ns,
+    )
 
     cell_rows = np.zeros(n_cells, dtype=np.int64)
     np.add.at(cell_rows, codes, 1)
@@ -503,7 +516,7 @@ def build_feature_grid(
         cells=cells,
         config=config,
         data_start=ts.min(),
-        data_end=ts.max(),
+        data_end=ts.max() if data_end is None else max(ts.max(), pd.Timestamp(data_end)),
         has_anomalies=anomalies is not None,
     )
 

@@ -53,14 +53,16 @@ def min_training_readings(config: TrainConfig) -> int:
     return math.ceil((WINDOW + config.max_steps) / (1 - 2 * config.holdout_fraction))
 
 
-def split_windows(panel: Panel, config: TrainConfig) -> Windows:
+def split_windows(panel: Panel, config: TrainConfig, bounds: tuple[float, float] | None = None) -> Windows:
     """Split every cell at the same two moments of the fleet's time span (never per cell).
 
     With one common cut, no cell's training period overlaps another cell's calibration or test
     period (cells share string current, ambient and peer medians, so a per-cell split would leak).
     A cell must have enough readings before the first cut and some after each cut to take part.
+    ``bounds`` (first, last POSIX seconds): the fleet's time span when ``panel`` holds some devices
+    only (the Dask engine builds one device's panel per task).
     """
-    t_first, t_last = float(panel.time_s.min()), float(panel.time_s.max())
+    t_first, t_last = bounds if bounds is not None else (float(panel.time_s.min()), float(panel.time_s.max()))
     hold_s = (t_last - t_first) * config.holdout_fraction
     cal_cut, train_cut = t_last - hold_s, t_last - 2 * hold_s
     n_cells = panel.start.size

@@ -23,7 +23,15 @@ server = ToolServer(
 )
 server.add_health_check(models=["bms_scaler"])
 
-OutputFormat = Literal["csv", "parquet"]
+OutputFormat = Literal["csv", "parquet", "dataset"]
+
+SCHEDULER_FIELD = Field(
+    default=None,
+    max_length=500,
+    description="Dask scheduler address (tcp://host:port): run on that cluster device by device; the input "
+    "must be a dataset folder partitioned by device and the output is a dataset folder "
+    "(default: $BMS_DASK_SCHEDULER; unset = one process)",
+)
 
 
 class _FileArgs(ToolArgs):
@@ -31,7 +39,12 @@ class _FileArgs(ToolArgs):
         description="CSV or Parquet file or partitioned dataset folder (raw BMS packets, a minimal table, or an earlier "
         "step's output) inside the workspace or BMS_ALLOWED_DIRS"
     )
-    output_format: OutputFormat = Field(default="csv", description="format of the output table: csv or parquet")
+    output_format: OutputFormat = Field(
+        default="csv",
+        description="format of the output table: csv, parquet, or dataset (a folder of Parquet files, one "
+        "partition per device: device=<DeviceID>/part-*.parquet)",
+    )
+    scheduler: str | None = SCHEDULER_FIELD
     chunksize: int | None = Field(
         default=None,
         le=50_000_000,
@@ -88,12 +101,14 @@ def _execute(
     plots: bool = True,
 ) -> tuple[Any, dict[str, Any]]:
     """Shared body of the five tools: resolve, run the engine, write report/plots, register the scaler."""
-    from bms_schema import resolve_input
     from bms_schema.atomic import atomic_write_json
+    from bms_schema.distributed import scheduler_address
+    from bms_schema.paths import resolve_input
 
     from .engine import PreprocessOptions, run_preprocess
 
     path = resolve_input(args.data_path)
+    address = scheduler_address(args.scheduler)
     run = ctx.run
     run.add_input(path)
     options = PreprocessOptions(
@@ -106,10 +121,32 @@ def _execute(
         iterations=getattr(args, "iterations", 2),
         random_state=getattr(args, "random_state", 0),
     )
-    output = run.path(f"{stem}.{'parquet' if args.output_format == 'parquet' else 'csv'}")
+    notes: list[str] = []
     ctx.progress(0.02, f"reading {path.name}")
-    with run.timed("preprocess"):
-        result = run_preprocess(path, output, options, progress=ctx.progress, work_dir=run.dir)
+    if address is not None:
+        from .distributed import run_preprocess_distributed
+
+        if args.output_format != "dataset":
+            notes.append(
+                f"the Dask engine writes a dataset folder (one partition per device), not one {args.output_format} file"
+            )
+        output = run.path(stem)
+        with run.timed("preprocess"):
+            result = run_preprocess_distributed(path, output, options, address, progress=ctx.progress)
+        plots = False  # the figures' profile is not merged across workers
+    elif args.output_format == "dataset":
+        from bms_schema.dataset import split_by_device
+
+        single = run.path(f".{stem}.parquet")
+        with run.timed("preprocess"):
+            result = run_preprocess(path, single, options, progress=ctx.progress, work_dir=run.dir)
+            output = split_by_device(single, run.path(stem))
+        single.unlink(missing_ok=True)
+        result.output = output
+    else:
+        output = run.path(f"{stem}.{'parquet' if args.output_format == 'parquet' else 'csv'}")
+        with run.timed("preprocess"):
+            result = run_preprocess(path, output, options, progress=ctx.progress, work_dir=run.dir)
     run.add_artifact(output, "table", f"{stem.replace('_', ' ')}: {result.rows} rows, {len(result.columns)} columns")
 
     report = dict(result.report)
@@ -164,7 +201,10 @@ def _execute(
 
     lost = dropped_rows_warning(path, int(report["rows_in"]), int(report.get("conflicting_rows_dropped") or 0))
     if lost:
-        data["warnings"] = [lost]  # the MCP layer puts it into the message
+        notes.append(lost)
+    if notes:
+        data["warnings"] = notes  # the MCP layer puts it into the message
+    data["engine"] = "dask" if address is not None else "single-process"
     if scale and result.scaler is not None:
         from bms_schema.runtime import versions
 

@@ -304,3 +304,50 @@ def clean_readings(
         report["sentinel_rows"],
     )
     return cleaned, report
+
+
+def merge_quality_reports(reports: list[dict[str, Any]]) -> dict[str, Any]:
+    """One :meth:`QualityAccumulator.report` from the reports of disjoint sets of devices.
+
+    The Dask engine cleans each device on its own worker; a cell belongs to one device, so every
+    per-cell figure is exact per part and the totals are sums. Gives the dict the one-pass
+    report gives for the union of the rows (``per_cell`` in the parts' order).
+    """
+    from .features import PEER_FALLBACK, skipped_features
+
+    if not reports:
+        raise InputError("no partition reports to merge")
+    first = reports[0]
+    total: dict[str, Any] = {"input_format": first["input_format"]}
+    for key in ("rows_in", "rows_out", "duplicates_dropped", "conflicting_rows_dropped", "devices", "cells"):
+        total[key] = int(sum(r[key] for r in reports))
+    starts = [r["time_range"][0] for r in reports if r["time_range"][0] is not None]
+    ends = [r["time_range"][1] for r in reports if r["time_range"][1] is not None]
+    total["time_range"] = [min(starts) if starts else None, max(ends) if ends else None]
+    total["sentinel_rows"] = int(sum(r["sentinel_rows"] for r in reports))
+    total["out_of_range_rows"] = int(sum(r["out_of_range_rows"] for r in reports))
+    quality: dict[str, dict[str, int]] = {}
+    missing: dict[str, int] = {}
+    for r in reports:
+        for name, counts in r["quality_by_column"].items():
+            into = quality.setdefault(name, dict.fromkeys(counts, 0))
+            for code, value in counts.items():
+                into[code] = into.get(code, 0) + int(value)
+        for name, value in r["missing_by_column"].items():
+            missing[name] = missing.get(name, 0) + int(value)
+    total["sentinel_by_column"] = {c: v[C.QUALITY_SENTINEL] for c, v in quality.items()}
+    total["out_of_range_by_column"] = {c: v[C.QUALITY_OUT_OF_RANGE] for c, v in quality.items()}
+    total["missing_by_column"] = missing
+    total["quality_by_column"] = quality
+    total["gap_factor"] = first["gap_factor"]
+    total["time_gaps"] = int(sum(r["time_gaps"] for r in reports))
+    total["streaming_forced_flushes"] = int(sum(r["streaming_forced_flushes"] for r in reports))
+    single = sorted(s for r in reports for s in r["single_cell_strings"])
+    total["single_cell_strings"] = single
+    total["peer_fallback"] = PEER_FALLBACK if single else None
+    no_value = [name for name, counts in quality.items() if counts.get(C.QUALITY_OK, 0) == 0]
+    total["measurements_present"] = [name for name in quality if name not in no_value]
+    total["measurements_without_value"] = no_value
+    total["skipped_features"] = skipped_features(no_value)
+    total["per_cell"] = {cell: row for r in reports for cell, row in r["per_cell"].items()}
+    return total

@@ -53,13 +53,25 @@ def _plain_partitions(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+def _partitioning(folder: Path) -> str | None:
+    """``None`` for a BMS dataset (:mod:`bms_schema.dataset`: its files hold every column), else ``"hive"``."""
+    from .dataset import is_dataset
+
+    return None if is_dataset(folder) else "hive"
+
+
 def read_dataset(folder: Path, columns: list[str] | None = None) -> pd.DataFrame:
     """Read every file of a dataset folder into one frame (see :func:`dataset_files`)."""
     fmt, files = dataset_files(folder)
     if fmt == "csv":
         return pd.concat([read_table(p, columns=columns) for p in files], ignore_index=True)
     try:
-        frame = pd.read_parquet(folder, columns=columns)
+        if _partitioning(folder) is None:
+            from .dataset import read_files
+
+            frame = read_files(files, columns)
+        else:
+            frame = pd.read_parquet(folder, columns=columns)
     except Exception as exc:  # pyarrow raises several types for a malformed dataset
         raise InputError(f"folder {folder.name} is not a readable Parquet dataset: {_short(exc)}") from exc
     frame = _plain_partitions(frame)
@@ -76,7 +88,7 @@ def column_names(path: str | Path) -> list[str]:
             return column_names(files[0])
         import pyarrow.dataset as ds
 
-        return list(ds.dataset(path, format="parquet", partitioning="hive").schema.names)
+        return list(ds.dataset(path, format="parquet", partitioning=_partitioning(path)).schema.names)
     fmt = table_format(path)
     check_file(path)
     if fmt == "parquet":
@@ -192,7 +204,7 @@ def count_rows(path: str | Path) -> int:
         if fmt == "parquet":
             import pyarrow.dataset as ds
 
-            return int(ds.dataset(path, format="parquet", partitioning="hive").count_rows())
+            return int(ds.dataset(path, format="parquet", partitioning=_partitioning(path)).count_rows())
         return sum(count_rows(f) for f in files)
     if table_format(path) == "parquet":
         import pyarrow.parquet as pq
@@ -342,7 +354,9 @@ def iter_table(path: str | Path, chunksize: int, engine: str = "auto") -> Iterat
         import pyarrow.dataset as ds
 
         produced = False
-        for batch in ds.dataset(path, format="parquet", partitioning="hive").to_batches(batch_size=chunksize):
+        for batch in ds.dataset(path, format="parquet", partitioning=_partitioning(path)).to_batches(
+            batch_size=chunksize
+        ):
             if batch.num_rows:
                 produced = True
                 yield _plain_partitions(batch.to_pandas())
