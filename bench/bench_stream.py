@@ -7,7 +7,7 @@ vs 10 clients of which one never reads.
 The fleet (3 strings x 24 cells, 15-minute packets) is cut into 2 x ``rounds`` disjoint slices,
 posted ``--batch`` packets per request; phases alternate (0 clients, 10 clients, 0, 10, ...) so a
 change of the machine's load hits both alike. Nine clients read every message (websockets' sync
-client, each in a thread, in this process); the tenth completes the WebSocket handshake and then
+client, each in a thread, in a child process of their own); the tenth completes the WebSocket handshake and then
 never reads a byte (its socket fills up; the server drops its oldest events and, after
 ``BMS_STREAM_STUCK_SECONDS``, disconnects it).
 
@@ -86,6 +86,43 @@ def stuck_client(port: int) -> socket.socket:
     return sock
 
 
+def reader_process(port: int, n: int) -> None:
+    """``--readers``: run ``n`` reading clients in this (child) process until stdin closes, then print
+    their counts (one JSON line). A separate process, so the readers do not share the GIL with the
+    benchmark's HTTP client (a browser would not either)."""
+    readers = [Reader(f"ws://127.0.0.1:{port}/v1/stream") for _ in range(n)]
+    for r in readers:
+        r.start()
+    sys.stdout.write(json.dumps({"connected": n}) + "\n")
+    sys.stdout.flush()
+    sys.stdin.read()
+    time.sleep(0.3)
+    out = {"messages": [r.messages for r in readers], "bytes": sum(r.bytes for r in readers), "types": readers[0].types}
+    for r in readers:
+        r.close()
+    sys.stdout.write(json.dumps(out) + "\n")
+    sys.stdout.flush()
+
+
+def start_readers(port: int, n: int) -> Any:
+    import subprocess
+
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--readers", str(n), "--port", str(port)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    json.loads(proc.stdout.readline())
+    return proc
+
+
+def stop_readers(proc: Any) -> dict[str, Any]:
+    out, _ = proc.communicate(timeout=60)
+    return json.loads(out.strip().splitlines()[-1])
+
+
 def phase(port: int, pid: int, payloads: list[tuple[bytes, int]]) -> dict[str, Any]:
     import httpx
 
@@ -120,7 +157,12 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=10, help="WebSocket clients in the loaded phases")
     parser.add_argument("--stuck-seconds", type=float, default=10.0, help="BMS_STREAM_STUCK_SECONDS of the server")
     parser.add_argument("--out", default=None)
+    parser.add_argument("--readers", type=int, default=0, help=argparse.SUPPRESS)  # child process mode
+    parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.readers:
+        reader_process(args.port, args.readers)
+        return
 
     import httpx
     from bms_live.bootstrap import train_first_models
@@ -156,13 +198,11 @@ def main() -> None:
         for i in range(slices):
             chunk = rest[i * size : (i + 1) * size]
             loaded = i % 2 == 1
-            readers: list[Reader] = []
+            readers = None
             stuck = None
             if loaded:
                 stuck = stuck_client(port)
-                readers = [Reader(f"ws://127.0.0.1:{port}/v1/stream") for _ in range(args.clients - 1)]
-                for r in readers:
-                    r.start()
+                readers = start_readers(port, args.clients - 1)
                 deadline = time.time() + 10
                 while time.time() < deadline:
                     health = httpx.get(f"http://127.0.0.1:{port}/health").json()
@@ -173,12 +213,11 @@ def main() -> None:
             figures["clients"] = args.clients if loaded else 0
             if loaded:
                 time.sleep(0.5)  # let the readers take the last messages
-                figures["reader_messages"] = [r.messages for r in readers]
-                figures["reader_megabytes"] = round(sum(r.bytes for r in readers) / 1e6, 1)
-                figures["reader_types"] = readers[0].types
                 figures["stream"] = httpx.get(f"http://127.0.0.1:{port}/health").json()["stream"]
-                for r in readers:
-                    r.close()
+                counts = stop_readers(readers)
+                figures["reader_messages"] = counts["messages"]
+                figures["reader_megabytes"] = round(counts["bytes"] / 1e6, 1)
+                figures["reader_types"] = counts["types"]
                 if stuck is not None:
                     stuck.close()
             result["phases"].append(figures)

@@ -34,6 +34,7 @@ def live_server(app: Any) -> Iterator[str]:
         log_level="warning",
         ws="websockets-sansio",
         ws_per_message_deflate=False,  # as `bms start` serves it
+        timeout_graceful_shutdown=5,
         lifespan="on",
     )
     server = uvicorn.Server(config)

@@ -106,6 +106,8 @@ def cmd_start(args: argparse.Namespace) -> int:
             access_log=False,
             # WS /v1/stream: no per-client zlib (it cost ~10 % of ingest throughput with 10 clients)
             ws_per_message_deflate=False,
+            # a stream client that stopped reading keeps its socket from closing: do not wait for it forever
+            timeout_graceful_shutdown=5,
         )
     )
     if args.demo:

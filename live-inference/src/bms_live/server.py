@@ -53,6 +53,7 @@ def main(argv: list[str] | None = None) -> None:
         log_level=args.log_level,
         access_log=args.access_log,
         ws_per_message_deflate=False,  # WS /v1/stream: no per-client zlib on the ingest machine
+        timeout_graceful_shutdown=5,  # a stuck stream client must not hold the shutdown
     )
 
 

@@ -18,6 +18,10 @@ from .store import from_us, iso_us, now_us, to_us
 
 log = logging.getLogger("bms.live")
 
+#: What the event bus (and ``WS /v1/stream``) carries of each anomaly answer: the verdict, not the
+#: per-detector breakdown (``POST /v1/anomaly`` and ``GET /v1/anomalies`` have that); every byte
+#: is sent to every stream client.
+STREAM_SCORE_FIELDS = ("prediction_id", "CellID", "Timestamp", "AnomalyScore", "AnomalyFlag", "AnomalyKind", "reason")
 #: Stored history handed to the failure model (its longest trailing window is 72 h by default).
 FAILURE_LOOKBACK_HOURS = 96.0
 #: Stored history handed to the forecaster (its lag window needs a dozen readings).
@@ -114,7 +118,7 @@ def ingest(service: Any, content_type: str, body: bytes) -> dict[str, Any]:
                 "type": "ingest",
                 "devices": sorted({str(d) for d in new[C.DEVICE_ID].tolist()}),
                 "readings": _reading_events(new),
-                "scores": answer.get("results", []),
+                "scores": [{k: r[k] for k in STREAM_SCORE_FIELDS} for r in answer.get("results", [])],
                 "alerts": [a for a in result.alerts if not a.get("suppressed")],
                 "model": answer.get("model"),
             }

@@ -211,6 +211,14 @@ def _coerce(current: Any, value: Any, where: str) -> Any:
     if isinstance(current, tuple):
         if not isinstance(value, list | tuple):
             raise InputError(f"{where}: {value!r} must be a list")
+        if where.endswith("_v"):  # a band: [low, high] in volts
+            if len(value) != 2 or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in value):
+                raise InputError(f"{where}: {value!r} must be [low, high] in volts")
+            if not value[0] < value[1]:
+                raise InputError(f"{where}: {value!r}: low must be below high")
+            return (float(value[0]), float(value[1]))
+        if not all(isinstance(v, str) for v in value):
+            raise InputError(f"{where}: {value!r} must be a list of text")
         return tuple(value)
     if isinstance(current, float) or (current is None and isinstance(value, int | float)):
         if not isinstance(value, int | float) or isinstance(value, bool):

@@ -43,32 +43,27 @@ class AlertEngine:
         -> {cell_key: set of open kinds}, used to suppress anomalies a physical rule explains."""
         if new_rows.empty:
             return []
-        frame = new_rows.reset_index(drop=True)
         rules = self.rules
         with self._lock:
-            ctx = R.packet_context(frame)
-            physical = pd.concat(
-                [
-                    R.cell_voltage_hits(frame, ctx, rules, self.streaks),
-                    R.sg_spread_hits(frame, ctx, rules, self.streaks),
-                    R.cell_temperature_hits(frame, ctx, rules, self.streaks),
-                    R.sensor_dropout_hits(frame, rules, self.streaks),
-                ],
-                ignore_index=True,
+            batch = R.Batch(new_rows)
+            physical = (
+                R.cell_voltage_hits(batch, rules, self.streaks)
+                + R.sg_spread_hits(batch, rules, self.streaks)
+                + R.cell_temperature_hits(batch, rules, self.streaks)
+                + R.sensor_dropout_hits(batch, rules, self.streaks)
             )
-            string_level = self.float_baseline.check(frame, ctx, rules)
-        anomalies = R.anomaly_hits(frame, scored, rules)
-        if not anomalies.empty and rules.anomaly.suppress_when_explained:
-            explained = set(physical["cell_key"].astype(int).tolist())
+            string_level = self.float_baseline.check(batch, rules)
+        anomalies = R.anomaly_hits(batch, scored, rules)
+        if anomalies and rules.anomaly.suppress_when_explained:
+            explained = {h["cell_key"] for h in physical}
             if open_kinds is not None:
-                candidates = sorted(set(anomalies["cell_key"].astype(int).tolist()) - explained)
+                candidates = sorted({h["cell_key"] for h in anomalies} - explained)
                 if candidates:
                     for key, kinds in open_kinds(candidates).items():
                         if set(kinds) & set(R.PHYSICAL_KINDS):
                             explained.add(int(key))
-            anomalies = anomalies[~anomalies["cell_key"].astype(int).isin(explained)]
-        parts = [p for p in (physical, string_level, anomalies) if not p.empty]
-        return R.collapse(pd.concat(parts, ignore_index=True)) if parts else []
+            anomalies = [h for h in anomalies if h["cell_key"] not in explained]
+        return R.collapse(physical + string_level + anomalies)
 
     # -- on stored risk -------------------------------------------------------------------------
     def evaluate_risk(self, results: list[dict[str, Any]], keys: dict[str, int], as_of_us: int) -> list[dict[str, Any]]:

@@ -145,7 +145,7 @@
           ") gives no estimate for this cell" + (mine.reasons && mine.reasons.length ? " (" + mine.reasons.join("; ") + ")" : "") + ".";
       } else {
         const lo = extra.RemainingLifeP10, hi = extra.RemainingLifeP90;
-        text("cell-rul", B.fmt(rul, 0) + " days" + (lo !== null && hi !== null && lo !== undefined && hi !== undefined ? " (" + B.fmt(lo, 0) + "–" + B.fmt(hi, 0) + ")" : ""));
+        text("cell-rul", B.fmt(rul, 0) + " days" + (lo !== null && hi !== null && lo !== undefined && hi !== undefined ? " (80 % range " + B.fmt(lo, 0) + "–" + B.fmt(hi, 0) + ")" : ""));
         note.textContent = "Within " + (risk.horizon_days || "?") + " days; reasons: " + ((mine.reasons || []).join("; ") || "–") + ".";
       }
     }

@@ -35,8 +35,15 @@
     document.getElementById("last-reading").textContent = B.when(fleet.last_reading);
   }
 
+  const ATTENTION_ROWS = 20;
+  let showAll = false;
   function renderAttention(data) {
-    const rows = data.cells.filter(function (c) { return URGENT.has(c.status) || c.open_alerts > 0; });
+    const all = data.cells.filter(function (c) { return URGENT.has(c.status) || c.open_alerts > 0; });
+    const rows = showAll ? all : all.slice(0, ATTENTION_ROWS);
+    const more = document.getElementById("attention-more");
+    more.hidden = all.length <= ATTENTION_ROWS;
+    more.textContent = showAll ? "Show the first " + ATTENTION_ROWS + " only" : "Show all " + all.length + " cells needing attention";
+    more.setAttribute("aria-expanded", String(showAll));
     B.fill(document.querySelector("#attention-table tbody"), rows.map(function (row) {
       return B.el("tr", { dataset: { cellId: row.cell_id, status: row.status } }, [
         B.el("th", { scope: "row" }, [cellLink(row)]),
@@ -49,7 +56,7 @@
         B.el("td", { class: "num", text: devText(row, "CellSpecificGravity") }),
       ]);
     }));
-    document.getElementById("attention-empty").hidden = rows.length > 0;
+    document.getElementById("attention-empty").hidden = all.length > 0;
   }
 
   function renderDevices(data) {
@@ -173,6 +180,10 @@
   });
   document.getElementById("cell-filter").addEventListener("input", function () { if (latest) renderCells(latest); });
   document.getElementById("refresh-risk").addEventListener("click", refreshRisk);
+  document.getElementById("attention-more").addEventListener("click", function () {
+    showAll = !showAll;
+    if (latest) renderAttention(latest);
+  });
   const reload = B.debounce(load, 1500);  // a fast feed refreshes the whole fleet at most every 1.5 s
   load();
   B.stream({
