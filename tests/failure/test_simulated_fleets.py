@@ -1,6 +1,6 @@
 """The failure model on the project simulator's ageing physics (``bms_datagen``), small and fast.
 
-Seeds 9411-9414 are used by no benchmark (``bench/bench_failure.py`` holds out 7301-7306) and by no
+Seeds 9411-9414 are used by no benchmark (``bench/bench_failure.py`` holds out 7301-7312) and by no
 other test. 4 strings x 24 cells, 150 days hourly, failure rate 8 % a month, history cut at 70 % of
 the span; every living cell is scored as of the cut against what happened next:
 

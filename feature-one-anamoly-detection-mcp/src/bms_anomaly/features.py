@@ -63,6 +63,10 @@ OWN_BASELINE_READINGS = 12
 #: moves the screen nor widens it, so it stays out of the trend line and leaves no echo after it ends.
 OWN_SCREEN_SECONDS = 3600.0
 OWN_SCALE_READINGS = 720
+#: Passes of the own-history outlier screen (:func:`robust_baseline` with ``median_scale``): each screens
+#: against the readings the previous one kept, so the screen follows what a reading-by-reading screen
+#: would keep (the passes stop early once nothing changes, which gives the same result).
+SCREEN_PASSES = 3
 #: Longest current run of an unchanged reading (voltage, temperature or SG) of the cell, in readings:
 #: a stuck sensor repeats its value exactly for hours, a live one does not.
 UNCHANGED_RUN = "UnchangedRun"
@@ -271,8 +275,9 @@ SCALE_READINGS = 4 * BASELINE_READINGS
 HISTORY_REACH = 2 * BASELINE_READINGS + SCALE_READINGS + 1
 #: The same for the own-history features (strings without peers) at 5-second sampling or slower: the trend
 #: line's outlier screen reaches back an hour (720 readings at 5 s), the residual scale
-#: :data:`OWN_SCALE_READINGS` residuals, each screened an hour back.
-OWN_HISTORY_REACH = OWN_SCALE_READINGS + 2 * 720 + 1
+#: :data:`OWN_SCALE_READINGS` residuals, each screened an hour back; each of the :data:`SCREEN_PASSES`
+#: passes reaches that far behind the previous one's, and the trend line half an hour (360) more.
+OWN_HISTORY_REACH = SCREEN_PASSES * (OWN_SCALE_READINGS + 720) + 720 + 1
 
 
 def trailing_median(
@@ -319,6 +324,7 @@ def robust_baseline(
     segments: np.ndarray | None = None,
     median_scale: bool = False,
     scale_readings: int = SCALE_READINGS,
+    rescreen=None,
 ) -> np.ndarray:
     """``baseline(values)`` computed twice: the second time without the readings the first one finds
     far off (more than :data:`BASELINE_OUTLIER_SD` SDs of the residuals, :data:`CAUSAL_OUTLIER_SD`
@@ -338,9 +344,25 @@ def robust_baseline(
         # the median absolute residual is not inflated by the fault it screens (a mean is: 100 readings
         # of a +12 degC hot spot lift a 384-reading mean absolute residual to ~3 degC, and the rest of
         # the hot spot then passes the screen into the baseline)
-        scale = _MAD_TO_SD * trailing_median(np.abs(resid), segments, None, 0.0, scale_readings, 20)
-        with np.errstate(invalid="ignore"):
-            outlier = np.isfinite(scale) & (scale > 0) & (np.abs(resid) > CAUSAL_OUTLIER_SD * scale)
+        outlier = np.zeros(len(values), dtype=bool)
+        ref = first if screen is None else screen(values)
+        for k in range(SCREEN_PASSES):
+            resid = values - ref
+            kept = np.where(outlier, np.nan, np.abs(resid))
+            scale = _MAD_TO_SD * trailing_median(kept, segments, None, 0.0, scale_readings, 20)
+            with np.errstate(invalid="ignore"):
+                found = np.isfinite(scale) & (scale > 0) & (np.abs(resid) > CAUSAL_OUTLIER_SD * scale)
+            # a fixed point from the second pass on (the first screens with ``screen``, the others with
+            # ``rescreen``): stopping there gives what the remaining passes would, on any batch
+            if (k > 0 and np.array_equal(found, outlier)) or k + 1 == SCREEN_PASSES:
+                outlier = found
+                break
+            outlier = found
+            # the next pass screens against the readings this one kept (``rescreen``, else ``screen``), and
+            # takes the scale from their residuals: a fault longer than half of what the state run holds so
+            # far (a hot spot 5 min into a discharge) no longer drags the screen and widens its scale
+            following = (rescreen or screen or baseline)(np.where(outlier, np.nan, values))
+            ref = np.where(np.isfinite(following), following, ref)
     elif segments is not None:
         scale = _MEAN_ABS_TO_SD * trailing_mean(np.abs(resid), segments, SCALE_READINGS, 20)
         with np.errstate(invalid="ignore"):
@@ -397,12 +419,18 @@ def online_resistance(volts: np.ndarray, current: np.ndarray, runs: np.ndarray) 
 
 
 def trailing_trend(
-    values: np.ndarray, starts: np.ndarray, seconds: np.ndarray, window_s: float, min_readings: int, min_count: int
+    values: np.ndarray,
+    starts: np.ndarray,
+    seconds: np.ndarray,
+    window_s: float,
+    min_readings: int,
+    min_count: int,
+    slope_only: bool = False,
 ) -> np.ndarray:
     """Value at each row predicted by a least-squares line through the previous readings of its segment
     (the larger of ``window_s`` seconds and ``min_readings`` readings; current row excluded); NaN if
     fewer than ``min_count``. A line, not a mean: a voltage falling through a discharge or a
-    temperature cooling after one is followed without lag."""
+    temperature cooling after one is followed without lag. ``slope_only``: the line's slope (per hour)."""
     n = len(values)
     idx = np.arange(n)
     t = (seconds - seconds[starts]) / 3600.0  # hours since the segment start: small, exact numbers
@@ -428,7 +456,35 @@ def trailing_trend(
         slope = np.where(var > 1e-12 * np.maximum(c, 1) ** 2, (c * mtx - m1 * mx) / var, 0.0)
         mean_t, mean_x = m1 / c, mx / c
         pred = mean_x + slope * (t - mean_t)
-    return np.where(c >= min_count, pred, np.nan)
+    return np.where(c >= min_count, slope if slope_only else pred, np.nan)
+
+
+def sliding_median(values: np.ndarray, runs: np.ndarray, seconds: np.ndarray) -> np.ndarray:
+    """The own-history screen once outliers are known (NaN in ``values``): the median of the previous
+    hour's readings of the run (:data:`OWN_SCREEN_SECONDS`, at least :data:`OWN_BASELINE_READINGS`),
+    moved along their least-squares slope from their median time to the reading's. A plain trailing median
+    lags a voltage falling through a discharge by half an hour's fall (-15 mV): the residuals, and with
+    them the screen's scale, grow with the slope, and a hot spot's -36 mV passed a 3 x 16 mV screen. The
+    slope is only taken from readings already screened (a fault inside the window would tilt it), and
+    trusted in proportion to the part of the hour the run has lasted: a few readings of a fault the
+    previous pass missed tilt a line through a few minutes' readings a lot (and a median through them
+    lags little)."""
+    kept = np.isfinite(values)
+    level = trailing_median(values, runs, seconds, OWN_SCREEN_SECONDS, OWN_BASELINE_READINGS, BASELINE_MIN_READINGS)
+    at = trailing_median(
+        np.where(kept, seconds - seconds[runs], np.nan),
+        runs,
+        seconds,
+        OWN_SCREEN_SECONDS,
+        OWN_BASELINE_READINGS,
+        BASELINE_MIN_READINGS,
+    )
+    per_hour = trailing_trend(
+        values, runs, seconds, OWN_SCREEN_SECONDS, OWN_BASELINE_READINGS, BASELINE_MIN_READINGS, slope_only=True
+    )
+    elapsed = seconds - seconds[runs]
+    trust = np.clip(elapsed / OWN_SCREEN_SECONDS, 0.0, 1.0)
+    return level + trust * np.nan_to_num(per_hour) * (elapsed - at) / 3600.0
 
 
 def state_runs(starts: np.ndarray, states: np.ndarray) -> np.ndarray:
@@ -499,6 +555,7 @@ def sorted_history_features(
                     segments=runs,
                     median_scale=True,
                     scale_readings=OWN_SCALE_READINGS,
+                    rescreen=lambda v: sliding_median(v, runs, secs),
                 )
                 if name == "VoltageChangeOwn" and C.CURRENT in columns:
                     # the current's ripple around its own trend moves the voltage by R x ripple (R estimated
