@@ -152,6 +152,10 @@ def _run(
         timings[label] = round(now - clock, 3)
         clock = now
 
+    if options.impute == "mice":
+        # miceforest pulls in LightGBM, scikit-learn, SciPy and Dask (seconds of imports): load it on a
+        # thread while stage 1 reads and cleans (pyarrow's parsing releases the GIL), not after it
+        _prefetch("miceforest")
     total_rows = count_rows(path)
     from bms_schema.leftovers import owner_tag  # a later server start removes it if this process is killed
 
