@@ -10,7 +10,7 @@ of a string and so also work for live readings without history.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -318,13 +318,13 @@ _MAD_TO_SD = 1.4826
 
 def robust_baseline(
     values: np.ndarray,
-    baseline,
+    baseline: Callable[[np.ndarray], np.ndarray],
     groups: np.ndarray | None = None,
-    screen=None,
+    screen: Callable[[np.ndarray], np.ndarray] | None = None,
     segments: np.ndarray | None = None,
     median_scale: bool = False,
     scale_readings: int = SCALE_READINGS,
-    rescreen=None,
+    rescreen: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> np.ndarray:
     """``baseline(values)`` computed twice: the second time without the readings the first one finds
     far off (more than :data:`BASELINE_OUTLIER_SD` SDs of the residuals, :data:`CAUSAL_OUTLIER_SD`
