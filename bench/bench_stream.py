@@ -7,9 +7,8 @@ vs 10 clients of which one never reads.
 The fleet (3 strings x 24 cells, 15-minute packets) is cut into a warm-up slice and 2 x ``rounds`` + 1
 disjoint slices, posted ``--batch`` packets per request; phases alternate (0 clients, 10 clients, 0,
 ..., 10, 0) so a change of the machine's load, or of the server's speed as its store grows, hits both
-alike. The drop is the median over the loaded
-phases of 1 - (loaded rate / mean rate of the unloaded phases beside it): one noisy phase on a
-shared machine moves the median less than the mean. Nine clients read every message (websockets' sync
+alike. The drop is the median over the loaded phases of 1 - (loaded rate / mean rate of the
+unloaded phases beside it): one noisy phase on a shared machine moves the median less than the mean. Nine clients read every message (websockets' sync
 client, each in a thread, in a child process of their own); the tenth completes the WebSocket handshake and then
 never reads a byte (its socket fills up; the server drops its oldest events and, after
 ``BMS_STREAM_STUCK_SECONDS``, disconnects it).
