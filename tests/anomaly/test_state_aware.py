@@ -36,6 +36,34 @@ def test_dead_cells_are_recognised_once_with_when_and_why(dying: pd.DataFrame) -
     assert dead.rows[is_dead].mean() > 0.95 and dead.rows[~is_dead].mean() < 0.01
 
 
+def test_a_dried_out_vrla_cell_is_dead_though_under_the_single_margins() -> None:
+    """VRLA dry-out (seed 4, 1 string x 24 cells x 6 days): the dead cell reads ~+0.07 V and ~+5.6 degC above
+    its peers, under the 0.085 V / 8 degC single margins; voltage and heat together for 12 h mark it dead (from
+    the exact reading it died), no living cell is, and its later readings are dead-cell rows."""
+    from bms_anomaly.dead import DEAD_MARGINS
+    from bms_datagen.simulator import FleetConfig, simulate_fleet_with_truth
+    from bms_preprocess.pipeline import prepare_readings
+
+    sim = simulate_fleet_with_truth(
+        FleetConfig(devices=1, cells_per_device=24, days=6, seed=4, chemistry="vrla", failure_rate=0.4)
+    )
+    fleet = prepare_readings(sim.readings).reset_index(drop=True)
+    is_dead = fleet["IsDead"].astype(bool).to_numpy()
+    cell = fleet["CellID"].to_numpy() == "1-8"
+    assert set(fleet.loc[is_dead, "CellID"]) == {"1-8", "1-15"}  # 1-15: sulfation, dies 3 h before the end
+    peers = fleet.groupby("Timestamp")[["CellVoltage", "CellTemperature"]].transform("median")
+    after = is_dead & cell
+    dv = float((fleet["CellVoltage"] - peers["CellVoltage"])[after].median())
+    dt = float((fleet["CellTemperature"] - peers["CellTemperature"])[after].median())
+    assert 0.05 < dv < DEAD_MARGINS[0][1] and 4.0 < dt < DEAD_MARGINS[1][1], (dv, dt)
+    dead = recognise_dead_cells(fleet, state_codes(fleet))
+    assert dead.cells == ["1-8"]  # 1-15 died too late to be recognised, and nobody else
+    row = dead.table.iloc[0]
+    assert row["dead_since"] == fleet.loc[after, "Timestamp"].min()
+    assert "VRLA dry-out" in row["reason"] and "above its string peers" in row["reason"]
+    assert dead.rows[after].all() and not dead.rows[~cell].any()
+
+
 def test_readings_of_dead_cells_are_not_statistical_anomalies(dying: pd.DataFrame) -> None:
     from bms_anomaly.hybrid import HybridConfig
     from bms_anomaly.vae import VAEConfig

@@ -7,7 +7,14 @@ is *recognised as dead* when, over a trailing :data:`DEAD_WINDOW_HOURS` of its r
 :data:`DEAD_SHARE` of them deviate from the string's median at the same time by more than a
 failed cell's margin (:data:`DEAD_MARGINS`: 0.085 V, 8 degC, 0.05 SG; the precursors of the
 simulated failure modes stay below these, dead cells above), or - with no peers to compare with -
-its voltage on float/rest is below :data:`DEAD_FLOAT_VPC` V/cell (a shorted or open cell). It is
+its voltage on float/rest is below :data:`DEAD_FLOAT_VPC` V/cell (a shorted or open cell), or -
+on a VRLA string (no specific gravity, ``bms_schema.state.infer_chemistry``) - it shows the dry-out
+signature (:data:`DRY_OUT_SIGNATURE`): voltage *and* temperature both above its peers by more than
+0.05 V and 4 degC at the same reading. A dried-out VRLA cell dies milder than a flooded one: water
+loss raises its float voltage and its share of the float current heats it, but by 60-130 mV and
+4.5-9 degC (simulated fleets), under the single margins; either sign alone is common in a healthy
+string (a cell's own float offset, a warm rack position, a thermal excursion), both together and
+for 12 h are not. It is
 dead from the first deviating reading of that window (``dead_since``) to the end of the data,
 unless it comes back: a later window with at most ``1 - DEAD_SHARE`` deviating readings means a
 long anomaly (a sensor stuck for 12 h), not a death.
@@ -35,6 +42,13 @@ DEAD_MARGINS: tuple[tuple[str, float, str, str], ...] = (
     (C.TEMPERATURE, 8.0, "degC", "temperature"),
     (C.SPECIFIC_GRAVITY, 0.05, "", "specific gravity"),
 )
+#: Per chemistry: (voltage margin [V], temperature margin [degC]) that a reading must exceed *both*
+#: (above the string median) to count as a dried-out cell's. Calibrated on simulated VRLA fleets of
+#: calibration seeds 100-107 (failure rate 0.15): dead dry-out cells read +0.062..+0.126 V and
+#: +4.7..+8.8 degC (12 h medians on float; 39 dry-outs), their last 12 h of precursor +0.012..+0.055 V and
+#: +1.9..+4.7 degC but never both above these margins, living cells at most +0.026 V (488 cells).
+#: Flooded dry-out deaths (+0.1 V, +10 degC and more) already exceed :data:`DEAD_MARGINS`.
+DRY_OUT_SIGNATURE: dict[str, tuple[float, float]] = {"vrla": (0.05, 4.0)}
 #: Below this V/cell on float or at rest a cell is shorted or open (used also without peers).
 DEAD_FLOAT_VPC = 1.95
 MIN_PEERS = 3
@@ -70,7 +84,7 @@ def _no_dead(n: int) -> DeadCells:
 def recognise_dead_cells(frame: pd.DataFrame, states: np.ndarray | None = None) -> DeadCells:
     """Which cells of ``frame`` (canonical readings, any row order) are dead, since when and why."""
     from bms_schema.grouped import cell_starts
-    from bms_schema.state import STATES
+    from bms_schema.state import STATES, infer_chemistry
 
     from .features import _floats, group_codes, group_median
 
@@ -99,6 +113,12 @@ def recognise_dead_cells(frame: pd.DataFrame, states: np.ndarray | None = None) 
         measured |= ok
         with np.errstate(invalid="ignore"):
             exceed |= ok & (np.abs(dev) > margin)
+    dry_out = np.zeros(n, dtype=bool)
+    signature = DRY_OUT_SIGNATURE.get(infer_chemistry(frame))
+    if signature is not None and C.VOLTAGE in deviation and C.TEMPERATURE in deviation:
+        with np.errstate(invalid="ignore"):
+            dry_out = has_peers & (deviation[C.VOLTAGE] > signature[0]) & (deviation[C.TEMPERATURE] > signature[1])
+        exceed |= dry_out
     volts = _floats(frame, C.VOLTAGE)
     volts[quality_bad] = np.nan
     if states is not None:
@@ -156,6 +176,13 @@ def recognise_dead_cells(frame: pd.DataFrame, states: np.ndarray | None = None) 
                 if np.isfinite(med) and abs(med) > margin:
                     side = "above" if med > 0 else "below"
                     reasons.append(f"{wording} {abs(med):.3g}{(' ' + unit) if unit else ''} {side} its string peers")
+        if not reasons and dry_out[window_rows].mean() >= 0.5 and signature is not None:
+            dv = float(np.nanmedian(deviation[C.VOLTAGE][window_rows]))
+            dt = float(np.nanmedian(deviation[C.TEMPERATURE][window_rows]))
+            reasons.append(
+                f"voltage {dv:.3g} V and temperature {dt:.3g} degC above its string peers together "
+                f"(VRLA dry-out: beyond {signature[0]:g} V and {signature[1]:g} degC at once)"
+            )
         if not reasons:
             med_v = float(np.nanmedian(volts[window_rows])) if np.isfinite(volts[window_rows]).any() else np.nan
             reasons.append(f"voltage {med_v:.3g} V on float/rest, below {DEAD_FLOAT_VPC} V/cell (shorted or open)")
