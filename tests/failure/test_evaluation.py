@@ -1,5 +1,6 @@
-"""Metrics and the survival distribution on hand-made cases: lead time, censored maximum likelihood,
-coherent probabilities and quantiles, top-2k recall, monthly alarm share, remaining-life accuracy."""
+"""Metrics and the survival model on hand-made cases: lead time, person-period rows, one coherent hazard
+curve, remaining life recovered from censored samples, top-2k recall, monthly alarm share, remaining-life
+accuracy."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from bms_failure.evaluation import binary_metrics, lead_times
-from bms_failure.survival import SurvivalDistribution, survival_targets
+from bms_failure.survival import MIN_DAYS, HazardCurve, fit_hazard, hazard_logits, person_period, survival_targets
 from bms_failure.training import monthly_alarm_share, rul_metrics, top_2k_recall
 
 
@@ -35,48 +36,57 @@ def test_lead_time_is_the_start_of_the_sustained_alarm_before_death() -> None:
     assert (m["precision"], m["recall"], m["alarms"], m["true_alarms"]) == (0.5, 0.5, 2, 1)
 
 
-def test_censored_maximum_likelihood_recovers_the_distribution() -> None:
-    """Log-normal times around a known mu, right-censored at 30 days: the fit finds shift and sigma;
-    treating the censored as deaths (the mistake survival methods avoid) would not."""
-    rng = np.random.default_rng(0)
-    mu = rng.normal(3.0, 0.8, 20_000)
-    truth = np.exp(mu + 0.3 + 0.6 * rng.standard_normal(len(mu)))
-    censor = 30.0
-    lower = np.minimum(truth, censor)
-    upper = np.where(truth <= censor, truth, np.inf)
-    assert 0.3 < np.mean(np.isinf(upper)) < 0.7
-    fit = SurvivalDistribution.fit(mu, lower, upper, heteroscedastic=True)
-    assert fit.shift == pytest.approx(0.3, abs=0.03) and fit.sigma == pytest.approx(0.6, abs=0.03)
-    assert fit.slope == pytest.approx(1.0, abs=0.03) and fit.sigma_slope == pytest.approx(0.0, abs=0.03)
-    naive = SurvivalDistribution.fit(mu, lower, lower)
-    assert naive.shift < 0.1
-    # One distribution, coherent everywhere: P(7) <= P(14) <= P(30); P(p50) = 0.5; p10 < p50 < p90.
-    m = np.array([1.0, 2.5, 4.0])
-    p = np.stack([fit.probability(m, h) for h in (7, 14, 30)])
-    assert (np.diff(p, axis=0) > 0).all()
-    p50 = fit.quantile(m, 0.5)
-    assert np.array([fit.probability(m[i : i + 1], p50[i])[0] for i in range(3)]) == pytest.approx(0.5)
-    assert (fit.quantile(m, 0.1) < p50).all() and (p50 < fit.quantile(m, 0.9)).all()
-    assert SurvivalDistribution.from_dict(fit.to_dict()) == fit
+def test_person_period_rows_of_a_death_a_censored_cell_and_a_long_life() -> None:
+    """A death at 2.5 d is at risk in [0,1), [1,2), [2,3) and dies in the third; a cell censored at 1.5 d counts
+    fully in [0,1) and half in [1,2); a death beyond the last edge survives every interval."""
+    edges = (0.0, 1.0, 2.0, 3.0)
+    rows, cols, label, weight = person_period(
+        np.array([2.5, 1.5, 9.0]), np.array([2.5, np.inf, 9.0]), np.array([1.0, 2.0, 1.0]), edges
+    )
+    assert rows.tolist() == [0, 0, 0, 1, 1, 2, 2, 2] and cols.tolist() == [0, 1, 2, 0, 1, 0, 1, 2]
+    assert label.tolist() == [0, 0, 1, 0, 0, 0, 0, 0]
+    assert weight.tolist() == [1.0, 1.0, 1.0, 2.0, 1.0, 1.0, 1.0, 1.0]  # sample weight x observed share
 
 
-def test_heteroscedastic_fit_narrows_the_band_of_predictable_cells() -> None:
-    """Cells with a short expected life (low mu) are more predictable: sigma grows with mu. The fit finds
-    that, and its p10-p90 band holds ~80 % of the deaths in each group; one sigma for all would not."""
-    rng = np.random.default_rng(1)
-    mu = rng.uniform(1.0, 5.0, 40_000)
-    sigma = 0.3 * np.exp(0.4 * (mu - 3.0))
-    truth = np.exp(mu + sigma * rng.standard_normal(len(mu)))
-    lower = np.minimum(truth, 60.0)
-    upper = np.where(truth <= 60.0, truth, np.inf)
-    fit = SurvivalDistribution.fit(mu, lower, upper, heteroscedastic=True)
-    flat = SurvivalDistribution.fit(mu, lower, upper)
-    assert fit.sigma_slope == pytest.approx(0.4, abs=0.05) and fit.slope == pytest.approx(1.0, abs=0.05)
-    short = (mu < 2.0) & np.isfinite(upper)
-    inside = (fit.quantile(mu, 0.1) <= truth) & (truth <= fit.quantile(mu, 0.9))
-    inside_flat = (flat.quantile(mu, 0.1) <= truth) & (truth <= flat.quantile(mu, 0.9))
-    assert inside[short].mean() == pytest.approx(0.8, abs=0.03)
-    assert inside_flat[short].mean() > 0.9  # too wide where the life is short
+def test_hazard_curve_is_one_coherent_distribution() -> None:
+    """A constant hazard of 0.1 a day is an exponential life: P(T <= h) = 1 - exp(-0.1 h), the median ln 2 / 0.1,
+    the same curve for every horizon and quantile (also beyond the last edge)."""
+    curve = HazardCurve(edges=(0.0, 1.0, 2.0, 5.0, 10.0))
+    p = 1 - np.exp(-0.1 * np.diff(curve.edges))  # each interval's probability of death
+    margin = np.log(p / (1 - p))[None, :]  # as logits
+    assert curve.hazards(margin)[0] == pytest.approx(p)
+    for days in (0.5, 3.0, 7.0, 14.0, 30.0):
+        assert curve.probability(margin, days)[0] == pytest.approx(1 - np.exp(-0.1 * days), rel=1e-9)
+    p50 = curve.quantile(margin, 0.5)[0]
+    assert p50 == pytest.approx(np.log(2) / 0.1) and curve.probability(margin, p50)[0] == pytest.approx(0.5)
+    assert curve.quantile(margin, 0.1)[0] < p50 < curve.quantile(margin, 0.9)[0] == pytest.approx(np.log(10) / 0.1)
+    assert curve.curve(margin)[0] == pytest.approx(1 - np.exp(-0.1 * np.asarray(curve.edges[1:])))
+    assert HazardCurve.from_dict(curve.to_dict()) == curve
+
+
+def test_hazard_model_recovers_remaining_life_from_censored_samples() -> None:
+    """Two kinds of cells (x = 0: 2 %/day, x = 1: 10 %/day hazard), exponential lives right-censored at 45
+    days: the fitted discrete-time hazard model gives each kind its median life (ln 2 / rate, within 10 %) and
+    a p10-p90 band holding ~80 % of the true lives; beyond the censoring it keeps the death rate per day."""
+    rng = np.random.default_rng(3)
+    x = rng.integers(0, 2, 6000).astype(np.float64)[:, None]
+    rate = np.where(x[:, 0] == 1, 0.10, 0.02)
+    truth = rng.exponential(1 / rate)
+    lower = np.maximum(np.minimum(truth, 45.0), MIN_DAYS)
+    upper = np.where(truth <= 45.0, lower, np.inf)
+    booster, rounds, curve = fit_hazard(x, lower, upper, ["x"], seed=0, rounds=200)
+    # base rate: deaths / days at risk (1.58 / 39.6 a cell of each kind, the interval of death counted whole)
+    assert rounds == 200 and curve.base_log_rate == pytest.approx(np.log(1.58 / 39.6), abs=0.15)
+    margin = hazard_logits(booster, np.array([[0.0], [1.0]]), ["x"], curve)
+    assert curve.quantile(margin, 0.5) == pytest.approx(np.log(2) / np.array([0.02, 0.10]), rel=0.1)
+    assert curve.probability(margin, 14.0) == pytest.approx(1 - np.exp(-14 * np.array([0.02, 0.10])), abs=0.03)
+    # 45-60 d (15 days) and 60-90 d (30 days) are never seen: about the same rate per day (the logit link
+    # makes it exact only for small hazards), not the same probability (which would halve the rate)
+    h = curve.hazards(margin)[0]
+    assert -np.log1p(-h[11]) / 30 == pytest.approx(-np.log1p(-h[10]) / 15, rel=0.15)
+    m = hazard_logits(booster, x, ["x"], curve)
+    inside = (curve.quantile(m, 0.1) <= truth) & (truth <= curve.quantile(m, 0.9))
+    assert inside.mean() == pytest.approx(0.8, abs=0.03) and inside[truth <= 45.0].mean() > 0.75
 
 
 def test_survival_targets_censor_at_the_cut() -> None:

@@ -1,4 +1,4 @@
-"""bms_failure: which battery cells will fail and when (one XGBoost AFT survival model over weeks-long trends).
+"""bms_failure: which battery cells will fail and when (one discrete-time hazard survival model over weeks-long trends).
 
 Public API (imported lazily, so ``import bms_failure`` stays cheap for the MCP server)::
 
@@ -23,7 +23,7 @@ __getattr__, __all__ = lazy_exports(
         "build_feature_grid": "bms_failure.features",
         "FeatureConfig": "bms_failure.config",
         "FEATURES": "bms_failure.config",
-        "SurvivalDistribution": "bms_failure.survival",
+        "HazardCurve": "bms_failure.survival",
         "trend_to_threshold": "bms_failure.trends",
         "MODEL_NAME": "bms_failure.config",
     },

@@ -7,7 +7,7 @@ from typing import Any
 
 MODEL_NAME = "failure_classifier"
 MODEL_FILE = "model.ubj"
-#: The survival distribution around the booster's margin (shift, sigma) as JSON.
+#: The survival curve's hazard intervals and calibration as JSON.
 DISTRIBUTION_FILE = "survival.json"
 #: Horizons every prediction reports (days) besides the requested one.
 REPORT_HORIZONS: tuple[float, ...] = (7.0, 14.0, 30.0)

@@ -1,4 +1,4 @@
-"""The failure model: one survival booster (XGBoost AFT) + its time distribution, saved in the registry.
+"""The failure model: one discrete-time hazard booster (XGBoost) + its survival curve, saved in the registry.
 
 ``FailureModel.predict(history)`` turns a readings table (no labels needed) into the per-cell
 table: failure probability within the requested horizon (and 7/14/30 days), remaining useful life
@@ -35,11 +35,11 @@ from .config import (
     format_reason,
 )
 from .features import FeatureGrid, as_canonical, build_feature_grid, feature_matrix
-from .survival import SurvivalDistribution
+from .survival import HazardCurve, hazard_contributions, hazard_logits
 
 log = logging.getLogger(LOGGER)
 
-#: A feature is listed as a reason only when it shortens the expected life by at least this factor.
+#: A feature is listed as a reason only when it raises the hazard's log-odds by at least this much.
 MIN_REASON_CONTRIBUTION = 0.01
 #: Columns of the per-cell prediction table, in order.
 PREDICTION_COLUMNS = (
@@ -136,8 +136,8 @@ def _days_text(days: float) -> str:
 
 @dataclass
 class FailureModel:
-    booster: Any  # xgboost.Booster, objective survival:aft (margin = location of log days to death)
-    distribution: SurvivalDistribution
+    booster: Any  # xgboost.Booster, binary:logistic on person-period rows (the hazard per time interval)
+    distribution: HazardCurve
     features: list[str]
     config: FeatureConfig
     #: The horizon ``FailureProbability`` reports by default (any horizon can be asked for).
@@ -163,16 +163,6 @@ class FailureModel:
     holdout_metrics: dict[str, Any] | None = None
 
     # -- scoring ----------------------------------------------------------------------
-    def _dmatrix(self, table: pd.DataFrame) -> Any:
-        import xgboost as xgb
-
-        return xgb.DMatrix(
-            feature_matrix(table, self.features),
-            feature_names=list(self.features),
-            missing=np.nan,
-            nthread=self._threads(),
-        )
-
     @staticmethod
     def _threads() -> int:
         from bms_schema.runtime import compute_threads
@@ -180,10 +170,9 @@ class FailureModel:
         return compute_threads()
 
     def margin(self, table: pd.DataFrame) -> np.ndarray:
-        """The booster's location of log(days to death) per feature row."""
-        if len(table) == 0:
-            return np.zeros(0)
-        return np.asarray(self.booster.predict(self._dmatrix(table), output_margin=True), dtype=np.float64)
+        """The booster's hazard logits per feature row and time interval (rows x intervals): what
+        :attr:`distribution` turns into the survival curve."""
+        return hazard_logits(self.booster, feature_matrix(table, self.features), self.features, self.distribution)
 
     def check_horizon(self, horizon_days: float | None) -> float:
         """``horizon_days`` (default: the model's) when the model can answer it: positive and at most
@@ -211,11 +200,12 @@ class FailureModel:
         return {q: self.distribution.quantile(mu, v) for q, v in (("p10", 0.1), ("p50", 0.5), ("p90", 0.9))}
 
     def contributions(self, table: pd.DataFrame) -> np.ndarray:
-        """Per-prediction feature contributions to the log-time margin (``pred_contribs=True``; negative =
-        shorter life); the last column is the bias."""
+        """Per-prediction feature contributions (``pred_contribs=True``) to the hazard's log-odds in the
+        interval holding 14 days, negated (negative = higher hazard = shorter life); the last column is the bias."""
         if len(table) == 0:
             return np.zeros((0, len(self.features) + 1))
-        return self.booster.predict(self._dmatrix(table), pred_contribs=True)
+        x = feature_matrix(table, self.features)
+        return -hazard_contributions(self.booster, x, self.features, self.distribution)
 
     def sustained_alarm_probability(self, grid: FeatureGrid, last: pd.DataFrame) -> np.ndarray:
         """P(death within the alarm horizon) held over the last ``ALARM_SUSTAIN_HOURS``: the lowest value
@@ -251,11 +241,11 @@ class FailureModel:
         # One string per cell (tens to thousands of cells, not rows of data).
         return [
             "; ".join(
-                format_reason(n, float(v), float(c), self.config, effect=f"expected life x{np.exp(-c):.2f}")
+                format_reason(n, float(v), float(c), self.config, effect=f"hazard odds x{np.exp(c):.2f}")
                 for n, v, c in zip(names[i], top_v[i], top_c[i])
                 if c >= MIN_REASON_CONTRIBUTION
             )
-            or "no feature shortens the expected life noticeably"
+            or "no feature raises the hazard noticeably"
             for i in range(len(table))
         ]
 
@@ -462,8 +452,8 @@ class FailureModel:
         from bms_schema.runtime import versions
 
         files = {
-            MODEL_FILE: "XGBoost AFT survival booster (UBJSON)",
-            DISTRIBUTION_FILE: "time-to-death distribution around the margin (JSON)",
+            MODEL_FILE: "XGBoost discrete-time hazard booster (UBJSON)",
+            DISTRIBUTION_FILE: "hazard intervals and logit calibration of the survival curve (JSON)",
         }
         if self.dead_booster is not None:
             files[DEAD_STATE_FILE] = "XGBoost booster recognising already-dead cells (UBJSON)"
@@ -471,7 +461,7 @@ class FailureModel:
             files[REFERENCE_FILE] = "a sample of training feature rows (drift reference)"
         return {
             **self.metadata,
-            "model_type": "xgboost.Booster survival:aft (log-normal time to death)",
+            "model_type": "xgboost.Booster binary:logistic discrete-time hazard (person-period rows)",
             "features": list(self.features),
             "horizon_days": float(self.horizon_days),
             "any_horizon": True,
@@ -544,7 +534,7 @@ class FailureModel:
         booster = booster_from(MODEL_FILE)
         dead_booster = booster_from(DEAD_STATE_FILE) if DEAD_STATE_FILE in meta.get("files", {}) else None
         try:
-            distribution = SurvivalDistribution.from_dict(json.loads(Path(version.file(DISTRIBUTION_FILE)).read_text()))
+            distribution = HazardCurve.from_dict(json.loads(Path(version.file(DISTRIBUTION_FILE)).read_text()))
         except ValueError as exc:
             raise ModelError(f"model {version.name}/{version.version}: {DISTRIBUTION_FILE} is not JSON") from exc
         reference = None

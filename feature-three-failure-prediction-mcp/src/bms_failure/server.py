@@ -228,7 +228,7 @@ def predict_cell_failure(args: PredictArgs, ctx: ToolContext) -> ToolOutput:
 @server.tool(TrainArgs, title="Train the failure model", read_only=False, data_model=TrainFailureData, destructive=True)
 def train_failure_model(args: TrainArgs, ctx: ToolContext) -> ToolOutput:
     """Train, validate (split by cell and by time, no leakage) and register a failure_classifier candidate: one
-    survival model (XGBoost AFT) giving death probability at any horizon and remaining life p10/p50/p90.
+    survival model (discrete-time hazard, XGBoost) giving death probability at any horizon and remaining life p10/p50/p90.
 
     Needs IsDead labels with some deaths (e.g. a simulated fleet); cells alive at the end are censored. The new
     version becomes champion only if it beats the champion on its held-out cells (or promote=true). Reports

@@ -45,6 +45,10 @@ IMPORTANCE_ROWS = 8000
 #: Remaining-life accuracy is judged on cells that die within this many days of a sample.
 RUL_WITHIN_DAYS = 60.0
 MONTH_DAYS = 30.0
+#: The hazard is trained on every sample this close to a seen death ...
+DENSE_BEFORE_DEATH_DAYS = 14.0
+#: ... and on every THIN_EVERY-th sampling time elsewhere (weighted accordingly).
+THIN_EVERY = 4
 
 
 @dataclass
@@ -161,26 +165,42 @@ def fit_survival(
     seed: int,
     rounds: int | None = None,
 ) -> tuple[FailureModel, int]:
-    """Train the AFT booster on ``train`` (targets censored at ``censor_at``), early-stop (unless ``rounds``
-    is given) and fit the time distribution and the alarm threshold on ``calib``."""
+    """Train the hazard booster on the person-period rows of ``train`` (targets censored at ``censor_at``),
+    early-stop on ``calib`` (unless ``rounds`` is given) and choose the alarm threshold on ``calib``."""
     use_t, lo_t, up_t = S.survival_targets(train, deaths, censor_at)
     use_c, lo_c, up_c = S.survival_targets(calib, deaths, censor_at)
     train, calib = train.loc[use_t], calib.loc[use_c]
     lo_t, up_t, lo_c, up_c = lo_t[use_t], up_t[use_t], lo_c[use_c], up_c[use_c]
-    x_train = feature_matrix(train, features)
+    keep, weight = thin_samples(train, lo_t, up_t, config)
+    x_train = feature_matrix(train.loc[keep], features)
     x_calib = feature_matrix(calib, features)
+    lo_k, up_k = lo_t[keep], up_t[keep]
     if rounds is None:
-        booster, used = S.fit_aft(x_train, lo_t, up_t, features, seed, valid=(x_calib, lo_c, up_c))
+        booster, used, curve = S.fit_hazard(
+            x_train, lo_k, up_k, features, seed, weight=weight, valid=(x_calib, lo_c, up_c)
+        )
     else:
-        booster, used = S.fit_aft(x_train, lo_t, up_t, features, seed, rounds=rounds)
-    model = FailureModel(booster=booster, distribution=S.SurvivalDistribution(), features=features, config=config)
+        booster, used, curve = S.fit_hazard(x_train, lo_k, up_k, features, seed, weight=weight, rounds=rounds)
+    model = FailureModel(booster=booster, distribution=curve, features=features, config=config)
     seen = np.concatenate([lo_t[np.isfinite(up_t)], lo_c[np.isfinite(up_c)]])
     # the longest time to death the labels show, but never shorter than the horizons every table reports
     model.max_horizon_days = float(max(np.max(seen) if len(seen) else 0.0, max(REPORT_HORIZONS)))
     if len(calib):
-        model.distribution = S.SurvivalDistribution.fit(model.margin(calib), lo_c, up_c)
         model.alarm_threshold = alarm_threshold(model, calib, censor_at)
     return model, used
+
+
+def thin_samples(
+    rows: pd.DataFrame, lower: np.ndarray, upper: np.ndarray, config: FeatureConfig
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(keep, weight)``: the hazard is trained on every sample within :data:`DENSE_BEFORE_DEATH_DAYS` of
+    a seen death and on every ``THIN_EVERY``-th sampling time elsewhere, weighted ``THIN_EVERY`` (the same
+    expected likelihood, a quarter of the person-period rows)."""
+    step_ns = int(round(config.sample_every_hours * 3_600_000_000_000))
+    index = rows[C.TIMESTAMP].array.asi8 // max(step_ns, 1)
+    near = np.isfinite(upper) & (lower <= DENSE_BEFORE_DEATH_DAYS)
+    keep = near | (index % THIN_EVERY == 0)
+    return keep, np.where(near, 1.0, float(THIN_EVERY))[keep]
 
 
 def dead_state_rows(labelled: pd.DataFrame, grid: FeatureGrid) -> pd.DataFrame:
@@ -208,7 +228,7 @@ def evaluate_dead_state(booster: Any, rows: pd.DataFrame, features: list[str], c
     if booster is None or len(rows) == 0:
         return {"trained": booster is not None, "samples": int(len(rows))}
     probe = FailureModel(
-        booster=booster, distribution=S.SurvivalDistribution(), features=features, config=config, dead_booster=booster
+        booster=booster, distribution=S.HazardCurve(), features=features, config=config, dead_booster=booster
     )
     with np.errstate(invalid="ignore"):
         collapsed = rows["LastVoltage"].to_numpy() < config.dead_voltage
@@ -353,10 +373,9 @@ def model_card(model: FailureModel, metrics: dict[str, Any], training_rows: int,
         training_rows=training_rows,
         holdout="a quarter of the cells (stratified by fate), every sample, deaths known up to the end of the data",
         params={
-            **S.aft_params(seed),
+            **S.hazard_params(seed),
             "feature_config": model.config.to_dict(),
-            "sigma": model.distribution.sigma,
-            "shift": model.distribution.shift,
+            "survival_curve": model.distribution.to_dict(),
         },
         library_versions=versions("xgboost", "scikit-learn", "pandas", "numpy", "scipy"),
     )
@@ -444,7 +463,7 @@ def train_failure_model(
     step(0.85, "scoring the held-out cells and the rules")
     metrics: dict[str, Any] = {
         "horizon_days": float(horizon_days),
-        "model": "XGBoost survival:aft, log-normal time to death; censored cells censored",
+        "model": "discrete-time hazard (XGBoost binary:logistic on person-period rows); censored cells censored",
         "distribution": final.distribution.to_dict(),
         "alarm": {
             "horizon_days": ALARM_HORIZON_DAYS,
