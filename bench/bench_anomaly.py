@@ -159,7 +159,7 @@ def _seeds(text: str) -> tuple[int, ...]:
     return tuple(int(part) for part in text.split(",") if part.strip())
 
 
-def _cell_behaviour(frame, result, precursor=None) -> dict:
+def _cell_behaviour(frame, result, precursor=None, failing=None) -> dict:
     """Scored as cell behaviour: 0xFFFF dropouts and (labelled) dead cells left out; a flag is any
     AnomalyFlag that is not a sensor fault (statistical or out-of-range).
 
@@ -181,6 +181,9 @@ def _cell_behaviour(frame, result, precursor=None) -> dict:
         }
         out["failure_precursor_rows"] = int((keep & precursor).sum())
         out["flags_on_failure_precursor"] = int((keep & precursor & flags).sum())
+        out["flags_on_failing_cells"] = _early_warning(frame, keep & precursor, flags)
+        if failing is not None:
+            out["failing_state"] = _failing_state(frame, precursor, failing)
     types = frame["AnomalyType"].astype("string").fillna("").to_numpy()
     out["recall_by_type"] = {
         t: round(float(flags[keep & truth & (types == t)].mean()), 3)
@@ -191,6 +194,49 @@ def _cell_behaviour(frame, result, precursor=None) -> dict:
     )
     out["dead_cell_rows"] = int((kind == "dead_cell").sum())
     return out
+
+
+def _early_warning(frame, precursor, flags) -> dict:
+    """Cell-level view of the precursor rows: of the dying cells with precursor readings, how many had a
+    flag in them, and how many hours before the end of their precursor the first flag came."""
+    import pandas as pd
+
+    part = pd.DataFrame(
+        {"cell": frame["CellID"].to_numpy()[precursor], "ts": frame["Timestamp"].to_numpy()[precursor]}
+    ).assign(flag=flags[precursor])
+    if part.empty:
+        return {"cells": 0, "flagged_before_death": 0}
+    last = part.groupby("cell")["ts"].max()
+    first_flag = part[part["flag"]].groupby("cell")["ts"].min()
+    lead = ((last.reindex(first_flag.index) - first_flag) / pd.Timedelta(hours=1)).round(1)
+    return {
+        "cells": int(len(last)),
+        "flagged_before_death": int(len(first_flag)),
+        "hours_first_flag_before_end_of_precursor": {str(k): float(v) for k, v in lead.items()},
+    }
+
+
+def _failing_state(frame, precursor, failing) -> dict:
+    """The reported "drifting from its peers, failure precursor likely" state (``detector.last_failing``) against
+    the simulator's dying cells (cells with precursor rows): reported before death, how early, and cells reported
+    that are not dying."""
+    import pandas as pd
+
+    dying = set(frame.loc[precursor, "CellID"].astype(str))
+    dead = frame["IsDead"].astype(bool).to_numpy()
+    death = frame[dead].groupby("CellID")["Timestamp"].min()
+    table = failing.table.set_index("CellID")
+    reported = set(table.index.astype(str))
+    hours = {}
+    for cell in sorted(dying & reported):
+        end = death.get(cell, frame["Timestamp"].max())
+        hours[cell] = round(float((end - table.loc[cell, "recognised_at"]) / pd.Timedelta(hours=1)), 1)
+    return {
+        "dying_cells": len(dying),
+        "reported": len(dying & reported),
+        "hours_recognised_before_death_or_end": hours,
+        "reported_not_dying": sorted(reported - dying),
+    }
 
 
 def held_out_quality(
@@ -224,7 +270,9 @@ def held_out_quality(
             "features": detector.features,
             "threshold": detector.threshold,
             "seeds": {
-                seed: _cell_behaviour(f, detector.score(f), pre) for seed in fleet_seeds for f, pre in [fleet(seed)]
+                seed: _cell_behaviour(f, detector.score(f), pre, detector.last_failing)
+                for seed in fleet_seeds
+                for f, pre in [fleet(seed)]
             },
         }
     out["tiny_fleet"] = tiny_fleet_quality(tiny_seeds, train_seed)

@@ -36,6 +36,26 @@ def test_dead_cells_are_recognised_once_with_when_and_why(dying: pd.DataFrame) -
     assert dead.rows[is_dead].mean() > 0.95 and dead.rows[~is_dead].mean() < 0.01
 
 
+def test_cells_drifting_before_they_die_are_reported_as_failing_once(dying: pd.DataFrame) -> None:
+    """The failure precursor is a state too: a living cell whose float readings sit beyond the watch margins
+    for a day is reported once (since when, why) before it dies; no healthy cell is; no flag changes."""
+    from bms_anomaly.dead import recognise_failing_cells
+
+    states = state_codes(dying)
+    dead = recognise_dead_cells(dying, states)
+    failing = recognise_failing_cells(dying, states, dead)
+    assert sorted(failing.cells) == ["1-8", "2-3"]  # of the dying 1-3, 1-8, 2-3 (1-3: a 1.5-day internal short)
+    table = failing.table.set_index("CellID")
+    assert (table["recognised_at"] < table["dead_since"]).all()
+    lead = (table["dead_since"] - table["recognised_at"]) / pd.Timedelta(hours=1)
+    assert lead.min() >= 4.0, lead  # 4.75 h (1-8) and 21.75 h (2-3) of warning
+    assert table["reason"].str.contains("below its string peers").all()
+    assert table["reason"].str.endswith("failure precursor likely").all()
+    cells = dying["CellID"].to_numpy()
+    assert not failing.rows[~np.isin(cells, ["1-8", "2-3"])].any()
+    assert not (failing.rows & dead.rows).any()  # failing until dead, then dead
+
+
 def test_a_dried_out_vrla_cell_is_dead_though_under_the_single_margins() -> None:
     """VRLA dry-out (seed 4, 1 string x 24 cells x 6 days): the dead cell reads ~+0.07 V and ~+5.6 degC above
     its peers, under the 0.085 V / 8 degC single margins; voltage and heat together for 12 h mark it dead (from
@@ -76,6 +96,18 @@ def test_readings_of_dead_cells_are_not_statistical_anomalies(dying: pd.DataFram
     assert not (result.loc[dead_rows, "AnomalyKind"] == "statistical").any()
     assert result.loc[result["AnomalyKind"] == "dead_cell", "AnomalyReason"].str.startswith("dead cell since").all()
     assert (result.loc[result["AnomalyKind"] == "dead_cell", "AnomalyFlag"] == 0).all()
+    # a hot spot on a cell while it is failing: still a statistical anomaly, and its reason says the cell drifts
+    failing_rows = np.flatnonzero(detector.last_failing.rows & (dying["CellID"] == "2-3").to_numpy())
+    hot = dying.copy()
+    hot.loc[failing_rows[40:43], "CellTemperature"] += 15.0
+    hot_result = detector.score(hot)
+    flagged = hot_result["AnomalyKind"].to_numpy() == "statistical"
+    assert flagged[failing_rows[40:43]].all()
+    noted = hot_result["AnomalyReason"].fillna("").str.endswith("failure precursor likely").to_numpy()
+    assert noted[failing_rows[40:43]].all() and not (noted & ~detector.last_failing.rows).any()
+    assert (flagged & ~np.isin(np.arange(len(hot)), failing_rows[40:43])).sum() == (
+        result["AnomalyKind"] == "statistical"
+    ).sum()
 
 
 def test_vrla_fleet_without_sg_on_a_fleet_it_did_not_train_on() -> None:

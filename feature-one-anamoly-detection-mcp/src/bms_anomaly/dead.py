@@ -232,3 +232,139 @@ def _trailing_count(finite: np.ndarray, starts: np.ndarray, seconds: np.ndarray,
 def _trailing_span(starts: np.ndarray, seconds: np.ndarray, window_s: float) -> np.ndarray:
     """Seconds since the cell's first reading, capped at the window (a dead cell needs half a window of data)."""
     return np.minimum(seconds - seconds[starts], window_s)
+
+
+#: A cell *drifting from its peers* (a failure precursor likely, not yet dead): over a trailing
+#: :data:`FAILING_WINDOW_HOURS` at least :data:`DEAD_SHARE` of its float/rest readings deviate from the string
+#: median by more than a watch margin (about a third of a failed cell's). Twice the dead window, so that no
+#: reading anomaly (a thermal excursion lasts up to 6 h, a stuck sensor up to 12 h) makes a cell "failing".
+WATCH_MARGINS: tuple[tuple[str, float, str, str], ...] = (
+    (C.VOLTAGE, 0.03, "V", "float voltage"),
+    (C.TEMPERATURE, 3.0, "degC", "temperature"),
+    (C.SPECIFIC_GRAVITY, 0.02, "", "specific gravity"),
+)
+FAILING_WINDOW_HOURS = 24.0
+FAILING_COLUMNS = ("CellID", "DeviceID", "failing_since", "recognised_at", "dead_since", "reason")
+
+
+@dataclass
+class FailingCells:
+    rows: np.ndarray  # bool per input row: the cell is drifting (from failing_since until it is dead, if it dies)
+    table: pd.DataFrame  # one row per failing cell: FAILING_COLUMNS
+
+    @property
+    def cells(self) -> list[str]:
+        return self.table["CellID"].astype(str).tolist()
+
+    def note_by_row(self, frame: pd.DataFrame) -> np.ndarray:
+        """A short note on each failing row (None elsewhere)."""
+        out = np.full(len(frame), None, dtype=object)
+        if not self.rows.any():
+            return out
+        since = dict(zip(self.table["CellID"].astype(str), self.table["failing_since"].astype(str)))
+        cells = frame[C.CELL_ID].astype(str).to_numpy()[self.rows]
+        out[self.rows] = [f"cell drifting from its peers since {since[c]}: failure precursor likely" for c in cells]
+        return out
+
+
+def recognise_failing_cells(
+    frame: pd.DataFrame, states: np.ndarray | None = None, dead: DeadCells | None = None
+) -> FailingCells:
+    """Which living cells of ``frame`` drift away from their string for a whole day (since when, why).
+
+    A state like dead, reported once per cell; it does not change any flag (a reading anomaly on a failing
+    cell is still one). Cells already dead at the first recognition are not listed (they are dead cells)."""
+    from bms_schema.grouped import cell_starts
+    from bms_schema.state import STATES
+
+    from .features import _floats, group_codes, group_median
+
+    n = len(frame)
+    empty = FailingCells(rows=np.zeros(n, dtype=bool), table=pd.DataFrame(columns=list(FAILING_COLUMNS)))
+    if n == 0 or any(c not in frame.columns for c in (C.CELL_ID, C.DEVICE_ID, C.TIMESTAMP, C.VOLTAGE)):
+        return empty
+    quality_bad = np.zeros(n, dtype=bool)
+    for flag in (C.SENSOR_FAULT, C.OUT_OF_RANGE):
+        if flag in frame.columns:
+            quality_bad |= frame[flag].fillna(False).astype(bool).to_numpy()
+    codes = group_codes(frame)
+    dense = np.unique(codes, return_inverse=True)[1].ravel()
+    has_peers = np.bincount(dense)[dense] >= MIN_PEERS
+    resting = np.isin(states, [STATES.index("float"), STATES.index("rest")]) if states is not None else np.ones(n, bool)
+    dead_rows = dead.rows if dead is not None else np.zeros(n, dtype=bool)
+    exceed = np.zeros(n, dtype=bool)
+    measured = np.zeros(n, dtype=bool)
+    deviation: dict[str, np.ndarray] = {}
+    for source, margin, _, _ in WATCH_MARGINS:
+        if source not in frame.columns:
+            continue
+        values = _floats(frame, source)
+        values[quality_bad] = np.nan
+        dev = values - group_median(codes, values)
+        deviation[source] = dev
+        ok = np.isfinite(dev) & has_peers & resting & ~dead_rows
+        measured |= ok
+        with np.errstate(invalid="ignore"):
+            exceed |= ok & (np.abs(dev) > margin)
+    if not exceed.any():
+        return empty
+    cell = pd.factorize(frame[C.CELL_ID].to_numpy())[0]
+    ts = frame[C.TIMESTAMP].to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    order = np.lexsort((ts, cell))
+    starts = cell_starts(cell[order])
+    seconds = ts[order] / 1e9
+    window_s = FAILING_WINDOW_HOURS * 3600.0
+    share_input = np.where(measured[order], exceed[order].astype(np.float64), np.nan)
+    share = _trailing_share(share_input, starts, seconds, window_s)
+    count = _trailing_count(np.isfinite(share_input), starts, seconds, window_s)
+    span = _trailing_span(starts, seconds, window_s)
+    readings = _trailing_count(np.ones(n, dtype=bool), starts, seconds, window_s)
+    # a whole day: the measured (float/rest, valid) readings are at least half of the window's, so a
+    # 6 h excursion amid a long gap or a day of discharges and recharges cannot fill it
+    covered = count >= np.maximum(DEAD_MIN_READINGS, 0.5 * readings)
+    now = (share >= DEAD_SHARE) & covered & (span >= window_s) & ~dead_rows[order]
+    if not now.any():
+        return empty
+    sorted_cell = cell[order]
+    hits = np.flatnonzero(now)
+    uniq, first_pos = np.unique(sorted_cell[hits], return_index=True)
+    ts_sorted = ts[order]
+    exceed_sorted = exceed[order]
+    dead_sorted = dead_rows[order]
+    cell_end = np.r_[np.flatnonzero(np.diff(sorted_cell) != 0) + 1, n]
+    rows_sorted = np.zeros(n, dtype=bool)
+    records = []
+    for p in first_pos:  # a loop over failing cells only
+        i = int(hits[p])
+        lo = int(np.searchsorted(ts_sorted[starts[i] : i + 1], ts_sorted[i] - int(window_s * 1e9))) + starts[i]
+        window_hits = np.flatnonzero(exceed_sorted[lo : i + 1])
+        since_pos = lo + int(window_hits[0]) if len(window_hits) else i
+        end = int(cell_end[np.searchsorted(cell_end, i, side="right")])
+        died = np.flatnonzero(dead_sorted[i:end])
+        stop = i + int(died[0]) if len(died) else end
+        rows_sorted[since_pos:stop] = True
+        window_rows = order[since_pos : i + 1]
+        reasons = []
+        for source, margin, unit, wording in WATCH_MARGINS:
+            if source in deviation and np.isfinite(deviation[source][window_rows]).any():
+                med = float(np.nanmedian(deviation[source][window_rows]))
+                if abs(med) > margin:
+                    side = "above" if med > 0 else "below"
+                    reasons.append(f"{wording} {abs(med):.3g}{(' ' + unit) if unit else ''} {side} its string peers")
+        records.append(
+            {
+                "CellID": str(frame[C.CELL_ID].iloc[order[i]]),
+                "DeviceID": str(frame[C.DEVICE_ID].iloc[order[i]]),
+                "failing_since": pd.Timestamp(ts_sorted[since_pos], tz="UTC"),
+                "recognised_at": pd.Timestamp(ts_sorted[i], tz="UTC"),
+                "dead_since": pd.Timestamp(ts_sorted[stop], tz="UTC") if stop < end else pd.NaT,
+                "reason": "drifting from its peers: "
+                + ("; ".join(reasons) or "beyond a watch margin")
+                + f" (over {FAILING_WINDOW_HOURS:g} h on float/rest, {DEAD_SHARE:.0%}+ of its readings beyond "
+                "the watch margins 0.03 V / 3 degC / 0.02 SG); failure precursor likely",
+            }
+        )
+    rows = np.zeros(n, dtype=bool)
+    rows[order] = rows_sorted
+    table = pd.DataFrame(records, columns=list(FAILING_COLUMNS)).sort_values("failing_since").reset_index(drop=True)
+    return FailingCells(rows=rows, table=table)

@@ -206,6 +206,7 @@ def detect(
             "kinds": {str(k): int(v) for k, v in result[KIND].value_counts().items()},
             "features": detector.features,
             "dead_cells": dead_cells_records(detector),
+            "failing_cells": failing_cells_records(detector),
             "seconds": round(time.perf_counter() - start, 3),
         }
     )
@@ -248,6 +249,17 @@ def dead_cells_records(detector: HybridAnomalyDetector) -> list[dict[str, Any]]:
     table = dead.table.copy()
     for col in ("dead_since", "recognised_at"):
         table[col] = table[col].astype(str)
+    return table.to_dict(orient="records")
+
+
+def failing_cells_records(detector: HybridAnomalyDetector) -> list[dict[str, Any]]:
+    """Living cells the last ``score`` saw drifting from their peers for a day (since, why; dead since if they died)."""
+    failing = detector.last_failing
+    if failing is None or failing.table.empty:
+        return []
+    table = failing.table.copy()
+    for col in ("failing_since", "recognised_at", "dead_since"):
+        table[col] = table[col].astype(str).replace("NaT", "")
     return table.to_dict(orient="records")
 
 

@@ -27,7 +27,7 @@ import pandas as pd
 from bms_schema import columns as C
 from bms_schema.errors import InputError, ModelError
 
-from .dead import DeadCells, recognise_dead_cells
+from .dead import DeadCells, FailingCells, recognise_dead_cells, recognise_failing_cells
 from .detectors import ForestConfig, ForestDetector, KernelSVMDetector, SVMConfig
 from .features import (
     DEFAULT_FEATURES,
@@ -161,6 +161,8 @@ class HybridAnomalyDetector:
         self.state_center: np.ndarray | None = None
         self.state_scale: np.ndarray | None = None
         self.last_dead: DeadCells | None = None
+        #: Living cells drifting from their peers for a day (failure precursor likely): reported, flags unchanged.
+        self.last_failing: FailingCells | None = None
         self.scaler: Any = None
         self.forest: ForestDetector | None = None
         self.svm: KernelSVMDetector | None = None
@@ -461,6 +463,8 @@ class HybridAnomalyDetector:
         fused = fuse(surprises)
         dead = recognise_dead_cells(frame, states)
         self.last_dead = dead
+        failing = recognise_failing_cells(frame, states, dead)
+        self.last_failing = failing
         sensor = quality_mask(frame, C.SENSOR_FAULT)
         out_of_range = quality_mask(frame, C.OUT_OF_RANGE) & ~sensor
         cells, times = self._cells_times(frame)
@@ -491,6 +495,10 @@ class HybridAnomalyDetector:
             dead_only = dead.rows & ~(sensor | out_of_range)
             if dead_only.any():
                 columns[REASON][dead_only] = dead.reason_by_row(frame)[dead_only]
+            noted = failing.rows & statistical
+            if noted.any():  # a reading anomaly of a failing cell: say that the cell drifts too
+                notes = failing.note_by_row(frame)
+                columns[REASON][noted] = [f"{r}; {n}" for r, n in zip(columns[REASON][noted], notes[noted])]
         else:
             columns[TOP_FEATURE] = columns[REASON] = np.full(len(frame), None, dtype=object)
         out = pd.DataFrame(columns, index=frame.index)

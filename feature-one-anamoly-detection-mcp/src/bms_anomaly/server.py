@@ -240,6 +240,15 @@ def detect_anomalies(args: DetectArgs, ctx: ToolContext) -> ToolOutput:
                 "table",
                 "cells recognised as dead: since when, why (their later readings are not anomalies)",
             )
+        failing_cells = outcome.info.get("failing_cells") or []
+        if failing_cells:
+            import pandas as pd
+
+            run.add_artifact(
+                write_table(pd.DataFrame(failing_cells), run.path("failing_cells.csv")),
+                "table",
+                "cells drifting from their string peers for a day: failure precursor likely (since when, why)",
+            )
         threshold = outcome.info["threshold"]
         report = {
             "model": {
@@ -295,6 +304,11 @@ def detect_anomalies(args: DetectArgs, ctx: ToolContext) -> ToolOutput:
         message += (
             f"; {len(dead_cells)} cell(s) recognised as dead, their later readings not counted as anomalies: "
             + ", ".join(f"{d['CellID']} since {d['dead_since'][:16]}" for d in dead_cells[:6])
+        )
+    failing_cells = outcome.info.get("failing_cells") or []
+    if failing_cells:
+        message += f"; {len(failing_cells)} cell(s) drifting from their peers, failure precursor likely: " + ", ".join(
+            f"{d['CellID']} since {d['failing_since'][:16]}" for d in failing_cells[:6]
         )
     if outcome.metrics:
         note = support_note(outcome.metrics["hybrid"])
