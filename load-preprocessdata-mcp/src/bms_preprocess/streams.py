@@ -15,6 +15,7 @@ from bms_schema import columns as C
 from bms_schema.clean import QualityAccumulator, drop_duplicates, reading_intervals, to_canonical
 from bms_schema.features import compute_features
 from bms_schema.interpolate import add_imputed_flags, impute_columns, imputed_column
+from bms_schema.normalize import concat_rows
 
 from .mice import HELPER_PREFIXES, MiceImputer, design_matrix
 
@@ -115,7 +116,7 @@ class CleanStream:
             parts.append(canonical)
         if not parts:
             return None
-        buffer = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
+        buffer = parts[0] if len(parts) == 1 else concat_rows(parts)
         buffer, dups, conflicts = drop_duplicates(buffer)
         self.quality.duplicates += dups
         self.quality.conflicts += conflicts
