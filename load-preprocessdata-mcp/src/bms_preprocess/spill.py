@@ -22,6 +22,8 @@ class Spill:
         self.folder = folder
         self.prefix = prefix
         self.paths: list[Path] = []
+        #: per file, its Arrow-backed string columns (Arrow's pandas metadata does not keep the storage)
+        self._arrow_strings: list[list[str]] = []
 
     def write(
         self,
@@ -40,10 +42,30 @@ class Spill:
         with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
             writer.write_table(table)
         self.paths.append(path)
+        self._arrow_strings.append(
+            [c for c in keep if isinstance(frame[c].dtype, pd.StringDtype) and frame[c].dtype.storage == "pyarrow"]
+        )
 
     def frames(self) -> Iterator[pd.DataFrame]:
-        for path in self.paths:
-            yield _read_arrow(path).to_pandas()
+        """The spilled frames, with the dtypes they were spilled with (``extra`` arrays as NumPy columns)."""
+        for path, strings in zip(self.paths, self._arrow_strings):
+            yield _to_pandas(_read_arrow(path), strings)
+
+
+def _to_pandas(table: Any, arrow_strings: list[str]) -> pd.DataFrame:
+    """``table.to_pandas()``, keeping ``arrow_strings`` Arrow-backed (not a Python object per value)."""
+    import pyarrow as pa
+
+    if not arrow_strings:
+        return table.to_pandas()
+    names = table.column_names
+    frame = table.drop_columns(arrow_strings).to_pandas()
+    mapper = {pa.string(): pd.StringDtype("pyarrow"), pa.large_string(): pd.StringDtype("pyarrow")}.get
+    strings = table.select(arrow_strings).to_pandas(types_mapper=mapper)
+    position = {name: i for i, name in enumerate(names)}
+    for name in sorted(arrow_strings, key=position.__getitem__):  # each at its own position, in order
+        frame.insert(position[name], name, strings[name])
+    return frame
 
 
 def _read_arrow(path: Path) -> Any:
