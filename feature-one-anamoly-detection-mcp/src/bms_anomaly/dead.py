@@ -256,12 +256,14 @@ FAILING_WINDOW_HOURS = 24.0
 DEPARTING_WINDOW_HOURS = 6.0
 #: Float voltage change per degC of cell temperature (lead-acid, per 2 V cell; chargers compensate by it).
 FLOAT_V_PER_DEGC = -0.003
-#: A flag of a failing cell is "its drift" only if its reading is within :data:`SUDDEN_SHARE` of the watch margin
-#: of the cell's deviation over its previous readings (median over :data:`STEP_REFERENCE_HOURS` of that channel):
-#: a drift moves a few mV or a few thousandths of SG a day, while a sag (0.06 V+, up to 4 readings at 15 min),
-#: a spike, a hot spot, a thermal excursion (2-8 h) or an SG drop (1-6 h) steps away from its recent past. The
-#: reference spans more than twice the longest such fault of the channel, so the fault cannot move its median.
-SUDDEN_SHARE = 0.5
+#: A flag of a failing cell is "its drift" only if its reading is within :data:`SUDDEN_MARGINS` of the cell's
+#: deviation over its previous readings (median over :data:`STEP_REFERENCE_HOURS` of that channel): a drift moves
+#: a few mV, a few thousandths of SG or a degC or two in that time, while a sag (0.06 V+, up to 4 readings at
+#: 15 min), a spike, a hot spot (+12 degC), a thermal excursion (+6-15 degC over 2-8 h) or an SG drop (0.015+,
+#: 1-6 h) steps away from its recent past. The reference spans more than twice the longest such fault of the
+#: channel, so the fault cannot move its median. The temperature's margin is the watch margin: a VRLA thermal
+#: runaway precursor warms its cell 1.5-2.5 degC above the previous 18 h (simulated fleets, dev seeds 54).
+SUDDEN_MARGINS: dict[str, float] = {C.VOLTAGE: 0.015, C.TEMPERATURE: 3.0, C.SPECIFIC_GRAVITY: 0.01}
 STEP_REFERENCE_HOURS: dict[str, float] = {C.VOLTAGE: 2.0, C.TEMPERATURE: 18.0, C.SPECIFIC_GRAVITY: 14.0}
 #: A channel is part of a failing cell's drift signature when its median deviation over the recognition
 #: window is beyond this share of its watch margin (the sign is the drift's direction).
@@ -305,11 +307,10 @@ class FailingCells:
         """Which ``flagged`` rows are the recognised drift itself: the cell was recognised as failing at or before
         the reading, the flag's top ``feature`` is a peer-deviation change of a channel of the cell's drift
         signature in the drift's direction (``value``'s sign), and the reading did not step away from the cell's
-        previous readings (:data:`SUDDEN_SHARE` of the watch margin). Causal: only earlier readings decide."""
+        previous readings (:data:`SUDDEN_MARGINS`). Causal: only earlier readings decide."""
         out = np.zeros(len(frame), dtype=bool)
         if self.recognised is None or not (self.recognised & flagged).any():
             return out
-        margins = {source: margin for source, margin, _, _ in WATCH_MARGINS}
         cells = frame[C.CELL_ID].astype(str).to_numpy()
         for i in np.flatnonzero(self.recognised & flagged):  # a loop over the flags of recognised failing cells
             source = DRIFT_FEATURES.get(str(feature[i]))
@@ -317,7 +318,7 @@ class FailingCells:
             if source is None or direction == 0.0 or not np.isfinite(value[i]) or np.sign(value[i]) != direction:
                 continue
             step = self.step.get(source)
-            if step is not None and np.isfinite(step[i]) and abs(step[i]) <= SUDDEN_SHARE * margins[source]:
+            if step is not None and np.isfinite(step[i]) and abs(step[i]) <= SUDDEN_MARGINS[source]:
                 out[i] = True
         return out
 
