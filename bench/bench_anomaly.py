@@ -161,7 +161,9 @@ def _seeds(text: str) -> tuple[int, ...]:
 
 def _cell_behaviour(frame, result, precursor=None, failing=None) -> dict:
     """Scored as cell behaviour: 0xFFFF dropouts and (labelled) dead cells left out; a flag is any
-    AnomalyFlag that is not a sensor fault (statistical or out-of-range).
+    AnomalyFlag that is not a sensor fault (statistical or out-of-range). The plain figures are state-aware: a
+    reading of a cell already recognised as failing whose flag is that drift (``failing_cell``) is not a flag;
+    ``strict_failing_state_counted_as_flags`` counts those readings as flags.
 
     ``precursor`` (rows of dying cells in their failure precursor, ``bms_datagen.simulator.precursor_rows``):
     the same figures also with those rows left out, under ``without_failure_precursor``. The simulator
@@ -173,7 +175,15 @@ def _cell_behaviour(frame, result, precursor=None, failing=None) -> dict:
     kind = result["AnomalyKind"].to_numpy()
     flags = result["AnomalyFlag"].to_numpy().astype(bool) & (kind != "sensor_fault")
     truth = truth_labels(frame)
+    # strict: a reading reported through a cell's failing state (AnomalyKind "failing_cell", AnomalyFlag 0) is
+    # counted as a flag, as if the state did not exist; state-aware (the plain figures): it is not a flag
+    strict = flags | (kind == "failing_cell")
     out = binary_metrics(truth[keep], flags[keep])
+    out["strict_failing_state_counted_as_flags"] = {
+        k: v for k, v in binary_metrics(truth[keep], strict[keep]).items() if k in ("precision", "recall", "f1")
+    }
+    out["readings_reported_through_failing_state"] = int((keep & (kind == "failing_cell")).sum())
+    out["injected_anomalies_reported_through_failing_state"] = int((keep & truth & (kind == "failing_cell")).sum())
     if precursor is not None:
         alive = keep & ~precursor
         out["without_failure_precursor"] = {

@@ -270,6 +270,30 @@ def test_history_keeps_the_newest_rows_per_cell() -> None:
     assert block.ts.max() == newest and sorted(set(block.cell_id)) == ["A-1", "A-2"]
 
 
+def test_a_string_without_peers_keeps_its_longer_own_history() -> None:
+    """A one-cell string is scored on its own history (OWN_HISTORY_REACH readings back), a string with peers on
+    HISTORY_REACH: the history keeps ``per_cell_alone`` readings per cell of the first, ``per_cell`` of the other;
+    the service sizes them so (live = batch for no-peer strings too)."""
+    from bms_anomaly.features import HISTORY_REACH, OWN_HISTORY_REACH
+    from bms_live.service import LiveService
+    from bms_live.settings import Settings
+
+    frame = pd.concat([_fleet(1, 60, "UPS"), _fleet(4, 60, "S")], ignore_index=True)
+    canonical = readings_to_frame(_readings(frame), load_limits())
+    history = ReadingHistory(per_cell=5, columns=history_columns(), per_cell_alone=40)
+    for _, index in canonical.groupby("Timestamp", sort=True).groups.items():  # one packet per request
+        live_features(canonical.loc[index].reset_index(drop=True), history, window=4)
+    for device, cells, kept in (("UPS", 1, 40), ("S", 4, 5)):
+        block = history.context(np.array([device], dtype=object))
+        assert block is not None
+        counts = pd.Series(block.cell_id).value_counts()
+        assert len(counts) == cells and (counts >= kept).all() and (counts <= 1.5 * kept).all(), counts
+        newest = np.sort(canonical.loc[canonical["DeviceID"] == device, "Timestamp"].array.asi8.copy())[-kept:]
+        assert set(newest) <= set(block.ts.tolist())  # the newest readings are kept
+    service = LiveService(Settings())
+    assert service.history.reach(1) == OWN_HISTORY_REACH and service.history.reach(24) == max(HISTORY_REACH, 128)
+
+
 def test_string_median_matches_pandas() -> None:
     rng = np.random.default_rng(5)
     devices = rng.choice(np.array(["A", "B"], dtype=object), 200)

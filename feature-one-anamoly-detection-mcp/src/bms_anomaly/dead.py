@@ -27,7 +27,7 @@ is over the (few) dead cells, to phrase their reason.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -234,23 +234,60 @@ def _trailing_span(starts: np.ndarray, seconds: np.ndarray, window_s: float) -> 
     return np.minimum(seconds - seconds[starts], window_s)
 
 
-#: A cell *drifting from its peers* (a failure precursor likely, not yet dead): over a trailing
-#: :data:`FAILING_WINDOW_HOURS` at least :data:`DEAD_SHARE` of its float/rest readings deviate from the string
-#: median by more than a watch margin (about a third of a failed cell's). Twice the dead window, so that no
-#: reading anomaly (a thermal excursion lasts up to 6 h, a stuck sensor up to 12 h) makes a cell "failing".
+#: A cell *drifting from its peers* (a failure precursor likely, not yet dead) is recognised by either of two
+#: sustained deviations of its float/rest readings from the string median, each in :data:`DEAD_SHARE`+ of a
+#: trailing window (and those readings at least half of the window's):
+#:
+#: - *a day beyond a watch margin* (:data:`WATCH_MARGINS`, about a third of a failed cell's) over
+#:   :data:`FAILING_WINDOW_HOURS`: twice the dead window, so no reading anomaly of the simulator (thermal
+#:   excursions last up to 8 h, SG drops 6 h, stuck sensors 12 h) fills it;
+#: - *a voltage departing from its peers* over :data:`DEPARTING_WINDOW_HOURS`: the voltage deviation
+#:   compensated for the cell's own temperature deviation (:data:`FLOAT_V_PER_DEGC`, the float voltage's
+#:   -3 mV/degC, so a hot spot or a thermal excursion, which lowers a cell's float voltage by exactly that,
+#:   does not count) beyond the 0.03 V watch margin. An internal short pulls a cell ~0.05-0.07 V below its
+#:   string in its last 1.5-4 days; a day-long window saw it only hours before death (or after). No other
+#:   reading anomaly moves the compensated voltage for hours (sags last 1-4 readings).
 WATCH_MARGINS: tuple[tuple[str, float, str, str], ...] = (
     (C.VOLTAGE, 0.03, "V", "float voltage"),
     (C.TEMPERATURE, 3.0, "degC", "temperature"),
     (C.SPECIFIC_GRAVITY, 0.02, "", "specific gravity"),
 )
 FAILING_WINDOW_HOURS = 24.0
+DEPARTING_WINDOW_HOURS = 6.0
+#: Float voltage change per degC of cell temperature (lead-acid, per 2 V cell; chargers compensate by it).
+FLOAT_V_PER_DEGC = -0.003
+#: A flag of a failing cell is "its drift" only if its reading is within :data:`SUDDEN_MARGINS` of the cell's
+#: deviation over its previous readings (median over :data:`STEP_REFERENCE_HOURS` of that channel): a drift moves
+#: a few mV, a few thousandths of SG or a degC or two in that time, while a sag (0.06 V+, up to 4 readings at
+#: 15 min), a spike, a hot spot (+12 degC), a thermal excursion (+6-15 degC over 2-8 h) or an SG drop (0.015+,
+#: 1-6 h) steps away from its recent past. The reference spans more than twice the longest such fault of the
+#: channel, so the fault cannot move its median. The temperature's margin is the watch margin: a VRLA thermal
+#: runaway precursor warms its cell 1.5-2.5 degC above the previous 18 h (simulated fleets, dev seeds 54).
+SUDDEN_MARGINS: dict[str, float] = {C.VOLTAGE: 0.015, C.TEMPERATURE: 3.0, C.SPECIFIC_GRAVITY: 0.01}
+STEP_REFERENCE_HOURS: dict[str, float] = {C.VOLTAGE: 2.0, C.TEMPERATURE: 18.0, C.SPECIFIC_GRAVITY: 14.0}
+#: A channel is part of a failing cell's drift signature when its median deviation over the recognition
+#: window is beyond this share of its watch margin (the sign is the drift's direction).
+SIGNATURE_SHARE = 1.0 / 3.0
 FAILING_COLUMNS = ("CellID", "DeviceID", "failing_since", "recognised_at", "dead_since", "reason")
+#: Statistical features that measure a peer deviation's change, and the measurement each one follows.
+DRIFT_FEATURES: dict[str, str] = {
+    "VoltageDevChange": C.VOLTAGE,
+    "SGDevChange": C.SPECIFIC_GRAVITY,
+    "TempDevChange": C.TEMPERATURE,
+}
 
 
 @dataclass
 class FailingCells:
     rows: np.ndarray  # bool per input row: the cell is drifting (from failing_since until it is dead, if it dies)
     table: pd.DataFrame  # one row per failing cell: FAILING_COLUMNS
+    #: bool per input row: the cell has been *recognised* as failing at or before this reading, not dead (causal)
+    recognised: np.ndarray | None = None
+    #: per failing cell, the drift's direction (+1 / -1) on each channel of its signature
+    signature: dict[str, dict[str, float]] = field(default_factory=dict)
+    #: per input row, per measurement: deviation from the string median, and from the cell's previous readings
+    deviation: dict[str, np.ndarray] = field(default_factory=dict)
+    step: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def cells(self) -> list[str]:
@@ -266,14 +303,65 @@ class FailingCells:
         out[self.rows] = [f"cell drifting from its peers since {since[c]}: failure precursor likely" for c in cells]
         return out
 
+    def explained(self, frame: pd.DataFrame, flagged: np.ndarray, feature: np.ndarray, value: np.ndarray) -> np.ndarray:
+        """Which ``flagged`` rows are the recognised drift itself: the cell was recognised as failing at or before
+        the reading, the flag's top ``feature`` is a peer-deviation change of a channel of the cell's drift
+        signature in the drift's direction (``value``'s sign), and the reading did not step away from the cell's
+        previous readings (:data:`SUDDEN_MARGINS`). Causal: only earlier readings decide."""
+        out = np.zeros(len(frame), dtype=bool)
+        if self.recognised is None or not (self.recognised & flagged).any():
+            return out
+        cells = frame[C.CELL_ID].astype(str).to_numpy()
+        for i in np.flatnonzero(self.recognised & flagged):  # a loop over the flags of recognised failing cells
+            source = DRIFT_FEATURES.get(str(feature[i]))
+            direction = self.signature.get(cells[i], {}).get(source or "", 0.0)
+            if source is None or direction == 0.0 or not np.isfinite(value[i]) or np.sign(value[i]) != direction:
+                continue
+            step = self.step.get(source)
+            if step is not None and np.isfinite(step[i]) and abs(step[i]) <= SUDDEN_MARGINS[source]:
+                out[i] = True
+        return out
+
+
+def _sustained(
+    exceed: np.ndarray,
+    measured: np.ndarray,
+    order: np.ndarray,
+    starts: np.ndarray,
+    seconds: np.ndarray,
+    window_s: float,
+    blocked: np.ndarray,
+) -> np.ndarray:
+    """Per (cell, time)-sorted row: DEAD_SHARE+ of the trailing window's measured readings exceed, they are at least
+    half of its readings, and the cell has a whole window of data (``blocked`` rows never qualify)."""
+    n = len(order)
+    share_input = np.where(measured[order], exceed[order].astype(np.float64), np.nan)
+    share = _trailing_share(share_input, starts, seconds, window_s)
+    count = _trailing_count(np.isfinite(share_input), starts, seconds, window_s)
+    span = _trailing_span(starts, seconds, window_s)
+    readings = _trailing_count(np.ones(n, dtype=bool), starts, seconds, window_s)
+    # the measured (float/rest, valid) readings are at least half of the window's, so a short excursion amid a
+    # long gap or a day of discharges and recharges cannot fill it
+    covered = count >= np.maximum(DEAD_MIN_READINGS, 0.5 * readings)
+    result: np.ndarray = (share >= DEAD_SHARE) & covered & (span >= window_s) & ~blocked[order]
+    return result
+
+
+def _previous_median(values: np.ndarray, starts: np.ndarray, seconds: np.ndarray, hours: float) -> np.ndarray:
+    """Median of each row's previous readings of its cell within ``hours`` ((cell, time)-sorted rows)."""
+    from .features import trailing_median
+
+    return trailing_median(values, starts, seconds, hours * 3600.0, DEAD_MIN_READINGS, DEAD_MIN_READINGS)
+
 
 def recognise_failing_cells(
     frame: pd.DataFrame, states: np.ndarray | None = None, dead: DeadCells | None = None
 ) -> FailingCells:
-    """Which living cells of ``frame`` drift away from their string for a whole day (since when, why).
+    """Which living cells of ``frame`` drift away from their string (since when, why): see :data:`WATCH_MARGINS`.
 
-    A state like dead, reported once per cell; it does not change any flag (a reading anomaly on a failing
-    cell is still one). Cells already dead at the first recognition are not listed (they are dead cells)."""
+    A state like dead, reported once per cell. Cells already dead at the first recognition are not listed (they are
+    dead cells). ``recognised`` marks the readings from the recognition on (until death): the hybrid reports the
+    flags there that are the drift itself through this state (:meth:`FailingCells.explained`)."""
     from bms_schema.grouped import cell_starts
     from bms_schema.state import STATES
 
@@ -306,65 +394,92 @@ def recognise_failing_cells(
         measured |= ok
         with np.errstate(invalid="ignore"):
             exceed |= ok & (np.abs(dev) > margin)
-    if not exceed.any():
+    departing = np.zeros(n, dtype=bool)
+    measured_v = np.zeros(n, dtype=bool)
+    if C.VOLTAGE in deviation:
+        compensated = deviation[C.VOLTAGE] - FLOAT_V_PER_DEGC * np.nan_to_num(deviation.get(C.TEMPERATURE, 0.0))
+        measured_v = np.isfinite(compensated) & has_peers & resting & ~dead_rows
+        with np.errstate(invalid="ignore"):
+            departing = measured_v & (np.abs(compensated) > WATCH_MARGINS[0][1])
+    if not (exceed.any() or departing.any()):
         return empty
     cell = pd.factorize(frame[C.CELL_ID].to_numpy())[0]
     ts = frame[C.TIMESTAMP].to_numpy(dtype="datetime64[ns]").astype(np.int64)
     order = np.lexsort((ts, cell))
     starts = cell_starts(cell[order])
     seconds = ts[order] / 1e9
-    window_s = FAILING_WINDOW_HOURS * 3600.0
-    share_input = np.where(measured[order], exceed[order].astype(np.float64), np.nan)
-    share = _trailing_share(share_input, starts, seconds, window_s)
-    count = _trailing_count(np.isfinite(share_input), starts, seconds, window_s)
-    span = _trailing_span(starts, seconds, window_s)
-    readings = _trailing_count(np.ones(n, dtype=bool), starts, seconds, window_s)
-    # a whole day: the measured (float/rest, valid) readings are at least half of the window's, so a
-    # 6 h excursion amid a long gap or a day of discharges and recharges cannot fill it
-    covered = count >= np.maximum(DEAD_MIN_READINGS, 0.5 * readings)
-    now = (share >= DEAD_SHARE) & covered & (span >= window_s) & ~dead_rows[order]
+    day = _sustained(exceed, measured, order, starts, seconds, FAILING_WINDOW_HOURS * 3600.0, dead_rows)
+    early = _sustained(departing, measured_v, order, starts, seconds, DEPARTING_WINDOW_HOURS * 3600.0, dead_rows)
+    now = day | early
     if not now.any():
         return empty
     sorted_cell = cell[order]
     hits = np.flatnonzero(now)
     uniq, first_pos = np.unique(sorted_cell[hits], return_index=True)
     ts_sorted = ts[order]
-    exceed_sorted = exceed[order]
     dead_sorted = dead_rows[order]
     cell_end = np.r_[np.flatnonzero(np.diff(sorted_cell) != 0) + 1, n]
     rows_sorted = np.zeros(n, dtype=bool)
+    recognised_sorted = np.zeros(n, dtype=bool)
     records = []
+    signature: dict[str, dict[str, float]] = {}
     for p in first_pos:  # a loop over failing cells only
         i = int(hits[p])
+        by_day = bool(day[i])
+        window_s = (FAILING_WINDOW_HOURS if by_day else DEPARTING_WINDOW_HOURS) * 3600.0
+        route = exceed[order] if by_day else departing[order]
         lo = int(np.searchsorted(ts_sorted[starts[i] : i + 1], ts_sorted[i] - int(window_s * 1e9))) + starts[i]
-        window_hits = np.flatnonzero(exceed_sorted[lo : i + 1])
+        window_hits = np.flatnonzero(route[lo : i + 1])
         since_pos = lo + int(window_hits[0]) if len(window_hits) else i
         end = int(cell_end[np.searchsorted(cell_end, i, side="right")])
         died = np.flatnonzero(dead_sorted[i:end])
         stop = i + int(died[0]) if len(died) else end
         rows_sorted[since_pos:stop] = True
+        recognised_sorted[i:stop] = True
         window_rows = order[since_pos : i + 1]
+        window_rows = window_rows[resting[window_rows]] if resting[window_rows].any() else window_rows
         reasons = []
+        cell_id = str(frame[C.CELL_ID].iloc[order[i]])
+        signature[cell_id] = {}
         for source, margin, unit, wording in WATCH_MARGINS:
             if source in deviation and np.isfinite(deviation[source][window_rows]).any():
                 med = float(np.nanmedian(deviation[source][window_rows]))
+                if abs(med) > SIGNATURE_SHARE * margin:
+                    signature[cell_id][source] = float(np.sign(med))
                 if abs(med) > margin:
                     side = "above" if med > 0 else "below"
                     reasons.append(f"{wording} {abs(med):.3g}{(' ' + unit) if unit else ''} {side} its string peers")
+        how = (
+            f"over {FAILING_WINDOW_HOURS:g} h on float/rest, {DEAD_SHARE:.0%}+ of its readings beyond the watch "
+            "margins 0.03 V / 3 degC / 0.02 SG"
+            if by_day
+            else f"over {DEPARTING_WINDOW_HOURS:g} h on float/rest, {DEAD_SHARE:.0%}+ of its readings beyond 0.03 V "
+            f"from its peers after compensating {FLOAT_V_PER_DEGC * 1000:g} mV/degC for its own temperature"
+        )
         records.append(
             {
-                "CellID": str(frame[C.CELL_ID].iloc[order[i]]),
+                "CellID": cell_id,
                 "DeviceID": str(frame[C.DEVICE_ID].iloc[order[i]]),
                 "failing_since": pd.Timestamp(ts_sorted[since_pos], tz="UTC"),
                 "recognised_at": pd.Timestamp(ts_sorted[i], tz="UTC"),
                 "dead_since": pd.Timestamp(ts_sorted[stop], tz="UTC") if stop < end else pd.NaT,
                 "reason": "drifting from its peers: "
                 + ("; ".join(reasons) or "beyond a watch margin")
-                + f" (over {FAILING_WINDOW_HOURS:g} h on float/rest, {DEAD_SHARE:.0%}+ of its readings beyond "
-                "the watch margins 0.03 V / 3 degC / 0.02 SG); failure precursor likely",
+                + f" ({how}); failure precursor likely",
             }
         )
-    rows = np.zeros(n, dtype=bool)
-    rows[order] = rows_sorted
+    inverse = np.empty_like(order)
+    inverse[order] = np.arange(n)
+    rows = rows_sorted[inverse]
+    recognised = recognised_sorted[inverse]
+    step: dict[str, np.ndarray] = {}
+    mine = order[np.isin(sorted_cell, uniq)]  # the failing cells' rows, still (cell, time)-sorted
+    mine_starts = cell_starts(cell[mine])
+    for source, dev in deviation.items():
+        step[source] = np.full(n, np.nan)
+        sub = dev[mine]
+        step[source][mine] = sub - _previous_median(sub, mine_starts, ts[mine] / 1e9, STEP_REFERENCE_HOURS[source])
     table = pd.DataFrame(records, columns=list(FAILING_COLUMNS)).sort_values("failing_since").reset_index(drop=True)
-    return FailingCells(rows=rows, table=table)
+    return FailingCells(
+        rows=rows, table=table, recognised=recognised, signature=signature, deviation=deviation, step=step
+    )

@@ -164,7 +164,9 @@ PANDAS_GROUPBY_ROWS = 20_000
 
 
 def _floats(frame: pd.DataFrame, name: str) -> np.ndarray:
-    return pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    """The column as float64, always a copy: callers blank values in place (a 0xFFFF reading), which on a view
+    would change the caller's frame (a second scoring of the same frame then differed from the first)."""
+    return pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan, copy=True)
 
 
 def peer_inputs(columns: Mapping[str, np.ndarray], names: Iterable[str]) -> dict[str, np.ndarray]:

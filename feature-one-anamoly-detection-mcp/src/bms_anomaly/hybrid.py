@@ -61,6 +61,11 @@ KIND_SENSOR_FAULT = "sensor_fault"
 KIND_OUT_OF_RANGE = "out_of_range"
 #: Readings of a cell recognised as dead (:mod:`.dead`): not flagged, not statistical anomalies.
 KIND_DEAD = "dead_cell"
+#: A statistical flag of a cell already recognised as failing that is the recognised drift itself (the
+#: deviation the failing state reports, in its direction, without a step: :meth:`.dead.FailingCells.explained`):
+#: reported through that state (once, ``last_failing``), not flagged. Other flags of a failing cell (a sag, a
+#: hot spot, a stuck sensor) stay statistical anomalies.
+KIND_FAILING = "failing_cell"
 #: A state needs this many training rows for its own robust centre/scale, else the global ones are used.
 MIN_STATE_ROWS = 200
 
@@ -478,8 +483,14 @@ class HybridAnomalyDetector:
             ratio=self.extend_ratio(contamination),
             open_cells=carried,
         )
+        drift = np.zeros(len(frame), dtype=bool)
+        if failing.recognised is not None and (failing.recognised & statistical).any():
+            top, value = self._top_features(raw, failing.recognised & statistical, states)
+            drift = failing.explained(frame, failing.recognised & statistical, top, value)
+            statistical = statistical & ~drift
         kind = np.full(len(frame), KIND_NORMAL, dtype=object)
         kind[dead.rows] = KIND_DEAD
+        kind[drift] = KIND_FAILING
         kind[statistical] = KIND_STATISTICAL
         kind[out_of_range] = KIND_OUT_OF_RANGE
         kind[sensor] = KIND_SENSOR_FAULT
@@ -495,6 +506,12 @@ class HybridAnomalyDetector:
             dead_only = dead.rows & ~(sensor | out_of_range)
             if dead_only.any():
                 columns[REASON][dead_only] = dead.reason_by_row(frame)[dead_only]
+            if drift.any():
+                notes = failing.note_by_row(frame)
+                columns[REASON][drift] = [
+                    f"the cell's drift, reported through its failing state: {n}" for n in notes[drift]
+                ]
+                columns[TOP_FEATURE][drift] = self._top_features(raw, drift, states)[0][drift]
             noted = failing.rows & statistical
             if noted.any():  # a reading anomaly of a failing cell: say that the cell drifts too
                 notes = failing.note_by_row(frame)
@@ -537,6 +554,20 @@ class HybridAnomalyDetector:
             ).astype(np.int8)
             for name in DETECTORS
         }
+
+    def _top_features(
+        self, raw: np.ndarray, rows: np.ndarray, states: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Per row (``rows`` only, None / NaN elsewhere): the feature with the largest robust z-score, its value."""
+        top = np.full(len(raw), None, dtype=object)
+        value = np.full(len(raw), np.nan)
+        idx = np.flatnonzero(rows)
+        if len(idx):
+            z = self._zscores(raw[idx], None if states is None else states[idx])
+            best = np.where(np.isfinite(z), np.abs(z), -1.0).argmax(axis=1)
+            top[idx] = np.asarray(self.features, dtype=object)[best]
+            value[idx] = raw[idx, best]
+        return top, value
 
     def _reasons(
         self,
@@ -603,6 +634,7 @@ __all__ = [
     "FLAG",
     "HybridAnomalyDetector",
     "KIND_DEAD",
+    "KIND_FAILING",
     "HybridConfig",
     "KIND",
     "OUTPUT_COLUMNS",

@@ -135,6 +135,9 @@ class _DeviceBuffer:
 
 #: A device buffer is compacted when it holds more than SLACK x per_cell rows per cell.
 SLACK = 1.5
+#: Devices with fewer cells than this have no peers (``bms_anomaly.features.MIN_PEERS``): their cells keep
+#: ``per_cell_alone`` readings.
+ALONE_BELOW = 3
 
 
 class ReadingHistory:
@@ -152,8 +155,13 @@ class ReadingHistory:
         columns: list[str] | tuple[str, ...] = CORE,
         max_rows: int = 1_000_000,
         max_bytes: int | None = None,
+        per_cell_alone: int | None = None,
     ):
         self.per_cell = max(1, int(per_cell))
+        #: Readings kept per cell of a device with fewer than :data:`ALONE_BELOW` cells (no peers: the anomaly
+        #: model's own-history features reach much further back, ``bms_anomaly.features.OWN_HISTORY_REACH``);
+        #: None = ``per_cell`` for every device.
+        self.per_cell_alone = max(self.per_cell, int(per_cell_alone)) if per_cell_alone else self.per_cell
         self.columns = list(columns)
         self.max_rows = max_rows
         #: Bound on the held rows' estimated size (values, times and id strings), besides ``max_rows``.
@@ -206,6 +214,10 @@ class ReadingHistory:
             values=np.concatenate([b.values for b in blocks]),
         )
 
+    def reach(self, cells: int) -> int:
+        """Readings kept per cell of a device with ``cells`` cells."""
+        return self.per_cell_alone if cells < ALONE_BELOW else self.per_cell
+
     def known_cells(self, device: str) -> int:
         """How many distinct cells of ``device`` are remembered (0 for an unknown device)."""
         with self._lock:
@@ -232,8 +244,9 @@ class ReadingHistory:
                 cell_objects = np.asarray([known.setdefault(u, u) for u in uniq.tolist()], dtype=object)
                 buffer.append(shared, cell_objects[inverse], number[mask], ts[mask], values[mask])
                 cells = max(buffer.cells, 1)
-                if buffer.n > SLACK * self.per_cell * cells or buffer.cells == 0:
-                    buffer.compact(self.per_cell)
+                reach = self.reach(buffer.cells)
+                if buffer.n > SLACK * reach * cells or buffer.cells == 0:
+                    buffer.compact(reach)
                 row_bytes = self._row_bytes(str(name))
                 self._rows += buffer.n - before
                 self._bytes += (buffer.n - before) * row_bytes

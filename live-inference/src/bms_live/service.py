@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from bms_anomaly.features import HISTORY_REACH, PEER_FEATURES
+from bms_anomaly.features import HISTORY_REACH, OWN_HISTORY_REACH, PEER_FEATURES
 from bms_schema import columns as C
 from bms_schema.errors import InputError
 from bms_schema.models import Reading
@@ -112,6 +112,8 @@ class LiveService:
             columns=history_columns(PEER_FEATURES),
             max_rows=settings.history_rows,
             max_bytes=settings.history_bytes,
+            # a string of 1-2 cells is scored on its own history, which reaches back OWN_HISTORY_REACH readings
+            per_cell_alone=max(per_cell, OWN_HISTORY_REACH),
         )
         self.predictions = PredictionStore(settings.prediction_capacity)
         self.feedback_tracker = FeedbackTracker(settings.feedback_window)
@@ -374,6 +376,9 @@ class LiveService:
                 self._hydrated.clear()
             self._hydrated.add(device)
             stored = self.store.recent_readings(device, self.history.per_cell)
+            if len(stored) and self.history.reach(int(stored[C.CELL_ID].nunique())) > self.history.per_cell:
+                # a string without peers: its own-history features reach further back
+                stored = self.store.recent_readings(device, self.history.per_cell_alone)
             if len(stored):
                 live_features(stored, self.history, window, peer_features=PEER_FEATURES, history_features=features)
 
