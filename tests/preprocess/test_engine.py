@@ -168,3 +168,25 @@ def test_optional_column_never_reported(raw_sample, tmp_path, monkeypatch):
     assert streamed.report["streaming_forced_flushes"] == 0
     assert out[CORE].isna().sum().sum() == 0 and out["StringVoltage"].isna().all()
     assert "StringVoltage_scaled" not in out and "StringVoltage" not in result.scaler.columns
+
+
+def test_spill_round_trip_keeps_every_dtype(tmp_path):
+    """A spilled block comes back as it went in: Arrow-backed strings stay Arrow-backed, order kept."""
+    from bms_preprocess.spill import Spill
+
+    frame = pd.DataFrame(
+        {
+            "CellID": pd.Series(["1-1", "1-2", "1-3"], dtype=object),
+            "SiteID": pd.Series(["A", None, "C"], dtype="string[pyarrow]"),
+            "CellVoltage": [2.2, np.nan, 2.25],
+            "Quality": pd.Categorical(["ok", "missing", "ok"], categories=["ok", "missing"]),
+            "Serial": pd.Series(["s1", "s2", "s3"], dtype="string[pyarrow]"),
+            "Drop": [1, 2, 3],
+        }
+    )
+    spill = Spill(tmp_path, "clean")
+    spill.write(frame, extra={"VoltageRate": np.array([0.0, 0.1, 0.2])}, exclude={"Drop"})
+    (back,) = list(spill.frames())
+    expected = frame.drop(columns=["Drop"]).assign(VoltageRate=[0.0, 0.1, 0.2])
+    pd.testing.assert_frame_equal(back, expected)
+    assert back["Serial"].dtype == pd.StringDtype("pyarrow")

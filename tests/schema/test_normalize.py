@@ -223,3 +223,58 @@ def test_unknown_file_type(tmp_path: Path) -> None:
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(PathError, match="file not found"):
         read_table(tmp_path / "nope.csv")
+
+
+@pytest.mark.parametrize("seed", [3, 17])
+def test_sort_readings_matches_pandas_stable_sort(seed):
+    """One lexsort over integer keys gives exactly pandas' stable multi-column sort, missing values last."""
+    from bms_schema import sort_readings
+
+    rng = np.random.default_rng(seed)
+    n = 5_000
+    stamps = pd.Series(pd.to_datetime(rng.integers(0, 50, n), unit="h", utc=True), dtype="datetime64[ns, UTC]").mask(
+        rng.random(n) < 0.05
+    )
+    frame = pd.DataFrame(
+        {
+            "DeviceID": pd.Series(rng.choice(["B-2", "A-10", "A-9", None], n), dtype=object),
+            "CellNumber": rng.integers(1, 5, n).astype(float),
+            "Timestamp": stamps,
+            "row": np.arange(n),
+        }
+    )
+    frame.loc[rng.random(n) < 0.05, "CellNumber"] = np.nan
+    frame.index = rng.permutation(n)  # any index in, a fresh RangeIndex out
+    expected = frame.sort_values(["DeviceID", "CellNumber", "Timestamp"], kind="stable").reset_index(drop=True)
+    got = sort_readings(frame)
+    pd.testing.assert_frame_equal(got, expected)
+    assert got["DeviceID"].isna().to_numpy()[-1] and got.index.equals(pd.RangeIndex(n))
+    # the input is not changed, and the result does not share its memory
+    got.loc[0, "row"] = -1
+    assert (frame["row"] >= 0).all()
+
+
+def test_concat_rows_equals_pandas_concat():
+    """All-missing object columns take the fast join; the result is pd.concat's, column order kept."""
+    from bms_schema.normalize import concat_rows
+
+    def part(n: int, offset: int) -> pd.DataFrame:
+        return pd.DataFrame(
+            {
+                "DeviceID": pd.Series([f"D{i % 3}" for i in range(n)], dtype=object),
+                "ProtocolVersion": pd.Series([None] * n, dtype=object),
+                "CellVoltage": np.linspace(2.0, 2.3, n),
+                "ServerTime": pd.Series([None] * n, dtype=object),
+                "CellNumber": np.arange(n) + offset,
+                "Note": pd.Series(["x"] * n, dtype="string[pyarrow]"),
+            },
+            index=np.arange(n) + 100,
+        )
+
+    frames = [part(7, 0), part(5, 7)]
+    got = concat_rows(frames)
+    pd.testing.assert_frame_equal(got, pd.concat(frames, ignore_index=True))
+    assert list(got.columns) == list(frames[0].columns) and got["ProtocolVersion"].isna().all()
+    # different columns: plain pd.concat semantics
+    other = frames[1].drop(columns=["Note"])
+    pd.testing.assert_frame_equal(concat_rows([frames[0], other]), pd.concat([frames[0], other], ignore_index=True))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,8 @@ from bms_schema.reader import CSVTableWriter, table_format
 from .scaling import BMSScaler, scaled_column
 
 Progress = Callable[[float, str], None]
+#: schema metadata key of a spill file: its Arrow-backed pandas string columns (a JSON list)
+ARROW_STRINGS = b"bms.arrow_strings"
 
 
 # -- spill files (Arrow IPC, memory-mapped on read) ----------------------------------------------
@@ -36,14 +39,37 @@ class Spill:
         table = pa.Table.from_pandas(frame, columns=keep, preserve_index=False)
         for name, values in (extra or {}).items():
             table = table.append_column(name, pa.array(values))
+        strings = [
+            c for c in keep if isinstance(frame[c].dtype, pd.StringDtype) and frame[c].dtype.storage == "pyarrow"
+        ]
+        if strings:  # Arrow's pandas metadata does not keep a string column's storage: the file does
+            table = table.replace_schema_metadata({**(table.schema.metadata or {}), ARROW_STRINGS: json.dumps(strings)})
         path = self.folder / f"{self.prefix}-{len(self.paths):05d}.arrow"
         with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
             writer.write_table(table)
         self.paths.append(path)
 
     def frames(self) -> Iterator[pd.DataFrame]:
+        """The spilled frames, with the dtypes they were spilled with (``extra`` arrays as NumPy columns)."""
         for path in self.paths:
-            yield _read_arrow(path).to_pandas()
+            yield _to_pandas(_read_arrow(path))
+
+
+def _to_pandas(table: Any) -> pd.DataFrame:
+    """``table.to_pandas()``, keeping Arrow-backed string columns so (not a Python object per value)."""
+    import pyarrow as pa
+
+    arrow_strings = json.loads((table.schema.metadata or {}).get(ARROW_STRINGS, b"[]"))
+    if not arrow_strings:
+        return table.to_pandas()
+    names = table.column_names
+    frame = table.drop_columns(arrow_strings).to_pandas()
+    mapper = {pa.string(): pd.StringDtype("pyarrow"), pa.large_string(): pd.StringDtype("pyarrow")}.get
+    strings = table.select(arrow_strings).to_pandas(types_mapper=mapper)
+    position = {name: i for i, name in enumerate(names)}
+    for name in sorted(arrow_strings, key=position.__getitem__):  # each at its own position, in order
+        frame.insert(position[name], name, strings[name])
+    return frame
 
 
 def _read_arrow(path: Path) -> Any:
@@ -101,6 +127,8 @@ def assemble(
 
     tables = [_read_arrow(p) for p in spill.paths]
     schema = _unified_schema(tables)
+    if schema.metadata and ARROW_STRINGS in schema.metadata:  # a spill file's note, not the output's
+        schema = schema.with_metadata({k: v for k, v in schema.metadata.items() if k != ARROW_STRINGS})
     tables = [_cast(t, schema) for t in tables]
     # (device, cell number) runs of every block
     runs: dict[tuple[str, int], list[tuple[int, int, int]]] = {}

@@ -15,6 +15,7 @@ from bms_schema import columns as C
 from bms_schema.clean import QualityAccumulator, drop_duplicates, reading_intervals, to_canonical
 from bms_schema.features import compute_features
 from bms_schema.interpolate import add_imputed_flags, impute_columns, imputed_column
+from bms_schema.normalize import concat_rows
 
 from .mice import HELPER_PREFIXES, MiceImputer, design_matrix
 
@@ -29,6 +30,21 @@ class _OrderError(InputError):
 
 
 # -- stage 1: clean stream ---------------------------------------------------------------------
+def _rows(frame: pd.DataFrame, mask: np.ndarray) -> pd.DataFrame:
+    """The ``mask`` rows of ``frame`` with a fresh index, copied once (``.loc`` + ``reset_index`` copy twice)."""
+    out = frame.take(np.flatnonzero(mask))
+    out.index = pd.RangeIndex(len(out))
+    return out
+
+
+def _last_per_code(codes: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """The last of ``positions`` of each group code (``groupby(...).tail(1)``; code -1, a missing key, dropped)."""
+    keep = codes >= 0
+    codes, positions = codes[keep][::-1], positions[keep][::-1]
+    _, first = np.unique(codes, return_index=True)
+    return positions[first]
+
+
 def _ns(frame: pd.DataFrame) -> np.ndarray:
     return frame[C.TIMESTAMP].dt.as_unit("ns").array.asi8
 
@@ -115,13 +131,13 @@ class CleanStream:
             parts.append(canonical)
         if not parts:
             return None
-        buffer = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
+        buffer = parts[0] if len(parts) == 1 else concat_rows(parts)
         buffer, dups, conflicts = drop_duplicates(buffer)
         self.quality.duplicates += dups
         self.quality.conflicts += conflicts
         buffer = sort_readings(buffer)
         finalise = self._cutoffs(buffer, final)
-        self.held = buffer.loc[~finalise].reset_index(drop=True) if (~finalise).any() else None
+        self.held = _rows(buffer, ~finalise) if (~finalise).any() else None
         if not finalise.any():
             return None
         return self._finalise(buffer, finalise)
@@ -140,16 +156,17 @@ class CleanStream:
         part = work["__part"].to_numpy()
         done = part == 1
         helpers = design.loc[done, [c for c in design.columns if c.startswith(HELPER_PREFIXES)]]
-        block = buffer.loc[finalise].reset_index(drop=True)
-        block = pd.concat([block, helpers.reset_index(drop=True)], axis=1, copy=False)
+        block = _rows(buffer, finalise)
+        helpers.index = block.index
+        block = pd.concat([block, helpers], axis=1, copy=False)
         self.quality.add(block, intervals[done])
         # carry: per cell, the last row and the last row with a value of each measurement
-        kept = work.loc[part != 2, narrow_cols]
-        cells = kept[C.CELL_ID]
-        positions = [kept.groupby(cells, sort=False).tail(1).index.to_numpy()]
+        kept = np.flatnonzero(part != 2)
+        codes = pd.factorize(work[C.CELL_ID].to_numpy()[kept])[0]
+        positions = [_last_per_code(codes, kept)]
         for name in columns:
-            valid = kept[name].notna()
-            positions.append(kept.loc[valid].groupby(cells[valid], sort=False).tail(1).index.to_numpy())
+            valid = work[name].notna().to_numpy()[kept]
+            positions.append(_last_per_code(codes[valid], kept[valid]))
         idx = np.unique(np.concatenate(positions))
         self.context = work.loc[idx, narrow_cols].reset_index(drop=True)
         return block

@@ -412,6 +412,43 @@ def load_readings(
     return _normalize_frame(read_table(path), limits, drop_unknown, private_input=True)
 
 
+def concat_rows(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """``pd.concat(frames, ignore_index=True)`` for frames of the same columns, without its slow path.
+
+    pandas checks an all-missing object column (``ProtocolVersion``, ``ServerTime`` of the packet
+    format) value by value in Python when it concatenates it (0.3 s per 400k rows); such columns are
+    joined with ``np.concatenate`` instead, which keeps every value as it is.
+    """
+    columns = frames[0].columns
+    if len(frames) < 2 or not columns.is_unique or any(not f.columns.equals(columns) for f in frames[1:]):
+        return pd.concat(frames, ignore_index=True)
+    empty = [c for c in columns if all(f[c].dtype == object for f in frames) and all(f[c].isna().all() for f in frames)]
+    if not empty:
+        return pd.concat(frames, ignore_index=True)
+    result = pd.concat([f.drop(columns=empty) for f in frames], ignore_index=True)
+    for name in empty:  # in column order, so each lands at its own position
+        result.insert(columns.get_loc(name), name, np.concatenate([f[name].to_numpy() for f in frames]))
+    return result
+
+
+def _sort_key(values: pd.Series) -> np.ndarray:
+    """An array that sorts like ``values`` under ``sort_values`` (missing values last)."""
+    if isinstance(values.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(values.dtype):
+        stamps = values.array.asi8
+        return np.where(values.isna().to_numpy(), np.iinfo(np.int64).max, stamps)
+    if isinstance(values.dtype, np.dtype) and values.dtype.kind in "iufb":
+        return values.to_numpy()  # NumPy sorts NaN last, as pandas does
+    codes, uniques = pd.factorize(values, sort=True)
+    return np.where(codes < 0, len(uniques), codes)
+
+
 def sort_readings(frame: pd.DataFrame) -> pd.DataFrame:
-    """Sort by cell, then time (stable), with a fresh index."""
-    return frame.sort_values([C.DEVICE_ID, C.CELL_NUMBER, C.TIMESTAMP], kind="stable").reset_index(drop=True)
+    """Sort by cell, then time (stable), with a fresh index.
+
+    The same order as ``frame.sort_values([DeviceID, CellNumber, Timestamp], kind="stable")``, from one
+    ``np.lexsort`` over integer keys and one copy (``sort_values`` + ``reset_index`` copy twice).
+    """
+    keys = [_sort_key(frame[name]) for name in (C.TIMESTAMP, C.CELL_NUMBER, C.DEVICE_ID)]
+    result = frame.take(np.lexsort(keys))
+    result.index = pd.RangeIndex(len(result))
+    return result

@@ -425,22 +425,31 @@ def write_table(frame: pd.DataFrame, path: str | Path) -> Path:
 
 
 class CSVTableWriter:
-    """Write Arrow tables to one CSV file, formatting row slices in parallel threads.
+    """Write Arrow tables to one CSV file: formatting on ``threads`` threads, writing on its own thread.
 
-    pyarrow's CSV writer formats on one thread (numbers and time stamps to text is the cost);
-    slices of a table are formatted to bytes on ``threads`` threads (pyarrow releases the GIL)
-    and written in order, so the file is byte for byte what ``pyarrow.csv.write_csv`` writes.
+    pyarrow's CSV writer formats on one thread (numbers and time stamps to text is the cost). Here
+    slices of each table are formatted to bytes on a pool (pyarrow releases the GIL) and a writer
+    thread appends them in order, so :meth:`write_table` returns as soon as its slices are queued
+    and the caller prepares the next table meanwhile; the file is byte for byte what
+    ``pyarrow.csv.write_csv`` writes. At most ``max_pending`` formatted slices wait in memory
+    (``write_table`` blocks beyond that). An error of any thread is raised by the next call.
     """
 
     MIN_SLICE_ROWS = 20_000
 
-    def __init__(self, path: str | Path, threads: int | None = None):
+    def __init__(self, path: str | Path, threads: int | None = None, max_pending: int | None = None):
+        import queue
+
         import pyarrow as pa
 
         self.threads = max(1, threads if threads is not None else min(2, pa.cpu_count()))
         self._handle = open(path, "wb")
         self._header = True
         self._pool: Any = None
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_pending or 2 * self.threads)
+        self._writer: Any = None
+        self._error: BaseException | None = None
+        self._closed = False
 
     def _format(self, table: Any, header: bool) -> bytes:
         import io
@@ -451,26 +460,53 @@ class CSVTableWriter:
         pacsv.write_csv(table, buffer, write_options=pacsv.WriteOptions(include_header=header))
         return buffer.getvalue()
 
+    def _drain(self) -> None:
+        """The writer thread: append formatted slices in order until the end mark (``None``)."""
+        while True:
+            future = self._queue.get()
+            if future is None:
+                return
+            if self._error is not None:
+                continue  # keep taking, so a blocked producer is released; nothing more is written
+            try:
+                self._handle.write(future.result())
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+                self._error = exc
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise self._error
+
     def write_table(self, table: Any) -> None:
+        self._raise()
         n = table.num_rows
         parts = max(1, min(2 * self.threads, n // self.MIN_SLICE_ROWS))
-        if parts == 1 or self.threads == 1:
-            self._handle.write(self._format(table, self._header))
-        else:
-            if self._pool is None:
-                from concurrent.futures import ThreadPoolExecutor
+        if self._pool is None:
+            import threading
+            from concurrent.futures import ThreadPoolExecutor
 
-                self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="bms-csv")
-            step = -(-n // parts)
-            heads = [self._header and i == 0 for i in range(parts)]
-            for data in self._pool.map(self._format, [table.slice(i * step, step) for i in range(parts)], heads):
-                self._handle.write(data)
+            self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="bms-csv")
+            self._writer = threading.Thread(target=self._drain, name="bms-csv-writer", daemon=True)
+            self._writer.start()
+        step = -(-n // parts) if n else 1
+        for i in range(parts):
+            self._queue.put(self._pool.submit(self._format, table.slice(i * step, step), self._header and i == 0))
         self._header = False
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown()
-        self._handle.close()
+        """Write what is queued, then close the file; raises the first error of any thread."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self._writer is not None:
+                self._queue.put(None)
+                self._writer.join()
+            if self._pool is not None:
+                self._pool.shutdown()
+        finally:
+            self._handle.close()
+        self._raise()
 
     def __enter__(self) -> "CSVTableWriter":
         return self
