@@ -19,9 +19,12 @@ within 14 days of its cut, so one cell moves the ROC-AUC by ~0.05); each fleet's
   (simulator truth) alarmed at least once, and how early the dying cells were alarmed;
 - a VRLA fleet (no SG column) and a fleet without discharges, scored without labels.
 
-Run: ``nice uv run python bench/bench_failure.py [--quick] [--seeds S1,S2,...,T]`` - the scored fleets'
-seeds, then the seed of the training fleet for the unlabelled case (default 7301,7307,7308,7302;
-the variants use the next four seeds after the largest: 7309-7312 by default).
+Run: ``nice uv run python bench/bench_failure.py [--quick] [--skip-variants] [--seeds S1,S2,...,T]`` - the
+scored fleets' seeds, then the seed of the training fleet for the unlabelled case (default
+7301,7307,7308,7302; the variants use the next four seeds after the largest: 7309-7312 by default:
+VRLA scored / its training fleet, then no-discharge scored / its training fleet). ``--skip-variants``
+(development) leaves the VRLA and no-discharge fleets out. The JSON records the load average at the
+start and the end and the wall time.
 """
 
 from __future__ import annotations
@@ -60,6 +63,11 @@ def _fleet(seed: int, days: float, devices: int, **kwargs: Any) -> tuple[Any, An
     )
     frame, _ = clean_readings(sim.readings)
     return frame, sim
+
+
+def _load() -> list[float]:
+    """The machine's load average (1, 5, 15 min): the figures' timings depend on it (shared cores)."""
+    return [round(x, 2) for x in os.getloadavg()]
 
 
 def _r(x: Any, digits: int = 3) -> Any:
@@ -275,6 +283,8 @@ def pooled_alarms(parts: list[dict[str, Any]]) -> dict[str, Any]:
 def main() -> None:
     import pandas as pd
 
+    wall0 = time.perf_counter()
+    load_start = _load()
     quick = "--quick" in sys.argv
     seeds = list(DEFAULT_SEEDS)
     if "--seeds" in sys.argv:
@@ -341,7 +351,7 @@ def main() -> None:
     figures["without_labels"]["max_horizon_days"] = _r(sim_model.max_horizon_days, 1)
     figures["alarms_month_after_cut"] = pooled_alarms(alarms)
 
-    if not quick:
+    if not quick and "--skip-variants" not in sys.argv:
         variants: dict[str, Any] = {}
         base = max(seeds) + 1
         for name, kwargs, pair in (
@@ -357,6 +367,8 @@ def main() -> None:
             variants[name] = figures_of(rows)
             variants[name]["seeds"] = {"scored": pair[0], "training_fleet": pair[1]}
         figures["variants_without_labels"] = variants
+    figures["load_average_1_5_15_min"] = {"start": load_start, "end": _load()}
+    figures["wall_s"] = round(time.perf_counter() - wall0, 1)
     print(json.dumps(figures, indent=1, default=str))
 
 

@@ -77,6 +77,34 @@ def test_vae_is_deterministic_for_a_seed(gaussian) -> None:
     assert np.median(a[-20:]) > 5 * np.median(a[:200])  # far points reconstruct badly
 
 
+def test_vae_adam_equals_torch_optim_adam(gaussian, monkeypatch) -> None:
+    """The written-out Adam (no torch._dynamo import) trains to the very weights torch.optim.Adam gives."""
+    import torch
+    from bms_anomaly import vae
+
+    train, test = gaussian
+    cfg = vae.VAEConfig(seed=3, epochs=3, max_steps=30, batch_size=512)
+    ours = vae.VAEDetector(cfg).fit(train)
+
+    class TorchAdam:
+        def __init__(self, params, lr):
+            self.optimiser = torch.optim.Adam(params, lr=lr)
+
+        def zero_grad(self):
+            self.optimiser.zero_grad(set_to_none=True)
+
+        def step(self):
+            self.optimiser.step()
+
+    monkeypatch.setattr(vae, "Adam", TorchAdam)
+    reference = vae.VAEDetector(cfg).fit(train)
+    ours_state, reference_state = ours.module.state_dict(), reference.module.state_dict()
+    assert list(ours_state) == list(reference_state)
+    for name, weights in ours_state.items():
+        assert torch.equal(weights, reference_state[name]), name
+    np.testing.assert_array_equal(ours.score(test), reference.score(test))
+
+
 def test_group_median_matches_pandas() -> None:
     import pandas as pd
     from bms_anomaly.features import group_median

@@ -8,7 +8,15 @@ import numpy as np
 import pandas as pd
 import pytest
 from bms_failure.evaluation import binary_metrics, lead_times
-from bms_failure.survival import MIN_DAYS, HazardCurve, fit_hazard, hazard_logits, person_period, survival_targets
+from bms_failure.survival import (
+    MIN_DAYS,
+    HazardCurve,
+    calibrate_curve,
+    fit_hazard,
+    hazard_logits,
+    person_period,
+    survival_targets,
+)
 from bms_failure.training import monthly_alarm_share, rul_metrics, top_2k_recall
 
 
@@ -87,6 +95,31 @@ def test_hazard_model_recovers_remaining_life_from_censored_samples() -> None:
     m = hazard_logits(booster, x, ["x"], curve)
     inside = (curve.quantile(m, 0.1) <= truth) & (truth <= curve.quantile(m, 0.9))
     assert inside.mean() == pytest.approx(0.8, abs=0.03) and inside[truth <= 45.0].mean() > 0.75
+
+
+def test_calibration_moves_the_curve_to_what_held_out_cells_did() -> None:
+    """A booster trained where cells die at 2 %/day and 10 %/day, then held-out cells that die three
+    times as fast: the recalibrated curve (scale, shift of the logits) puts their medians and 14-day
+    probabilities near the held-out truth; on held-out cells like the training ones it stays near 1 / 0."""
+    rng = np.random.default_rng(5)
+
+    def lives(n: int, factor: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        x = rng.integers(0, 2, n).astype(np.float64)[:, None]
+        truth = rng.exponential(1 / (factor * np.where(x[:, 0] == 1, 0.10, 0.02)))
+        lower = np.maximum(np.minimum(truth, 45.0), MIN_DAYS)
+        return x, lower, np.where(truth <= 45.0, lower, np.inf)
+
+    x, lower, upper = lives(4000, 1.0)
+    booster, _, curve = fit_hazard(x, lower, upper, ["x"], seed=0, rounds=100)
+    probe = np.array([[0.0], [1.0]])
+    same = calibrate_curve(booster, *lives(3000, 1.0), ["x"], curve)
+    assert same.logit_scale == pytest.approx(1.0, abs=0.15) and same.logit_shift == pytest.approx(0.0, abs=0.3)
+    fast = calibrate_curve(booster, *lives(3000, 3.0), ["x"], curve)
+    margin = hazard_logits(booster, probe, ["x"], fast)
+    assert fast.quantile(margin, 0.5) == pytest.approx(np.log(2) / np.array([0.06, 0.30]), rel=0.2)
+    assert fast.probability(margin, 14.0) == pytest.approx(1 - np.exp(-14 * np.array([0.06, 0.30])), abs=0.06)
+    # too few held-out deaths: the curve is left as it is
+    assert calibrate_curve(booster, probe, np.array([5.0, 5.0]), np.array([5.0, np.inf]), ["x"], curve) is curve
 
 
 def test_survival_targets_censor_at_the_cut() -> None:

@@ -34,6 +34,15 @@ FAILURE_MODES: tuple[str, ...] = ("sulfation", "dry_out", "internal_short", "the
 EFFECT_COLUMNS: tuple[str, ...] = ("dV", "dSG", "dT", "R", "I", "C")
 
 
+#: Length of the wear-out precursor (sulfation, dry-out: from the healthy spread to end of life), days.
+#: Months, not weeks: IEEE 450 (5.2) moves capacity tests to yearly once a cell shows degradation (a loss
+#: of more than 10 % since the last test, or below 90 % of rated), and IEEE 1188 trends ohmic values
+#: quarterly against a 20-50 % rise - schedules that only work when the last 20 % of capacity and the
+#: ohmic rise take months to a year. Ruetschi (J. Power Sources 127, 2004) describes grid corrosion,
+#: sulfation and water loss as slow cumulative processes.
+WEAR_OUT_PRECURSOR_DAYS = [90.0, 360.0]
+
+
 @dataclass(frozen=True)
 class Chemistry:
     """Constants of one cell chemistry. Effect tables have one row per :data:`FAILURE_MODES` entry
@@ -81,8 +90,9 @@ FLOODED = Chemistry(
     sg_span=0.12,
     float_current_c=0.001,
     mode_shares=np.array([0.45, 0.35, 0.20, 0.0]),
-    # wear-out (sulfation, dry-out) builds over weeks to months; an internal short gives days of warning
-    precursor_days=np.array([[20.0, 90.0], [20.0, 90.0], [1.5, 4.0], [2.0, 6.0]]),
+    # wear-out (sulfation, dry-out) builds over months (WEAR_OUT_PRECURSOR_DAYS); an internal short gives
+    # days of warning
+    precursor_days=np.array([WEAR_OUT_PRECURSOR_DAYS, WEAR_OUT_PRECURSOR_DAYS, [1.5, 4.0], [2.0, 6.0]]),
     progress_exponent=np.array([1.5, 1.5, 1.5, 1.5]),
     slow_share=np.zeros(4),
     fast_days=(2.0, 6.0),
@@ -121,7 +131,7 @@ VRLA = Chemistry(
     mode_shares=np.array([0.15, 0.45, 0.20, 0.20]),
     # thermal runaway: 30-120 days of slow precursor (the dry-out and heat that set it up: float current
     # and temperature creep up, IEEE 1188 / IEEE 1187), then self-accelerating in the last 2-6 days
-    precursor_days=np.array([[20.0, 90.0], [30.0, 120.0], [1.5, 4.0], [30.0, 120.0]]),
+    precursor_days=np.array([WEAR_OUT_PRECURSOR_DAYS, WEAR_OUT_PRECURSOR_DAYS, [1.5, 4.0], [30.0, 120.0]]),
     progress_exponent=np.array([1.5, 1.5, 1.5, 3.0]),
     slow_share=np.array([0.0, 0.0, 0.0, 0.3]),
     fast_days=(2.0, 6.0),

@@ -49,6 +49,8 @@ MONTH_DAYS = 30.0
 DENSE_BEFORE_DEATH_DAYS = 14.0
 #: ... and on every THIN_EVERY-th sampling time elsewhere (weighted accordingly).
 THIN_EVERY = 4
+#: Recalibrate the hazard logits (scale, shift) on the calibration cells.
+CALIBRATE = True
 
 
 @dataclass
@@ -164,9 +166,11 @@ def fit_survival(
     config: FeatureConfig,
     seed: int,
     rounds: int | None = None,
+    calibrate: bool = CALIBRATE,
 ) -> tuple[FailureModel, int]:
     """Train the hazard booster on the person-period rows of ``train`` (targets censored at ``censor_at``),
-    early-stop on ``calib`` (unless ``rounds`` is given) and choose the alarm threshold on ``calib``."""
+    early-stop on ``calib`` (unless ``rounds`` is given), recalibrate its logits on ``calib``
+    (:func:`survival.calibrate_curve`, with ``calibrate``) and choose the alarm threshold on ``calib``."""
     use_t, lo_t, up_t = S.survival_targets(train, deaths, censor_at)
     use_c, lo_c, up_c = S.survival_targets(calib, deaths, censor_at)
     train, calib = train.loc[use_t], calib.loc[use_c]
@@ -181,6 +185,8 @@ def fit_survival(
         )
     else:
         booster, used, curve = S.fit_hazard(x_train, lo_k, up_k, features, seed, weight=weight, rounds=rounds)
+    if calibrate and len(x_calib):
+        curve = S.calibrate_curve(booster, x_calib, lo_c, up_c, features, curve)
     model = FailureModel(booster=booster, distribution=curve, features=features, config=config)
     seen = np.concatenate([lo_t[np.isfinite(up_t)], lo_c[np.isfinite(up_c)]])
     # the longest time to death the labels show, but never shorter than the horizons every table reports
