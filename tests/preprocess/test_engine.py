@@ -219,3 +219,19 @@ def test_memory_budget_does_not_change_the_output(sample_csv, tmp_path):
     assert outputs[0] == outputs[1]
     with pytest.raises(InputError, match="memory_budget_mb must be a number of MB >= 0, got -1"):
         run_preprocess(sample_csv, tmp_path / "o.csv", PreprocessOptions(memory_budget_mb=-1))
+
+
+def test_spill_holds_tables_up_to_its_budget(tmp_path):
+    from bms_preprocess.spill import Spill
+
+    blocks = [pd.DataFrame({"DeviceID": ["1"] * 50, "v": np.arange(50.0) + k}) for k in range(4)]
+    first = Spill(tmp_path, "probe", budget_bytes=10**9)
+    first.write(blocks[0])
+    size = first.held_bytes
+    spill = Spill(tmp_path, "features", budget_bytes=2 * size)
+    for block in blocks:
+        spill.write(block)
+    assert len(spill.held) == 2 and len(spill.paths) == 2 and spill.held_bytes == 2 * size
+    assert [t.column("v")[0].as_py() for t in spill.tables()] == [0.0, 1.0, 2.0, 3.0]
+    for a, b in zip(spill.frames(), blocks):
+        pd.testing.assert_frame_equal(a, b)

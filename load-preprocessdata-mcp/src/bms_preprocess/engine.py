@@ -78,7 +78,7 @@ class PreprocessOptions:
     eval_fraction: float = 0.1
     limits: dict[str, tuple[float, float]] | None = None
     scale_columns: list[str] | None = None
-    #: cleaned blocks kept in memory for stage 2 up to this many MB; beyond it they go to spill files
+    #: blocks kept in memory between stages up to this many MB (each stage); beyond it they go to spill files
     memory_budget_mb: int = DEFAULT_MEMORY_BUDGET_MB
 
     def validate(self) -> None:
@@ -214,7 +214,8 @@ def _run(
             _report_progress(progress, 0.5, "fitting the MICE imputer on the sample")
             fitted = _fit_mice(imputer, samples, columns, report)
         lap("mice_fit_s")
-        stage2 = Spill(spill_root, "features")
+        # stage 1's blocks are released as stage 2 goes, so stage 2's output gets the same budget
+        stage2 = Spill(spill_root, "features", budget_bytes=int(options.memory_budget_mb) * 1024 * 1024)
         features = FeatureStream(options, columns, fitted)
         features.single_cell_devices = list(report.get("single_cell_strings", []))
         scaler = None

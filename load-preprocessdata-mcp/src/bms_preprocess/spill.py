@@ -21,10 +21,20 @@ ARROW_STRINGS = b"bms.arrow_strings"
 
 # -- spill files (Arrow IPC, memory-mapped on read) ----------------------------------------------
 class Spill:
-    def __init__(self, folder: Path, prefix: str):
+    """Blocks as Arrow tables: the first ones held in memory up to ``budget_bytes``, the rest in files.
+
+    :meth:`tables` gives them all in the order written (held ones first: once a block goes to a
+    file, every later one does too). The Dask path lists spill files by name (``paths``) and uses no
+    budget.
+    """
+
+    def __init__(self, folder: Path, prefix: str, budget_bytes: int = 0):
         self.folder = folder
         self.prefix = prefix
         self.paths: list[Path] = []
+        self.budget_bytes = max(0, int(budget_bytes))
+        self.held: list[Any] = []
+        self.held_bytes = 0
 
     def write(
         self,
@@ -44,13 +54,29 @@ class Spill:
         ]
         if strings:  # Arrow's pandas metadata does not keep a string column's storage: the file does
             table = table.replace_schema_metadata({**(table.schema.metadata or {}), ARROW_STRINGS: json.dumps(strings)})
+        if not self.paths and self.held_bytes + table.nbytes <= self.budget_bytes:
+            self.held.append(table)
+            self.held_bytes += table.nbytes
+            return
+        self.write_file(table)
+
+    def write_file(self, table: Any) -> None:
+        """Append ``table`` as the next spill file."""
+        import pyarrow as pa
+
         path = self.folder / f"{self.prefix}-{len(self.paths):05d}.arrow"
         with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
             writer.write_table(table)
         self.paths.append(path)
 
+    def tables(self) -> list[Any]:
+        """Every block as an Arrow table (files memory-mapped), in the order written."""
+        return [*self.held, *(_read_arrow(p) for p in self.paths)]
+
     def frames(self) -> Iterator[pd.DataFrame]:
-        """The spilled frames, with the dtypes they were spilled with (``extra`` arrays as NumPy columns)."""
+        """The blocks as frames, with the dtypes they were written with (``extra`` arrays as NumPy columns)."""
+        for table in self.held:
+            yield _to_pandas(table)
         for path in self.paths:
             yield _to_pandas(_read_arrow(path))
 
@@ -169,7 +195,8 @@ def assemble(
     import pyarrow.parquet as pq
     from bms_schema.atomic import atomic_path
 
-    tables = [_read_arrow(p) for p in spill.paths]
+    tables = spill.tables()
+    spill.held = []  # from here only the list below holds them (until the output is written)
     schema = _unified_schema(tables)
     if schema.metadata and ARROW_STRINGS in schema.metadata:  # a spill file's note, not the output's
         schema = schema.with_metadata({k: v for k, v in schema.metadata.items() if k != ARROW_STRINGS})
