@@ -53,9 +53,11 @@ def test_vrla_hourly_healthy_fleet_without_labels(workspace: Path) -> None:
     assert not {"IsDead", "IsAnomaly", "AnomalyType"} & set(first.columns)
     assert "CellSpecificGravity" not in first.columns
 
-    # a second run in the same workspace uses the registered failure model instead of training one
+    # a second run in the same workspace uses the registered failure model instead of training one (the
+    # forecaster of the first run is registered too: its stages are not repeated)
     again, status2, lines2 = _run(
         workspace,
+        skip=[*FAST["skip"], "forecast_train", "forecast"],
         devices=1,
         cells_per_device=6,
         days=5,
@@ -67,6 +69,8 @@ def test_vrla_hourly_healthy_fleet_without_labels(workspace: Path) -> None:
     )
     assert status2["failure_fleet"] == "skipped" and status2["failure_train"] == "skipped"
     assert "the registered failure_classifier v0001 predicts" in lines2["failure_train"]
+    assert status2["anomaly"] == "ok" and "registered anomaly_hybrid v0001" in lines2["anomaly"]
+    assert status2["failure"] == "ok" and "model v0001" in lines2["failure"] and "of 6 cells" in lines2["failure"]
 
 
 @pytest.mark.slow

@@ -17,7 +17,7 @@ def test_tools_over_stdio(workspace: Path) -> None:
     from bms_datagen.simulator import simulate_fleet
 
     # Raw 73-column packets (sentinels, duplicates, late packets) straight from the simulator.
-    fleet = simulate_fleet(devices=2, cells_per_device=24, days=60, interval_minutes=60, seed=1, failure_rate=0.3)
+    fleet = simulate_fleet(devices=1, cells_per_device=24, days=45, interval_minutes=60, seed=1, failure_rate=0.3)
     write_table(fleet, workspace / "data" / "fleet.parquet")
     write_table(fleet.drop(columns=["IsDead", "IsAnomaly", "AnomalyType"]), workspace / "data" / "unlabelled.csv")
     # An anomaly result table as bms_anomaly writes it (CellID, Timestamp, AnomalyFlag, ...).
@@ -73,7 +73,7 @@ def test_tools_over_stdio(workspace: Path) -> None:
             env = envelope(result)
             assert not result.is_error, env["message"]
             data = env["data"]
-            assert data["model"]["version"] == "v0001" and data["cells"] == 48
+            assert data["model"]["version"] == "v0001" and data["cells"] == 24
             probs = [c["FailureProbability"] for c in data["top_at_risk"]]
             assert len(probs) == 5 and probs == sorted(probs, reverse=True)
             high = [c["CellID"] for c in data["top_at_risk"] if c["RiskBand"] == "high"]

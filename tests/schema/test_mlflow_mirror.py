@@ -60,7 +60,8 @@ def tracking_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         stdout=log,
         stderr=subprocess.STDOUT,
         cwd=root,
-        env={**os.environ, "MLFLOW_TRACKING_URI": ""},
+        # no job runner (a second process tree, huey workers): the tests use tracking and the registry only
+        env={**os.environ, "MLFLOW_TRACKING_URI": "", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
         start_new_session=True,
     )
     uri = f"http://127.0.0.1:{port}"
