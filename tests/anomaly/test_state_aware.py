@@ -209,3 +209,43 @@ def test_a_failing_cells_drift_is_reported_through_its_state_causally_and_a_sag_
     sagged.loc[rows, "CellVoltage"] -= 0.1
     sagged = sagged.drop(columns=["VoltageDevString"])  # re-derived from the sagged voltage
     assert (detector.score(sagged)["AnomalyKind"].to_numpy()[rows] == "statistical").all()
+
+
+def _string_on_float(hours: float = 36.0, cells: int = 6, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    ts = pd.date_range("2026-01-01", periods=int(hours * 4), freq="15min", tz="UTC")
+    n = len(ts) * cells
+    return pd.DataFrame(
+        {
+            "CellID": np.tile([f"1-{k}" for k in range(1, cells + 1)], len(ts)),
+            "DeviceID": "1",
+            "CellNumber": np.tile(np.arange(1, cells + 1), len(ts)),
+            "Timestamp": np.repeat(ts, cells),
+            "CellVoltage": np.round(2.25 + rng.normal(0, 0.004, n), 3),
+            "CellTemperature": np.round(25 + rng.normal(0, 0.3, n), 1),
+            "OperatingState": "float",
+        }
+    )
+
+
+def test_a_voltage_departing_for_6_h_is_failing_a_frozen_or_hot_sensor_is_not() -> None:
+    """The 6 h route of the failing state: a cell whose float voltage falls 0.05 V below its peers (not repeated,
+    not hot) is failing within 6 h of passing 0.03 V; a voltage sensor frozen 0.1 V low for 10 h and a cell 13 degC
+    hot for 10 h (its voltage not following) are not."""
+    from bms_anomaly.dead import recognise_failing_cells
+
+    frame = _string_on_float()
+    t = (frame["Timestamp"] - frame["Timestamp"].min()) / pd.Timedelta(hours=1)
+    drifting = (frame["CellNumber"] == 2) & (t >= 12)
+    frame.loc[drifting, "CellVoltage"] -= np.minimum(0.05, 0.05 * (t[drifting] - 12) / 6)  # -0.03 V at 15.6 h
+    frozen = (frame["CellNumber"] == 4) & (t >= 12) & (t < 22)
+    frame.loc[frozen, "CellVoltage"] = 2.15
+    hot = (frame["CellNumber"] == 6) & (t >= 12) & (t < 22)
+    frame.loc[hot, "CellTemperature"] += 13.0
+    frame.loc[hot, "CellVoltage"] += 0.05  # as if its voltage did not follow (a frozen temperature sensor)
+    failing = recognise_failing_cells(frame, state_codes(frame))
+    assert failing.cells == ["1-2"], failing.table
+    row = failing.table.iloc[0]
+    hours = (row["recognised_at"] - frame["Timestamp"].min()) / pd.Timedelta(hours=1)
+    assert 15.6 + 4.5 <= hours <= 15.6 + 6.5, hours  # 80 % of 6 h beyond 0.03 V
+    assert "over 6 h" in row["reason"] and "below its string peers" in row["reason"]

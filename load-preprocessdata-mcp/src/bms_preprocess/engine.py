@@ -42,13 +42,13 @@ from bms_schema import InputError, sort_readings
 from bms_schema import columns as C
 from bms_schema.clean import QualityAccumulator
 from bms_schema.features import DEFAULT_WINDOW, FEATURE_COLUMNS, skipped_features
-from bms_schema.reader import StreamFailed, count_rows, iter_table, read_table
+from bms_schema.reader import StreamFailed, count_rows, iter_table, read_ahead, read_table
 
 from .impute import IMPUTE_METHODS
 from .mice import DEFAULT_ITERATIONS, DEFAULT_SAMPLE_ROWS, HELPER_PREFIXES, MiceImputer
 from .profile import DataProfile
 from .scaling import BMSScaler, scaled_column
-from .spill import Spill, assemble
+from .spill import HeldBlocks, Spill, assemble
 from .streams import CleanStream, FeatureStream, _OrderError
 
 log = logging.getLogger("bms.preprocess")
@@ -59,6 +59,8 @@ MIN_HELD = 10_000
 #: Without a chunksize, files larger than this are streamed anyway (same result, bounded memory).
 AUTO_STREAM_BYTES = 256 * 1024 * 1024
 AUTO_CHUNKSIZE = 200_000
+#: cleaned blocks held in memory between stages 1 and 2 (1M packet rows: ~0.9 GB); more is spilled
+DEFAULT_MEMORY_BUDGET_MB = 1024
 
 
 @dataclass
@@ -76,6 +78,8 @@ class PreprocessOptions:
     eval_fraction: float = 0.1
     limits: dict[str, tuple[float, float]] | None = None
     scale_columns: list[str] | None = None
+    #: cleaned blocks kept in memory for stage 2 up to this many MB; beyond it they go to spill files
+    memory_budget_mb: int = DEFAULT_MEMORY_BUDGET_MB
 
     def validate(self) -> None:
         if self.impute not in IMPUTE_METHODS:
@@ -84,6 +88,8 @@ class PreprocessOptions:
             raise InputError(f"chunksize must be a positive number of rows, got {self.chunksize}")
         if isinstance(self.window, bool) or int(self.window) < 1:
             raise InputError(f"window must be a whole number of readings >= 1, got {self.window}")
+        if isinstance(self.memory_budget_mb, bool) or int(self.memory_budget_mb) < 0:
+            raise InputError(f"memory_budget_mb must be a number of MB >= 0, got {self.memory_budget_mb}")
 
 
 @dataclass
@@ -106,7 +112,7 @@ def read_chunks(path: Path, chunksize: int | None, reader: str = "arrow") -> Ite
     if chunksize is None:
         yield read_table(path)
         return
-    yield from iter_table(path, chunksize, engine=reader)
+    yield from read_ahead(iter_table(path, chunksize, engine=reader))  # parse the next chunk meanwhile
 
 
 # -- the run -------------------------------------------------------------------------------------
@@ -171,7 +177,7 @@ def _run(
             random_state=options.random_state,
             eval_fraction=options.eval_fraction,
         )
-        stage1 = Spill(spill_root, "clean")
+        stage1 = HeldBlocks(Spill(spill_root, "clean"), int(options.memory_budget_mb) * 1024 * 1024)
         samples: list[pd.DataFrame] = []
         profile = DataProfile()
         chunks = 0
@@ -196,7 +202,7 @@ def _run(
             done = min(quality.rows_in / max(total_rows, 1), 1.0)
             _report_progress(progress, 0.05 + 0.4 * done, f"cleaned {quality.rows_in} of {total_rows} rows")
         take(stream.feed(None, final=True))
-        if not stage1.paths:
+        if not len(stage1):
             raise InputError(f"{path.name}: no usable rows after cleaning")
         lap("read_clean_s")
         report = quality.report()
@@ -221,6 +227,7 @@ def _run(
             ]
             scaler = BMSScaler(columns=list(scale_cols))
         feature_values: dict[str, int] = {}
+        blocks = len(stage1)
         for k, block in enumerate(stage1.frames()):
             out, feats = features.process(block)
             for name, values in feats.items():
@@ -236,11 +243,9 @@ def _run(
             stage2.write(out, extra=feats, exclude=exclude)
             _report_progress(
                 progress,
-                0.55 + 0.3 * (k + 1) / len(stage1.paths),
-                f"imputed and engineered block {k + 1} of {len(stage1.paths)}",
+                0.55 + 0.3 * (k + 1) / blocks,
+                f"imputed and engineered block {k + 1} of {blocks}",
             )
-        for p in stage1.paths:
-            p.unlink(missing_ok=True)
         if scaler is not None:
             unfitted = scaler.drop_unfitted()  # no value at all (no SG on VRLA, no current step): not scaled
             report["not_scaled"] = {c: "no value at all" for c in unfitted}

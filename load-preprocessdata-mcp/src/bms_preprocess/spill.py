@@ -55,6 +55,50 @@ class Spill:
             yield _to_pandas(_read_arrow(path))
 
 
+class HeldBlocks:
+    """Blocks kept in memory up to ``budget_bytes``, the later ones spilled to ``spill``; read back in order.
+
+    Stage 1 of the engine finalises blocks that stage 2 reads once, in order, after the MICE fit: a
+    file that fits the budget skips the round trip through Arrow files (conversion both ways), a
+    bigger one keeps bounded memory. Each block is released as it is handed out.
+    """
+
+    def __init__(self, spill: Spill, budget_bytes: int):
+        self.spill = spill
+        self.budget_bytes = max(0, int(budget_bytes))
+        self.held_bytes = 0
+        self._blocks: list[pd.DataFrame | Path] = []
+
+    def __len__(self) -> int:
+        return len(self._blocks)
+
+    def write(self, frame: pd.DataFrame) -> None:
+        size = _frame_bytes(frame)
+        if not self.spill.paths and self.held_bytes + size <= self.budget_bytes:
+            self._blocks.append(frame)
+            self.held_bytes += size
+        else:  # once one block is spilled, the rest follow it (memory stays where it is)
+            self.spill.write(frame)
+            self._blocks.append(self.spill.paths[-1])
+
+    def frames(self) -> Iterator[pd.DataFrame]:
+        while self._blocks:
+            item = self._blocks.pop(0)
+            if isinstance(item, Path):
+                frame = _to_pandas(_read_arrow(item))
+                item.unlink(missing_ok=True)
+                yield frame
+            else:
+                self.held_bytes -= _frame_bytes(item)
+                yield item
+
+
+def _frame_bytes(frame: pd.DataFrame) -> int:
+    """Memory of ``frame``: its arrays, plus ~56 bytes per value of an object column (a small Python object)."""
+    objects = sum(1 for dtype in frame.dtypes if pd.api.types.is_object_dtype(dtype))
+    return int(frame.memory_usage(index=False, deep=False).sum()) + 56 * objects * len(frame)
+
+
 def _to_pandas(table: Any) -> pd.DataFrame:
     """``table.to_pandas()``, keeping Arrow-backed string columns so (not a Python object per value)."""
     import pyarrow as pa
