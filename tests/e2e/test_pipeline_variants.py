@@ -71,13 +71,3 @@ def test_vrla_hourly_healthy_fleet_without_labels(workspace: Path) -> None:
     assert "the registered failure_classifier v0001 predicts" in lines2["failure_train"]
     assert status2["anomaly"] == "ok" and "registered anomaly_hybrid v0001" in lines2["anomaly"]
     assert status2["failure"] == "ok" and "model v0001" in lines2["failure"] and "of 6 cells" in lines2["failure"]
-
-
-@pytest.mark.slow
-def test_one_cell_one_minute_no_discharge(workspace: Path) -> None:
-    _, status, lines = _run(
-        workspace, devices=1, cells_per_device=1, days=1, interval_minutes=1, discharge_every_days=0.0
-    )
-    assert all(status[n] in ("ok", "skipped") for n in status)
-    assert "1 devices x 1 cells x 1440 readings" in lines["simulate"]
-    assert "of 1 cells" in lines["failure"] and status["forecast"] == "ok"
