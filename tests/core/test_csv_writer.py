@@ -1,4 +1,4 @@
-"""The pipelined CSV writer and the read-ahead of the streaming reader: order, bounds, errors raised."""
+"""The pipelined CSV writer: byte for byte pyarrow's output, bounded queue, errors of its threads raised."""
 
 from __future__ import annotations
 
@@ -47,40 +47,3 @@ def test_a_formatting_error_is_raised_not_lost(tmp_path):
         writer.close()
     assert writer._handle.closed
     writer.close()  # a closed writer: nothing more to do or say
-
-
-def test_read_ahead_keeps_order_raises_in_place_and_stops_early():
-    import threading
-
-    from bms_schema.reader import read_ahead
-
-    assert list(read_ahead(iter(range(50)), depth=3)) == list(range(50))
-
-    def failing():
-        yield 1
-        yield 2
-        raise ValueError("bad chunk 3")
-
-    got = []
-    with pytest.raises(ValueError, match="bad chunk 3"):
-        for item in read_ahead(failing()):
-            got.append(item)
-    assert got == [1, 2]
-
-    closed = threading.Event()
-    produced = []
-
-    def endless():
-        try:
-            k = 0
-            while True:
-                produced.append(k)
-                yield k
-                k += 1
-        finally:
-            closed.set()
-
-    stream = read_ahead(endless(), depth=2)
-    assert [next(stream) for _ in range(3)] == [0, 1, 2]
-    stream.close()
-    assert closed.wait(5) and len(produced) <= 3 + 2 + 1  # bounded: depth ahead, not the whole source

@@ -42,7 +42,7 @@ from bms_schema import InputError, sort_readings
 from bms_schema import columns as C
 from bms_schema.clean import QualityAccumulator
 from bms_schema.features import DEFAULT_WINDOW, FEATURE_COLUMNS, skipped_features
-from bms_schema.reader import StreamFailed, count_rows, iter_table, read_ahead, read_table
+from bms_schema.reader import StreamFailed, count_rows, iter_table, read_table
 
 from .impute import IMPUTE_METHODS
 from .mice import DEFAULT_ITERATIONS, DEFAULT_SAMPLE_ROWS, HELPER_PREFIXES, MiceImputer
@@ -112,7 +112,7 @@ def read_chunks(path: Path, chunksize: int | None, reader: str = "arrow") -> Ite
     if chunksize is None:
         yield read_table(path)
         return
-    yield from read_ahead(iter_table(path, chunksize, engine=reader))  # parse the next chunk meanwhile
+    yield from iter_table(path, chunksize, engine=reader)
 
 
 # -- the run -------------------------------------------------------------------------------------

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from .errors import InputError, PathError
-
-T = TypeVar("T")
 
 CSV_SUFFIXES = (".csv", ".csv.gz", ".txt")
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -401,58 +399,6 @@ def iter_table(path: str | Path, chunksize: int, engine: str = "auto") -> Iterat
         raise InputError(f"file is empty: {path.name} has no header and no rows") from exc
     except Exception as exc:
         raise InputError(f"{path.name} is not a readable {fmt.upper()} table: {_short(exc)}") from exc
-
-
-def read_ahead(items: Iterator[T], depth: int = 1) -> Iterator[T]:
-    """Iterate ``items`` with up to ``depth`` of them produced ahead on a background thread.
-
-    The streaming reader parses a chunk (pyarrow, GIL released) while the caller cleans the
-    previous one. Items come in order; an error of the producer is raised at the item where it
-    happened; stopping early (``close()``, garbage collection) stops the producer, which closes
-    its source on its own thread.
-    """
-    import queue
-    import threading
-
-    done = object()
-    slots: queue.Queue[Any] = queue.Queue(maxsize=max(1, int(depth)))
-    stop = threading.Event()
-
-    def put(item: Any) -> bool:
-        while not stop.is_set():
-            try:
-                slots.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def produce() -> None:
-        try:
-            for item in items:
-                if not put((item, None)):
-                    return
-            put((done, None))
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
-            put((done, exc))
-        finally:
-            close = getattr(items, "close", None)
-            if close is not None:
-                close()
-
-    thread = threading.Thread(target=produce, name="bms-read-ahead", daemon=True)
-    thread.start()
-    try:
-        while True:
-            item, error = slots.get()
-            if error is not None:
-                raise error
-            if item is done:
-                return
-            yield item
-    finally:
-        stop.set()
-        thread.join()
 
 
 def _check_frame(frame: pd.DataFrame, path: Path) -> None:
