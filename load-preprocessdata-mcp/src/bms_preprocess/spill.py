@@ -58,9 +58,9 @@ class Spill:
             self.held.append(table)
             self.held_bytes += table.nbytes
             return
-        self.write_file(table)
+        self._write_file(table)
 
-    def write_file(self, table: Any) -> None:
+    def _write_file(self, table: Any) -> None:
         """Append ``table`` as the next spill file."""
         import pyarrow as pa
 
@@ -126,7 +126,7 @@ def _frame_bytes(frame: pd.DataFrame) -> int:
 
 
 def _to_pandas(table: Any) -> pd.DataFrame:
-    """``table.to_pandas()``, keeping Arrow-backed string columns so (not a Python object per value)."""
+    """``table.to_pandas()``, keeping Arrow-backed string columns Arrow-backed (not a Python object per value)."""
     import pyarrow as pa
 
     arrow_strings = json.loads((table.schema.metadata or {}).get(ARROW_STRINGS, b"[]"))
