@@ -33,6 +33,8 @@ import numpy as np
 import pandas as pd
 from bms_schema import columns as C
 
+from .features import MIN_PEERS
+
 DEAD_WINDOW_HOURS = 12.0
 DEAD_SHARE = 0.8
 DEAD_MIN_READINGS = 4
@@ -51,7 +53,6 @@ DEAD_MARGINS: tuple[tuple[str, float, str, str], ...] = (
 DRY_OUT_SIGNATURE: dict[str, tuple[float, float]] = {"vrla": (0.05, 4.0)}
 #: Below this V/cell on float or at rest a cell is shorted or open (used also without peers).
 DEAD_FLOAT_VPC = 1.95
-MIN_PEERS = 3
 
 DEAD_COLUMNS = ("CellID", "DeviceID", "dead_since", "recognised_at", "readings_after", "reason")
 

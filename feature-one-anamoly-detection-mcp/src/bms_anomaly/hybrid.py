@@ -484,6 +484,7 @@ class HybridAnomalyDetector:
             open_cells=carried,
         )
         drift = np.zeros(len(frame), dtype=bool)
+        top = np.full(len(frame), None, dtype=object)
         if failing.recognised is not None and (failing.recognised & statistical).any():
             top, value = self._top_features(raw, failing.recognised & statistical, states)
             drift = failing.explained(frame, failing.recognised & statistical, top, value)
@@ -511,7 +512,7 @@ class HybridAnomalyDetector:
                 columns[REASON][drift] = [
                     f"the cell's drift, reported through its failing state: {n}" for n in notes[drift]
                 ]
-                columns[TOP_FEATURE][drift] = self._top_features(raw, drift, states)[0][drift]
+                columns[TOP_FEATURE][drift] = top[drift]  # computed above for every candidate row
             noted = failing.rows & statistical
             if noted.any():  # a reading anomaly of a failing cell: say that the cell drifts too
                 notes = failing.note_by_row(frame)

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from bms_anomaly.features import MIN_PEERS
 from bms_schema import columns as C
 from bms_schema.features import feature_arrays, hour_of_day, peer_deviation, single_cell_strings
 from bms_schema.grouped import StringGroups, string_median
@@ -135,9 +136,6 @@ class _DeviceBuffer:
 
 #: A device buffer is compacted when it holds more than SLACK x per_cell rows per cell.
 SLACK = 1.5
-#: Devices with fewer cells than this have no peers (``bms_anomaly.features.MIN_PEERS``): their cells keep
-#: ``per_cell_alone`` readings.
-ALONE_BELOW = 3
 
 
 class ReadingHistory:
@@ -158,7 +156,7 @@ class ReadingHistory:
         per_cell_alone: int | None = None,
     ):
         self.per_cell = max(1, int(per_cell))
-        #: Readings kept per cell of a device with fewer than :data:`ALONE_BELOW` cells (no peers: the anomaly
+        #: Readings kept per cell of a device with fewer than ``bms_anomaly.features.MIN_PEERS`` cells (no peers: the anomaly
         #: model's own-history features reach much further back, ``bms_anomaly.features.OWN_HISTORY_REACH``);
         #: None = ``per_cell`` for every device.
         self.per_cell_alone = max(self.per_cell, int(per_cell_alone)) if per_cell_alone else self.per_cell
@@ -216,7 +214,7 @@ class ReadingHistory:
 
     def reach(self, cells: int) -> int:
         """Readings kept per cell of a device with ``cells`` cells."""
-        return self.per_cell_alone if cells < ALONE_BELOW else self.per_cell
+        return self.per_cell_alone if cells < MIN_PEERS else self.per_cell
 
     def known_cells(self, device: str) -> int:
         """How many distinct cells of ``device`` are remembered (0 for an unknown device)."""
