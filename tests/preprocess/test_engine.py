@@ -235,3 +235,40 @@ def test_spill_holds_tables_up_to_its_budget(tmp_path):
     assert [t.column("v")[0].as_py() for t in spill.tables()] == [0.0, 1.0, 2.0, 3.0]
     for a, b in zip(spill.frames(), blocks):
         pd.testing.assert_frame_equal(a, b)
+
+
+def test_pass_through_columns_kept_in_arrow_give_the_same_file(sample_csv, tmp_path, monkeypatch):
+    """Stage 1 keeps the columns normalisation does not read as Arrow tables: the same bytes as carrying them
+    in the frame, duplicates told apart by every column (a resent packet that differs only in a
+    pass-through column is a conflict, not a duplicate), an integer column with a gap in one chunk."""
+    from bms_preprocess import streams
+
+    lines = sample_csv.read_text().splitlines()
+    fields = [line.split(",") for line in lines]
+    site = fields[0].index("SiteID")
+    maker = fields[0].index("BMSManufacturerID")
+    other = list(fields[300])
+    other[site] = "CHARGER-9"
+    fields[400][maker] = ""
+    rows = [*fields[:101], fields[100], *fields[101:301], other, *fields[301:]]  # exact copy; differs in SiteID
+    src = tmp_path / "packets.csv"
+    src.write_text("\n".join(",".join(r) for r in rows) + "\n")
+
+    used = []
+    split = streams.PassThrough.split
+    monkeypatch.setattr(streams.PassThrough, "split", lambda self, table: used.append(1) or split(self, table))
+    arrow = run_preprocess(src, tmp_path / "arrow.csv", PreprocessOptions(chunksize=120))
+    assert len(used) == arrow.chunks > 3
+    monkeypatch.setattr(streams.PassThrough, "for_columns", classmethod(lambda cls, columns: None))
+    frame = run_preprocess(src, tmp_path / "frame.csv", PreprocessOptions(chunksize=120))
+    assert (tmp_path / "arrow.csv").read_bytes() == (tmp_path / "frame.csv").read_bytes()
+    for result in (arrow, frame):
+        assert result.report["duplicates_dropped"] == 1 and result.report["conflicting_rows_dropped"] == 1
+        assert result.rows == 750
+    out = pd.read_csv(tmp_path / "arrow.csv")
+    assert out["BMSManufacturerID"].isna().sum() == 1 and list(out.columns[:4]) == [
+        "CellID",
+        "DeviceID",
+        "CellNumber",
+        "Timestamp",
+    ]

@@ -42,14 +42,14 @@ from bms_schema import InputError, sort_readings
 from bms_schema import columns as C
 from bms_schema.clean import QualityAccumulator
 from bms_schema.features import DEFAULT_WINDOW, FEATURE_COLUMNS, skipped_features
-from bms_schema.reader import StreamFailed, count_rows, iter_table, read_table
+from bms_schema.reader import StreamFailed, count_rows, iter_csv_tables, iter_table, read_table, table_format
 
 from .impute import IMPUTE_METHODS
 from .mice import DEFAULT_ITERATIONS, DEFAULT_SAMPLE_ROWS, HELPER_PREFIXES, MiceImputer
 from .profile import DataProfile
 from .scaling import BMSScaler, scaled_column
 from .spill import HeldBlocks, Spill, assemble
-from .streams import CleanStream, FeatureStream, _OrderError
+from .streams import ROW_COLUMN, CleanStream, FeatureStream, PassThrough, _OrderError
 
 log = logging.getLogger("bms.preprocess")
 
@@ -113,6 +113,32 @@ def read_chunks(path: Path, chunksize: int | None, reader: str = "arrow") -> Ite
         yield read_table(path)
         return
     yield from iter_table(path, chunksize, engine=reader)
+
+
+def _clean_chunks(path: Path, chunksize: int | None, reader: str, stream: CleanStream) -> Iterator[pd.DataFrame]:
+    """The chunks stage 1 cleans: :func:`read_chunks`, or, for a CSV read by pyarrow in chunks, each
+    chunk's Arrow table split by a :class:`.streams.PassThrough` that ``stream`` then holds (the
+    columns normalisation does not read stay in Arrow)."""
+    if chunksize is None or reader != "arrow" or path.is_dir() or table_format(path) != "csv":
+        yield from read_chunks(path, chunksize, reader)
+        return
+    passthrough: PassThrough | None = None
+    for k, table in enumerate(iter_csv_tables(path, chunksize)):
+        if k == 0:
+            passthrough = PassThrough.for_columns(table.column_names)
+            stream.passthrough = passthrough
+        if passthrough is None:
+            yield _to_frame(table)
+        else:
+            yield passthrough.split(table)
+
+
+def _to_frame(table: Any) -> pd.DataFrame:
+    """A chunk as :func:`bms_schema.reader.iter_table` gives it (Arrow-backed strings)."""
+    import pyarrow as pa
+
+    mapper = {pa.large_string(): pd.StringDtype("pyarrow"), pa.string(): pd.StringDtype("pyarrow")}.get
+    return table.to_pandas(types_mapper=mapper, self_destruct=True)
 
 
 # -- the run -------------------------------------------------------------------------------------
@@ -190,18 +216,27 @@ def _run(
                 mask = imputer.sample_mask(block, total_rows)
                 if mask.any():
                     samples.append(block.loc[mask])
-            stage1.write(block)
+            passthrough = stream.passthrough
+            stage1.write(block, None if passthrough is None else passthrough.gather(block[ROW_COLUMN].to_numpy()))
 
-        for raw in read_chunks(path, options.chunksize, reader):
+        def release() -> None:  # pass-through rows no held row can need any more
+            if stream.passthrough is not None:
+                held = stream.held
+                below = stream.passthrough.rows if held is None else int(held[ROW_COLUMN].min())
+                stream.passthrough.release(below)
+
+        for raw in _clean_chunks(path, options.chunksize, reader, stream):
             chunks += 1
             if quality.input_format == "unknown":
                 from bms_schema.normalize import detect_format
 
                 quality.input_format = detect_format(raw)
             take(stream.feed(raw))
+            release()
             done = min(quality.rows_in / max(total_rows, 1), 1.0)
             _report_progress(progress, 0.05 + 0.4 * done, f"cleaned {quality.rows_in} of {total_rows} rows")
         take(stream.feed(None, final=True))
+        release()
         if not len(stage1):
             raise InputError(f"{path.name}: no usable rows after cleaning")
         lap("read_clean_s")
@@ -229,7 +264,7 @@ def _run(
             scaler = BMSScaler(columns=list(scale_cols))
         feature_values: dict[str, int] = {}
         blocks = len(stage1)
-        for k, block in enumerate(stage1.frames()):
+        for k, (block, side) in enumerate(stage1.items()):
             out, feats = features.process(block)
             for name, values in feats.items():
                 feature_values[name] = feature_values.get(name, 0) + int(np.count_nonzero(~np.isnan(values)))
@@ -241,7 +276,9 @@ def _run(
                 scaler.partial_fit(
                     pd.DataFrame({c: feats[c] if c in feats else out[c].to_numpy() for c in scaler.columns})
                 )
-            stage2.write(out, extra=feats, exclude=exclude)
+            if side is None:
+                exclude.add(ROW_COLUMN)
+            stage2.write(out, extra=feats, exclude=exclude, passthrough=side, marker=ROW_COLUMN)
             _report_progress(
                 progress,
                 0.55 + 0.3 * (k + 1) / blocks,

@@ -41,12 +41,23 @@ class Spill:
         frame: pd.DataFrame,
         extra: dict[str, np.ndarray] | None = None,
         exclude: set[str] | frozenset[str] = frozenset(),
+        passthrough: Any = None,
+        marker: str | None = None,
     ) -> None:
-        """Spill ``frame`` without the ``exclude`` columns, plus ``extra`` arrays as columns."""
+        """Spill ``frame`` without the ``exclude`` columns, plus ``extra`` arrays as columns.
+
+        ``passthrough`` (an Arrow table of ``frame``'s rows) takes the place of ``frame``'s column ``marker``.
+        """
         import pyarrow as pa
 
         keep = [c for c in frame.columns if c not in exclude and c not in (extra or {})]
         table = pa.Table.from_pandas(frame, columns=keep, preserve_index=False)
+        if passthrough is not None and marker is not None:
+            at = table.column_names.index(marker)
+            table = pa.Table.from_arrays(
+                [*table.columns[:at], *passthrough.columns, *table.columns[at + 1 :]],
+                names=[*table.column_names[:at], *passthrough.column_names, *table.column_names[at + 1 :]],
+            )
         for name, values in (extra or {}).items():
             table = table.append_column(name, pa.array(values))
         strings = [
@@ -62,11 +73,8 @@ class Spill:
 
     def _write_file(self, table: Any) -> None:
         """Append ``table`` as the next spill file."""
-        import pyarrow as pa
-
         path = self.folder / f"{self.prefix}-{len(self.paths):05d}.arrow"
-        with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
-            writer.write_table(table)
+        _write_arrow(table, path)
         self.paths.append(path)
 
     def tables(self) -> list[Any]:
@@ -93,30 +101,44 @@ class HeldBlocks:
         self.spill = spill
         self.budget_bytes = max(0, int(budget_bytes))
         self.held_bytes = 0
-        self._blocks: list[pd.DataFrame | Path] = []
+        self._blocks: list[tuple[pd.DataFrame | Path, Any]] = []
 
     def __len__(self) -> int:
         return len(self._blocks)
 
-    def write(self, frame: pd.DataFrame) -> None:
-        size = _frame_bytes(frame)
+    def write(self, frame: pd.DataFrame, side: Any = None) -> None:
+        """Keep ``frame`` (and ``side``, an Arrow table of its rows handed back with it by :meth:`items`)."""
+        size = _frame_bytes(frame) + (0 if side is None else int(side.nbytes))
         if not self.spill.paths and self.held_bytes + size <= self.budget_bytes:
-            self._blocks.append(frame)
+            self._blocks.append((frame, side))
             self.held_bytes += size
         else:  # once one block is spilled, the rest follow it (memory stays where it is)
             self.spill.write(frame)
-            self._blocks.append(self.spill.paths[-1])
+            path = self.spill.paths[-1]
+            if side is not None:
+                side_path = path.with_name(path.stem + "-side.arrow")
+                _write_arrow(side, side_path)
+                side = side_path
+            self._blocks.append((path, side))
 
     def frames(self) -> Iterator[pd.DataFrame]:
+        for frame, _ in self.items():
+            yield frame
+
+    def items(self) -> Iterator[tuple[pd.DataFrame, Any]]:
+        """``(frame, side)`` of every block in the order written, each released as it is handed out."""
         while self._blocks:
-            item = self._blocks.pop(0)
+            item, side = self._blocks.pop(0)
             if isinstance(item, Path):
                 frame = _to_pandas(_read_arrow(item))
                 item.unlink(missing_ok=True)
-                yield frame
+                if isinstance(side, Path):
+                    path, side = side, _read_arrow(side)
+                    path.unlink(missing_ok=True)  # the mapping keeps the data readable
+                yield frame, side
             else:
-                self.held_bytes -= _frame_bytes(item)
-                yield item
+                self.held_bytes -= _frame_bytes(item) + (0 if side is None else int(side.nbytes))
+                yield item, side
 
 
 def _frame_bytes(frame: pd.DataFrame) -> int:
@@ -140,6 +162,13 @@ def _to_pandas(table: Any) -> pd.DataFrame:
     for name in sorted(arrow_strings, key=position.__getitem__):  # each at its own position, in order
         frame.insert(position[name], name, strings[name])
     return frame
+
+
+def _write_arrow(table: Any, path: Path) -> None:
+    import pyarrow as pa
+
+    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
 
 
 def _read_arrow(path: Path) -> Any:

@@ -6,7 +6,7 @@ See :mod:`bms_preprocess.engine` for how the stages fit together.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -49,6 +49,130 @@ def _ns(frame: pd.DataFrame) -> np.ndarray:
     return frame[C.TIMESTAMP].dt.as_unit("ns").array.asi8
 
 
+#: The column that stands for the pass-through columns in stage 1: each row's number in the file.
+ROW_COLUMN = "__bms_row"
+#: Columns the later stages write or replace: they never pass through as Arrow columns.
+_TOUCHED_SUFFIXES = ("_Imputed", "_scaled", "_Quality")
+
+
+def _string_dtype(kind: Any) -> Any:
+    import pyarrow as pa
+
+    return pd.StringDtype("pyarrow") if kind in (pa.string(), pa.large_string()) else None
+
+
+def _as_after_pandas(column: Any) -> Any:
+    """``column`` with the type and nulls it has after a trip through pandas and back (``to_pandas`` with
+    Arrow-backed strings, then ``Table.from_pandas``), as the pass-through columns had before they
+    were kept in Arrow: integers with gaps become float64, NaN becomes null, times get microseconds,
+    strings are large strings; other types take the trip itself."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    kind = column.type
+    if pa.types.is_null(kind) or pa.types.is_boolean(kind) or pa.types.is_date(kind) or pa.types.is_timestamp(kind):
+        return column
+    if pa.types.is_integer(kind):
+        return column.cast(pa.float64()) if column.null_count else column
+    if pa.types.is_floating(kind):
+        nan = pc.is_nan(column)
+        return pc.if_else(nan, pa.scalar(None, kind), column) if pc.any(nan).as_py() else column
+    if pa.types.is_time(kind):
+        return column.cast(pa.time64("us"), safe=False)
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        return column.cast(pa.large_string())
+    frame = pa.table({"c": column}).to_pandas(types_mapper=_string_dtype)
+    return pa.Table.from_pandas(frame, preserve_index=False).column(0)
+
+
+class PassThrough:
+    """The columns stage 1 passes through unread, kept as Arrow tables while the rest is cleaned in pandas.
+
+    A raw packet has ~60 such columns: carried through pandas, they were most of stage 1's cost
+    (conversion, the copies of concatenating, sorting and splitting the look-ahead buffer). Here
+    :meth:`split` gives the pandas frame of the other columns, where one int64 column
+    (:data:`ROW_COLUMN`, the row's number in the file) stands at the place of the pass-through
+    columns, and keeps their values by chunk; :meth:`gather` gives them for any rows (a block
+    finalised by the clean stream); :meth:`release` drops chunks no held row points into.
+    """
+
+    def __init__(self, names: list[str], columns: list[str]):
+        self.names = names  # the pass-through columns, in input order
+        self.columns = columns  # the whole chunk's columns
+        self.chunks: list[tuple[int, Any]] = []  # (first row number, table)
+        self.rows = 0
+        self._joined: Any = None
+
+    @classmethod
+    def for_columns(cls, columns: list[str]) -> PassThrough | None:
+        """A store for tables of ``columns``, or ``None`` when they are better cleaned as one frame."""
+        from bms_schema.features import FEATURE_COLUMNS
+        from bms_schema.normalize import passthrough_columns
+
+        names = passthrough_columns(columns)
+        if not names or ROW_COLUMN in columns:
+            return None
+        touched = set(FEATURE_COLUMNS) | {"ResistanceProxy"}
+        if any(n in touched or n.endswith(_TOUCHED_SUFFIXES) or n.startswith(HELPER_PREFIXES) for n in names):
+            return None  # a later stage writes such a column: it stays with the frame
+        return cls(names, columns)
+
+    def split(self, table: Any) -> pd.DataFrame:
+        """The pandas frame of ``table``'s columns that normalisation reads, plus :data:`ROW_COLUMN`."""
+        import pyarrow as pa
+
+        if table.column_names != self.columns:
+            raise InputError("a chunk of the file has other columns than its first chunk")
+        n = table.num_rows
+        keep = [c for c in self.columns if c not in set(self.names)]
+        frame = table.select(keep).to_pandas(types_mapper=_string_dtype)
+        frame[ROW_COLUMN] = np.arange(self.rows, self.rows + n, dtype=np.int64)
+        passed = table.select(self.names)
+        passed = pa.table([_as_after_pandas(passed.column(i)) for i in range(len(self.names))], names=self.names)
+        self.chunks.append((self.rows, passed))
+        self.rows += n
+        self._joined = None
+        return frame
+
+    def _all(self) -> tuple[int, Any]:
+        import pyarrow as pa
+
+        if self._joined is None:
+            tables = [t for _, t in self.chunks]
+            if len(tables) == 1:
+                joined = tables[0]
+            else:
+                try:
+                    joined = pa.concat_tables(tables, promote_options="permissive")
+                except (pa.ArrowInvalid, pa.ArrowTypeError):  # no common type (numbers here, text there)
+                    from .spill import _cast, _unified_schema
+
+                    schema = _unified_schema(tables)
+                    joined = pa.concat_tables([_cast(t, schema) for t in tables])
+            self._joined = joined.combine_chunks()
+        return self.chunks[0][0], self._joined
+
+    def gather(self, rows: np.ndarray) -> Any:
+        """The pass-through columns of the rows numbered ``rows`` (an Arrow table, in that order)."""
+        import pyarrow as pa
+
+        first, table = self._all()
+        return table.take(pa.array(np.asarray(rows, dtype=np.int64) - first))
+
+    def frame(self, rows: pd.Series) -> pd.DataFrame:
+        """The pass-through columns of ``rows`` as pandas columns (index of ``rows``), as the frame had them."""
+        out = self.gather(rows.to_numpy()).to_pandas(types_mapper=_string_dtype)
+        out.index = rows.index
+        return out
+
+    def release(self, below: int) -> None:
+        """Forget the chunks whose rows are all numbered below ``below`` (all finalised or dropped)."""
+        keep = [(first, t) for first, t in self.chunks if first + t.num_rows > below]
+        if len(keep) != len(self.chunks):
+            self.chunks = keep
+            self._joined = None
+
+
 class CleanStream:
     """Normalise chunks, hold back rows that later input could still change, finalise the rest."""
 
@@ -62,6 +186,7 @@ class CleanStream:
         self.columns: list[str] | None = None
         self.schema_columns: list[str] | None = None
         self.seen_valid: set[str] = set()  # measurements with at least one value so far
+        self.passthrough: PassThrough | None = None  # set when chunks come as Arrow tables (engine)
 
     def _normalise(self, raw: pd.DataFrame) -> pd.DataFrame:
         canonical = to_canonical(raw, self.options.limits)
@@ -132,7 +257,14 @@ class CleanStream:
         if not parts:
             return None
         buffer = parts[0] if len(parts) == 1 else concat_rows(parts)
-        buffer, dups, conflicts = drop_duplicates(buffer)
+        compare = None
+        if self.passthrough is not None:
+            passthrough = self.passthrough
+
+            def compare(rows: pd.DataFrame) -> pd.DataFrame:  # the whole rows, pass-through columns too
+                return pd.concat([rows.drop(columns=[ROW_COLUMN]), passthrough.frame(rows[ROW_COLUMN])], axis=1)
+
+        buffer, dups, conflicts = drop_duplicates(buffer, compare)
         self.quality.duplicates += dups
         self.quality.conflicts += conflicts
         buffer = sort_readings(buffer)

@@ -9,6 +9,7 @@ cell. Columns the schema does not know pass through unchanged.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -64,21 +65,25 @@ def to_canonical(
     return canonical
 
 
-def drop_duplicates(frame: pd.DataFrame) -> tuple[pd.DataFrame, int, int]:
+def drop_duplicates(
+    frame: pd.DataFrame, compare: Callable[[pd.DataFrame], pd.DataFrame] | None = None
+) -> tuple[pd.DataFrame, int, int]:
     """Drop exact duplicate packets, then keep the first of conflicting rows for one (cell, time).
 
     An exact duplicate is identical in every column. Two different rows for the same cell and
     timestamp (a resent packet with other values) cannot both be the reading, so the first one
     in file order is kept and the rest are counted as conflicts. Only rows sharing a
     (cell, timestamp) key are compared column by column, so this stays cheap on big tables.
-    Returns ``(frame, exact_duplicates, conflicting)``.
+    ``compare`` gives, for rows sharing a key, the frame whose rows are compared (the streaming
+    engine holds the pass-through columns apart and joins them back here). Returns
+    ``(frame, exact_duplicates, conflicting)``.
     """
     key = [C.CELL_ID, C.TIMESTAMP]
     same_key = frame.duplicated(key, keep=False)
     if not same_key.any():
         return frame, 0, 0
     candidates = frame.loc[same_key]
-    exact = candidates.duplicated(keep="first")
+    exact = (candidates if compare is None else compare(candidates)).duplicated(keep="first")
     drop = pd.Series(False, index=frame.index)
     drop.loc[exact.index[exact.to_numpy()]] = True
     kept = frame.loc[~drop]

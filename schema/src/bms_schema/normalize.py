@@ -403,6 +403,33 @@ def _normalize(
     return result, report
 
 
+def passthrough_columns(names: list[str]) -> list[str] | None:
+    """The columns normalisation passes through unread (after the canonical ones and the labels), in input order.
+
+    From the names alone, by the rules of :func:`normalize`: every column except the measurement,
+    time, device and cell sources, the canonical names and the labels. ``None`` when normalisation
+    would read more than the names tell (a time from the ``Date`` + ``Time`` pair, a canonical table
+    that may be passed through as it is).
+    """
+    if detect_format(pd.DataFrame(columns=names)) == "canonical" or C.find_alias(names, C.TIMESTAMP) is None:
+        return None
+    consumed = {C.CELL_ID, C.DEVICE_ID, C.CELL_NUMBER, C.TIMESTAMP, C.SENSOR_FAULT, C.OUT_OF_RANGE}
+    for canonical in (C.TIMESTAMP, C.DEVICE_ID, C.CELL_NUMBER):
+        source = C.find_alias(names, canonical)
+        if source is not None:
+            consumed.add(source)
+    measurements = list(C.CORE_COLUMNS)
+    for name in (*C.CORE_COLUMNS, *C.OPTIONAL_NUMERIC):
+        source = C.find_alias(names, name)
+        if source is not None:
+            consumed.add(source)
+            if name not in measurements:
+                measurements.append(name)
+    consumed.update(measurements)
+    consumed.update(C.quality_column(name) for name in measurements)
+    return [c for c in names if c not in consumed and c not in C.LABEL_COLUMNS]
+
+
 def load_readings(
     path: str | Path,
     limits: C.Limits | None = None,

@@ -277,6 +277,33 @@ def _arrow_csv_chunks(path: Path, chunksize: int) -> Iterator[pd.DataFrame]:
     """
     import pyarrow as pa
 
+    mapper = {pa.large_string(): pd.StringDtype("pyarrow"), pa.string(): pd.StringDtype("pyarrow")}.get
+    for table in _csv_tables(path, chunksize):
+        yield table.to_pandas(types_mapper=mapper, self_destruct=True)
+
+
+def iter_csv_tables(path: str | Path, chunksize: int) -> Iterator[Any]:
+    """The chunks of ``iter_table(path, chunksize, engine="arrow")`` for a CSV file, as Arrow tables.
+
+    The same checks and errors as :func:`iter_table` (:class:`StreamFailed` where it would need the
+    pandas reader); the header names without a field in the rows (the wire format's 73 names over
+    72 fields) are all-null float64 columns, as the pandas chunks have them (NaN).
+    """
+    if chunksize <= 0:
+        raise InputError(f"chunksize must be a positive number of rows, got {chunksize}")
+    path = Path(path)
+    fmt = table_format(path)
+    check_file(path)
+    try:
+        csv_head(path)
+        yield from _csv_tables(path, chunksize)
+    except (InputError, PathError):
+        raise
+    except Exception as exc:
+        raise InputError(f"{path.name} is not a readable {fmt.upper()} table: {_short(exc)}") from exc
+
+
+def _csv_tables(path: Path, chunksize: int) -> Iterator[Any]:
     if path.name.lower().endswith(".gz"):
         raise StreamFailed("compressed CSV: pandas reader")
     header, first = first_lines(path)
@@ -284,7 +311,6 @@ def _arrow_csv_chunks(path: Path, chunksize: int) -> Iterator[pd.DataFrame]:
         raise StreamFailed("header needs the pandas reader")
     names = header[: len(first)]
     types = text_columns(path, names)
-    mapper = {pa.large_string(): pd.StringDtype("pyarrow"), pa.string(): pd.StringDtype("pyarrow")}.get
     with open(path, "rb") as handle:
         handle.readline()  # header
         sample = handle.read(1 << 20)
@@ -303,35 +329,33 @@ def _arrow_csv_chunks(path: Path, chunksize: int) -> Iterator[pd.DataFrame]:
                 carry = block
                 continue
             carry = block[cut:]
-            yield _parse_block(block[:cut], names, header[len(first) :], types, mapper)
+            yield _parse_block(block[:cut], names, header[len(first) :], types)
         if carry.strip():
-            yield _parse_block(carry + b"\n", names, header[len(first) :], types, mapper)
+            yield _parse_block(carry + b"\n", names, header[len(first) :], types)
 
 
-def _parse_block(data: bytes, names: list[str], missing: list[str], types: dict[str, Any], mapper: Any) -> pd.DataFrame:
-    import io
-
+def _parse_block(data: bytes, names: list[str], missing: list[str], types: dict[str, Any]) -> Any:
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
     convert = pacsv.ConvertOptions(null_values=NA_VALUES, strings_can_be_null=True, column_types=types)
+    source = pa.py_buffer(data)
     try:  # pyarrow's 1 MB blocks (types inferred on the first block: cheapest) ...
         table = pacsv.read_csv(
-            io.BytesIO(data), read_options=pacsv.ReadOptions(column_names=names), convert_options=convert
+            pa.BufferReader(source), read_options=pacsv.ReadOptions(column_names=names), convert_options=convert
         )
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         try:  # ... or, when a later block does not fit those types, types inferred over the whole range
             table = pacsv.read_csv(
-                io.BytesIO(data),
+                pa.BufferReader(source),
                 read_options=pacsv.ReadOptions(column_names=names, block_size=max(len(data) // 2 + 1, 1 << 20)),
                 convert_options=convert,
             )
         except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
             raise StreamFailed(str(exc)) from exc
-    frame = table.to_pandas(types_mapper=mapper, self_destruct=True)
     for name in missing:  # the wire format's 73 header names over 72 fields
-        frame[name] = np.nan
-    return frame
+        table = table.append_column(name, pa.nulls(table.num_rows, pa.float64()))
+    return table
 
 
 def iter_table(path: str | Path, chunksize: int, engine: str = "auto") -> Iterator[pd.DataFrame]:
