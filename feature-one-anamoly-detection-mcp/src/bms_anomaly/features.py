@@ -10,6 +10,7 @@ of a string and so also work for live readings without history.
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 
 import numpy as np
@@ -327,6 +328,7 @@ def robust_baseline(
     median_scale: bool = False,
     scale_readings: int = SCALE_READINGS,
     rescreen: Callable[[np.ndarray], np.ndarray] | None = None,
+    final: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> np.ndarray:
     """``baseline(values)`` computed twice: the second time without the readings the first one finds
     far off (more than :data:`BASELINE_OUTLIER_SD` SDs of the residuals, :data:`CAUSAL_OUTLIER_SD`
@@ -383,9 +385,9 @@ def robust_baseline(
             mad = 1.4826 * float(np.median(np.abs(r - np.median(r))))
             if np.isfinite(mad) and mad > 0:
                 outlier[sel] = np.abs(r - np.median(r)) > BASELINE_OUTLIER_SD * mad
-    if not outlier.any():
+    if not outlier.any() and final is None:
         return first
-    second = baseline(np.where(outlier, np.nan, values))
+    second = (final or baseline)(np.where(outlier, np.nan, values))
     return np.where(np.isfinite(second), second, first)
 
 
@@ -459,6 +461,98 @@ def trailing_trend(
         mean_t, mean_x = m1 / c, mx / c
         pred = mean_x + slope * (t - mean_t)
     return np.where(c >= min_count, slope if slope_only else pred, np.nan)
+
+
+#: Robust SDs off a window's resistant line beyond which a reading is left out of its trend line.
+REFIT_BOUND_SD = 4.0
+#: Most readings of one trend window the robust refit (:func:`resistant_trend`) looks at; a longer window
+#: (30 min at 1 s) is read at evenly spaced readings.
+REFIT_READINGS = 512
+#: Rows per block of the robust refit (a block is ``rows x window`` floats).
+REFIT_BLOCK_ROWS = 2048
+
+
+def _trend_window(starts: np.ndarray, seconds: np.ndarray, window_s: float, min_readings: int) -> np.ndarray:
+    """First index of each row's trend window (:func:`trailing_trend`): the segment's previous readings within
+    ``window_s`` seconds, or its last ``min_readings`` when the time window holds fewer."""
+    n = len(starts)
+    idx = np.arange(n)
+    if n == 0:
+        return idx
+    seg = np.cumsum(np.r_[True, starts[1:] != starts[:-1]]) - 1
+    offset = float(np.nanmax(seconds) - np.nanmin(seconds)) + 10 * window_s + 1.0
+    key = seconds - seconds[starts] + seg * offset
+    lo_time = np.searchsorted(key, key - window_s, side="left")
+    return np.maximum(starts, np.minimum(lo_time, idx - min_readings))
+
+
+def resistant_trend(
+    values: np.ndarray,
+    starts: np.ndarray,
+    seconds: np.ndarray,
+    window_s: float,
+    min_readings: int,
+    min_count: int,
+    bound_sd: float,
+) -> np.ndarray:
+    """A trend line through each row's trend window (:func:`trailing_trend`'s, current row excluded) that
+    readings far off the window's own resistant line do not tilt; NaN where fewer than ``min_count`` remain.
+
+    Per row: Tukey's resistant line through the window (slope from the medians of its first and last thirds,
+    level from the median), the readings more than ``bound_sd`` robust SDs (the window's own MAD) off it left
+    out, and a least-squares line through the rest, evaluated at the row's time. Every reading of the window is
+    judged against the window as it stands at this row, not only against the readings before it: a fault at
+    the start of a state run (a sag the discharge began in) had no past to be screened against when it
+    happened, and a line through it stayed tilted for the whole window (30 min of flags after it). Causal:
+    only readings before the row enter; vectorised over blocks of rows x window readings."""
+    n = len(values)
+    out = np.full(n, np.nan)
+    if n == 0:
+        return out
+    lo = _trend_window(starts, seconds, window_s, min_readings)
+    idx = np.arange(n)
+    count = idx - lo
+    finite_x = np.where(np.isfinite(values), values, np.nan)
+    for a in range(0, n, REFIT_BLOCK_ROWS):
+        b = min(n, a + REFIT_BLOCK_ROWS)
+        c = count[a:b]
+        m = np.minimum(c, REFIT_READINGS)
+        width = int(m.max(initial=0))
+        if width < min_count:
+            continue
+        k = np.arange(width)
+        step = np.maximum(c / np.maximum(m, 1), 1.0)
+        J = lo[a:b, None] + np.floor(k[None, :] * step[:, None]).astype(np.int64)
+        valid = k[None, :] < m[:, None]
+        J = np.where(valid, J, 0)
+        X = np.where(valid, finite_x[J], np.nan)
+        T = np.where(valid, (seconds[J] - seconds[a:b, None]) / 3600.0, np.nan)
+        T = np.where(np.isfinite(X), T, np.nan)
+        third = np.maximum(m // 3, 1)[:, None]
+        left, right = k[None, :] < third, (k[None, :] >= (m[:, None] - third)) & valid
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            x_l, x_r = np.nanmedian(np.where(left, X, np.nan), axis=1), np.nanmedian(np.where(right, X, np.nan), axis=1)
+            t_l, t_r = np.nanmedian(np.where(left, T, np.nan), axis=1), np.nanmedian(np.where(right, T, np.nan), axis=1)
+            dt = t_r - t_l
+            slope = np.where(np.isfinite(dt) & (dt > 1e-9) & (m >= 6), (x_r - x_l) / np.where(dt > 1e-9, dt, 1.0), 0.0)
+            slope = np.nan_to_num(slope)
+            level = np.nanmedian(X - slope[:, None] * T, axis=1)
+            resid = X - level[:, None] - slope[:, None] * T
+            scale = _MAD_TO_SD * np.nanmedian(np.abs(resid), axis=1)
+        with np.errstate(invalid="ignore"):
+            keep = np.abs(resid) <= bound_sd * scale[:, None]
+        w = keep.astype(np.float64)
+        x0 = np.where(keep, X, 0.0)
+        t0 = np.where(keep, T, 0.0)
+        s0, s1, s2 = w.sum(axis=1), t0.sum(axis=1), (t0 * t0).sum(axis=1)
+        sx, stx = x0.sum(axis=1), (t0 * x0).sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            var = s0 * s2 - s1 * s1
+            ls = np.where(var > 1e-12 * np.maximum(s0, 1) ** 2, (s0 * stx - s1 * sx) / var, 0.0)
+            pred = sx / s0 - ls * s1 / s0  # at the row's own time (T = 0)
+        out[a:b] = np.where(s0 >= min_count, pred, np.nan)
+    return out
 
 
 def sliding_median(values: np.ndarray, runs: np.ndarray, seconds: np.ndarray) -> np.ndarray:
@@ -558,6 +652,15 @@ def sorted_history_features(
                     median_scale=True,
                     scale_readings=OWN_SCALE_READINGS,
                     rescreen=lambda v: sliding_median(v, runs, secs),
+                    final=lambda v: resistant_trend(
+                        v,
+                        runs,
+                        secs,
+                        OWN_BASELINE_SECONDS,
+                        OWN_BASELINE_READINGS,
+                        BASELINE_MIN_READINGS,
+                        REFIT_BOUND_SD,
+                    ),
                 )
                 if name == "VoltageChangeOwn" and C.CURRENT in columns:
                     # the current's ripple around its own trend moves the voltage by R x ripple (R estimated
