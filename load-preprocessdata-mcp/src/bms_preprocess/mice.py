@@ -85,16 +85,23 @@ def neighbour_estimate(values: np.ndarray, seconds: np.ndarray, starts: np.ndarr
 
 def string_loo_mean(frame: pd.DataFrame, column: str) -> np.ndarray:
     """Mean of the other cells of the string at the same timestamp (NaN when no other cell has a value)."""
-    values = frame[column]
-    groups = frame.groupby([C.DEVICE_ID, C.TIMESTAMP], sort=False, observed=True)[column]
-    total = groups.transform("sum").to_numpy(dtype=np.float64)
-    count = groups.transform("count").to_numpy(dtype=np.float64)
-    own = values.to_numpy(dtype=np.float64)
-    known = ~np.isnan(own)
-    total = total - np.where(known, own, 0.0)
-    count = count - known
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+    return string_loo_means(frame, [column])[column]
+
+
+def string_loo_means(frame: pd.DataFrame, columns: list[str]) -> dict[str, np.ndarray]:
+    """:func:`string_loo_mean` of each of ``columns``, from one grouping of the rows by string and time."""
+    groups = frame.groupby([C.DEVICE_ID, C.TIMESTAMP], sort=False, observed=True)[list(columns)]
+    totals = groups.transform("sum")
+    counts = groups.transform("count")
+    out: dict[str, np.ndarray] = {}
+    for column in columns:
+        own = frame[column].to_numpy(dtype=np.float64)
+        known = ~np.isnan(own)
+        total = totals[column].to_numpy(dtype=np.float64) - np.where(known, own, 0.0)
+        count = counts[column].to_numpy(dtype=np.float64) - known
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[column] = np.where(count > 0, total / np.maximum(count, 1), np.nan)
+    return out
 
 
 def design_matrix(frame: pd.DataFrame, columns: list[str], values: dict[str, np.ndarray] | None = None) -> pd.DataFrame:
@@ -108,11 +115,11 @@ def design_matrix(frame: pd.DataFrame, columns: list[str], values: dict[str, np.
     data: dict[str, np.ndarray] = {}
     for name in columns:
         data[name] = (values or {}).get(name, frame[name].to_numpy(dtype=np.float64))
-    helper_frame = frame[[C.DEVICE_ID, C.TIMESTAMP]].copy()
+    helper_frame = frame[[C.DEVICE_ID, C.TIMESTAMP]].assign(**{name: data[name] for name in columns})
+    means = string_loo_means(helper_frame, columns)
     for name in columns:
         data[f"nbr__{name}"] = neighbour_estimate(data[name], seconds, starts)
-        helper_frame[name] = data[name]
-        data[f"str__{name}"] = string_loo_mean(helper_frame, name)
+        data[f"str__{name}"] = means[name]
     return pd.DataFrame(data, index=frame.index)
 
 

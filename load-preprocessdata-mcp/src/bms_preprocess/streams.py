@@ -216,8 +216,9 @@ class CleanStream:
         if final:
             return np.ones(len(buffer), dtype=bool)
         ts = _ns(buffer)
-        cells = buffer[C.CELL_ID].to_numpy()
-        devices = buffer[C.DEVICE_ID].to_numpy()
+        # text keys hashed once, not once per grouping
+        cells = pd.factorize(buffer[C.CELL_ID].to_numpy(), use_na_sentinel=False)[0]
+        devices, device_names = pd.factorize(buffer[C.DEVICE_ID].to_numpy(), use_na_sentinel=False)
         frame = pd.DataFrame({"cell": cells, "device": devices, "ts": ts})
         safe = None
         for name in self.columns or []:
@@ -240,7 +241,8 @@ class CleanStream:
             )
             finalise = forced
         cuts = pd.Series(np.where(finalise, device_cut, np.iinfo(np.int64).min)).groupby(devices).max()
-        for device, value in cuts.items():
+        for code, value in cuts.items():
+            device = device_names[code]
             if value > np.iinfo(np.int64).min:
                 self.watermark[str(device)] = int(max(self.watermark.get(str(device), value), value))
         return finalise
@@ -287,10 +289,11 @@ class CleanStream:
         intervals = reading_intervals(work)
         part = work["__part"].to_numpy()
         done = part == 1
-        helpers = design.loc[done, [c for c in design.columns if c.startswith(HELPER_PREFIXES)]]
         block = _rows(buffer, finalise)
-        helpers.index = block.index
-        block = pd.concat([block, helpers], axis=1, copy=False)
+        rows = np.flatnonzero(done)
+        for name in design.columns:  # column by column: a concat would consolidate (copy) every float column
+            if name.startswith(HELPER_PREFIXES):
+                block[name] = design[name].to_numpy()[rows]
         self.quality.add(block, intervals[done])
         # carry: per cell, the last row and the last row with a value of each measurement
         kept = np.flatnonzero(part != 2)

@@ -334,15 +334,24 @@ def _csv_tables(path: Path, chunksize: int) -> Iterator[Any]:
             yield _parse_block(carry + b"\n", names, header[len(first) :], types)
 
 
+#: Bytes pyarrow parses per block of a chunk: 8 MB blocks parse a 200k-row packet chunk in about half
+#: the time of its 1 MB default (fewer, longer columns). The types are the same: where the types
+#: inferred on the first 1 MB parse the whole range, the first 8 MB infer them too, and where they
+#: do not, both retry with types inferred over the whole range.
+PARSE_BLOCK_BYTES = 8 << 20
+
+
 def _parse_block(data: bytes, names: list[str], missing: list[str], types: dict[str, Any]) -> Any:
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
     convert = pacsv.ConvertOptions(null_values=NA_VALUES, strings_can_be_null=True, column_types=types)
     source = pa.py_buffer(data)
-    try:  # pyarrow's 1 MB blocks (types inferred on the first block: cheapest) ...
+    try:  # blocks of PARSE_BLOCK_BYTES (types inferred on the first block: cheapest) ...
         table = pacsv.read_csv(
-            pa.BufferReader(source), read_options=pacsv.ReadOptions(column_names=names), convert_options=convert
+            pa.BufferReader(source),
+            read_options=pacsv.ReadOptions(column_names=names, block_size=PARSE_BLOCK_BYTES),
+            convert_options=convert,
         )
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         try:  # ... or, when a later block does not fit those types, types inferred over the whole range
