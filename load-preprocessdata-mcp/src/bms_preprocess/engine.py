@@ -32,6 +32,7 @@ import logging
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -192,6 +193,7 @@ def _run(
     from bms_schema.leftovers import owner_tag  # a later server start removes it if this process is killed
 
     spill_root = Path(tempfile.mkdtemp(prefix=f".bms-spill-{owner_tag()}-", dir=work_dir or output.parent))
+    pool = ThreadPoolExecutor(1, thread_name_prefix="bms-passthrough")
     try:
         quality = QualityAccumulator()
         chunk = options.chunksize
@@ -205,6 +207,7 @@ def _run(
         )
         stage1 = HeldBlocks(Spill(spill_root, "clean"), int(options.memory_budget_mb) * 1024 * 1024)
         samples: list[pd.DataFrame] = []
+        pending: list[tuple[pd.DataFrame, Future[Any]]] = []
         profile = DataProfile()
         chunks = 0
 
@@ -217,7 +220,17 @@ def _run(
                 if mask.any():
                     samples.append(block.loc[mask])
             passthrough = stream.passthrough
-            stage1.write(block, None if passthrough is None else passthrough.gather(block[ROW_COLUMN].to_numpy()))
+            if passthrough is None:
+                stage1.write(block)
+                return
+            # the block's pass-through columns are taken on a thread while the next chunk is cleaned
+            settle()
+            pending.append((block, passthrough.gather(block[ROW_COLUMN].to_numpy(), pool)))
+
+        def settle() -> None:
+            while pending:
+                block, side = pending.pop(0)
+                stage1.write(block, side.result())
 
         def release() -> None:  # pass-through rows no held row can need any more
             if stream.passthrough is not None:
@@ -237,6 +250,7 @@ def _run(
             _report_progress(progress, 0.05 + 0.4 * done, f"cleaned {quality.rows_in} of {total_rows} rows")
         take(stream.feed(None, final=True))
         release()
+        settle()
         if not len(stage1):
             raise InputError(f"{path.name}: no usable rows after cleaning")
         lap("read_clean_s")
@@ -311,6 +325,7 @@ def _run(
             timings=timings,
         )
     finally:
+        pool.shutdown(cancel_futures=True)
         shutil.rmtree(spill_root, ignore_errors=True)
 
 

@@ -6,6 +6,7 @@ See :mod:`bms_preprocess.engine` for how the stages fit together.
 from __future__ import annotations
 
 import logging
+from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -101,7 +102,6 @@ class PassThrough:
         self.columns = columns  # the whole chunk's columns
         self.chunks: list[tuple[int, Any]] = []  # (first row number, table)
         self.rows = 0
-        self._joined: Any = None
 
     @classmethod
     def for_columns(cls, columns: list[str]) -> PassThrough | None:
@@ -131,33 +131,17 @@ class PassThrough:
         passed = pa.table([_as_after_pandas(passed.column(i)) for i in range(len(self.names))], names=self.names)
         self.chunks.append((self.rows, passed))
         self.rows += n
-        self._joined = None
         return frame
 
-    def _all(self) -> tuple[int, Any]:
-        import pyarrow as pa
+    def gather(self, rows: np.ndarray, pool: Executor | None = None) -> Any:
+        """The pass-through columns of the rows numbered ``rows`` (an Arrow table, in that order).
 
-        if self._joined is None:
-            tables = [t for _, t in self.chunks]
-            if len(tables) == 1:
-                joined = tables[0]
-            else:
-                try:
-                    joined = pa.concat_tables(tables, promote_options="permissive")
-                except (pa.ArrowInvalid, pa.ArrowTypeError):  # no common type (numbers here, text there)
-                    from .spill import _cast, _unified_schema
-
-                    schema = _unified_schema(tables)
-                    joined = pa.concat_tables([_cast(t, schema) for t in tables])
-            self._joined = joined.combine_chunks()
-        return self.chunks[0][0], self._joined
-
-    def gather(self, rows: np.ndarray) -> Any:
-        """The pass-through columns of the rows numbered ``rows`` (an Arrow table, in that order)."""
-        import pyarrow as pa
-
-        first, table = self._all()
-        return table.take(pa.array(np.asarray(rows, dtype=np.int64) - first))
+        With ``pool``, a future of it: the take runs on the pool's thread (pyarrow releases the GIL)
+        while the caller cleans the next chunk; it holds on to the chunks it reads.
+        """
+        chunks = list(self.chunks)
+        rows = np.asarray(rows, dtype=np.int64)
+        return _take_rows(chunks, rows) if pool is None else pool.submit(_take_rows, chunks, rows)
 
     def frame(self, rows: pd.Series) -> pd.DataFrame:
         """The pass-through columns of ``rows`` as pandas columns (index of ``rows``), as the frame had them."""
@@ -167,10 +151,25 @@ class PassThrough:
 
     def release(self, below: int) -> None:
         """Forget the chunks whose rows are all numbered below ``below`` (all finalised or dropped)."""
-        keep = [(first, t) for first, t in self.chunks if first + t.num_rows > below]
-        if len(keep) != len(self.chunks):
-            self.chunks = keep
-            self._joined = None
+        self.chunks = [(first, t) for first, t in self.chunks if first + t.num_rows > below]
+
+
+def _take_rows(chunks: list[tuple[int, Any]], rows: np.ndarray) -> Any:
+    """Rows numbered ``rows`` of the consecutive chunks ``(first row number, table)``."""
+    import pyarrow as pa
+
+    tables = [t for _, t in chunks]
+    if len(tables) == 1:
+        joined = tables[0]
+    else:
+        try:
+            joined = pa.concat_tables(tables, promote_options="permissive")
+        except (pa.ArrowInvalid, pa.ArrowTypeError):  # no common type (numbers here, text there)
+            from .spill import _cast, _unified_schema
+
+            schema = _unified_schema(tables)
+            joined = pa.concat_tables([_cast(t, schema) for t in tables])
+    return joined.take(pa.array(rows - chunks[0][0]))
 
 
 class CleanStream:
