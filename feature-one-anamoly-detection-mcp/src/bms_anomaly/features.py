@@ -447,11 +447,7 @@ def trailing_trend(
         return np.concatenate([[0.0], np.cumsum(a)])
 
     s0, s1, s2, sx, stx = csum(w), csum(tw), csum(tw * tw), csum(x), csum(tw * x)
-    seg = np.cumsum(np.r_[True, starts[1:] != starts[:-1]]) - 1 if n else starts
-    offset = float(np.nanmax(seconds) - np.nanmin(seconds)) + 10 * window_s + 1.0 if n else 0.0
-    key = seconds - seconds[starts] + seg * offset
-    lo_time = np.searchsorted(key, key - window_s, side="left")
-    lo = np.maximum(starts, np.minimum(lo_time, idx - min_readings))
+    lo = _trend_window(starts, seconds, window_s, min_readings)
     c = s0[idx] - s0[lo]
     m1, m2 = s1[idx] - s1[lo], s2[idx] - s2[lo]
     mx, mtx = sx[idx] - sx[lo], stx[idx] - stx[lo]
