@@ -7,9 +7,11 @@ plain columns.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -311,6 +313,12 @@ def _csv_tables(path: Path, chunksize: int) -> Iterator[Any]:
         raise StreamFailed("header needs the pandas reader")
     names = header[: len(first)]
     types = text_columns(path, names)
+    parse = partial(_parse_block, names=names, missing=header[len(first) :], types=types)
+    yield from read_ahead(_csv_blocks(path, chunksize), parse)
+
+
+def _csv_blocks(path: Path, chunksize: int) -> Iterator[bytes]:
+    """The rows after the header in byte ranges of about ``chunksize`` rows, each cut after a newline."""
     with open(path, "rb") as handle:
         handle.readline()  # header
         sample = handle.read(1 << 20)
@@ -329,9 +337,55 @@ def _csv_tables(path: Path, chunksize: int) -> Iterator[Any]:
                 carry = block
                 continue
             carry = block[cut:]
-            yield _parse_block(block[:cut], names, header[len(first) :], types)
+            yield block[:cut]
         if carry.strip():
-            yield _parse_block(carry + b"\n", names, header[len(first) :], types)
+            yield carry + b"\n"
+
+
+_Item = TypeVar("_Item")
+_Result = TypeVar("_Result")
+
+
+def read_ahead(items: Iterator[_Item], work: Callable[[_Item], _Result]) -> Iterator[_Result]:
+    """``work(item)`` for each of ``items``, in order, each next one computed on a background thread
+    while the caller uses the current one (pyarrow's CSV parse releases the GIL).
+
+    At most one result is ahead of the caller; ``items`` is advanced on the caller's thread. An
+    exception from ``work`` or ``items`` surfaces (the same object) where the sequential loop would
+    raise it, after the results before it. Closing the generator early cancels or waits out the
+    pending call, shuts the thread down and closes ``items``.
+    """
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="read-ahead")
+    pending: Future[_Result] | None = None
+    try:
+        while True:
+            try:
+                item = next(items)
+            except StopIteration:
+                break
+            except Exception:
+                if pending is not None:  # the result before the failing item comes first, as sequentially
+                    done, pending = pending, None
+                    yield done.result()
+                raise
+            submitted = pool.submit(work, item)
+            del item
+            if pending is not None:
+                done, pending = pending, None
+                yield done.result()
+                del done
+            pending = submitted
+            del submitted
+        if pending is not None:
+            done, pending = pending, None
+            yield done.result()
+    finally:
+        if pending is not None:
+            pending.cancel()
+        pool.shutdown(wait=True, cancel_futures=True)
+        close = getattr(items, "close", None)
+        if close is not None:  # a generator's file closes now, not at garbage collection
+            close()
 
 
 #: Bytes pyarrow parses per block of a chunk: 8 MB blocks parse a 200k-row packet chunk in about half
