@@ -140,3 +140,20 @@ def test_independent_stages_overlap_and_dependent_ones_wait(workspace, stub_spec
     run(state1, workspace, {"stub": stub_spec(), "other": stub_spec("other")}, stages)
     one = {n: state1.stages[n].calls[0].envelope["data"] for n in "abc"}
     assert one["b"]["started"] >= one["a"]["ended"]  # --parallel 1: one stage at a time
+
+
+def test_a_skipped_stage_still_waits_for_what_it_comes_after(workspace, stub_spec):
+    # a -> b (skipped) -> c on another server: c must wait for a although b, which it comes after, is skipped
+    # (``--skip anomaly_train`` once started ``anomaly`` before ``preprocess`` had finished)
+    pause = lambda server: lambda s: [Call(server, "pause", {"seconds": 1.5})]  # noqa: E731
+    stages = (
+        Stage("a", "A", ("stub",), pause("stub")),
+        Stage("b", "B", ("stub",), pause("stub"), after=("a",)),
+        Stage("c", "C", ("other",), pause("other"), after=("b",)),
+    )
+    state = prepare_state(PipelineOptions(timeout=30, parallel=2, skip=["b"]), workspace)
+    result, _ = run(state, workspace, {"stub": stub_spec(), "other": stub_spec("other")}, stages)
+    assert result.ok, result.error
+    assert state.stages["b"].status == "skipped" and not state.stages["b"].calls
+    span = {n: state.stages[n].calls[0].envelope["data"] for n in "ac"}
+    assert span["c"]["started"] >= span["a"]["ended"]

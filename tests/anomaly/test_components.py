@@ -105,6 +105,35 @@ def test_vae_adam_equals_torch_optim_adam(gaussian, monkeypatch) -> None:
     np.testing.assert_array_equal(ours.score(test), reference.score(test))
 
 
+def test_vae_numpy_scores_equal_the_torch_module_and_an_older_pt_model_loads(gaussian, tmp_path) -> None:
+    """The NumPy forward pass is the module's (float32 rounding apart); a ``vae.pt`` of an older model loads."""
+    import torch
+    from bms_anomaly import vae
+
+    train, test = gaussian
+    fitted = vae.VAEDetector(vae.VAEConfig(seed=3, epochs=3, max_steps=30, batch_size=512)).fit(train)
+    with torch.inference_mode():
+        x = torch.from_numpy(np.ascontiguousarray(test, dtype=np.float32))
+        recon, mu, logvar = fitted.module(x)
+        module = (0.5 * ((recon - x) ** 2).sum(1) - 0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(1)).numpy()
+    ours = fitted.score(test)
+    np.testing.assert_allclose(ours, module, rtol=1e-5)
+
+    fitted.save(tmp_path / "vae.npz")
+    again = vae.VAEDetector.load(tmp_path / "vae.npz", fitted.state())
+    np.testing.assert_array_equal(again.score(test), ours)
+    torch.save(fitted.module.state_dict(), tmp_path / "vae.pt")
+    older = vae.VAEDetector.load(tmp_path / "vae.pt", fitted.state())
+    np.testing.assert_array_equal(older.score(test), ours)
+
+    from bms_schema.errors import ModelError
+    from bms_schema.safe_io import save_arrays
+
+    save_arrays(tmp_path / "broken.npz", **{k: v for k, v in fitted.weights.items() if k != "mu.bias"})
+    with pytest.raises(ModelError, match="VAE weights at .*broken.npz lack mu.bias: retrain the anomaly model"):
+        vae.VAEDetector.load(tmp_path / "broken.npz", fitted.state())
+
+
 def test_group_median_matches_pandas() -> None:
     import pandas as pd
     from bms_anomaly.features import group_median

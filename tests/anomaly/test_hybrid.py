@@ -101,7 +101,7 @@ def test_registered_model_gives_the_same_flags(
         "isolation_forest.skops",
         "nystroem.skops",
         "sgd_ocsvm.skops",
-        "vae.pt",
+        "vae.npz",
         "calibration.npz",
         "reference_features.parquet",
         "metadata.json",
@@ -113,6 +113,35 @@ def test_registered_model_gives_the_same_flags(
     a, b = fitted.score(prepared), loaded.score(prepared)
     pd.testing.assert_frame_equal(a, b)
     assert load_detector("latest") is load_detector("v0001")  # cached, no re-reading per call
+
+
+def test_a_registered_model_loads_and_scores_without_torch(workspace, prepared: pd.DataFrame, fitted) -> None:
+    """Scoring processes never import torch (about 4 s of start-up each): the VAE scores in NumPy."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    register_detector(fitted)
+    path = workspace / "prepared.parquet"
+    prepared.to_parquet(path)
+    code = (
+        "import sys, json, pandas as pd\n"
+        "from bms_anomaly.persistence import load_detector\n"
+        f"scores = load_detector('latest', cache=False).score(pd.read_parquet({str(path)!r}))\n"
+        "print(json.dumps({'torch': 'torch' in sys.modules, 'flags': int(scores['AnomalyFlag'].sum()),"
+        " 'vae': float(scores['VAEScore'].sum())}))\n"
+        # a process that loaded a model can still train one (the anomaly server does both): torch imports
+        "import torch, sklearn.externals.array_api_compat.torch as adapter\n"
+        "assert float(torch.ones(3).sum()) == 3.0 and adapter.__name__.endswith('.torch')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=os.environ, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    expected = fitted.score(prepared)
+    assert got["torch"] is False
+    assert got["flags"] == int(expected["AnomalyFlag"].sum()) > 0
+    assert got["vae"] == pytest.approx(float(expected["VAEScore"].sum()), rel=1e-12)
 
 
 def test_scores_a_single_raw_reading(workspace, prepared: pd.DataFrame, fitted: HybridAnomalyDetector) -> None:

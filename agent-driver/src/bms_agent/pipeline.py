@@ -171,9 +171,18 @@ class PipelineRunner:
         limit = max(1, int(self.state.options.parallel))
         send, receive = anyio.create_memory_object_stream[tuple[str, str | None]](len(todo) + 1)
 
+        by_name = {s.name: s for s in self.stages}
+
         def finished(name: str) -> bool:
+            """Done, or skipped with everything it comes after done: a skipped stage stands in the chain, so
+            ``--skip anomaly_train`` still makes ``anomaly`` wait for ``preprocess``."""
             record = self.state.stages.get(name)
-            return record is None or record.status in ("ok", "skipped")
+            if record is None or record.status == "ok":
+                return True
+            if record.status != "skipped":
+                return False
+            stage = by_name.get(name)
+            return stage is None or all(finished(dep) for dep in stage.after)
 
         async def run_one(stage: Stage) -> None:
             error = await self._run_stage(stage, pool)

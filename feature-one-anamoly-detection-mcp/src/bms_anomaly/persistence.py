@@ -8,7 +8,7 @@ Files of one version (``models/anomaly_hybrid/vNNNN/``):
 | ``scaler.skops`` | skops | robust scaler (median / robust SD per feature) |
 | ``isolation_forest.skops`` | skops | ``IsolationForest`` |
 | ``nystroem.skops``, ``sgd_ocsvm.skops`` | skops | kernel map + linear one-class SVM |
-| ``vae.pt`` | torch ``state_dict`` | VAE weights (loaded with ``weights_only=True``) |
+| ``vae.npz`` | NumPy (no pickle) | VAE weights (scored in NumPy: loading and scoring never import torch; a model of an older version holds ``vae.pt``, a torch ``state_dict`` loaded with ``weights_only=True``) |
 | ``calibration.npz`` | NumPy (no pickle) | sorted training scores per detector (ECDF), fused training scores |
 | ``reference_features.parquet`` | Parquet | a training sample of raw feature values, for drift monitoring |
 
@@ -53,7 +53,7 @@ def save_detector(detector: HybridAnomalyDetector, folder: Path) -> dict[str, An
     save_sklearn(detector.forest.model, folder / "isolation_forest.skops")  # type: ignore[union-attr]
     save_sklearn(detector.svm.feature_map, folder / "nystroem.skops")  # type: ignore[union-attr]
     save_sklearn(detector.svm.svm, folder / "sgd_ocsvm.skops")  # type: ignore[union-attr]
-    detector.vae.save(folder / "vae.pt")  # type: ignore[union-attr]
+    detector.vae.save(folder / "vae.npz")  # type: ignore[union-attr]
     center, scale = detector.center, detector.scale
     if center is None or scale is None:  # check_fitted() rules this out
         raise RuntimeError("anomaly detector: fused-score centre/scale missing after fit")
@@ -108,7 +108,10 @@ def read_detector(folder: Path, files: dict[str, Any] | None = None) -> HybridAn
     detector.svm = KernelSVMDetector.from_models(
         load_sklearn(folder / "nystroem.skops"), load_sklearn(folder / "sgd_ocsvm.skops"), hybrid.svm
     )
-    detector.vae = VAEDetector.load(folder / "vae.pt", config["vae"])
+    vae_file = (
+        folder / "vae.npz" if (folder / "vae.npz").exists() or not (folder / "vae.pt").exists() else folder / "vae.pt"
+    )
+    detector.vae = VAEDetector.load(vae_file, config["vae"])
     arrays = load_arrays(folder / "calibration.npz")
     detector.center, detector.scale = arrays["center"], arrays["scale"]
     detector.state_center = arrays.get("state_center")

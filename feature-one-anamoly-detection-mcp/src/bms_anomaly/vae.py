@@ -17,6 +17,12 @@ The optimiser is Adam written out on the tensors (:class:`Adam`), the same arith
 ``torch.optim.Adam``'s single-tensor path that torch takes on the CPU (bit-for-bit equal weights,
 tested): ``torch.optim`` imports ``torch._dynamo`` on the first step, which costs a training
 process about 3 s of start-up for nothing a small VAE needs.
+
+Only training needs torch. A fitted VAE keeps its weights as NumPy arrays and scores with a NumPy forward
+pass (float32, as the module computes), and a registered model stores them as ``vae.npz`` (NumPy, no
+pickle): scoring processes (detect_anomalies, the live service, Dask workers) never import torch, which
+costs each of them about 4 s of start-up. A model registered before stored ``vae.pt`` (a torch
+``state_dict``); it still loads, through torch with ``weights_only=True``.
 """
 
 from __future__ import annotations
@@ -29,6 +35,16 @@ from typing import Any
 import numpy as np
 
 log = logging.getLogger("bms.anomaly")
+
+#: the module's layers in forward order, as ``state_dict`` names them (Linear layers of ``nn.Sequential``)
+ENCODER = ("encoder.0", "encoder.2")
+DECODER = ("decoder.0", "decoder.2", "decoder.4")
+WEIGHT_NAMES = tuple(f"{layer}.{part}" for layer in (*ENCODER, "mu", "logvar", *DECODER) for part in ("weight", "bias"))
+
+
+def _elu(x: np.ndarray) -> np.ndarray:
+    """torch.nn.ELU (alpha 1): x above 0, expm1(x) at or below."""
+    return np.where(x > 0, x, np.expm1(np.minimum(x, 0)))
 
 
 def _torch() -> Any:
@@ -126,7 +142,8 @@ class VAEDetector:
 
     def __init__(self, config: VAEConfig | None = None):
         self.config = config or VAEConfig()
-        self.module: Any = None
+        self.module: Any = None  # the torch module, only in the process that fitted it
+        self.weights: dict[str, np.ndarray] | None = None  # float32 arrays by state_dict name: what scores
         self.n_features: int | None = None
         self.fit_seconds: float = 0.0
 
@@ -161,40 +178,76 @@ class VAEDetector:
                 loss.backward()
                 optimiser.step()
         self.module.eval()
+        self.weights = {name: value.detach().numpy().copy() for name, value in self.module.state_dict().items()}
         self.fit_seconds = time.perf_counter() - start
         log.info("VAE: %d rows, %d epochs x %d steps in %.2fs", n, epochs, steps_per_epoch, self.fit_seconds)
         return self
 
-    def score(self, X: np.ndarray, chunk: int = 262_144) -> np.ndarray:
+    def _forward(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The module's forward pass on the posterior mean, in NumPy float32: (reconstruction, mu, logvar)."""
+        w = self.weights
+        assert w is not None
+
+        def linear(h: np.ndarray, layer: str) -> np.ndarray:
+            return h @ w[f"{layer}.weight"].T + w[f"{layer}.bias"]
+
+        h = x
+        for layer in ENCODER:
+            h = _elu(linear(h, layer))
+        mu, logvar = linear(h, "mu"), np.clip(linear(h, "logvar"), -8.0, 8.0)
+        z = mu
+        for layer in DECODER[:-1]:
+            z = _elu(linear(z, layer))
+        return linear(z, DECODER[-1]), mu, logvar
+
+    def score(self, X: np.ndarray, chunk: int = 65_536) -> np.ndarray:
         """Negative ELBO per row: 0.5 * squared reconstruction error + KL (higher = more anomalous)."""
-        if self.module is None:
+        if self.weights is None:
             raise RuntimeError("VAEDetector is not fitted")
-        torch = _torch()
         out = np.empty(len(X), dtype=np.float64)
-        with torch.inference_mode():
-            for start in range(0, len(X), chunk):
-                xb = torch.from_numpy(np.ascontiguousarray(X[start : start + chunk], dtype=np.float32))
-                recon, mu, logvar = self.module(xb)
-                rec = 0.5 * ((recon - xb) ** 2).sum(dim=1)
-                kld = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(dim=1)
-                out[start : start + chunk] = (rec + kld).double().numpy()
+        for start in range(0, len(X), chunk):
+            xb = np.ascontiguousarray(X[start : start + chunk], dtype=np.float32)
+            recon, mu, logvar = self._forward(xb)
+            rec = np.float32(0.5) * ((recon - xb) ** 2).sum(axis=1)
+            kld = np.float32(-0.5) * (1 + logvar - mu * mu - np.exp(logvar)).sum(axis=1)
+            out[start : start + chunk] = rec + kld
         return out
 
-    # -- persistence (state_dict + JSON config; loaded with weights_only=True) ----------
+    # -- persistence (NumPy arrays + JSON config; no pickle) ------------------------------
     def state(self) -> dict[str, Any]:
         return {"n_features": self.n_features, "config": self.config.__dict__}
 
     def save(self, path: Any) -> None:
-        torch = _torch()
-        torch.save(self.module.state_dict(), path)
+        """Write the weights to ``path`` (``.npz``, no pickle)."""
+        from bms_schema.safe_io import save_arrays
+
+        if self.weights is None:
+            raise RuntimeError("VAEDetector is not fitted")
+        save_arrays(path, **self.weights)
 
     @classmethod
     def load(cls, path: Any, state: dict[str, Any]) -> "VAEDetector":
-        torch = _torch()
+        """Read weights written by :meth:`save` (``.npz``), or an older model's torch ``state_dict`` (``.pt``)."""
+        from pathlib import Path
+
+        from bms_schema.errors import ModelError
+        from bms_schema.safe_io import load_arrays
+
         detector = cls(VAEConfig(**state["config"]))
         detector.n_features = int(state["n_features"])
-        detector.module = build_module(detector.n_features, detector.config)
-        weights = torch.load(path, map_location="cpu", weights_only=True)
-        detector.module.load_state_dict(weights)
-        detector.module.eval()
+        path = Path(path)
+        if path.suffix == ".pt":
+            torch = _torch()
+            weights = {k: v.numpy() for k, v in torch.load(path, map_location="cpu", weights_only=True).items()}
+        else:
+            weights = load_arrays(path)
+        missing = [name for name in WEIGHT_NAMES if name not in weights]
+        if missing:
+            raise ModelError(f"VAE weights at {path} lack {', '.join(missing)}: retrain the anomaly model")
+        detector.weights = {name: np.asarray(weights[name], dtype=np.float32) for name in WEIGHT_NAMES}
+        if detector.weights["encoder.0.weight"].shape[1] != detector.n_features:
+            raise ModelError(
+                f"VAE weights at {path} take {detector.weights['encoder.0.weight'].shape[1]} features, its config says "
+                f"{detector.n_features}: retrain the anomaly model"
+            )
         return detector

@@ -20,8 +20,9 @@ never leave ``latest`` pointing at a half-written model. ``metadata.json`` recor
 SHA-256 per file and is signed (HMAC-SHA256, key outside ``models/``, see
 :mod:`bms_schema.signing`); loading verifies the signature and every file, so a corrupt or
 tampered file - even with its checksum rewritten - is a clear error.
-Only safe formats are stored (JSON, XGBoost UBJ/JSON, torch ``state_dict`` loaded with
-``weights_only=True``, scikit-learn objects via skops with a type allow-list).
+Only safe formats are stored (JSON, XGBoost UBJ/JSON, NumPy ``.npz`` without pickle, scikit-learn
+objects via skops with a type allow-list; models of older versions may hold a torch ``state_dict``, loaded
+with ``weights_only=True``).
 """
 
 from __future__ import annotations

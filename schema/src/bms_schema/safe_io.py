@@ -15,6 +15,7 @@ could not be loaded again is never registered.
 from __future__ import annotations
 
 import json
+import sys
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -85,12 +86,49 @@ def _nodes(node: Any) -> Iterator[dict[str, Any]]:
             stack.extend(item)
 
 
+class _NoTorch:
+    """A meta-path finder under which ``import torch`` fails (used only while skops is first imported)."""
+
+    @staticmethod
+    def find_spec(name: str, path: Any = None, target: Any = None) -> None:
+        if name == "torch" or name.startswith("torch."):
+            raise ModuleNotFoundError(f"torch is not imported while skops loads (bms_schema.safe_io): {name}")
+        return None
+
+
+def _skops_io() -> Any:
+    """``skops.io``, imported without importing torch.
+
+    On import skops lists scikit-learn's estimators (``sklearn.utils.all_estimators``), whose
+    ``pkgutil.walk_packages`` imports every scikit-learn package, ``sklearn.externals.array_api_compat.torch``
+    too, and that imports torch when it is installed: about 2.5 s (4 s under load) of start-up of every
+    process that loads a model, for nothing (no estimator lives there; the array-API adapter is only used
+    with ``array_api_dispatch``). While skops is first imported in a process without torch, a meta-path
+    finder makes ``import torch`` fail; walk_packages skips a package that fails to import. The adapter's
+    half-imported modules are dropped afterwards, so a process that imports torch later (VAE training)
+    gets both normally.
+    """
+    if "skops.io" in sys.modules or "torch" in sys.modules:
+        import skops.io as sio
+
+        return sio
+    blocker = _NoTorch()
+    sys.meta_path.insert(0, blocker)  # type: ignore[arg-type]
+    try:
+        import skops.io as sio
+    finally:
+        sys.meta_path.remove(blocker)  # type: ignore[arg-type]
+        for name in [m for m in sys.modules if m.startswith("sklearn.externals.array_api_compat.torch")]:
+            del sys.modules[name]
+    return sio
+
+
 def audit_skops(path: str | Path) -> list[str]:
     """Check a skops file against the allow-lists; return the types skops itself flags.
 
     Raises :class:`ModelError` naming the file and the first refused types.
     """
-    import skops.io as sio
+    sio = _skops_io()
 
     path = Path(path)
     try:
@@ -128,7 +166,7 @@ def audit_skops(path: str | Path) -> list[str]:
 
 def save_sklearn(obj: Any, path: str | Path) -> Path:
     """Save a scikit-learn estimator with skops (no pickle), refusing types it could not load back."""
-    import skops.io as sio
+    sio = _skops_io()
 
     path = Path(path)
     sio.dump(obj, path)
@@ -145,7 +183,7 @@ def save_sklearn(obj: Any, path: str | Path) -> Path:
 
 def load_sklearn(path: str | Path) -> Any:
     """Load a skops file whose every node is one of :data:`ALLOWED_TYPES`; refuse anything else."""
-    import skops.io as sio
+    sio = _skops_io()
 
     path = Path(path)
     trusted = audit_skops(path)
