@@ -108,9 +108,9 @@ def read_detector(folder: Path, files: dict[str, Any] | None = None) -> HybridAn
     detector.svm = KernelSVMDetector.from_models(
         load_sklearn(folder / "nystroem.skops"), load_sklearn(folder / "sgd_ocsvm.skops"), hybrid.svm
     )
-    vae_file = (
-        folder / "vae.npz" if (folder / "vae.npz").exists() or not (folder / "vae.pt").exists() else folder / "vae.pt"
-    )
+    vae_file = folder / "vae.npz"
+    if not vae_file.exists() and (folder / "vae.pt").exists():  # a model registered before vae.npz
+        vae_file = folder / "vae.pt"
     detector.vae = VAEDetector.load(vae_file, config["vae"])
     arrays = load_arrays(folder / "calibration.npz")
     detector.center, detector.scale = arrays["center"], arrays["scale"]
