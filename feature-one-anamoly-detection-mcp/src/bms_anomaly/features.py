@@ -83,7 +83,6 @@ DEFAULT_FEATURES: tuple[str, ...] = (
     "VoltageDevChange",
     "SGDevChange",
     "TempDevChange",
-    "TemperatureRateDevString",
     UNCHANGED_RUN,
 )
 #: Features used when the strings have fewer than :data:`MIN_PEERS` cells (nothing to compare with).
@@ -620,8 +619,18 @@ def sorted_history_features(
                 out[name] = np.maximum.reduce([unchanged_run(columns[c], starts) for c in present])
         elif name in HISTORY_FEATURES and HISTORY_FEATURES[name] in columns:
             dev = columns[HISTORY_FEATURES[name]]
+            # a line, not a mean, through the previous readings' deviations: a cell drifting from its peers
+            # over days (ageing, a slow SG decline) is followed, a sudden change stands out; outliers are
+            # screened against the trailing mean, which does not follow a fault the way a line does
+            pos = seconds if seconds is not None else np.arange(len(dev), dtype=np.float64)
             base = robust_baseline(
-                dev, lambda v: trailing_mean(v, starts, BASELINE_READINGS, BASELINE_MIN_READINGS), segments=starts
+                dev,
+                lambda v: trailing_trend(v, starts, pos, 0.0, BASELINE_READINGS, BASELINE_MIN_READINGS),
+                screen=lambda v: trailing_mean(v, starts, BASELINE_READINGS, BASELINE_MIN_READINGS),
+                segments=starts,
+                final=lambda v: resistant_trend(
+                    v, starts, pos, 0.0, BASELINE_READINGS, BASELINE_MIN_READINGS, REFIT_BOUND_SD
+                ),
             )
             out[name] = dev - base
         elif name in OWN_FEATURES and OWN_FEATURES[name] in columns:
