@@ -19,7 +19,7 @@ tested): ``torch.optim`` imports ``torch._dynamo`` on the first step, which cost
 process about 3 s of start-up for nothing a small VAE needs.
 
 Only training needs torch. A fitted VAE keeps its weights as NumPy arrays and scores with a NumPy forward
-pass (float64 on the float32 weights: a score does not depend on the batch it came in), and a registered model stores them as ``vae.npz`` (NumPy, no
+pass (float32, as the module computes; ``einsum``, so a score does not depend on the batch it came in), and a registered model stores them as ``vae.npz`` (NumPy, no
 pickle): scoring processes (detect_anomalies, the live service, Dask workers) never import torch, which
 costs each of them about 4 s of start-up. A model registered before stored ``vae.pt`` (a torch
 ``state_dict``); it still loads, through torch with ``weights_only=True``.
@@ -40,10 +40,6 @@ log = logging.getLogger("bms.anomaly")
 ENCODER = ("encoder.0", "encoder.2")
 DECODER = ("decoder.0", "decoder.2", "decoder.4")
 WEIGHT_NAMES = tuple(f"{layer}.{part}" for layer in (*ENCODER, "mu", "logvar", *DECODER) for part in ("weight", "bias"))
-
-
-#: Decimals of the VAE's scores (see :meth:`VAEDetector.score`).
-SCORE_DECIMALS = 10
 
 
 def _elu(x: np.ndarray) -> np.ndarray:
@@ -194,7 +190,8 @@ class VAEDetector:
         w = {name: value.astype(x.dtype, copy=False) for name, value in self.weights.items()}
 
         def linear(h: np.ndarray, layer: str) -> np.ndarray:
-            return h @ w[f"{layer}.weight"].T + w[f"{layer}.bias"]
+            # einsum without BLAS: each output sums its products in one fixed order, whatever the batch's shape
+            return np.einsum("ik,jk->ij", h, w[f"{layer}.weight"], optimize=False) + w[f"{layer}.bias"]
 
         h = x
         for layer in ENCODER:
@@ -208,19 +205,19 @@ class VAEDetector:
     def score(self, X: np.ndarray, chunk: int = 65_536) -> np.ndarray:
         """Negative ELBO per row: 0.5 * squared reconstruction error + KL (higher = more anomalous).
 
-        In float64 (the float32 weights widened) and rounded to :data:`SCORE_DECIMALS`: a float32 matrix product
-        depends on the batch's shape in its last bits, so one reading scored live (a packet) and in a batch got
-        scores either side of a tie of the training scores, and different surprises."""
+        The same for a row in any batch (a float32 BLAS product depended on the batch's shape in its last bits, so
+        one reading scored live, in a packet, and in a batch got scores either side of a tie of the training
+        scores, and different surprises): float32 as the module computes, products summed by ``einsum``."""
         if self.weights is None:
             raise RuntimeError("VAEDetector is not fitted")
         out = np.empty(len(X), dtype=np.float64)
         for start in range(0, len(X), chunk):
-            xb = np.ascontiguousarray(X[start : start + chunk], dtype=np.float64)
+            xb = np.ascontiguousarray(X[start : start + chunk], dtype=np.float32)
             recon, mu, logvar = self._forward(xb)
             rec = 0.5 * ((recon - xb) ** 2).sum(axis=1)
             kld = -0.5 * (1 + logvar - mu * mu - np.exp(logvar)).sum(axis=1)
             out[start : start + chunk] = rec + kld
-        return np.round(out, SCORE_DECIMALS)
+        return out
 
     # -- persistence (NumPy arrays + JSON config; no pickle) ------------------------------
     def state(self) -> dict[str, Any]:
