@@ -22,12 +22,13 @@ from bms_agent.state import PipelineOptions
 
 HERE = Path(__file__).resolve().parent
 
-# small, but with cells dying inside the span so the failure model can be trained (4 of 12 die)
+# small (1,464 hourly readings), but with cells dying inside the span so the failure model can be
+# trained (4 of 12 die)
 TINY = dict(
     devices=1,
     cells_per_device=12,
     days=5,
-    interval_minutes=15,
+    interval_minutes=60,
     seed=2,
     failure_rate=0.9,
     sdv_rows=300,
