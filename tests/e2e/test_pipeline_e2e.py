@@ -2,7 +2,7 @@
 
 First attempt: the forecast server dies when asked for a forecast -> the run stops at the
 'forecast' stage with the server named, exit code 1, everything before kept. Second attempt
-(--resume): only the forecast stage runs; the report's numbers are those the tools returned,
+(--resume): only the forecast stage runs (and only the forecast server starts); the report's numbers are those the tools returned,
 models are registered, and every tool call of both attempts is in one run folder.
 """
 
@@ -70,6 +70,10 @@ def test_pipeline_end_to_end_with_crash_and_resume(workspace: Path) -> None:
     assert second.ok, second.error
     state = second.state
     assert state.run_id == first.state.run_id and state.attempts == 2
+    # the resumed attempt checks and starts only the servers of the stages left: forecast (and datagen when
+    # an SDV stage had not finished before the crash)
+    sdv_left = any(status[n] != "ok" for n in ("synthetic", "synthetic_eval", "synthetic_plot"))
+    assert [c.server for c in state.stages["health"].calls] == (["datagen", "forecast"] if sdv_left else ["forecast"])
 
     # one run folder holds every step of both attempts; the finished stages were not repeated
     runs = [p for p in (workspace / "runs").iterdir() if p.is_dir()]
