@@ -49,7 +49,7 @@ from .impute import IMPUTE_METHODS
 from .mice import DEFAULT_ITERATIONS, DEFAULT_SAMPLE_ROWS, HELPER_PREFIXES, MiceImputer
 from .profile import DataProfile
 from .scaling import BMSScaler, scaled_column
-from .spill import HeldBlocks, Spill, assemble
+from .spill import CSVLines, HeldBlocks, Spill, assemble
 from .streams import ROW_COLUMN, CleanStream, FeatureStream, PassThrough, _OrderError
 
 log = logging.getLogger("bms.preprocess")
@@ -278,6 +278,11 @@ def _run(
             scaler = BMSScaler(columns=list(scale_cols))
         feature_values: dict[str, int] = {}
         blocks = len(stage1)
+        # a CSV output's columns but the scaled ones are formatted block by block on a thread while
+        # the next block is computed; the assembly then formats only the scaled columns
+        lines: list[Future[CSVLines | None]] | None = (
+            [] if scaler is not None and table_format(output) == "csv" else None
+        )
         for k, (block, side) in enumerate(stage1.items()):
             out, feats = features.process(block)
             for name, values in feats.items():
@@ -292,7 +297,9 @@ def _run(
                 )
             if side is None:
                 exclude.add(ROW_COLUMN)
-            stage2.write(out, extra=feats, exclude=exclude, passthrough=side, marker=ROW_COLUMN)
+            table = stage2.write(out, extra=feats, exclude=exclude, passthrough=side, marker=ROW_COLUMN)
+            if lines is not None:
+                lines.append(pool.submit(CSVLines.format, table, b","))
             _report_progress(
                 progress,
                 0.55 + 0.3 * (k + 1) / blocks,
@@ -309,7 +316,12 @@ def _run(
             )
         lap("impute_features_s")
         rows, out_columns = assemble(
-            stage2, output, scaler, batch_rows=int(options.chunksize or 500_000), progress=progress
+            stage2,
+            output,
+            scaler,
+            batch_rows=int(options.chunksize or 500_000),
+            progress=progress,
+            lines=None if lines is None else [f.result() for f in lines],
         )
         lap("write_s")
         return PreprocessResult(
