@@ -328,10 +328,9 @@ def _forecast_args(s: PipelineState, cell: str) -> dict[str, Any]:
 
 
 def health_servers(state: PipelineState) -> tuple[str, ...]:
-    """The servers the health stage checks: all of them on a run's first attempt; on ``--resume`` those the
-    stages still to run call (a resumed run starts no server it does not need; with nothing left, all)."""
-    if state.attempts <= 1:
-        return tuple(SERVER_FOLDERS)
+    """The servers the health stage checks: those the stages still to run call, so a run starts no server
+    it does not need (``--skip forecast_train forecast``: no forecast server; ``--resume``: the servers of
+    the stages left). All five when nothing else is left to run."""
     left = {
         server
         for stage in STAGES
