@@ -269,6 +269,29 @@ class CSVLines:
         return pa.LargeStringArray.from_buffers(length, bounds, pa.py_buffer(self.data))
 
 
+class BlockLines:
+    """A block's :class:`CSVLines` in parts of consecutive rows (formatted on several threads)."""
+
+    def __init__(self, parts: list[CSVLines]):
+        self.parts = parts
+        self.starts = np.cumsum([0, *(len(p.offsets) - 1 for p in parts)])
+        self.schema: Any = parts[0].schema if parts else None
+
+    @classmethod
+    def of(cls, parts: list[CSVLines | None]) -> "BlockLines | None":
+        return None if not parts or any(p is None for p in parts) else cls([p for p in parts if p is not None])
+
+    def arrays(self, start: int, length: int) -> list[Any]:
+        """Rows ``start`` to ``start + length`` as Arrow large-string arrays (no copy), in order."""
+        out = []
+        end = start + length
+        for part, first, stop in zip(self.parts, self.starts[:-1], self.starts[1:]):
+            lo, hi = max(start, int(first)), min(end, int(stop))
+            if lo < hi:
+                out.append(part.array(lo - int(first), hi - lo))
+        return out
+
+
 def _joined_lines(prefix: list[Any], suffix: Any) -> list[Any]:
     """Each row's ``prefix`` line (ending in ``,``) then its ``suffix`` columns' CSV line, as buffers."""
     import pyarrow as pa
@@ -291,11 +314,11 @@ def assemble(
     scaler: BMSScaler | None,
     batch_rows: int,
     progress: Progress | None = None,
-    lines: list[CSVLines | None] | None = None,
+    lines: list[BlockLines | None] | None = None,
 ) -> tuple[int, list[str]]:
     """Write spilled blocks in cell-then-time order (plus scaled columns) to ``output`` atomically.
 
-    ``lines``: each block's :meth:`CSVLines.format` (ending in ``,``), in the order written, for a
+    ``lines``: each block's :class:`BlockLines` (lines ending in ``,``), in the order written, for a
     CSV output with scaled columns: then only the scaled columns are formatted here (same bytes).
     """
     import pyarrow as pa
@@ -315,7 +338,7 @@ def assemble(
         and scaler is not None
         and scaler.columns
         and len(lines) == len(tables)
-        and all(t is not None and t.schema.equals(schema) for t in lines)
+        and all(t is not None and t.schema is not None and t.schema.equals(schema) for t in lines)
         and all(t.schema.equals(schema) for t in tables)
     ):
         lines = None  # (a block of other column types is cast first: formatted the usual way)
@@ -386,7 +409,7 @@ def assemble(
                 for i, start, length in runs[key]:
                     batch.append(tables[i].slice(start, length))
                     if lines is not None:
-                        prefix.append(lines[i].array(start, length))  # type: ignore[union-attr]
+                        prefix.extend(lines[i].arrays(start, length))  # type: ignore[union-attr]
                     size += length
                 if size >= batch_rows:
                     flush()
