@@ -562,7 +562,9 @@ class CSVTableWriter:
             if self._error is not None:
                 continue  # keep taking, so a blocked producer is released; nothing more is written
             try:
-                self._handle.write(future.result())
+                result = future.result()
+                for part in result if isinstance(result, list) else [result]:
+                    self._handle.write(part)
             except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
                 self._error = exc
 
@@ -570,10 +572,7 @@ class CSVTableWriter:
         if self._error is not None:
             raise self._error
 
-    def write_table(self, table: Any) -> None:
-        self._raise()
-        n = table.num_rows
-        parts = max(1, -(-n // self.SLICE_ROWS))
+    def _start(self) -> None:
         if self._pool is None:
             import threading
             from concurrent.futures import ThreadPoolExecutor
@@ -581,6 +580,22 @@ class CSVTableWriter:
             self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="bms-csv")
             self._writer = threading.Thread(target=self._drain, name="bms-csv-writer", daemon=True)
             self._writer.start()
+
+    def write_formatted(self, format_lines: Callable[..., Any], *args: Any) -> None:
+        """Append what ``format_lines(*args)`` gives (bytes of whole CSV lines or a list of them, no header).
+
+        It runs on the pool, in order with the tables written around it.
+        """
+        self._raise()
+        self._start()
+        self._queue.put(self._pool.submit(format_lines, *args))
+        self._header = False
+
+    def write_table(self, table: Any) -> None:
+        self._raise()
+        n = table.num_rows
+        parts = max(1, -(-n // self.SLICE_ROWS))
+        self._start()
         step = -(-n // parts) if n else 1
         for i in range(parts):
             self._queue.put(self._pool.submit(self._format, table.slice(i * step, step), self._header and i == 0))
