@@ -74,6 +74,13 @@ def test_simulate_bms_fleet_over_stdio(workspace: Path) -> None:
     anyio.run(scenario)
 
 
+def _torch_loaded_in_servers() -> bool:
+    """Whether a server process started by this test has torch's library mapped."""
+    import psutil
+
+    return any("libtorch" in m.path for child in psutil.Process().children(recursive=True) for m in child.memory_maps())
+
+
 def test_sdv_tools_over_stdio(workspace: Path) -> None:
     from bms_datagen.simulator import simulate_fleet, to_minimal_table
     from bms_schema.reader import write_table
@@ -145,6 +152,8 @@ def test_sdv_tools_over_stdio(workspace: Path) -> None:
                 text = html.read_text()
                 assert 'src="../plotly.min.js"' in text and len(text) < 200_000
             assert plots[0]["kind"] == "numerical" and plots[1]["kind"] == "categorical"
+            # generating, evaluating and plotting with GaussianCopula never loads torch (bms_datagen.sdv_import)
+            assert not _torch_loaded_in_servers()
 
             for args, expected in [
                 ({"folder_name": "data/fleet", "table_name": "nope", "column_name": "x"}, "table 'nope' not found"),

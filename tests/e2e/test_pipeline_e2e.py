@@ -2,7 +2,7 @@
 
 First attempt: the forecast server dies when asked for a forecast -> the run stops at the
 'forecast' stage with the server named, exit code 1, everything before kept. Second attempt
-(--resume): only the forecast stage runs; the report's numbers are those the tools returned,
+(--resume): only the forecast stage runs (and only the forecast server starts); the report's numbers are those the tools returned,
 models are registered, and every tool call of both attempts is in one run folder.
 """
 
@@ -22,12 +22,13 @@ from bms_agent.state import PipelineOptions
 
 HERE = Path(__file__).resolve().parent
 
-# small, but with cells dying inside the span so the failure model can be trained (4 of 12 die)
+# small (1,464 hourly readings), but with cells dying inside the span so the failure model can be
+# trained (4 of 12 die)
 TINY = dict(
     devices=1,
     cells_per_device=12,
     days=5,
-    interval_minutes=15,
+    interval_minutes=60,
     seed=2,
     failure_rate=0.9,
     sdv_rows=300,
@@ -69,6 +70,10 @@ def test_pipeline_end_to_end_with_crash_and_resume(workspace: Path) -> None:
     assert second.ok, second.error
     state = second.state
     assert state.run_id == first.state.run_id and state.attempts == 2
+    # the resumed attempt checks and starts only the servers of the stages left: forecast (and datagen when
+    # an SDV stage had not finished before the crash)
+    sdv_left = any(status[n] != "ok" for n in ("synthetic", "synthetic_eval", "synthetic_plot"))
+    assert [c.server for c in state.stages["health"].calls] == (["datagen", "forecast"] if sdv_left else ["forecast"])
 
     # one run folder holds every step of both attempts; the finished stages were not repeated
     runs = [p for p in (workspace / "runs").iterdir() if p.is_dir()]

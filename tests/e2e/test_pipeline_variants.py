@@ -68,6 +68,15 @@ def test_vrla_hourly_healthy_fleet_without_labels(workspace: Path) -> None:
         seed=4,
     )
     assert status2["failure_fleet"] == "skipped" and status2["failure_train"] == "skipped"
+    # the forecast stages are skipped: the forecast server is not started (nor health-checked)
+    assert [c.server for c in again.state.stages["health"].calls] == ["datagen", "preprocess", "anomaly", "failure"]
+    assert [c.server for c in result.state.stages["health"].calls] == [
+        "datagen",
+        "preprocess",
+        "anomaly",
+        "failure",
+        "forecast",
+    ]
     assert "the registered failure_classifier v0001 predicts" in lines2["failure_train"]
     assert status2["anomaly"] == "ok" and "registered anomaly_hybrid v0001" in lines2["anomaly"]
     assert status2["failure"] == "ok" and "model v0001" in lines2["failure"] and "of 6 cells" in lines2["failure"]

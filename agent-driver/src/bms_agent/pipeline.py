@@ -136,7 +136,7 @@ class PipelineRunner:
         start = time.perf_counter()
         todo = self.plan()
         result = PipelineResult(state=self.state)
-        needed = [name for name in self.specs if any(name in stage.servers for stage in todo)]
+        needed = [name for name in self.specs if any(name in stage.servers_in(self.state) for stage in todo)]
         env = server_env(self.state.options, self.workspace)
         pool = ServerPool(
             self.specs, env=env, log_dir=self.state.dir / "servers", start_timeout=self.state.options.start_timeout

@@ -44,6 +44,12 @@ class Stage:
     after: tuple[str, ...] = ()  # stages that must be done (ok or skipped) before this one starts
     summary: Callable[[list[dict[str, Any]]], str] | None = None  # one line from the envelopes (default: last message)
     every_attempt: bool = False  # run again on --resume even if it finished (cheap checks)
+    #: the servers this stage calls in a given state when not always all of ``servers`` (decides which
+    #: servers a run starts)
+    servers_for: Callable[[PipelineState], tuple[str, ...]] | None = None
+
+    def servers_in(self, state: PipelineState) -> tuple[str, ...]:
+        return self.servers_for(state) if self.servers_for is not None else self.servers
 
 
 # -- where earlier outputs are ------------------------------------------------------------------
@@ -321,6 +327,21 @@ def _forecast_args(s: PipelineState, cell: str) -> dict[str, Any]:
     return {"data_path": str(forecast_history(s)), "cell_id": cell, "steps": s.options.forecast_steps}
 
 
+def health_servers(state: PipelineState) -> tuple[str, ...]:
+    """The servers the health stage checks: those the stages still to run call, so a run starts no server
+    it does not need (``--skip forecast_train forecast``: no forecast server; ``--resume``: the servers of
+    the stages left). All five when nothing else is left to run."""
+    left = {
+        server
+        for stage in STAGES
+        if stage.name != "health"
+        and state.stages.get(stage.name) is not None
+        and state.stages[stage.name].status not in ("ok", "skipped")
+        for server in stage.servers
+    }
+    return tuple(name for name in SERVER_FOLDERS if name in left) or tuple(SERVER_FOLDERS)
+
+
 #: In order of priority: when several stages are ready, the first listed starts first (the long chain
 #: anomaly -> failure -> forecast and the forecaster training before the SDV stages).
 STAGES: tuple[Stage, ...] = (
@@ -328,7 +349,7 @@ STAGES: tuple[Stage, ...] = (
         "health",
         "Health checks",
         tuple(SERVER_FOLDERS),
-        lambda s: [Call(name, "health_check", {}, label=name) for name in SERVER_FOLDERS],
+        lambda s: [Call(name, "health_check", {}, label=name) for name in health_servers(s)],
         summary=lambda envs: (
             f"{len(envs)} servers healthy; registered models: "
             + (
@@ -337,6 +358,7 @@ STAGES: tuple[Stage, ...] = (
             )
         ),
         every_attempt=True,
+        servers_for=health_servers,
     ),
     Stage(
         "simulate",

@@ -34,6 +34,7 @@ import pandas as pd
 from bms_schema import columns as C
 from bms_schema.errors import InputError
 
+from .sdv_import import import_sdv
 from .sdv_timestamps import TimestampStyle, from_model_text, learn_style, to_model_text, wall_time
 
 log = logging.getLogger("bms.datagen")
@@ -116,6 +117,7 @@ def read_folder(folder: Path) -> tuple[dict[str, pd.DataFrame], Path | None]:
 # -- metadata ----------------------------------------------------------------------------------
 def load_metadata(path: Path, tables: dict[str, pd.DataFrame]) -> Any:
     """Load a user metadata.json and check it matches the CSVs (names the table/column that differs)."""
+    import_sdv()
     from sdv.metadata import Metadata
 
     try:
@@ -167,6 +169,7 @@ def _sdv_message(exc: BaseException) -> str:
 
 def detect_metadata(tables: dict[str, pd.DataFrame]) -> tuple[Any, list[str]]:
     """Detect SDV metadata for the (sentinel-cleaned) tables and apply the battery fixes."""
+    import_sdv()
     from sdv.metadata import Metadata
 
     with warnings.catch_warnings():
@@ -385,6 +388,7 @@ def prepare_table(
 
 def model_metadata(metadata: Any, preps: dict[str, TablePrep]) -> Any:
     """A copy of ``metadata`` without the columns the preparation removed (offset timestamps: naive UTC)."""
+    import_sdv()
     from sdv.metadata import Metadata
 
     reduced = Metadata.load_from_dict(metadata.to_dict())

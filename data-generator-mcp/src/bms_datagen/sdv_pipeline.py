@@ -41,6 +41,7 @@ from .sdv_data import (
     restore_table,
     sdtypes,
 )
+from .sdv_import import import_sdv
 from .sdv_synthesis import FittedSynthesizer, SynthesisSpec, resolve_synthesizer, roundtrip, sequence_columns
 
 log = logging.getLogger("bms.datagen")
@@ -209,6 +210,7 @@ class RegisteredSDV:
 
 def load_registered(name: str, version: str = "latest") -> RegisteredSDV:
     """Load a registered SDV model (checksums verified by the registry; safe formats only)."""
+    import_sdv()
     from sdv.metadata import Metadata
 
     model = ModelRegistry().load(name, version)
@@ -281,6 +283,7 @@ def load_pair(
     folder: Path, synthetic_folder: Path | None
 ) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame], Any, Path]:
     """Real tables, synthetic tables (same names) and the metadata describing them."""
+    import_sdv()
     from sdv.metadata import Metadata
 
     real, metadata_path = read_folder(folder)
@@ -322,6 +325,7 @@ def evaluate(
     progress: Progress = _noop,
 ) -> dict[str, Any]:
     """Quality report, diagnostic and privacy check of the synthetic tables against the real ones."""
+    import_sdv()
     from sdv.evaluation import evaluate_quality, run_diagnostic
 
     from .sdv_privacy import privacy_check

@@ -30,6 +30,8 @@ import numpy as np
 import pandas as pd
 from bms_schema.errors import InputError
 
+from .sdv_import import attach_torch, import_sdv
+
 log = logging.getLogger("bms.datagen")
 
 SYNTHESIZERS = ("auto", "gaussian_copula", "ctgan", "tvae", "par", "hma")
@@ -84,6 +86,7 @@ def seeded(seed: int, torch_needed: bool = False) -> Iterator[None]:
 
         torch_threads()
         torch.manual_seed(seed)
+        attach_torch()  # SDV may have been imported without torch (bms_datagen.sdv_import)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -133,6 +136,7 @@ class FittedSynthesizer:
         return self
 
     def _fit_gaussian_copula(self) -> None:
+        import_sdv()
         from sdv.metadata import Metadata
 
         name, table = _table(self.metadata)
@@ -154,6 +158,7 @@ class FittedSynthesizer:
         self.model = self.regimes[0][2]
 
     def _gaussian_copula(self, meta: Any, name: str, frame: pd.DataFrame, numerical: list[str]) -> Any:
+        import_sdv()
         from sdv.single_table import GaussianCopulaSynthesizer
 
         from .empirical_normalizer import EmpiricalNormalizer, FastUniformEncoder
@@ -195,6 +200,7 @@ class FittedSynthesizer:
         return sampled
 
     def _fit_ctgan(self) -> None:
+        import_sdv()
         from sdv.single_table import CTGANSynthesizer
 
         name, _ = _table(self.metadata)
@@ -202,6 +208,7 @@ class FittedSynthesizer:
         self.model.fit({name: self.tables[name]})
 
     def _fit_tvae(self) -> None:
+        import_sdv()
         from sdv.single_table import TVAESynthesizer
 
         name, _ = _table(self.metadata)
@@ -209,6 +216,7 @@ class FittedSynthesizer:
         self.model.fit({name: self.tables[name]})
 
     def _fit_par(self) -> None:
+        import_sdv()
         from sdv.metadata import Metadata
         from sdv.sequential import PARSynthesizer
 
@@ -234,6 +242,7 @@ class FittedSynthesizer:
         self.model.fit({name: frame})
 
     def _fit_hma(self) -> None:
+        import_sdv()
         from sdv.multi_table import HMASynthesizer
 
         self.model = HMASynthesizer(self.metadata, verbose=False)

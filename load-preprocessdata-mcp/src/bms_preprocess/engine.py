@@ -49,7 +49,7 @@ from .impute import IMPUTE_METHODS
 from .mice import DEFAULT_ITERATIONS, DEFAULT_SAMPLE_ROWS, HELPER_PREFIXES, MiceImputer
 from .profile import DataProfile
 from .scaling import BMSScaler, scaled_column
-from .spill import HeldBlocks, Spill, assemble
+from .spill import BlockLines, CSVLines, HeldBlocks, Spill, assemble
 from .streams import ROW_COLUMN, CleanStream, FeatureStream, PassThrough, _OrderError
 
 log = logging.getLogger("bms.preprocess")
@@ -62,6 +62,8 @@ AUTO_STREAM_BYTES = 256 * 1024 * 1024
 AUTO_CHUNKSIZE = 200_000
 #: cleaned blocks held in memory between stages 1 and 2 (1M packet rows: ~0.9 GB); more is spilled
 DEFAULT_MEMORY_BUDGET_MB = 1024
+#: threads formatting stage 2's blocks to CSV lines while later blocks are computed
+LINE_THREADS = 2
 
 
 @dataclass
@@ -194,6 +196,7 @@ def _run(
 
     spill_root = Path(tempfile.mkdtemp(prefix=f".bms-spill-{owner_tag()}-", dir=work_dir or output.parent))
     pool = ThreadPoolExecutor(1, thread_name_prefix="bms-passthrough")
+    text_pool = ThreadPoolExecutor(LINE_THREADS, thread_name_prefix="bms-csv-lines")
     try:
         quality = QualityAccumulator()
         chunk = options.chunksize
@@ -278,6 +281,11 @@ def _run(
             scaler = BMSScaler(columns=list(scale_cols))
         feature_values: dict[str, int] = {}
         blocks = len(stage1)
+        # a CSV output's columns but the scaled ones are formatted block by block on a thread while
+        # the next block is computed; the assembly then formats only the scaled columns
+        lines: list[list[Future[CSVLines | None]]] | None = (
+            [] if scaler is not None and table_format(output) == "csv" else None
+        )
         for k, (block, side) in enumerate(stage1.items()):
             out, feats = features.process(block)
             for name, values in feats.items():
@@ -292,7 +300,15 @@ def _run(
                 )
             if side is None:
                 exclude.add(ROW_COLUMN)
-            stage2.write(out, extra=feats, exclude=exclude, passthrough=side, marker=ROW_COLUMN)
+            table = stage2.write(out, extra=feats, exclude=exclude, passthrough=side, marker=ROW_COLUMN)
+            if lines is not None:  # in halves, so that both threads share the last block too
+                half = max(1, -(-table.num_rows // LINE_THREADS))
+                lines.append(
+                    [
+                        text_pool.submit(CSVLines.format, table.slice(at, half), b",")
+                        for at in range(0, table.num_rows, half)
+                    ]
+                )
             _report_progress(
                 progress,
                 0.55 + 0.3 * (k + 1) / blocks,
@@ -309,7 +325,12 @@ def _run(
             )
         lap("impute_features_s")
         rows, out_columns = assemble(
-            stage2, output, scaler, batch_rows=int(options.chunksize or 500_000), progress=progress
+            stage2,
+            output,
+            scaler,
+            batch_rows=int(options.chunksize or 500_000),
+            progress=progress,
+            lines=None if lines is None else [BlockLines.of([f.result() for f in parts]) for parts in lines],
         )
         lap("write_s")
         return PreprocessResult(
@@ -326,6 +347,7 @@ def _run(
         )
     finally:
         pool.shutdown(cancel_futures=True)
+        text_pool.shutdown(cancel_futures=True)
         shutil.rmtree(spill_root, ignore_errors=True)
 
 

@@ -43,8 +43,8 @@ class Spill:
         exclude: set[str] | frozenset[str] = frozenset(),
         passthrough: Any = None,
         marker: str | None = None,
-    ) -> None:
-        """Spill ``frame`` without the ``exclude`` columns, plus ``extra`` arrays as columns.
+    ) -> Any:
+        """Spill ``frame`` without the ``exclude`` columns, plus ``extra`` arrays as columns; returns that table.
 
         ``passthrough`` (an Arrow table of ``frame``'s rows) takes the place of ``frame``'s column ``marker``.
         """
@@ -68,8 +68,9 @@ class Spill:
         if not self.paths and self.held_bytes + table.nbytes <= self.budget_bytes:
             self.held.append(table)
             self.held_bytes += table.nbytes
-            return
+            return table
         self._write_file(table)
+        return table
 
     def _write_file(self, table: Any) -> None:
         """Append ``table`` as the next spill file."""
@@ -215,10 +216,111 @@ def _cast(table: Any, schema: Any) -> Any:
     return pa.table(arrays, schema=schema)
 
 
+class CSVLines:
+    """A table's rows as the lines pyarrow's CSV writer gives them (no header), each ending in ``end``.
+
+    ``data[offsets[i]:offsets[i + 1]]`` is row ``i``. Formatted while the engine still computes later
+    blocks, so that only the scaled columns (known once every block is seen) are left to format at
+    the end; :func:`assemble` puts ``,`` between the two parts of a row.
+    """
+
+    def __init__(self, data: np.ndarray, offsets: np.ndarray, schema: Any):
+        self.data = data
+        self.offsets = offsets
+        self.schema = schema
+
+    @classmethod
+    def format(cls, table: Any, end: bytes = b"\n") -> "CSVLines | None":
+        """The lines of ``table``; None when a value holds a line break (rows not told apart by them)."""
+        import io
+
+        import pyarrow as pa
+        import pyarrow.csv as pacsv
+
+        buffer = io.BytesIO()
+        step = CSVTableWriter.SLICE_ROWS
+        found: list[np.ndarray] = []
+        try:
+            options = pacsv.WriteOptions(include_header=False, batch_size=step)
+            for at in range(0, table.num_rows, step):  # line ends looked for while the text is in cache
+                start = buffer.tell()
+                pacsv.write_csv(table.slice(at, step), buffer, write_options=options)
+                with buffer.getbuffer() as view:
+                    found.append(np.flatnonzero(np.frombuffer(view, np.uint8, offset=start) == ord("\n")) + start)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+            return None  # the assembly formats it the usual way (and reports the error)
+        ends = np.concatenate(found) if found else np.zeros(0, np.int64)
+        if len(ends) != table.num_rows:
+            return None
+        data = np.frombuffer(buffer.getbuffer(), np.uint8)
+        if end != b"\n":
+            data[ends] = ord(end)
+        offsets = np.empty(len(ends) + 1, np.int64)
+        offsets[0] = 0
+        offsets[1:] = ends + 1
+        return cls(data, offsets, table.schema)
+
+    def array(self, start: int = 0, length: int | None = None) -> Any:
+        """Rows ``start`` to ``start + length`` as an Arrow large-string array (no copy)."""
+        import pyarrow as pa
+
+        length = len(self.offsets) - 1 - start if length is None else length
+        bounds = pa.py_buffer(self.offsets[start : start + length + 1])
+        return pa.LargeStringArray.from_buffers(length, bounds, pa.py_buffer(self.data))
+
+
+class BlockLines:
+    """A block's :class:`CSVLines` in parts of consecutive rows (formatted on several threads)."""
+
+    def __init__(self, parts: list[CSVLines]):
+        self.parts = parts
+        self.starts = np.cumsum([0, *(len(p.offsets) - 1 for p in parts)])
+        self.schema: Any = parts[0].schema if parts else None
+
+    @classmethod
+    def of(cls, parts: list[CSVLines | None]) -> "BlockLines | None":
+        return None if not parts or any(p is None for p in parts) else cls([p for p in parts if p is not None])
+
+    def arrays(self, start: int, length: int) -> list[Any]:
+        """Rows ``start`` to ``start + length`` as Arrow large-string arrays (no copy), in order."""
+        out = []
+        end = start + length
+        for part, first, stop in zip(self.parts, self.starts[:-1], self.starts[1:]):
+            lo, hi = max(start, int(first)), min(end, int(stop))
+            if lo < hi:
+                out.append(part.array(lo - int(first), hi - lo))
+        return out
+
+
+def _joined_lines(prefix: list[Any], suffix: Any) -> list[Any]:
+    """Each row's ``prefix`` line (ending in ``,``) then its ``suffix`` columns' CSV line, as buffers."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    tail = CSVLines.format(suffix)
+    if tail is None:  # never for the float columns of the scaler
+        raise ValueError("scaled columns with a line break in a value")
+    head = pa.chunked_array(prefix, type=pa.large_string())
+    parts = []
+    for lines in pc.binary_join_element_wise(head, tail.array(), pa.scalar("", pa.large_string())).chunks:
+        ends = np.frombuffer(lines.buffers()[1], np.int64, count=len(lines) + 1, offset=8 * lines.offset)
+        parts.append(lines.buffers()[2][int(ends[0]) : int(ends[-1])])
+    return parts
+
+
 def assemble(
-    spill: Spill, output: Path, scaler: BMSScaler | None, batch_rows: int, progress: Progress | None = None
+    spill: Spill,
+    output: Path,
+    scaler: BMSScaler | None,
+    batch_rows: int,
+    progress: Progress | None = None,
+    lines: list[BlockLines | None] | None = None,
 ) -> tuple[int, list[str]]:
-    """Write spilled blocks in cell-then-time order (plus scaled columns) to ``output`` atomically."""
+    """Write spilled blocks in cell-then-time order (plus scaled columns) to ``output`` atomically.
+
+    ``lines``: each block's :class:`BlockLines` (lines ending in ``,``), in the order written, for a
+    CSV output with scaled columns: then only the scaled columns are formatted here (same bytes).
+    """
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
@@ -229,6 +331,17 @@ def assemble(
     schema = _unified_schema(tables)
     if schema.metadata and ARROW_STRINGS in schema.metadata:  # a spill file's note, not the output's
         schema = schema.with_metadata({k: v for k, v in schema.metadata.items() if k != ARROW_STRINGS})
+    fmt = table_format(output)
+    if not (
+        lines is not None
+        and fmt == "csv"
+        and scaler is not None
+        and scaler.columns
+        and len(lines) == len(tables)
+        and all(t is not None and t.schema is not None and t.schema.equals(schema) for t in lines)
+        and all(t.schema.equals(schema) for t in tables)
+    ):
+        lines = None  # (a block of other column types is cast first: formatted the usual way)
     tables = [_cast(t, schema) for t in tables]
     # (device, cell number) runs of every block
     runs: dict[tuple[str, int], list[tuple[int, int, int]]] = {}
@@ -251,17 +364,35 @@ def assemble(
     if scaler is not None:
         for name in scaler.columns:
             out_schema = out_schema.append(pa.field(scaled_column(name), pa.float64()))
-    fmt = table_format(output)
     written = 0
     with atomic_path(output) as tmp:
         writer = pq.ParquetWriter(str(tmp), out_schema) if fmt == "parquet" else CSVTableWriter(tmp)
         try:
             batch: list[Any] = []
+            prefix: list[Any] = []
             size = 0
+            if lines is not None:
+                writer.write_table(out_schema.empty_table())  # the header
 
             def flush() -> None:
-                nonlocal batch, size, written
+                nonlocal batch, prefix, size, written
                 if not batch:
+                    return
+                if lines is not None and scaler is not None:
+                    rows = pa.concat_tables(batch).select(scaler.columns)
+                    suffix = pa.table(
+                        [
+                            pc.divide(pc.subtract(pc.cast(rows[name], pa.float64()), scaler.mean_[name]), scale[name])
+                            for name in scaler.columns
+                        ],
+                        names=[scaled_column(name) for name in scaler.columns],
+                    )
+                    heads = pa.chunked_array(prefix, type=pa.large_string())
+                    step = CSVTableWriter.SLICE_ROWS
+                    for at in range(0, suffix.num_rows, step):  # bounded buffers, formatted on the pool
+                        writer.write_formatted(_joined_lines, heads.slice(at, step).chunks, suffix.slice(at, step))
+                    written += suffix.num_rows
+                    batch, prefix, size = [], [], 0
                     return
                 table = pa.concat_tables(batch)
                 if scaler is not None:
@@ -277,6 +408,8 @@ def assemble(
             for k, key in enumerate(order):  # per cell (not per row): slices are zero-copy views
                 for i, start, length in runs[key]:
                     batch.append(tables[i].slice(start, length))
+                    if lines is not None:
+                        prefix.extend(lines[i].arrays(start, length))  # type: ignore[union-attr]
                     size += length
                 if size >= batch_rows:
                     flush()
