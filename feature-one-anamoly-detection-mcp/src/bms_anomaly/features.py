@@ -510,7 +510,6 @@ def resistant_trend(
     min_readings: int,
     min_count: int,
     bound_sd: float,
-    recent: bool = False,
 ) -> np.ndarray:
     """A trend line through each row's trend window (:func:`trailing_trend`'s, current row excluded) that
     readings far off the window's own resistant line do not tilt; NaN where fewer than ``min_count`` remain.
@@ -546,11 +545,7 @@ def resistant_trend(
         T = np.where(valid, (seconds[J] - seconds[a:b, None]) / 3600.0, np.nan)
         T = np.where(np.isfinite(X), T, np.nan)
         third = np.maximum(m // 3, 1)[:, None]
-        right = (k[None, :] >= (m[:, None] - third)) & valid
-        if recent:  # the middle and the last third: a fault early in the window leaves neither
-            left = (k[None, :] >= (m[:, None] - 2 * third)) & ~right & valid
-        else:
-            left = k[None, :] < third
+        left, right = k[None, :] < third, (k[None, :] >= (m[:, None] - third)) & valid
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             x_l, x_r = np.nanmedian(np.where(left, X, np.nan), axis=1), np.nanmedian(np.where(right, X, np.nan), axis=1)
@@ -558,9 +553,7 @@ def resistant_trend(
             dt = t_r - t_l
             slope = np.where(np.isfinite(dt) & (dt > 1e-9) & (m >= 6), (x_r - x_l) / np.where(dt > 1e-9, dt, 1.0), 0.0)
             slope = np.nan_to_num(slope)
-            level = np.nanmedian(
-                np.where(right, X, np.nan) - slope[:, None] * T if recent else X - slope[:, None] * T, axis=1
-            )
+            level = np.nanmedian(X - slope[:, None] * T, axis=1)
             resid = X - level[:, None] - slope[:, None] * T
             scale = _MAD_TO_SD * np.nanmedian(np.abs(resid), axis=1)
         with np.errstate(invalid="ignore"):
@@ -684,7 +677,7 @@ def sorted_history_features(
                     if hot is None:
                         hot = own_baseline(columns[C.TEMPERATURE], starts, seconds)[1]
                     source = np.where(hot, np.nan, x)
-                base, screened = own_baseline(source, runs, seconds, recent=name == "VoltageChangeOwn")
+                base, screened = own_baseline(source, runs, seconds)
                 if name == "TempChangeOwn":
                     hot = screened
                 if name == "VoltageChangeOwn" and C.CURRENT in columns:
@@ -701,9 +694,7 @@ def sorted_history_features(
     return out
 
 
-def own_baseline(
-    values: np.ndarray, runs: np.ndarray, seconds: np.ndarray, recent: bool = False
-) -> tuple[np.ndarray, np.ndarray]:
+def own_baseline(values: np.ndarray, runs: np.ndarray, seconds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The own-history baseline of :data:`OWN_FEATURES` (a resistant trend line through the previous
     :data:`OWN_BASELINE_SECONDS` of the run, outliers screened against the trailing median) and the
     readings screened out of it."""
@@ -718,7 +709,7 @@ def own_baseline(
         scale_readings=OWN_SCALE_READINGS,
         rescreen=lambda v: sliding_median(v, runs, seconds),
         final=lambda v: resistant_trend(
-            v, runs, seconds, OWN_BASELINE_SECONDS, OWN_BASELINE_READINGS, BASELINE_MIN_READINGS, REFIT_BOUND_SD, recent
+            v, runs, seconds, OWN_BASELINE_SECONDS, OWN_BASELINE_READINGS, BASELINE_MIN_READINGS, REFIT_BOUND_SD
         ),
     )
 
