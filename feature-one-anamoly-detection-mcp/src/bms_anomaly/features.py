@@ -754,7 +754,7 @@ def history_features(
     needed = [HISTORY_FEATURES[n] for n in names if n in HISTORY_FEATURES]
     needed += [OWN_FEATURES[n] for n in names if n in OWN_FEATURES]
     if "VoltageChangeOwn" in names:
-        needed.append(C.CURRENT)
+        needed += [C.CURRENT, C.TEMPERATURE]  # the temperature's screen keeps hot readings out of its baseline
     if UNCHANGED_RUN in names:
         needed += [c for c in UNCHANGED_SOURCES if c in frame.columns]
     available = {name: values for name in dict.fromkeys(needed) if (values := column(name)) is not None}
