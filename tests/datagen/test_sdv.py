@@ -299,3 +299,32 @@ def test_dead_cells_get_their_own_copula(workspace: Path) -> None:
     assert alive_sg(frame) - dead_sg(frame) > 0.02
     assert dead_sg(synthetic) == pytest.approx(dead_sg(frame), abs=0.01)
     assert alive_sg(synthetic) == pytest.approx(alive_sg(frame), abs=0.005)
+
+
+def test_attach_torch_gives_sdv_what_a_torch_free_import_held_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SDV is imported without torch (bms_datagen.sdv_import); before a CTGAN/TVAE/PAR fit the torch-based
+    classes are put where SDV looks them up when a synthesizer is built."""
+    import sdmetrics.single_table.bayesian_network as network
+    import sdv.sequential.par as par
+    import sdv.single_table.ctgan as neural
+    from bms_datagen.sdv_import import attach_torch, import_sdv
+
+    import_sdv()
+    held_back = ModuleNotFoundError("torch is not imported while SDV loads")
+    for module, names in (
+        (neural, ("CTGAN", "TVAE")),
+        (par, ("PARModel", "assemble_sequences")),
+        (network, ("torch",)),
+    ):
+        for name in names:
+            monkeypatch.setattr(module, name, None)
+        if module is not network:
+            monkeypatch.setattr(module, "import_error", held_back)
+    attach_torch()
+    import ctgan
+    import deepecho
+    import torch
+
+    assert neural.CTGAN is ctgan.CTGAN and neural.TVAE is ctgan.TVAE and neural.import_error is None
+    assert par.PARModel is deepecho.PARModel and par.import_error is None and par.assemble_sequences is not None
+    assert network.torch is torch

@@ -3,8 +3,8 @@
 **Calibration (ECDF).** Each detector's raw score ``s`` is turned into a tail probability
 against that detector's own scores on the training data: ``p = (#train scores >= s + 1) /
 (n + 1)``. Beyond the largest training score the tail is extended exponentially,
-``p = 1/(n+1) * exp(-(s - max) / tau)`` with ``tau`` the mean excess of the top 1 % of
-training scores over their 99th percentile, so that points more extreme than anything
+``p = 1/(n+1) * exp(-(s - max) / tau)`` with ``tau`` the mean excess of the top 5 % of
+training scores over their 95th percentile, so that points more extreme than anything
 seen in training keep their order instead of tying at ``1/(n+1)``. The calibrated score
 is the *surprise* ``-log10 p`` (1 = "1 in 10 training rows is this extreme", 3 = "1 in
 1000"). Surprises of different detectors are directly comparable.
@@ -41,6 +41,12 @@ AUTO = "auto"
 FENCE_K = 3.0
 AUTO_SURPRISE = 5.0
 EXTEND_RATIO = 0.5
+#: The tail scale ``tau`` is the mean excess over this quantile of the training scores. The detector
+#: calibrates on its trimmed training rows (the top 2 % left out), a sample cut off at its top: the mean
+#: excess of its top 1 % is squeezed by that cut (a thin tail, and noise just beyond the largest kept score
+#: got surprises over 5: precision 0.80 on held-out synthetic readings); the top 5 % is less so (0.92, and
+#: 0.93-0.98 vs 0.91-0.95 on simulated fleets at the same F1).
+TAIL_QUANTILE = 0.95
 
 
 @dataclass
@@ -60,9 +66,9 @@ class ECDFCalibrator:
             # Keep the ECDF small: evenly spaced order statistics preserve the distribution.
             scores = np.quantile(np.sort(scores), np.linspace(0.0, 1.0, max_points))
         ordered = np.sort(scores)
-        q99 = np.quantile(ordered, 0.99)
-        top = ordered[ordered >= q99]
-        tau = float(np.mean(top - q99)) if len(top) else 0.0
+        level = np.quantile(ordered, TAIL_QUANTILE)
+        top = ordered[ordered >= level]
+        tau = float(np.mean(top - level)) if len(top) else 0.0
         if not np.isfinite(tau) or tau <= 0:
             spread = float(ordered[-1] - ordered[0])
             tau = spread / max(len(ordered), 1) if spread > 0 else 1.0

@@ -19,7 +19,7 @@ tested): ``torch.optim`` imports ``torch._dynamo`` on the first step, which cost
 process about 3 s of start-up for nothing a small VAE needs.
 
 Only training needs torch. A fitted VAE keeps its weights as NumPy arrays and scores with a NumPy forward
-pass (float32, as the module computes), and a registered model stores them as ``vae.npz`` (NumPy, no
+pass (float32, as the module computes; ``einsum``, so a score does not depend on the batch it came in), and a registered model stores them as ``vae.npz`` (NumPy, no
 pickle): scoring processes (detect_anomalies, the live service, Dask workers) never import torch, which
 costs each of them about 4 s of start-up. A model registered before stored ``vae.pt`` (a torch
 ``state_dict``); it still loads, through torch with ``weights_only=True``.
@@ -184,12 +184,14 @@ class VAEDetector:
         return self
 
     def _forward(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The module's forward pass on the posterior mean, in NumPy float32: (reconstruction, mu, logvar)."""
-        w = self.weights
-        assert w is not None
+        """The module's forward pass on the posterior mean, in NumPy at ``x``'s precision: (reconstruction, mu,
+        logvar)."""
+        assert self.weights is not None
+        w = {name: value.astype(x.dtype, copy=False) for name, value in self.weights.items()}
 
         def linear(h: np.ndarray, layer: str) -> np.ndarray:
-            return h @ w[f"{layer}.weight"].T + w[f"{layer}.bias"]
+            # einsum without BLAS: each output sums its products in one fixed order, whatever the batch's shape
+            return np.einsum("ik,jk->ij", h, w[f"{layer}.weight"], optimize=False) + w[f"{layer}.bias"]
 
         h = x
         for layer in ENCODER:
@@ -201,15 +203,19 @@ class VAEDetector:
         return linear(z, DECODER[-1]), mu, logvar
 
     def score(self, X: np.ndarray, chunk: int = 65_536) -> np.ndarray:
-        """Negative ELBO per row: 0.5 * squared reconstruction error + KL (higher = more anomalous)."""
+        """Negative ELBO per row: 0.5 * squared reconstruction error + KL (higher = more anomalous).
+
+        The same for a row in any batch (a float32 BLAS product depended on the batch's shape in its last bits, so
+        one reading scored live, in a packet, and in a batch got scores either side of a tie of the training
+        scores, and different surprises): float32 as the module computes, products summed by ``einsum``."""
         if self.weights is None:
             raise RuntimeError("VAEDetector is not fitted")
         out = np.empty(len(X), dtype=np.float64)
         for start in range(0, len(X), chunk):
             xb = np.ascontiguousarray(X[start : start + chunk], dtype=np.float32)
             recon, mu, logvar = self._forward(xb)
-            rec = np.float32(0.5) * ((recon - xb) ** 2).sum(axis=1)
-            kld = np.float32(-0.5) * (1 + logvar - mu * mu - np.exp(logvar)).sum(axis=1)
+            rec = 0.5 * ((recon - xb) ** 2).sum(axis=1)
+            kld = -0.5 * (1 + logvar - mu * mu - np.exp(logvar)).sum(axis=1)
             out[start : start + chunk] = rec + kld
         return out
 
