@@ -27,7 +27,7 @@ def _block(n: int, seed: int, note: str = 'a "quoted", value') -> pd.DataFrame:
     )
 
 
-def _run(tmp_path, frames, name, with_lines):
+def _run(tmp_path, frames, name, with_lines, ahead=None):
     spill = Spill(tmp_path, name, budget_bytes=10**9)
     scaler = BMSScaler(columns=["CellVoltage"])
     lines = []
@@ -35,9 +35,8 @@ def _run(tmp_path, frames, name, with_lines):
         scaler.partial_fit(frame)
         table = spill.write(frame)
         third = max(1, -(-table.num_rows // 3))  # in parts, as the engine's threads format them
-        lines.append(
-            BlockLines.of([CSVLines.format(table.slice(at, third), b",") for at in range(0, len(frame), third)])
-        )
+        parts = [] if ahead is not None and len(lines) >= ahead else range(0, len(frame), third)
+        lines.append(BlockLines.of([CSVLines.format(table.slice(at, third), b",") for at in parts]))
     out = tmp_path / f"{name}.csv"
     rows, names = assemble(spill, out, scaler, batch_rows=9000, lines=lines if with_lines else None)
     return out.read_bytes(), rows, names
@@ -78,3 +77,33 @@ def test_line_ends_are_found_per_row():
     assert lines is not None
     assert [lines.array()[i].as_py() for i in range(3)] == ['"x",1.5,', ",,", '"y""z",-0,']
     assert CSVLines.format(pa.table({"a": pa.array(["two\nlines"])})) is None
+
+
+@pytest.mark.parametrize("note", ['a "quoted", value', "line\nbreak"])
+def test_blocks_past_the_budget_are_formatted_with_the_scaled_columns(tmp_path, monkeypatch, note):
+    from bms_preprocess import spill
+
+    calls = []
+    real = spill._joined_lines
+    monkeypatch.setattr(spill, "_joined_lines", lambda *a: calls.append(1) or real(*a))
+    frames = [_block(9_000, 7), _block(12_000, 8, note=note), _block(4_000, 9)]
+    ours, *_ = _run(tmp_path, frames, "lines", True, ahead=1)  # lines for the first block only
+    assert calls
+    plain, *_ = _run(tmp_path, frames, "plain", False)
+    assert ours == plain
+
+
+def test_the_engine_formats_blocks_ahead_up_to_the_budget_only(sample_csv, tmp_path, monkeypatch):
+    from bms_preprocess import engine
+
+    real = engine._lines_bytes
+    seen = []
+    # the first two blocks are within the budget, the rest over it (formatted at the end)
+    monkeypatch.setattr(engine, "_lines_bytes", lambda *a: seen.append(1) or (0 if len(seen) <= 2 else 1e18))
+    ahead = tmp_path / "ahead.csv"
+    engine.run_preprocess(sample_csv, ahead, engine.PreprocessOptions(chunksize=120))
+    assert len(seen) == 3  # asked until the first block over the budget, not after
+    monkeypatch.setattr(engine, "_lines_bytes", real)
+    plain = tmp_path / "plain.csv"
+    engine.run_preprocess(sample_csv, plain, engine.PreprocessOptions(chunksize=120, memory_budget_mb=0))
+    assert ahead.read_bytes() == plain.read_bytes()

@@ -281,6 +281,8 @@ def _run(
             scaler = BMSScaler(columns=list(scale_cols))
         feature_values: dict[str, int] = {}
         blocks = len(stage1)
+        budget = int(options.memory_budget_mb) * 1024 * 1024
+        lines_rows = 0  # rows of the blocks formatted to lines (-1: over the budget, no more)
         # a CSV output's columns but the scaled ones are formatted block by block on a thread while
         # the next block is computed; the assembly then formats only the scaled columns
         lines: list[list[Future[CSVLines | None]]] | None = (
@@ -301,7 +303,11 @@ def _run(
             if side is None:
                 exclude.add(ROW_COLUMN)
             table = stage2.write(out, extra=feats, exclude=exclude, passthrough=side, marker=ROW_COLUMN)
-            if lines is not None:  # in halves, so that both threads share the last block too
+            if lines is not None and (lines_rows < 0 or _lines_bytes(lines, lines_rows, table) > budget):
+                lines.append([])  # over the memory budget: this block's lines (and the later ones') at the end
+                lines_rows = -1
+            elif lines is not None:  # in halves, so that both threads share the last block too
+                lines_rows += table.num_rows
                 half = max(1, -(-table.num_rows // LINE_THREADS))
                 lines.append(
                     [
@@ -349,6 +355,14 @@ def _run(
         pool.shutdown(cancel_futures=True)
         text_pool.shutdown(cancel_futures=True)
         shutil.rmtree(spill_root, ignore_errors=True)
+
+
+def _lines_bytes(lines: list[list[Future[CSVLines | None]]], rows: int, table: Any) -> float:
+    """The memory of the CSV lines of ``rows`` rows so far and of ``table``'s: measured on those done."""
+    done = [p for parts in lines for f in parts if f.done() and (p := f.result()) is not None]
+    done_rows = sum(len(p.offsets) - 1 for p in done)
+    per_row = sum(p.data.nbytes for p in done) / done_rows if done_rows else 2.0 * table.nbytes / max(table.num_rows, 1)
+    return per_row * (rows + table.num_rows)
 
 
 def _prefetch(module: str) -> None:

@@ -292,15 +292,52 @@ class BlockLines:
         return out
 
 
-def _joined_lines(prefix: list[Any], suffix: Any) -> list[Any]:
-    """Each row's ``prefix`` line (ending in ``,``) then its ``suffix`` columns' CSV line, as buffers."""
+def _slice_items(items: list[Any], at: int, length: int) -> list[Any]:
+    """Rows ``at`` to ``at + length`` of the rows of ``items`` (arrays or tables) one after another."""
+    out, first = [], 0
+    for item in items:
+        lo, hi = max(at, first), min(at + length, first + len(item))
+        if lo < hi:
+            out.append(item.slice(lo - first, hi - lo))
+        first += len(item)
+    return out
+
+
+def _plain_lines(rows: Any, suffix: Any) -> bytes:
+    """pyarrow's CSV lines of ``rows`` with the ``suffix`` columns after them (no header)."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    table = pa.Table.from_arrays([*rows.columns, *suffix.columns], names=[*rows.column_names, *suffix.column_names])
+    buffer = io.BytesIO()
+    pacsv.write_csv(table, buffer, write_options=pacsv.WriteOptions(include_header=False, batch_size=8192))
+    return buffer.getvalue()
+
+
+def _joined_lines(prefix: list[Any], suffix: Any, rows: Any) -> Any:
+    """Each row's ``prefix`` line (ending in ``,``) then its ``suffix`` columns' CSV line, as buffers.
+
+    ``prefix``: line arrays, or tables (rows of a block not formatted ahead) formatted here; ``rows``
+    (the same rows as one table) is formatted whole instead when a value holds a line break.
+    """
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    heads = []
+    for item in prefix:
+        if isinstance(item, pa.Table):
+            text = CSVLines.format(item, b",")
+            if text is None:
+                return _plain_lines(rows, suffix)
+            heads.append(text.array())
+        else:
+            heads.append(item)
     tail = CSVLines.format(suffix)
-    if tail is None:  # never for the float columns of the scaler
-        raise ValueError("scaled columns with a line break in a value")
-    head = pa.chunked_array(prefix, type=pa.large_string())
+    if tail is None:  # (never for the float columns of the scaler)
+        return _plain_lines(rows, suffix)
+    head = pa.chunked_array(heads, type=pa.large_string())
     parts = []
     for lines in pc.binary_join_element_wise(head, tail.array(), pa.scalar("", pa.large_string())).chunks:
         ends = np.frombuffer(lines.buffers()[1], np.int64, count=len(lines) + 1, offset=8 * lines.offset)
@@ -318,8 +355,9 @@ def assemble(
 ) -> tuple[int, list[str]]:
     """Write spilled blocks in cell-then-time order (plus scaled columns) to ``output`` atomically.
 
-    ``lines``: each block's :class:`BlockLines` (lines ending in ``,``), in the order written, for a
-    CSV output with scaled columns: then only the scaled columns are formatted here (same bytes).
+    ``lines``: each block's :class:`BlockLines` (lines ending in ``,``) or None, in the order written,
+    for a CSV output with scaled columns: then only the scaled columns (and the blocks without lines)
+    are formatted here (same bytes).
     """
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -338,7 +376,8 @@ def assemble(
         and scaler is not None
         and scaler.columns
         and len(lines) == len(tables)
-        and all(t is not None and t.schema is not None and t.schema.equals(schema) for t in lines)
+        and any(t is not None for t in lines)
+        and all(t is None or (t.schema is not None and t.schema.equals(schema)) for t in lines)
         and all(t.schema.equals(schema) for t in tables)
     ):
         lines = None  # (a block of other column types is cast first: formatted the usual way)
@@ -379,7 +418,7 @@ def assemble(
                 if not batch:
                     return
                 if lines is not None and scaler is not None:
-                    rows = pa.concat_tables(batch).select(scaler.columns)
+                    rows = pa.concat_tables(batch)
                     suffix = pa.table(
                         [
                             pc.divide(pc.subtract(pc.cast(rows[name], pa.float64()), scaler.mean_[name]), scale[name])
@@ -387,10 +426,11 @@ def assemble(
                         ],
                         names=[scaled_column(name) for name in scaler.columns],
                     )
-                    heads = pa.chunked_array(prefix, type=pa.large_string())
                     step = CSVTableWriter.SLICE_ROWS
                     for at in range(0, suffix.num_rows, step):  # bounded buffers, formatted on the pool
-                        writer.write_formatted(_joined_lines, heads.slice(at, step).chunks, suffix.slice(at, step))
+                        writer.write_formatted(
+                            _joined_lines, _slice_items(prefix, at, step), suffix.slice(at, step), rows.slice(at, step)
+                        )
                     written += suffix.num_rows
                     batch, prefix, size = [], [], 0
                     return
@@ -409,7 +449,11 @@ def assemble(
                 for i, start, length in runs[key]:
                     batch.append(tables[i].slice(start, length))
                     if lines is not None:
-                        prefix.extend(lines[i].arrays(start, length))  # type: ignore[union-attr]
+                        block = lines[i]
+                        if block is None:  # formatted with the scaled columns
+                            prefix.append(tables[i].slice(start, length))
+                        else:
+                            prefix.extend(block.arrays(start, length))
                     size += length
                 if size >= batch_rows:
                     flush()
