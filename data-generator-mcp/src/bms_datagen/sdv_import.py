@@ -15,19 +15,8 @@ normally and puts them where SDV looks them up at call time, so those fits are e
 from __future__ import annotations
 
 import sys
-from typing import Any
 
 _HELD_BACK = ("torch", "ctgan", "deepecho")
-
-
-class _NoTorch:
-    """A meta-path finder under which ``import torch`` fails (only while SDV is first imported)."""
-
-    @staticmethod
-    def find_spec(name: str, path: Any = None, target: Any = None) -> None:
-        if name == "torch" or name.startswith("torch."):
-            raise ModuleNotFoundError(f"torch is not imported while SDV loads (bms_datagen.sdv_import): {name}")
-        return None
 
 
 def import_sdv() -> None:
@@ -38,14 +27,10 @@ def import_sdv() -> None:
         import sdv  # noqa: F401
 
         return
-    blocker = _NoTorch()
-    sys.meta_path.insert(0, blocker)  # type: ignore[arg-type]
-    try:
+    from bms_schema.runtime import torch_blocked
+
+    with torch_blocked("SDV loads (bms_datagen.sdv_import)", lambda m: m.split(".", 1)[0] in _HELD_BACK):
         import sdv  # noqa: F401
-    finally:
-        sys.meta_path.remove(blocker)  # type: ignore[arg-type]
-        for name in [m for m in sys.modules if m.split(".", 1)[0] in _HELD_BACK]:
-            del sys.modules[name]
 
 
 def attach_torch() -> None:

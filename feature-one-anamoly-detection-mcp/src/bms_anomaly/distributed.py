@@ -7,7 +7,7 @@ as ``device=<id>/part-0.parquet`` of the output dataset and returns the device's
 its worst episodes and counts. The client merges those; no task returns rows.
 
 Scores, flags, kinds and reasons equal :func:`.detect.detect` on the whole table: the detector's
-features are causal per cell (:data:`.features.HISTORY_REACH`, :func:`.features.robust_baseline`)
+features are causal per cell (:data:`.features.HISTORY_REACH`, :func:`.features.screened_baseline`)
 or per string and time, its calibration and threshold are fixed at training, and a device's
 partition holds the whole history of its cells. Ground-truth metrics need all rows at once and
 are not computed on this path (score the output dataset with ``ground_truth`` on one machine).

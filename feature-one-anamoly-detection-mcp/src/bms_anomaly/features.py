@@ -64,7 +64,7 @@ OWN_BASELINE_READINGS = 12
 #: moves the screen nor widens it, so it stays out of the trend line and leaves no echo after it ends.
 OWN_SCREEN_SECONDS = 3600.0
 OWN_SCALE_READINGS = 720
-#: Passes of the own-history outlier screen (:func:`robust_baseline` with ``median_scale``): each screens
+#: Passes of the own-history outlier screen (:func:`screened_baseline` with ``median_scale``): each screens
 #: against the readings the previous one kept, so the screen follows what a reading-by-reading screen
 #: would keep (the passes stop early once nothing changes, which gives the same result).
 SCREEN_PASSES = 3
@@ -318,23 +318,6 @@ def trailing_median(
 
 #: Median absolute deviation -> standard deviation for normal residuals.
 _MAD_TO_SD = 1.4826
-
-
-def robust_baseline(
-    values: np.ndarray,
-    baseline: Callable[[np.ndarray], np.ndarray],
-    groups: np.ndarray | None = None,
-    screen: Callable[[np.ndarray], np.ndarray] | None = None,
-    segments: np.ndarray | None = None,
-    median_scale: bool = False,
-    scale_readings: int = SCALE_READINGS,
-    rescreen: Callable[[np.ndarray], np.ndarray] | None = None,
-    final: Callable[[np.ndarray], np.ndarray] | None = None,
-) -> np.ndarray:
-    """:func:`screened_baseline`'s baseline alone."""
-    return screened_baseline(values, baseline, groups, screen, segments, median_scale, scale_readings, rescreen, final)[
-        0
-    ]
 
 
 def screened_baseline(
@@ -622,7 +605,7 @@ def sorted_history_features(
 
     ``states`` (operating-state codes per row, optional): own-history changes compare with the
     current state run only, and the own-history baselines judge outliers per state. The peer-deviation
-    baselines (:data:`HISTORY_FEATURES`) are causal (see :func:`robust_baseline`): the live service
+    baselines (:data:`HISTORY_FEATURES`) are causal (see :func:`screened_baseline`): the live service
     reproduces them from :data:`HISTORY_REACH` remembered readings per cell. (A peer deviation
     compared with the cell's usual deviation *in the same state* was measured and dropped: a
     cell has few discharges, one bad one poisons the next; F1 0.80 vs 0.87 on held-out fleets.) ``seconds`` (time of each row) bounds the own
@@ -647,7 +630,7 @@ def sorted_history_features(
             # over days (ageing, a slow SG decline) is followed, a sudden change stands out; outliers are
             # screened against the trailing mean, which does not follow a fault the way a line does
             pos = seconds if seconds is not None else np.arange(len(dev), dtype=np.float64)
-            base = robust_baseline(
+            base = screened_baseline(
                 dev,
                 lambda v: trailing_trend(v, starts, pos, 0.0, BASELINE_READINGS, BASELINE_MIN_READINGS),
                 screen=lambda v: trailing_mean(v, starts, BASELINE_READINGS, BASELINE_MIN_READINGS),
@@ -655,7 +638,7 @@ def sorted_history_features(
                 final=lambda v: resistant_trend(
                     v, starts, pos, 0.0, BASELINE_READINGS, BASELINE_MIN_READINGS, REFIT_BOUND_SD
                 ),
-            )
+            )[0]
             out[name] = dev - base
         elif name in OWN_FEATURES and OWN_FEATURES[name] in columns:
             x = columns[OWN_FEATURES[name]]
@@ -664,9 +647,9 @@ def sorted_history_features(
             # so a hot spot early in a discharge is judged against the readings before it
             runs = state_runs_v if name == "VoltageChangeOwn" else starts
             if seconds is None:
-                base = robust_baseline(
+                base = screened_baseline(
                     x, lambda v: trailing_mean(v, runs, BASELINE_READINGS, BASELINE_MIN_READINGS), state_arr
-                )
+                )[0]
             else:
                 source = x
                 if name == "VoltageChangeOwn" and C.TEMPERATURE in columns:

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from importlib import metadata
+from typing import Any
 
 THREAD_VARS = (
     "OMP_NUM_THREADS",
@@ -54,3 +57,31 @@ def versions(*packages: str) -> dict[str, str | None]:
         except metadata.PackageNotFoundError:
             found[name] = None
     return found
+
+
+class _NoTorch:
+    """A meta-path finder under which ``import torch`` fails (see :func:`torch_blocked`)."""
+
+    def __init__(self, why: str) -> None:
+        self.why = why
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
+        if name == "torch" or name.startswith("torch."):
+            raise ModuleNotFoundError(f"torch is not imported while {self.why}: {name}")
+        return None
+
+
+@contextmanager
+def torch_blocked(why: str, drop: Callable[[str], bool]) -> Iterator[None]:
+    """Inside, ``import torch`` fails with a ``ModuleNotFoundError`` naming ``why`` (a library that imports
+    torch optionally, skops or SDV, then loads without it); afterwards the modules ``drop`` selects (what
+    was half-imported around the failure) are removed from ``sys.modules``, so a later ``import torch``
+    and its users load normally."""
+    blocker = _NoTorch(why)
+    sys.meta_path.insert(0, blocker)  # type: ignore[arg-type]
+    try:
+        yield
+    finally:
+        sys.meta_path.remove(blocker)  # type: ignore[arg-type]
+        for name in [m for m in sys.modules if drop(m)]:
+            del sys.modules[name]

@@ -86,16 +86,6 @@ def _nodes(node: Any) -> Iterator[dict[str, Any]]:
             stack.extend(item)
 
 
-class _NoTorch:
-    """A meta-path finder under which ``import torch`` fails (used only while skops is first imported)."""
-
-    @staticmethod
-    def find_spec(name: str, path: Any = None, target: Any = None) -> None:
-        if name == "torch" or name.startswith("torch."):
-            raise ModuleNotFoundError(f"torch is not imported while skops loads (bms_schema.safe_io): {name}")
-        return None
-
-
 def _skops_io() -> Any:
     """``skops.io``, imported without importing torch.
 
@@ -112,14 +102,12 @@ def _skops_io() -> Any:
         import skops.io as sio
 
         return sio
-    blocker = _NoTorch()
-    sys.meta_path.insert(0, blocker)  # type: ignore[arg-type]
-    try:
+    from .runtime import torch_blocked
+
+    with torch_blocked(
+        "skops loads (bms_schema.safe_io)", lambda m: m.startswith("sklearn.externals.array_api_compat.torch")
+    ):
         import skops.io as sio
-    finally:
-        sys.meta_path.remove(blocker)  # type: ignore[arg-type]
-        for name in [m for m in sys.modules if m.startswith("sklearn.externals.array_api_compat.torch")]:
-            del sys.modules[name]
     return sio
 
 
