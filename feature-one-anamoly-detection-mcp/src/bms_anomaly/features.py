@@ -613,7 +613,6 @@ def sorted_history_features(
     The array-level definition, shared by :func:`history_features` and the live service.
     """
     out: dict[str, np.ndarray] = {}
-    names = list(names)
     state_runs_v = state_runs(starts, np.asarray(states, dtype=np.int64)) if states is not None else starts
     state_arr = None if states is None else np.asarray(states, dtype=np.int64)
     hot: np.ndarray | None = None  # temperature readings screened out of their own baseline
