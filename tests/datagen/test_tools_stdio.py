@@ -74,11 +74,20 @@ def test_simulate_bms_fleet_over_stdio(workspace: Path) -> None:
     anyio.run(scenario)
 
 
-def _torch_loaded_in_servers() -> bool:
-    """Whether a server process started by this test has torch's library mapped."""
+def _child_pids() -> set[int]:
     import psutil
 
-    return any("libtorch" in m.path for child in psutil.Process().children(recursive=True) for m in child.memory_maps())
+    return {child.pid for child in psutil.Process().children(recursive=True)}
+
+
+def _torch_loaded_in_servers(before: set[int]) -> bool:
+    """Whether a process started by this test (a child not in ``before``: not a server of an earlier test's
+    fixture still running in this xdist worker) has torch's library mapped."""
+    import psutil
+
+    children = [c for c in psutil.Process().children(recursive=True) if c.pid not in before]
+    assert children, "the test's server process was not found"
+    return any("libtorch" in m.path for child in children for m in child.memory_maps())
 
 
 def test_sdv_tools_over_stdio(workspace: Path) -> None:
@@ -91,6 +100,8 @@ def test_sdv_tools_over_stdio(workspace: Path) -> None:
         to_minimal_table(simulate_fleet(devices=1, cells_per_device=4, days=1, interval_minutes=30, seed=2)),
         folder / "readings.csv",
     )
+
+    before = _child_pids()
 
     async def scenario() -> None:
         async with connect(FOLDER) as client:
@@ -153,7 +164,7 @@ def test_sdv_tools_over_stdio(workspace: Path) -> None:
                 assert 'src="../plotly.min.js"' in text and len(text) < 200_000
             assert plots[0]["kind"] == "numerical" and plots[1]["kind"] == "categorical"
             # generating, evaluating and plotting with GaussianCopula never loads torch (bms_datagen.sdv_import)
-            assert not _torch_loaded_in_servers()
+            assert not _torch_loaded_in_servers(before)
 
             for args, expected in [
                 ({"folder_name": "data/fleet", "table_name": "nope", "column_name": "x"}, "table 'nope' not found"),
