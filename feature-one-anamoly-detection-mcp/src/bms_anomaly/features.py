@@ -485,6 +485,17 @@ def _trend_window(starts: np.ndarray, seconds: np.ndarray, window_s: float, min_
     return np.maximum(starts, np.minimum(lo_time, idx - min_readings))
 
 
+def row_nanmedian(X: np.ndarray) -> np.ndarray:
+    """``np.nanmedian(X, axis=1)`` (NaN for a row without a value), by one sort: NumPy's own goes through
+    masked arrays for rows this short, which made :func:`resistant_trend` most of the scoring time."""
+    S = np.sort(X, axis=1)  # NaN last
+    n = np.count_nonzero(~np.isnan(X), axis=1)
+    lo = np.maximum((n - 1) // 2, 0)[:, None]
+    hi = np.maximum(n // 2, 0)[:, None]
+    mid = 0.5 * (np.take_along_axis(S, lo, axis=1)[:, 0] + np.take_along_axis(S, hi, axis=1)[:, 0])
+    return np.where(n > 0, mid, np.nan)
+
+
 def resistant_trend(
     values: np.ndarray,
     starts: np.ndarray,
@@ -531,14 +542,14 @@ def resistant_trend(
         left, right = k[None, :] < third, (k[None, :] >= (m[:, None] - third)) & valid
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            x_l, x_r = np.nanmedian(np.where(left, X, np.nan), axis=1), np.nanmedian(np.where(right, X, np.nan), axis=1)
-            t_l, t_r = np.nanmedian(np.where(left, T, np.nan), axis=1), np.nanmedian(np.where(right, T, np.nan), axis=1)
+            x_l, x_r = row_nanmedian(np.where(left, X, np.nan)), row_nanmedian(np.where(right, X, np.nan))
+            t_l, t_r = row_nanmedian(np.where(left, T, np.nan)), row_nanmedian(np.where(right, T, np.nan))
             dt = t_r - t_l
             slope = np.where(np.isfinite(dt) & (dt > 1e-9) & (m >= 6), (x_r - x_l) / np.where(dt > 1e-9, dt, 1.0), 0.0)
             slope = np.nan_to_num(slope)
-            level = np.nanmedian(X - slope[:, None] * T, axis=1)
+            level = row_nanmedian(X - slope[:, None] * T)
             resid = X - level[:, None] - slope[:, None] * T
-            scale = _MAD_TO_SD * np.nanmedian(np.abs(resid), axis=1)
+            scale = _MAD_TO_SD * row_nanmedian(np.abs(resid))
         with np.errstate(invalid="ignore"):
             keep = np.abs(resid) <= bound_sd * scale[:, None]
         w = keep.astype(np.float64)
