@@ -400,6 +400,12 @@ def assemble(
     order = sorted(runs)
     out_schema = schema
     scale = scaler.scale_ if scaler is not None else {}
+    means = scaler.mean_ if scaler is not None else {}
+
+    def scaled(table: Any, name: str) -> Any:
+        """Column ``name`` of ``table`` standardised with the fitted scaler."""
+        return pc.divide(pc.subtract(pc.cast(table[name], pa.float64()), means[name]), scale[name])
+
     if scaler is not None:
         for name in scaler.columns:
             out_schema = out_schema.append(pa.field(scaled_column(name), pa.float64()))
@@ -420,10 +426,7 @@ def assemble(
                 if lines is not None and scaler is not None:
                     rows = pa.concat_tables(batch)
                     suffix = pa.table(
-                        [
-                            pc.divide(pc.subtract(pc.cast(rows[name], pa.float64()), scaler.mean_[name]), scale[name])
-                            for name in scaler.columns
-                        ],
+                        [scaled(rows, name) for name in scaler.columns],
                         names=[scaled_column(name) for name in scaler.columns],
                     )
                     step = CSVTableWriter.SLICE_ROWS
@@ -437,10 +440,7 @@ def assemble(
                 table = pa.concat_tables(batch)
                 if scaler is not None:
                     for name in scaler.columns:
-                        values = pc.divide(
-                            pc.subtract(pc.cast(table[name], pa.float64()), scaler.mean_[name]), scale[name]
-                        )
-                        table = table.append_column(scaled_column(name), values)
+                        table = table.append_column(scaled_column(name), scaled(table, name))
                 writer.write_table(table)
                 written += table.num_rows
                 batch, size = [], 0
