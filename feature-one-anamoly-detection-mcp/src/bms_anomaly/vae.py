@@ -184,10 +184,9 @@ class VAEDetector:
         return self
 
     def _forward(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The module's forward pass on the posterior mean, in NumPy at ``x``'s precision: (reconstruction, mu,
-        logvar)."""
-        assert self.weights is not None
-        w = {name: value.astype(x.dtype, copy=False) for name, value in self.weights.items()}
+        """The module's forward pass on the posterior mean, in NumPy float32: (reconstruction, mu, logvar)."""
+        w = self.weights
+        assert w is not None
 
         def linear(h: np.ndarray, layer: str) -> np.ndarray:
             # einsum without BLAS: each output sums its products in one fixed order, whatever the batch's shape
