@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 from bms_schema import columns as C
 from bms_schema.errors import InputError
+from numpy.lib.stride_tricks import sliding_window_view
 
 log = logging.getLogger("bms.anomaly")
 
@@ -504,6 +505,7 @@ def resistant_trend(
     min_readings: int,
     min_count: int,
     bound_sd: float,
+    rows: np.ndarray | None = None,
 ) -> np.ndarray:
     """A trend line through each row's trend window (:func:`trailing_trend`'s, current row excluded) that
     readings far off the window's own resistant line do not tilt; NaN where fewer than ``min_count`` remain.
@@ -514,36 +516,55 @@ def resistant_trend(
     judged against the window as it stands at this row, not only against the readings before it: a fault at
     the start of a state run (a sag the discharge began in) had no past to be screened against when it
     happened, and a line through it stayed tilted for the whole window (30 min of flags after it). Causal:
-    only readings before the row enter; vectorised over blocks of rows x window readings."""
+    only readings before the row enter; vectorised over blocks of rows x window readings.
+
+    ``rows`` (indices, ascending): the only rows whose line is wanted (the others stay NaN); the live service
+    asks for the readings that just arrived, not for the remembered ones their windows reach back to."""
     n = len(values)
     out = np.full(n, np.nan)
     if n == 0:
         return out
-    lo = _trend_window(starts, seconds, window_s, min_readings)
-    idx = np.arange(n)
-    count = idx - lo
+    lo_all = _trend_window(starts, seconds, window_s, min_readings)
+    wanted = np.arange(n) if rows is None else np.asarray(rows, dtype=np.int64)
+    lo_w, count_w, seconds_w = lo_all[wanted], wanted - lo_all[wanted], seconds[wanted]
     finite_x = np.where(np.isfinite(values), values, np.nan)
-    for a in range(0, n, REFIT_BLOCK_ROWS):
-        b = min(n, a + REFIT_BLOCK_ROWS)
-        c = count[a:b]
+    x_windows = sliding_window_view(np.r_[finite_x, np.full(REFIT_READINGS, np.nan)], REFIT_READINGS)
+    t_windows = sliding_window_view(np.r_[seconds.astype(np.float64), np.zeros(REFIT_READINGS)], REFIT_READINGS)
+    for a in range(0, len(wanted), REFIT_BLOCK_ROWS):
+        b = min(len(wanted), a + REFIT_BLOCK_ROWS)
+        c, lo, at = count_w[a:b], lo_w[a:b], seconds_w[a:b, None]
         m = np.minimum(c, REFIT_READINGS)
         width = int(m.max(initial=0))
         if width < min_count:
             continue
         k = np.arange(width)
-        step = np.maximum(c / np.maximum(m, 1), 1.0)
-        J = lo[a:b, None] + np.floor(k[None, :] * step[:, None]).astype(np.int64)
         valid = k[None, :] < m[:, None]
-        J = np.where(valid, J, 0)
-        X = np.where(valid, finite_x[J], np.nan)
-        T = np.where(valid, (seconds[J] - seconds[a:b, None]) / 3600.0, np.nan)
+        if int(c.max()) <= REFIT_READINGS:  # every reading of each window: contiguous slices
+            X = np.where(valid, x_windows[lo, :width], np.nan)
+            T = np.where(valid, (t_windows[lo, :width] - at) / 3600.0, np.nan)
+        else:  # long windows read at evenly spaced readings
+            step = np.maximum(c / np.maximum(m, 1), 1.0)
+            J = lo[:, None] + np.floor(k[None, :] * step[:, None]).astype(np.int64)
+            J = np.where(valid, J, 0)
+            X = np.where(valid, finite_x[J], np.nan)
+            T = np.where(valid, (seconds[J] - at) / 3600.0, np.nan)
         T = np.where(np.isfinite(X), T, np.nan)
-        third = np.maximum(m // 3, 1)[:, None]
-        left, right = k[None, :] < third, (k[None, :] >= (m[:, None] - third)) & valid
+        # the first and the last third of each row's window, as narrow blocks (their medians sort a third
+        # of the width each)
+        third = np.maximum(m // 3, 1)
+        kk = np.arange(int(third.max()))[None, :]
+        in_third = kk < third[:, None]
+        left = in_third & (kk < m[:, None])
+        R = (m - third)[:, None] + kk
+        right = in_third & (R >= 0)
+        R = np.where(right, R, 0)
+        X_l, T_l = np.where(left, X[:, : kk.shape[1]], np.nan), np.where(left, T[:, : kk.shape[1]], np.nan)
+        X_r = np.where(right, np.take_along_axis(X, R, axis=1), np.nan)
+        T_r = np.where(right, np.take_along_axis(T, R, axis=1), np.nan)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            x_l, x_r = row_nanmedian(np.where(left, X, np.nan)), row_nanmedian(np.where(right, X, np.nan))
-            t_l, t_r = row_nanmedian(np.where(left, T, np.nan)), row_nanmedian(np.where(right, T, np.nan))
+            x_l, x_r = row_nanmedian(X_l), row_nanmedian(X_r)
+            t_l, t_r = row_nanmedian(T_l), row_nanmedian(T_r)
             dt = t_r - t_l
             slope = np.where(np.isfinite(dt) & (dt > 1e-9) & (m >= 6), (x_r - x_l) / np.where(dt > 1e-9, dt, 1.0), 0.0)
             slope = np.nan_to_num(slope)
@@ -561,7 +582,7 @@ def resistant_trend(
             var = s0 * s2 - s1 * s1
             ls = np.where(var > 1e-12 * np.maximum(s0, 1) ** 2, (s0 * stx - s1 * sx) / var, 0.0)
             pred = sx / s0 - ls * s1 / s0  # at the row's own time (T = 0)
-        out[a:b] = np.where(s0 >= min_count, pred, np.nan)
+        out[wanted[a:b]] = np.where(s0 >= min_count, pred, np.nan)
     return out
 
 
@@ -609,6 +630,7 @@ def sorted_history_features(
     names: Iterable[str],
     states: np.ndarray | None = None,
     seconds: np.ndarray | None = None,
+    rows: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """:data:`HISTORY_FEATURES`, :data:`OWN_FEATURES` and :data:`UNCHANGED_RUN` among ``names`` whose
     sources are in ``columns``, on rows sorted by (cell, time); ``starts`` from
@@ -622,6 +644,8 @@ def sorted_history_features(
     cell has few discharges, one bad one poisons the next; F1 0.80 vs 0.87 on held-out fleets.) ``seconds`` (time of each row) bounds the own
     baseline to :data:`OWN_BASELINE_SECONDS`; without it the last :data:`BASELINE_READINGS`.
     The array-level definition, shared by :func:`history_features` and the live service.
+    ``rows`` (ascending indices): only these rows' features are wanted (the live service's new readings); the
+    others may differ from their full values (their resistant trend refit is skipped).
     """
     out: dict[str, np.ndarray] = {}
     state_runs_v = state_runs(starts, np.asarray(states, dtype=np.int64)) if states is not None else starts
@@ -646,7 +670,7 @@ def sorted_history_features(
                 screen=lambda v: trailing_mean(v, starts, BASELINE_READINGS, BASELINE_MIN_READINGS),
                 segments=starts,
                 final=lambda v: resistant_trend(
-                    v, starts, pos, 0.0, BASELINE_READINGS, BASELINE_MIN_READINGS, REFIT_BOUND_SD
+                    v, starts, pos, 0.0, BASELINE_READINGS, BASELINE_MIN_READINGS, REFIT_BOUND_SD, rows
                 ),
             )[0]
             out[name] = dev - base
@@ -668,9 +692,9 @@ def sorted_history_features(
                     # (a recharge ending into float) would otherwise take the hot readings as its level and
                     # flag the voltage's return for half an hour after the hot spot ends
                     if hot is None:
-                        hot = own_baseline(columns[C.TEMPERATURE], starts, seconds)[1]
+                        hot = own_baseline(columns[C.TEMPERATURE], starts, seconds, rows)[1]
                     source = np.where(hot, np.nan, x)
-                base, screened = own_baseline(source, runs, seconds)
+                base, screened = own_baseline(source, runs, seconds, rows)
                 if name == "TempChangeOwn":
                     hot = screened
                 if name == "VoltageChangeOwn" and C.CURRENT in columns:
@@ -687,10 +711,13 @@ def sorted_history_features(
     return out
 
 
-def own_baseline(values: np.ndarray, runs: np.ndarray, seconds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def own_baseline(
+    values: np.ndarray, runs: np.ndarray, seconds: np.ndarray, rows: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """The own-history baseline of :data:`OWN_FEATURES` (a resistant trend line through the previous
     :data:`OWN_BASELINE_SECONDS` of the run, outliers screened against the trailing median) and the
-    readings screened out of it."""
+    readings screened out of it (on every row). ``rows``: the rows whose baseline is wanted (see
+    :func:`sorted_history_features`)."""
     return screened_baseline(
         values,
         lambda v: trailing_trend(v, runs, seconds, OWN_BASELINE_SECONDS, OWN_BASELINE_READINGS, BASELINE_MIN_READINGS),
@@ -702,7 +729,7 @@ def own_baseline(values: np.ndarray, runs: np.ndarray, seconds: np.ndarray) -> t
         scale_readings=OWN_SCALE_READINGS,
         rescreen=lambda v: sliding_median(v, runs, seconds),
         final=lambda v: resistant_trend(
-            v, runs, seconds, OWN_BASELINE_SECONDS, OWN_BASELINE_READINGS, BASELINE_MIN_READINGS, REFIT_BOUND_SD
+            v, runs, seconds, OWN_BASELINE_SECONDS, OWN_BASELINE_READINGS, BASELINE_MIN_READINGS, REFIT_BOUND_SD, rows
         ),
     )
 

@@ -429,7 +429,10 @@ def live_features(
             values[fresh, col[name]] = (column - groups.median(column))[fresh]
         if history_features:
             states = string_states(devices, ts, sources)
-            extra.update(sorted_history_features(sources, starts, history_features, states=states, seconds=seconds))
+            wanted = np.flatnonzero(needed)  # the request's rows: the remembered ones are only their past
+            extra.update(
+                sorted_history_features(sources, starts, history_features, states=states, seconds=seconds, rows=wanted)
+            )
             state_codes_out = states[position]
 
     names = [name for name in columns if name not in CORE or name in _IMPUTE]
