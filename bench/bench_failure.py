@@ -6,7 +6,9 @@ cut against what happened next. Several scored fleets are pooled (one fleet has 
 within 14 days of its cut, so one cell moves the ROC-AUC by ~0.05); each fleet's own figures are kept.
 
 - **with labels**: per scored fleet, the survival model trained on that fleet's history before the cut
-  (deaths after it are censored);
+  (deaths after it are censored), pooled with the simulated training fleet below as a prior
+  (``train_failure_model(..., prior=...)``: a fleet's own history holds few deaths; early stopping,
+  calibration and the alarm threshold use the fleet's own cells); ``--no-prior``: its own history only;
 - **without labels**: ``IsDead`` removed, one model trained on a different simulated fleet (18 strings);
 - both scored for ROC-AUC of dying within 14 / 30 days vs each IEEE rule (450 float voltage, 450 SG,
   1188 ohmic) and the trend-to-threshold estimate, recall of the dying cells in the top 2k at 14 days,
@@ -19,7 +21,7 @@ within 14 days of its cut, so one cell moves the ROC-AUC by ~0.05); each fleet's
   (simulator truth) alarmed at least once, and how early the dying cells were alarmed;
 - a VRLA fleet (no SG column) and a fleet without discharges, scored without labels.
 
-Run: ``nice uv run python bench/bench_failure.py [--quick] [--skip-variants] [--seeds S1,S2,...,T]`` - the
+Run: ``nice uv run python bench/bench_failure.py [--quick] [--skip-variants] [--no-prior] [--seeds S1,S2,...,T]`` - the
 scored fleets' seeds, then the seed of the training fleet for the unlabelled case (default
 7301,7307,7308,7302; the variants use the next four seeds after the largest: 7309-7312 by default:
 VRLA scored / its training fleet, then no-discharge scored / its training fleet). ``--skip-variants``
@@ -286,6 +288,7 @@ def main() -> None:
     wall0 = time.perf_counter()
     load_start = _load()
     quick = "--quick" in sys.argv
+    no_prior = "--no-prior" in sys.argv
     seeds = list(DEFAULT_SEEDS)
     if "--seeds" in sys.argv:
         seeds = [int(s) for s in sys.argv[sys.argv.index("--seeds") + 1].split(",")]
@@ -304,6 +307,8 @@ def main() -> None:
         "fleet": f"{devices} strings x 24 cells per scored fleet, {days} days hourly, failure_rate 0.08/month; "
         f"scored seeds {scored}, training fleet for the unlabelled case seed {train_seed} ({3 * devices} strings)",
         "seeds": {"scored": scored, "unlabelled_training_fleet": train_seed},
+        "with_labels_training": "own history before the cut"
+        + ("" if no_prior else f", pooled with the simulated fleet seed {train_seed} as a prior"),
     }
     t0 = time.perf_counter()
     fleets = {s: _fleet(s, days, devices) for s in scored}
@@ -324,7 +329,7 @@ def main() -> None:
         cut = _cut(frame)
         history = frame.loc[frame["Timestamp"] <= cut].reset_index(drop=True)
         t0 = time.perf_counter()
-        own = train_failure_model(history, 7.0, seed=0)
+        own = train_failure_model(history, 7.0, seed=0, prior=None if no_prior else other)
         train_s += time.perf_counter() - t0
         t0 = time.perf_counter()
         rows, extra = cut_rows(own.model, history, frame, sim, cut, seed)

@@ -51,6 +51,20 @@ DENSE_BEFORE_DEATH_DAYS = 14.0
 THIN_EVERY = 4
 #: Recalibrate the hazard logits (scale, shift) on the calibration cells.
 CALIBRATE = True
+#: Cells of a prior fleet (``train_failure_model(..., prior=...)``) get this prefix to their ids.
+PRIOR_PREFIX = "prior:"
+
+
+@dataclass
+class PriorSamples:
+    """Training samples of a prior fleet (e.g. a simulated one) pooled with the user's own: their
+    features, targets in days (``upper`` inf: censored at ``lower``, the prior's own end of data) and
+    the weight of each sample relative to the user's."""
+
+    rows: pd.DataFrame
+    lower: np.ndarray
+    upper: np.ndarray
+    weight: float = 1.0
 
 
 @dataclass
@@ -167,10 +181,12 @@ def fit_survival(
     seed: int,
     rounds: int | None = None,
     calibrate: bool = CALIBRATE,
+    prior: PriorSamples | None = None,
 ) -> tuple[FailureModel, int]:
-    """Train the hazard booster on the person-period rows of ``train`` (targets censored at ``censor_at``),
-    early-stop on ``calib`` (unless ``rounds`` is given), recalibrate its logits on ``calib``
-    (:func:`survival.calibrate_curve`, with ``calibrate``) and choose the alarm threshold on ``calib``."""
+    """Train the hazard booster on the person-period rows of ``train`` (targets censored at ``censor_at``)
+    and of ``prior`` (a prior fleet's samples, with their own targets), early-stop on ``calib`` (unless
+    ``rounds`` is given), recalibrate its logits on ``calib`` (:func:`survival.calibrate_curve`, with
+    ``calibrate``) and choose the alarm threshold on ``calib``: the user's own cells."""
     use_t, lo_t, up_t = S.survival_targets(train, deaths, censor_at)
     use_c, lo_c, up_c = S.survival_targets(calib, deaths, censor_at)
     train, calib = train.loc[use_t], calib.loc[use_c]
@@ -179,6 +195,12 @@ def fit_survival(
     x_train = feature_matrix(train.loc[keep], features)
     x_calib = feature_matrix(calib, features)
     lo_k, up_k = lo_t[keep], up_t[keep]
+    if prior is not None and len(prior.rows):
+        keep_p, weight_p = thin_samples(prior.rows, prior.lower, prior.upper, config)
+        x_train = np.concatenate([x_train, feature_matrix(prior.rows.loc[keep_p], features)])
+        lo_k = np.concatenate([lo_k, prior.lower[keep_p]])
+        up_k = np.concatenate([up_k, prior.upper[keep_p]])
+        weight = np.concatenate([weight, prior.weight * weight_p])
     if rounds is None:
         booster, used, curve = S.fit_hazard(
             x_train, lo_k, up_k, features, seed, weight=weight, valid=(x_calib, lo_c, up_c)
@@ -189,11 +211,26 @@ def fit_survival(
         curve = S.calibrate_curve(booster, x_calib, lo_c, up_c, features, curve)
     model = FailureModel(booster=booster, distribution=curve, features=features, config=config)
     seen = np.concatenate([lo_t[np.isfinite(up_t)], lo_c[np.isfinite(up_c)]])
+    if prior is not None:
+        seen = np.concatenate([seen, prior.lower[np.isfinite(prior.upper)]])
     # the longest time to death the labels show, but never shorter than the horizons every table reports
     model.max_horizon_days = float(max(np.max(seen) if len(seen) else 0.0, max(REPORT_HORIZONS)))
     if len(calib):
         model.alarm_threshold = alarm_threshold(model, calib, censor_at)
     return model, used
+
+
+def prior_samples(frame: pd.DataFrame, config: FeatureConfig, weight: float = 1.0) -> PriorSamples:
+    """The training samples of a prior fleet with ``IsDead`` (a simulated fleet, or another site's
+    labelled history): its deaths are known up to its own end of data; its cells' ids get
+    :data:`PRIOR_PREFIX` so they never meet the user's cells in a split."""
+    if not np.isfinite(weight) or weight <= 0:
+        raise InputError(f"prior_weight must be a positive number, got {weight}")
+    grid, samples, deaths, _ = labelled_samples(frame, config)
+    use, lower, upper = S.survival_targets(samples, deaths, grid.data_end)
+    rows = samples.loc[use].reset_index(drop=True)
+    rows[C.CELL_ID] = PRIOR_PREFIX + rows[C.CELL_ID].astype(str)
+    return PriorSamples(rows=rows, lower=lower[use], upper=upper[use], weight=float(weight))
 
 
 def thin_samples(
@@ -397,12 +434,18 @@ def train_failure_model(
     grid: FeatureGrid | None = None,
     progress: Callable[[float, str], None] | None = None,
     validate: bool = True,
+    prior: pd.DataFrame | None = None,
+    prior_weight: float = 1.0,
 ) -> TrainingResult:
     """Train the survival model on a canonical readings table with ``IsDead``; validate by cell and time.
 
     ``horizon_days`` is the default horizon the model's ``FailureProbability`` reports; the model
     itself answers any horizon. ``validate=False`` skips the out-of-fold validation (faster; the
     metrics then only describe the registered model's calibration cells).
+
+    ``prior``: a labelled fleet (e.g. simulated, see ``bms_datagen``) whose samples are pooled into every
+    fit's training rows with weight ``prior_weight`` per sample (a user's fleet holds few deaths);
+    early stopping, calibration, the alarm threshold and every metric use the user's own cells only.
     """
     config = config or FeatureConfig()
     step = progress or (lambda fraction, message: None)
@@ -411,6 +454,10 @@ def train_failure_model(
     grid, samples, deaths, labelled = labelled_samples(frame, config, anomalies, grid)
     features = list(FEATURES)
     data_end = grid.data_end
+    pooled_prior = None
+    if prior is not None:
+        step(0.12, "building the prior fleet's features")
+        pooled_prior = prior_samples(prior, config, prior_weight)
 
     folds_out: list[dict[str, Any]] = []
     rounds_used: list[int] = []
@@ -429,7 +476,9 @@ def train_failure_model(
                 E.check_no_leakage(split.train, split.test, 0.0)
                 if split.train["DeathTime"].le(split_time).sum() == 0 or len(split.test) == 0:
                     continue
-                model_k, used = fit_survival(split.train, split.calib, deaths, split_time, features, config, seed)
+                model_k, used = fit_survival(
+                    split.train, split.calib, deaths, split_time, features, config, seed, prior=pooled_prior
+                )
                 rounds_used.append(used)
                 test = split.test
                 folds_out.append({"test": test, "mu": model_k.margin(test), "model": model_k})
@@ -447,7 +496,9 @@ def train_failure_model(
     held = samples[C.CELL_ID].isin(calib_cells).to_numpy()
     pool, calib_all = samples.loc[~held], samples.loc[held]
     rounds = int(np.median(rounds_used)) if rounds_used else None
-    final, used = fit_survival(pool, calib_all, deaths, data_end, features, config, seed, rounds=rounds)
+    final, used = fit_survival(
+        pool, calib_all, deaths, data_end, features, config, seed, rounds=rounds, prior=pooled_prior
+    )
     final.horizon_days = float(horizon_days)
     final.max_horizon_days = max(float(final.max_horizon_days or 0.0), float(horizon_days))
     final.alarm_horizon_days = ALARM_HORIZON_DAYS
@@ -478,6 +529,14 @@ def train_failure_model(
         },
         "cells": {"total": int(len(deaths)), "dying": int(deaths.notna().sum())},
         "boosting_rounds": used,
+        "prior": None
+        if pooled_prior is None
+        else {
+            "samples": int(len(pooled_prior.rows)),
+            "cells": int(pooled_prior.rows[C.CELL_ID].nunique()),
+            "dying_cells": int(pooled_prior.rows.loc[np.isfinite(pooled_prior.upper), C.CELL_ID].nunique()),
+            "weight": pooled_prior.weight,
+        },
         "dead_state": dead_state_metrics,
         "registered_model": {
             "samples": int(len(pool)),
