@@ -497,6 +497,26 @@ def row_nanmedian(X: np.ndarray) -> np.ndarray:
     return np.where(n > 0, mid, np.nan)
 
 
+def _thirds_slope(X: np.ndarray, T: np.ndarray, first: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """Per row of ``X`` (values) and ``T`` (times), the slope of Tukey's resistant line through the readings in
+    columns ``first .. first + count``: from the medians of their first and last thirds (0 with fewer than 6)."""
+    third = np.maximum(count // 3, 1)
+    kk = np.arange(int(third.max(initial=1)))[None, :]
+    in_third = kk < third[:, None]
+    left = in_third & (kk < count[:, None])
+    L = np.where(left, first[:, None] + kk, 0)
+    R = (first + count - third)[:, None] + kk
+    right = in_third & (R >= first[:, None])
+    R = np.where(right, R, 0)
+    x_l = row_nanmedian(np.where(left, np.take_along_axis(X, L, axis=1), np.nan))
+    t_l = row_nanmedian(np.where(left, np.take_along_axis(T, L, axis=1), np.nan))
+    x_r = row_nanmedian(np.where(right, np.take_along_axis(X, R, axis=1), np.nan))
+    t_r = row_nanmedian(np.where(right, np.take_along_axis(T, R, axis=1), np.nan))
+    dt = t_r - t_l
+    slope = np.where(np.isfinite(dt) & (dt > 1e-9) & (count >= 6), (x_r - x_l) / np.where(dt > 1e-9, dt, 1.0), 0.0)
+    return np.nan_to_num(slope)
+
+
 def resistant_trend(
     values: np.ndarray,
     starts: np.ndarray,
@@ -506,6 +526,7 @@ def resistant_trend(
     min_count: int,
     bound_sd: float,
     rows: np.ndarray | None = None,
+    recent: bool = False,
 ) -> np.ndarray:
     """A trend line through each row's trend window (:func:`trailing_trend`'s, current row excluded) that
     readings far off the window's own resistant line do not tilt; NaN where fewer than ``min_count`` remain.
@@ -519,7 +540,12 @@ def resistant_trend(
     only readings before the row enter; vectorised over blocks of rows x window readings.
 
     ``rows`` (indices, ascending): the only rows whose line is wanted (the others stay NaN); the live service
-    asks for the readings that just arrived, not for the remembered ones their windows reach back to."""
+    asks for the readings that just arrived, not for the remembered ones their windows reach back to.
+
+    ``recent``: also a resistant line through the most recent half of the window; where it fits the whole window
+    better (a smaller median absolute residual), it judges the readings instead. A fault the state run began in
+    (a sag 20 s into a discharge) is most of the first third, and tilts the thirds' line for as long as it stays
+    there (30 min); once the readings after it outnumber it, the recent line fits the window and leaves it out."""
     n = len(values)
     out = np.full(n, np.nan)
     if n == 0:
@@ -549,28 +575,24 @@ def resistant_trend(
             X = np.where(valid, finite_x[J], np.nan)
             T = np.where(valid, (seconds[J] - at) / 3600.0, np.nan)
         T = np.where(np.isfinite(X), T, np.nan)
-        # the first and the last third of each row's window, as narrow blocks (their medians sort a third
-        # of the width each)
-        third = np.maximum(m // 3, 1)
-        kk = np.arange(int(third.max()))[None, :]
-        in_third = kk < third[:, None]
-        left = in_third & (kk < m[:, None])
-        R = (m - third)[:, None] + kk
-        right = in_third & (R >= 0)
-        R = np.where(right, R, 0)
-        X_l, T_l = np.where(left, X[:, : kk.shape[1]], np.nan), np.where(left, T[:, : kk.shape[1]], np.nan)
-        X_r = np.where(right, np.take_along_axis(X, R, axis=1), np.nan)
-        T_r = np.where(right, np.take_along_axis(T, R, axis=1), np.nan)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            x_l, x_r = row_nanmedian(X_l), row_nanmedian(X_r)
-            t_l, t_r = row_nanmedian(T_l), row_nanmedian(T_r)
-            dt = t_r - t_l
-            slope = np.where(np.isfinite(dt) & (dt > 1e-9) & (m >= 6), (x_r - x_l) / np.where(dt > 1e-9, dt, 1.0), 0.0)
-            slope = np.nan_to_num(slope)
+            slope = _thirds_slope(X, T, np.zeros_like(m), m)
             level = row_nanmedian(X - slope[:, None] * T)
             resid = X - level[:, None] - slope[:, None] * T
-            scale = _MAD_TO_SD * row_nanmedian(np.abs(resid))
+            mad = row_nanmedian(np.abs(resid))
+            if recent:
+                half = m // 2
+                first = m - half
+                slope_b = _thirds_slope(X, T, first, half)
+                in_b = (k[None, :] >= first[:, None]) & valid
+                level_b = row_nanmedian(np.where(in_b, X - slope_b[:, None] * T, np.nan))
+                resid_b = X - level_b[:, None] - slope_b[:, None] * T
+                mad_b = row_nanmedian(np.abs(resid_b))
+                use_b = (half >= 6) & np.isfinite(mad_b) & (mad_b < mad)
+                resid = np.where(use_b[:, None], resid_b, resid)
+                mad = np.where(use_b, mad_b, mad)
+            scale = _MAD_TO_SD * mad
         with np.errstate(invalid="ignore"):
             keep = np.abs(resid) <= bound_sd * scale[:, None]
         w = keep.astype(np.float64)
@@ -729,7 +751,15 @@ def own_baseline(
         scale_readings=OWN_SCALE_READINGS,
         rescreen=lambda v: sliding_median(v, runs, seconds),
         final=lambda v: resistant_trend(
-            v, runs, seconds, OWN_BASELINE_SECONDS, OWN_BASELINE_READINGS, BASELINE_MIN_READINGS, REFIT_BOUND_SD, rows
+            v,
+            runs,
+            seconds,
+            OWN_BASELINE_SECONDS,
+            OWN_BASELINE_READINGS,
+            BASELINE_MIN_READINGS,
+            REFIT_BOUND_SD,
+            rows,
+            recent=True,
         ),
     )
 

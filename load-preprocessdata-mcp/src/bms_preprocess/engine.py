@@ -46,7 +46,7 @@ from bms_schema.features import DEFAULT_WINDOW, FEATURE_COLUMNS, skipped_feature
 from bms_schema.reader import StreamFailed, count_rows, iter_csv_tables, iter_table, read_table, table_format
 
 from .impute import IMPUTE_METHODS
-from .mice import DEFAULT_ITERATIONS, DEFAULT_SAMPLE_ROWS, HELPER_PREFIXES, MiceImputer
+from .mice import DEFAULT_ITERATIONS, DEFAULT_SAMPLE_ROWS, HELPER_PREFIXES, MiceImputer, _miceforest
 from .profile import DataProfile
 from .scaling import BMSScaler, scaled_column
 from .spill import BlockLines, CSVLines, HeldBlocks, Spill, assemble
@@ -188,9 +188,10 @@ def _run(
         clock = now
 
     if options.impute == "mice":
-        # miceforest pulls in LightGBM, scikit-learn, SciPy and Dask (seconds of imports): load it on a
-        # thread while stage 1 reads and cleans (pyarrow's parsing releases the GIL), not after it
-        _prefetch("miceforest")
+        # miceforest pulls in LightGBM and SciPy (a second of imports; mice._miceforest keeps LightGBM's
+        # scikit-learn and Dask interfaces out): load it on a thread while stage 1 reads and cleans
+        # (pyarrow's parsing releases the GIL), not after it
+        _prefetch(_miceforest, "miceforest")
     total_rows = count_rows(path)
     from bms_schema.leftovers import owner_tag  # a later server start removes it if this process is killed
 
@@ -365,18 +366,18 @@ def _lines_bytes(lines: list[list[Future[CSVLines | None]]], rows: int, table: A
     return per_row * (rows + table.num_rows)
 
 
-def _prefetch(module: str) -> None:
-    """Import a heavy module on a background thread; the later import finds it loaded (or waits for it)."""
-    import importlib
+def _prefetch(importer: Callable[[], object], name: str) -> None:
+    """Run ``importer`` (a heavy import) on a background thread; the later import finds the module loaded
+    (or waits for it)."""
     import threading
 
     def load() -> None:
         try:
-            importlib.import_module(module)
+            importer()
         except Exception:  # noqa: BLE001 - the real import later reports it
             pass
 
-    threading.Thread(target=load, name=f"import-{module}", daemon=True).start()
+    threading.Thread(target=load, name=f"import-{name}", daemon=True).start()
 
 
 def _check_totals(report: dict[str, Any], quality: QualityAccumulator) -> None:

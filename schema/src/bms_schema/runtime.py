@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from importlib import metadata
 from typing import Any
 
@@ -59,25 +60,26 @@ def versions(*packages: str) -> dict[str, str | None]:
     return found
 
 
-class _NoTorch:
-    """A meta-path finder under which ``import torch`` fails (see :func:`torch_blocked`)."""
+class _Blocked:
+    """A meta-path finder under which importing any of ``packages`` (top-level names) fails in the thread
+    that created it (see :func:`imports_blocked`); other threads import normally."""
 
-    def __init__(self, why: str) -> None:
-        self.why = why
+    def __init__(self, why: str, packages: tuple[str, ...]) -> None:
+        self.why, self.packages, self.thread = why, packages, threading.get_ident()
 
     def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
-        if name == "torch" or name.startswith("torch."):
-            raise ModuleNotFoundError(f"torch is not imported while {self.why}: {name}")
+        if name.split(".", 1)[0] in self.packages and threading.get_ident() == self.thread:
+            raise ModuleNotFoundError(f"{name.split('.', 1)[0]} is not imported while {self.why}: {name}")
         return None
 
 
 @contextmanager
-def torch_blocked(why: str, drop: Callable[[str], bool]) -> Iterator[None]:
-    """Inside, ``import torch`` fails with a ``ModuleNotFoundError`` naming ``why`` (a library that imports
-    torch optionally, skops or SDV, then loads without it); afterwards the modules ``drop`` selects (what
-    was half-imported around the failure) are removed from ``sys.modules``, so a later ``import torch``
-    and its users load normally."""
-    blocker = _NoTorch(why)
+def imports_blocked(why: str, packages: tuple[str, ...], drop: Callable[[str], bool]) -> Iterator[None]:
+    """Inside, importing any of ``packages`` in this thread fails with a ``ModuleNotFoundError`` naming ``why`` (a library
+    that imports them optionally then loads without them); afterwards the modules ``drop`` selects (what
+    was half-imported around the failure) are removed from ``sys.modules``, so a later import of them and
+    of their users loads normally."""
+    blocker = _Blocked(why, packages)
     sys.meta_path.insert(0, blocker)  # type: ignore[arg-type]
     try:
         yield
@@ -85,3 +87,9 @@ def torch_blocked(why: str, drop: Callable[[str], bool]) -> Iterator[None]:
         sys.meta_path.remove(blocker)  # type: ignore[arg-type]
         for name in [m for m in sys.modules if drop(m)]:
             del sys.modules[name]
+
+
+def torch_blocked(why: str, drop: Callable[[str], bool]) -> AbstractContextManager[None]:
+    """:func:`imports_blocked` for torch: a library that imports torch optionally (skops, SDV) loads
+    without it, and a later ``import torch`` and its users load normally."""
+    return imports_blocked(why, ("torch",), drop)
