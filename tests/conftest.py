@@ -15,6 +15,71 @@ os.environ.setdefault("BMS_THREADS", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 
+#: Seconds each test file takes (``-n 0``, 2026-12-08, with other work on the 2 cores: about 1.7x an idle
+#: CI run's figures; the e2e files estimated from CI's durations x 1.7). xdist (``--dist loadfile
+#: --no-loadscope-reorder`` in pyproject.toml) hands the files out in collection order, so they are
+#: collected longest first: the run no longer ends with one worker alone on a long file while the other
+#: has finished (xdist's default order, most tests first, left the one-test e2e files for last). A file
+#: not listed counts as 1 s (after every listed file, in the usual order). Refresh the figures from a
+#: ``--durations=0`` or ``--junitxml`` run when a file's time changes a lot.
+FILE_SECONDS: dict[str, int] = {
+    "tests/e2e/test_pipeline_variants.py": 80,
+    "tests/dask/test_dask_engine.py": 75,
+    "tests/e2e/test_pipeline_e2e.py": 60,
+    "tests/failure/test_simulated_fleets.py": 48,
+    "tests/agent/test_pipeline_mechanics.py": 43,
+    "tests/anomaly/test_hybrid.py": 43,
+    "tests/e2e/test_pipeline_one_cell.py": 40,
+    "tests/anomaly/test_state_aware.py": 39,
+    "tests/console/test_dashboard_browser.py": 37,
+    "tests/agent/test_agent.py": 36,
+    "tests/failure/test_model.py": 31,
+    "tests/anomaly/test_tools_stdio.py": 26,
+    "tests/fuzz/test_fuzz_tools.py": 24,
+    "tests/datagen/test_sdv_timestamps.py": 21,
+    "tests/datagen/test_sdv.py": 20,
+    "tests/core/test_dataset_folders.py": 20,
+    "tests/forecast/test_forecast_stdio.py": 20,
+    "tests/schema/test_mlflow_mirror.py": 18,
+    "tests/datagen/test_tools_stdio.py": 17,
+    "tests/live/test_openapi_fuzz.py": 17,
+    "tests/preprocess/test_engine.py": 16,
+    "tests/live/test_champion_serving.py": 16,
+    "tests/integration/test_servers_stdio.py": 16,
+    "tests/fuzz/test_model_files.py": 15,
+    "tests/mcp/test_mcp_surface.py": 15,
+    "tests/live/test_logic.py": 15,
+    "tests/anomaly/test_components.py": 14,
+    "tests/agent/test_agent_openai.py": 13,
+    "tests/preprocess/test_tools_stdio.py": 13,
+    "tests/preprocess/test_csv_lines.py": 12,
+    "tests/failure/test_server_stdio.py": 11,
+    "tests/live/test_api.py": 10,
+    "tests/fuzz/test_killed_calls.py": 9,
+    "tests/store/test_durability.py": 9,
+    "tests/forecast/test_forecaster.py": 8,
+    "tests/live/test_hardening.py": 8,
+    "tests/console/test_alert_delivery.py": 8,
+    "tests/console/test_stream.py": 7,
+    "tests/forecast/test_promotion.py": 7,
+    "tests/live/test_real_models.py": 7,
+    "tests/datagen/test_simulator_variants.py": 5,
+    "tests/mcp/test_mcp_config.py": 5,
+    "tests/store/test_cli.py": 5,
+    "tests/console/test_alert_rules.py": 4,
+    "tests/store/test_ingest_api.py": 4,
+    "tests/datagen/test_simulator.py": 4,
+    "tests/datagen/test_ageing.py": 3,
+    "tests/preprocess/test_impute.py": 2,
+    "tests/fuzz/test_no_data_answers.py": 2,
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Longest test files first (stable: a file's tests keep their order and stay together)."""
+    items.sort(key=lambda item: -FILE_SECONDS.get(item.nodeid.split("::", 1)[0], 1))
+
+
 @pytest.fixture
 def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh BMS_WORKSPACE for one test (the sample data folder is allowed too)."""

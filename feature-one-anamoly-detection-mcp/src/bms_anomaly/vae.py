@@ -183,6 +183,13 @@ class VAEDetector:
         log.info("VAE: %d rows, %d epochs x %d steps in %.2fs", n, epochs, steps_per_epoch, self.fit_seconds)
         return self
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (a Dask worker's copy of a fitted detector) without the torch module: scoring needs only
+        the NumPy ``weights``, and a process that unpickles the detector does not import torch for it."""
+        state = self.__dict__.copy()
+        state["module"] = None
+        return state
+
     def _forward(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The module's forward pass on the posterior mean, in NumPy float32: (reconstruction, mu, logvar)."""
         w = self.weights

@@ -434,7 +434,7 @@ def train_failure_model(
     grid: FeatureGrid | None = None,
     progress: Callable[[float, str], None] | None = None,
     validate: bool = True,
-    prior: pd.DataFrame | None = None,
+    prior: pd.DataFrame | PriorSamples | None = None,
     prior_weight: float = 1.0,
 ) -> TrainingResult:
     """Train the survival model on a canonical readings table with ``IsDead``; validate by cell and time.
@@ -446,6 +446,7 @@ def train_failure_model(
     ``prior``: a labelled fleet (e.g. simulated, see ``bms_datagen``) whose samples are pooled into every
     fit's training rows with weight ``prior_weight`` per sample (a user's fleet holds few deaths);
     early stopping, calibration, the alarm threshold and every metric use the user's own cells only.
+    :func:`prior_samples` of a fleet may be passed instead of the fleet (built once for many trainings).
     """
     config = config or FeatureConfig()
     step = progress or (lambda fraction, message: None)
@@ -455,7 +456,9 @@ def train_failure_model(
     features = list(FEATURES)
     data_end = grid.data_end
     pooled_prior = None
-    if prior is not None:
+    if isinstance(prior, PriorSamples):
+        pooled_prior = prior
+    elif prior is not None:
         step(0.12, "building the prior fleet's features")
         pooled_prior = prior_samples(prior, config, prior_weight)
 
