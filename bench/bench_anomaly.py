@@ -296,26 +296,35 @@ def held_out_quality(
 
 
 def tiny_fleet_quality(seeds: tuple[int, ...] = TINY_SEEDS, train_seed: int = TRAIN_SEED) -> dict:
-    """2 strings x 6 cells x 10 days: trained on seed 0's fleet, scored on other seeds' (flooded)."""
+    """2 strings x 6 cells x 10 days: trained on seed 0's fleet, scored on other seeds' (flooded); alone and, as
+    the pipeline trains a small fleet (stage ``anomaly_prior``), together with a simulated 1 x 24-cell x 30-day
+    prior fleet (seed 1000, 69,120 readings; ``bms_anomaly.detect.pool_with_prior``)."""
+    from bms_anomaly.detect import pool_with_prior
     from bms_anomaly.hybrid import HybridAnomalyDetector
     from bms_anomaly.metrics import support_note
     from bms_datagen.simulator import simulate_fleet
     from bms_preprocess.pipeline import prepare_readings
 
-    def fleet(seed: int):
-        return prepare_readings(simulate_fleet(devices=2, cells_per_device=6, days=10, seed=seed)).reset_index(
-            drop=True
-        )
+    def fleet(seed: int, devices: int = 2, cells: int = 6, days: float = 10):
+        return prepare_readings(
+            simulate_fleet(devices=devices, cells_per_device=cells, days=days, seed=seed)
+        ).reset_index(drop=True)
 
-    detector = HybridAnomalyDetector(seed=0).fit(fleet(train_seed))
+    own = fleet(train_seed)
+    detectors = {
+        "alone": HybridAnomalyDetector(seed=0).fit(own),
+        "with_prior_fleet": HybridAnomalyDetector(seed=0).fit(pool_with_prior(own, fleet(1000, 1, 24, 30))),
+    }
     out: dict = {
-        "protocol": f"2 strings x 6 cells x 10 days, train seed {train_seed}, whole fleets of seeds {list(seeds)}"
+        "protocol": f"2 strings x 6 cells x 10 days, train seed {train_seed}, whole fleets of seeds {list(seeds)}; "
+        "'alone': trained on that fleet only, 'with_prior_fleet': with a 1 x 24-cell x 30-day simulated fleet"
     }
     for seed in seeds:
         f = fleet(seed)
-        m = _cell_behaviour(f, detector.score(f))
-        m["note"] = support_note(m) or "enough labelled anomalies to judge"
-        out[seed] = m
+        for name, detector in detectors.items():
+            m = _cell_behaviour(f, detector.score(f))
+            m["note"] = support_note(m) or "enough labelled anomalies to judge"
+            out.setdefault(name, {})[seed] = m
     return out
 
 
