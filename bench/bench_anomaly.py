@@ -52,6 +52,9 @@ def main() -> None:
         action="store_true",
         help="only the held-out detection quality (flooded, VRLA, charge/discharge record)",
     )
+    parser.add_argument(
+        "--speed-only", action="store_true", help="only the speed figures (no held-out quality, no SVM comparison)"
+    )
     parser.add_argument("--train-seed", type=int, default=TRAIN_SEED, help="seed of the fleet the detector trains on")
     parser.add_argument(
         "--fleet-seeds", type=_seeds, default=FLEET_SEEDS, help="comma-separated seeds of the fleets scored"
@@ -73,10 +76,11 @@ def main() -> None:
 
     out: dict = {"threads": int(os.environ["BMS_THREADS"])}
     out["load_average_at_start"] = [round(x, 2) for x in os.getloadavg()]
-    out["held_out_quality"] = held_out_quality(
-        args.train_seed, args.fleet_seeds, args.tiny_seeds, args.record_dev_seeds, args.record_seeds
-    )
-    out["load_average_after_quality"] = [round(x, 2) for x in os.getloadavg()]
+    if not args.speed_only:
+        out["held_out_quality"] = held_out_quality(
+            args.train_seed, args.fleet_seeds, args.tiny_seeds, args.record_dev_seeds, args.record_seeds
+        )
+        out["load_average_after_quality"] = [round(x, 2) for x in os.getloadavg()]
     if args.quality_only:
         print(json.dumps(out, indent=1, default=str))
         return
@@ -139,7 +143,8 @@ def main() -> None:
         "note": "canonical columns only; features derived per call",
     }
 
-    out["svm_choice"] = svm_comparison(detector, prepared, args.svm_rows, truth_labels, pr_auc)
+    if not args.speed_only:
+        out["svm_choice"] = svm_comparison(detector, prepared, args.svm_rows, truth_labels, pr_auc)
     out["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     out["note"] = "2 cores shared with other processes: timings scale with the load average"
     print(json.dumps(out, indent=1))
