@@ -83,9 +83,10 @@ def pool_with_prior(own: pd.DataFrame, prior: pd.DataFrame, impute: str = "inter
 
     A small fleet's own readings are too few to learn normal behaviour from: a 2 x 6-cell fleet over 10 days
     (11,500 readings, a few dozen of them anomalous) sets each detector's tail at its own few anomalies, and a
-    0.13 V sag scores like the training data's largest normal scores. Pooled with a simulated 3 x 24-cell fleet of
-    the same chemistry, the peer-deviation features (which do not depend on the fleet) are learnt from 200,000
-    readings (development tiny fleets 75-78: F1 0.02-0.52 -> 0.76-0.88 flooded, VRLA 75-77 0.65-0.75 -> 0.88-0.90).
+    0.13 V sag scores like the training data's largest normal scores. Pooled with a simulated fleet of the same
+    chemistry, the peer-deviation features (which do not depend on the fleet) are learnt from both (development
+    tiny fleets 75-78, F1 0.02-0.52 alone: 0.81-0.85 with a 1 x 24-cell x 30-day prior, the pipeline's, 69,120
+    readings; 0.76-0.88 with 3 x 24 cells; VRLA 75-77 0.65-0.75 -> 0.88-0.90 with 3 x 24 cells).
     The prior's cells get :data:`PRIOR_PREFIX` on their ids, so no history or string spans the two fleets. Refused
     when the chemistries differ (one has specific gravity, the other not) or the readings' strings have fewer
     than 3 cells (the detector then learns each cell's own history, which another fleet cannot teach)."""
