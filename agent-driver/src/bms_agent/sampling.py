@@ -113,9 +113,13 @@ def fleet_shape(table: Path) -> dict[str, float | int | bool]:
     if len(frame) and {"DeviceID", "Timestamp"} <= set(frame.columns):
         shape["cells_per_string"] = float(frame.groupby(["DeviceID", "Timestamp"], sort=False).size().median())
     if len(frame) > 1 and {"CellID", "Timestamp"} <= set(frame.columns):
-        ordered = frame[["CellID", "Timestamp"]].sort_values(["CellID", "Timestamp"], kind="stable")
-        stamps = ordered["Timestamp"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
-        same = ordered["CellID"].to_numpy()[1:] == ordered["CellID"].to_numpy()[:-1]
+        import pandas as pd
+
+        times = pd.to_datetime(frame["Timestamp"], errors="coerce", utc=True)
+        ordered = pd.DataFrame({"cell": frame["CellID"].astype(str).to_numpy(), "t": times}).dropna()
+        ordered = ordered.sort_values(["cell", "t"], kind="stable")
+        stamps = ordered["t"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
+        same = ordered["cell"].to_numpy()[1:] == ordered["cell"].to_numpy()[:-1]
         steps = np.diff(stamps)[same]
         steps = steps[steps > 0]
         if len(steps):

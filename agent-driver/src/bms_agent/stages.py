@@ -154,6 +154,9 @@ def _skip_anomaly_prior(state: PipelineState) -> str | None:
         return "no anomaly detector is trained in this run"
     if state.options.anomaly_prior_rows <= 0:
         return "--anomaly-prior-rows 0: the detector trains on the fleet's own readings only"
+    record = state.stages.get("preprocess")
+    if record is not None and record.status == "skipped":
+        return "the readings were not preprocessed here: the detector trains on them only"
     shape = _fleet_shape(state)
     if shape["rows"] >= ANOMALY_PRIOR_BELOW_ROWS:
         return f"{shape['rows']:,} readings: enough to learn the fleet's normal behaviour from"
