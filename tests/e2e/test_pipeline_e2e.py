@@ -30,6 +30,7 @@ TINY = dict(
     days=5,
     interval_minutes=60,
     seed=2,
+    anomaly_prior_rows=17_280,
     failure_rate=0.9,
     sdv_rows=300,
     forecast_cells=2,
@@ -80,7 +81,9 @@ def test_pipeline_end_to_end_with_crash_and_resume(workspace: Path) -> None:
     assert runs == [state.run_dir]
     steps = json.loads((state.run_dir / "manifest.json").read_text())["steps"]
     tools = [s["tool"] for s in steps]
-    assert tools.count("simulate_bms_fleet") == 1 and tools.count("detect_anomalies") == 1
+    # simulate once, and once the prior fleet of the small fleet's anomaly detector
+    assert status["anomaly_prior"] == "ok"
+    assert tools.count("simulate_bms_fleet") == 2 and tools.count("detect_anomalies") == 1
     assert tools.count("train_forecaster") == 1 and tools.count("sdv_generate") == 1
     forecast_calls = [s for s in steps if s["tool"] == "predict_cell_timeseries"]
     assert [s["status"] for s in forecast_calls] == ["ok"] * TINY["forecast_cells"]

@@ -19,3 +19,5 @@ def test_one_cell_one_minute_no_discharge(workspace: Path) -> None:
     assert all(status[n] in ("ok", "skipped") for n in status)
     assert "1 devices x 1 cells x 1440 readings" in lines["simulate"]
     assert "of 1 cells" in lines["failure"] and status["forecast"] == "ok"
+    # one cell has no peers: its detector learns its own history, not from a prior fleet of strings
+    assert status["anomaly_prior"] == "skipped" and "fewer than 3 cells" in lines["anomaly_prior"]

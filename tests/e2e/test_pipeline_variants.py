@@ -16,6 +16,7 @@ FAST = dict(
     horizon_days=2,
     timeout=180,
     seed=3,
+    anomaly_prior_rows=17_280,  # a smaller prior fleet than the default 69,120 readings (the same stage)
 )
 
 
@@ -45,6 +46,9 @@ def test_vrla_hourly_healthy_fleet_without_labels(workspace: Path) -> None:
     assert status["failure_train"] == "ok" and "failure_classifier v0001" in lines["failure_train"]
     assert "model v0001" in lines["failure"] and "of 6 cells" in lines["failure"]
     assert "no IsAnomaly labels" in lines["anomaly_train"]
+    # 720 readings: the detector trains on them with a simulated VRLA fleet at their interval
+    assert status["anomaly_prior"] == "ok" and "1 devices x 24 cells x 720 readings" in lines["anomaly_prior"]
+    assert "trained on 504 readings with 17280 of the prior fleet" in lines["anomaly_train"]
     assert "0 cells fail" in lines["simulate"]
     # the labels were dropped before preprocessing, as in a real fleet's data
     import pandas as pd

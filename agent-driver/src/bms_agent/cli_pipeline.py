@@ -86,6 +86,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="training examples per parameter for the forecaster (default %(default)s)",
     )
     p.add_argument(
+        "--anomaly-prior-rows",
+        type=int,
+        default=DEFAULTS.anomaly_prior_rows,
+        help="a fleet of fewer than 100,000 readings trains its anomaly detector together with a simulated "
+        "fleet of this many readings (its chemistry and interval; default %(default)s, 0: its own readings only)",
+    )
+    p.add_argument(
         "--sdv-rows",
         type=int,
         default=DEFAULTS.sdv_rows,
@@ -117,6 +124,8 @@ def options_from(args: argparse.Namespace) -> PipelineOptions:
     ):
         if getattr(args, name) <= 0:
             raise SystemExit(f"bms-pipeline: --{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    if args.anomaly_prior_rows < 0:
+        raise SystemExit(f"bms-pipeline: --anomaly-prior-rows must be 0 or more, got {args.anomaly_prior_rows}")
     return PipelineOptions(
         data=args.data,
         devices=args.devices,
@@ -131,6 +140,7 @@ def options_from(args: argparse.Namespace) -> PipelineOptions:
         horizon_days=args.horizon_days,
         forecast_cells=args.forecast_cells,
         forecast_train_pairs=args.forecast_train_pairs,
+        anomaly_prior_rows=args.anomaly_prior_rows,
         failure_rate=args.failure_rate,
         anomaly_rate=args.anomaly_rate,
         parallel=args.parallel,

@@ -93,3 +93,35 @@ def write_recent_history(table: Path, target: Path, cell_ids: list[str], days: f
     with atomic_path(target) as tmp:
         pq.write_table(data, tmp)
     return {"rows_written": int(data.num_rows)}
+
+
+def fleet_shape(table: Path) -> dict[str, float | int | bool]:
+    """What the prior-fleet decision needs from a readings table: ``rows``, ``cells_per_string`` (median cells
+    per string packet), ``has_sg`` (any specific gravity) and ``interval_minutes`` (median step of a cell)."""
+    import numpy as np
+    from bms_schema.reader import read_table
+
+    present = set(table_columns(table))
+    wanted: list[str] = [c for c in ("DeviceID", "CellID", "Timestamp", "CellSpecificGravity") if c in present]
+    frame = read_table(table, columns=wanted)
+    shape: dict[str, float | int | bool] = {
+        "rows": int(len(frame)),
+        "has_sg": bool("CellSpecificGravity" in frame.columns and frame["CellSpecificGravity"].notna().any()),
+        "cells_per_string": 0.0,
+        "interval_minutes": 15.0,
+    }
+    if len(frame) and {"DeviceID", "Timestamp"} <= set(frame.columns):
+        shape["cells_per_string"] = float(frame.groupby(["DeviceID", "Timestamp"], sort=False).size().median())
+    if len(frame) > 1 and {"CellID", "Timestamp"} <= set(frame.columns):
+        import pandas as pd
+
+        times = pd.to_datetime(frame["Timestamp"], errors="coerce", utc=True)
+        ordered = pd.DataFrame({"cell": frame["CellID"].astype(str).to_numpy(), "t": times}).dropna()
+        ordered = ordered.sort_values(["cell", "t"], kind="stable")
+        stamps = ordered["t"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
+        same = ordered["cell"].to_numpy()[1:] == ordered["cell"].to_numpy()[:-1]
+        steps = np.diff(stamps)[same]
+        steps = steps[steps > 0]
+        if len(steps):
+            shape["interval_minutes"] = float(np.median(steps) / 60e9)
+    return shape

@@ -131,6 +131,62 @@ FAILURE_FLEET = {
 }
 
 
+#: The simulated fleet a small fleet's anomaly detector is trained on together with its own readings: one
+#: string of 24 cells, ``--anomaly-prior-rows`` readings (69,120) at the readings' own interval and chemistry.
+#: A 2 x 6-cell fleet over 10 days holds too few readings to learn normal behaviour from (development fleets
+#: 75-78: F1 0.02-0.52 alone, 0.81-0.85 pooled with this prior; see bms_anomaly.detect.pool_with_prior).
+ANOMALY_PRIOR_STRING = 24  # cells of the prior fleet's one string
+ANOMALY_PRIOR_FILE = "anomaly_prior_fleet.csv"
+#: Readings from which a fleet's own are enough and no prior fleet is simulated.
+ANOMALY_PRIOR_BELOW_ROWS = 100_000
+
+
+def _fleet_shape(state: PipelineState) -> dict[str, Any]:
+    from .sampling import fleet_shape
+
+    return fleet_shape(Path(processed_table(state)))
+
+
+def _skip_anomaly_prior(state: PipelineState) -> str | None:
+    if "anomaly_train" in (state.options.skip or ()) or _skip_training("anomaly_hybrid", "train_anomaly_detector")(
+        state
+    ):
+        return "no anomaly detector is trained in this run"
+    if state.options.anomaly_prior_rows <= 0:
+        return "--anomaly-prior-rows 0: the detector trains on the fleet's own readings only"
+    record = state.stages.get("preprocess")
+    if record is not None and record.status == "skipped":
+        return "the readings were not preprocessed here: the detector trains on them only"
+    shape = _fleet_shape(state)
+    if shape["rows"] >= ANOMALY_PRIOR_BELOW_ROWS:
+        return f"{shape['rows']:,} readings: enough to learn the fleet's normal behaviour from"
+    if shape["cells_per_string"] < 3:
+        return "strings of fewer than 3 cells: the detector learns each cell's own history, not from another fleet"
+    return None
+
+
+def _anomaly_prior_args(state: PipelineState) -> dict[str, Any]:
+    shape = _fleet_shape(state)
+    interval = float(min(max(shape["interval_minutes"], 1.0), 60.0))
+    return {
+        "devices": 1,
+        "cells_per_device": ANOMALY_PRIOR_STRING,
+        "days": round(state.options.anomaly_prior_rows * interval / (ANOMALY_PRIOR_STRING * 1440.0), 3),
+        "interval_minutes": interval,
+        "chemistry": "flooded" if shape["has_sg"] else "vrla",
+        "seed": state.options.seed + 1000,
+        "file_name": ANOMALY_PRIOR_FILE,
+    }
+
+
+def _anomaly_train_args(state: PipelineState) -> dict[str, Any]:
+    args: dict[str, Any] = {"data_path": processed_table(state), "seed": state.options.seed}
+    record = state.stages.get("anomaly_prior")
+    if record is not None and record.status == "ok":
+        args["prior_path"] = simulated_table(state, "anomaly_prior")
+    return args
+
+
 def _failure_champion(state: PipelineState) -> str | None:
     from bms_schema.registry import ModelRegistry
 
@@ -381,14 +437,25 @@ STAGES: tuple[Stage, ...] = (
         after=("simulate",),
     ),
     Stage(
+        "anomaly_prior",
+        "Simulated fleet for a small fleet's anomaly detector",
+        ("datagen",),
+        lambda s: [Call("datagen", "simulate_bms_fleet", _anomaly_prior_args(s))],
+        summary=lambda envs: (
+            "too few readings to learn normal behaviour from alone: "
+            + (envs[0].get("message", "") if envs else "")
+            + " (trained on with them)"
+        ),
+        skip_late=_skip_anomaly_prior,
+        after=("preprocess",),
+    ),
+    Stage(
         "anomaly_train",
         "Anomaly detector training",
         ("anomaly",),
-        lambda s: [
-            Call("anomaly", "train_anomaly_detector", {"data_path": processed_table(s), "seed": s.options.seed})
-        ],
+        lambda s: [Call("anomaly", "train_anomaly_detector", _anomaly_train_args(s))],
         skip_when=_skip_training("anomaly_hybrid", "train_anomaly_detector"),
-        after=("preprocess",),
+        after=("preprocess", "anomaly_prior"),
     ),
     Stage(
         "anomaly",

@@ -33,6 +33,8 @@ class PipelineOptions:
     forecast_steps: int = 25
     forecast_history_days: float = 7.0  # recent history (of the cells' strings) given to each forecast call
     forecast_train_pairs: int = 60_000  # training examples per parameter for the forecaster (speed vs accuracy)
+    # readings of the simulated fleet a small fleet's anomaly detector trains on with its own; 0: none
+    anomaly_prior_rows: int = 69_120
     parallel: int = 2  # stages run at once when independent (one per core)
     failure_rate: float | None = None  # simulator: share of cells dying per 30 days (None: its default)
     anomaly_rate: float | None = None  # simulator: share of labelled anomalies (None: its default)

@@ -47,7 +47,7 @@ import numpy as np
 import pandas as pd
 from bms_schema.errors import InputError
 
-from .fleet_physics import CHEMISTRY, FLOAT_TEMP_COMP, OCV_OFFSET
+from .fleet_physics import CHEMISTRY, FLOAT_TEMP_COMP, OCV_OFFSET, first_order_filter
 
 PHASES: tuple[str, ...] = ("float_before", "discharge", "rest", "bulk", "absorption", "float_after")
 #: Operating state (``bms_schema.state`` names) of each phase.
@@ -269,8 +269,6 @@ def simulate_cycle_record(
 
     # temperatures: ambient + rack position + lagged heat (I^2 R, and the unaccepted absorption/
     # float current recombined into heat: I x V)
-    from scipy.signal import lfilter
-
     heat = current[:, None] ** 2 * r_cell[None, :]
     unaccepted = np.where(phase_idx == 4, (1.0 - stored) * current, 0.0)
     unaccepted = np.where(phase_idx == 5, np.maximum(current - float_i, 0.0) + 0.5 * float_i, unaccepted)
@@ -279,7 +277,7 @@ def simulate_cycle_record(
         heat = heat + (unaccepted * v_abs)[:, None]
     k_per_w = 1.2 * (100.0 / cap_cell)  # ~5 kg per 100 Ah cell, 2 h thermal time constant
     alpha = 1.0 - np.exp(-dt_h / 2.0)
-    lagged = lfilter([alpha], [1.0, alpha - 1.0], heat, axis=0)
+    lagged = first_order_filter(alpha, alpha - 1.0, heat, axis=0)
     # start in thermal equilibrium with the float heat
     lagged = lagged + heat[0][None, :] * (1.0 - alpha) ** np.arange(1, t + 1)[:, None]
     temps = ambient[:, None] + position[None, :] + k_per_w[None, :] * lagged

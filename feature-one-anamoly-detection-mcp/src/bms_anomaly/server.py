@@ -57,6 +57,13 @@ class TrainArgs(ToolArgs):
         description="make the new version the champion even if it does not beat "
         "the current champion on the held-out readings",
     )
+    prior_path: str | None = Field(
+        default=None,
+        description="readings of another fleet of the same chemistry (e.g. simulate_bms_fleet, 3 x 24 cells) to "
+        "train on together with data_path's earlier readings: for a small fleet (under ~200,000 readings) whose "
+        "own readings are too few to learn normal behaviour from; the held-out readings stay data_path's. "
+        "Refused for strings of fewer than 3 cells and when one has specific gravity and the other not",
+    )
 
 
 @server.tool(
@@ -83,6 +90,11 @@ def train_anomaly_detector(args: TrainArgs, ctx: ToolContext) -> ToolOutput:
     ctx.run.add_input(path)
     with ctx.run.timed("read"):
         frame = read_table(path)
+        prior = None
+        if args.prior_path:
+            prior_file = resolve_input(args.prior_path)
+            ctx.run.add_input(prior_file)
+            prior = read_table(prior_file)
     with ctx.run.timed("train"):
         outcome = train_detector(
             frame,
@@ -92,6 +104,7 @@ def train_anomaly_detector(args: TrainArgs, ctx: ToolContext) -> ToolOutput:
             seed=args.seed,
             promote=args.promote,
             progress=ctx.progress,
+            prior=prior,
         )
     version, decision = outcome.model_version, outcome.decision or {}
     assert version is not None
@@ -116,7 +129,11 @@ def train_anomaly_detector(args: TrainArgs, ctx: ToolContext) -> ToolOutput:
     hybrid = (outcome.metrics or {}).get("hybrid", {})
     f1 = hybrid.get("f1")
     note = support_note(hybrid) if f1 is not None else ""
-    message = f"registered anomaly_hybrid {version} as {decision.get('alias')}: {decision.get('reason')}" + (
+    pooled = outcome.info.get("prior_rows", 0)
+    message = (
+        f"registered anomaly_hybrid {version} as {decision.get('alias')}: {decision.get('reason')}"
+        + (f"; trained on {outcome.info['train_rows']} readings with {pooled} of the prior fleet" if pooled else "")
+    ) + (
         f"; hybrid F1 {f1:.3f} on {outcome.info['scope']}" + (f" ({note})" if note else "")
         if f1 is not None
         else "; no IsAnomaly labels: no held-out F1"
@@ -132,6 +149,7 @@ def train_anomaly_detector(args: TrainArgs, ctx: ToolContext) -> ToolOutput:
             "threshold": outcome.detector.threshold,
             "features": outcome.detector.features,
             "train_rows": outcome.info["train_rows"],
+            "prior_rows": pooled,
             "holdout_rows": outcome.info["holdout_rows"],
             "holdout_f1": f1,
             "holdout_f1_meaningful": None if f1 is None else not note,

@@ -42,6 +42,7 @@ class TrainAnomalyData(ToolData):
     threshold: float
     features: list[str]
     train_rows: int
+    prior_rows: int = Field(default=0, description="readings of the prior fleet (prior_path) trained on with them")
     holdout_rows: int
     holdout_f1: float | None = Field(default=None, description="hybrid F1 on the held-out span (null: no labels)")
     holdout_f1_meaningful: bool | None = Field(
