@@ -66,3 +66,13 @@ def test_prior_fleet_joins_training_but_not_calibration(fleets: dict[str, pd.Dat
 def test_prior_weight_must_be_positive(fleets: dict[str, pd.DataFrame]) -> None:
     with pytest.raises(InputError, match="prior_weight"):
         train_failure_model(fleets["own"], 7.0, validate=False, prior=fleets["prior"], prior_weight=0.0)
+
+
+def test_train_and_register_pools_the_prior(workspace: Any, fleets: dict[str, pd.DataFrame]) -> None:
+    from bms_failure.api import train_and_register
+
+    outcome = train_and_register(fleets["own"], prior=fleets["prior"], prior_weight=2.0, validate=False)
+    info = outcome.result.metrics["prior"]
+    assert info["cells"] == 36 and info["weight"] == 2.0 and info["samples"] > 0
+    assert outcome.registered.version == "v0001" and outcome.registered.alias == "champion"
+    assert not outcome.result.model.holdout["CellID"].astype(str).str.startswith(PRIOR_PREFIX).any()

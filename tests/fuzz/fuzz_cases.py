@@ -43,6 +43,7 @@ FILE_TOOLS: dict[str, list[tuple[str, str, dict[str, object]]]] = {
         ("predict_cell_failure", "data_path", {}),
         ("train_failure_model", "data_path", {}),
         ("predict_cell_failure", "anomaly_path", {"data_path": "data/good.csv"}),
+        ("train_failure_model", "prior_path", {"data_path": "data/good.csv"}),
     ],
 }
 FOLDER_TOOLS: list[tuple[str, str, dict[str, object]]] = [

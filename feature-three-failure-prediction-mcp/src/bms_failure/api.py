@@ -111,14 +111,25 @@ def train_and_register(
     progress: Callable[[float, str], None] | None = None,
     promote: bool = False,
     validate: bool = True,
+    prior: pd.DataFrame | None = None,
+    prior_weight: float = 1.0,
 ) -> TrainingOutcome:
     """Train (see :func:`bms_failure.training.train_failure_model`) and register a candidate version: it
-    becomes champion when it beats the champion on its held-out cells (or with ``promote``)."""
+    becomes champion when it beats the champion on its held-out cells (or with ``promote``). ``prior``: a
+    labelled fleet (e.g. simulated) pooled into training, each of its samples weighing ``prior_weight``."""
     from bms_schema.coverage import require_inputs
 
     require_inputs(as_canonical(frame), REQUIRED_INPUTS, "train the failure model")
     result = train_failure_model(
-        frame, horizon_days, config=config, anomalies=anomalies, seed=seed, progress=progress, validate=validate
+        frame,
+        horizon_days,
+        config=config,
+        anomalies=anomalies,
+        seed=seed,
+        progress=progress,
+        validate=validate,
+        prior=prior,
+        prior_weight=prior_weight,
     )
     grid = result.grid
     trained_on = {

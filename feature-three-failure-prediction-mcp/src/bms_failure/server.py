@@ -78,6 +78,15 @@ class TrainArgs(ToolArgs):
         default=False,
         description="Make the new version champion even if it does not beat the current champion on the held-out cells",
     )
+    prior_path: str | None = Field(
+        default=None,
+        description="Optional labelled fleet (CSV/Parquet with IsDead, e.g. a simulated fleet from the data "
+        "generator) pooled into training as a prior when the fleet itself holds few deaths; calibration, "
+        "the alarm threshold and every metric stay on data_path's cells",
+    )
+    prior_weight: float = Field(
+        default=1.0, gt=0, le=100, description="Weight of each prior sample relative to one of data_path's"
+    )
 
 
 def _inputs(args: Any, ctx: ToolContext) -> tuple[Any, Any, dict[str, Any]]:
@@ -235,12 +244,23 @@ def train_failure_model(args: TrainArgs, ctx: ToolContext) -> ToolOutput:
     ROC-AUC at 7/14/30 days next to the IEEE 450 voltage/SG rules and the IEEE 1188 ohmic rule, remaining-life
     error and p10-p90 coverage, and the monthly alarm share of surviving cells.
     """
+    from bms_schema import resolve_input
     from bms_schema.atomic import atomic_write_json
 
     from . import plots
     from .api import train_and_register
 
+    prior_path = resolve_input(args.prior_path) if args.prior_path else None  # refused before any loading
     frame, anomalies, report = _inputs(args, ctx)
+    prior = None
+    extra = _training_data(report)
+    if prior_path is not None:
+        from .api import load_readings_frame
+
+        ctx.run.add_input(prior_path)
+        with ctx.run.timed("load_prior"):
+            prior, _ = load_readings_frame(prior_path)
+        extra["prior"] = {"path": str(prior_path), "weight": args.prior_weight}
     with ctx.run.timed("train"):
         outcome = train_and_register(
             frame,
@@ -248,8 +268,10 @@ def train_failure_model(args: TrainArgs, ctx: ToolContext) -> ToolOutput:
             anomalies,
             seed=args.seed,
             promote=args.promote,
-            extra_metadata=_training_data(report),
+            extra_metadata=extra,
             progress=_progress(ctx),
+            prior=prior,
+            prior_weight=args.prior_weight,
         )
     result, registered = outcome.result, outcome.registered
     model = result.model
