@@ -187,6 +187,15 @@ def _anomaly_train_args(state: PipelineState) -> dict[str, Any]:
     return args
 
 
+def _simulated_fleet_summary(why: str, use: str) -> Callable[[list[dict[str, Any]]], str]:
+    """The summary line of a stage that simulates a fleet for a model: why, the simulator's message, what for."""
+
+    def summary(envs: list[dict[str, Any]]) -> str:
+        return f"{why}: " + (envs[0].get("message", "") if envs else "") + f" ({use})"
+
+    return summary
+
+
 def _failure_champion(state: PipelineState) -> str | None:
     from bms_schema.registry import ModelRegistry
 
@@ -441,10 +450,8 @@ STAGES: tuple[Stage, ...] = (
         "Simulated fleet for a small fleet's anomaly detector",
         ("datagen",),
         lambda s: [Call("datagen", "simulate_bms_fleet", _anomaly_prior_args(s))],
-        summary=lambda envs: (
-            "too few readings to learn normal behaviour from alone: "
-            + (envs[0].get("message", "") if envs else "")
-            + " (trained on with them)"
+        summary=_simulated_fleet_summary(
+            "too few readings to learn normal behaviour from alone", "trained on with them"
         ),
         skip_late=_skip_anomaly_prior,
         after=("preprocess",),
@@ -469,10 +476,8 @@ STAGES: tuple[Stage, ...] = (
         "Simulated fleet for the failure model",
         ("datagen",),
         lambda s: [Call("datagen", "simulate_bms_fleet", {**FAILURE_FLEET, "seed": s.options.seed})],
-        summary=lambda envs: (
-            "no cell dies in the readings and no failure model is registered: "
-            + (envs[0].get("message", "") if envs else "")
-            + " (to train one on)"
+        summary=_simulated_fleet_summary(
+            "no cell dies in the readings and no failure model is registered", "to train one on"
         ),
         skip_late=_skip_failure_fleet,
         after=("preprocess",),
