@@ -37,7 +37,7 @@ FILE_SECONDS: dict[str, int] = {
     "tests/anomaly/test_tools_stdio.py": 26,
     "tests/fuzz/test_fuzz_tools.py": 24,
     "tests/datagen/test_sdv_timestamps.py": 21,
-    "tests/anomaly/test_prior.py": 21,
+    "tests/anomaly/test_prior.py": 12,
     "tests/datagen/test_sdv.py": 20,
     "tests/core/test_dataset_folders.py": 20,
     "tests/forecast/test_forecast_stdio.py": 20,

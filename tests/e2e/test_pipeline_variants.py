@@ -70,8 +70,10 @@ def test_vrla_hourly_healthy_fleet_without_labels(workspace: Path) -> None:
         no_labels=True,
         failure_rate=0.0,
         seed=4,
+        anomaly_prior_rows=0,  # the first run tried the prior stage; this one checks the registry's decisions
     )
     assert status2["failure_fleet"] == "skipped" and status2["failure_train"] == "skipped"
+    assert status2["anomaly_prior"] == "skipped" and "--anomaly-prior-rows 0" in lines2["anomaly_prior"]
     # the forecast stages are skipped: the forecast server is not started (nor health-checked)
     assert [c.server for c in again.state.stages["health"].calls] == ["datagen", "preprocess", "anomaly", "failure"]
     assert [c.server for c in result.state.stages["health"].calls] == [
