@@ -38,3 +38,12 @@ def test_fleet_shape_of_one_cell_read_every_minute(tmp_path: Path) -> None:
     one.to_parquet(tmp_path / "one.parquet")
     shape = fleet_shape(tmp_path / "one.parquet")
     assert shape["cells_per_string"] == 1.0 and shape["interval_minutes"] == 1.0 and shape["rows"] == 120
+
+
+def test_table_rows_from_parquet_metadata_only(tmp_path: Path) -> None:
+    from bms_agent.sampling import table_rows
+
+    pd.DataFrame({"CellVoltage": [2.2] * 7}).to_parquet(tmp_path / "t.parquet")
+    pd.DataFrame({"CellVoltage": [2.2] * 7}).to_csv(tmp_path / "t.csv", index=False)
+    assert table_rows(tmp_path / "t.parquet") == 7
+    assert table_rows(tmp_path / "t.csv") is None  # a CSV is read to count (fleet_shape)

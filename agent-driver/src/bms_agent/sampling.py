@@ -95,6 +95,15 @@ def write_recent_history(table: Path, target: Path, cell_ids: list[str], days: f
     return {"rows_written": int(data.num_rows)}
 
 
+def table_rows(table: Path) -> int | None:
+    """Rows of a Parquet table from its metadata (None for other formats: they must be read to count)."""
+    if table.suffix.lower() != ".parquet" or not table.is_file():
+        return None
+    import pyarrow.parquet as pq
+
+    return int(pq.read_metadata(table).num_rows)
+
+
 def fleet_shape(table: Path) -> dict[str, float | int | bool]:
     """What the prior-fleet decision needs from a readings table: ``rows``, ``cells_per_string`` (median cells
     per string packet), ``has_sg`` (any specific gravity) and ``interval_minutes`` (median step of a cell)."""

@@ -7,6 +7,7 @@ id to every call, times it, forwards progress and records the envelopes.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,10 +142,17 @@ ANOMALY_PRIOR_FILE = "anomaly_prior_fleet.csv"
 ANOMALY_PRIOR_BELOW_ROWS = 100_000
 
 
-def _fleet_shape(state: PipelineState) -> dict[str, Any]:
+@functools.lru_cache(maxsize=4)
+def _shape_of(path: str, mtime_ns: int) -> dict[str, Any]:
     from .sampling import fleet_shape
 
-    return fleet_shape(Path(processed_table(state)))
+    return fleet_shape(Path(path))
+
+
+def _fleet_shape(state: PipelineState) -> dict[str, Any]:
+    """:func:`sampling.fleet_shape` of the preprocessed table, read once (the skip check and the call args)."""
+    path = Path(processed_table(state))
+    return _shape_of(str(path), path.stat().st_mtime_ns)
 
 
 def _skip_anomaly_prior(state: PipelineState) -> str | None:
@@ -157,6 +165,11 @@ def _skip_anomaly_prior(state: PipelineState) -> str | None:
     record = state.stages.get("preprocess")
     if record is not None and record.status == "skipped":
         return "the readings were not preprocessed here: the detector trains on them only"
+    from .sampling import table_rows
+
+    rows = table_rows(Path(processed_table(state)))
+    if rows is not None and rows >= ANOMALY_PRIOR_BELOW_ROWS:  # a large table's columns are not read at all
+        return f"{rows:,} readings: enough to learn the fleet's normal behaviour from"
     shape = _fleet_shape(state)
     if shape["rows"] >= ANOMALY_PRIOR_BELOW_ROWS:
         return f"{shape['rows']:,} readings: enough to learn the fleet's normal behaviour from"
