@@ -46,7 +46,7 @@ from bms_schema.features import DEFAULT_WINDOW, FEATURE_COLUMNS, skipped_feature
 from bms_schema.reader import StreamFailed, count_rows, iter_csv_tables, iter_table, read_table, table_format
 
 from .impute import IMPUTE_METHODS
-from .mice import DEFAULT_ITERATIONS, DEFAULT_SAMPLE_ROWS, HELPER_PREFIXES, MiceImputer, _miceforest
+from .mice import DEFAULT_ITERATIONS, DEFAULT_SAMPLE_ROWS, HELPER_PREFIXES, MiceImputer, import_miceforest
 from .profile import DataProfile
 from .scaling import BMSScaler, scaled_column
 from .spill import BlockLines, CSVLines, HeldBlocks, Spill, assemble
@@ -188,10 +188,10 @@ def _run(
         clock = now
 
     if options.impute == "mice":
-        # miceforest pulls in LightGBM and SciPy (a second of imports; mice._miceforest keeps LightGBM's
+        # miceforest pulls in LightGBM and SciPy (a second of imports; mice.import_miceforest keeps LightGBM's
         # scikit-learn and Dask interfaces out): load it on a thread while stage 1 reads and cleans
         # (pyarrow's parsing releases the GIL), not after it
-        _prefetch(_miceforest, "miceforest")
+        _prefetch(import_miceforest, "miceforest")
     total_rows = count_rows(path)
     from bms_schema.leftovers import owner_tag  # a later server start removes it if this process is killed
 

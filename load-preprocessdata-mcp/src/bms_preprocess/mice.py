@@ -51,7 +51,7 @@ LGB_PARAMS: dict[str, Any] = {"num_iterations": 32, "max_depth": 8, "num_leaves"
 _LIGHTGBM_OPTIONAL = ("sklearn", "dask", "distributed")
 
 
-def _miceforest() -> Any:
+def import_miceforest() -> Any:
     """``miceforest``, imported without the packages of ``_LIGHTGBM_OPTIONAL`` the process has not loaded.
 
     ``lightgbm.compat`` imports scikit-learn and ``dask.distributed`` when they are installed: about
@@ -212,7 +212,7 @@ class MiceImputer:
 
     def fit_sample(self, sample: pd.DataFrame, columns: list[str], missing_any: list[str]) -> "MiceImputer":
         """Fit on design rows already drawn (``design_matrix`` rows of the sample)."""
-        mf = _miceforest()
+        mf = import_miceforest()
 
         self._validate()
         sample = sample.copy()
