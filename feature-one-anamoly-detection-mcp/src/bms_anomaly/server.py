@@ -59,9 +59,10 @@ class TrainArgs(ToolArgs):
     )
     prior_path: str | None = Field(
         default=None,
-        description="readings of another fleet of the same chemistry (e.g. simulate_bms_fleet, 3 x 24 cells) to "
-        "train on together with data_path's earlier readings: for a small fleet (under ~200,000 readings) whose "
-        "own readings are too few to learn normal behaviour from; the held-out readings stay data_path's. "
+        description="readings of another fleet of the same chemistry (e.g. simulate_bms_fleet, one string of 24 "
+        "cells, as the pipeline simulates) to train on together with data_path's earlier readings: for a small "
+        "fleet (the pipeline does it under 100,000 readings) whose own readings are too few to learn normal "
+        "behaviour from; the held-out readings stay data_path's. "
         "Refused for strings of fewer than 3 cells and when one has specific gravity and the other not",
     )
 
@@ -87,12 +88,12 @@ def train_anomaly_detector(args: TrainArgs, ctx: ToolContext) -> ToolOutput:
     from .metrics import support_note
 
     path = resolve_input(args.data_path)
+    prior_file = resolve_input(args.prior_path) if args.prior_path else None  # refused before any loading
     ctx.run.add_input(path)
     with ctx.run.timed("read"):
         frame = read_table(path)
         prior = None
-        if args.prior_path:
-            prior_file = resolve_input(args.prior_path)
+        if prior_file is not None:
             ctx.run.add_input(prior_file)
             prior = read_table(prior_file)
     with ctx.run.timed("train"):
